@@ -1,0 +1,19 @@
+//! Sluice's control plane: sources -> pure `translate` -> one atomic store. Never depends on Pingora.
+//!
+//! ```text
+//! sources::file (YAML files, watched) ─┐
+//! sources::kube (kube-rs watcher)     ─┴─> resources::Resources ─> translate() ─> Snapshot + StatusReport
+//!                                                                                   │
+//!                                                         publish::Store (one ArcSwap) ◀┘
+//! ```
+
+pub mod precedence;
+pub mod publish;
+pub mod resources;
+pub mod snapshot;
+pub mod sources;
+pub mod status;
+pub mod translate;
+
+/// The `spec.controllerName` a GatewayClass must carry for Sluice to serve its Gateways.
+pub const CONTROLLER_NAME: &str = "sluice.dev/gateway-controller";

@@ -1,0 +1,14 @@
+//! Sluice's data plane: a Pingora `ProxyHttp` serving the controller's `Snapshot`.
+
+pub mod admin;
+pub mod cli;
+pub mod echo;
+pub mod filters;
+pub mod listeners;
+pub mod metrics;
+pub mod mirror;
+pub mod proxy;
+pub mod routing;
+pub mod standalone;
+pub mod tls;
+pub mod upstream;

@@ -1,1 +1,397 @@
-//! TODO: mirror
+//! Request mirroring: copies of live requests, body included, streamed to `RequestMirror` backends
+//! without the primary ever waiting, failing or changing.
+//!
+//! The proxy owns one [`MirrorEngine`] (connection pool, budgets, metrics, options) and keeps one
+//! [`MirrorSet`] per request in its context. The set is fed from the proxy phases:
+//! - `request_filter`: [`MirrorSet::start`] for each `RequestMirror` filter, in filter order, with
+//!   the head as modified by the filters before it. Sampling, the upgrade check and the
+//!   in-flight cap are decided here; a copy that is started connects at once and sends its head.
+//! - `upstream_peer` (every attempt): [`MirrorSet::on_upstream_attempt`], because Pingora replays
+//!   the retry buffer from offset 0 through `request_body_filter` on a retry.
+//! - `request_body_filter`: [`MirrorSet::on_body_chunk`]. Never blocks: a chunk that does not
+//!   fit the copy's byte budget aborts that copy.
+//! - `logging`: [`MirrorSet::on_primary_done`] (dropping the set does the same): copies whose
+//!   body is unfinished are aborted, so a mirror never sees a truncated body as complete.
+//!
+//! See `docs/mirroring.md` for the semantics and every bound and metric.
+
+mod budget;
+mod exchange;
+mod head;
+pub mod metrics;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use pingora_core::connectors::http::Connector;
+use pingora_core::connectors::ConnectorOptions;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_http::RequestHeader;
+use rand::Rng;
+use sluice_controller::snapshot::{BackendProtocol, Fraction, HeaderModifier, Mirror};
+use tokio::sync::{mpsc, watch};
+use tracing::debug;
+
+use budget::{GlobalBudget, RequestBudget};
+use exchange::{Chunk, Job, State};
+pub use head::NotMirrorable;
+pub use metrics::MirrorMetrics;
+
+/// How mirrors are sent and bounded. Every field has a production default.
+#[derive(Debug)]
+pub struct MirrorOptions {
+    /// Appended to the mirror request's host name (`example.com:80` → `example.com-shadow:80`),
+    /// so a mirror can tell copies apart. `None` (default) keeps the original `Host`.
+    pub host_suffix: Option<String>,
+    /// Header changes applied to mirror requests only, after every route filter.
+    pub headers: HeaderModifier,
+    /// Body bytes one copy may hold queued while its mirror is slower than the primary; beyond
+    /// this the copy is aborted (`dropped_overflow`). It absorbs the mirror's connect time and
+    /// scheduling jitter, so a mirror as fast as the primary never hits it.
+    pub request_buffer_bytes: usize,
+    /// Body bytes all copies together may hold queued.
+    pub max_buffered_bytes: usize,
+    /// Copies in flight at once; beyond this new copies are skipped (`skipped_capacity`).
+    pub max_inflight: usize,
+    /// Connecting to a mirror endpoint (`connect_error` after it).
+    pub connect_timeout: Duration,
+    /// From the moment the whole request body was handed to the copy until the mirror's answer
+    /// has been read (`timeout` after it). While the body streams, the copy lives exactly as
+    /// long as the client's upload and is bounded by the byte budget instead.
+    pub timeout: Duration,
+    /// How long an idle pooled mirror connection is kept.
+    pub pool_idle_timeout: Duration,
+    /// Pooled mirror connections kept across all mirror backends.
+    pub pool_size: usize,
+    /// Log one `sluice::access` line per copy, tagged `mirror=true`.
+    pub access_log: bool,
+}
+
+impl Default for MirrorOptions {
+    fn default() -> MirrorOptions {
+        MirrorOptions {
+            host_suffix: None,
+            headers: HeaderModifier::default(),
+            request_buffer_bytes: 8 * 1024 * 1024,
+            max_buffered_bytes: 256 * 1024 * 1024,
+            max_inflight: 1024,
+            connect_timeout: Duration::from_secs(1),
+            timeout: Duration::from_secs(10),
+            pool_idle_timeout: Duration::from_secs(60),
+            pool_size: 128,
+            access_log: false,
+        }
+    }
+}
+
+/// How one copy ended (the `outcome` label of `sluice_mirror_requests_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The mirror received the whole request and answered (any status; see the class metric).
+    Completed,
+    /// The mirror fell behind by more than its byte budget; its connection was closed mid-body.
+    DroppedOverflow,
+    /// Not sent: too many copies already in flight.
+    SkippedCapacity,
+    /// Not sent: an Upgrade (WebSocket) or CONNECT request.
+    SkippedUpgrade,
+    /// No endpoint, or connecting failed or timed out.
+    ConnectError,
+    /// The answer did not arrive within [`MirrorOptions::timeout`] after the body was complete.
+    Timeout,
+    /// Writing to or reading from the mirror failed, or it answered garbage.
+    UpstreamError,
+    /// The client went away or the primary failed before the body was complete.
+    AbortedClient,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 8] = [
+        Outcome::Completed,
+        Outcome::DroppedOverflow,
+        Outcome::SkippedCapacity,
+        Outcome::SkippedUpgrade,
+        Outcome::ConnectError,
+        Outcome::Timeout,
+        Outcome::UpstreamError,
+        Outcome::AbortedClient,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Completed => "completed",
+            Outcome::DroppedOverflow => "dropped_overflow",
+            Outcome::SkippedCapacity => "skipped_capacity",
+            Outcome::SkippedUpgrade => "skipped_upgrade",
+            Outcome::ConnectError => "connect_error",
+            Outcome::Timeout => "timeout",
+            Outcome::UpstreamError => "upstream_error",
+            Outcome::AbortedClient => "aborted_client",
+        }
+    }
+}
+
+/// Why the primary side abandoned a copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AbortReason {
+    Overflow,
+    Client,
+}
+
+impl From<AbortReason> for Outcome {
+    fn from(reason: AbortReason) -> Outcome {
+        match reason {
+            AbortReason::Overflow => Outcome::DroppedOverflow,
+            AbortReason::Client => Outcome::AbortedClient,
+        }
+    }
+}
+
+/// What [`MirrorSet::start`] did with one mirror filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Started,
+    /// The filter's fraction did not select this request; nothing is counted.
+    NotSampled,
+    /// Counted with this outcome and not sent.
+    Skipped(Outcome),
+}
+
+// === impl MirrorEngine ===
+
+/// Everything mirroring shares across requests; one per Sluice instance.
+pub struct MirrorEngine {
+    connector: Connector,
+    options: MirrorOptions,
+    metrics: MirrorMetrics,
+    budget: Arc<GlobalBudget>,
+}
+
+impl MirrorEngine {
+    pub fn new(options: MirrorOptions, metrics: MirrorMetrics) -> Arc<MirrorEngine> {
+        let budget = Arc::new(GlobalBudget::new(
+            options.max_inflight,
+            options.max_buffered_bytes,
+            metrics.inflight.clone(),
+            metrics.buffered.clone(),
+        ));
+        let connector = Connector::new(Some(ConnectorOptions::new(options.pool_size)));
+        Arc::new(MirrorEngine {
+            connector,
+            options,
+            metrics,
+            budget,
+        })
+    }
+
+    pub fn options(&self) -> &MirrorOptions {
+        &self.options
+    }
+
+    pub fn metrics(&self) -> &MirrorMetrics {
+        &self.metrics
+    }
+
+    /// Copies started and not yet finished.
+    pub fn inflight(&self) -> usize {
+        self.budget.inflight()
+    }
+
+    /// Body bytes queued for mirrors and not yet written.
+    pub fn buffered_bytes(&self) -> usize {
+        self.budget.buffered()
+    }
+
+    fn peer(&self, mirror: &Mirror) -> Option<HttpPeer> {
+        let addr = mirror.backend.pick_endpoint()?;
+        let mut peer = HttpPeer::new(addr, false, String::new());
+        peer.options.connection_timeout = Some(self.options.connect_timeout);
+        if mirror.backend.protocol == BackendProtocol::H2c {
+            peer.options.set_http_version(2, 2);
+        }
+        Some(peer)
+    }
+}
+
+fn sampled(fraction: Fraction) -> bool {
+    if fraction.numerator == 0 || fraction.denominator == 0 {
+        return false;
+    }
+    if fraction.numerator >= fraction.denominator {
+        return true;
+    }
+    rand::rng().random_range(0..fraction.denominator) < fraction.numerator
+}
+
+// === impl MirrorSet ===
+
+/// The copies of one client request.
+pub struct MirrorSet {
+    engine: Arc<MirrorEngine>,
+    copies: Vec<Copy>,
+    /// Body bytes already handed to the copies.
+    forwarded: u64,
+    /// Body bytes seen in the current primary attempt; a retry replays from 0.
+    attempt_offset: u64,
+}
+
+/// The primary side of one started copy.
+struct Copy {
+    /// `None` once the body is complete or the copy was abandoned.
+    chunks: Option<mpsc::UnboundedSender<Chunk>>,
+    state: watch::Sender<State>,
+    budget: Arc<RequestBudget>,
+}
+
+impl MirrorSet {
+    pub fn new(engine: Arc<MirrorEngine>) -> MirrorSet {
+        MirrorSet {
+            engine,
+            copies: Vec::new(),
+            forwarded: 0,
+            attempt_offset: 0,
+        }
+    }
+
+    /// Decides whether `mirror` gets a copy of this request and starts it. `head` is the request
+    /// as the primary will send it so far; `has_body` says whether a body follows (it will be
+    /// fed through [`Self::on_body_chunk`]). Call before any body chunk.
+    pub fn start(
+        &mut self,
+        mirror: &Mirror,
+        head: &RequestHeader,
+        route: &str,
+        has_body: bool,
+    ) -> Decision {
+        if !sampled(mirror.fraction) {
+            return Decision::NotSampled;
+        }
+        let mirror_label = mirror.backend.name.as_str();
+        let skip = |outcome: Outcome| {
+            self.engine.metrics.outcome(route, mirror_label, outcome);
+            Decision::Skipped(outcome)
+        };
+        if let Err(NotMirrorable::Upgrade) = head::check_mirrorable(head) {
+            return skip(Outcome::SkippedUpgrade);
+        }
+        let Some(peer) = self.engine.peer(mirror) else {
+            debug!(
+                mirror = mirror_label,
+                "mirror backend has no ready endpoint"
+            );
+            return skip(Outcome::ConnectError);
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            debug!("mirror started outside a tokio runtime");
+            return skip(Outcome::ConnectError);
+        };
+        let Some(slot) = self.engine.budget.admit() else {
+            return skip(Outcome::SkippedCapacity);
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let initial = if has_body {
+            State::Streaming
+        } else {
+            State::BodyComplete
+        };
+        let (state, state_rx) = watch::channel(initial);
+        let job = Job {
+            engine: self.engine.clone(),
+            peer,
+            head: head::mirror_head(head, has_body, &self.engine.options),
+            chunks: rx,
+            state: state_rx,
+            route: Arc::from(route),
+            mirror: Arc::from(mirror_label),
+            slot,
+        };
+        runtime.spawn(exchange::run(job));
+        self.copies.push(Copy {
+            chunks: has_body.then_some(tx),
+            state,
+            budget: RequestBudget::new(
+                self.engine.options.request_buffer_bytes,
+                self.engine.budget.clone(),
+            ),
+        });
+        Decision::Started
+    }
+
+    /// Copies whose body is still streaming.
+    pub fn streaming(&self) -> usize {
+        self.copies.iter().filter(|c| c.chunks.is_some()).count()
+    }
+
+    /// A new primary attempt starts: what follows replays the body from offset 0.
+    pub fn on_upstream_attempt(&mut self) {
+        self.attempt_offset = 0;
+    }
+
+    /// One body chunk as `request_body_filter` sees it. Bytes already forwarded (a retry's
+    /// replay) are skipped; the rest is queued for every copy without waiting.
+    pub fn on_body_chunk(&mut self, data: Option<&Bytes>, end_of_stream: bool) {
+        if let Some(data) = data.filter(|d| !d.is_empty()) {
+            let start = self.attempt_offset;
+            let end = start + data.len() as u64;
+            self.attempt_offset = end;
+            if end > self.forwarded {
+                let skip = usize::try_from(self.forwarded.saturating_sub(start)).unwrap_or(0);
+                let fresh = data.slice(skip..);
+                self.forwarded = end;
+                for copy in &mut self.copies {
+                    copy.send(fresh.clone());
+                }
+            }
+        }
+        if end_of_stream {
+            for copy in &mut self.copies {
+                copy.finish();
+            }
+        }
+    }
+
+    /// The primary exchange is over: copies whose body is unfinished are aborted.
+    pub fn on_primary_done(&mut self) {
+        for copy in &mut self.copies {
+            copy.abort(AbortReason::Client);
+        }
+    }
+}
+
+impl Drop for MirrorSet {
+    fn drop(&mut self) {
+        self.on_primary_done();
+    }
+}
+
+// === impl Copy ===
+
+impl Copy {
+    fn send(&mut self, data: Bytes) {
+        let Some(tx) = &self.chunks else { return };
+        let Some(reservation) = self.budget.reserve(data.len()) else {
+            self.abort(AbortReason::Overflow);
+            return;
+        };
+        if tx.send(Chunk { data, reservation }).is_err() {
+            // The copy already ended on its own (mirror error); its outcome is recorded.
+            self.chunks = None;
+        }
+    }
+
+    // The state is set before the sender is dropped: the task reads it when the channel closes.
+    fn finish(&mut self) {
+        if self.chunks.is_some() {
+            self.state.send_replace(State::BodyComplete);
+            self.chunks = None;
+        }
+    }
+
+    fn abort(&mut self, reason: AbortReason) {
+        if self.chunks.is_some() {
+            self.state.send_replace(State::Aborted(reason));
+            self.chunks = None;
+        }
+    }
+}

@@ -1,1 +1,226 @@
-//! TODO: listeners
+//! Our own accept loops: one socket per `Snapshot.binds` address, reconciled after every publish.
+//!
+//! Pingora's `Server` binds its listeners once at start; Gateway listeners come and go on hot
+//! reload, so Sluice owns the sockets and hands each accepted connection to the Pingora app.
+//! Unchanged addresses are never touched by a reload, so their connections never notice it.
+
+mod accept;
+mod connections;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pingora_core::apps::ServerApp;
+use serde::Serialize;
+use sluice_controller::publish::Store;
+use sluice_controller::snapshot::Snapshot;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use accept::{BoundSocket, Shared};
+use connections::Connections;
+
+/// How soon an address that failed to bind is tried again when no publish comes first.
+const BIND_RETRY: Duration = Duration::from_secs(1);
+
+/// Which addresses are being served, and why the others are not.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ListenerStatus {
+    /// The snapshot generation the sockets were last reconciled with.
+    pub generation: u64,
+    pub serving: Vec<SocketAddr>,
+    /// Addresses that could not be bound, with the error; retried on every publish.
+    pub failed: BTreeMap<SocketAddr, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the listeners did not reach generation {generation} within {timeout:?} (at {reached})")]
+pub struct WaitError {
+    pub generation: u64,
+    pub reached: u64,
+    pub timeout: Duration,
+}
+
+/// Owns every listening socket of one Sluice instance.
+pub struct ListenerManager {
+    stop: watch::Sender<bool>,
+    abort: watch::Sender<bool>,
+    task: JoinHandle<()>,
+    status: watch::Receiver<ListenerStatus>,
+    connections: Arc<Connections>,
+}
+
+impl ListenerManager {
+    /// Binds the live snapshot's addresses now and follows every later publish of `store`.
+    pub fn start<A>(store: Arc<Store>, app: Arc<A>) -> ListenerManager
+    where
+        A: ServerApp + Send + Sync + 'static,
+    {
+        let (stop, stop_rx) = watch::channel(false);
+        let (abort, abort_rx) = watch::channel(false);
+        let (status_tx, status) = watch::channel(ListenerStatus::default());
+        let connections = Arc::new(Connections::default());
+        let shared = Arc::new(Shared {
+            store,
+            app,
+            connections: connections.clone(),
+            abort: abort_rx,
+        });
+        let task = tokio::spawn(reconcile_loop(shared, stop_rx, status_tx));
+        ListenerManager {
+            stop,
+            abort,
+            task,
+            status,
+            connections,
+        }
+    }
+
+    pub fn status(&self) -> ListenerStatus {
+        self.status.borrow().clone()
+    }
+
+    /// Changes each time the sockets are reconciled with a snapshot.
+    pub fn watch_status(&self) -> watch::Receiver<ListenerStatus> {
+        self.status.clone()
+    }
+
+    /// Waits until the sockets reflect snapshot `generation` (or a later one).
+    pub async fn wait_for_generation(
+        &self,
+        generation: u64,
+        timeout: Duration,
+    ) -> Result<ListenerStatus, WaitError> {
+        let mut rx = self.status.clone();
+        let reached = tokio::time::timeout(timeout, rx.wait_for(|s| s.generation >= generation))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .map(|s| s.clone());
+        reached.ok_or_else(|| WaitError {
+            generation,
+            reached: self.status.borrow().generation,
+            timeout,
+        })
+    }
+
+    /// Connections currently being served on any socket.
+    pub fn active_connections(&self) -> usize {
+        self.connections.active()
+    }
+
+    /// Stops accepting everywhere, lets in-flight connections finish for up to `grace`, then
+    /// drops whatever is left.
+    pub async fn shutdown(self, grace: Duration) {
+        self.stop.send_replace(true);
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "listener manager task failed");
+        }
+        if tokio::time::timeout(grace, self.connections.wait_idle())
+            .await
+            .is_err()
+        {
+            tracing::info!(
+                remaining = self.connections.active(),
+                "closing connections still open after the shutdown grace period"
+            );
+            self.abort.send_replace(true);
+            // Aborted connections drop at their next poll; this wait is only for tidiness.
+            let _ =
+                tokio::time::timeout(Duration::from_secs(1), self.connections.wait_idle()).await;
+        }
+    }
+}
+
+async fn reconcile_loop<A>(
+    shared: Arc<Shared<A>>,
+    mut stop: watch::Receiver<bool>,
+    status: watch::Sender<ListenerStatus>,
+) where
+    A: ServerApp + Send + Sync + 'static,
+{
+    let mut published = shared.store.subscribe();
+    let mut sockets: HashMap<SocketAddr, BoundSocket> = HashMap::new();
+    let mut failed: BTreeMap<SocketAddr, String> = BTreeMap::new();
+    loop {
+        published.borrow_and_update();
+        let snapshot = shared.store.load();
+        reconcile(&shared, &snapshot, &mut sockets, &mut failed).await;
+        let mut serving: Vec<SocketAddr> = sockets.keys().copied().collect();
+        serving.sort();
+        status.send_replace(ListenerStatus {
+            generation: snapshot.generation,
+            serving,
+            failed: failed.clone(),
+        });
+        let retry = !failed.is_empty();
+        tokio::select! {
+            changed = published.changed() => if changed.is_err() { break },
+            _ = stop.wait_for(|s| *s) => break,
+            _ = tokio::time::sleep(BIND_RETRY), if retry => {}
+        }
+    }
+    for (_, socket) in sockets.drain() {
+        socket.close().await;
+    }
+}
+
+/// Closes sockets whose address left the snapshot, then binds the new ones (closing first lets
+/// an address move between a wildcard and a specific bind on the same port).
+async fn reconcile<A>(
+    shared: &Arc<Shared<A>>,
+    snapshot: &Snapshot,
+    sockets: &mut HashMap<SocketAddr, BoundSocket>,
+    failed: &mut BTreeMap<SocketAddr, String>,
+) where
+    A: ServerApp + Send + Sync + 'static,
+{
+    let wanted: Vec<SocketAddr> = snapshot.binds.iter().map(|b| b.address).collect();
+    let removed: Vec<SocketAddr> = sockets
+        .keys()
+        .filter(|a| !wanted.contains(a))
+        .copied()
+        .collect();
+    for address in removed {
+        if let Some(socket) = sockets.remove(&address) {
+            tracing::info!(%address, "listener removed; no longer accepting");
+            socket.close().await;
+        }
+    }
+    failed.retain(|a, _| wanted.contains(a));
+    for address in wanted {
+        if sockets.contains_key(&address) {
+            continue;
+        }
+        match accept::bind(shared, address) {
+            Ok(socket) => {
+                tracing::info!(%address, "listening");
+                failed.remove(&address);
+                sockets.insert(address, socket);
+            }
+            Err(e) => {
+                let message = error_chain(&e);
+                if failed.get(&address) != Some(&message) {
+                    tracing::warn!(%address, error = %message, "cannot listen; will retry");
+                }
+                failed.insert(address, message);
+            }
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,75 @@
+//! Counts live connections so shutdown can wait for in-flight requests to finish.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+#[derive(Debug, Default)]
+pub(super) struct Connections {
+    active: AtomicUsize,
+    idle: Notify,
+}
+
+impl Connections {
+    pub(super) fn open(self: &Arc<Self>) -> ConnectionGuard {
+        self.active.fetch_add(1, Ordering::AcqRel);
+        ConnectionGuard(self.clone())
+    }
+
+    pub(super) fn active(&self) -> usize {
+        self.active.load(Ordering::Acquire)
+    }
+
+    pub(super) async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            // Register before checking, so a close between the check and the await is not missed.
+            notified.as_mut().enable();
+            if self.active() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Held by a connection's task for as long as it runs.
+pub(super) struct ConnectionGuard(Arc<Connections>);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        if self.0.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn wait_idle_returns_once_the_last_connection_closes() {
+        let connections = Arc::new(Connections::default());
+        let first = connections.open();
+        let second = connections.open();
+        assert_eq!(connections.active(), 2);
+        let waiter = tokio::spawn({
+            let connections = connections.clone();
+            async move { connections.wait_idle().await }
+        });
+        drop(first);
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "one connection is still open");
+        drop(second);
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("wait_idle returns after the last close")
+            .expect("waiter task");
+        assert_eq!(connections.active(), 0);
+    }
+}

@@ -7,6 +7,7 @@
 //!                                                         publish::Store (one ArcSwap) ◀┘
 //! ```
 
+pub mod features;
 pub mod precedence;
 pub mod publish;
 pub mod resources;

@@ -1,1 +1,191 @@
-//! TODO(owner: see issue 2): precedence
+//! The one ordering of route entries within a hostname group: the first entry that matches wins.
+//!
+//! Hostname precedence (exact, then longest wildcard suffix, then any) is expressed by the
+//! `RouteTable` grouping; this module orders the entries inside one group.
+
+use std::cmp::Ordering;
+
+use k8s_openapi::jiff::Timestamp;
+
+use crate::snapshot::{PathMatch, RequestMatch};
+
+/// Everything the spec orders route matches by, captured when an entry is built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rank {
+    path: PathRank,
+    has_method: bool,
+    headers: usize,
+    query: usize,
+    created: Option<Timestamp>,
+    namespace: String,
+    name: String,
+    rule_index: usize,
+    match_index: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PathRank {
+    Exact(usize),
+    /// The spec leaves regex precedence to implementations: we put regexes between exact and
+    /// prefix matches (longer pattern first), so a catch-all `PathPrefix /` never hides them.
+    Regex(usize),
+    Prefix(usize),
+}
+
+impl PathRank {
+    /// Higher is more specific.
+    fn tier(&self) -> (u8, usize) {
+        match self {
+            PathRank::Exact(len) => (3, *len),
+            PathRank::Regex(len) => (2, *len),
+            PathRank::Prefix(len) => (1, *len),
+        }
+    }
+}
+
+impl Rank {
+    pub fn new(
+        matcher: &RequestMatch,
+        created: Option<Timestamp>,
+        namespace: &str,
+        name: &str,
+        rule_index: usize,
+        match_index: usize,
+    ) -> Rank {
+        let path = match &matcher.path {
+            PathMatch::Exact(p) => PathRank::Exact(p.len()),
+            PathMatch::RegularExpression(r) => PathRank::Regex(r.as_str().len()),
+            PathMatch::Prefix(p) => PathRank::Prefix(p.len()),
+        };
+        Rank {
+            path,
+            has_method: matcher.method.is_some(),
+            headers: matcher.headers.len(),
+            query: matcher.query.len(),
+            created,
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            rule_index,
+            match_index,
+        }
+    }
+}
+
+// === impl Rank ===
+
+/// `Less` means "takes precedence" (sorts first).
+impl Ord for Rank {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // "Across all rules specified on applicable Routes, precedence must be given to the match
+        // having:
+        //  * "Exact" path match.
+        //  * "Prefix" path match with largest number of characters.
+        //  * Method match.
+        //  * Largest number of header matches.
+        //  * Largest number of query param matches."
+        other
+            .path
+            .tier()
+            .cmp(&self.path.tier())
+            .then_with(|| other.has_method.cmp(&self.has_method))
+            .then_with(|| other.headers.cmp(&self.headers))
+            .then_with(|| other.query.cmp(&self.query))
+            // "If ties still exist across multiple Routes, matching precedence MUST be determined
+            // in order of the following criteria, continuing on ties:
+            //  * The oldest Route based on creation timestamp.
+            //  * The Route appearing first in alphabetical order by "{namespace}/{name}"."
+            // A route without a timestamp is treated as newest.
+            .then_with(|| match (&self.created, &other.created) {
+                (Some(a), Some(b)) => a.cmp(b),
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (None, None) => Ordering::Equal,
+            })
+            .then_with(|| self.namespace.cmp(&other.namespace))
+            .then_with(|| self.name.cmp(&other.name))
+            // "If ties still exist within an HTTPRoute, matching precedence MUST be granted to the
+            // FIRST matching rule (in list order) with a match meeting the above criteria."
+            .then_with(|| self.rule_index.cmp(&other.rule_index))
+            .then_with(|| self.match_index.cmp(&other.match_index))
+    }
+}
+
+impl PartialOrd for Rank {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::{HeaderMatch, QueryMatch, StringMatch};
+    use http::{HeaderName, Method};
+
+    fn m(path: PathMatch, method: bool, headers: usize, query: usize) -> RequestMatch {
+        RequestMatch {
+            path,
+            method: method.then_some(Method::GET),
+            headers: (0..headers)
+                .map(|i| HeaderMatch {
+                    name: HeaderName::from_bytes(format!("h{i}").as_bytes()).expect("valid"),
+                    value: StringMatch::Exact("v".into()),
+                })
+                .collect(),
+            query: (0..query)
+                .map(|i| QueryMatch {
+                    name: format!("q{i}"),
+                    value: StringMatch::Exact("v".into()),
+                })
+                .collect(),
+        }
+    }
+
+    fn rank(matcher: &RequestMatch) -> Rank {
+        Rank::new(matcher, None, "ns", "r", 0, 0)
+    }
+
+    fn prefix(p: &str) -> PathMatch {
+        PathMatch::Prefix(p.into())
+    }
+
+    #[test]
+    fn exact_path_beats_any_prefix() {
+        let exact = rank(&m(PathMatch::Exact("/a".into()), false, 0, 0));
+        let long_prefix = rank(&m(prefix("/a/very/long/prefix"), true, 3, 3));
+        assert!(exact < long_prefix);
+    }
+
+    #[test]
+    fn longer_prefix_beats_method_headers_and_query() {
+        let long = rank(&m(prefix("/abc"), false, 0, 0));
+        let short = rank(&m(prefix("/a"), true, 5, 5));
+        assert!(long < short);
+    }
+
+    #[test]
+    fn method_then_headers_then_query_break_path_ties() {
+        let method = rank(&m(prefix("/"), true, 0, 0));
+        let headers = rank(&m(prefix("/"), false, 2, 0));
+        let one_header = rank(&m(prefix("/"), false, 1, 9));
+        let query = rank(&m(prefix("/"), false, 1, 0));
+        assert!(method < headers);
+        assert!(headers < one_header);
+        assert!(one_header < query);
+    }
+
+    #[test]
+    fn older_route_then_name_then_rule_order_break_full_ties() {
+        let matcher = m(prefix("/"), false, 0, 0);
+        let t = |s| Some(Timestamp::from_second(s).expect("valid"));
+        let old = Rank::new(&matcher, t(10), "z", "z", 5, 5);
+        let new = Rank::new(&matcher, t(20), "a", "a", 0, 0);
+        assert!(old < new);
+        let a = Rank::new(&matcher, t(10), "a", "b", 3, 0);
+        let b = Rank::new(&matcher, t(10), "b", "a", 0, 0);
+        assert!(a < b);
+        let first_rule = Rank::new(&matcher, t(10), "a", "b", 0, 1);
+        let second_rule = Rank::new(&matcher, t(10), "a", "b", 1, 0);
+        assert!(first_rule < second_rule);
+    }
+}

@@ -149,7 +149,7 @@ pub struct RouteTable {
 }
 
 /// One `HTTPRouteMatch` of one rule (a rule without matches gets one entry matching `PathPrefix /`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct RouteEntry {
     pub route: Arc<RouteId>,
     pub matcher: RequestMatch,
@@ -168,7 +168,7 @@ pub struct RouteId {
     pub label: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct RequestMatch {
     pub path: PathMatch,
     #[serde(serialize_with = "ser::opt_method")]
@@ -177,7 +177,7 @@ pub struct RequestMatch {
     pub query: Vec<QueryMatch>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub enum PathMatch {
     Exact(String),
     /// Segment-aware: `/foo` matches `/foo` and `/foo/bar`, not `/foobar`. Stored without a
@@ -186,20 +186,20 @@ pub enum PathMatch {
     RegularExpression(#[serde(serialize_with = "ser::regex")] Regex),
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct HeaderMatch {
     #[serde(serialize_with = "ser::header_name")]
     pub name: HeaderName,
     pub value: StringMatch,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct QueryMatch {
     pub name: String,
     pub value: StringMatch,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub enum StringMatch {
     Exact(String),
     /// Anchored at both ends, as the spec's RE2 full-match semantics require.

@@ -1,5 +1,204 @@
 //! The status every object would get in a cluster, computed purely by `translate`.
+//!
+//! Keys are `Kind/namespace/name` (`GatewayClass/name` for the cluster-scoped class); values are the
+//! object's `status` exactly as Kubernetes would show it, using the gateway-api status types.
 
-/// Placeholder shape until translate lands; keyed `kind/namespace/name`.
-#[derive(Debug, Default)]
-pub struct StatusReport {}
+use std::collections::BTreeMap;
+
+use gateway_api::apis::standard::gatewayclasses::GatewayClassStatus;
+use gateway_api::apis::standard::gateways::GatewayStatus;
+use gateway_api::apis::standard::httproutes::HttpRouteStatus;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use serde::Serialize;
+
+/// Statuses keyed `Kind/namespace/name`; a `BTreeMap`, so serialization is sorted and byte-stable.
+#[derive(Debug, Default, Clone, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct StatusReport {
+    pub objects: BTreeMap<String, ObjectStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum ObjectStatus {
+    GatewayClass(GatewayClassStatus),
+    Gateway(GatewayStatus),
+    HttpRoute(HttpRouteStatus),
+}
+
+impl StatusReport {
+    pub fn get(&self, key: &str) -> Option<&ObjectStatus> {
+        self.objects.get(key)
+    }
+
+    pub fn gateway(&self, namespace: &str, name: &str) -> Option<&GatewayStatus> {
+        match self
+            .objects
+            .get(&object_key("Gateway", Some(namespace), name))
+        {
+            Some(ObjectStatus::Gateway(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn http_route(&self, namespace: &str, name: &str) -> Option<&HttpRouteStatus> {
+        match self
+            .objects
+            .get(&object_key("HTTPRoute", Some(namespace), name))
+        {
+            Some(ObjectStatus::HttpRoute(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn gateway_class(&self, name: &str) -> Option<&GatewayClassStatus> {
+        match self.objects.get(&object_key("GatewayClass", None, name)) {
+            Some(ObjectStatus::GatewayClass(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Keeps `previous`'s `lastTransitionTime` on every condition whose status did not change, as the
+    /// API server's condition helpers do, so a reload that changes nothing changes no timestamps.
+    pub fn carry_transition_times(&mut self, previous: &StatusReport) {
+        for (key, status) in &mut self.objects {
+            let Some(old) = previous.objects.get(key) else {
+                continue;
+            };
+            match (status, old) {
+                (ObjectStatus::GatewayClass(new), ObjectStatus::GatewayClass(old)) => {
+                    carry(&mut new.conditions, &old.conditions);
+                }
+                (ObjectStatus::Gateway(new), ObjectStatus::Gateway(old)) => {
+                    carry(&mut new.conditions, &old.conditions);
+                    for l in new.listeners.iter_mut().flatten() {
+                        let old_l = old.listeners.iter().flatten().find(|o| o.name == l.name);
+                        if let Some(old_l) = old_l {
+                            carry_vec(&mut l.conditions, &old_l.conditions);
+                        }
+                    }
+                }
+                (ObjectStatus::HttpRoute(new), ObjectStatus::HttpRoute(old)) => {
+                    for p in &mut new.parents {
+                        if let Some(old_p) =
+                            old.parents.iter().find(|o| o.parent_ref == p.parent_ref)
+                        {
+                            carry_vec(&mut p.conditions, &old_p.conditions);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+fn carry(new: &mut Option<Vec<Condition>>, old: &Option<Vec<Condition>>) {
+    if let (Some(new), Some(old)) = (new, old) {
+        carry_vec(new, old);
+    }
+}
+
+fn carry_vec(new: &mut [Condition], old: &[Condition]) {
+    for c in new {
+        if let Some(o) = old.iter().find(|o| o.type_ == c.type_) {
+            if o.status == c.status {
+                c.last_transition_time = o.last_transition_time.clone();
+            }
+        }
+    }
+}
+
+/// `Kind/namespace/name`, or `Kind/name` for cluster-scoped objects.
+pub fn object_key(kind: &str, namespace: Option<&str>, name: &str) -> String {
+    match namespace {
+        Some(ns) => format!("{kind}/{ns}/{name}"),
+        None => format!("{kind}/{name}"),
+    }
+}
+
+/// One condition, as the status types carry it.
+pub fn condition(
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: impl Into<String>,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Condition {
+    Condition {
+        type_: type_.to_string(),
+        status: if status { "True" } else { "False" }.to_string(),
+        reason: reason.to_string(),
+        message: message.into(),
+        observed_generation: generation,
+        last_transition_time: Time(now),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gateway_api::apis::standard::gatewayclasses::GatewayClassStatus;
+
+    fn ts(secs: i64) -> Timestamp {
+        Timestamp::from_second(secs).expect("valid timestamp")
+    }
+
+    fn class_report(status: bool, at: i64) -> StatusReport {
+        let mut r = StatusReport::default();
+        r.objects.insert(
+            object_key("GatewayClass", None, "c"),
+            ObjectStatus::GatewayClass(GatewayClassStatus {
+                conditions: Some(vec![condition(
+                    "Accepted",
+                    status,
+                    "Accepted",
+                    "",
+                    Some(1),
+                    ts(at),
+                )]),
+                supported_features: None,
+            }),
+        );
+        r
+    }
+
+    fn first_time(r: &StatusReport) -> Timestamp {
+        let c = r
+            .gateway_class("c")
+            .and_then(|s| s.conditions.as_ref())
+            .expect("conditions");
+        c[0].last_transition_time.0
+    }
+
+    #[test]
+    fn unchanged_condition_keeps_its_transition_time() {
+        let old = class_report(true, 100);
+        let mut new = class_report(true, 200);
+        new.carry_transition_times(&old);
+        assert_eq!(first_time(&new), ts(100));
+    }
+
+    #[test]
+    fn changed_condition_gets_the_new_transition_time() {
+        let old = class_report(false, 100);
+        let mut new = class_report(true, 200);
+        new.carry_transition_times(&old);
+        assert_eq!(first_time(&new), ts(200));
+    }
+
+    #[test]
+    fn report_serializes_sorted_by_key() {
+        let mut r = class_report(true, 0);
+        r.objects.insert(
+            object_key("Gateway", Some("a"), "b"),
+            ObjectStatus::Gateway(GatewayStatus::default()),
+        );
+        let yaml = serde_yaml_ng::to_string(&r).expect("serializes");
+        let gw = yaml.find("Gateway/a/b").expect("gateway key");
+        let class = yaml.find("GatewayClass/c").expect("class key");
+        assert!(gw < class, "{yaml}");
+    }
+}

@@ -1,1 +1,144 @@
-//! TODO(owner: see issue 2): translate
+//! Pure translation: resources -> Snapshot + StatusReport, following the Gateway API spec.
+//!
+//! No I/O and no clock: the caller passes `now` (every condition's `lastTransitionTime`) and the
+//! previous pool address assignment, so the same input always gives the same output.
+
+mod addresses;
+mod backend;
+mod binds;
+mod duration;
+mod filters;
+mod gateway;
+mod hostname;
+mod index;
+mod matches;
+mod reference_grant;
+mod route;
+mod rule;
+mod tls;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use kube::Resource;
+
+use crate::snapshot::Snapshot;
+use crate::status::{object_key, ObjectStatus, StatusReport};
+
+pub use k8s_openapi::jiff::Timestamp;
+
+use self::gateway::GatewayState;
+use self::index::Index;
+
+#[derive(Debug, Clone)]
+pub struct TranslateOptions {
+    /// Each Gateway without `spec.addresses` gets its own address from this pool.
+    pub address_pool: Option<IpNet>,
+    /// Where Gateways listen when there is no pool and no `spec.addresses`.
+    pub listen_address: IpAddr,
+    /// `(namespace, name)`: translate only this Gateway (one `sluice proxy` per Gateway).
+    pub only_gateway: Option<(String, String)>,
+    /// The previous translation's pool assignment (`namespace/name` -> address), so Gateways keep
+    /// their address across reloads; feed back [`Translation::assigned_addresses`].
+    pub assigned_addresses: BTreeMap<String, IpAddr>,
+}
+
+impl Default for TranslateOptions {
+    fn default() -> Self {
+        TranslateOptions {
+            address_pool: None,
+            listen_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            only_gateway: None,
+            assigned_addresses: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Translation {
+    /// Statuses are inside, in `snapshot.statuses`.
+    pub snapshot: Snapshot,
+    /// Things worth a log line that have no status to live in (e.g. a parentRef to a missing Gateway).
+    pub warnings: Vec<String>,
+    /// Pool addresses handed out by this translation, `namespace/name` -> address.
+    pub assigned_addresses: BTreeMap<String, IpAddr>,
+}
+
+pub fn translate(
+    resources: &crate::resources::Resources,
+    options: &TranslateOptions,
+    now: Timestamp,
+) -> Translation {
+    let index = Index::new(resources);
+    let mut warnings = Vec::new();
+    let mut report = StatusReport::default();
+
+    let served = gateway::classes(&resources.gateway_classes, now, &mut report);
+
+    let mut gateways: Vec<GatewayState<'_>> = resources
+        .gateways
+        .iter()
+        .filter(|gw| served.contains_key(gw.spec.gateway_class_name.as_str()))
+        .filter(|gw| match &options.only_gateway {
+            Some((ns, name)) => {
+                index::namespace_of(gw.meta()) == ns && gw.meta().name.as_deref() == Some(name)
+            }
+            None => true,
+        })
+        .map(|gw| {
+            let class_ok = served
+                .get(gw.spec.gateway_class_name.as_str())
+                .copied()
+                .unwrap_or(false);
+            GatewayState::new(gw, class_ok, &index)
+        })
+        .collect();
+    // Oldest first: when Gateways share a socket, the older one keeps a contested listener.
+    gateways.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+
+    let assigned = addresses::assign(&mut gateways, options);
+
+    let mut resolver = backend::Resolver::new(&index);
+    for route in &resources.http_routes {
+        let status = route::translate(
+            route,
+            &mut gateways,
+            &index,
+            &mut resolver,
+            now,
+            &mut warnings,
+        );
+        if let Some(status) = status {
+            let key = object_key(
+                "HTTPRoute",
+                Some(index::namespace_of(route.meta())),
+                &route_name(route),
+            );
+            report.objects.insert(key, ObjectStatus::HttpRoute(status));
+        }
+    }
+
+    let binds = binds::assemble(&mut gateways);
+
+    for gw in &gateways {
+        report
+            .objects
+            .insert(gw.status_key(), ObjectStatus::Gateway(gw.status(now)));
+    }
+
+    Translation {
+        snapshot: Snapshot {
+            generation: 0,
+            binds,
+            statuses: Arc::new(report),
+        },
+        warnings,
+        assigned_addresses: assigned,
+    }
+}
+
+fn route_name(route: &gateway_api::apis::standard::httproutes::HttpRoute) -> String {
+    route.meta().name.clone().unwrap_or_default()
+}

@@ -1,0 +1,163 @@
+//! backendRefs -> Services resolved to their ready endpoints (via EndpointSlices).
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::ServicePort;
+
+use super::gateway::GATEWAY_GROUP;
+use super::index::Index;
+use super::reference_grant::{self, From, To};
+use crate::snapshot::{Backend, BackendProtocol};
+
+/// A backendRef as written (rule backendRefs and mirror backendRefs share this shape).
+pub(super) struct BackendRef<'a> {
+    pub group: Option<&'a str>,
+    pub kind: Option<&'a str>,
+    pub name: &'a str,
+    pub namespace: Option<&'a str>,
+    pub port: Option<i32>,
+}
+
+/// Why a ref did not resolve: a route `ResolvedRefs` reason and a message.
+#[derive(Debug, Clone)]
+pub(super) struct Unresolved {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// Resolves refs, sharing one `Arc<Backend>` per Service port across the whole snapshot so its
+/// round-robin position is shared too.
+pub(super) struct Resolver<'i, 'a> {
+    index: &'i Index<'a>,
+    cache: BTreeMap<(String, String, u16), Arc<Backend>>,
+}
+
+impl<'i, 'a> Resolver<'i, 'a> {
+    pub fn new(index: &'i Index<'a>) -> Self {
+        Resolver {
+            index,
+            cache: BTreeMap::new(),
+        }
+    }
+
+    pub fn resolve(
+        &mut self,
+        route_namespace: &str,
+        r: &BackendRef<'_>,
+    ) -> Result<Arc<Backend>, Unresolved> {
+        let group = r.group.unwrap_or("");
+        let kind = r.kind.unwrap_or("Service");
+        if !group.is_empty() || kind != "Service" {
+            return Err(Unresolved {
+                reason: "InvalidKind",
+                message: format!(
+                    "backendRef {group}/{kind} {}: only core Services are supported",
+                    r.name
+                ),
+            });
+        }
+        let namespace = r.namespace.unwrap_or(route_namespace);
+        let permitted = reference_grant::permitted(
+            &self.index.resources.reference_grants,
+            &From {
+                group: GATEWAY_GROUP,
+                kind: "HTTPRoute",
+                namespace: route_namespace,
+            },
+            &To {
+                group: "",
+                kind: "Service",
+                namespace,
+                name: r.name,
+            },
+        );
+        if !permitted {
+            return Err(Unresolved {
+                reason: "RefNotPermitted",
+                message: format!(
+                    "no ReferenceGrant allows HTTPRoutes in {route_namespace} to use Service {namespace}/{}",
+                    r.name
+                ),
+            });
+        }
+        let Some(port) = r.port.and_then(|p| u16::try_from(p).ok()) else {
+            return Err(Unresolved {
+                reason: "UnsupportedValue",
+                message: format!(
+                    "backendRef Service {namespace}/{} needs a valid port",
+                    r.name
+                ),
+            });
+        };
+        let key = (namespace.to_string(), r.name.to_string(), port);
+        if let Some(b) = self.cache.get(&key) {
+            return Ok(b.clone());
+        }
+        let not_found = |what: String| Unresolved {
+            reason: "BackendNotFound",
+            message: what,
+        };
+        let service = self
+            .index
+            .service(namespace, r.name)
+            .ok_or_else(|| not_found(format!("Service {namespace}/{} not found", r.name)))?;
+        let service_port = service
+            .spec
+            .as_ref()
+            .and_then(|s| s.ports.as_ref())
+            .and_then(|ports| ports.iter().find(|p| p.port == i32::from(port)))
+            .ok_or_else(|| {
+                not_found(format!("Service {namespace}/{} has no port {port}", r.name))
+            })?;
+        let backend = Arc::new(Backend::new(
+            format!("{namespace}/{}:{port}", r.name),
+            self.endpoints(namespace, r.name, service_port),
+            protocol(service_port.app_protocol.as_deref()),
+        ));
+        self.cache.insert(key, backend.clone());
+        Ok(backend)
+    }
+
+    /// Ready endpoints (`conditions.ready` true or absent) of the slice port named like the
+    /// Service port, sorted so the snapshot is deterministic.
+    fn endpoints(&self, namespace: &str, service: &str, port: &ServicePort) -> Vec<SocketAddr> {
+        let wanted = port.name.as_deref().unwrap_or("");
+        let mut out = Vec::new();
+        for slice in self.index.endpoint_slices(namespace, service) {
+            let slice_port = slice
+                .ports
+                .iter()
+                .flatten()
+                .find(|p| p.name.as_deref().unwrap_or("") == wanted)
+                .and_then(|p| p.port)
+                .and_then(|p| u16::try_from(p).ok());
+            let Some(slice_port) = slice_port else {
+                continue;
+            };
+            for ep in slice.endpoints.iter().flatten() {
+                let ready = ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
+                if !ready {
+                    continue;
+                }
+                for a in &ep.addresses {
+                    if let Ok(ip) = a.parse::<IpAddr>() {
+                        out.push(SocketAddr::new(ip, slice_port));
+                    }
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+fn protocol(app_protocol: Option<&str>) -> BackendProtocol {
+    match app_protocol {
+        Some("kubernetes.io/h2c") => BackendProtocol::H2c,
+        Some("kubernetes.io/ws" | "kubernetes.io/wss") => BackendProtocol::WebSocket,
+        _ => BackendProtocol::Http1,
+    }
+}

@@ -1,0 +1,122 @@
+//! Ready listeners -> one `Bind` per (address, port), each with its sorted route table.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use super::gateway::{GatewayState, Verdict};
+use super::hostname::specificity;
+use crate::precedence::Rank;
+use crate::snapshot::{Bind, BindProtocol, Hostname, Listener, RouteEntry, RouteTable};
+
+struct PendingBind {
+    protocol: BindProtocol,
+    listeners: Vec<Listener>,
+}
+
+/// Gateways come oldest first, so when two Gateways share a socket and disagree (protocol, or the
+/// same hostname twice) the older one keeps it and the newer listener is marked Conflicted.
+pub(super) fn assemble(gateways: &mut [GatewayState<'_>]) -> Vec<Bind> {
+    let mut binds: BTreeMap<SocketAddr, PendingBind> = BTreeMap::new();
+    for gw in gateways.iter_mut() {
+        if !gw.is_programmed() {
+            continue;
+        }
+        let label = gw.label();
+        let addresses = gw.addresses.clone();
+        for l in gw.listeners.iter_mut() {
+            let (Some(protocol), Some(port), true) = (l.protocol, l.port, l.is_ready()) else {
+                continue;
+            };
+            let sockets: Vec<SocketAddr> = addresses
+                .iter()
+                .map(|a| SocketAddr::new(*a, port))
+                .collect();
+            let conflict = sockets.iter().find_map(|s| {
+                let b = binds.get(s)?;
+                if b.protocol != protocol {
+                    Some(Verdict::no(
+                        "ProtocolConflict",
+                        format!("{s} is already served with another protocol by an older Gateway"),
+                    ))
+                } else if b.listeners.iter().any(|o| o.hostname == l.hostname) {
+                    Some(Verdict::no(
+                        "HostnameConflict",
+                        format!("{s} already serves this hostname for an older Gateway"),
+                    ))
+                } else {
+                    None
+                }
+            });
+            if let Some(v) = conflict {
+                l.conflicted = Some(v);
+                continue;
+            }
+            let entries = std::mem::take(&mut l.entries);
+            for socket in sockets {
+                let listener = Listener {
+                    gateway: label.clone(),
+                    name: l.name().to_string(),
+                    hostname: l.hostname.clone(),
+                    tls: l.tls.clone(),
+                    routes: route_table(entries.clone()),
+                };
+                binds
+                    .entry(socket)
+                    .or_insert_with(|| PendingBind {
+                        protocol,
+                        listeners: Vec::new(),
+                    })
+                    .listeners
+                    .push(listener);
+            }
+        }
+    }
+    binds
+        .into_iter()
+        .map(|(address, mut b)| {
+            b.listeners.sort_by(|x, y| {
+                (specificity(x.hostname.as_ref()), &x.gateway, &x.name).cmp(&(
+                    specificity(y.hostname.as_ref()),
+                    &y.gateway,
+                    &y.name,
+                ))
+            });
+            Bind {
+                address,
+                protocol: b.protocol,
+                listeners: b.listeners,
+            }
+        })
+        .collect()
+}
+
+/// Groups entries by the hostname they were attached under, each group in precedence order.
+fn route_table(entries: Vec<(Option<Hostname>, Rank, RouteEntry)>) -> RouteTable {
+    let mut exact: BTreeMap<String, Vec<(Rank, RouteEntry)>> = BTreeMap::new();
+    let mut wildcard: Vec<(Hostname, Vec<(Rank, RouteEntry)>)> = Vec::new();
+    let mut any: Vec<(Rank, RouteEntry)> = Vec::new();
+    for (host, rank, entry) in entries {
+        match host {
+            Some(Hostname::Exact(h)) => exact.entry(h).or_default().push((rank, entry)),
+            Some(w @ Hostname::Wildcard(_)) => match wildcard.iter_mut().find(|(h, _)| *h == w) {
+                Some((_, group)) => group.push((rank, entry)),
+                None => wildcard.push((w, vec![(rank, entry)])),
+            },
+            None => any.push((rank, entry)),
+        }
+    }
+    wildcard.sort_by(|(a, _), (b, _)| {
+        let (a, b) = (a.to_string(), b.to_string());
+        b.len().cmp(&a.len()).then(a.cmp(&b))
+    });
+    RouteTable {
+        exact: exact.into_iter().map(|(h, g)| (h, sorted(g))).collect(),
+        wildcard: wildcard.into_iter().map(|(h, g)| (h, sorted(g))).collect(),
+        any: sorted(any),
+    }
+}
+
+fn sorted(mut group: Vec<(Rank, RouteEntry)>) -> Vec<RouteEntry> {
+    group.sort_by(|a, b| a.0.cmp(&b.0));
+    group.into_iter().map(|(_, e)| e).collect()
+}

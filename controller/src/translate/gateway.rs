@@ -1,0 +1,527 @@
+//! GatewayClasses and Gateways: which are served, listener validation, and their statuses.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use gateway_api::apis::standard::gatewayclasses::{
+    GatewayClass, GatewayClassStatus, GatewayClassStatusSupportedFeatures,
+};
+use gateway_api::apis::standard::gateways::{
+    Gateway, GatewayListeners, GatewayListenersAllowedRoutesNamespacesFrom as From,
+    GatewayListenersAllowedRoutesNamespacesSelector as Selector, GatewayStatus,
+    GatewayStatusAddresses, GatewayStatusListeners, GatewayStatusListenersSupportedKinds,
+};
+use kube::Resource;
+use rustls::sign::CertifiedKey;
+
+use super::index::{namespace_of, Index};
+use super::Timestamp;
+use crate::features::SUPPORTED_FEATURES;
+use crate::precedence::Rank;
+use crate::snapshot::{BindProtocol, Hostname, RouteEntry};
+use crate::status::{condition, object_key, ObjectStatus, StatusReport};
+use crate::CONTROLLER_NAME;
+
+pub(super) const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
+
+/// One condition's outcome before it becomes a `Condition`.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Verdict {
+    pub ok: bool,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Verdict {
+    pub fn yes(reason: &'static str) -> Verdict {
+        Verdict {
+            ok: true,
+            reason,
+            message: String::new(),
+        }
+    }
+
+    pub fn no(reason: &'static str, message: impl Into<String>) -> Verdict {
+        Verdict {
+            ok: false,
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// Statuses for our GatewayClasses; returns each served class name -> accepted.
+pub(super) fn classes<'a>(
+    classes: &'a [GatewayClass],
+    now: Timestamp,
+    report: &mut StatusReport,
+) -> BTreeMap<&'a str, bool> {
+    let mut served = BTreeMap::new();
+    for class in classes
+        .iter()
+        .filter(|c| c.spec.controller_name == CONTROLLER_NAME)
+    {
+        let Some(name) = class.metadata.name.as_deref() else {
+            continue;
+        };
+        let verdict = match &class.spec.parameters_ref {
+            Some(p) => Verdict::no(
+                "InvalidParameters",
+                format!(
+                    "parametersRef {}/{} {}: Sluice takes no parameters",
+                    p.group, p.kind, p.name
+                ),
+            ),
+            None => Verdict::yes("Accepted"),
+        };
+        served.insert(name, verdict.ok);
+        let status = GatewayClassStatus {
+            conditions: Some(vec![cond(
+                "Accepted",
+                &verdict,
+                class.metadata.generation,
+                now,
+            )]),
+            supported_features: Some(
+                SUPPORTED_FEATURES
+                    .iter()
+                    .map(|f| GatewayClassStatusSupportedFeatures {
+                        name: (*f).to_string(),
+                    })
+                    .collect(),
+            ),
+        };
+        report.objects.insert(
+            object_key("GatewayClass", None, name),
+            ObjectStatus::GatewayClass(status),
+        );
+    }
+    served
+}
+
+pub(super) fn cond(
+    type_: &str,
+    v: &Verdict,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    condition(type_, v.ok, v.reason, v.message.clone(), generation, now)
+}
+
+// === impl GatewayState ===
+
+pub(super) struct GatewayState<'a> {
+    pub gw: &'a Gateway,
+    pub namespace: &'a str,
+    pub name: &'a str,
+    generation: Option<i64>,
+    /// A reason the whole Gateway is not accepted (class, parameters, addresses).
+    pub rejection: Option<Verdict>,
+    pub addresses: Vec<IpAddr>,
+    /// A reason the Gateway is accepted but cannot be programmed (addresses).
+    pub unprogrammable: Option<Verdict>,
+    pub listeners: Vec<ListenerState<'a>>,
+}
+
+pub(super) struct ListenerState<'a> {
+    pub spec: &'a GatewayListeners,
+    pub protocol: Option<BindProtocol>,
+    pub port: Option<u16>,
+    pub hostname: Option<Hostname>,
+    /// The listener accepts HTTPRoutes.
+    pub http_routes: bool,
+    supported_kinds: Vec<GatewayStatusListenersSupportedKinds>,
+    accepted: Verdict,
+    resolved: Verdict,
+    pub conflicted: Option<Verdict>,
+    pub tls: Option<Arc<CertifiedKey>>,
+    pub attached_routes: i32,
+    /// Entries attached by routes, with the hostname they were attached under.
+    pub entries: Vec<(Option<Hostname>, Rank, RouteEntry)>,
+}
+
+impl<'a> GatewayState<'a> {
+    pub fn new(gw: &'a Gateway, class_ok: bool, index: &Index<'_>) -> Self {
+        let namespace = namespace_of(&gw.metadata);
+        let rejection = if !class_ok {
+            Some(Verdict::no(
+                "Invalid",
+                format!(
+                    "GatewayClass {} is not accepted",
+                    gw.spec.gateway_class_name
+                ),
+            ))
+        } else {
+            gw.spec
+                .infrastructure
+                .as_ref()
+                .and_then(|i| i.parameters_ref.as_ref())
+                .map(|p| {
+                    Verdict::no(
+                        "InvalidParameters",
+                        format!(
+                            "infrastructure.parametersRef {}/{} {}: Sluice takes no parameters",
+                            p.group, p.kind, p.name
+                        ),
+                    )
+                })
+        };
+        let mut listeners: Vec<ListenerState<'a>> = gw
+            .spec
+            .listeners
+            .iter()
+            .map(|l| ListenerState::new(l, namespace, index))
+            .collect();
+        mark_conflicts(&mut listeners);
+        GatewayState {
+            gw,
+            namespace,
+            name: gw.metadata.name.as_deref().unwrap_or(""),
+            generation: gw.metadata.generation,
+            rejection,
+            addresses: Vec::new(),
+            unprogrammable: None,
+            listeners,
+        }
+    }
+
+    /// Oldest first, then by namespace/name.
+    pub fn order_key(&self) -> (Option<Timestamp>, &str, &str) {
+        let created = self.gw.meta().creation_timestamp.as_ref().map(|t| t.0);
+        (created, self.namespace, self.name)
+    }
+
+    pub fn status_key(&self) -> String {
+        object_key("Gateway", Some(self.namespace), self.name)
+    }
+
+    pub fn label(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    fn accepted(&self) -> Verdict {
+        if let Some(r) = &self.rejection {
+            return r.clone();
+        }
+        let valid = self.listeners.iter().filter(|l| l.accepted.ok).count();
+        if valid == 0 {
+            Verdict::no("ListenersNotValid", "no listener is valid")
+        } else if valid < self.listeners.len() {
+            Verdict {
+                ok: true,
+                reason: "ListenersNotValid",
+                message: "some listeners are not valid".into(),
+            }
+        } else {
+            Verdict::yes("Accepted")
+        }
+    }
+
+    pub fn is_programmed(&self) -> bool {
+        self.programmed().ok
+    }
+
+    fn programmed(&self) -> Verdict {
+        let accepted = self.accepted();
+        if !accepted.ok {
+            return Verdict::no("Invalid", "the Gateway is not accepted");
+        }
+        if let Some(p) = &self.unprogrammable {
+            return p.clone();
+        }
+        Verdict::yes("Programmed")
+    }
+
+    pub fn status(&self, now: Timestamp) -> GatewayStatus {
+        let generation = self.generation;
+        let programmed = self.is_programmed();
+        let listeners = self
+            .listeners
+            .iter()
+            .map(|l| l.status(programmed, generation, now))
+            .collect();
+        GatewayStatus {
+            addresses: (!self.addresses.is_empty()).then(|| {
+                self.addresses
+                    .iter()
+                    .map(|a| GatewayStatusAddresses {
+                        r#type: Some("IPAddress".into()),
+                        value: a.to_string(),
+                    })
+                    .collect()
+            }),
+            attached_listener_sets: None,
+            conditions: Some(vec![
+                cond("Accepted", &self.accepted(), generation, now),
+                cond("Programmed", &self.programmed(), generation, now),
+            ]),
+            listeners: Some(listeners),
+        }
+    }
+}
+
+// === impl ListenerState ===
+
+impl<'a> ListenerState<'a> {
+    fn new(spec: &'a GatewayListeners, gateway_namespace: &str, index: &Index<'_>) -> Self {
+        let protocol = match spec.protocol.as_str() {
+            "HTTP" => Some(BindProtocol::Http),
+            "HTTPS" => Some(BindProtocol::Https),
+            _ => None,
+        };
+        let port = u16::try_from(spec.port).ok().filter(|p| *p != 0);
+        let hostname = spec.hostname.as_deref().map(Hostname::parse);
+        let mut accepted = Verdict::yes("Accepted");
+        if protocol.is_none() {
+            accepted = Verdict::no(
+                "UnsupportedProtocol",
+                format!(
+                    "protocol {} is not supported; use HTTP or HTTPS",
+                    spec.protocol
+                ),
+            );
+        } else if port.is_none() {
+            accepted = Verdict::no(
+                "PortUnavailable",
+                format!("port {} is not valid", spec.port),
+            );
+        } else if let Some(None) = hostname {
+            accepted = Verdict::no("UnsupportedValue", "hostname is not a valid hostname");
+        }
+
+        let mut resolved = Verdict::yes("ResolvedRefs");
+        let mut supported_kinds = Vec::new();
+        let requested = spec
+            .allowed_routes
+            .as_ref()
+            .and_then(|a| a.kinds.as_deref())
+            .unwrap_or(&[]);
+        if protocol.is_some() {
+            if requested.is_empty() {
+                supported_kinds.push(http_route_kind());
+            }
+            for k in requested {
+                let group = k.group.as_deref().unwrap_or(GATEWAY_GROUP);
+                if group == GATEWAY_GROUP && k.kind == "HTTPRoute" {
+                    if !supported_kinds.contains(&http_route_kind()) {
+                        supported_kinds.push(http_route_kind());
+                    }
+                } else if resolved.ok {
+                    resolved = Verdict::no(
+                        "InvalidRouteKinds",
+                        format!("route kind {group}/{} is not supported", k.kind),
+                    );
+                }
+            }
+        }
+
+        let mut tls = None;
+        if protocol == Some(BindProtocol::Https) {
+            match super::tls::resolve(gateway_namespace, spec, index) {
+                Ok(key) => tls = Some(key),
+                Err(v) if resolved.ok => resolved = v,
+                Err(_) => {}
+            }
+        }
+
+        ListenerState {
+            spec,
+            protocol,
+            port,
+            hostname: hostname.flatten(),
+            http_routes: !supported_kinds.is_empty(),
+            supported_kinds,
+            accepted,
+            resolved,
+            conflicted: None,
+            tls,
+            attached_routes: 0,
+            entries: Vec::new(),
+        }
+    }
+
+    /// Accepted, resolved and unconflicted: traffic may be served.
+    pub fn is_ready(&self) -> bool {
+        self.accepted.ok && self.resolved.ok && self.conflicted.is_none()
+    }
+
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    /// `allowedRoutes.namespaces` (default `Same`) admits routes from `route_namespace`.
+    pub fn allows_namespace(
+        &self,
+        gateway_namespace: &str,
+        route_namespace: &str,
+        index: &Index<'_>,
+    ) -> bool {
+        let namespaces = self
+            .spec
+            .allowed_routes
+            .as_ref()
+            .and_then(|a| a.namespaces.as_ref());
+        let from = namespaces
+            .and_then(|n| n.from.as_ref())
+            .unwrap_or(&From::Same);
+        match from {
+            From::All => true,
+            From::Same => gateway_namespace == route_namespace,
+            From::Selector => match namespaces.and_then(|n| n.selector.as_ref()) {
+                Some(selector) => {
+                    selector_matches(selector, &index.namespace_labels(route_namespace))
+                }
+                None => false,
+            },
+        }
+    }
+
+    fn status(
+        &self,
+        gateway_programmed: bool,
+        generation: Option<i64>,
+        now: Timestamp,
+    ) -> GatewayStatusListeners {
+        let conflicted = match &self.conflicted {
+            Some(v) => Verdict {
+                ok: true,
+                reason: v.reason,
+                message: v.message.clone(),
+            },
+            None => Verdict {
+                ok: false,
+                reason: "NoConflicts",
+                message: String::new(),
+            },
+        };
+        let programmed = if gateway_programmed && self.is_ready() {
+            Verdict::yes("Programmed")
+        } else {
+            Verdict::no("Invalid", "the listener is not ready to serve traffic")
+        };
+        GatewayStatusListeners {
+            attached_routes: self.attached_routes,
+            conditions: vec![
+                cond("Accepted", &self.accepted, generation, now),
+                cond("Conflicted", &conflicted, generation, now),
+                cond("Programmed", &programmed, generation, now),
+                cond("ResolvedRefs", &self.resolved, generation, now),
+            ],
+            name: self.spec.name.clone(),
+            supported_kinds: Some(self.supported_kinds.clone()),
+        }
+    }
+}
+
+fn http_route_kind() -> GatewayStatusListenersSupportedKinds {
+    GatewayStatusListenersSupportedKinds {
+        group: Some(GATEWAY_GROUP.into()),
+        kind: "HTTPRoute".into(),
+    }
+}
+
+/// Listeners of one Gateway on the same port must agree on the protocol and differ in hostname.
+fn mark_conflicts(listeners: &mut [ListenerState<'_>]) {
+    let n = listeners.len();
+    for i in 0..n {
+        for j in 0..n {
+            if i == j {
+                continue;
+            }
+            let (a, b) = (&listeners[i], &listeners[j]);
+            if !a.accepted.ok || !b.accepted.ok || a.port != b.port {
+                continue;
+            }
+            let verdict = if a.protocol != b.protocol {
+                Some(Verdict::no(
+                    "ProtocolConflict",
+                    format!(
+                        "listener {} uses the same port with another protocol",
+                        b.spec.name
+                    ),
+                ))
+            } else if a.hostname == b.hostname {
+                Some(Verdict::no(
+                    "HostnameConflict",
+                    format!("listener {} uses the same port and hostname", b.spec.name),
+                ))
+            } else {
+                None
+            };
+            if let Some(v) = verdict {
+                if listeners[i].conflicted.is_none() {
+                    listeners[i].conflicted = Some(v);
+                }
+            }
+        }
+    }
+}
+
+/// Label selector semantics (matchLabels AND matchExpressions).
+fn selector_matches(selector: &Selector, labels: &BTreeMap<String, String>) -> bool {
+    let labels_ok = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    let exprs_ok = selector.match_expressions.iter().flatten().all(|e| {
+        let values = e.values.as_deref().unwrap_or(&[]);
+        let value = labels.get(&e.key);
+        match e.operator.as_str() {
+            "In" => value.is_some_and(|v| values.contains(v)),
+            "NotIn" => value.is_none_or(|v| !values.contains(v)),
+            "Exists" => value.is_some(),
+            "DoesNotExist" => value.is_none(),
+            _ => false,
+        }
+    });
+    labels_ok && exprs_ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gateway_api::apis::standard::gateways::GatewayListenersAllowedRoutesNamespacesSelectorMatchExpressions as Expr;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn selector_uses_match_labels_and_expressions() {
+        let s = Selector {
+            match_labels: Some(labels(&[("team", "a")])),
+            match_expressions: Some(vec![Expr {
+                key: "env".into(),
+                operator: "In".into(),
+                values: Some(vec!["prod".into(), "stage".into()]),
+            }]),
+        };
+        assert!(selector_matches(
+            &s,
+            &labels(&[("team", "a"), ("env", "prod")])
+        ));
+        assert!(!selector_matches(
+            &s,
+            &labels(&[("team", "a"), ("env", "dev")])
+        ));
+        assert!(!selector_matches(&s, &labels(&[("env", "prod")])));
+    }
+
+    #[test]
+    fn unknown_selector_operator_matches_nothing() {
+        let s = Selector {
+            match_labels: None,
+            match_expressions: Some(vec![Expr {
+                key: "env".into(),
+                operator: "Sometimes".into(),
+                values: None,
+            }]),
+        };
+        assert!(!selector_matches(&s, &labels(&[("env", "prod")])));
+    }
+}

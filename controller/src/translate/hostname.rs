@@ -1,0 +1,128 @@
+//! Listener/route hostname intersection, as the HTTPRoute `hostnames` field documents it.
+
+use crate::snapshot::Hostname;
+
+/// The hostnames a route serves on a listener. `Some(vec![None])` means "any host" (neither side
+/// restricts); `None` means the route does not match the listener at all.
+pub(super) fn intersect(
+    listener: Option<&Hostname>,
+    route: &[Hostname],
+) -> Option<Vec<Option<Hostname>>> {
+    let Some(listener) = listener else {
+        if route.is_empty() {
+            return Some(vec![None]);
+        }
+        return Some(route.iter().cloned().map(Some).collect());
+    };
+    if route.is_empty() {
+        return Some(vec![Some(listener.clone())]);
+    }
+    let mut out: Vec<Option<Hostname>> = Vec::new();
+    for h in route {
+        if let Some(i) = pair(listener, h) {
+            if !out.contains(&Some(i.clone())) {
+                out.push(Some(i));
+            }
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// The more specific of two hostnames when one contains the other.
+fn pair(listener: &Hostname, route: &Hostname) -> Option<Hostname> {
+    match (listener, route) {
+        (Hostname::Exact(l), Hostname::Exact(r)) => (l == r).then(|| route.clone()),
+        (Hostname::Wildcard(_), Hostname::Exact(r)) => listener.matches(r).then(|| route.clone()),
+        (Hostname::Exact(l), Hostname::Wildcard(_)) => route.matches(l).then(|| listener.clone()),
+        (Hostname::Wildcard(l), Hostname::Wildcard(r)) => {
+            if l == r || (l.len() > r.len() && l.ends_with(r.as_str())) {
+                Some(listener.clone())
+            } else if r.len() > l.len() && r.ends_with(l.as_str()) {
+                Some(route.clone())
+            } else {
+                None
+            }
+        }
+    }
+}
+
+/// Sort key putting the most specific listener hostname first: exact, longer wildcard, none.
+pub(super) fn specificity(h: Option<&Hostname>) -> (u8, usize) {
+    match h {
+        Some(Hostname::Exact(_)) => (0, 0),
+        Some(Hostname::Wildcard(s)) => (1, usize::MAX - s.len()),
+        None => (2, 0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(s: &str) -> Hostname {
+        Hostname::parse(s).expect("valid hostname")
+    }
+
+    fn hs(list: &[&str]) -> Vec<Hostname> {
+        list.iter().map(|s| h(s)).collect()
+    }
+
+    #[test]
+    fn no_hostnames_on_either_side_means_any() {
+        assert_eq!(intersect(None, &[]), Some(vec![None]));
+    }
+
+    #[test]
+    fn listener_wildcard_keeps_matching_route_hostnames() {
+        let l = h("*.example.com");
+        assert_eq!(
+            intersect(
+                Some(&l),
+                &hs(&["foo.example.com", "example.com", "bar.other.org"])
+            ),
+            Some(vec![Some(h("foo.example.com"))])
+        );
+    }
+
+    #[test]
+    fn route_wildcard_narrows_to_the_exact_listener() {
+        let l = h("foo.example.com");
+        assert_eq!(
+            intersect(Some(&l), &hs(&["*.example.com"])),
+            Some(vec![Some(l.clone())])
+        );
+    }
+
+    #[test]
+    fn nested_wildcards_take_the_more_specific() {
+        let l = h("*.example.com");
+        assert_eq!(
+            intersect(Some(&l), &hs(&["*.foo.example.com"])),
+            Some(vec![Some(h("*.foo.example.com"))])
+        );
+        let l = h("*.foo.example.com");
+        assert_eq!(
+            intersect(Some(&l), &hs(&["*.example.com"])),
+            Some(vec![Some(l.clone())])
+        );
+    }
+
+    #[test]
+    fn disjoint_hostnames_do_not_intersect() {
+        let l = h("foo.example.com");
+        assert_eq!(
+            intersect(Some(&l), &hs(&["bar.example.com", "*.other.com"])),
+            None
+        );
+    }
+
+    #[test]
+    fn specificity_orders_exact_then_longer_wildcard_then_none() {
+        let exact = h("a.b.c");
+        let long = h("*.b.c");
+        let short = h("*.c");
+        let mut v = [None, Some(&short), Some(&exact), Some(&long)];
+        v.sort_by_key(|x| specificity(*x));
+        assert_eq!(v, [Some(&exact), Some(&long), Some(&short), None]);
+    }
+}

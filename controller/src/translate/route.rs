@@ -1,0 +1,265 @@
+//! HTTPRoute attachment to Gateway listeners, and the route's `status.parents`.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use gateway_api::apis::standard::httproutes::{
+    HttpRoute, HttpRouteParentRefs, HttpRouteStatus, HttpRouteStatusParents,
+    HttpRouteStatusParentsParentRef,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
+use super::backend::Resolver;
+use super::gateway::{cond, GatewayState, Verdict, GATEWAY_GROUP};
+use super::hostname::intersect;
+use super::index::{namespace_of, Index};
+use super::rule::{compile_route, CompiledRoute};
+use super::Timestamp;
+use crate::precedence::Rank;
+use crate::snapshot::{Hostname, RouteEntry, RouteId};
+use crate::CONTROLLER_NAME;
+
+/// Attaches `route` to the listeners its parentRefs select; `None` when no parentRef names one
+/// of our Gateways (the route is someone else's business).
+pub(super) fn translate(
+    route: &HttpRoute,
+    gateways: &mut [GatewayState<'_>],
+    index: &Index<'_>,
+    resolver: &mut Resolver<'_, '_>,
+    now: Timestamp,
+    warnings: &mut Vec<String>,
+) -> Option<HttpRouteStatus> {
+    let namespace = namespace_of(&route.metadata);
+    let name = route.metadata.name.as_deref().unwrap_or("");
+    let generation = route.metadata.generation;
+    let parent_refs = route.spec.parent_refs.as_deref().unwrap_or(&[]);
+    let ours: Vec<(&HttpRouteParentRefs, usize)> = parent_refs
+        .iter()
+        .filter_map(|p| {
+            let group = p.group.as_deref().unwrap_or(GATEWAY_GROUP);
+            let kind = p.kind.as_deref().unwrap_or("Gateway");
+            if group != GATEWAY_GROUP || kind != "Gateway" {
+                return None;
+            }
+            let gw_ns = p.namespace.as_deref().unwrap_or(namespace);
+            let found = gateways
+                .iter()
+                .position(|g| g.namespace == gw_ns && g.name == p.name);
+            if found.is_none() {
+                warnings.push(format!(
+                    "HTTPRoute {namespace}/{name}: parentRef Gateway {gw_ns}/{} is not a Gateway Sluice serves",
+                    p.name
+                ));
+            }
+            found.map(|i| (p, i))
+        })
+        .collect();
+    if ours.is_empty() {
+        return None;
+    }
+
+    let compiled = compile_route(route, resolver);
+    let hostnames = route_hostnames(route);
+    let attachment = Attachment {
+        route,
+        namespace,
+        name,
+        compiled: &compiled,
+        hostnames: &hostnames,
+        rule_ids: rule_ids(namespace, name, &compiled),
+    };
+
+    let resolved = match compiled.unresolved.first() {
+        None => Verdict::yes("ResolvedRefs"),
+        Some(first) => Verdict::no(
+            first.reason,
+            compiled
+                .unresolved
+                .iter()
+                .map(|u| u.message.as_str())
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+    };
+    let partially_invalid =
+        (!compiled.invalid.is_empty() && !compiled.all_invalid()).then(|| Verdict {
+            ok: true,
+            reason: "UnsupportedValue",
+            message: format!("dropped invalid rules: {}", compiled.invalid.join("; ")),
+        });
+
+    let mut attached = BTreeSet::new();
+    let mut parents: Vec<HttpRouteStatusParents> = Vec::new();
+    for (p, gi) in ours {
+        let Some(gw) = gateways.get_mut(gi) else {
+            continue;
+        };
+        let parent_ref = HttpRouteStatusParentsParentRef {
+            group: Some(GATEWAY_GROUP.into()),
+            kind: Some("Gateway".into()),
+            name: p.name.clone(),
+            namespace: Some(gw.namespace.to_string()),
+            port: p.port,
+            section_name: p.section_name.clone(),
+        };
+        if parents.iter().any(|s| s.parent_ref == parent_ref) {
+            continue;
+        }
+        let accepted = attachment.attach(p, gi, gw, index, &mut attached);
+        let mut conditions: Vec<Condition> = vec![cond("Accepted", &accepted, generation, now)];
+        if let Some(pi) = &partially_invalid {
+            conditions.push(cond("PartiallyInvalid", pi, generation, now));
+        }
+        conditions.push(cond("ResolvedRefs", &resolved, generation, now));
+        parents.push(HttpRouteStatusParents {
+            conditions,
+            controller_name: CONTROLLER_NAME.into(),
+            parent_ref,
+        });
+    }
+    Some(HttpRouteStatus { parents })
+}
+
+/// `Err` holds the hostnames that are not valid.
+fn route_hostnames(route: &HttpRoute) -> Result<Vec<Hostname>, Vec<String>> {
+    let mut ok = Vec::new();
+    let mut bad = Vec::new();
+    for h in route.spec.hostnames.iter().flatten() {
+        match Hostname::parse(h) {
+            Some(h) => ok.push(h),
+            None => bad.push(h.clone()),
+        }
+    }
+    if bad.is_empty() {
+        Ok(ok)
+    } else {
+        Err(bad)
+    }
+}
+
+fn rule_ids(namespace: &str, name: &str, compiled: &CompiledRoute) -> Vec<Arc<RouteId>> {
+    compiled
+        .rules
+        .iter()
+        .map(|r| {
+            Arc::new(RouteId {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+                rule_index: r.index,
+                rule_name: r.name.clone(),
+                label: format!("{namespace}/{name}"),
+            })
+        })
+        .collect()
+}
+
+struct Attachment<'r> {
+    route: &'r HttpRoute,
+    namespace: &'r str,
+    name: &'r str,
+    compiled: &'r CompiledRoute,
+    hostnames: &'r Result<Vec<Hostname>, Vec<String>>,
+    rule_ids: Vec<Arc<RouteId>>,
+}
+
+impl Attachment<'_> {
+    /// Attaches to the listeners `p` selects on `gw`; returns the parent's Accepted verdict.
+    /// `attached` holds (gateway, listener) pairs already counted for this route.
+    fn attach(
+        &self,
+        p: &HttpRouteParentRefs,
+        gi: usize,
+        gw: &mut GatewayState<'_>,
+        index: &Index<'_>,
+        attached: &mut BTreeSet<(usize, usize)>,
+    ) -> Verdict {
+        let candidates: Vec<usize> = gw
+            .listeners
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| p.section_name.as_deref().is_none_or(|s| s == l.name()))
+            .filter(|(_, l)| {
+                p.port
+                    .is_none_or(|port| i32::from(l.port.unwrap_or(0)) == port)
+            })
+            .map(|(i, _)| i)
+            .collect();
+        if candidates.is_empty() {
+            let mut what = Vec::new();
+            if let Some(s) = &p.section_name {
+                what.push(format!("named {s}"));
+            }
+            if let Some(port) = p.port {
+                what.push(format!("on port {port}"));
+            }
+            return Verdict::no(
+                "NoMatchingParent",
+                format!("Gateway {} has no listener {}", gw.label(), what.join(" ")),
+            );
+        }
+        let gw_namespace = gw.namespace;
+        let allowed: Vec<usize> = candidates
+            .into_iter()
+            .filter(|i| {
+                gw.listeners.get(*i).is_some_and(|l| {
+                    l.http_routes && l.allows_namespace(gw_namespace, self.namespace, index)
+                })
+            })
+            .collect();
+        if allowed.is_empty() {
+            return Verdict::no(
+                "NotAllowedByListeners",
+                format!("no listener of Gateway {} allows this route", gw.label()),
+            );
+        }
+        let hostnames = match self.hostnames {
+            Ok(h) => h,
+            Err(bad) => {
+                return Verdict::no(
+                    "UnsupportedValue",
+                    format!("invalid hostnames: {}", bad.join(", ")),
+                )
+            }
+        };
+        let matching: Vec<(usize, Vec<Option<Hostname>>)> = allowed
+            .into_iter()
+            .filter_map(|i| {
+                let l = gw.listeners.get(i)?;
+                intersect(l.hostname.as_ref(), hostnames).map(|h| (i, h))
+            })
+            .collect();
+        if matching.is_empty() {
+            return Verdict::no(
+                "NoMatchingListenerHostname",
+                "no listener hostname matches the route's hostnames",
+            );
+        }
+        if self.compiled.all_invalid() {
+            return Verdict::no("UnsupportedValue", self.compiled.invalid.join("; "));
+        }
+        let created = self.route.metadata.creation_timestamp.as_ref().map(|t| t.0);
+        for (li, hosts) in matching {
+            if !attached.insert((gi, li)) {
+                continue;
+            }
+            let Some(l) = gw.listeners.get_mut(li) else {
+                continue;
+            };
+            l.attached_routes += 1;
+            for host in hosts {
+                for (rule, id) in self.compiled.rules.iter().zip(&self.rule_ids) {
+                    for (mi, m) in rule.matches.iter().enumerate() {
+                        let rank = Rank::new(m, created, self.namespace, self.name, rule.index, mi);
+                        let entry = RouteEntry {
+                            route: id.clone(),
+                            matcher: m.clone(),
+                            action: rule.action.clone(),
+                        };
+                        l.entries.push((host.clone(), rank, entry));
+                    }
+                }
+            }
+        }
+        Verdict::yes("Accepted")
+    }
+}

@@ -1,0 +1,188 @@
+//! One HTTPRoute's rules -> matches plus a shared `RuleAction`, independent of where it attaches.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gateway_api::apis::standard::httproutes::{HttpRoute, HttpRouteRules};
+
+use super::backend::{BackendRef, Resolver, Unresolved};
+use super::index::namespace_of;
+use super::{duration, filters, matches};
+use crate::snapshot::{
+    BackendTarget, Filter, PathMatch, PathModifier, RequestMatch, RuleAction, Timeouts,
+    WeightedBackend,
+};
+
+pub(super) struct CompiledRule {
+    pub index: usize,
+    pub name: Option<String>,
+    pub matches: Vec<RequestMatch>,
+    pub action: Arc<RuleAction>,
+}
+
+pub(super) struct CompiledRoute {
+    pub rules: Vec<CompiledRule>,
+    /// One message per rule dropped as invalid (UnsupportedValue).
+    pub invalid: Vec<String>,
+    /// Refs that did not resolve, in the order met; the first gives the ResolvedRefs reason.
+    pub unresolved: Vec<Unresolved>,
+}
+
+impl CompiledRoute {
+    /// Every rule was invalid: the route cannot be accepted.
+    pub fn all_invalid(&self) -> bool {
+        self.rules.is_empty() && !self.invalid.is_empty()
+    }
+}
+
+pub(super) fn compile_route(route: &HttpRoute, resolver: &mut Resolver<'_, '_>) -> CompiledRoute {
+    let namespace = namespace_of(&route.metadata);
+    // The CRD's default for a route without rules: one rule matching every request, no backends.
+    let default_rules = [HttpRouteRules::default()];
+    let rules = match route.spec.rules.as_deref() {
+        Some(rules) if !rules.is_empty() => rules,
+        _ => &default_rules[..],
+    };
+    let mut out = CompiledRoute {
+        rules: Vec::new(),
+        invalid: Vec::new(),
+        unresolved: Vec::new(),
+    };
+    for (index, rule) in rules.iter().enumerate() {
+        match compile_rule(index, rule, namespace, resolver, &mut out.unresolved) {
+            Ok(r) => out.rules.push(r),
+            Err(e) => out.invalid.push(format!("rule {index}: {e}")),
+        }
+    }
+    out
+}
+
+fn compile_rule(
+    index: usize,
+    rule: &HttpRouteRules,
+    namespace: &str,
+    resolver: &mut Resolver<'_, '_>,
+    unresolved: &mut Vec<Unresolved>,
+) -> Result<CompiledRule, String> {
+    let matches = match rule.matches.as_deref() {
+        Some(ms) if !ms.is_empty() => ms
+            .iter()
+            .map(matches::compile)
+            .collect::<Result<Vec<_>, _>>()?,
+        _ => vec![matches::match_all()],
+    };
+
+    let mut rule_filters = Vec::new();
+    for f in rule.filters.iter().flatten() {
+        if let Some(f) = filters::compile(f, namespace, resolver, unresolved)? {
+            rule_filters.push(f);
+        }
+    }
+    check_filter_combination(&rule_filters, &matches)?;
+
+    let mut backends = Vec::new();
+    for b in rule.backend_refs.iter().flatten() {
+        let weight = match b.weight {
+            None => 1,
+            Some(w) => {
+                u32::try_from(w).map_err(|_| format!("backendRef weight {w} is negative"))?
+            }
+        };
+        let r = BackendRef {
+            group: b.group.as_deref(),
+            kind: b.kind.as_deref(),
+            name: &b.name,
+            namespace: b.namespace.as_deref(),
+            port: b.port,
+        };
+        let target = match resolver.resolve(namespace, &r) {
+            Ok(backend) => BackendTarget::Service(backend),
+            Err(u) => {
+                let reason = u.message.clone();
+                unresolved.push(u);
+                BackendTarget::Invalid { reason }
+            }
+        };
+        let mut backend_filters = Vec::new();
+        for f in b.filters.iter().flatten() {
+            let f = filters::from_backend_filter(f)?;
+            if let Some(f) = filters::compile(&f, namespace, resolver, unresolved)? {
+                backend_filters.push(f);
+            }
+        }
+        check_filter_combination(&backend_filters, &matches)?;
+        backends.push(WeightedBackend {
+            weight,
+            target,
+            filters: backend_filters,
+        });
+    }
+    let total_weight = backends
+        .iter()
+        .fold(0u32, |sum, b| sum.saturating_add(b.weight));
+
+    Ok(CompiledRule {
+        index,
+        name: rule.name.clone(),
+        matches,
+        action: Arc::new(RuleAction {
+            filters: rule_filters,
+            backends,
+            total_weight,
+            timeouts: timeouts(rule)?,
+        }),
+    })
+}
+
+/// The spec forbids a redirect together with a rewrite, and `ReplacePrefixMatch` needs every
+/// match of the rule to be a `PathPrefix` match.
+fn check_filter_combination(filters: &[Filter], matches: &[RequestMatch]) -> Result<(), String> {
+    let redirect = filters.iter().any(|f| matches!(f, Filter::Redirect(_)));
+    let rewrite = filters.iter().any(|f| matches!(f, Filter::UrlRewrite(_)));
+    if redirect && rewrite {
+        return Err("RequestRedirect and URLRewrite cannot be used together".into());
+    }
+    let replaces_prefix = filters.iter().any(|f| {
+        let path = match f {
+            Filter::Redirect(r) => r.path.as_ref(),
+            Filter::UrlRewrite(r) => r.path.as_ref(),
+            _ => None,
+        };
+        matches!(path, Some(PathModifier::ReplacePrefixMatch(_)))
+    });
+    if replaces_prefix
+        && !matches
+            .iter()
+            .all(|m| matches!(m.path, PathMatch::Prefix(_)))
+    {
+        return Err("ReplacePrefixMatch needs every match to be a PathPrefix match".into());
+    }
+    Ok(())
+}
+
+/// A zero duration disables the timeout, as the spec says.
+fn timeouts(rule: &HttpRouteRules) -> Result<Timeouts, String> {
+    let parse = |s: Option<&str>, field: &str| -> Result<Option<Duration>, String> {
+        match s {
+            None => Ok(None),
+            Some(s) => duration::parse(s)
+                .map(|d| (!d.is_zero()).then_some(d))
+                .ok_or_else(|| format!("timeouts.{field} {s:?} is not a valid duration")),
+        }
+    };
+    let t = rule.timeouts.as_ref();
+    let request = parse(t.and_then(|t| t.request.as_deref()), "request")?;
+    let backend_request = parse(
+        t.and_then(|t| t.backend_request.as_deref()),
+        "backendRequest",
+    )?;
+    if let (Some(r), Some(b)) = (request, backend_request) {
+        if b > r {
+            return Err("timeouts.backendRequest must not exceed timeouts.request".into());
+        }
+    }
+    Ok(Timeouts {
+        request,
+        backend_request,
+    })
+}

@@ -1,0 +1,129 @@
+//! Admin endpoints against a real store and metrics registry.
+
+#![allow(clippy::unwrap_used)]
+
+use http_body_util::BodyExt;
+use sluice_controller::snapshot::Snapshot;
+
+use super::*;
+
+fn state() -> AdminState {
+    let store = Store::new();
+    let metrics = Metrics::new().unwrap();
+    metrics.track_store(store.clone()).unwrap();
+    let (_, listeners) = watch::channel(ListenerStatus::default());
+    AdminState {
+        store,
+        metrics: Arc::new(metrics),
+        listeners,
+    }
+}
+
+async fn get(state: &AdminState, path: &str) -> (StatusCode, String) {
+    let response = respond(state, &Method::GET, path);
+    let status = response.status();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
+#[tokio::test]
+async fn readyz_turns_ready_with_the_first_snapshot() {
+    let state = state();
+    let (code, body) = get(&state, "/readyz").await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body.contains("no configuration has been loaded"), "{body}");
+
+    state
+        .store
+        .reject("bad.yaml: line 3: mapping values are not allowed".into());
+    let (code, body) = get(&state, "/readyz").await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        body.contains("line 3"),
+        "the reason names the error: {body}"
+    );
+
+    state.store.publish(Snapshot::default());
+    assert_eq!(get(&state, "/readyz").await.0, StatusCode::OK);
+    assert_eq!(
+        get(&state, "/healthz").await,
+        (StatusCode::OK, "ok\n".into())
+    );
+}
+
+#[tokio::test]
+async fn config_reports_the_generation_and_the_last_rejection() {
+    let state = state();
+    state.store.publish(Snapshot::default());
+    let (code, body) = get(&state, "/config").await;
+    assert_eq!(code, StatusCode::OK);
+    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&body).unwrap();
+    assert_eq!(doc["generation"], 1);
+    assert_eq!(doc["lastReload"]["result"], "published");
+
+    state
+        .store
+        .reject("gateway.yaml: unknown field `hostnam`".into());
+    let (_, body) = get(&state, "/config").await;
+    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&body).unwrap();
+    assert_eq!(doc["generation"], 1, "the last good snapshot keeps serving");
+    assert_eq!(doc["lastReload"]["result"], "rejected");
+    assert_eq!(
+        doc["lastReload"]["error"],
+        "gateway.yaml: unknown field `hostnam`"
+    );
+    assert_eq!(doc["reloads"]["rejected"], 1);
+    assert!(
+        doc["lastReload"]["at"].as_str().unwrap().ends_with('Z'),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn metrics_exports_the_store_generation() {
+    let state = state();
+    state.store.publish(Snapshot::default());
+    state.store.publish(Snapshot::default());
+    let (code, body) = get(&state, "/metrics").await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(body.contains("sluice_snapshot_generation 2"), "{body}");
+}
+
+#[tokio::test]
+async fn status_serves_yaml_of_the_live_snapshot() {
+    let state = state();
+    state.store.publish(Snapshot::default());
+    let (code, body) = get(&state, "/status").await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(
+        serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&body).is_ok(),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn unknown_paths_are_404_and_other_methods_405() {
+    let state = state();
+    assert_eq!(get(&state, "/nope").await.0, StatusCode::NOT_FOUND);
+    let response = respond(&state, &Method::POST, "/readyz");
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(response.headers()[header::ALLOW], "GET");
+}
+
+#[tokio::test]
+async fn server_answers_on_its_reported_port_and_stops_on_shutdown() {
+    let server = AdminServer::start("127.0.0.1:0".parse().unwrap(), state())
+        .await
+        .unwrap();
+    let address = server.local_addr();
+    assert_ne!(address.port(), 0);
+    let url = format!("http://{address}/healthz");
+    let body = tokio::time::timeout(Duration::from_secs(10), async {
+        reqwest::get(&url).await.unwrap().text().await.unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(body, "ok\n");
+    server.shutdown(Duration::from_secs(1)).await;
+    assert!(tokio::net::TcpStream::connect(address).await.is_err());
+}

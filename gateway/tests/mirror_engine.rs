@@ -1,0 +1,436 @@
+//! The mirror engine on its own, driven the way the proxy phases drive it, against real sockets.
+
+#[path = "mirror_support/servers.rs"]
+mod servers;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use pingora_http::RequestHeader;
+use sluice_controller::snapshot::{Backend, BackendProtocol, Fraction, Mirror};
+use sluice_gateway::mirror::{
+    Decision, MirrorEngine, MirrorMetrics, MirrorOptions, MirrorSet, Outcome,
+};
+
+const ROUTE: &str = "default/web";
+const LIMIT: Duration = Duration::from_secs(30);
+
+fn engine(options: MirrorOptions) -> Arc<MirrorEngine> {
+    let registry = prometheus::Registry::new();
+    let metrics = MirrorMetrics::register(&registry).expect("register");
+    MirrorEngine::new(options, metrics)
+}
+
+fn mirror_to(addr: SocketAddr) -> Mirror {
+    Mirror {
+        backend: Arc::new(Backend::new(
+            format!("default/mirror-{}:{}", addr.port(), addr.port()),
+            vec![addr],
+            BackendProtocol::Http1,
+        )),
+        fraction: Fraction::ALL,
+    }
+}
+
+fn post(len: Option<usize>) -> RequestHeader {
+    let mut h = RequestHeader::build("POST", b"/upload/a%20b?x=1&y=2", None).expect("head");
+    h.append_header("host", "example.com").expect("header");
+    h.append_header("user-agent", "curl/8").expect("header");
+    h.append_header("connection", "keep-alive").expect("header");
+    h.append_header("expect", "100-continue").expect("header");
+    match len {
+        Some(n) => h
+            .append_header("content-length", n.to_string())
+            .expect("header"),
+        None => h
+            .append_header("transfer-encoding", "chunked")
+            .expect("header"),
+    };
+    h
+}
+
+fn get() -> RequestHeader {
+    let mut h = RequestHeader::build("GET", b"/ping", None).expect("head");
+    h.append_header("host", "example.com").expect("header");
+    h
+}
+
+fn body(len: usize) -> Bytes {
+    Bytes::from((0..len).map(|i| (i * 31 % 251) as u8).collect::<Vec<u8>>())
+}
+
+fn feed(set: &mut MirrorSet, data: &Bytes, chunk: usize) {
+    let mut at = 0;
+    while at < data.len() {
+        let end = (at + chunk).min(data.len());
+        set.on_body_chunk(Some(&data.slice(at..end)), false);
+        at = end;
+    }
+    set.on_body_chunk(None, true);
+}
+
+/// Feeds like a primary exactly as fast as the mirror: never more than 1 MiB ahead of it.
+async fn feed_paced(engine: &MirrorEngine, set: &mut MirrorSet, data: &Bytes, chunk: usize) {
+    let mut at = 0;
+    while at < data.len() {
+        let end = (at + chunk).min(data.len());
+        set.on_body_chunk(Some(&data.slice(at..end)), false);
+        at = end;
+        while engine.buffered_bytes() > 1024 * 1024 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    set.on_body_chunk(None, true);
+}
+
+async fn bounded<T>(what: &str, f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(LIMIT, f)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+/// Waits until the engine has no copy in flight and `outcome` was counted `n` times.
+async fn settled(engine: &MirrorEngine, mirror: &Mirror, outcome: Outcome, n: u64) {
+    let name = mirror.backend.name.clone();
+    bounded("the mirror outcome", async {
+        loop {
+            if engine.inflight() == 0 && engine.metrics().count(ROUTE, &name, outcome) >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert_eq!(engine.metrics().count(ROUTE, &name, outcome), n);
+    assert_eq!(engine.buffered_bytes(), 0, "no body bytes left queued");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthy_mirror_receives_the_request_intact() {
+    let (server, mut received) = servers::recording(200).await;
+    let engine = engine(MirrorOptions::default());
+    let mirror = mirror_to(server.addr);
+    let data = body(8 * 1024 * 1024 + 123);
+    let mut set = MirrorSet::new(engine.clone());
+    let head = post(Some(data.len()));
+    assert_eq!(set.start(&mirror, &head, ROUTE, true), Decision::Started);
+    bounded("feeding", feed_paced(&engine, &mut set, &data, 64 * 1024)).await;
+
+    let got = bounded("the mirrored request", received.recv())
+        .await
+        .expect("request");
+    assert_eq!(got.method, "POST");
+    assert_eq!(got.path, "/upload/a%20b?x=1&y=2");
+    assert_eq!(got.headers["host"], "example.com");
+    assert_eq!(got.headers["user-agent"], "curl/8");
+    assert_eq!(
+        got.headers["content-length"],
+        data.len().to_string().as_str()
+    );
+    assert!(got.headers.get("expect").is_none());
+    assert!(got.complete);
+    assert_eq!(got.body_len, data.len() as u64);
+    assert_eq!(got.sha256, servers::sha256(&data));
+    settled(&engine, &mirror, Outcome::Completed, 1).await;
+    let bytes = engine
+        .metrics()
+        .bytes
+        .with_label_values(&[ROUTE, &mirror.backend.name])
+        .get();
+    assert_eq!(bytes, data.len() as u64);
+    assert_eq!(
+        engine
+            .metrics()
+            .responses
+            .with_label_values(&[ROUTE, &mirror.backend.name, "2xx"])
+            .get(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_of_unknown_length_is_streamed_chunked() {
+    let (server, mut received) = servers::recording(200).await;
+    let engine = engine(MirrorOptions::default());
+    let mirror = mirror_to(server.addr);
+    let data = body(300_000);
+    let mut set = MirrorSet::new(engine.clone());
+    set.start(&mirror, &post(None), ROUTE, true);
+    feed(&mut set, &data, 7_000);
+
+    let got = bounded("the mirrored request", received.recv())
+        .await
+        .expect("request");
+    assert_eq!(got.headers["transfer-encoding"], "chunked");
+    assert!(got.complete);
+    assert_eq!(got.sha256, servers::sha256(&data));
+    settled(&engine, &mirror, Outcome::Completed, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodiless_request_is_sent_without_any_body_event() {
+    let (server, mut received) = servers::recording(204).await;
+    let engine = engine(MirrorOptions::default());
+    let mirror = mirror_to(server.addr);
+    let mut set = MirrorSet::new(engine.clone());
+    set.start(&mirror, &get(), ROUTE, false);
+    // The primary may fail to connect: request_body_filter never runs, the set is dropped.
+    drop(set);
+
+    let got = bounded("the mirrored request", received.recv())
+        .await
+        .expect("request");
+    assert_eq!(got.method, "GET");
+    assert_eq!(got.path, "/ping");
+    assert_eq!(got.body_len, 0);
+    settled(&engine, &mirror, Outcome::Completed, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_replay_of_the_body_is_not_sent_twice() {
+    let (server, mut received) = servers::recording(200).await;
+    let engine = engine(MirrorOptions::default());
+    let mirror = mirror_to(server.addr);
+    let data = body(200_000);
+    let mut set = MirrorSet::new(engine.clone());
+    set.start(&mirror, &post(Some(data.len())), ROUTE, true);
+    set.on_upstream_attempt();
+    set.on_body_chunk(Some(&data.slice(0..30_000)), false);
+    set.on_body_chunk(Some(&data.slice(30_000..50_000)), false);
+    // The first attempt failed; Pingora replays its retry buffer in one piece, then continues.
+    set.on_upstream_attempt();
+    set.on_body_chunk(Some(&data.slice(0..50_000)), false);
+    set.on_body_chunk(Some(&data.slice(50_000..)), true);
+
+    let got = bounded("the mirrored request", received.recv())
+        .await
+        .expect("request");
+    assert!(got.complete);
+    assert_eq!(got.body_len, data.len() as u64);
+    assert_eq!(got.sha256, servers::sha256(&data));
+    settled(&engine, &mirror, Outcome::Completed, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirror_that_falls_behind_is_aborted_and_sees_an_incomplete_body() {
+    let (server, mut reports) = servers::stalling(Duration::from_millis(500)).await;
+    let engine = engine(MirrorOptions {
+        request_buffer_bytes: 256 * 1024,
+        ..MirrorOptions::default()
+    });
+    let mirror = mirror_to(server.addr);
+    let data = body(64 * 1024 * 1024);
+    let mut set = MirrorSet::new(engine.clone());
+    set.start(&mirror, &post(Some(data.len())), ROUTE, true);
+    let head = bounded("the head", reports.recv()).await;
+    assert_eq!(head, Some(servers::Stalled::Head));
+    let started = Instant::now();
+    feed(&mut set, &data, 64 * 1024);
+    // Feeding never waits for the mirror.
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(set.streaming(), 0);
+
+    settled(&engine, &mirror, Outcome::DroppedOverflow, 1).await;
+    let report = bounded("the stalled mirror's report", reports.recv()).await;
+    let Some(servers::Stalled::Done { body: got, closed }) = report else {
+        panic!("unexpected report {report:?}");
+    };
+    assert!(closed, "the mirror connection is closed");
+    assert!(
+        got < data.len() as u64,
+        "the mirror saw {got} bytes: incomplete"
+    );
+    assert!(engine.buffered_bytes() <= 256 * 1024);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn global_byte_cap_bounds_all_copies_together() {
+    let hole = servers::blackhole().await;
+    let engine = engine(MirrorOptions {
+        request_buffer_bytes: 1024 * 1024,
+        max_buffered_bytes: 1024 * 1024 + 512 * 1024,
+        ..MirrorOptions::default()
+    });
+    let mirror = mirror_to(hole.addr);
+    let data = body(64 * 1024 * 1024);
+    let mut sets = Vec::new();
+    for _ in 0..3 {
+        let mut set = MirrorSet::new(engine.clone());
+        set.start(&mirror, &post(Some(data.len())), ROUTE, true);
+        feed(&mut set, &data, 64 * 1024);
+        assert!(engine.buffered_bytes() <= 1024 * 1024 + 512 * 1024);
+        sets.push(set);
+    }
+    settled(&engine, &mirror, Outcome::DroppedOverflow, 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inflight_cap_skips_new_copies() {
+    let hole = servers::blackhole().await;
+    let engine = engine(MirrorOptions {
+        max_inflight: 2,
+        timeout: Duration::from_millis(300),
+        ..MirrorOptions::default()
+    });
+    let mirror = mirror_to(hole.addr);
+    let mut sets: Vec<MirrorSet> = (0..3).map(|_| MirrorSet::new(engine.clone())).collect();
+    let decisions: Vec<Decision> = sets
+        .iter_mut()
+        .map(|s| s.start(&mirror, &get(), ROUTE, false))
+        .collect();
+    assert_eq!(
+        decisions,
+        [
+            Decision::Started,
+            Decision::Started,
+            Decision::Skipped(Outcome::SkippedCapacity)
+        ]
+    );
+    assert_eq!(engine.metrics().inflight.get(), 2);
+    let name = &mirror.backend.name;
+    assert_eq!(
+        engine
+            .metrics()
+            .count(ROUTE, name, Outcome::SkippedCapacity),
+        1
+    );
+    // The blackhole never answers: both copies time out and free their slots.
+    settled(&engine, &mirror, Outcome::Timeout, 2).await;
+    assert_eq!(engine.metrics().inflight.get(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_abort_aborts_the_copy_mid_body() {
+    let (server, mut received) = servers::recording(200).await;
+    let engine = engine(MirrorOptions::default());
+    let mirror = mirror_to(server.addr);
+    let data = body(1024 * 1024);
+    let mut set = MirrorSet::new(engine.clone());
+    set.start(&mirror, &post(Some(data.len())), ROUTE, true);
+    set.on_body_chunk(Some(&data.slice(..100_000)), false);
+    drop(set);
+
+    settled(&engine, &mirror, Outcome::AbortedClient, 1).await;
+    let got = bounded("the mirrored request", received.recv())
+        .await
+        .expect("request");
+    assert!(!got.complete, "the mirror must not see a complete body");
+    assert!(got.body_len < data.len() as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn down_mirror_is_a_connect_error() {
+    let engine = engine(MirrorOptions::default());
+    let mirror = mirror_to(servers::down().await);
+    let mut set = MirrorSet::new(engine.clone());
+    set.start(&mirror, &post(Some(5)), ROUTE, true);
+    set.on_body_chunk(Some(&Bytes::from_static(b"hello")), true);
+    settled(&engine, &mirror, Outcome::ConnectError, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirror_without_endpoints_is_a_connect_error() {
+    let engine = engine(MirrorOptions::default());
+    let mirror = Mirror {
+        backend: Arc::new(Backend::new(
+            "default/empty:80".into(),
+            vec![],
+            BackendProtocol::Http1,
+        )),
+        fraction: Fraction::ALL,
+    };
+    let mut set = MirrorSet::new(engine.clone());
+    assert_eq!(
+        set.start(&mirror, &get(), ROUTE, false),
+        Decision::Skipped(Outcome::ConnectError)
+    );
+    settled(&engine, &mirror, Outcome::ConnectError, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erroring_mirrors_are_counted() {
+    let engine = engine(MirrorOptions::default());
+    let data = body(512 * 1024);
+
+    let (failing, _rx) = servers::recording(500).await;
+    let garbage = servers::garbage().await;
+    let reset = servers::reset_after(64 * 1024).await;
+    let cases = [
+        (mirror_to(failing.addr), Outcome::Completed),
+        (mirror_to(garbage.addr), Outcome::UpstreamError),
+        (mirror_to(reset.addr), Outcome::UpstreamError),
+    ];
+    for (mirror, expected) in &cases {
+        let mut set = MirrorSet::new(engine.clone());
+        set.start(mirror, &post(Some(data.len())), ROUTE, true);
+        feed(&mut set, &data, 64 * 1024);
+        settled(&engine, mirror, *expected, 1).await;
+    }
+    let five = engine
+        .metrics()
+        .responses
+        .with_label_values(&[ROUTE, &cases[0].0.backend.name, "5xx"])
+        .get();
+    assert_eq!(five, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_and_connect_are_skipped() {
+    let (server, _rx) = servers::recording(200).await;
+    let engine = engine(MirrorOptions::default());
+    let mirror = mirror_to(server.addr);
+    let mut ws = get();
+    ws.append_header("connection", "upgrade").expect("header");
+    ws.append_header("upgrade", "websocket").expect("header");
+    let connect = RequestHeader::build("CONNECT", b"example.com:443", None).expect("head");
+    for head in [ws, connect] {
+        let mut set = MirrorSet::new(engine.clone());
+        assert_eq!(
+            set.start(&mirror, &head, ROUTE, false),
+            Decision::Skipped(Outcome::SkippedUpgrade)
+        );
+    }
+    settled(&engine, &mirror, Outcome::SkippedUpgrade, 2).await;
+    assert_eq!(server.accepted(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completed_exchanges_reuse_pooled_connections() {
+    let (server, mut received) = servers::recording(200).await;
+    let engine = engine(MirrorOptions::default());
+    let mirror = mirror_to(server.addr);
+    for i in 1..=5u64 {
+        let mut set = MirrorSet::new(engine.clone());
+        set.start(&mirror, &get(), ROUTE, false);
+        bounded("the mirrored request", received.recv())
+            .await
+            .expect("request");
+        settled(&engine, &mirror, Outcome::Completed, i).await;
+    }
+    assert_eq!(
+        server.accepted(),
+        1,
+        "one pooled connection served all copies"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_fraction_never_mirrors() {
+    let (server, _rx) = servers::recording(200).await;
+    let engine = engine(MirrorOptions::default());
+    let mut mirror = mirror_to(server.addr);
+    mirror.fraction = Fraction {
+        numerator: 0,
+        denominator: 100,
+    };
+    let mut set = MirrorSet::new(engine.clone());
+    for _ in 0..100 {
+        assert_eq!(
+            set.start(&mirror, &get(), ROUTE, false),
+            Decision::NotSampled
+        );
+    }
+}

@@ -1,0 +1,269 @@
+//! Test backends for mirroring: healthy, down, blackhole, slow and erroring, on 127.0.0.1:0.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// A request as a backend received it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    pub path: String,
+    pub headers: http::HeaderMap,
+    pub body_len: u64,
+    pub sha256: String,
+    /// False when the body ended early (connection closed or reset mid-body).
+    pub complete: bool,
+}
+
+/// Aborts the server task when the test drops it.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub accepted: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl Server {
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn sha256(data: &[u8]) -> String {
+    hex(&Sha256::digest(data))
+}
+
+async fn bind() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0").await.expect("bind")
+}
+
+/// An HTTP/1.1 server that reads every request fully, reports it, and answers `status` with the
+/// body's sha256 as its body.
+pub async fn recording(status: u16) -> (Server, mpsc::UnboundedReceiver<Received>) {
+    let listener = bind().await;
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = mpsc::unbounded_channel();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            count.fetch_add(1, Ordering::SeqCst);
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let tx = tx.clone();
+                    async move {
+                        let (parts, mut body) = req.into_parts();
+                        let mut hasher = Sha256::new();
+                        let mut len = 0u64;
+                        let mut complete = true;
+                        while let Some(frame) = body.frame().await {
+                            match frame {
+                                Ok(frame) => {
+                                    if let Some(data) = frame.data_ref() {
+                                        hasher.update(data);
+                                        len += data.len() as u64;
+                                    }
+                                }
+                                Err(_) => {
+                                    complete = false;
+                                    break;
+                                }
+                            }
+                        }
+                        let sha = hex(&hasher.finalize());
+                        let _ = tx.send(Received {
+                            method: parts.method.to_string(),
+                            path: parts
+                                .uri
+                                .path_and_query()
+                                .map(|p| p.to_string())
+                                .unwrap_or_default(),
+                            headers: parts.headers,
+                            body_len: len,
+                            sha256: sha.clone(),
+                            complete,
+                        });
+                        let resp = http::Response::builder()
+                            .status(status)
+                            .body(Full::new(Bytes::from(sha)))
+                            .expect("response");
+                        Ok::<_, Infallible>(resp)
+                    }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (
+        Server {
+            addr,
+            accepted,
+            task,
+        },
+        rx,
+    )
+}
+
+/// An address nothing listens on: connecting is refused.
+pub async fn down() -> SocketAddr {
+    let listener = bind().await;
+    listener.local_addr().expect("addr")
+}
+
+/// Accepts connections and never reads from them nor answers.
+pub async fn blackhole() -> Server {
+    raw(|stream| async move {
+        let _held = stream;
+        std::future::pending::<()>().await;
+    })
+    .await
+}
+
+/// Reads 1 KiB every 100 ms (10 KB/s) and answers 200 five seconds after accepting.
+pub async fn slow() -> Server {
+    raw(|mut stream| async move {
+        let answer_at = tokio::time::Instant::now() + Duration::from_secs(5);
+        let mut buf = [0u8; 1024];
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(answer_at) => break,
+                r = stream.read(&mut buf) => match r {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                },
+            }
+        }
+        let _ = stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+            .await;
+    })
+    .await
+}
+
+/// Reads a little, then answers bytes that are not HTTP and closes.
+pub async fn garbage() -> Server {
+    raw(|mut stream| async move {
+        let mut buf = [0u8; 1024];
+        let _ = stream.read(&mut buf).await;
+        let _ = stream.write_all(b"this is not http\r\n\r\n").await;
+    })
+    .await
+}
+
+/// Reads `after` bytes, then resets the connection (RST, not FIN).
+pub async fn reset_after(after: usize) -> Server {
+    raw(move |mut stream| async move {
+        let mut seen = 0;
+        let mut buf = vec![0u8; 64 * 1024];
+        while seen < after {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen += n,
+            }
+        }
+        // Linger 0 makes the close a reset; with a zero timeout the drop does not block.
+        #[allow(deprecated)]
+        let _ = stream.set_linger(Some(Duration::ZERO));
+    })
+    .await
+}
+
+/// What a stalling backend saw.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Stalled {
+    /// The request head arrived; the backend stops reading now.
+    Head,
+    /// After the stall it read to EOF: body bytes after the head, and whether the peer closed.
+    Done { body: u64, closed: bool },
+}
+
+/// Reads the head, stalls for `stall`, then reads to EOF.
+pub async fn stalling(stall: Duration) -> (Server, mpsc::UnboundedReceiver<Stalled>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let server = raw(move |mut stream| {
+        let tx = tx.clone();
+        async move {
+            let mut head = Vec::new();
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut body;
+            loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+                if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                    body = (head.len() - end - 4) as u64;
+                    break;
+                }
+            }
+            let _ = tx.send(Stalled::Head);
+            tokio::time::sleep(stall).await;
+            let closed = loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) => break true,
+                    Err(_) => break true,
+                    Ok(n) => body += n as u64,
+                }
+            };
+            let _ = tx.send(Stalled::Done { body, closed });
+        }
+    })
+    .await;
+    (server, rx)
+}
+
+async fn raw<F, Fut>(handle: F) -> Server
+where
+    F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = bind().await;
+    let addr = listener.local_addr().expect("addr");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    let task = tokio::spawn(async move {
+        let mut conns = tokio::task::JoinSet::new();
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            count.fetch_add(1, Ordering::SeqCst);
+            conns.spawn(handle(stream));
+        }
+    });
+    Server {
+        addr,
+        accepted,
+        task,
+    }
+}

@@ -14,6 +14,8 @@ pub mod resources;
 pub mod snapshot;
 pub mod sources;
 pub mod status;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod translate;
 
 /// The `spec.controllerName` a GatewayClass must carry for Sluice to serve its Gateways.

@@ -1,1 +1,332 @@
-//! TODO: proxy
+//! Sluice's `ProxyHttp`: each phase a few lines calling `routing`, `filters`, `mirror`, `upstream`.
+//!
+//! Phases used (see `docs/request-lifecycle.md`):
+//! - `request_filter`: load one snapshot, route, run filters in order (header changes, redirect,
+//!   URL rewrite, mirrors), choose the backend. Answers 404 (no route), 500 (no usable or an
+//!   invalid backendRef), 503 (no ready endpoint) or the redirect itself.
+//! - `upstream_peer`: the chosen endpoint with the route's timeouts; a retry after a refused
+//!   connection goes to the backend's next endpoint.
+//! - `upstream_request_filter`: `X-Forwarded-*`. Hop-by-hop request fields are stripped by
+//!   Pingora's standard upstream request policy (WebSocket upgrades pass through).
+//! - `upstream_response_filter` / `response_filter`: hop-by-hop response fields, then the
+//!   ResponseHeaderModifier filters.
+//! - `fail_to_connect` / `fail_to_proxy`: retry policy and error status (timeouts → 504).
+//! - `logging`: metrics and the access log line.
+
+mod ctx;
+mod headers;
+mod request;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use pingora_core::apps::HttpServerOptions;
+use pingora_core::protocols::l4::socket::SocketAddr as PingoraAddr;
+use pingora_core::protocols::l4::stream::Stream as TcpStream;
+use pingora_core::protocols::{GetSocketDigest, SocketDigest};
+use pingora_core::server::configuration::ServerConf;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_error::{Error, ErrorSource, ErrorType, Result};
+use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_proxy::{FailToProxy, HttpProxy, ProxyHttp, Session};
+use sluice_controller::publish::Store;
+use sluice_controller::snapshot::Filter;
+
+pub use ctx::RequestCtx;
+pub use request::raw_host;
+
+use crate::filters;
+use crate::metrics::Metrics;
+use crate::mirror::MirrorEngine;
+use crate::upstream::{self, UpstreamSettings};
+use request::Outcome;
+
+pub type ProxyApp = HttpProxy<SluiceProxy>;
+
+/// No route and no other answer: the request fails inside the gateway.
+const NO_LOCAL_ADDRESS: ErrorType = ErrorType::Custom("NoLocalAddress");
+const NO_BACKEND_CHOSEN: ErrorType = ErrorType::Custom("NoBackendChosen");
+const BAD_FILTER: ErrorType = ErrorType::Custom("FilterFailed");
+
+/// How the proxy app behaves; the defaults are production settings.
+#[derive(Clone, Default)]
+pub struct ProxySettings {
+    pub upstream: UpstreamSettings,
+    /// Accept HTTP/2 with prior knowledge on plaintext connections. Off by default: a plaintext
+    /// listener speaks HTTP/1.1, and h2 comes through ALPN on TLS.
+    pub downstream_h2c: bool,
+    /// Sends copies for `RequestMirror` filters; `None` skips mirrors.
+    pub mirror: Option<Arc<MirrorEngine>>,
+}
+
+impl std::fmt::Debug for ProxySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxySettings")
+            .field("upstream", &self.upstream)
+            .field("downstream_h2c", &self.downstream_h2c)
+            .field("mirror", &self.mirror.is_some())
+            .finish()
+    }
+}
+
+pub struct SluiceProxy {
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+    settings: ProxySettings,
+}
+
+/// The Pingora app for our own accept loops: hand each connection to
+/// `ServerApp::process_new(stream, &shutdown)`. Plain TCP connections should come from
+/// [`tcp_stream`] so the proxy knows which local address (and so which bind) accepted them.
+pub fn new_app(store: Arc<Store>, metrics: Arc<Metrics>, settings: ProxySettings) -> Arc<ProxyApp> {
+    let conf = ServerConf {
+        // One retry at most, and only where fail_to_connect or Pingora's reuse policy allows it.
+        max_retries: 2,
+        ..ServerConf::default()
+    };
+    let mut server_options = HttpServerOptions::default();
+    server_options.h2c = settings.downstream_h2c;
+    let inner = SluiceProxy {
+        store,
+        metrics,
+        settings,
+    };
+    // http_proxy runs handle_init_modules, which Pingora's own Service would otherwise do.
+    let mut app = pingora_proxy::http_proxy(&Arc::new(conf), inner);
+    app.server_options = Some(server_options);
+    Arc::new(app)
+}
+
+/// Wraps an accepted TCP connection for [`ProxyApp`] as Pingora's own listener would: with its
+/// socket digest (so the session knows its local and peer addresses) and `TCP_NODELAY` (without
+/// it, small responses wait out the client's delayed ACK, ~40 ms each).
+pub fn tcp_stream(tcp: tokio::net::TcpStream) -> pingora_core::protocols::Stream {
+    use std::os::fd::AsRawFd;
+    let fd = tcp.as_raw_fd();
+    let mut stream = TcpStream::from(tcp);
+    if let Err(e) = stream.set_nodelay() {
+        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+    }
+    stream.set_socket_digest(SocketDigest::from_raw_fd(fd));
+    Box::new(stream)
+}
+
+fn inet(addr: Option<&PingoraAddr>) -> Option<SocketAddr> {
+    addr.and_then(PingoraAddr::as_inet).copied()
+}
+
+// === impl SluiceProxy ===
+
+#[async_trait]
+impl ProxyHttp for SluiceProxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::new()
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        ctx.started = Instant::now();
+        let snapshot = self.store.load();
+        ctx.snapshot = Some(snapshot.clone());
+        let Some(local) = inet(session.server_addr()) else {
+            return Error::e_explain(NO_LOCAL_ADDRESS, "connection has no local address");
+        };
+        ctx.https = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        let outcome = request::route_and_filter(
+            session,
+            ctx,
+            &snapshot,
+            local,
+            self.settings.mirror.as_ref(),
+        )
+        .map_err(|e| Error::because(BAD_FILTER, "applying route filters", e))?;
+        match outcome {
+            Outcome::Proxy => Ok(false),
+            Outcome::Status(code) => {
+                session.respond_error(code).await?;
+                Ok(true)
+            }
+            Outcome::Respond(resp) => {
+                session.write_response_header(resp, true).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(m) = ctx.mirrors.as_mut() {
+            m.on_body_chunk(body.as_ref(), end_of_stream);
+        }
+        Ok(())
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let Some(chosen) = ctx.chosen.as_mut() else {
+            return Error::e_explain(
+                NO_BACKEND_CHOSEN,
+                "upstream_peer before a backend was chosen",
+            );
+        };
+        if ctx.attempts > 0 {
+            // A retry goes to the backend's next endpoint, when it has another.
+            if let Some(next) = chosen.backend.pick_endpoint() {
+                chosen.endpoint = next;
+            }
+        }
+        ctx.attempts += 1;
+        if let Some(m) = ctx.mirrors.as_mut() {
+            m.on_upstream_attempt();
+        }
+        let timeout = ctx.attempt_timeout(Instant::now());
+        let Some(chosen) = ctx.chosen.as_ref() else {
+            return Error::e_explain(
+                NO_BACKEND_CHOSEN,
+                "upstream_peer before a backend was chosen",
+            );
+        };
+        if timeout.is_some_and(|t| t.is_zero()) {
+            return Error::e_explain(ErrorType::HTTPStatus(504), "route request timeout elapsed");
+        }
+        let peer = upstream::peer(
+            &chosen.backend,
+            chosen.endpoint,
+            timeout,
+            &self.settings.upstream,
+        );
+        Ok(Box::new(peer))
+    }
+
+    /// One retry, only for a refused connection: nothing reached the backend, so resending is
+    /// safe even for a POST, and another endpoint may well be up. Other connect errors (timeouts)
+    /// already cost the client time; retrying them would double it.
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        let refused = matches!(e.etype(), ErrorType::ConnectRefused);
+        e.set_retry(refused && ctx.attempts < 2);
+        e
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let client = inet(session.client_addr()).map(|a| a.ip());
+        headers::set_forwarded(
+            upstream_request,
+            client,
+            ctx.https,
+            ctx.original_host.as_deref(),
+        )
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        headers::strip_hop_by_hop(upstream_response);
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        for filter in ctx.filters() {
+            if let Filter::ResponseHeaders(m) = filter {
+                filters::apply_header_modifier(m, upstream_response)
+                    .map_err(|e| Error::because(BAD_FILTER, "response header filter", e))?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        _ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let code = error_status(e);
+        if code > 0 && session.response_written().is_none() {
+            if let Err(write) = session.respond_error(code).await {
+                tracing::debug!(error = %write, "cannot send error response");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        if let Some(m) = ctx.mirrors.as_mut() {
+            m.on_primary_done();
+        }
+        let code = session.response_written().map_or(0, |r| r.status.as_u16());
+        let elapsed = ctx.started.elapsed();
+        self.metrics.record_request(
+            &ctx.gateway,
+            ctx.route_label(),
+            ctx.backend_label(),
+            code,
+            elapsed,
+        );
+        let req = session.req_header();
+        tracing::info!(
+            target: "sluice::access",
+            method = %req.method,
+            path = %req.uri.path(),
+            host = ctx.original_host.as_deref().unwrap_or(""),
+            gateway = %ctx.gateway,
+            route = ctx.route_label(),
+            backend = ctx.backend_label(),
+            code,
+            micros = elapsed.as_micros() as u64,
+            error = e.map(|e| e.to_string()),
+            "request"
+        );
+    }
+}
+
+/// The status for a failed request: explicit statuses as given, backend timeouts 504, other
+/// backend failures 502, a client that went away 0 (nothing to send), internal failures 500.
+pub fn error_status(e: &Error) -> u16 {
+    match (e.etype(), e.esource()) {
+        (ErrorType::HTTPStatus(code), _) => *code,
+        (
+            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout,
+            ErrorSource::Upstream,
+        ) => 504,
+        (_, ErrorSource::Upstream) => 502,
+        (
+            ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed,
+            ErrorSource::Downstream,
+        ) => 0,
+        (_, ErrorSource::Downstream) => 400,
+        (_, ErrorSource::Internal | ErrorSource::Unset) => 500,
+    }
+}

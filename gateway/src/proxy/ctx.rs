@@ -1,0 +1,91 @@
+//! The per-request context: one snapshot and what request_filter decided, for every later phase.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sluice_controller::snapshot::{Filter, RouteId, RuleAction, Snapshot};
+
+use crate::mirror::MirrorSet;
+use crate::upstream::Chosen;
+
+/// Lives from the request head to the `logging` phase.
+pub struct RequestCtx {
+    pub started: Instant,
+    /// Loaded once in `request_filter`; every later phase uses this one, never the live store,
+    /// so a reload mid-request cannot mix two configurations.
+    pub snapshot: Option<Arc<Snapshot>>,
+    /// `namespace/name` of the Gateway whose listener accepted the request; empty before that.
+    pub gateway: String,
+    pub route: Option<Arc<RouteId>>,
+    pub action: Option<Arc<RuleAction>>,
+    pub chosen: Option<Chosen>,
+    /// The request arrived over TLS (for `X-Forwarded-Proto`).
+    pub https: bool,
+    /// The `Host` as the client sent it, before any URL rewrite (for `X-Forwarded-Host`).
+    pub original_host: Option<String>,
+    /// When the route's `timeouts.request` runs out.
+    pub deadline: Option<Instant>,
+    /// Upstream attempts made so far (connect retries included).
+    pub attempts: u32,
+    /// Copies of this request for `RequestMirror` filters, started in filter order by
+    /// `request_filter` with the head as modified by the filters before each mirror.
+    pub mirrors: Option<MirrorSet>,
+}
+
+impl RequestCtx {
+    pub fn new() -> RequestCtx {
+        RequestCtx {
+            started: Instant::now(),
+            snapshot: None,
+            gateway: String::new(),
+            route: None,
+            action: None,
+            chosen: None,
+            https: false,
+            original_host: None,
+            deadline: None,
+            attempts: 0,
+            mirrors: None,
+        }
+    }
+
+    /// Rule filters, then the chosen backendRef's filters: the order the spec applies them in.
+    pub fn filters(&self) -> impl Iterator<Item = &Filter> {
+        let rule = self.action.iter().flat_map(|a| a.filters.iter());
+        let backend = self
+            .action
+            .iter()
+            .zip(self.chosen.iter())
+            .filter_map(|(a, c)| a.backends.get(c.index))
+            .flat_map(|b| b.filters.iter());
+        rule.chain(backend)
+    }
+
+    /// This attempt's time budget: the route's backendRequest timeout, cut short by what is left
+    /// of its request timeout. `Some(ZERO)` means the request timeout has already run out.
+    pub fn attempt_timeout(&self, now: Instant) -> Option<Duration> {
+        let backend = self
+            .action
+            .as_ref()
+            .and_then(|a| a.timeouts.backend_request);
+        let left = self.deadline.map(|d| d.saturating_duration_since(now));
+        match (backend, left) {
+            (Some(b), Some(l)) => Some(b.min(l)),
+            (b, l) => b.or(l),
+        }
+    }
+
+    pub fn route_label(&self) -> &str {
+        self.route.as_ref().map_or("", |r| r.label.as_str())
+    }
+
+    pub fn backend_label(&self) -> &str {
+        self.chosen.as_ref().map_or("", |c| c.backend.name.as_str())
+    }
+}
+
+impl Default for RequestCtx {
+    fn default() -> Self {
+        RequestCtx::new()
+    }
+}

@@ -1,0 +1,180 @@
+//! The request side of `request_filter`: route the head, run the filters in order, choose a backend.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_proxy::Session;
+use sluice_controller::snapshot::{BindProtocol, Filter, PathMatch, Snapshot};
+
+use super::ctx::RequestCtx;
+use crate::filters::{self, FilterError, RequestUrl};
+use crate::mirror::MirrorSet;
+use crate::routing::{self, Lookup, RequestView};
+use crate::upstream::{self, NoBackend};
+
+/// What `request_filter` must do after routing and filtering.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Proxy to `ctx.chosen`.
+    Proxy,
+    /// Answer with an error status and no body of ours beyond Pingora's error page.
+    Status(u16),
+    /// Answer with this response (a redirect).
+    Respond(Box<ResponseHeader>),
+}
+
+/// The request's host as routing wants it: `Host` (HTTP/1.1) or `:authority` (HTTP/2).
+pub fn raw_host(req: &RequestHeader) -> Option<&str> {
+    req.headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri.authority().map(|a| a.as_str()))
+}
+
+/// Routes the request, applies its filters in written order (rule filters, then the chosen
+/// backendRef's) to `session`'s request head, and records the decision in `ctx`.
+pub fn route_and_filter(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    snapshot: &Arc<Snapshot>,
+    local: SocketAddr,
+    mirrors: Option<&Arc<crate::mirror::MirrorEngine>>,
+) -> Result<Outcome, FilterError> {
+    let req = session.req_header();
+    let raw_host = raw_host(req).unwrap_or("");
+    let host = routing::normalize_host(raw_host);
+    let view = RequestView {
+        host: &host,
+        path: req.uri.path(),
+        query: req.uri.query(),
+        method: &req.method,
+        headers: &req.headers,
+    };
+    let matched = match routing::lookup(snapshot, local, &view) {
+        Lookup::Matched(m) => m,
+        Lookup::NoBind | Lookup::NoListener { .. } => return Ok(Outcome::Status(404)),
+        Lookup::NoRoute { listener, .. } => {
+            ctx.gateway.clone_from(&listener.gateway);
+            return Ok(Outcome::Status(404));
+        }
+    };
+    ctx.gateway.clone_from(&matched.listener.gateway);
+    ctx.route = Some(matched.entry.route.clone());
+    let action = matched.entry.action.clone();
+    ctx.action = Some(action.clone());
+    ctx.https = ctx.https || matched.bind.protocol == BindProtocol::Https;
+    ctx.original_host = Some(raw_host.to_string());
+    ctx.deadline = action.timeouts.request.map(|t| ctx.started + t);
+    let url = OwnedUrl {
+        scheme: if ctx.https { "https" } else { "http" },
+        host: host.into_owned(),
+        listener_port: matched.bind.address.port(),
+    };
+    let path_match = &matched.entry.matcher.path;
+    if let Some(out) = apply(&action.filters, session, ctx, &url, path_match, mirrors)? {
+        return Ok(out);
+    }
+    let chosen = match upstream::choose(&action, &mut rand::rng()) {
+        Ok(c) => c,
+        Err(e) => return Ok(no_backend(e)),
+    };
+    let index = chosen.index;
+    ctx.chosen = Some(chosen);
+    match action.backends.get(index) {
+        Some(b) => {
+            Ok(apply(&b.filters, session, ctx, &url, path_match, mirrors)?
+                .unwrap_or(Outcome::Proxy))
+        }
+        None => Ok(Outcome::Status(500)),
+    }
+}
+
+fn no_backend(e: NoBackend) -> Outcome {
+    tracing::debug!(error = %e, "no backend for request");
+    Outcome::Status(e.status())
+}
+
+struct OwnedUrl {
+    scheme: &'static str,
+    host: String,
+    listener_port: u16,
+}
+
+/// Runs one filter list in order. Request header changes land on the session's head at once, so
+/// a `RequestMirror` later in the list copies the head exactly as modified so far.
+fn apply(
+    list: &[Filter],
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    url: &OwnedUrl,
+    path_match: &PathMatch,
+    engine: Option<&Arc<crate::mirror::MirrorEngine>>,
+) -> Result<Option<Outcome>, FilterError> {
+    for filter in list {
+        match filter {
+            Filter::RequestHeaders(m) => {
+                filters::apply_header_modifier(m, session.req_header_mut())?
+            }
+            // Applied in response_filter, to the backend's response.
+            Filter::ResponseHeaders(_) => {}
+            Filter::Redirect(r) => {
+                let req = session.req_header();
+                let req_url = RequestUrl {
+                    scheme: url.scheme,
+                    host: &url.host,
+                    listener_port: url.listener_port,
+                    path: req.uri.path(),
+                    query: req.uri.query(),
+                };
+                let location = filters::redirect_location(r, &req_url, path_match)?;
+                return Ok(Some(redirect_response(r.status_code, &location)));
+            }
+            Filter::UrlRewrite(rw) => {
+                let req = session.req_header_mut();
+                if let Some(host) = &rw.hostname {
+                    req.insert_header(http::header::HOST, host.as_str())
+                        .map_err(|source| FilterError::Header {
+                            name: http::header::HOST,
+                            source,
+                        })?;
+                }
+                if let Some(p) = &rw.path {
+                    let path = filters::rewrite_path(p, req.uri.path(), path_match)?;
+                    filters::set_request_path(req, &path)?;
+                }
+            }
+            // === mirrors ===
+            // A copy starts here, in filter order, with the head as modified so far.
+            Filter::Mirror(mirror) => {
+                let Some(engine) = engine else { continue };
+                let has_body = !session.is_body_empty();
+                let route = ctx
+                    .route
+                    .as_ref()
+                    .map_or("", |r| r.label.as_str())
+                    .to_string();
+                let set = ctx
+                    .mirrors
+                    .get_or_insert_with(|| MirrorSet::new(engine.clone()));
+                set.start(mirror, session.req_header(), &route, has_body);
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn redirect_response(status: u16, location: &str) -> Outcome {
+    let built = ResponseHeader::build(status, Some(2)).and_then(|mut resp| {
+        resp.insert_header(http::header::LOCATION, location)?;
+        resp.insert_header(http::header::CONTENT_LENGTH, "0")?;
+        Ok(resp)
+    });
+    match built {
+        Ok(resp) => Outcome::Respond(Box::new(resp)),
+        Err(e) => {
+            tracing::warn!(error = %e, location, "cannot build redirect");
+            Outcome::Status(500)
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! End to end through `ProxyApp`: which backend a request reaches, and the 404/500/503 answers.
+
+#[path = "proxy_support/harness.rs"]
+mod harness;
+
+use std::collections::BTreeMap;
+
+use http::Method;
+use sluice_controller::snapshot::{Backend, BackendProtocol, BackendTarget, PathMatch, RouteTable};
+use std::sync::Arc;
+
+use harness::*;
+
+#[tokio::test]
+async fn most_specific_match_wins_across_hostname_groups_and_paths() {
+    bounded(async {
+        let exact = EchoBackend::start("exact").await;
+        let wild = EchoBackend::start("wild").await;
+        let api = EchoBackend::start("api").await;
+        let post = EchoBackend::start("post").await;
+        let root = EchoBackend::start("root").await;
+        let gw = Gateway::start(|addr| {
+            let mut exact_group = BTreeMap::new();
+            exact_group.insert(
+                "foo.example.com".to_string(),
+                vec![entry(
+                    "exact",
+                    prefix("/"),
+                    action(vec![], vec![to(&exact)]),
+                )],
+            );
+            let routes = RouteTable {
+                exact: exact_group,
+                wildcard: vec![(
+                    wildcard("*.example.com"),
+                    vec![entry("wild", prefix("/"), action(vec![], vec![to(&wild)]))],
+                )],
+                any: vec![
+                    entry(
+                        "post",
+                        with_method(prefix("/api"), Method::POST),
+                        action(vec![], vec![to(&post)]),
+                    ),
+                    entry(
+                        "api",
+                        path(PathMatch::Prefix("/api".into())),
+                        action(vec![], vec![to(&api)]),
+                    ),
+                    entry("root", prefix("/"), action(vec![], vec![to(&root)])),
+                ],
+            };
+            snapshot(addr, routes)
+        })
+        .await;
+        let c = client();
+        let reached = |host: &'static str, method: Method, path: &'static str| {
+            let req = c.request(method, gw.url(path)).header("host", host).send();
+            async move {
+                Echoed::from(req.await.expect("request"))
+                    .await
+                    .backend()
+                    .to_string()
+            }
+        };
+        assert_eq!(
+            reached("foo.example.com:80", Method::GET, "/api").await,
+            "exact"
+        );
+        assert_eq!(reached("FOO.example.com", Method::GET, "/").await, "exact");
+        assert_eq!(
+            reached("bar.example.com", Method::GET, "/api").await,
+            "wild"
+        );
+        assert_eq!(reached("other.test", Method::POST, "/api/x").await, "post");
+        assert_eq!(reached("other.test", Method::GET, "/api/x").await, "api");
+        assert_eq!(reached("other.test", Method::GET, "/apix").await, "root");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn unmatched_request_gets_404() {
+    bounded(async {
+        let api = EchoBackend::start("api").await;
+        let gw = Gateway::start(|addr| {
+            snapshot(
+                addr,
+                any(vec![entry(
+                    "api",
+                    prefix("/api"),
+                    action(vec![], vec![to(&api)]),
+                )]),
+            )
+        })
+        .await;
+        let resp = client()
+            .get(gw.url("/other"))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status(), 404);
+        let text = gw.metrics.encode_text().expect("metrics");
+        assert!(
+            text.contains(
+                r#"sluice_requests_total{backend="",code="404",gateway="default/gw",route=""} 1"#
+            ),
+            "{text}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn invalid_or_missing_backends_get_500_and_no_endpoints_503() {
+    bounded(async {
+        let gw = Gateway::start(|addr| {
+            let invalid = BackendTarget::Invalid {
+                reason: "BackendNotFound".into(),
+            };
+            let empty = BackendTarget::Service(Arc::new(Backend::new(
+                "default/empty:80".into(),
+                vec![],
+                BackendProtocol::Http1,
+            )));
+            snapshot(
+                addr,
+                any(vec![
+                    entry(
+                        "invalid",
+                        prefix("/invalid"),
+                        action(vec![], vec![weighted(1, invalid)]),
+                    ),
+                    entry("none", prefix("/none"), action(vec![], vec![])),
+                    entry(
+                        "empty",
+                        prefix("/empty"),
+                        action(vec![], vec![weighted(1, empty)]),
+                    ),
+                ]),
+            )
+        })
+        .await;
+        let c = client();
+        for (path, want) in [("/invalid", 500), ("/none", 500), ("/empty", 503)] {
+            let resp = c.get(gw.url(path)).send().await.expect("request");
+            assert_eq!(resp.status(), want, "{path}");
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn weights_split_traffic_in_proportion() {
+    bounded(async {
+        let a = EchoBackend::start("a").await;
+        let b = EchoBackend::start("b").await;
+        let never = EchoBackend::start("never").await;
+        let gw = Gateway::start(|addr| {
+            let backends = vec![
+                weighted(3, BackendTarget::Service(a.backend())),
+                weighted(1, BackendTarget::Service(b.backend())),
+                weighted(0, BackendTarget::Service(never.backend())),
+            ];
+            snapshot(
+                addr,
+                any(vec![entry("split", prefix("/"), action(vec![], backends))]),
+            )
+        })
+        .await;
+        let c = client();
+        let mut counts: BTreeMap<String, u32> = BTreeMap::new();
+        for _ in 0..1_000 {
+            let resp = c.get(gw.url("/")).send().await.expect("request");
+            *counts
+                .entry(Echoed::from(resp).await.backend().to_string())
+                .or_default() += 1;
+        }
+        let a_share = counts.get("a").copied().unwrap_or(0);
+        // 750 expected; 5 standard deviations (~14 each) either side.
+        assert!((680..=820).contains(&a_share), "{counts:?}");
+        assert_eq!(counts.get("never"), None, "weight 0 is never chosen");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_refused_endpoint_is_retried_once_on_the_next_endpoint() {
+    bounded(async {
+        let up = EchoBackend::start("up").await;
+        // A port nobody listens on: bind, note the address, close.
+        let dead = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind")
+            .local_addr()
+            .expect("addr");
+        let gw = Gateway::start(|addr| {
+            let backend = Arc::new(Backend::new(
+                "default/mixed:80".into(),
+                vec![dead, up.addr],
+                BackendProtocol::Http1,
+            ));
+            snapshot(
+                addr,
+                any(vec![entry(
+                    "mixed",
+                    prefix("/"),
+                    action(vec![], vec![weighted(1, BackendTarget::Service(backend))]),
+                )]),
+            )
+        })
+        .await;
+        let c = client();
+        for _ in 0..4 {
+            let resp = c
+                .post(gw.url("/"))
+                .body("payload")
+                .send()
+                .await
+                .expect("request");
+            assert_eq!(resp.status(), 200);
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_dead_backend_gets_502() {
+    bounded(async {
+        let dead = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind")
+            .local_addr()
+            .expect("addr");
+        let gw = Gateway::start(|addr| {
+            let backend = Arc::new(Backend::new(
+                "default/dead:80".into(),
+                vec![dead],
+                BackendProtocol::Http1,
+            ));
+            snapshot(
+                addr,
+                any(vec![entry(
+                    "dead",
+                    prefix("/"),
+                    action(vec![], vec![weighted(1, BackendTarget::Service(backend))]),
+                )]),
+            )
+        })
+        .await;
+        let resp = client().get(gw.url("/")).send().await.expect("request");
+        assert_eq!(resp.status(), 502);
+        let text = gw.metrics.encode_text().expect("metrics");
+        assert!(text.contains(r#"code="502""#), "{text}");
+    })
+    .await;
+}

@@ -1,0 +1,327 @@
+//! Test harness for the proxy: a hand-built snapshot served by `ProxyApp` through a small accept
+//! loop on 127.0.0.1, tiny hyper backends that echo what they received, and snapshot builders.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method, Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use pingora_core::apps::ServerApp;
+use serde_json::{json, Value};
+use sluice_controller::publish::Store;
+use sluice_controller::snapshot::{
+    Backend, BackendProtocol, BackendTarget, Bind, BindProtocol, Filter, HeaderModifier, Hostname,
+    Listener, PathMatch, RequestMatch, RouteEntry, RouteId, RouteTable, RuleAction, Snapshot,
+    Timeouts, WeightedBackend,
+};
+use sluice_gateway::metrics::Metrics;
+use sluice_gateway::proxy::{self, ProxySettings};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Every test body runs under this bound.
+pub const TEST_TIMEOUT: Duration = Duration::from_secs(20);
+
+pub async fn bounded<F: Future>(f: F) -> F::Output {
+    tokio::time::timeout(TEST_TIMEOUT, f)
+        .await
+        .expect("test exceeded its time bound")
+}
+
+// === gateway ===
+
+pub struct Gateway {
+    pub addr: SocketAddr,
+    pub store: Arc<Store>,
+    pub metrics: Arc<Metrics>,
+    _shutdown: watch::Sender<bool>,
+}
+
+impl Gateway {
+    /// Binds 127.0.0.1:0, publishes the snapshot `build` makes for that address, and serves it.
+    pub async fn start(build: impl FnOnce(SocketAddr) -> Snapshot) -> Gateway {
+        Gateway::start_with(ProxySettings::default(), build).await
+    }
+
+    pub async fn start_with(
+        settings: ProxySettings,
+        build: impl FnOnce(SocketAddr) -> Snapshot,
+    ) -> Gateway {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let store = Store::new();
+        store.publish(build(addr));
+        let metrics = Arc::new(Metrics::new().expect("metrics"));
+        metrics.track_store(store.clone()).expect("track store");
+        let app = proxy::new_app(store.clone(), metrics.clone(), settings);
+        let (tx, rx) = watch::channel(false);
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let app = app.clone();
+                let rx = rx.clone();
+                tokio::spawn(async move {
+                    app.process_new(proxy::tcp_stream(tcp), &rx).await;
+                });
+            }
+        });
+        Gateway {
+            addr,
+            store,
+            metrics,
+            _shutdown: tx,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
+// === backends ===
+
+/// A hyper HTTP/1.1 backend answering every request with a JSON echo of what it received.
+pub struct EchoBackend {
+    pub addr: SocketAddr,
+    pub name: String,
+    /// TCP connections accepted so far.
+    pub connections: Arc<AtomicUsize>,
+}
+
+impl EchoBackend {
+    pub async fn start(name: &str) -> EchoBackend {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let connections = Arc::new(AtomicUsize::new(0));
+        let count = connections.clone();
+        let backend_name = name.to_string();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                let _ = tcp.set_nodelay(true);
+                let name = backend_name.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| echo(name.clone(), req));
+                    let io = hyper_util::rt::TokioIo::new(tcp);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, service)
+                        .with_upgrades()
+                        .await;
+                });
+            }
+        });
+        EchoBackend {
+            addr,
+            name: name.to_string(),
+            connections,
+        }
+    }
+
+    pub fn backend(&self) -> Arc<Backend> {
+        Arc::new(Backend::new(
+            format!("default/{}:80", self.name),
+            vec![self.addr],
+            BackendProtocol::Http1,
+        ))
+    }
+}
+
+/// `x-delay-ms` delays the answer; `x-respond-header: name=value` adds a response header.
+async fn echo(name: String, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (k, v) in req.headers() {
+        headers
+            .entry(k.as_str().to_string())
+            .or_default()
+            .push(String::from_utf8_lossy(v.as_bytes()).into_owned());
+    }
+    let delay = req
+        .headers()
+        .get("x-delay-ms")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let extra: Vec<(String, String)> = req
+        .headers()
+        .get_all("x-respond-header")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let method = req.method().to_string();
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    if let Some(ms) = delay {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    let doc = json!({
+        "backend": name,
+        "method": method,
+        "path": path,
+        "headers": headers,
+        "body": String::from_utf8_lossy(&body),
+    });
+    let mut resp = Response::new(Full::new(Bytes::from(doc.to_string())));
+    resp.headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
+    for (k, v) in extra {
+        if let (Ok(k), Ok(v)) = (HeaderName::try_from(k), HeaderValue::try_from(v)) {
+            resp.headers_mut().append(k, v);
+        }
+    }
+    Ok(resp)
+}
+
+/// What an [`EchoBackend`] reported.
+pub struct Echoed(pub Value);
+
+impl Echoed {
+    pub async fn from(resp: reqwest::Response) -> Echoed {
+        let body = resp.bytes().await.expect("echo body");
+        Echoed(serde_json::from_slice(&body).expect("echo json"))
+    }
+
+    pub fn backend(&self) -> &str {
+        self.0["backend"].as_str().unwrap_or("")
+    }
+
+    pub fn path(&self) -> &str {
+        self.0["path"].as_str().unwrap_or("")
+    }
+
+    pub fn header(&self, name: &str) -> Vec<String> {
+        self.0["headers"][name]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+// === snapshot builders ===
+
+pub fn prefix(p: &str) -> RequestMatch {
+    path(PathMatch::Prefix(p.into()))
+}
+
+pub fn path(path: PathMatch) -> RequestMatch {
+    RequestMatch {
+        path,
+        method: None,
+        headers: vec![],
+        query: vec![],
+    }
+}
+
+pub fn with_method(mut m: RequestMatch, method: Method) -> RequestMatch {
+    m.method = Some(method);
+    m
+}
+
+pub fn weighted(weight: u32, target: BackendTarget) -> WeightedBackend {
+    WeightedBackend {
+        weight,
+        target,
+        filters: vec![],
+    }
+}
+
+pub fn to(backend: &EchoBackend) -> WeightedBackend {
+    weighted(1, BackendTarget::Service(backend.backend()))
+}
+
+pub fn action(filters: Vec<Filter>, backends: Vec<WeightedBackend>) -> Arc<RuleAction> {
+    Arc::new(RuleAction {
+        filters,
+        total_weight: backends.iter().map(|b| b.weight).sum(),
+        backends,
+        timeouts: Timeouts::default(),
+    })
+}
+
+pub fn entry(route: &str, matcher: RequestMatch, action: Arc<RuleAction>) -> RouteEntry {
+    RouteEntry {
+        route: Arc::new(RouteId {
+            namespace: "default".into(),
+            name: route.into(),
+            rule_index: 0,
+            rule_name: None,
+            label: format!("default/{route}"),
+        }),
+        matcher,
+        action,
+    }
+}
+
+/// One HTTP bind at `addr` with one hostname-less listener of gateway `default/gw`.
+pub fn snapshot(addr: SocketAddr, routes: RouteTable) -> Snapshot {
+    Snapshot {
+        generation: 0,
+        binds: vec![Bind {
+            address: addr,
+            protocol: BindProtocol::Http,
+            listeners: vec![Listener {
+                gateway: "default/gw".into(),
+                name: "http".into(),
+                hostname: None,
+                tls: None,
+                routes,
+            }],
+        }],
+        statuses: Default::default(),
+    }
+}
+
+pub fn any(entries: Vec<RouteEntry>) -> RouteTable {
+    RouteTable {
+        any: entries,
+        ..RouteTable::default()
+    }
+}
+
+pub fn wildcard(suffix: &str) -> Hostname {
+    Hostname::parse(suffix).expect("wildcard hostname")
+}
+
+pub fn headers(
+    set: &[(&'static str, &'static str)],
+    add: &[(&'static str, &'static str)],
+    remove: &[&'static str],
+) -> HeaderModifier {
+    let pair = |(k, v): &(&'static str, &'static str)| {
+        (HeaderName::from_static(k), HeaderValue::from_static(v))
+    };
+    HeaderModifier {
+        set: set.iter().map(pair).collect(),
+        add: add.iter().map(pair).collect(),
+        remove: remove.iter().map(|k| HeaderName::from_static(k)).collect(),
+    }
+}

@@ -29,7 +29,7 @@ use pingora_core::connectors::ConnectorOptions;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_http::RequestHeader;
 use rand::Rng;
-use sluice_controller::snapshot::{BackendProtocol, Fraction, HeaderModifier, Mirror};
+use sluice_controller::snapshot::{Backend, BackendProtocol, Fraction, HeaderModifier, Mirror};
 use tokio::sync::{mpsc, watch};
 use tracing::debug;
 
@@ -151,7 +151,8 @@ impl From<AbortReason> for Outcome {
 /// What [`MirrorSet::start`] did with one mirror filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
-    Started,
+    /// Sampled: sent by [`MirrorSet::launch`] (where the in-flight cap may still skip it).
+    Queued,
     /// The filter's fraction did not select this request; nothing is counted.
     NotSampled,
     /// Counted with this outcome and not sent.
@@ -203,11 +204,11 @@ impl MirrorEngine {
         self.budget.buffered()
     }
 
-    fn peer(&self, mirror: &Mirror) -> Option<HttpPeer> {
-        let addr = mirror.backend.pick_endpoint()?;
+    fn peer(&self, backend: &Backend) -> Option<HttpPeer> {
+        let addr = backend.pick_endpoint()?;
         let mut peer = HttpPeer::new(addr, false, String::new());
         peer.options.connection_timeout = Some(self.options.connect_timeout);
-        if mirror.backend.protocol == BackendProtocol::H2c {
+        if backend.protocol == BackendProtocol::H2c {
             peer.options.set_http_version(2, 2);
         }
         Some(peer)
@@ -229,11 +230,30 @@ fn sampled(fraction: Fraction) -> bool {
 /// The copies of one client request.
 pub struct MirrorSet {
     engine: Arc<MirrorEngine>,
+    /// Sampled copies waiting for [`MirrorSet::launch`].
+    pending: Vec<Pending>,
     copies: Vec<Copy>,
     /// Body bytes already handed to the copies.
     forwarded: u64,
     /// Body bytes seen in the current primary attempt; a retry replays from 0.
     attempt_offset: u64,
+}
+
+/// A sampled copy, with the head as it was when its filter ran.
+struct Pending {
+    backend: Arc<Backend>,
+    head: RequestHeader,
+    route: Arc<str>,
+    has_body: bool,
+}
+
+impl Pending {
+    fn skip(self, engine: &MirrorEngine, outcome: Outcome) -> Decision {
+        engine
+            .metrics
+            .outcome(&self.route, &self.backend.name, outcome);
+        Decision::Skipped(outcome)
+    }
 }
 
 /// The primary side of one started copy.
@@ -248,15 +268,17 @@ impl MirrorSet {
     pub fn new(engine: Arc<MirrorEngine>) -> MirrorSet {
         MirrorSet {
             engine,
+            pending: Vec::new(),
             copies: Vec::new(),
             forwarded: 0,
             attempt_offset: 0,
         }
     }
 
-    /// Decides whether `mirror` gets a copy of this request and starts it. `head` is the request
-    /// as the primary will send it so far; `has_body` says whether a body follows (it will be
-    /// fed through [`Self::on_body_chunk`]). Call before any body chunk.
+    /// Decides whether `mirror` gets a copy of this request: sampling and the upgrade check
+    /// happen here, with `head` as the primary will send it so far (the filters before this
+    /// mirror applied). `has_body` says whether a body follows through [`Self::on_body_chunk`].
+    /// The copy is sent by [`Self::launch`], once the gateway knows it proxies the request.
     pub fn start(
         &mut self,
         mirror: &Mirror,
@@ -267,28 +289,51 @@ impl MirrorSet {
         if !sampled(mirror.fraction) {
             return Decision::NotSampled;
         }
-        let mirror_label = mirror.backend.name.as_str();
-        let skip = |outcome: Outcome| {
-            self.engine.metrics.outcome(route, mirror_label, outcome);
-            Decision::Skipped(outcome)
+        let pending = Pending {
+            backend: mirror.backend.clone(),
+            head: head.clone(),
+            route: Arc::from(route),
+            has_body,
         };
         if let Err(NotMirrorable::Upgrade) = head::check_mirrorable(head) {
-            return skip(Outcome::SkippedUpgrade);
+            return pending.skip(&self.engine, Outcome::SkippedUpgrade);
         }
-        let Some(peer) = self.engine.peer(mirror) else {
-            debug!(
-                mirror = mirror_label,
-                "mirror backend has no ready endpoint"
-            );
-            return skip(Outcome::ConnectError);
+        self.pending.push(pending);
+        Decision::Queued
+    }
+
+    /// Sends every queued copy. `prepare` adds to each mirror head what the proxy adds to every
+    /// upstream request (`X-Forwarded-*`). Requests the gateway answers itself never get here,
+    /// so their copies are dropped uncounted. The in-flight cap is applied now.
+    pub fn launch(&mut self, mut prepare: impl FnMut(&mut RequestHeader)) {
+        for mut pending in std::mem::take(&mut self.pending) {
+            prepare(&mut pending.head);
+            self.spawn(pending);
+        }
+    }
+
+    fn spawn(&mut self, pending: Pending) {
+        let engine = &self.engine;
+        let Some(peer) = engine.peer(&pending.backend) else {
+            debug!(mirror = %pending.backend.name, "mirror backend has no ready endpoint");
+            pending.skip(engine, Outcome::ConnectError);
+            return;
         };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             debug!("mirror started outside a tokio runtime");
-            return skip(Outcome::ConnectError);
+            pending.skip(engine, Outcome::ConnectError);
+            return;
         };
-        let Some(slot) = self.engine.budget.admit() else {
-            return skip(Outcome::SkippedCapacity);
+        let Some(slot) = engine.budget.admit() else {
+            pending.skip(engine, Outcome::SkippedCapacity);
+            return;
         };
+        let Pending {
+            backend,
+            head,
+            route,
+            has_body,
+        } = pending;
         let (tx, rx) = mpsc::unbounded_channel();
         let initial = if has_body {
             State::Streaming
@@ -297,25 +342,21 @@ impl MirrorSet {
         };
         let (state, state_rx) = watch::channel(initial);
         let job = Job {
-            engine: self.engine.clone(),
+            engine: engine.clone(),
             peer,
-            head: head::mirror_head(head, has_body, &self.engine.options),
+            head: head::mirror_head(&head, has_body, &engine.options),
             chunks: rx,
             state: state_rx,
-            route: Arc::from(route),
-            mirror: Arc::from(mirror_label),
+            route,
+            mirror: Arc::from(backend.name.as_str()),
             slot,
         };
         runtime.spawn(exchange::run(job));
         self.copies.push(Copy {
             chunks: has_body.then_some(tx),
             state,
-            budget: RequestBudget::new(
-                self.engine.options.request_buffer_bytes,
-                self.engine.budget.clone(),
-            ),
+            budget: RequestBudget::new(engine.options.request_buffer_bytes, engine.budget.clone()),
         });
-        Decision::Started
     }
 
     /// Copies whose body is still streaming.
@@ -323,14 +364,17 @@ impl MirrorSet {
         self.copies.iter().filter(|c| c.chunks.is_some()).count()
     }
 
-    /// A new primary attempt starts: what follows replays the body from offset 0.
+    /// A new primary attempt starts (call from `upstream_peer`): what follows replays the body
+    /// from offset 0. Copies not yet launched are launched as they are.
     pub fn on_upstream_attempt(&mut self) {
+        self.launch(|_| {});
         self.attempt_offset = 0;
     }
 
     /// One body chunk as `request_body_filter` sees it. Bytes already forwarded (a retry's
     /// replay) are skipped; the rest is queued for every copy without waiting.
     pub fn on_body_chunk(&mut self, data: Option<&Bytes>, end_of_stream: bool) {
+        self.launch(|_| {});
         if let Some(data) = data.filter(|d| !d.is_empty()) {
             let start = self.attempt_offset;
             let end = start + data.len() as u64;
@@ -351,8 +395,10 @@ impl MirrorSet {
         }
     }
 
-    /// The primary exchange is over: copies whose body is unfinished are aborted.
+    /// The primary exchange is over: copies whose body is unfinished are aborted; copies never
+    /// launched (the gateway answered itself) are dropped uncounted.
     pub fn on_primary_done(&mut self) {
+        self.pending.clear();
         for copy in &mut self.copies {
             copy.abort(AbortReason::Client);
         }

@@ -116,7 +116,11 @@ async fn healthy_mirror_receives_the_request_intact() {
     let data = body(8 * 1024 * 1024 + 123);
     let mut set = MirrorSet::new(engine.clone());
     let head = post(Some(data.len()));
-    assert_eq!(set.start(&mirror, &head, ROUTE, true), Decision::Started);
+    assert_eq!(set.start(&mirror, &head, ROUTE, true), Decision::Queued);
+    set.launch(|h| {
+        h.insert_header("x-forwarded-for", "10.1.2.3")
+            .expect("header");
+    });
     bounded("feeding", feed_paced(&engine, &mut set, &data, 64 * 1024)).await;
 
     let got = bounded("the mirrored request", received.recv())
@@ -126,6 +130,7 @@ async fn healthy_mirror_receives_the_request_intact() {
     assert_eq!(got.path, "/upload/a%20b?x=1&y=2");
     assert_eq!(got.headers["host"], "example.com");
     assert_eq!(got.headers["user-agent"], "curl/8");
+    assert_eq!(got.headers["x-forwarded-for"], "10.1.2.3");
     assert_eq!(
         got.headers["content-length"],
         data.len().to_string().as_str()
@@ -159,6 +164,7 @@ async fn body_of_unknown_length_is_streamed_chunked() {
     let data = body(300_000);
     let mut set = MirrorSet::new(engine.clone());
     set.start(&mirror, &post(None), ROUTE, true);
+    set.on_upstream_attempt();
     feed(&mut set, &data, 7_000);
 
     let got = bounded("the mirrored request", received.recv())
@@ -177,6 +183,7 @@ async fn bodiless_request_is_sent_without_any_body_event() {
     let mirror = mirror_to(server.addr);
     let mut set = MirrorSet::new(engine.clone());
     set.start(&mirror, &get(), ROUTE, false);
+    set.on_upstream_attempt();
     // The primary may fail to connect: request_body_filter never runs, the set is dropped.
     drop(set);
 
@@ -225,6 +232,7 @@ async fn mirror_that_falls_behind_is_aborted_and_sees_an_incomplete_body() {
     let data = body(64 * 1024 * 1024);
     let mut set = MirrorSet::new(engine.clone());
     set.start(&mirror, &post(Some(data.len())), ROUTE, true);
+    set.on_upstream_attempt();
     let head = bounded("the head", reports.recv()).await;
     assert_eq!(head, Some(servers::Stalled::Head));
     let started = Instant::now();
@@ -260,6 +268,7 @@ async fn global_byte_cap_bounds_all_copies_together() {
     for _ in 0..3 {
         let mut set = MirrorSet::new(engine.clone());
         set.start(&mirror, &post(Some(data.len())), ROUTE, true);
+        set.on_upstream_attempt();
         feed(&mut set, &data, 64 * 1024);
         assert!(engine.buffered_bytes() <= 1024 * 1024 + 512 * 1024);
         sets.push(set);
@@ -277,18 +286,10 @@ async fn inflight_cap_skips_new_copies() {
     });
     let mirror = mirror_to(hole.addr);
     let mut sets: Vec<MirrorSet> = (0..3).map(|_| MirrorSet::new(engine.clone())).collect();
-    let decisions: Vec<Decision> = sets
-        .iter_mut()
-        .map(|s| s.start(&mirror, &get(), ROUTE, false))
-        .collect();
-    assert_eq!(
-        decisions,
-        [
-            Decision::Started,
-            Decision::Started,
-            Decision::Skipped(Outcome::SkippedCapacity)
-        ]
-    );
+    for set in &mut sets {
+        assert_eq!(set.start(&mirror, &get(), ROUTE, false), Decision::Queued);
+        set.on_upstream_attempt();
+    }
     assert_eq!(engine.metrics().inflight.get(), 2);
     let name = &mirror.backend.name;
     assert_eq!(
@@ -304,21 +305,28 @@ async fn inflight_cap_skips_new_copies() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_abort_aborts_the_copy_mid_body() {
-    let (server, mut received) = servers::recording(200).await;
+    let (server, mut reports) = servers::stalling(Duration::ZERO).await;
     let engine = engine(MirrorOptions::default());
     let mirror = mirror_to(server.addr);
     let data = body(1024 * 1024);
     let mut set = MirrorSet::new(engine.clone());
     set.start(&mirror, &post(Some(data.len())), ROUTE, true);
+    set.on_upstream_attempt();
+    let head = bounded("the head", reports.recv()).await;
+    assert_eq!(head, Some(servers::Stalled::Head));
     set.on_body_chunk(Some(&data.slice(..100_000)), false);
     drop(set);
 
     settled(&engine, &mirror, Outcome::AbortedClient, 1).await;
-    let got = bounded("the mirrored request", received.recv())
-        .await
-        .expect("request");
-    assert!(!got.complete, "the mirror must not see a complete body");
-    assert!(got.body_len < data.len() as u64);
+    let report = bounded("the mirror's report", reports.recv()).await;
+    let Some(servers::Stalled::Done { body: got, closed }) = report else {
+        panic!("unexpected report {report:?}");
+    };
+    assert!(closed);
+    assert!(
+        got < data.len() as u64,
+        "the mirror must not see a complete body"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -327,6 +335,7 @@ async fn down_mirror_is_a_connect_error() {
     let mirror = mirror_to(servers::down().await);
     let mut set = MirrorSet::new(engine.clone());
     set.start(&mirror, &post(Some(5)), ROUTE, true);
+    set.on_upstream_attempt();
     set.on_body_chunk(Some(&Bytes::from_static(b"hello")), true);
     settled(&engine, &mirror, Outcome::ConnectError, 1).await;
 }
@@ -343,10 +352,8 @@ async fn mirror_without_endpoints_is_a_connect_error() {
         fraction: Fraction::ALL,
     };
     let mut set = MirrorSet::new(engine.clone());
-    assert_eq!(
-        set.start(&mirror, &get(), ROUTE, false),
-        Decision::Skipped(Outcome::ConnectError)
-    );
+    assert_eq!(set.start(&mirror, &get(), ROUTE, false), Decision::Queued);
+    set.on_upstream_attempt();
     settled(&engine, &mirror, Outcome::ConnectError, 1).await;
 }
 
@@ -366,6 +373,7 @@ async fn erroring_mirrors_are_counted() {
     for (mirror, expected) in &cases {
         let mut set = MirrorSet::new(engine.clone());
         set.start(mirror, &post(Some(data.len())), ROUTE, true);
+        set.on_upstream_attempt();
         feed(&mut set, &data, 64 * 1024);
         settled(&engine, mirror, *expected, 1).await;
     }
@@ -405,6 +413,7 @@ async fn completed_exchanges_reuse_pooled_connections() {
     for i in 1..=5u64 {
         let mut set = MirrorSet::new(engine.clone());
         set.start(&mirror, &get(), ROUTE, false);
+        set.on_upstream_attempt();
         bounded("the mirrored request", received.recv())
             .await
             .expect("request");
@@ -433,4 +442,24 @@ async fn zero_fraction_never_mirrors() {
             Decision::NotSampled
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_of_requests_the_gateway_answers_are_never_sent() {
+    let (server, _rx) = servers::recording(200).await;
+    let engine = engine(MirrorOptions::default());
+    let mirror = mirror_to(server.addr);
+    let mut set = MirrorSet::new(engine.clone());
+    assert_eq!(set.start(&mirror, &get(), ROUTE, false), Decision::Queued);
+    // A later filter redirected: no upstream attempt, the request is over.
+    set.on_primary_done();
+    drop(set);
+    assert_eq!(engine.inflight(), 0);
+    for outcome in Outcome::ALL {
+        assert_eq!(
+            engine.metrics().count(ROUTE, &mirror.backend.name, outcome),
+            0
+        );
+    }
+    assert_eq!(server.accepted(), 0);
 }

@@ -24,7 +24,7 @@ use serde_yaml_ng::Value;
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
 /// Every object translation looks at, each list sorted by namespace/name.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct Resources {
     pub gateway_classes: Vec<GatewayClass>,
     pub gateways: Vec<Gateway>,

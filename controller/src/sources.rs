@@ -1,1 +1,4 @@
-//! TODO(owner: see issue 2): sources
+//! Where resources come from: YAML files in standalone mode (`file`).
+
+pub mod file;
+pub mod kube;

@@ -1,4 +1,3 @@
 //! Where resources come from: YAML files in standalone mode (`file`).
 
 pub mod file;
-pub mod kube;

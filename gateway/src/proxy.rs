@@ -171,7 +171,7 @@ impl ProxyHttp for SluiceProxy {
 
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         let Some(chosen) = ctx.chosen.as_mut() else {
@@ -188,6 +188,15 @@ impl ProxyHttp for SluiceProxy {
         }
         ctx.attempts += 1;
         if let Some(m) = ctx.mirrors.as_mut() {
+            // Queued copies go out now that the request is proxied, with the same
+            // X-Forwarded-* the primary gets in upstream_request_filter.
+            let client = inet(session.client_addr()).map(|a| a.ip());
+            let host = ctx.original_host.as_deref();
+            m.launch(|head| {
+                if let Err(e) = headers::set_forwarded(head, client, ctx.https, host) {
+                    tracing::debug!(error = %e, "cannot add X-Forwarded-* to a mirror request");
+                }
+            });
             m.on_upstream_attempt();
         }
         let timeout = ctx.attempt_timeout(Instant::now());

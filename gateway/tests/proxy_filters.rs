@@ -1,0 +1,213 @@
+//! End to end through `ProxyApp`: header modifiers, redirects and URL rewrites, in filter order.
+
+#[path = "proxy_support/harness.rs"]
+mod harness;
+
+use sluice_controller::snapshot::{
+    BackendTarget, Filter, PathModifier, Redirect, UrlRewrite, WeightedBackend,
+};
+
+use harness::*;
+
+#[tokio::test]
+async fn request_headers_are_set_added_and_removed_before_the_backend() {
+    bounded(async {
+        let b = EchoBackend::start("b").await;
+        let gw = Gateway::start(|addr| {
+            let f = Filter::RequestHeaders(headers(
+                &[("x-set", "set-value")],
+                &[("x-add", "added")],
+                &["x-remove"],
+            ));
+            snapshot(
+                addr,
+                any(vec![entry("r", prefix("/"), action(vec![f], vec![to(&b)]))]),
+            )
+        })
+        .await;
+        let resp = client()
+            .get(gw.url("/"))
+            .header("x-set", "original")
+            .header("x-add", "existing")
+            .header("x-remove", "gone")
+            .send()
+            .await
+            .expect("request");
+        let echoed = Echoed::from(resp).await;
+        assert_eq!(echoed.header("x-set"), ["set-value"]);
+        assert_eq!(echoed.header("x-add"), ["existing", "added"]);
+        assert!(echoed.header("x-remove").is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn backend_filters_run_after_rule_filters() {
+    bounded(async {
+        let b = EchoBackend::start("b").await;
+        let gw = Gateway::start(|addr| {
+            let rule = Filter::RequestHeaders(headers(&[("x-order", "rule")], &[], &[]));
+            let backend = WeightedBackend {
+                weight: 1,
+                target: BackendTarget::Service(b.backend()),
+                filters: vec![
+                    Filter::RequestHeaders(headers(&[("x-order", "backend")], &[], &[])),
+                    Filter::ResponseHeaders(headers(&[("x-resp", "backend")], &[], &[])),
+                ],
+            };
+            let rule_resp =
+                Filter::ResponseHeaders(headers(&[("x-resp", "rule")], &[("x-rule", "1")], &[]));
+            snapshot(
+                addr,
+                any(vec![entry(
+                    "r",
+                    prefix("/"),
+                    action(vec![rule, rule_resp], vec![backend]),
+                )]),
+            )
+        })
+        .await;
+        let resp = client().get(gw.url("/")).send().await.expect("request");
+        assert_eq!(resp.headers()["x-resp"], "backend");
+        assert_eq!(resp.headers()["x-rule"], "1");
+        assert_eq!(Echoed::from(resp).await.header("x-order"), ["backend"]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn response_headers_are_modified_on_the_way_back() {
+    bounded(async {
+        let b = EchoBackend::start("b").await;
+        let gw = Gateway::start(|addr| {
+            let f = Filter::ResponseHeaders(headers(
+                &[("x-set", "set-value")],
+                &[("x-add", "added")],
+                &["x-remove"],
+            ));
+            snapshot(
+                addr,
+                any(vec![entry("r", prefix("/"), action(vec![f], vec![to(&b)]))]),
+            )
+        })
+        .await;
+        let resp = client()
+            .get(gw.url("/"))
+            .header("x-respond-header", "x-set=from-backend")
+            .header("x-respond-header", "x-add=from-backend")
+            .header("x-respond-header", "x-remove=from-backend")
+            .send()
+            .await
+            .expect("request");
+        let values = |n: &str| {
+            resp.headers()
+                .get_all(n)
+                .iter()
+                .map(|v| v.to_str().expect("ascii").to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(values("x-set"), ["set-value"]);
+        assert_eq!(values("x-add"), ["from-backend", "added"]);
+        assert!(values("x-remove").is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn redirect_answers_without_touching_a_backend() {
+    bounded(async {
+        let gw = Gateway::start(|addr| {
+            let to_https = Filter::Redirect(Redirect {
+                scheme: Some("https".into()),
+                hostname: Some("secure.example.com".into()),
+                path: Some(PathModifier::ReplacePrefixMatch("/new".into())),
+                port: None,
+                status_code: 301,
+            });
+            let same = Filter::Redirect(Redirect {
+                scheme: None,
+                hostname: None,
+                path: Some(PathModifier::ReplaceFullPath("/elsewhere".into())),
+                port: None,
+                status_code: 302,
+            });
+            snapshot(
+                addr,
+                any(vec![
+                    entry("https", prefix("/old"), action(vec![to_https], vec![])),
+                    entry("same", prefix("/same"), action(vec![same], vec![])),
+                ]),
+            )
+        })
+        .await;
+        let c = client();
+        let resp = c
+            .get(gw.url("/old/page?q=1"))
+            .header("host", "www.example.com")
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status(), 301);
+        assert_eq!(
+            resp.headers()["location"],
+            "https://secure.example.com/new/page?q=1"
+        );
+        let resp = c
+            .get(gw.url("/same/x"))
+            .header("host", "www.example.com")
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status(), 302);
+        let want = format!("http://www.example.com:{}/elsewhere", gw.addr.port());
+        assert_eq!(
+            resp.headers()["location"],
+            want.as_str(),
+            "the listener port is kept"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn url_rewrite_changes_host_and_prefix_and_keeps_the_query() {
+    bounded(async {
+        let b = EchoBackend::start("b").await;
+        let gw = Gateway::start(|addr| {
+            let rewrite = Filter::UrlRewrite(UrlRewrite {
+                hostname: Some("internal.example.com".into()),
+                path: Some(PathModifier::ReplacePrefixMatch("/v2".into())),
+            });
+            let strip = Filter::UrlRewrite(UrlRewrite {
+                hostname: None,
+                path: Some(PathModifier::ReplacePrefixMatch("".into())),
+            });
+            snapshot(
+                addr,
+                any(vec![
+                    entry(
+                        "rewrite",
+                        prefix("/v1"),
+                        action(vec![rewrite], vec![to(&b)]),
+                    ),
+                    entry("strip", prefix("/strip"), action(vec![strip], vec![to(&b)])),
+                ]),
+            )
+        })
+        .await;
+        let c = client();
+        let resp = c
+            .get(gw.url("/v1/users?id=7"))
+            .header("host", "public.example.com")
+            .send()
+            .await
+            .expect("request");
+        let echoed = Echoed::from(resp).await;
+        assert_eq!(echoed.path(), "/v2/users?id=7");
+        assert_eq!(echoed.header("host"), ["internal.example.com"]);
+        assert_eq!(echoed.header("x-forwarded-host"), ["public.example.com"]);
+        let resp = c.get(gw.url("/strip")).send().await.expect("request");
+        assert_eq!(Echoed::from(resp).await.path(), "/");
+    })
+    .await;
+}

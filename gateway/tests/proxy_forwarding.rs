@@ -1,0 +1,212 @@
+//! End to end through `ProxyApp`: what a proxy adds, drops and reuses, and its timeouts.
+
+#[path = "proxy_support/harness.rs"]
+mod harness;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sluice_controller::snapshot::{RuleAction, Timeouts};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use harness::*;
+
+fn with_timeouts(b: &EchoBackend, timeouts: Timeouts) -> Arc<RuleAction> {
+    Arc::new(RuleAction {
+        filters: vec![],
+        backends: vec![to(b)],
+        total_weight: 1,
+        timeouts,
+    })
+}
+
+#[tokio::test]
+async fn forwarded_headers_describe_the_client() {
+    bounded(async {
+        let b = EchoBackend::start("b").await;
+        let gw = Gateway::start(|addr| {
+            snapshot(
+                addr,
+                any(vec![entry("r", prefix("/"), action(vec![], vec![to(&b)]))]),
+            )
+        })
+        .await;
+        let resp = client()
+            .get(gw.url("/"))
+            .header("host", "app.example.com:8080")
+            .header("x-forwarded-for", "203.0.113.9")
+            .send()
+            .await
+            .expect("request");
+        let echoed = Echoed::from(resp).await;
+        assert_eq!(echoed.header("x-forwarded-for"), ["203.0.113.9, 127.0.0.1"]);
+        assert_eq!(echoed.header("x-forwarded-proto"), ["http"]);
+        assert_eq!(echoed.header("x-forwarded-host"), ["app.example.com:8080"]);
+        assert_eq!(echoed.header("host"), ["app.example.com:8080"]);
+    })
+    .await;
+}
+
+/// reqwest normalises `Connection`, so the request is written by hand.
+#[tokio::test]
+async fn hop_by_hop_headers_do_not_cross_the_proxy() {
+    bounded(async {
+        let b = EchoBackend::start("b").await;
+        let gw = Gateway::start(|addr| {
+            snapshot(
+                addr,
+                any(vec![entry("r", prefix("/"), action(vec![], vec![to(&b)]))]),
+            )
+        })
+        .await;
+        let mut tcp = tokio::net::TcpStream::connect(gw.addr)
+            .await
+            .expect("connect");
+        let request = "GET / HTTP/1.1\r\nHost: h\r\nConnection: close, x-private\r\n\
+            X-Private: secret\r\nKeep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\n\
+            TE: gzip\r\nX-Respond-Header: keep-alive=timeout=9\r\n\
+            X-Respond-Header: proxy-connection=keep-alive\r\nX-End-To-End: kept\r\n\r\n";
+        tcp.write_all(request.as_bytes()).await.expect("write");
+        let mut raw = Vec::new();
+        tcp.read_to_end(&mut raw).await.expect("read");
+        let raw = String::from_utf8_lossy(&raw).to_lowercase();
+        let (head, body) = raw.split_once("\r\n\r\n").expect("response head");
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert!(!head.contains("keep-alive: timeout=9"), "{head}");
+        assert!(!head.contains("proxy-connection"), "{head}");
+        let echoed: serde_json::Value = serde_json::from_str(body).expect("echo json");
+        let seen = echoed["headers"].as_object().expect("headers");
+        for gone in ["x-private", "keep-alive", "proxy-connection", "te"] {
+            assert!(
+                !seen.contains_key(gone),
+                "{gone} reached the backend: {seen:?}"
+            );
+        }
+        assert!(seen.contains_key("x-end-to-end"));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn backend_connections_are_reused() {
+    bounded(async {
+        let b = EchoBackend::start("b").await;
+        let gw = Gateway::start(|addr| {
+            snapshot(
+                addr,
+                any(vec![entry("r", prefix("/"), action(vec![], vec![to(&b)]))]),
+            )
+        })
+        .await;
+        let c = client();
+        for _ in 0..20 {
+            let resp = c.get(gw.url("/")).send().await.expect("request");
+            assert_eq!(resp.status(), 200);
+            resp.bytes().await.expect("body");
+        }
+        assert_eq!(b.connections.load(Ordering::SeqCst), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn request_timeout_answers_504() {
+    bounded(async {
+        let b = EchoBackend::start("b").await;
+        let gw = Gateway::start(|addr| {
+            let timeouts = Timeouts {
+                request: Some(Duration::from_millis(200)),
+                backend_request: None,
+            };
+            snapshot(
+                addr,
+                any(vec![entry("r", prefix("/"), with_timeouts(&b, timeouts))]),
+            )
+        })
+        .await;
+        let c = client();
+        let started = Instant::now();
+        let resp = c
+            .get(gw.url("/"))
+            .header("x-delay-ms", "2000")
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status(), 504);
+        assert!(
+            started.elapsed() < Duration::from_millis(1500),
+            "{:?}",
+            started.elapsed()
+        );
+        let fast = c.get(gw.url("/")).send().await.expect("request");
+        assert_eq!(fast.status(), 200, "a request within the timeout is served");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn backend_request_timeout_answers_504() {
+    bounded(async {
+        let b = EchoBackend::start("b").await;
+        let gw = Gateway::start(|addr| {
+            let timeouts = Timeouts {
+                request: Some(Duration::from_secs(10)),
+                backend_request: Some(Duration::from_millis(200)),
+            };
+            snapshot(
+                addr,
+                any(vec![entry("r", prefix("/"), with_timeouts(&b, timeouts))]),
+            )
+        })
+        .await;
+        let resp = client()
+            .get(gw.url("/"))
+            .header("x-delay-ms", "2000")
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status(), 504);
+        let text = gw.metrics.encode_text().expect("metrics");
+        assert!(text.contains(r#"code="504""#), "{text}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn in_flight_request_keeps_its_snapshot_across_a_reload() {
+    bounded(async {
+        let old = EchoBackend::start("old").await;
+        let new = EchoBackend::start("new").await;
+        let gw = Gateway::start(|addr| {
+            snapshot(
+                addr,
+                any(vec![entry(
+                    "r",
+                    prefix("/"),
+                    action(vec![], vec![to(&old)]),
+                )]),
+            )
+        })
+        .await;
+        let c = client();
+        let slow = tokio::spawn(c.get(gw.url("/")).header("x-delay-ms", "300").send());
+        // Wait until the slow request has reached the old backend, then swap configuration.
+        while old.connections.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        gw.store.publish(snapshot(
+            gw.addr,
+            any(vec![entry(
+                "r",
+                prefix("/"),
+                action(vec![], vec![to(&new)]),
+            )]),
+        ));
+        let fresh = c.get(gw.url("/")).send().await.expect("request");
+        assert_eq!(Echoed::from(fresh).await.backend(), "new");
+        let slow = slow.await.expect("task").expect("request");
+        assert_eq!(Echoed::from(slow).await.backend(), "old");
+    })
+    .await;
+}

@@ -1,0 +1,50 @@
+//! The load benchmark: Sluice, nginx and Envoy started side by side on 127.0.0.1, measured under the
+//! same workloads, reported as ratios to nginx.
+
+pub mod backend;
+pub mod machine;
+pub mod paced;
+pub mod procfs;
+pub mod propagation;
+pub mod proxies;
+pub mod report;
+pub mod run;
+pub mod wrk;
+
+use std::time::Duration;
+
+use crate::fixtures::FixtureError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{proxy} did not answer 200 on {addr} within {timeout:?} (its log: {log})")]
+    NotReady {
+        proxy: String,
+        addr: std::net::SocketAddr,
+        timeout: Duration,
+        log: String,
+    },
+    #[error("{tool} failed ({status}): {stderr}")]
+    Tool {
+        tool: String,
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
+    #[error("wrk printed no `{field}` line: {output}")]
+    WrkOutput { field: &'static str, output: String },
+    #[error(transparent)]
+    Fixture(#[from] FixtureError),
+}
+
+impl BenchError {
+    pub fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> BenchError {
+        let what = what.into();
+        move |source| BenchError::Io { what, source }
+    }
+}

@@ -1,0 +1,290 @@
+//! The proxies under test, each configured for the same route (`/` -> primary, optionally mirrored),
+//! started pinned to the proxy core with one worker, and stopped after each measurement.
+
+use std::fmt;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::paced::{request_bytes, Client};
+use super::procfs;
+use super::BenchError;
+use crate::fixtures::{Shape, Topology};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    Sluice,
+    Nginx,
+    Envoy,
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Kind::Sluice => "Sluice",
+            Kind::Nginx => "nginx",
+            Kind::Envoy => "Envoy",
+        })
+    }
+}
+
+/// Where the binaries are; a peer whose binary is missing is skipped.
+#[derive(Debug, Clone)]
+pub struct Tools {
+    pub sluice: PathBuf,
+    /// Extra arguments for `sluice` after `--config FILE --threads 1`.
+    pub sluice_args: Vec<String>,
+    pub nginx: Option<PathBuf>,
+    pub envoy: Option<PathBuf>,
+    pub proxy_core: u32,
+}
+
+/// A started proxy.
+#[derive(Debug)]
+pub struct Running {
+    pub kind: Kind,
+    pub addr: SocketAddr,
+    child: Child,
+    log: PathBuf,
+}
+
+/// A free loopback port (bound, then released: the proxy binds it right after).
+pub fn free_port() -> Result<SocketAddr, BenchError> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(BenchError::io("finding a free port"))
+}
+
+/// Writes `kind`'s configuration into `dir` and starts it on `tools.proxy_core`.
+pub fn start(
+    kind: Kind,
+    tools: &Tools,
+    primary: SocketAddr,
+    mirror: Option<SocketAddr>,
+    dir: &Path,
+) -> Result<Running, BenchError> {
+    let addr = free_port()?;
+    if kind == Kind::Sluice {
+        let topology = Topology {
+            listen: addr,
+            primary,
+            mirror,
+            extra_routes: 0,
+            shape: Shape::Hosts,
+            revision: 0,
+            main_host: None,
+        };
+        return start_sluice(tools, &topology, dir);
+    }
+    std::fs::create_dir_all(dir).map_err(BenchError::io(format!("creating {}", dir.display())))?;
+    let mut cmd = pinned(tools);
+    match kind {
+        Kind::Sluice => {}
+        Kind::Nginx => {
+            let nginx = tools.nginx.as_ref().ok_or_else(|| not_installed("nginx"))?;
+            let conf = dir.join("nginx.conf");
+            write(&conf, &nginx_conf(addr, primary, mirror, dir))?;
+            cmd.arg(nginx).arg("-p").arg(dir).arg("-c").arg(&conf);
+        }
+        Kind::Envoy => {
+            let envoy = tools.envoy.as_ref().ok_or_else(|| not_installed("envoy"))?;
+            let conf = dir.join("envoy.yaml");
+            write(&conf, &envoy_conf(addr, primary, mirror))?;
+            cmd.arg(envoy)
+                .arg("-c")
+                .arg(&conf)
+                .args(["--concurrency", "1", "--disable-hot-restart", "-l", "error"])
+                .arg("--base-id")
+                .arg(addr.port().to_string());
+        }
+    }
+    launch(kind, cmd, addr, dir)
+}
+
+/// Sluice in standalone mode on `topology` (written to `dir/sluice.yaml`), listening on
+/// `topology.listen`; ready once `bench.test/` answers 200.
+pub fn start_sluice(tools: &Tools, topology: &Topology, dir: &Path) -> Result<Running, BenchError> {
+    std::fs::create_dir_all(dir).map_err(BenchError::io(format!("creating {}", dir.display())))?;
+    let config = dir.join("sluice.yaml");
+    write(&config, &topology.yaml()?)?;
+    let mut cmd = pinned(tools);
+    cmd.arg(&tools.sluice)
+        .arg("--config")
+        .arg(&config)
+        .args(["--threads", "1"])
+        .args(&tools.sluice_args);
+    launch(Kind::Sluice, cmd, topology.listen, dir)
+}
+
+fn pinned(tools: &Tools) -> Command {
+    let mut cmd = Command::new("taskset");
+    cmd.args(["-c", &tools.proxy_core.to_string()]);
+    cmd
+}
+
+fn launch(
+    kind: Kind,
+    mut cmd: Command,
+    addr: SocketAddr,
+    dir: &Path,
+) -> Result<Running, BenchError> {
+    let log = dir.join(format!("{}.log", kind.to_string().to_lowercase()));
+    let log_file = std::fs::File::create(&log).map_err(BenchError::io("creating the proxy log"))?;
+    let err_file = log_file
+        .try_clone()
+        .map_err(BenchError::io("sharing the proxy log"))?;
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(log_file)
+        .stderr(err_file)
+        .spawn()
+        .map_err(BenchError::io(format!("starting {kind}")))?;
+    let running = Running {
+        kind,
+        addr,
+        child,
+        log,
+    };
+    if let Err(e) = running.wait_ready(Duration::from_secs(20)) {
+        running.stop();
+        return Err(e);
+    }
+    Ok(running)
+}
+
+fn not_installed(what: &str) -> BenchError {
+    BenchError::Io {
+        what: format!("{what} is not installed"),
+        source: std::io::Error::from(std::io::ErrorKind::NotFound),
+    }
+}
+
+fn write(path: &Path, text: &str) -> Result<(), BenchError> {
+    std::fs::write(path, text).map_err(BenchError::io(format!("writing {}", path.display())))
+}
+
+impl Running {
+    /// The proxy's process id (`taskset` execs it, so this is the proxy itself).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The proxy and its child processes (nginx's worker).
+    pub fn pids(&self) -> Vec<u32> {
+        procfs::tree(self.pid())
+    }
+
+    fn wait_ready(&self, timeout: Duration) -> Result<(), BenchError> {
+        let deadline = Instant::now() + timeout;
+        let request = request_bytes("GET", "bench.test", "/", 0);
+        let mut client = Client::new(self.addr, Duration::from_secs(2));
+        while Instant::now() < deadline {
+            if let Ok(200) = client.send(&request) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(BenchError::NotReady {
+            proxy: self.kind.to_string(),
+            addr: self.addr,
+            timeout,
+            log: std::fs::read_to_string(&self.log)
+                .unwrap_or_default()
+                .chars()
+                .take(2000)
+                .collect(),
+        })
+    }
+
+    /// SIGTERM (so nginx's master takes its worker down), then SIGKILL after a grace period.
+    pub fn stop(mut self) {
+        let pids = self.pids();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for pid in pids.iter().skip(1) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+    }
+}
+
+/// nginx as its own docs advise for a proxy: upstream keep-alive, HTTP/1.1 to upstreams, body
+/// kept in memory; the mirror as an internal location with the request body.
+pub fn nginx_conf(
+    listen: SocketAddr,
+    primary: SocketAddr,
+    mirror: Option<SocketAddr>,
+    dir: &Path,
+) -> String {
+    let d = dir.display();
+    let (mirror_directives, mirror_parts) = match mirror {
+        Some(m) => (
+            "            mirror /__mirror;\n            mirror_request_body on;\n".to_string(),
+            format!("    upstream mirror {{ server {m}; keepalive 256; }}\n"),
+        ),
+        None => (String::new(), String::new()),
+    };
+    let mirror_location = if mirror.is_some() {
+        "        location = /__mirror {\n            internal;\n            proxy_pass http://mirror$request_uri;\n            \
+         proxy_http_version 1.1;\n            proxy_set_header Connection \"\";\n        }\n"
+    } else {
+        ""
+    };
+    format!(
+        "daemon off;\nmaster_process on;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/nginx-error.log error;\n\
+         events {{ worker_connections 8192; }}\n\
+         http {{\n    access_log off;\n    client_body_temp_path {d}/body;\n    proxy_temp_path {d}/proxy;\n    \
+         fastcgi_temp_path {d}/fastcgi;\n    uwsgi_temp_path {d}/uwsgi;\n    scgi_temp_path {d}/scgi;\n    \
+         client_body_buffer_size 128k;\n    client_max_body_size 0;\n    keepalive_requests 1000000;\n    \
+         upstream primary {{ server {primary}; keepalive 256; keepalive_requests 1000000; }}\n{mirror_parts}    \
+         server {{\n        listen {listen} backlog=4096;\n        location / {{\n{mirror_directives}            \
+         proxy_pass http://primary;\n            proxy_http_version 1.1;\n            proxy_set_header Connection \"\";\n        }}\n\
+         {mirror_location}    }}\n}}\n"
+    )
+}
+
+/// Envoy with one route to the primary cluster and, for the mirror case, a request mirror policy.
+pub fn envoy_conf(listen: SocketAddr, primary: SocketAddr, mirror: Option<SocketAddr>) -> String {
+    let mirror_policy = if mirror.is_some() {
+        "                  request_mirror_policies:\n                  - cluster: mirror\n"
+    } else {
+        ""
+    };
+    let cluster = |name: &str, addr: SocketAddr| {
+        format!(
+            "  - name: {name}\n    connect_timeout: 1s\n    type: STATIC\n    load_assignment:\n      \
+             cluster_name: {name}\n      endpoints:\n      - lb_endpoints:\n        - endpoint:\n            \
+             address:\n              socket_address: {{ address: {}, port_value: {} }}\n",
+            addr.ip(),
+            addr.port()
+        )
+    };
+    let mut clusters = cluster("primary", primary);
+    if let Some(m) = mirror {
+        clusters.push_str(&cluster("mirror", m));
+    }
+    format!(
+        "static_resources:\n  listeners:\n  - name: bench\n    address:\n      socket_address: {{ address: {}, port_value: {} }}\n    \
+         filter_chains:\n    - filters:\n      - name: envoy.filters.network.http_connection_manager\n        typed_config:\n          \
+         \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager\n          \
+         stat_prefix: bench\n          codec_type: HTTP1\n          route_config:\n            virtual_hosts:\n            \
+         - name: all\n              domains: [\"*\"]\n              routes:\n              - match: {{ prefix: \"/\" }}\n                \
+         route:\n                  cluster: primary\n{mirror_policy}          http_filters:\n          \
+         - name: envoy.filters.http.router\n            typed_config:\n              \
+         \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router\n  clusters:\n{clusters}",
+        listen.ip(),
+        listen.port()
+    )
+}

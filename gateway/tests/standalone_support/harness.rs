@@ -1,0 +1,232 @@
+//! Shared pieces of the standalone end-to-end tests: config files, echo backends, waiting.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_controller::publish::ReloadOutcome;
+use sluice_gateway::echo::{self, EchoIdentity, EchoPod, EchoPort};
+use sluice_gateway::standalone::{self, Running, StandaloneOptions};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A free loopback port (bound and released: an acceptable race for tests).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// One echo backend pod on a free loopback port.
+pub struct Backend {
+    pub pod: Arc<EchoPod>,
+    pub port: u16,
+    task: JoinHandle<Result<(), echo::EchoError>>,
+}
+
+impl Backend {
+    pub async fn start(name: &str) -> Backend {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let pod = Arc::new(EchoPod::new(EchoIdentity {
+            pod: format!("{name}-pod"),
+            namespace: "default".into(),
+            service: name.into(),
+            ingress: String::new(),
+            http_port: port.to_string(),
+        }));
+        let task = tokio::spawn(echo::serve_port(listener, pod.clone(), EchoPort::Http));
+        Backend { pod, port, task }
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The Service `name` (port 8080) and its EndpointSlice pointing at `backend`.
+pub fn service(name: &str, backend: &Backend) -> String {
+    format!(
+        "apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: default}}
+spec:
+  ports:
+  - {{name: http, port: 8080}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: {name}-slice
+  namespace: default
+  labels: {{kubernetes.io/service-name: {name}}}
+addressType: IPv4
+ports:
+- {{name: http, port: {port}}}
+endpoints:
+- addresses: [127.0.0.1]
+  conditions: {{ready: true}}
+---
+",
+        port = backend.port
+    )
+}
+
+pub const CLASS: &str = "apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: sluice}
+spec:
+  controllerName: sluice.dev/gateway-controller
+---
+";
+
+/// A Gateway with one HTTP listener per port, named `http-<port>`.
+pub fn gateway(name: &str, ports: &[u16]) -> String {
+    let mut out = format!(
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: {name}, namespace: default}}
+spec:
+  gatewayClassName: sluice
+  listeners:
+"
+    );
+    for port in ports {
+        out.push_str(&format!(
+            "  - {{name: http-{port}, protocol: HTTP, port: {port}}}\n"
+        ));
+    }
+    out.push_str("---\n");
+    out
+}
+
+/// An HTTPRoute attached to every listener of `gateway`, sending `/` to `service:8080`.
+pub fn route(name: &str, gateway: &str, service: &str) -> String {
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: {name}, namespace: default}}
+spec:
+  parentRefs:
+  - name: {gateway}
+  rules:
+  - backendRefs:
+    - {{name: {service}, port: 8080}}
+---
+"
+    )
+}
+
+/// A config directory holding one `config.yaml`, rewritten atomically (write, then rename).
+pub struct ConfigDir {
+    dir: tempfile::TempDir,
+}
+
+impl ConfigDir {
+    pub fn new(yaml: &str) -> ConfigDir {
+        let config = ConfigDir {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        config.write(yaml);
+        config
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn file(&self) -> PathBuf {
+        self.dir.path().join("config.yaml")
+    }
+
+    pub fn write(&self, yaml: &str) {
+        let tmp = self.dir.path().join(".config.yaml.tmp");
+        std::fs::write(&tmp, yaml).unwrap();
+        std::fs::rename(&tmp, self.file()).unwrap();
+    }
+}
+
+pub async fn start(config: &ConfigDir) -> Running {
+    start_with(StandaloneOptions::for_tests(config.path())).await
+}
+
+pub async fn start_with(opts: StandaloneOptions) -> Running {
+    tokio::time::timeout(WAIT, standalone::start(opts))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+/// Rewrites the config and waits until a newer snapshot is published and its sockets bound.
+pub async fn reload(running: &Running, config: &ConfigDir, yaml: &str) -> u64 {
+    let mut published = running.store().subscribe();
+    let before = *published.borrow_and_update();
+    config.write(yaml);
+    let generation = *tokio::time::timeout(WAIT, published.wait_for(|g| *g > before))
+        .await
+        .expect("the new configuration is published")
+        .unwrap();
+    running.wait_for_generation(generation, WAIT).await.unwrap();
+    generation
+}
+
+/// Rewrites the config with something that must be rejected and waits for the rejection.
+pub async fn reload_rejected(running: &Running, config: &ConfigDir, yaml: &str) -> String {
+    let (_, rejected_before) = running.store().reload_counts();
+    config.write(yaml);
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if running.store().reload_counts().1 > rejected_before {
+                if let ReloadOutcome::Rejected { error, .. } = running.store().last_outcome() {
+                    return error;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the broken configuration is rejected")
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(WAIT).build().unwrap()
+}
+
+pub fn url(address: SocketAddr, path: &str) -> String {
+    format!("http://{address}{path}")
+}
+
+pub fn local(port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
+}
+
+/// GET through the gateway: the echo JSON's `pod` field, or the error.
+pub async fn pod_behind(client: &reqwest::Client, address: SocketAddr) -> Result<String, String> {
+    let response = client
+        .get(url(address, "/"))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status();
+    let body = response.text().await.map_err(|e| e.to_string())?;
+    if !status.is_success() {
+        return Err(format!("{status}: {body}"));
+    }
+    let json: serde_json::Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+    Ok(json["pod"].as_str().unwrap_or_default().to_string())
+}
+
+pub async fn admin_get(running: &Running, path: &str) -> (u16, String) {
+    let response = client()
+        .get(url(running.admin_addr(), path))
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}

@@ -45,10 +45,14 @@ use request::Outcome;
 
 pub type ProxyApp = HttpProxy<SluiceProxy>;
 
-/// No route and no other answer: the request fails inside the gateway.
+/// The accepted connection carries no socket digest, so its bind cannot be found (500).
 const NO_LOCAL_ADDRESS: ErrorType = ErrorType::Custom("NoLocalAddress");
+/// upstream_peer ran although request_filter chose no backend (500; a bug if ever seen).
 const NO_BACKEND_CHOSEN: ErrorType = ErrorType::Custom("NoBackendChosen");
+/// A filter could not be applied to this request (500).
 const BAD_FILTER: ErrorType = ErrorType::Custom("FilterFailed");
+/// The route's `timeouts.request` ran out.
+const REQUEST_TIMEOUT: ErrorType = ErrorType::HTTPStatus(504);
 
 /// How the proxy app behaves; the defaults are production settings.
 #[derive(Clone, Default)]
@@ -207,7 +211,7 @@ impl ProxyHttp for SluiceProxy {
             );
         };
         if timeout.is_some_and(|t| t.is_zero()) {
-            return Error::e_explain(ErrorType::HTTPStatus(504), "route request timeout elapsed");
+            return Error::e_explain(REQUEST_TIMEOUT, "route request timeout elapsed");
         }
         let peer = upstream::peer(
             &chosen.backend,
@@ -256,6 +260,24 @@ impl ProxyHttp for SluiceProxy {
     ) -> Result<()> {
         headers::strip_hop_by_hop(upstream_response);
         Ok(())
+    }
+
+    /// Once the route's request timeout has run out, a response still streaming is cut off: its
+    /// head is already out, so the client sees a truncated response instead of a 504.
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<std::time::Duration>> {
+        if !end_of_stream && ctx.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Error::e_explain(
+                REQUEST_TIMEOUT,
+                "route request timeout elapsed mid-response",
+            );
+        }
+        Ok(None)
     }
 
     async fn response_filter(

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sluice_controller::snapshot::{RuleAction, Timeouts};
+use sluice_controller::snapshot::{BackendProtocol, RuleAction, Timeouts};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use harness::*;
@@ -207,6 +207,107 @@ async fn in_flight_request_keeps_its_snapshot_across_a_reload() {
         assert_eq!(Echoed::from(fresh).await.backend(), "new");
         let slow = slow.await.expect("task").expect("request");
         assert_eq!(Echoed::from(slow).await.backend(), "old");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn request_timeout_cuts_off_a_trickling_response() {
+    bounded(async {
+        let trickle = raw_backend(|mut tcp| async move {
+            read_head(&mut tcp).await;
+            let head = "HTTP/1.1 200 OK\r\nContent-Length: 30\r\n\r\n";
+            if tcp.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            for _ in 0..30 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if tcp.write_all(b"x").await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+        let gw = Gateway::start(|addr| {
+            let action = Arc::new(RuleAction {
+                filters: vec![],
+                backends: vec![service_at(
+                    "default/trickle:80",
+                    trickle,
+                    BackendProtocol::Http1,
+                )],
+                total_weight: 1,
+                timeouts: Timeouts {
+                    request: Some(Duration::from_millis(400)),
+                    backend_request: None,
+                },
+            });
+            snapshot(addr, any(vec![entry("r", prefix("/"), action)]))
+        })
+        .await;
+        let started = Instant::now();
+        let resp = client()
+            .get(gw.url("/"))
+            .send()
+            .await
+            .expect("response head");
+        assert_eq!(resp.status(), 200);
+        assert!(resp.bytes().await.is_err(), "the body must be cut off");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn websocket_upgrade_passes_through_both_ways() {
+    bounded(async {
+        let ws = raw_backend(|mut tcp| async move {
+            let head = read_head(&mut tcp).await.to_ascii_lowercase();
+            if !head.contains("upgrade: websocket") {
+                let _ = tcp
+                    .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                    .await;
+                return;
+            }
+            let answer = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n\
+                Upgrade: websocket\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+            if tcp.write_all(answer.as_bytes()).await.is_err() {
+                return;
+            }
+            let mut buf = [0u8; 64];
+            while let Ok(n) = tcp.read(&mut buf).await {
+                if n == 0 || tcp.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+        let gw = Gateway::start(|addr| {
+            let backends = vec![service_at("default/ws:80", ws, BackendProtocol::WebSocket)];
+            snapshot(
+                addr,
+                any(vec![entry("r", prefix("/"), action(vec![], backends))]),
+            )
+        })
+        .await;
+        let mut tcp = tokio::net::TcpStream::connect(gw.addr)
+            .await
+            .expect("connect");
+        let request = "GET /chat HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\n\
+            Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+            Sec-WebSocket-Version: 13\r\n\r\n";
+        tcp.write_all(request.as_bytes()).await.expect("write");
+        let head = read_head(&mut tcp).await.to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 101"), "{head}");
+        assert!(head.contains("upgrade: websocket"), "{head}");
+        tcp.write_all(b"ping").await.expect("write frame");
+        let mut echoed = [0u8; 4];
+        tcp.read_exact(&mut echoed).await.expect("read frame");
+        assert_eq!(&echoed, b"ping");
     })
     .await;
 }

@@ -142,6 +142,43 @@ impl EchoBackend {
     }
 }
 
+/// A backend written against raw TCP, for behaviour hyper would normalise away.
+pub async fn raw_backend<F, Fut>(handle: F) -> SocketAddr
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(handle(tcp));
+        }
+    });
+    addr
+}
+
+/// Reads one request or response head (through the blank line) byte by byte.
+pub async fn read_head(tcp: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        match tcp.read(&mut byte).await {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+pub fn service_at(name: &str, addr: SocketAddr, protocol: BackendProtocol) -> WeightedBackend {
+    weighted(
+        1,
+        BackendTarget::Service(Arc::new(Backend::new(name.into(), vec![addr], protocol))),
+    )
+}
+
 /// `x-delay-ms` delays the answer; `x-respond-header: name=value` adds a response header.
 async fn echo(name: String, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();

@@ -1,3 +1,4 @@
 //! Where resources come from: YAML files in standalone mode (`file`).
 
 pub mod file;
+pub mod kube;

@@ -1,0 +1,270 @@
+//! The Kubernetes source: kube-runtime reflectors for every kind `translate` reads, feeding it.
+//!
+//! Each kind has a watcher (with kube-runtime's default backoff) feeding a reflector store. The
+//! reflector swaps a relist in atomically at `InitDone`, so a `410 Gone` never shows translation a
+//! half-listed kind. The first snapshot is published only once every kind has listed; after that
+//! each change (debounced) rebuilds [`Resources`] from the stores and publishes a new snapshot.
+//! When the API server is unreachable the watchers back off and nothing is published, so the
+//! last snapshot keeps serving.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use gateway_api::apis::standard::gatewayclasses::GatewayClass;
+use gateway_api::apis::standard::gateways::Gateway;
+use gateway_api::apis::standard::httproutes::HttpRoute;
+use gateway_api::apis::standard::referencegrants::ReferenceGrant;
+use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::reflector::{self, Store as Reader};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinSet;
+
+use crate::publish::Store;
+use crate::resources::Resources;
+use crate::translate::{translate, Timestamp, TranslateOptions};
+
+/// How long to wait for more changes before translating: a burst (a relist, `kubectl apply` of
+/// many objects) becomes one snapshot.
+const DEBOUNCE: Duration = Duration::from_millis(20);
+
+/// Whose snapshot this source builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The controller: every Gateway, for statuses; nothing binds its listeners.
+    Controller,
+    /// A data plane pod (`sluice proxy --gateway NS/NAME`, with `only_gateway` set in the
+    /// options): the Gateway's `spec.addresses` are realised by its Service, so the pod ignores
+    /// them and listens on `listen_address`.
+    DataPlane,
+}
+
+pub struct KubeSource {
+    client: Client,
+    options: TranslateOptions,
+    store: Arc<Store>,
+    mode: Mode,
+    resources_tx: watch::Sender<Option<Arc<Resources>>>,
+}
+
+/// The reflector stores of every watched kind.
+#[derive(Clone)]
+struct Readers {
+    gateway_classes: Reader<GatewayClass>,
+    gateways: Reader<Gateway>,
+    http_routes: Reader<HttpRoute>,
+    reference_grants: Reader<ReferenceGrant>,
+    services: Reader<Service>,
+    endpoint_slices: Reader<EndpointSlice>,
+    secrets: Reader<Secret>,
+    namespaces: Reader<Namespace>,
+}
+
+impl KubeSource {
+    pub fn new(
+        client: Client,
+        options: TranslateOptions,
+        store: Arc<Store>,
+        mode: Mode,
+    ) -> KubeSource {
+        KubeSource {
+            client,
+            options,
+            store,
+            mode,
+            resources_tx: watch::channel(None).0,
+        }
+    }
+
+    /// The objects behind the latest published snapshot (`None` until the first one).
+    pub fn resources(&self) -> watch::Receiver<Option<Arc<Resources>>> {
+        self.resources_tx.subscribe()
+    }
+
+    /// Runs the watchers and the translate loop until the task is aborted.
+    pub fn spawn(self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(self.run())
+    }
+
+    async fn run(mut self) {
+        let changed = Arc::new(Notify::new());
+        let mut watchers = JoinSet::new();
+        let secrets = watcher::Config::default().fields("type=kubernetes.io/tls");
+        let all = watcher::Config::default;
+        let readers = Readers {
+            gateway_classes: reflect(&mut watchers, &self.client, all(), &changed),
+            gateways: reflect(&mut watchers, &self.client, all(), &changed),
+            http_routes: reflect(&mut watchers, &self.client, all(), &changed),
+            reference_grants: reflect(&mut watchers, &self.client, all(), &changed),
+            services: reflect(&mut watchers, &self.client, all(), &changed),
+            endpoint_slices: reflect(&mut watchers, &self.client, all(), &changed),
+            secrets: reflect(&mut watchers, &self.client, secrets, &changed),
+            namespaces: reflect(&mut watchers, &self.client, all(), &changed),
+        };
+        if readers.wait_until_ready().await.is_err() {
+            tracing::error!("a watcher stopped before its first list; the kube source ends");
+            return;
+        }
+        tracing::info!("every watched kind has listed; publishing the first snapshot");
+        let mut previous: Option<Resources> = None;
+        loop {
+            let resources = readers.resources(self.mode);
+            if !previous.as_ref().is_some_and(|p| same(p, &resources)) {
+                self.publish(&resources);
+                previous = Some(resources);
+            }
+            changed.notified().await;
+            // Coalesce the rest of a burst into the same translation.
+            tokio::time::sleep(DEBOUNCE).await;
+        }
+    }
+
+    fn publish(&mut self, resources: &Resources) {
+        let mut translation = translate(resources, &self.options, now());
+        for w in &translation.warnings {
+            tracing::warn!("{w}");
+        }
+        self.options.assigned_addresses = std::mem::take(&mut translation.assigned_addresses);
+        let previous = self.store.load();
+        Arc::make_mut(&mut translation.snapshot.statuses)
+            .carry_transition_times(&previous.statuses);
+        let generation = self.store.publish(translation.snapshot);
+        tracing::debug!(
+            generation,
+            "published a snapshot from the API server's objects"
+        );
+        self.resources_tx
+            .send_replace(Some(Arc::new(resources.clone())));
+    }
+}
+
+/// Starts a watcher + reflector for `K` across all namespaces; every event wakes `changed`.
+fn reflect<K>(
+    watchers: &mut JoinSet<()>,
+    client: &Client,
+    config: watcher::Config,
+    changed: &Arc<Notify>,
+) -> Reader<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    let (reader, writer) = reflector::store::<K>();
+    let api: Api<K> = Api::all(client.clone());
+    let changed = changed.clone();
+    let stream = watcher(api, config).default_backoff().reflect(writer);
+    watchers.spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
+                Ok(_) => changed.notify_one(),
+                Err(e) => tracing::warn!(kind = %K::kind(&K::DynamicType::default()), "watch failed, backing off: {e}"),
+            }
+        }
+    });
+    reader
+}
+
+impl Readers {
+    async fn wait_until_ready(&self) -> Result<(), reflector::store::WriterDropped> {
+        self.gateway_classes.wait_until_ready().await?;
+        self.gateways.wait_until_ready().await?;
+        self.http_routes.wait_until_ready().await?;
+        self.reference_grants.wait_until_ready().await?;
+        self.services.wait_until_ready().await?;
+        self.endpoint_slices.wait_until_ready().await?;
+        self.secrets.wait_until_ready().await?;
+        self.namespaces.wait_until_ready().await
+    }
+
+    fn resources(&self, mode: Mode) -> Resources {
+        let mut gateways = snapshot_of(&self.gateways);
+        if mode == Mode::DataPlane {
+            for gw in &mut gateways {
+                gw.spec.addresses = None;
+            }
+        }
+        Resources {
+            gateway_classes: snapshot_of(&self.gateway_classes),
+            gateways,
+            http_routes: snapshot_of(&self.http_routes),
+            reference_grants: snapshot_of(&self.reference_grants),
+            services: snapshot_of(&self.services),
+            endpoint_slices: snapshot_of(&self.endpoint_slices),
+            secrets: snapshot_of(&self.secrets),
+            namespaces: snapshot_of(&self.namespaces),
+        }
+    }
+}
+
+fn same(a: &Resources, b: &Resources) -> bool {
+    a.gateway_classes == b.gateway_classes
+        && a.gateways == b.gateways
+        && a.http_routes == b.http_routes
+        && a.reference_grants == b.reference_grants
+        && a.services == b.services
+        && a.endpoint_slices == b.endpoint_slices
+        && a.secrets == b.secrets
+        && a.namespaces == b.namespaces
+}
+
+/// The objects of one kind sorted by namespace/name, without what translation never reads and
+/// what changes on every write (resourceVersion, managedFields, status), so that the controller's
+/// own status writes do not cause a new snapshot.
+fn snapshot_of<K>(reader: &Reader<K>) -> Vec<K>
+where
+    K: Resource + Clone + StripStatus + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let mut objects: Vec<K> = reader
+        .state()
+        .iter()
+        .map(|o| {
+            let mut o = K::clone(o);
+            o.meta_mut().resource_version = None;
+            o.meta_mut().managed_fields = None;
+            o.strip_status();
+            o
+        })
+        .collect();
+    objects.sort_by_key(|o| (o.namespace(), o.name_any()));
+    objects
+}
+
+/// Clears the status of the kinds whose status Sluice writes itself.
+trait StripStatus {
+    fn strip_status(&mut self) {}
+}
+
+impl StripStatus for GatewayClass {
+    fn strip_status(&mut self) {
+        self.status = None;
+    }
+}
+impl StripStatus for Gateway {
+    fn strip_status(&mut self) {
+        self.status = None;
+    }
+}
+impl StripStatus for HttpRoute {
+    fn strip_status(&mut self) {
+        self.status = None;
+    }
+}
+impl StripStatus for ReferenceGrant {}
+impl StripStatus for Service {}
+impl StripStatus for EndpointSlice {}
+impl StripStatus for Secret {}
+impl StripStatus for Namespace {}
+
+fn now() -> Timestamp {
+    Timestamp::now()
+        .round(k8s_openapi::jiff::Unit::Second)
+        .unwrap_or(Timestamp::UNIX_EPOCH)
+}

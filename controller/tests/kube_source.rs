@@ -1,0 +1,210 @@
+//! The kube source against the fake API server: first snapshot after every kind has listed,
+//! changes converge, an outage keeps the last snapshot, a compaction relists.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_controller::publish::Store;
+use sluice_controller::snapshot::Snapshot;
+use sluice_controller::sources::kube::{KubeSource, Mode};
+use sluice_controller::testing::objects;
+use sluice_controller::testing::FakeApiServer;
+use sluice_controller::translate::TranslateOptions;
+
+const LIMIT: Duration = Duration::from_secs(15);
+
+fn backend() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9))
+}
+
+async fn seeded_server() -> FakeApiServer {
+    let server = FakeApiServer::start().await.expect("fake API server");
+    for object in [
+        objects::namespace("demo"),
+        objects::gateway_class(),
+        objects::gateway("demo", "web", 8000),
+        objects::service("demo", "echo", 8080),
+        objects::endpoint_slice("demo", "echo", "http", &[backend()]),
+        objects::http_route("demo", "echo", "web", "/", "echo", 8080),
+    ] {
+        server.create(object).expect("seed object");
+    }
+    server
+}
+
+fn data_plane_source(server: &FakeApiServer, store: Arc<Store>) -> KubeSource {
+    let options = TranslateOptions {
+        only_gateway: Some(("demo".into(), "web".into())),
+        ..TranslateOptions::default()
+    };
+    KubeSource::new(
+        server.client_as("proxy").expect("client"),
+        options,
+        store,
+        Mode::DataPlane,
+    )
+}
+
+/// Waits until the store's snapshot satisfies `ok`.
+async fn until(store: &Store, what: &str, ok: impl Fn(&Snapshot) -> bool) -> Arc<Snapshot> {
+    let mut changes = store.subscribe();
+    let wait = async {
+        loop {
+            let snapshot = store.load();
+            if store.is_ready() && ok(&snapshot) {
+                return snapshot;
+            }
+            if changes.changed().await.is_err() {
+                panic!("store dropped while waiting for {what}");
+            }
+        }
+    };
+    tokio::time::timeout(LIMIT, wait)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+fn route_prefixes(s: &Snapshot) -> Vec<String> {
+    s.binds
+        .iter()
+        .flat_map(|b| &b.listeners)
+        .flat_map(|l| &l.routes.any)
+        .map(|e| format!("{:?}", e.matcher.path))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_first_snapshot_holds_the_gateway_and_its_route() {
+    let server = seeded_server().await;
+    let store = Store::new();
+    let task = data_plane_source(&server, store.clone()).spawn();
+    let snapshot = until(&store, "the first snapshot", |s| !s.binds.is_empty()).await;
+    assert_eq!(
+        snapshot.generation, 1,
+        "one snapshot after the initial lists, not one per kind"
+    );
+    assert_eq!(snapshot.binds[0].address.port(), 8000);
+    let entries = &snapshot.binds[0].listeners[0].routes.any;
+    assert_eq!(entries.len(), 1);
+    let gw = snapshot
+        .statuses
+        .gateway("demo", "web")
+        .expect("gateway status");
+    assert!(gw
+        .conditions
+        .iter()
+        .flatten()
+        .any(|c| c.type_ == "Accepted" && c.status == "True"));
+    task.abort();
+}
+
+#[tokio::test]
+async fn a_route_change_converges_and_a_status_write_does_not_republish() {
+    let server = seeded_server().await;
+    let store = Store::new();
+    let task = data_plane_source(&server, store.clone()).spawn();
+    until(&store, "the first snapshot", |s| !s.binds.is_empty()).await;
+
+    server
+        .apply(objects::http_route(
+            "demo", "echo", "web", "/v2", "echo", 8080,
+        ))
+        .expect("route updated");
+    let snapshot = until(&store, "the /v2 route", |s| {
+        route_prefixes(s).iter().any(|p| p.contains("/v2"))
+    })
+    .await;
+    let generation = snapshot.generation;
+
+    // A status write (what the controller does) is no input to translation.
+    server
+        .set_status(
+            "gateway.networking.k8s.io/v1",
+            "HTTPRoute",
+            Some("demo"),
+            "echo",
+            serde_json::json!({"parents": []}),
+        )
+        .expect("status written");
+    server
+        .apply(objects::service("demo", "marker", 80))
+        .expect("marker created");
+    until(&store, "the marker's snapshot", |s| {
+        s.generation > generation
+    })
+    .await;
+    assert_eq!(
+        store.load().generation,
+        generation + 1,
+        "the status write caused no snapshot of its own"
+    );
+    task.abort();
+}
+
+#[tokio::test]
+async fn an_outage_keeps_the_last_snapshot_and_changes_converge_after_it() {
+    let server = seeded_server().await;
+    let store = Store::new();
+    let task = data_plane_source(&server, store.clone()).spawn();
+    let before = until(&store, "the first snapshot", |s| !s.binds.is_empty()).await;
+
+    server.outage();
+    // Changes made "while the source cannot see them" (straight into the store).
+    server
+        .apply(objects::http_route(
+            "demo",
+            "echo",
+            "web",
+            "/after-outage",
+            "echo",
+            8080,
+        ))
+        .expect("route updated");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        store.is_ready(),
+        "an outage does not make the data plane unready"
+    );
+    assert_eq!(
+        store.load().generation,
+        before.generation,
+        "nothing published while away"
+    );
+
+    server.restore().await.expect("restored");
+    until(&store, "the route changed during the outage", |s| {
+        route_prefixes(s)
+            .iter()
+            .any(|p| p.contains("/after-outage"))
+    })
+    .await;
+    task.abort();
+}
+
+#[tokio::test]
+async fn a_compacted_history_relists_and_still_converges() {
+    let server = seeded_server().await;
+    let store = Store::new();
+    let task = data_plane_source(&server, store.clone()).spawn();
+    until(&store, "the first snapshot", |s| !s.binds.is_empty()).await;
+
+    server.outage();
+    server
+        .apply(objects::http_route(
+            "demo",
+            "echo",
+            "web",
+            "/relisted",
+            "echo",
+            8080,
+        ))
+        .expect("route updated");
+    server.compact();
+    server.restore().await.expect("restored");
+    until(&store, "the relisted route", |s| {
+        route_prefixes(s).iter().any(|p| p.contains("/relisted"))
+    })
+    .await;
+    task.abort();
+}

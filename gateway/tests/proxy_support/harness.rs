@@ -106,6 +106,15 @@ pub struct EchoBackend {
 
 impl EchoBackend {
     pub async fn start(name: &str) -> EchoBackend {
+        EchoBackend::serve(name, false).await
+    }
+
+    /// Speaks HTTP/2 with prior knowledge only (h2c), like a `kubernetes.io/h2c` Service.
+    pub async fn start_h2c(name: &str) -> EchoBackend {
+        EchoBackend::serve(name, true).await
+    }
+
+    async fn serve(name: &str, h2c: bool) -> EchoBackend {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let connections = Arc::new(AtomicUsize::new(0));
@@ -119,10 +128,17 @@ impl EchoBackend {
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req| echo(name.clone(), req));
                     let io = hyper_util::rt::TokioIo::new(tcp);
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(io, service)
-                        .with_upgrades()
-                        .await;
+                    if h2c {
+                        let executor = hyper_util::rt::TokioExecutor::new();
+                        let _ = hyper::server::conn::http2::Builder::new(executor)
+                            .serve_connection(io, service)
+                            .await;
+                    } else {
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(io, service)
+                            .with_upgrades()
+                            .await;
+                    }
                 });
             }
         });
@@ -202,6 +218,7 @@ async fn echo(name: String, req: Request<Incoming>) -> Result<Response<Full<Byte
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     let method = req.method().to_string();
+    let version = format!("{:?}", req.version());
     let path = req
         .uri()
         .path_and_query()
@@ -219,6 +236,7 @@ async fn echo(name: String, req: Request<Incoming>) -> Result<Response<Full<Byte
     let doc = json!({
         "backend": name,
         "method": method,
+        "version": version,
         "path": path,
         "headers": headers,
         "body": String::from_utf8_lossy(&body),
@@ -245,6 +263,10 @@ impl Echoed {
 
     pub fn backend(&self) -> &str {
         self.0["backend"].as_str().unwrap_or("")
+    }
+
+    pub fn version(&self) -> &str {
+        self.0["version"].as_str().unwrap_or("")
     }
 
     pub fn path(&self) -> &str {

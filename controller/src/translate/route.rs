@@ -45,9 +45,13 @@ pub(super) fn translate(
             let found = gateways
                 .iter()
                 .position(|g| g.namespace == gw_ns && g.name == p.name);
-            if found.is_none() {
+            let exists = index.resources.gateways.iter().any(|g| {
+                namespace_of(&g.metadata) == gw_ns && g.metadata.name.as_deref() == Some(&p.name)
+            });
+            // A Gateway of another class (or filtered out by only_gateway) is simply not ours.
+            if found.is_none() && !exists {
                 warnings.push(format!(
-                    "HTTPRoute {namespace}/{name}: parentRef Gateway {gw_ns}/{} is not a Gateway Sluice serves",
+                    "HTTPRoute {namespace}/{name}: parentRef Gateway {gw_ns}/{} does not exist",
                     p.name
                 ));
             }

@@ -120,7 +120,7 @@ pub(super) async fn handle(
         echoed: is_echo && !h2c_rejected,
     };
     if pod.print {
-        print_head(&received);
+        print_head(&pod.identity.pod, &received);
     }
     pod.log.record(received);
 
@@ -354,13 +354,15 @@ fn proto_name(version: Version) -> &'static str {
     }
 }
 
-fn print_head(request: &ReceivedRequest) {
+/// Each line starts with `[pod]` so that several backends sharing one terminal (the demo) can be
+/// told apart.
+fn print_head(pod: &str, request: &ReceivedRequest) {
     if request.echoed {
-        println!("{}", request.echo_line());
+        println!("[{pod}] {}", request.echo_line());
     }
     let field = |name: &str| request.header_values(name).collect::<Vec<_>>().join(",");
     println!(
-        "{} {} {} host={} user-agent={:?} content-type={:?} content-length={} x-forwarded-for={:?} body-bytes={}",
+        "[{pod}] {} {} {} host={} user-agent={:?} content-type={:?} content-length={} x-forwarded-for={:?} body-bytes={}",
         request.method,
         request.uri,
         request.proto,

@@ -1,0 +1,139 @@
+//! Standalone mode end to end: HTTPS listeners, certificates chosen by SNI, HTTP/2 by ALPN.
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "standalone_support/harness.rs"]
+mod harness;
+
+use std::net::SocketAddr;
+
+use harness::*;
+
+struct Cert {
+    pem: String,
+    key_pem: String,
+    der: Vec<u8>,
+}
+
+fn cert(host: &str) -> Cert {
+    let generated = rcgen::generate_simple_self_signed(vec![host.to_string()]).unwrap();
+    Cert {
+        pem: generated.cert.pem(),
+        key_pem: generated.key_pair.serialize_pem(),
+        der: generated.cert.der().to_vec(),
+    }
+}
+
+/// `text` as the body of a YAML block scalar under a key indented by two.
+fn block(text: &str) -> String {
+    text.lines().map(|l| format!("    {l}\n")).collect()
+}
+
+fn secret(name: &str, cert: &Cert) -> String {
+    format!(
+        "apiVersion: v1
+kind: Secret
+metadata: {{name: {name}, namespace: default}}
+type: kubernetes.io/tls
+stringData:
+  tls.crt: |
+{crt}  tls.key: |
+{key}---
+",
+        crt = block(&cert.pem),
+        key = block(&cert.key_pem),
+    )
+}
+
+/// One Gateway with an HTTPS listener per `(hostname, secret)`, all on `port`.
+fn https_gateway(port: u16, listeners: &[(&str, &str)]) -> String {
+    let mut out = String::from(
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  gatewayClassName: sluice
+  listeners:
+",
+    );
+    for (i, (hostname, secret)) in listeners.iter().enumerate() {
+        out.push_str(&format!(
+            "  - name: https-{i}
+    protocol: HTTPS
+    port: {port}
+    hostname: {hostname}
+    tls:
+      mode: Terminate
+      certificateRefs:
+      - {{kind: Secret, name: {secret}}}
+"
+        ));
+    }
+    out.push_str("---\n");
+    out
+}
+
+fn client_for(host: &str, address: SocketAddr, trusted: &Cert) -> reqwest::Client {
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_der(&trusted.der).unwrap())
+        .resolve(host, address)
+        .timeout(WAIT)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sni_chooses_between_two_certificates_and_alpn_serves_h2() {
+    let backend = Backend::start("app").await;
+    let port = free_port();
+    let (a, b) = (cert("a.example.com"), cert("b.example.com"));
+    let yaml = format!(
+        "{CLASS}{}{}{}{}{}",
+        secret("cert-a", &a),
+        secret("cert-b", &b),
+        service("app", &backend),
+        https_gateway(
+            port,
+            &[("a.example.com", "cert-a"), ("b.example.com", "cert-b")]
+        ),
+        route("app", "gw", "app"),
+    );
+    let config = ConfigDir::new(&yaml);
+    let running = start(&config).await;
+    assert_eq!(
+        running.listener_status().serving,
+        vec![local(port)],
+        "{:?}",
+        running.listener_status()
+    );
+
+    for (host, right, wrong) in [("a.example.com", &a, &b), ("b.example.com", &b, &a)] {
+        let url = format!("https://{host}:{port}/tls");
+        let response = client_for(host, local(port), right)
+            .get(&url)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.version(),
+            reqwest::Version::HTTP_2,
+            "h2 negotiated by ALPN"
+        );
+        assert_eq!(response.status(), 200);
+        let echo: serde_json::Value =
+            serde_json::from_str(&response.text().await.unwrap()).unwrap();
+        assert_eq!(echo["pod"], "app-pod");
+        assert_eq!(echo["headers"]["X-Forwarded-Proto"][0], "https", "{echo}");
+        assert!(
+            client_for(host, local(port), wrong)
+                .get(&url)
+                .send()
+                .await
+                .is_err(),
+            "{host} is served its own certificate, not the other listener's"
+        );
+    }
+    running.shutdown().await;
+}

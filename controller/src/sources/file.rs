@@ -20,6 +20,8 @@ use crate::translate::{translate, Timestamp, TranslateOptions};
 
 /// Events closer together than this are one reload (editors write, rename and chmod in a burst).
 const DEBOUNCE: Duration = Duration::from_millis(20);
+/// A steady stream of events (a file rewritten in a loop) still reloads this often.
+const MAX_DEBOUNCE: Duration = Duration::from_millis(250);
 
 pub struct FileSource {
     path: PathBuf,
@@ -142,7 +144,8 @@ impl FileSource {
             let _ = self.load_once();
             while let Some(first) = rx.recv().await {
                 let mut relevant = self.concerns(&first);
-                loop {
+                let deadline = tokio::time::Instant::now() + MAX_DEBOUNCE;
+                while tokio::time::Instant::now() < deadline {
                     match tokio::time::timeout(DEBOUNCE, rx.recv()).await {
                         Ok(Some(event)) => relevant |= self.concerns(&event),
                         Ok(None) => return,

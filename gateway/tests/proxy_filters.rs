@@ -4,8 +4,10 @@
 mod harness;
 
 use sluice_controller::snapshot::{
-    BackendTarget, Filter, PathModifier, Redirect, UrlRewrite, WeightedBackend,
+    BackendTarget, Filter, Fraction, Mirror, PathModifier, Redirect, UrlRewrite, WeightedBackend,
 };
+use sluice_gateway::mirror::{MirrorEngine, MirrorMetrics, MirrorOptions};
+use sluice_gateway::proxy::ProxySettings;
 
 use harness::*;
 
@@ -208,6 +210,51 @@ async fn url_rewrite_changes_host_and_prefix_and_keeps_the_query() {
         assert_eq!(echoed.header("x-forwarded-host"), ["public.example.com"]);
         let resp = c.get(gw.url("/strip")).send().await.expect("request");
         assert_eq!(Echoed::from(resp).await.path(), "/");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn mirror_receives_the_head_as_modified_by_earlier_filters_only() {
+    bounded(async {
+        let primary = EchoBackend::start("primary").await;
+        let shadow = EchoBackend::start("shadow").await;
+        let registry = prometheus::Registry::new();
+        let engine = MirrorEngine::new(
+            MirrorOptions::default(),
+            MirrorMetrics::register(&registry).expect("mirror metrics"),
+        );
+        let settings = ProxySettings {
+            mirror: Some(engine),
+            ..ProxySettings::default()
+        };
+        let gw = Gateway::start_with(settings, |addr| {
+            let filters = vec![
+                Filter::RequestHeaders(headers(&[("x-before", "1")], &[], &[])),
+                Filter::Mirror(Mirror {
+                    backend: shadow.backend(),
+                    fraction: Fraction::ALL,
+                }),
+                Filter::RequestHeaders(headers(&[("x-after", "1")], &[], &[])),
+            ];
+            snapshot(
+                addr,
+                any(vec![entry(
+                    "r",
+                    prefix("/"),
+                    action(filters, vec![to(&primary)]),
+                )]),
+            )
+        })
+        .await;
+        let resp = client().get(gw.url("/m")).send().await.expect("request");
+        let seen_by_primary = Echoed::from(resp).await;
+        assert_eq!(seen_by_primary.header("x-before"), ["1"]);
+        assert_eq!(seen_by_primary.header("x-after"), ["1"]);
+        let copies = shadow.wait_seen(1).await;
+        assert_eq!(copies[0].path(), "/m");
+        assert_eq!(copies[0].header("x-before"), ["1"]);
+        assert!(copies[0].header("x-after").is_empty(), "{:?}", copies[0].0);
     })
     .await;
 }

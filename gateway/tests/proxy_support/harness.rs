@@ -102,6 +102,8 @@ pub struct EchoBackend {
     pub name: String,
     /// TCP connections accepted so far.
     pub connections: Arc<AtomicUsize>,
+    /// Every request received, as echoed.
+    pub seen: Arc<std::sync::Mutex<Vec<Value>>>,
 }
 
 impl EchoBackend {
@@ -119,14 +121,19 @@ impl EchoBackend {
         let addr = listener.local_addr().expect("addr");
         let connections = Arc::new(AtomicUsize::new(0));
         let count = connections.clone();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = seen.clone();
         let backend_name = name.to_string();
         tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
                 count.fetch_add(1, Ordering::SeqCst);
                 let _ = tcp.set_nodelay(true);
                 let name = backend_name.clone();
+                let record = record.clone();
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| echo(name.clone(), req));
+                    let service = hyper::service::service_fn(move |req| {
+                        echo(name.clone(), record.clone(), req)
+                    });
                     let io = hyper_util::rt::TokioIo::new(tcp);
                     if h2c {
                         let executor = hyper_util::rt::TokioExecutor::new();
@@ -146,6 +153,18 @@ impl EchoBackend {
             addr,
             name: name.to_string(),
             connections,
+            seen,
+        }
+    }
+
+    /// Waits (within the test's bound) until `n` requests have arrived, and returns them.
+    pub async fn wait_seen(&self, n: usize) -> Vec<Echoed> {
+        loop {
+            let seen = self.seen.lock().expect("seen").clone();
+            if seen.len() >= n {
+                return seen.into_iter().map(Echoed).collect();
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 
@@ -196,7 +215,11 @@ pub fn service_at(name: &str, addr: SocketAddr, protocol: BackendProtocol) -> We
 }
 
 /// `x-delay-ms` delays the answer; `x-respond-header: name=value` adds a response header.
-async fn echo(name: String, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn echo(
+    name: String,
+    seen: Arc<std::sync::Mutex<Vec<Value>>>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (k, v) in req.headers() {
         headers
@@ -241,7 +264,9 @@ async fn echo(name: String, req: Request<Incoming>) -> Result<Response<Full<Byte
         "headers": headers,
         "body": String::from_utf8_lossy(&body),
     });
-    let mut resp = Response::new(Full::new(Bytes::from(doc.to_string())));
+    let text = doc.to_string();
+    seen.lock().expect("seen").push(doc);
+    let mut resp = Response::new(Full::new(Bytes::from(text)));
     resp.headers_mut()
         .insert("content-type", HeaderValue::from_static("application/json"));
     for (k, v) in extra {

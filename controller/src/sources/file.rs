@@ -164,6 +164,8 @@ impl FileSource {
     fn concerns(&self, event: &notify::Result<notify::Event>) -> bool {
         match event {
             Err(_) => true,
+            // Our own reads (open/close) are reported too; reacting to them reloads forever.
+            Ok(e) if e.kind.is_access() => false,
             Ok(e) if self.path.is_dir() => e.paths.is_empty() || e.paths.iter().any(|p| is_yaml(p)),
             Ok(e) => {
                 e.paths.is_empty()

@@ -111,10 +111,17 @@ impl<'i, 'a> Resolver<'i, 'a> {
             .ok_or_else(|| {
                 not_found(format!("Service {namespace}/{} has no port {port}", r.name))
             })?;
+        let protocol = protocol(service_port.app_protocol.as_deref()).map_err(|p| Unresolved {
+            reason: "UnsupportedProtocol",
+            message: format!(
+                "Service {namespace}/{} port {port}: appProtocol {p} is not supported",
+                r.name
+            ),
+        })?;
         let backend = Arc::new(Backend::new(
             format!("{namespace}/{}:{port}", r.name),
             self.endpoints(namespace, r.name, service_port),
-            protocol(service_port.app_protocol.as_deref()),
+            protocol,
         ));
         self.cache.insert(key, backend.clone());
         Ok(backend)
@@ -154,10 +161,12 @@ impl<'i, 'a> Resolver<'i, 'a> {
     }
 }
 
-fn protocol(app_protocol: Option<&str>) -> BackendProtocol {
+/// `Err` for the Kubernetes-defined protocols Sluice cannot speak to a backend (TLS ones).
+fn protocol(app_protocol: Option<&str>) -> Result<BackendProtocol, &str> {
     match app_protocol {
-        Some("kubernetes.io/h2c") => BackendProtocol::H2c,
-        Some("kubernetes.io/ws" | "kubernetes.io/wss") => BackendProtocol::WebSocket,
-        _ => BackendProtocol::Http1,
+        Some("kubernetes.io/h2c") => Ok(BackendProtocol::H2c),
+        Some("kubernetes.io/ws") => Ok(BackendProtocol::WebSocket),
+        Some(p @ "kubernetes.io/wss") => Err(p),
+        _ => Ok(BackendProtocol::Http1),
     }
 }

@@ -165,6 +165,9 @@ async fn reconcile_loop<A>(
     for (_, socket) in sockets.drain() {
         socket.close().await;
     }
+    // Wakes connections idling between keep-alive requests so they close now instead of
+    // holding shutdown for the whole grace period; requests in flight carry on.
+    shared.app.cleanup().await;
 }
 
 /// Closes sockets whose address left the snapshot, then binds the new ones (closing first lets

@@ -97,3 +97,50 @@ async fn two_gateways_from_the_address_pool_share_a_port() {
     }
     running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_idle_keep_alive_connections_without_waiting_out_the_grace() {
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let backend = Backend::start("app").await;
+    let port = free_port();
+    let config = ConfigDir::new(&format!(
+        "{CLASS}{}{}{}",
+        service("app", &backend),
+        gateway("gw", &[port]),
+        route("app", "gw", "app")
+    ));
+    let mut opts = StandaloneOptions::for_tests(config.path());
+    opts.shutdown_grace = Duration::from_secs(30);
+    let running = start_with(opts).await;
+
+    let mut tcp = tokio::net::TcpStream::connect(local(port)).await.unwrap();
+    tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0; 4096];
+    let n = tokio::time::timeout(WAIT, tcp.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+
+    // The connection now idles in keep-alive.
+    let started = Instant::now();
+    tokio::time::timeout(WAIT, running.shutdown())
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    let closed = tokio::time::timeout(WAIT, tcp.read(&mut buf))
+        .await
+        .unwrap();
+    assert!(
+        matches!(closed, Ok(0) | Err(_)),
+        "the idle connection was closed"
+    );
+}

@@ -2,6 +2,20 @@
 //!
 //! No I/O and no clock: the caller passes `now` (every condition's `lastTransitionTime`) and the
 //! previous pool address assignment, so the same input always gives the same output.
+//!
+//! Status reasons emitted (condition type: reasons):
+//! - GatewayClass `Accepted`: Accepted | InvalidParameters (any parametersRef).
+//! - Gateway `Accepted`: Accepted | ListenersNotValid (True if some listener is valid) |
+//!   InvalidParameters | UnsupportedAddress | Invalid (class not accepted);
+//!   `Programmed`: Programmed | AddressNotUsable | AddressNotAssigned (pool exhausted) | Invalid.
+//! - Listener `Accepted`: Accepted | UnsupportedProtocol | PortUnavailable | UnsupportedValue;
+//!   `ResolvedRefs`: ResolvedRefs | InvalidRouteKinds | InvalidCertificateRef | RefNotPermitted;
+//!   `Conflicted`: NoConflicts | ProtocolConflict | HostnameConflict; `Programmed`: Programmed | Invalid.
+//! - HTTPRoute parent `Accepted`: Accepted | NoMatchingParent | NotAllowedByListeners |
+//!   NoMatchingListenerHostname | UnsupportedValue (every rule invalid, or a bad hostname);
+//!   `PartiallyInvalid` (True, UnsupportedValue) when some rules were dropped;
+//!   `ResolvedRefs`: ResolvedRefs | BackendNotFound | RefNotPermitted | InvalidKind |
+//!   UnsupportedProtocol | UnsupportedValue (backendRef without a valid port).
 
 mod addresses;
 mod backend;

@@ -95,10 +95,12 @@ fn prefix(path: &str) -> String {
     }
 }
 
-/// The spec's regex semantics are full matches, so the pattern is anchored at both ends.
+/// The spec's regex semantics are full matches, so the pattern is anchored at both ends. It is
+/// checked on its own first: `a)|(b` is invalid, but wrapped it would compile unanchored.
 fn anchored(pattern: &str) -> Result<Regex, String> {
-    Regex::new(&format!("^(?:{pattern})$"))
-        .map_err(|e| format!("invalid regular expression {pattern:?}: {e}"))
+    let invalid = |e: regex::Error| format!("invalid regular expression {pattern:?}: {e}");
+    Regex::new(pattern).map_err(invalid)?;
+    Regex::new(&format!("^(?:{pattern})$")).map_err(invalid)
 }
 
 fn method(m: &M) -> Method {
@@ -155,6 +157,11 @@ mod tests {
     fn invalid_regex_is_an_error_not_a_panic() {
         let err = compile(&path(PathType::RegularExpression, "/(unclosed")).expect_err("error");
         assert!(err.contains("invalid regular expression"), "{err}");
+    }
+
+    #[test]
+    fn unbalanced_pattern_cannot_escape_the_anchors() {
+        assert!(compile(&path(PathType::RegularExpression, "/a)|(.*")).is_err());
     }
 
     #[test]

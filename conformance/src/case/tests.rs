@@ -1,0 +1,133 @@
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+
+use super::*;
+
+const SIMPLE: &str = r#"
+name: Demo
+features: [Gateway, HTTPRoute]
+gateway: {namespace: ns, name: gw}
+steps:
+  - status:
+      - kind: HTTPRoute
+        namespace: ns
+        name: r
+        parent: {name: gw, namespace: ns}
+        conditions: {Accepted: True/Accepted, ResolvedRefs: 'True', Odd: '*'}
+  - title: traffic
+    requests:
+      - request: {method: GET, path: /, requestId: true}
+        expect:
+          status: [200, 204]
+          backend: {namespace: ns, service: b}
+          request: {method: GET, path: /}
+      - request: {method: GET, path: /x}
+        expect: {status: 404, backend: none}
+      - grpc: {method: Echo}
+        expect: {code: OK}
+  - patch:
+      - {apiVersion: v1, kind: Gateway, namespace: ns, name: gw, mergePatch: {spec: {}}}
+  - sleep: 1s
+"#;
+
+#[test]
+fn parses_a_well_formed_case() {
+    let case = Case::parse(Path::new("demo.yaml"), SIMPLE).unwrap();
+    assert_eq!(case.name, "Demo");
+    assert_eq!(case.features, ["Gateway", "HTTPRoute"]);
+    let steps = case.steps().unwrap();
+    assert_eq!(steps.len(), 4);
+    let Action::Status(checks) = &steps[0].action else {
+        panic!("status step")
+    };
+    let conditions = &checks[0].conditions.as_ref().unwrap().0;
+    assert!(conditions.contains(&ConditionSpec {
+        kind: "Accepted".into(),
+        status: Some("True".into()),
+        reason: Some("Accepted".into())
+    }));
+    assert!(conditions.contains(&ConditionSpec {
+        kind: "Odd".into(),
+        status: None,
+        reason: None
+    }));
+    let Action::Requests(entries) = &steps[1].action else {
+        panic!("requests step")
+    };
+    assert_eq!(steps[1].title.as_deref(), Some("traffic"));
+    assert!(matches!(&entries[0].kind, RequestKind::Http(r) if r.request_id));
+    assert_eq!(
+        entries[0].expect.status,
+        Some(StatusSet::Any(vec![200, 204]))
+    );
+    assert_eq!(entries[1].expect.backend, Some(ExpectBackend::None));
+    assert!(matches!(entries[2].kind, RequestKind::Unsupported("grpc")));
+}
+
+#[test]
+fn malformed_files_are_clear_errors() {
+    let not_yaml = Case::parse(Path::new("x.yaml"), "name: [unclosed");
+    assert!(matches!(not_yaml, Err(CaseError::Parse { .. })));
+    let no_name = Case::parse(Path::new("x.yaml"), "features: []\n");
+    assert!(matches!(no_name, Err(CaseError::Parse { .. })));
+    let empty_name = Case::parse(Path::new("x.yaml"), "name: ''\n");
+    assert!(matches!(empty_name, Err(CaseError::Invalid { .. })));
+}
+
+#[test]
+fn malformed_steps_name_the_step() {
+    let two_actions = "name: X\nsteps:\n  - sleep: 1s\n    apply: 'a: b'\n";
+    let err = Case::parse(Path::new("x.yaml"), two_actions)
+        .unwrap()
+        .steps()
+        .unwrap_err();
+    assert!(err.to_string().contains("step 1"), "{err}");
+    assert!(err.to_string().contains("exactly one action"), "{err}");
+
+    let unknown_key = "name: X\nsteps:\n  - title: t\n    requests:\n      - request: {method: GET, path: /, bogus: 1}\n";
+    let err = Case::parse(Path::new("x.yaml"), unknown_key)
+        .unwrap()
+        .steps()
+        .unwrap_err();
+    assert!(err.to_string().contains("step 1 (t)"), "{err}");
+    assert!(
+        crate::error_chain(&err).contains("bogus"),
+        "{}",
+        crate::error_chain(&err)
+    );
+
+    let bad_status =
+        "name: X\nsteps:\n  - status: [{kind: Gateway, conditions: {Accepted: [1]}}]\n";
+    assert!(Case::parse(Path::new("x.yaml"), bad_status)
+        .unwrap()
+        .steps()
+        .is_err());
+
+    let both_patches = "name: X\nsteps:\n  - patch: [{apiVersion: v1, kind: K, name: n, jsonPatch: [], mergePatch: {}}]\n";
+    let err = Case::parse(Path::new("x.yaml"), both_patches)
+        .unwrap()
+        .steps()
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("exactly one of jsonPatch, mergePatch"),
+        "{err}"
+    );
+}
+
+#[test]
+fn every_shared_case_file_parses() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/cases");
+    let Ok(files) = case_files(&dir) else {
+        // The shared cases live beside the repository; without them there is nothing to check.
+        return;
+    };
+    for file in files {
+        let case = Case::load(&file).unwrap_or_else(|e| panic!("{}", crate::error_chain(&e)));
+        if case.base == Base::Gateway {
+            case.steps()
+                .unwrap_or_else(|e| panic!("{}", crate::error_chain(&e)));
+        }
+    }
+}

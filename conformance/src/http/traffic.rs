@@ -1,0 +1,411 @@
+//! How often an HTTP entry is sent and what makes it pass: convergence (§4.2), `repeat`, weighted
+//! distribution (§4.6), mirrors (§4.5) and percentage mirroring (§4.7).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::stream::{self, StreamExt};
+use serde::Deserialize;
+use sluice_gateway::echo::RequestLog;
+
+use crate::case::{BackendRef, Distribution, HttpRequest, RequestEntry};
+
+use super::{check_response, with_request_id, Sender, Verdict};
+
+const CONVERGE_WINDOW: Duration = Duration::from_secs(30);
+const CONSECUTIVE: usize = 3;
+const MIRROR_WINDOW: Duration = Duration::from_secs(10);
+
+/// One echo pod's log, labelled the way mirror checks select pods (`app=<service>`).
+#[derive(Clone)]
+pub struct PodLog {
+    pub namespace: String,
+    pub app: String,
+    pub pod: String,
+    pub log: RequestLog,
+}
+
+/// What an entry needs beyond its sender.
+#[derive(Clone)]
+pub struct EntryContext {
+    pub pods: Arc<Vec<PodLog>>,
+    /// PEMs a `request.clientCert` expectation accepts.
+    pub client_cert_pems: Vec<String>,
+}
+
+/// Runs one entry to a verdict; `Err` carries the first failed expectation, the request and the answer.
+pub async fn run_entry(
+    ctx: &EntryContext,
+    entry: &RequestEntry,
+    sender: &Sender,
+) -> Result<(), String> {
+    if let Some(mirror) = &entry.mirror_distribution {
+        return mirror_distribution(ctx, entry, sender, mirror).await;
+    }
+    let request_id = sender.request.request_id.then(crate::uuid);
+    if let Some(distribution) = &entry.distribution {
+        return weighted(ctx, entry, sender, distribution, request_id.as_deref()).await;
+    }
+    if let Some(times) = entry.repeat {
+        for n in 0..times {
+            let (verdict, detail) = attempt(ctx, entry, sender, request_id.as_deref()).await;
+            if verdict != Verdict::Pass {
+                return Err(format!("repeat {}/{times}: {}", n + 1, detail));
+            }
+        }
+        return Ok(());
+    }
+    let watch_from = Instant::now();
+    converge(ctx, entry, sender, request_id.as_deref()).await?;
+    if !entry.expect.mirrored_to.is_empty() {
+        let path = expected_path(&sender.request, request_id.as_deref(), None);
+        check_mirrors(ctx, &entry.expect.mirrored_to, &path, watch_from).await?;
+    }
+    Ok(())
+}
+
+/// The path as sent: request id merged in, `{uuid}` replaced (fresh per send when `uuid` is given).
+fn expected_path(request: &HttpRequest, request_id: Option<&str>, uuid: Option<&str>) -> String {
+    let mut path = request.path.clone();
+    if let Some(uuid) = uuid {
+        path = path.replace("{uuid}", uuid);
+    }
+    match request_id {
+        Some(id) => with_request_id(&path, id),
+        None => path,
+    }
+}
+
+/// One send and its verdict; the detail names the request and what came back.
+async fn attempt(
+    ctx: &EntryContext,
+    entry: &RequestEntry,
+    sender: &Sender,
+    request_id: Option<&str>,
+) -> (Verdict, String) {
+    let (verdict, detail, _) = attempt_with_pod(ctx, entry, sender, request_id).await;
+    (verdict, detail)
+}
+
+async fn attempt_with_pod(
+    ctx: &EntryContext,
+    entry: &RequestEntry,
+    sender: &Sender,
+    request_id: Option<&str>,
+) -> (Verdict, String, String) {
+    let uuid = sender.request.path.contains("{uuid}").then(crate::uuid);
+    let path = expected_path(&sender.request, request_id, uuid.as_deref());
+    let (sent, result) = sender.send(&path).await;
+    let (verdict, captured) = check_response(
+        &entry.expect,
+        &result,
+        &path,
+        &sender.request.method,
+        &ctx.client_cert_pems,
+    );
+    let answer = match &result {
+        Ok(r) => format!(
+            "HTTP {} ({}) from pod {:?}",
+            r.status, r.version, captured.echo.pod
+        ),
+        Err(e) => format!("error: {e}"),
+    };
+    let detail = match &verdict {
+        Verdict::Pass => String::new(),
+        Verdict::NotYet(reason) | Verdict::Fatal(reason) => {
+            format!("{reason}; request: {sent} -> {answer}")
+        }
+    };
+    (verdict, detail, captured.echo.pod)
+}
+
+/// Retries until [`CONSECUTIVE`] passes in a row, within [`CONVERGE_WINDOW`].
+async fn converge(
+    ctx: &EntryContext,
+    entry: &RequestEntry,
+    sender: &Sender,
+    request_id: Option<&str>,
+) -> Result<(), String> {
+    let deadline = Instant::now() + CONVERGE_WINDOW;
+    let mut streak = 0;
+    let mut last_failure = String::from("no attempt finished");
+    loop {
+        let (verdict, detail) = attempt(ctx, entry, sender, request_id).await;
+        match verdict {
+            Verdict::Pass => {
+                streak += 1;
+                if streak >= CONSECUTIVE {
+                    return Ok(());
+                }
+            }
+            Verdict::Fatal(_) => return Err(detail),
+            Verdict::NotYet(_) => {
+                streak = 0;
+                last_failure = detail;
+                if Instant::now() >= deadline {
+                    return Err(format!("not converged within 30s: {last_failure}"));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("not converged within 30s: {last_failure}"));
+        }
+    }
+}
+
+/// Some pod of each mirror backend logged the echo line for `path` (watching from 30 s before `since`).
+async fn check_mirrors(
+    ctx: &EntryContext,
+    mirrors: &[BackendRef],
+    path: &str,
+    since: Instant,
+) -> Result<(), String> {
+    let from = since.checked_sub(Duration::from_secs(30)).unwrap_or(since);
+    for mirror in mirrors {
+        let namespace = mirror.namespace.clone().unwrap_or_default();
+        let service = mirror.service.clone().unwrap_or_default();
+        let deadline = Instant::now() + MIRROR_WINDOW;
+        loop {
+            let seen = ctx
+                .pods
+                .iter()
+                .filter(|p| p.namespace == namespace && p.app == service)
+                .any(|p| p.log.since(from).iter().any(|r| r.echoed && r.uri == path));
+            if seen {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "mirror {namespace}/{service} never logged `Echoing back request made to {path}` within 10s"
+                ));
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+    Ok(())
+}
+
+/// §4.6: any of `attempts` rounds of `requests` samples must match the weights within the tolerance.
+async fn weighted(
+    ctx: &EntryContext,
+    entry: &RequestEntry,
+    sender: &Sender,
+    distribution: &Distribution,
+    request_id: Option<&str>,
+) -> Result<(), String> {
+    let mut last = String::new();
+    for round in 1..=distribution.attempts.max(1) {
+        let concurrency = distribution.concurrency.unwrap_or(10).max(1);
+        let results: Vec<(Verdict, String, String)> = stream::iter(0..distribution.requests)
+            .map(|_| attempt_with_pod(ctx, entry, sender, request_id))
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        let mut failure = None;
+        for (verdict, detail, pod) in results {
+            if verdict != Verdict::Pass {
+                failure.get_or_insert(detail);
+                continue;
+            }
+            *counts.entry(backend_of_pod(&pod)).or_default() += 1;
+        }
+        last = match failure {
+            Some(detail) => format!("round {round}: a sample failed: {detail}"),
+            None => match judge_distribution(distribution, &counts) {
+                Ok(()) => return Ok(()),
+                Err(reason) => format!("round {round}: {reason}"),
+            },
+        };
+    }
+    Err(format!("weighted distribution never matched: {last}"))
+}
+
+fn judge_distribution(
+    distribution: &Distribution,
+    counts: &BTreeMap<String, usize>,
+) -> Result<(), String> {
+    let total = distribution.requests.max(1) as f64;
+    for backend in counts.keys() {
+        if !distribution.weights.contains_key(backend) {
+            return Err(format!(
+                "unexpected backend {backend} answered (counts {counts:?})"
+            ));
+        }
+    }
+    for (backend, weight) in &distribution.weights {
+        let count = counts.get(backend).copied().unwrap_or(0);
+        if (*weight > 0.0) != (count > 0) {
+            return Err(format!(
+                "backend {backend} with weight {weight} got {count} requests (counts {counts:?})"
+            ));
+        }
+        let share = count as f64 / total;
+        if (share - weight).abs() > distribution.tolerance {
+            return Err(format!(
+                "backend {backend} got {share:.3} of traffic, expected {weight} ± {} (counts {counts:?})",
+                distribution.tolerance
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Pod name minus its last two `-` segments (the ReplicaSet hash and the pod suffix).
+fn backend_of_pod(pod: &str) -> String {
+    let mut parts: Vec<&str> = pod.split('-').collect();
+    if parts.len() > 2 {
+        parts.truncate(parts.len() - 2);
+    }
+    parts.join("-")
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct MirrorDistribution {
+    requests: usize,
+    concurrency: Option<usize>,
+    attempts: usize,
+    tolerance_std_devs: f64,
+    consecutive: Option<usize>,
+    mirrors: Vec<MirrorShare>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MirrorShare {
+    namespace: String,
+    service: String,
+    percent: f64,
+}
+
+/// §4.7: per attempt a fresh request id; the mirrors' log counts must be within the binomial tolerance.
+async fn mirror_distribution(
+    ctx: &EntryContext,
+    entry: &RequestEntry,
+    sender: &Sender,
+    raw: &serde_yaml_ng::Value,
+) -> Result<(), String> {
+    let spec: MirrorDistribution = serde_yaml_ng::from_value(raw.clone())
+        .map_err(|e| format!("malformed mirrorDistribution: {e}"))?;
+    let mut last = String::new();
+    for round in 1..=spec.attempts.max(1) {
+        let id = crate::uuid();
+        let started = Instant::now();
+        let path = expected_path(&sender.request, Some(&id), None);
+        let needed = spec.consecutive.unwrap_or(1).max(1);
+        let sends: Vec<Result<(), String>> = stream::iter(0..spec.requests)
+            .map(|_| async {
+                let deadline = Instant::now() + CONVERGE_WINDOW;
+                let mut streak = 0;
+                loop {
+                    let (verdict, detail) = attempt(ctx, entry, sender, Some(&id)).await;
+                    match verdict {
+                        Verdict::Pass => {
+                            streak += 1;
+                            if streak >= needed {
+                                return Ok(());
+                            }
+                        }
+                        Verdict::Fatal(_) => return Err(detail),
+                        Verdict::NotYet(_) => {
+                            streak = 0;
+                            if Instant::now() >= deadline {
+                                return Err(detail);
+                            }
+                        }
+                    }
+                }
+            })
+            .buffer_unordered(spec.concurrency.unwrap_or(10).max(1))
+            .collect()
+            .await;
+        if let Some(Err(detail)) = sends.into_iter().find(Result::is_err) {
+            return Err(format!(
+                "round {round}: a request never succeeded: {detail}"
+            ));
+        }
+        // Mirrors are fire-and-forget: give the last ones a moment to land.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut failures = Vec::new();
+        for mirror in &spec.mirrors {
+            let count: usize = ctx
+                .pods
+                .iter()
+                .filter(|p| p.namespace == mirror.namespace && p.app == mirror.service)
+                .map(|p| {
+                    p.log
+                        .since(started)
+                        .iter()
+                        .filter(|r| r.echoed && r.uri == path)
+                        .count()
+                })
+                .sum();
+            let n = spec.requests as f64;
+            let p = mirror.percent / 100.0;
+            let mean = n * p;
+            let slack = spec.tolerance_std_devs * (n * p * (1.0 - p)).sqrt();
+            if (count as f64 - mean).abs() > slack {
+                failures.push(format!(
+                    "{}/{} logged {count} mirrored requests, expected {mean:.0} ± {slack:.1}",
+                    mirror.namespace, mirror.service
+                ));
+            }
+        }
+        if failures.is_empty() {
+            return Ok(());
+        }
+        last = format!("round {round}: {}", failures.join("; "));
+    }
+    Err(format!("percentage mirroring never matched: {last}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_name_drops_the_two_pod_suffixes() {
+        assert_eq!(
+            backend_of_pod("infra-backend-v1-6b7d8c9f5-x2x4q"),
+            "infra-backend-v1"
+        );
+        assert_eq!(backend_of_pod("plain"), "plain");
+    }
+
+    #[test]
+    fn distribution_judgement_follows_weights_and_tolerance() {
+        let distribution = Distribution {
+            requests: 100,
+            concurrency: None,
+            tolerance: 0.05,
+            attempts: 1,
+            weights: [
+                ("a".to_owned(), 0.7),
+                ("b".to_owned(), 0.3),
+                ("c".to_owned(), 0.0),
+            ]
+            .into(),
+            backend_from: None,
+        };
+        let counts = |a, b, c| {
+            let mut m = BTreeMap::new();
+            for (k, v) in [("a", a), ("b", b), ("c", c)] {
+                if v > 0 {
+                    m.insert(k.to_owned(), v);
+                }
+            }
+            m
+        };
+        assert!(judge_distribution(&distribution, &counts(70, 30, 0)).is_ok());
+        assert!(judge_distribution(&distribution, &counts(74, 26, 0)).is_ok());
+        assert!(judge_distribution(&distribution, &counts(80, 20, 0)).is_err());
+        assert!(
+            judge_distribution(&distribution, &counts(70, 29, 1)).is_err(),
+            "weight 0 must get nothing"
+        );
+    }
+}

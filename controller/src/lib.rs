@@ -8,12 +8,14 @@
 //! ```
 
 pub mod features;
+pub mod leader;
 pub mod precedence;
 pub mod publish;
 pub mod resources;
 pub mod snapshot;
 pub mod sources;
 pub mod status;
+pub mod status_writer;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod translate;

@@ -64,6 +64,8 @@ pub enum FakeApiError {
 #[derive(Debug)]
 struct Shared {
     store: Mutex<ObjectStore>,
+    /// Users whose requests are refused with 503, as if partitioned from the server.
+    blocked: Mutex<std::collections::HashSet<String>>,
     writes: Mutex<Vec<Write>>,
     bookmark_interval: Duration,
 }
@@ -96,6 +98,7 @@ impl FakeApiServer {
         let addr = listener.local_addr().map_err(FakeApiError::Bind)?;
         let shared = Arc::new(Shared {
             store: Mutex::new(ObjectStore::new()),
+            blocked: Mutex::new(Default::default()),
             writes: Mutex::new(Vec::new()),
             bookmark_interval,
         });
@@ -224,6 +227,24 @@ impl FakeApiServer {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// Refuses every new request from `user` with 503 until [`FakeApiServer::unblock`]: a
+    /// network partition between one client and the server.
+    pub fn block(&self, user: &str) {
+        self.shared
+            .blocked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(user.to_string());
+    }
+
+    pub fn unblock(&self, user: &str) {
+        self.shared
+            .blocked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(user);
     }
 
     /// Closes the port and every open connection (watches included): clients get connection
@@ -389,6 +410,18 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("anonymous")
         .to_string();
+    let blocked = shared
+        .blocked
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .contains(&user);
+    if blocked {
+        return error(&ApiError::new(
+            503,
+            "ServiceUnavailable",
+            "partitioned by the test",
+        ));
+    }
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)

@@ -1,0 +1,346 @@
+//! The single status writer: while this controller holds the Lease, it server-side-applies the
+//! statuses `translate` computed (field manager `sluice`), and only those that really changed.
+//!
+//! A Gateway's `addresses` and `Programmed` condition also depend on its provisioned data plane
+//! (see [`crate::provision`]); the provisioner's [`DataPlanes`] view is overlaid before writing.
+//! A condition whose status did not change keeps the `lastTransitionTime` it has on the API
+//! server, so a new leader does not rewrite every object after a failover.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gateway_api::apis::standard::gatewayclasses::GatewayClass;
+use gateway_api::apis::standard::gateways::{Gateway, GatewayStatusAddresses};
+use gateway_api::apis::standard::httproutes::HttpRoute;
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use crate::publish::Store;
+
+/// The field manager of every status Sluice writes.
+pub const FIELD_MANAGER: &str = "sluice";
+
+/// Rewrite everything now and then, in case someone else changed a status behind our back.
+const RESYNC: Duration = Duration::from_secs(60);
+
+/// Bounds one write, client retries included, so a deposed leader does not keep retrying.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A Gateway's provisioned data plane as the provisioner sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DataPlane {
+    /// At least one data-plane pod is available and the Service has an address.
+    pub programmed: bool,
+    /// Why not, when not: a Gateway API `Programmed` reason and a message.
+    pub reason: &'static str,
+    pub message: String,
+    pub addresses: Vec<(String, String)>,
+}
+
+/// Keyed `namespace/name`.
+pub type DataPlanes = BTreeMap<String, DataPlane>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StatusWriteError {
+    #[error("status key {0:?} is not Kind/namespace/name")]
+    Key(String),
+    #[error("writing the status of {key}")]
+    Api {
+        key: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("writing the status of {0} timed out")]
+    Timeout(String),
+    #[error("encoding a status")]
+    Encode(#[source] serde_json::Error),
+}
+
+pub struct StatusWriter {
+    client: Client,
+    store: Arc<Store>,
+    leader: watch::Receiver<bool>,
+    data_planes: watch::Receiver<Arc<DataPlanes>>,
+    /// Per object: the status translate wanted, and what we wrote (or found) for it.
+    written: HashMap<String, (Value, Value)>,
+}
+
+impl StatusWriter {
+    pub fn new(
+        client: Client,
+        store: Arc<Store>,
+        leader: watch::Receiver<bool>,
+        data_planes: watch::Receiver<Arc<DataPlanes>>,
+    ) -> StatusWriter {
+        StatusWriter {
+            client,
+            store,
+            leader,
+            data_planes,
+            written: HashMap::new(),
+        }
+    }
+
+    pub fn spawn(self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(self.run())
+    }
+
+    async fn run(mut self) {
+        let mut generations = self.store.subscribe();
+        // Without a provisioner (its sender dropped) the data-plane view simply never changes.
+        let mut data_planes_open = true;
+        loop {
+            if *self.leader.borrow_and_update() && self.store.is_ready() {
+                if let Err(e) = self.sync().await {
+                    tracing::warn!("status write failed, will retry: {e}");
+                }
+            } else {
+                // A future term starts from what the API server holds, not from our memory.
+                self.written.clear();
+            }
+            tokio::select! {
+                r = generations.changed() => if r.is_err() { return },
+                r = self.leader.changed() => if r.is_err() { return },
+                r = self.data_planes.changed(), if data_planes_open => data_planes_open = r.is_ok(),
+                _ = tokio::time::sleep(RESYNC) => self.written.clear(),
+            }
+        }
+    }
+
+    /// Writes every status that differs from what we last wrote or found.
+    pub async fn sync(&mut self) -> Result<usize, StatusWriteError> {
+        let snapshot = self.store.load();
+        let data_planes = self.data_planes.borrow().clone();
+        let mut writes = 0;
+        let mut first_error = None;
+        for (key, status) in &snapshot.statuses.objects {
+            let mut desired = serde_json::to_value(status).map_err(StatusWriteError::Encode)?;
+            let parts: Vec<&str> = key.split('/').collect();
+            if let ["Gateway", ns, name] = parts.as_slice() {
+                if let Some(dp) = data_planes.get(&format!("{ns}/{name}")) {
+                    overlay_data_plane(&mut desired, dp);
+                }
+            }
+            if self.written.get(key).is_some_and(|(d, _)| *d == desired) {
+                continue;
+            }
+            let result = match parts.as_slice() {
+                ["GatewayClass", name] => {
+                    self.write(
+                        Api::<GatewayClass>::all(self.client.clone()),
+                        name,
+                        &desired,
+                    )
+                    .await
+                }
+                ["Gateway", ns, name] => {
+                    self.write(
+                        Api::<Gateway>::namespaced(self.client.clone(), ns),
+                        name,
+                        &desired,
+                    )
+                    .await
+                }
+                ["HTTPRoute", ns, name] => {
+                    self.write(
+                        Api::<HttpRoute>::namespaced(self.client.clone(), ns),
+                        name,
+                        &desired,
+                    )
+                    .await
+                }
+                _ => Err(StatusWriteError::Key(key.clone())),
+            };
+            match result {
+                Ok(Some((sent, wrote))) => {
+                    writes += usize::from(wrote);
+                    self.written.insert(key.clone(), (desired, sent));
+                }
+                // Gone, or leadership lost mid-way: nothing to remember.
+                Ok(None) => {}
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(writes),
+        }
+    }
+
+    /// Applies `desired` as the status of `name` unless it already is; `None` when the object is
+    /// gone or this controller is no longer the leader.
+    async fn write<K>(
+        &self,
+        api: Api<K>,
+        name: &str,
+        desired: &Value,
+    ) -> Result<Option<(Value, bool)>, StatusWriteError>
+    where
+        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + Debug,
+    {
+        let key = format!("{}/{name}", K::kind(&()));
+        let api_err = |source| StatusWriteError::Api {
+            key: key.clone(),
+            source,
+        };
+        let Some(live) = api.get_opt(name).await.map_err(api_err)? else {
+            return Ok(None);
+        };
+        let live = serde_json::to_value(&live).map_err(StatusWriteError::Encode)?;
+        let live_status = live.get("status").cloned().unwrap_or(Value::Null);
+        let mut desired = desired.clone();
+        carry_transition_times(&mut desired, &live_status);
+        if live_status == desired {
+            return Ok(Some((desired, false)));
+        }
+        // Checked as late as possible: a controller that lost the Lease must not write.
+        if !*self.leader.borrow() {
+            return Ok(None);
+        }
+        let body = json!({
+            "apiVersion": K::api_version(&()),
+            "kind": K::kind(&()),
+            "status": desired,
+        });
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let body = Patch::Apply(&body);
+        let patch = api.patch_status(name, &params, &body);
+        match tokio::time::timeout(WRITE_TIMEOUT, patch).await {
+            Err(_) => Err(StatusWriteError::Timeout(key)),
+            Ok(Ok(_)) => Ok(Some((desired, true))),
+            Ok(Err(kube::Error::Api(s))) if s.code == 404 => Ok(None),
+            Ok(Err(e)) => Err(api_err(e)),
+        }
+    }
+}
+
+/// Sets the Gateway's addresses from its Service and, while its data plane is not available,
+/// turns a `Programmed: True` from translation into `False` with the provisioner's reason.
+fn overlay_data_plane(status: &mut Value, dp: &DataPlane) {
+    let Some(map) = status.as_object_mut() else {
+        return;
+    };
+    let addresses: Vec<GatewayStatusAddresses> = dp
+        .addresses
+        .iter()
+        .map(|(t, v)| GatewayStatusAddresses {
+            r#type: Some(t.clone()),
+            value: v.clone(),
+        })
+        .collect();
+    if addresses.is_empty() {
+        map.remove("addresses");
+    } else if let Ok(v) = serde_json::to_value(&addresses) {
+        map.insert("addresses".into(), v);
+    }
+    if dp.programmed {
+        return;
+    }
+    if let Some(conditions) = map.get_mut("conditions").and_then(Value::as_array_mut) {
+        for c in conditions {
+            let programmed_true = c.get("type").and_then(Value::as_str) == Some("Programmed")
+                && c.get("status").and_then(Value::as_str) == Some("True");
+            if programmed_true {
+                c["status"] = json!("False");
+                c["reason"] = json!(dp.reason);
+                c["message"] = json!(dp.message);
+            }
+        }
+    }
+}
+
+/// Copies `lastTransitionTime` from `live` onto every condition of `desired` whose type and status
+/// are unchanged, walking the same shape (listeners by name, route parents by parentRef).
+pub fn carry_transition_times(desired: &mut Value, live: &Value) {
+    match (desired, live) {
+        (Value::Object(d), Value::Object(l)) => {
+            for (k, v) in d.iter_mut() {
+                if let Some(lv) = l.get(k) {
+                    carry_transition_times(v, lv);
+                }
+            }
+        }
+        (Value::Array(d), Value::Array(l)) => {
+            for item in d.iter_mut() {
+                let counterpart = ["type", "name", "parentRef"].iter().find_map(|field| {
+                    let id = item.get(*field)?;
+                    l.iter().find(|o| o.get(*field) == Some(id))
+                });
+                let Some(old) = counterpart else { continue };
+                let is_condition =
+                    item.get("type").is_some() && item.get("lastTransitionTime").is_some();
+                if is_condition {
+                    if item.get("status") == old.get("status") {
+                        if let (Some(slot), Some(t)) =
+                            (item.as_object_mut(), old.get("lastTransitionTime"))
+                        {
+                            slot.insert("lastTransitionTime".into(), t.clone());
+                        }
+                    }
+                } else {
+                    carry_transition_times(item, old);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unchanged_conditions_keep_their_live_transition_time() {
+        let mut desired = json!({"conditions": [
+            {"type": "Accepted", "status": "True", "lastTransitionTime": "2026-02-02T00:00:00Z"},
+            {"type": "Programmed", "status": "True", "lastTransitionTime": "2026-02-02T00:00:00Z"},
+        ], "listeners": [{"name": "http", "conditions": [
+            {"type": "Accepted", "status": "True", "lastTransitionTime": "2026-02-02T00:00:00Z"}]}]});
+        let live = json!({"conditions": [
+            {"type": "Accepted", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"},
+            {"type": "Programmed", "status": "False", "lastTransitionTime": "2026-01-01T00:00:00Z"},
+        ], "listeners": [{"name": "http", "conditions": [
+            {"type": "Accepted", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}]});
+        carry_transition_times(&mut desired, &live);
+        assert_eq!(
+            desired["conditions"][0]["lastTransitionTime"],
+            "2026-01-01T00:00:00Z"
+        );
+        assert_eq!(
+            desired["conditions"][1]["lastTransitionTime"], "2026-02-02T00:00:00Z",
+            "status changed"
+        );
+        assert_eq!(
+            desired["listeners"][0]["conditions"][0]["lastTransitionTime"],
+            "2026-01-01T00:00:00Z"
+        );
+    }
+
+    #[test]
+    fn an_unavailable_data_plane_is_not_programmed() {
+        let mut status = json!({"conditions": [
+            {"type": "Accepted", "status": "True", "reason": "Accepted"},
+            {"type": "Programmed", "status": "True", "reason": "Programmed"},
+        ], "addresses": [{"type": "IPAddress", "value": "0.0.0.0"}]});
+        let dp = DataPlane {
+            programmed: false,
+            reason: "Pending",
+            message: "no data-plane pod is available yet".into(),
+            addresses: vec![],
+        };
+        overlay_data_plane(&mut status, &dp);
+        assert_eq!(status["conditions"][1]["status"], "False");
+        assert_eq!(status["conditions"][1]["reason"], "Pending");
+        assert_eq!(status["conditions"][0]["status"], "True");
+        assert!(status.get("addresses").is_none(), "no Service address yet");
+    }
+}

@@ -1,0 +1,289 @@
+//! Status writing and leader election against the fake API server.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use sluice_controller::leader::{self, LeaseConfig};
+use sluice_controller::publish::Store;
+use sluice_controller::sources::kube::{KubeSource, Mode};
+use sluice_controller::status_writer::{DataPlanes, StatusWriter, FIELD_MANAGER};
+use sluice_controller::testing::objects;
+use sluice_controller::testing::FakeApiServer;
+use sluice_controller::translate::TranslateOptions;
+use tokio::sync::watch;
+
+const LIMIT: Duration = Duration::from_secs(20);
+const GW: &str = "gateway.networking.k8s.io/v1";
+
+async fn seeded_server() -> FakeApiServer {
+    let server = FakeApiServer::start().await.expect("fake API server");
+    for object in [
+        objects::namespace("demo"),
+        objects::namespace("sluice-system"),
+        objects::gateway_class(),
+        objects::gateway("demo", "web", 8000),
+        objects::service("demo", "echo", 8080),
+        objects::endpoint_slice(
+            "demo",
+            "echo",
+            "http",
+            &["127.0.0.1:9".parse().expect("addr")],
+        ),
+        objects::http_route("demo", "echo", "web", "/", "echo", 8080),
+    ] {
+        server.create(object).expect("seed object");
+    }
+    server
+}
+
+/// One controller replica: its own client, source, store, Lease candidate and status writer.
+struct Replica {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    leader: watch::Receiver<bool>,
+}
+
+impl Replica {
+    fn start(server: &FakeApiServer, identity: &str) -> Replica {
+        let client = server.client_as(identity).expect("client");
+        let store = Store::new();
+        let source = KubeSource::new(
+            client.clone(),
+            TranslateOptions::default(),
+            store.clone(),
+            Mode::Controller,
+        );
+        let mut lease = LeaseConfig::new("sluice-system", "sluice-controller", identity);
+        lease.lease_duration = Duration::from_secs(1);
+        lease.renew_deadline = Duration::from_millis(500);
+        lease.retry_period = Duration::from_millis(100);
+        let (election, leader) = leader::spawn(client.clone(), lease);
+        let (_dp_tx, dp_rx) = watch::channel(Arc::new(DataPlanes::new()));
+        let writer = StatusWriter::new(client, store, leader.clone(), dp_rx);
+        Replica {
+            tasks: vec![source.spawn(), election, writer.spawn()],
+            leader,
+        }
+    }
+
+    fn stop(&self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+async fn until<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let wait = async {
+        loop {
+            if let Some(v) = probe() {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(LIMIT, wait)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+fn condition<'a>(status: &'a Value, pointer: &str, type_: &str) -> Option<&'a Value> {
+    status
+        .pointer(pointer)?
+        .as_array()?
+        .iter()
+        .find(|c| c.get("type").and_then(Value::as_str) == Some(type_))
+}
+
+fn route_parent_condition(
+    server: &FakeApiServer,
+    name: &str,
+    type_: &str,
+) -> Option<(String, String)> {
+    let route = server.get(GW, "HTTPRoute", Some("demo"), name)?;
+    let c = condition(&route, "/status/parents/0/conditions", type_)?;
+    Some((
+        c.get("status")?.as_str()?.to_string(),
+        c.get("reason")?.as_str()?.to_string(),
+    ))
+}
+
+fn successful_status_writes(server: &FakeApiServer) -> Vec<String> {
+    server
+        .writes()
+        .into_iter()
+        .filter(|w| w.path.ends_with("/status") && w.status == 200)
+        .map(|w| w.user)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_leader_writes_statuses_with_server_side_apply() {
+    let server = seeded_server().await;
+    let replica = Replica::start(&server, "controller-a");
+    let class = until("GatewayClass Accepted", || {
+        let c = server.get(GW, "GatewayClass", None, "sluice")?;
+        let accepted = condition(&c, "/status/conditions", "Accepted")?;
+        (accepted["status"] == "True").then_some(c)
+    })
+    .await;
+    assert!(class.pointer("/status/supportedFeatures").is_some());
+    let gateway = until("Gateway Accepted", || {
+        let g = server.get(GW, "Gateway", Some("demo"), "web")?;
+        (condition(&g, "/status/conditions", "Accepted")?["status"] == "True").then_some(g)
+    })
+    .await;
+    assert_eq!(
+        condition(&gateway, "/status/conditions", "Accepted").expect("accepted")
+            ["observedGeneration"],
+        1
+    );
+    let listener = gateway
+        .pointer("/status/listeners/0")
+        .expect("listener status");
+    assert_eq!(listener["attachedRoutes"], 1);
+    until("route Accepted", || {
+        (route_parent_condition(&server, "echo", "Accepted")? == ("True".into(), "Accepted".into()))
+            .then_some(())
+    })
+    .await;
+    let managers: Vec<Value> = gateway["metadata"]["managedFields"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        managers.iter().any(|m| m["manager"] == FIELD_MANAGER
+            && m["operation"] == "Apply"
+            && m["subresource"] == "status"),
+        "{managers:?}"
+    );
+    replica.stop();
+}
+
+#[tokio::test]
+async fn only_real_changes_are_written_even_by_a_new_leader() {
+    let server = seeded_server().await;
+    let client = server.client_as("controller-a").expect("client");
+    let store = Store::new();
+    let source = KubeSource::new(
+        client.clone(),
+        TranslateOptions::default(),
+        store.clone(),
+        Mode::Controller,
+    )
+    .spawn();
+    let mut generations = store.subscribe();
+    tokio::time::timeout(LIMIT, generations.changed())
+        .await
+        .expect("first snapshot")
+        .expect("store alive");
+    let (_leader_tx, leader) = watch::channel(true);
+    let (_dp_tx, dp) = watch::channel(Arc::new(BTreeMap::new()));
+    let mut writer = StatusWriter::new(client.clone(), store.clone(), leader.clone(), dp.clone());
+    let first = writer.sync().await.expect("first sync");
+    assert_eq!(first, 3, "GatewayClass, Gateway and HTTPRoute");
+    assert_eq!(
+        writer.sync().await.expect("second sync"),
+        0,
+        "nothing changed"
+    );
+
+    // A fresh writer (a new leader after failover) finds every status already right.
+    let mut successor = StatusWriter::new(client, store, leader, dp);
+    assert_eq!(successor.sync().await.expect("successor sync"), 0);
+    source.abort();
+}
+
+#[tokio::test]
+async fn a_route_to_a_missing_service_gets_a_resolved_refs_condition() {
+    let server = seeded_server().await;
+    server
+        .create(objects::http_route(
+            "demo",
+            "broken",
+            "web",
+            "/broken",
+            "no-such-service",
+            80,
+        ))
+        .expect("route");
+    let replica = Replica::start(&server, "controller-a");
+    let (status, reason) = until("ResolvedRefs on the broken route", || {
+        route_parent_condition(&server, "broken", "ResolvedRefs")
+    })
+    .await;
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "BackendNotFound")
+    );
+    replica.stop();
+}
+
+#[tokio::test]
+async fn leader_failover_keeps_a_single_writer() {
+    let server = seeded_server().await;
+    let a = Replica::start(&server, "controller-a");
+    let b = Replica::start(&server, "controller-b");
+    let (first, second, first_name, second_name) = until("a leader", || {
+        match (*a.leader.borrow(), *b.leader.borrow()) {
+            (true, false) => Some((&a, &b, "controller-a", "controller-b")),
+            (false, true) => Some((&b, &a, "controller-b", "controller-a")),
+            (true, true) => panic!("two leaders at once"),
+            (false, false) => None,
+        }
+    })
+    .await;
+    until("the leader's first statuses", || {
+        route_parent_condition(&server, "echo", "Accepted")
+    })
+    .await;
+
+    // Partition the leader from the API server: it must step down before the other takes over.
+    server.block(first_name);
+    until("the other replica to lead", || {
+        assert!(
+            !(*first.leader.borrow() && *second.leader.borrow()),
+            "two leaders at once"
+        );
+        second.leader.borrow().then_some(())
+    })
+    .await;
+    assert!(
+        !*first.leader.borrow(),
+        "the partitioned leader stepped down"
+    );
+    server
+        .create(objects::http_route(
+            "demo", "late", "web", "/late", "echo", 8080,
+        ))
+        .expect("route");
+    until("the new leader's status on the new route", || {
+        route_parent_condition(&server, "late", "Accepted")
+    })
+    .await;
+
+    // Healing the partition does not make the old leader write again.
+    server.unblock(first_name);
+    server
+        .create(objects::http_route(
+            "demo", "later", "web", "/later", "echo", 8080,
+        ))
+        .expect("route");
+    until("the status of the route made after healing", || {
+        route_parent_condition(&server, "later", "Accepted")
+    })
+    .await;
+    let writers = successful_status_writes(&server);
+    let handover = writers
+        .iter()
+        .position(|u| u == second_name)
+        .expect("the second leader wrote");
+    assert!(
+        writers[handover..].iter().all(|u| u == second_name),
+        "after the handover only the new leader writes: {writers:?}"
+    );
+    assert!(writers[..handover].iter().all(|u| u == first_name));
+    a.stop();
+    b.stop();
+}

@@ -10,7 +10,11 @@ pub fn describe(nginx: Option<&std::path::Path>, envoy: Option<&std::path::Path>
         .find_map(|l| l.strip_prefix("model name"))
         .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
         .unwrap_or_else(|| "unknown".into());
-    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    // Not available_parallelism(): this process is pinned to one core.
+    let cores = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count();
     let mem = std::fs::read_to_string("/proc/meminfo")
         .unwrap_or_default()
         .lines()
@@ -32,10 +36,11 @@ pub fn describe(nginx: Option<&std::path::Path>, envoy: Option<&std::path::Path>
     if let Some(e) = envoy {
         out.push_str(&format!(
             "- Envoy {}\n",
+            // "envoy  version: <sha>/1.40.0/Clean/RELEASE/BoringSSL"
             first_line(&e.to_string_lossy(), &["--version"])
-                .rsplit(": ")
-                .next()
-                .unwrap_or("")
+                .split('/')
+                .nth(1)
+                .unwrap_or("(version unknown)")
         ));
     }
     out.push_str(&format!("- wrk: {}\n", first_line("wrk", &["-v"])));

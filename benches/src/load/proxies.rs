@@ -109,10 +109,15 @@ pub fn start_sluice(tools: &Tools, topology: &Topology, dir: &Path) -> Result<Ru
     let config = dir.join("sluice.yaml");
     write(&config, &topology.yaml()?)?;
     let mut cmd = pinned(tools);
+    // Access logs off, as for nginx (`access_log off`) and Envoy (none configured).
+    cmd.env("RUST_LOG", "warn");
     cmd.arg(&tools.sluice)
         .arg("--config")
         .arg(&config)
         .args(["--threads", "1"])
+        // Its own admin port, so a previous instance still closing never collides.
+        .arg("--admin-address")
+        .arg(free_port()?.to_string())
         .args(&tools.sluice_args);
     launch(Kind::Sluice, cmd, topology.listen, dir)
 }
@@ -202,6 +207,7 @@ impl Running {
         let pids = self.pids();
         let _ = Command::new("kill")
             .args(["-TERM", &self.pid().to_string()])
+            .stderr(Stdio::null())
             .status();
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {

@@ -19,6 +19,7 @@ pub struct Summary {
     pub rss_mib: f64,
     pub mirrored_pct: Option<f64>,
     pub errors: u64,
+    pub missed: u64,
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
     pub p999_ms: Option<f64>,
@@ -49,6 +50,7 @@ pub fn summarize(samples: &[Sample]) -> Summary {
         rss_mib: m(|s| s.rss_kib as f64 / 1024.0),
         mirrored_pct: mo(|s| s.mirrored_pct),
         errors: samples.iter().map(|s| s.errors).sum(),
+        missed: samples.iter().map(|s| s.missed).sum(),
         p50_ms: mo(|s| s.p50_ms),
         p99_ms: mo(|s| s.p99_ms),
         p999_ms: mo(|s| s.p999_ms),
@@ -86,7 +88,8 @@ pub fn table(inputs: &Inputs<'_>) -> String {
         .and_then(|s| s.p99_ms);
     for (&(workload, mode, kind), s) in &inputs.results {
         let nginx = inputs.results.get(&(workload, mode, Some(Kind::Nginx)));
-        let is_nginx = kind == Some(Kind::Nginx);
+        // nginx is the reference; the direct baseline is compared with nothing.
+        let is_nginx = kind == Some(Kind::Nginx) || kind.is_none();
         let base = |f: &dyn Fn(&Summary) -> Option<f64>| {
             if is_nginx {
                 None
@@ -135,7 +138,11 @@ pub fn table(inputs: &Inputs<'_>) -> String {
                 )
             },
             s.mirrored_pct.map_or("–".into(), |p| format!("{p:.1}")),
-            s.errors,
+            if s.missed > 0 {
+                format!("{} (+{} due, not sent)", s.errors, s.missed)
+            } else {
+                s.errors.to_string()
+            },
         );
     }
     out

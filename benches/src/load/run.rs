@@ -106,6 +106,8 @@ pub struct Sample {
     /// mirror, or for the blackhole (which never reads a request).
     pub mirrored_pct: Option<f64>,
     pub errors: u64,
+    /// Fixed-rate requests never sent because the proxy could not keep up.
+    pub missed: u64,
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
     pub p999_ms: Option<f64>,
@@ -214,6 +216,7 @@ pub fn run_matrix(
                             sample.p99_ms = Some(out.percentile_ms(0.99));
                             sample.p999_ms = Some(out.percentile_ms(0.999));
                             sample.errors = out.errors + out.non_2xx;
+                            sample.missed = out.missed;
                             sample.rps =
                                 (out.ok + out.non_2xx) as f64 / settings.duration.as_secs_f64();
                             out.ok + out.non_2xx + out.errors
@@ -231,11 +234,12 @@ pub fn run_matrix(
                         _ => None,
                     };
                     eprintln!(
-                        "   {kind:6} mirror {mode:9} {workload:22} {:>9.0} req/s {:>6.1} µs/req p99 {} errors {}",
+                        "   {kind:6} mirror {mode:9} {workload:22} {:>9.0} req/s {:>6.1} µs/req p99 {} errors {} missed {}",
                         sample.rps,
                         sample.cpu_us_per_request,
                         sample.p99_ms.map(|v| format!("{v:.2} ms")).unwrap_or_else(|| "-".into()),
-                        sample.errors
+                        sample.errors,
+                        sample.missed
                     );
                     results
                         .entry((workload, mode, Some(kind)))

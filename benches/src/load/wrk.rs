@@ -33,7 +33,8 @@ pub fn run(
     let mut cmd = Command::new("taskset");
     cmd.args(["-c", &core.to_string(), "wrk", "-t2"])
         .arg(format!("-c{}", load.connections))
-        .arg(format!("-d{}ms", duration.as_millis().max(1)))
+        // wrk takes whole seconds (no `ms` unit).
+        .arg(format!("-d{}s", duration.as_secs_f64().ceil().max(1.0)))
         .args(["--timeout", "5s", "-H", "Host: bench.test"]);
     if load.body > 0 {
         let script = scripts.join(format!("post-{}.lua", load.body));
@@ -53,7 +54,11 @@ pub fn run(
         return Err(BenchError::Tool {
             tool: "wrk".into(),
             status: out.status,
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            stderr: format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stderr),
+                String::from_utf8_lossy(&out.stdout)
+            ),
         });
     }
     parse(&String::from_utf8_lossy(&out.stdout))

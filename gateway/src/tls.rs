@@ -95,3 +95,6 @@ pub fn certificate_for(bind: &Bind, sni: Option<&str>) -> Option<Arc<CertifiedKe
             .and_then(|l| l.tls.clone()),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -40,6 +40,7 @@ pub use request::raw_host;
 use crate::filters;
 use crate::metrics::Metrics;
 use crate::mirror::MirrorEngine;
+use crate::routing::IndexCache;
 use crate::upstream::{self, UpstreamSettings};
 use request::Outcome;
 
@@ -77,6 +78,8 @@ impl std::fmt::Debug for ProxySettings {
 
 pub struct SluiceProxy {
     store: Arc<Store>,
+    /// The route index of the live snapshot, rebuilt by the first request after a reload.
+    index: IndexCache,
     metrics: Arc<Metrics>,
     settings: ProxySettings,
 }
@@ -94,6 +97,7 @@ pub fn new_app(store: Arc<Store>, metrics: Arc<Metrics>, settings: ProxySettings
     server_options.h2c = settings.downstream_h2c;
     let inner = SluiceProxy {
         store,
+        index: IndexCache::default(),
         metrics,
         settings,
     };
@@ -133,20 +137,15 @@ impl ProxyHttp for SluiceProxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.started = Instant::now();
-        let snapshot = self.store.load();
-        ctx.snapshot = Some(snapshot.clone());
+        let indexed = self.index.get(self.store.load());
+        ctx.snapshot = Some(indexed.snapshot.clone());
         let Some(local) = inet(session.server_addr()) else {
             return Error::e_explain(NO_LOCAL_ADDRESS, "connection has no local address");
         };
         ctx.https = session.digest().is_some_and(|d| d.ssl_digest.is_some());
-        let outcome = request::route_and_filter(
-            session,
-            ctx,
-            &snapshot,
-            local,
-            self.settings.mirror.as_ref(),
-        )
-        .map_err(|e| Error::because(BAD_FILTER, "applying route filters", e))?;
+        let outcome =
+            request::route_and_filter(session, ctx, &indexed, local, self.settings.mirror.as_ref())
+                .map_err(|e| Error::because(BAD_FILTER, "applying route filters", e))?;
         match outcome {
             Outcome::Proxy => Ok(false),
             Outcome::Status(code) => {

@@ -7,6 +7,10 @@
 //! normalisation implementation-specific; matching the raw bytes means the route that matched is
 //! the route the backend sees the same bytes for.
 
+mod index;
+
+pub use index::{IndexCache, Indexed, RouteIndex};
+
 use std::borrow::Cow;
 use std::net::SocketAddr;
 
@@ -55,15 +59,38 @@ pub struct Matched<'s> {
     pub entry: &'s RouteEntry,
 }
 
-/// Finds the route entry for a request accepted on `local`.
+/// Finds the route entry for a request accepted on `local`, scanning the route tables.
 pub fn lookup<'s>(snapshot: &'s Snapshot, local: SocketAddr, req: &RequestView<'_>) -> Lookup<'s> {
+    lookup_with(snapshot, None, local, req)
+}
+
+/// [`lookup`] through `index`, which must have been built from `snapshot` (see [`Indexed`]);
+/// the answer is the same, found without visiting entries that cannot match the path.
+pub fn lookup_with<'s>(
+    snapshot: &'s Snapshot,
+    index: Option<&RouteIndex>,
+    local: SocketAddr,
+    req: &RequestView<'_>,
+) -> Lookup<'s> {
     let Some(bind) = snapshot.bind_for(local) else {
         return Lookup::NoBind;
     };
     let Some(listener) = bind.listener_for(req.host) else {
         return Lookup::NoListener { bind };
     };
-    match find_entry(&listener.routes, req) {
+    let table_index = index.and_then(|ix| {
+        let b = snapshot.binds.iter().position(|x| std::ptr::eq(x, bind))?;
+        let l = bind
+            .listeners
+            .iter()
+            .position(|x| std::ptr::eq(x, listener))?;
+        ix.table(b, l)
+    });
+    let found = match table_index {
+        Some(t) => t.find(&listener.routes, req),
+        None => find_entry(&listener.routes, req),
+    };
+    match found {
         Some(entry) => Lookup::Matched(Matched {
             bind,
             listener,

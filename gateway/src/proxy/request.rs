@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::Session;
-use sluice_controller::snapshot::{BindProtocol, Filter, PathMatch, Snapshot};
+use sluice_controller::snapshot::{BindProtocol, Filter, PathMatch};
 
 use super::ctx::RequestCtx;
 use crate::filters::{self, FilterError, RequestUrl};
 use crate::mirror::MirrorSet;
-use crate::routing::{self, Lookup, RequestView};
+use crate::routing::{self, Indexed, Lookup, RequestView};
 use crate::upstream::{self, NoBackend};
 
 /// What `request_filter` must do after routing and filtering.
@@ -37,7 +37,7 @@ pub fn raw_host(req: &RequestHeader) -> Option<&str> {
 pub fn route_and_filter(
     session: &mut Session,
     ctx: &mut RequestCtx,
-    snapshot: &Arc<Snapshot>,
+    indexed: &Indexed,
     local: SocketAddr,
     mirrors: Option<&Arc<crate::mirror::MirrorEngine>>,
 ) -> Result<Outcome, FilterError> {
@@ -51,7 +51,8 @@ pub fn route_and_filter(
         method: &req.method,
         headers: &req.headers,
     };
-    let matched = match routing::lookup(snapshot, local, &view) {
+    let matched = match routing::lookup_with(&indexed.snapshot, Some(&indexed.index), local, &view)
+    {
         Lookup::Matched(m) => m,
         Lookup::NoBind | Lookup::NoListener { .. } => return Ok(Outcome::Status(404)),
         Lookup::NoRoute { listener, .. } => {
@@ -64,7 +65,7 @@ pub fn route_and_filter(
     let action = matched.entry.action.clone();
     ctx.action = Some(action.clone());
     ctx.https = ctx.https || matched.bind.protocol == BindProtocol::Https;
-    ctx.original_host = Some(raw_host.to_string());
+    ctx.original_host = (!raw_host.is_empty()).then(|| raw_host.to_string());
     ctx.deadline = action.timeouts.request.map(|t| ctx.started + t);
     let url = OwnedUrl {
         scheme: if ctx.https { "https" } else { "http" },

@@ -128,6 +128,7 @@ fn redirect(r: &RedirectSpec) -> Result<Redirect, String> {
             ),
         }),
     };
+    check_hostname(r.hostname.as_deref())?;
     Ok(Redirect {
         scheme: r.scheme.as_ref().map(|s| match s {
             Scheme::Http => "http".to_string(),
@@ -148,6 +149,15 @@ fn redirect(r: &RedirectSpec) -> Result<Redirect, String> {
     })
 }
 
+fn check_hostname(h: Option<&str>) -> Result<(), String> {
+    match h {
+        Some(h) if super::hostname::parse(h, false).is_none() => {
+            Err(format!("{h:?} is not a valid hostname"))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn rewrite(r: &RewriteSpec) -> Result<UrlRewrite, String> {
     let path = match &r.path {
         None => None,
@@ -164,6 +174,7 @@ fn rewrite(r: &RewriteSpec) -> Result<UrlRewrite, String> {
             ),
         }),
     };
+    check_hostname(r.hostname.as_deref())?;
     Ok(UrlRewrite {
         hostname: r.hostname.clone(),
         path,

@@ -271,7 +271,10 @@ impl<'a> ListenerState<'a> {
             _ => None,
         };
         let port = u16::try_from(spec.port).ok().filter(|p| *p != 0);
-        let hostname = spec.hostname.as_deref().map(Hostname::parse);
+        let hostname = spec
+            .hostname
+            .as_deref()
+            .map(|h| super::hostname::parse(h, true));
         let mut accepted = Verdict::yes("Accepted");
         if protocol.is_none() {
             accepted = Verdict::no(

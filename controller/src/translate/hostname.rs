@@ -2,6 +2,29 @@
 
 use crate::snapshot::Hostname;
 
+/// A listener, route or filter hostname: DNS labels (RFC 1123), optionally with a leading `*.`
+/// (when `wildcard_ok`), never an IP address.
+pub(super) fn parse(s: &str, wildcard_ok: bool) -> Option<Hostname> {
+    let h = Hostname::parse(s)?;
+    let name = match &h {
+        Hostname::Exact(name) => name.as_str(),
+        Hostname::Wildcard(suffix) if wildcard_ok => suffix.get(1..)?,
+        Hostname::Wildcard(_) => return None,
+    };
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    };
+    let ok = name.len() <= 253
+        && name.parse::<std::net::IpAddr>().is_err()
+        && name.split('.').all(label_ok);
+    ok.then_some(h)
+}
+
 /// The hostnames a route serves on a listener. `Some(vec![None])` means "any host" (neither side
 /// restricts); `None` means the route does not match the listener at all.
 pub(super) fn intersect(
@@ -65,6 +88,16 @@ mod tests {
 
     fn hs(list: &[&str]) -> Vec<Hostname> {
         list.iter().map(|s| h(s)).collect()
+    }
+
+    #[test]
+    fn strict_parse_accepts_dns_names_and_rejects_the_rest() {
+        assert!(parse("Foo.Example.com", false).is_some());
+        assert!(parse("*.example.com", true).is_some());
+        assert!(parse("*.example.com", false).is_none());
+        for bad in ["foo bar.com", "1.2.3.4", "-a.com", "a..com", "", "*", "a/b"] {
+            assert!(parse(bad, true).is_none(), "{bad}");
+        }
     }
 
     #[test]

@@ -129,7 +129,7 @@ fn route_hostnames(route: &HttpRoute) -> Result<Vec<Hostname>, Vec<String>> {
     let mut ok = Vec::new();
     let mut bad = Vec::new();
     for h in route.spec.hostnames.iter().flatten() {
-        match Hostname::parse(h) {
+        match super::hostname::parse(h, true) {
             Some(h) => ok.push(h),
             None => bad.push(h.clone()),
         }

@@ -292,18 +292,16 @@ impl Loader {
             || api_version == format!("{GATEWAY_GROUP}v1beta1");
         match (api_version.as_str(), kind.as_str()) {
             (_, "GatewayClass") if gateway_api => {
-                push(&mut self.resources.gateway_classes, decode(value, &ctx)?)
+                self.resources.gateway_classes.push(decode(value, &ctx)?)
             }
-            (_, "Gateway") if gateway_api => {
-                push(&mut self.resources.gateways, decode(value, &ctx)?)
-            }
+            (_, "Gateway") if gateway_api => self.resources.gateways.push(decode(value, &ctx)?),
             (_, "HTTPRoute") if gateway_api => {
-                push(&mut self.resources.http_routes, decode(value, &ctx)?)
+                self.resources.http_routes.push(decode(value, &ctx)?)
             }
             (_, "ReferenceGrant") if gateway_api => {
-                push(&mut self.resources.reference_grants, decode(value, &ctx)?)
+                self.resources.reference_grants.push(decode(value, &ctx)?)
             }
-            ("v1", "Service") => push(&mut self.resources.services, decode(value, &ctx)?),
+            ("v1", "Service") => self.resources.services.push(decode(value, &ctx)?),
             ("v1", "Secret") => {
                 let mut secret: Secret = decode(value, &ctx)?;
                 merge_string_data(&mut secret);
@@ -318,7 +316,7 @@ impl Loader {
                 self.resources.namespaces.push(ns);
             }
             ("discovery.k8s.io/v1", "EndpointSlice") => {
-                push(&mut self.resources.endpoint_slices, decode(value, &ctx)?)
+                self.resources.endpoint_slices.push(decode(value, &ctx)?)
             }
             _ => {
                 self.warnings.push(format!(
@@ -345,10 +343,6 @@ impl Loader {
             warnings: self.warnings,
         }
     }
-}
-
-fn push<K>(list: &mut Vec<K>, obj: K) {
-    list.push(obj);
 }
 
 struct Ctx<'a> {

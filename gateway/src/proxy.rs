@@ -39,7 +39,7 @@ pub use request::raw_host;
 
 use crate::filters;
 use crate::metrics::Metrics;
-use crate::mirror::MirrorEngine;
+use crate::mirror::{MirrorEngine, Pace};
 use crate::routing::IndexCache;
 use crate::upstream::{self, UpstreamSettings};
 use request::Outcome;
@@ -167,7 +167,9 @@ impl ProxyHttp for SluiceProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         if let Some(m) = ctx.mirrors.as_mut() {
-            m.on_body_chunk(body.as_ref(), end_of_stream);
+            if m.on_body_chunk(body.as_ref(), end_of_stream) == Pace::Yield {
+                tokio::task::yield_now().await;
+            }
         }
         Ok(())
     }

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use pingora_http::RequestHeader;
 use sluice_controller::snapshot::{Backend, BackendProtocol, Fraction, Mirror};
 use sluice_gateway::mirror::{
-    Decision, MirrorEngine, MirrorMetrics, MirrorOptions, MirrorSet, Outcome,
+    Decision, MirrorEngine, MirrorMetrics, MirrorOptions, MirrorSet, Outcome, Pace,
 };
 
 const ROUTE: &str = "default/web";
@@ -62,14 +62,19 @@ fn body(len: usize) -> Bytes {
     Bytes::from((0..len).map(|i| (i * 31 % 251) as u8).collect::<Vec<u8>>())
 }
 
-fn feed(set: &mut MirrorSet, data: &Bytes, chunk: usize) {
+/// Feeds the whole body at once, as fast as the caller can; returns how often it was told to yield.
+fn feed(set: &mut MirrorSet, data: &Bytes, chunk: usize) -> usize {
+    let mut yields = 0;
     let mut at = 0;
     while at < data.len() {
         let end = (at + chunk).min(data.len());
-        set.on_body_chunk(Some(&data.slice(at..end)), false);
+        if set.on_body_chunk(Some(&data.slice(at..end)), false) == Pace::Yield {
+            yields += 1;
+        }
         at = end;
     }
-    set.on_body_chunk(None, true);
+    let _ = set.on_body_chunk(None, true);
+    yields
 }
 
 /// Feeds like a primary exactly as fast as the mirror: never more than 1 MiB ahead of it.
@@ -77,13 +82,13 @@ async fn feed_paced(engine: &MirrorEngine, set: &mut MirrorSet, data: &Bytes, ch
     let mut at = 0;
     while at < data.len() {
         let end = (at + chunk).min(data.len());
-        set.on_body_chunk(Some(&data.slice(at..end)), false);
+        let _ = set.on_body_chunk(Some(&data.slice(at..end)), false);
         at = end;
         while engine.buffered_bytes() > 1024 * 1024 {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
-    set.on_body_chunk(None, true);
+    let _ = set.on_body_chunk(None, true);
 }
 
 async fn bounded<T>(what: &str, f: impl Future<Output = T>) -> T {
@@ -165,7 +170,7 @@ async fn body_of_unknown_length_is_streamed_chunked() {
     let mut set = MirrorSet::new(engine.clone());
     set.start(&mirror, &post(None), ROUTE, true);
     set.on_upstream_attempt();
-    feed(&mut set, &data, 7_000);
+    let _ = feed(&mut set, &data, 7_000);
 
     let got = bounded("the mirrored request", received.recv())
         .await
@@ -205,12 +210,12 @@ async fn retry_replay_of_the_body_is_not_sent_twice() {
     let mut set = MirrorSet::new(engine.clone());
     set.start(&mirror, &post(Some(data.len())), ROUTE, true);
     set.on_upstream_attempt();
-    set.on_body_chunk(Some(&data.slice(0..30_000)), false);
-    set.on_body_chunk(Some(&data.slice(30_000..50_000)), false);
+    let _ = set.on_body_chunk(Some(&data.slice(0..30_000)), false);
+    let _ = set.on_body_chunk(Some(&data.slice(30_000..50_000)), false);
     // The first attempt failed; Pingora replays its retry buffer in one piece, then continues.
     set.on_upstream_attempt();
-    set.on_body_chunk(Some(&data.slice(0..50_000)), false);
-    set.on_body_chunk(Some(&data.slice(50_000..)), true);
+    let _ = set.on_body_chunk(Some(&data.slice(0..50_000)), false);
+    let _ = set.on_body_chunk(Some(&data.slice(50_000..)), true);
 
     let got = bounded("the mirrored request", received.recv())
         .await
@@ -236,9 +241,10 @@ async fn mirror_that_falls_behind_is_aborted_and_sees_an_incomplete_body() {
     let head = bounded("the head", reports.recv()).await;
     assert_eq!(head, Some(servers::Stalled::Head));
     let started = Instant::now();
-    feed(&mut set, &data, 64 * 1024);
-    // Feeding never waits for the mirror.
+    let yields = feed(&mut set, &data, 64 * 1024);
+    // Feeding never waits for the mirror; it is told to yield while the copy lags.
     assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(yields > 0);
     assert_eq!(set.streaming(), 0);
 
     settled(&engine, &mirror, Outcome::DroppedOverflow, 1).await;
@@ -269,7 +275,7 @@ async fn global_byte_cap_bounds_all_copies_together() {
         let mut set = MirrorSet::new(engine.clone());
         set.start(&mirror, &post(Some(data.len())), ROUTE, true);
         set.on_upstream_attempt();
-        feed(&mut set, &data, 64 * 1024);
+        let _ = feed(&mut set, &data, 64 * 1024);
         assert!(engine.buffered_bytes() <= 1024 * 1024 + 512 * 1024);
         sets.push(set);
     }
@@ -314,7 +320,7 @@ async fn client_abort_aborts_the_copy_mid_body() {
     set.on_upstream_attempt();
     let head = bounded("the head", reports.recv()).await;
     assert_eq!(head, Some(servers::Stalled::Head));
-    set.on_body_chunk(Some(&data.slice(..100_000)), false);
+    let _ = set.on_body_chunk(Some(&data.slice(..100_000)), false);
     drop(set);
 
     settled(&engine, &mirror, Outcome::AbortedClient, 1).await;
@@ -336,7 +342,7 @@ async fn down_mirror_is_a_connect_error() {
     let mut set = MirrorSet::new(engine.clone());
     set.start(&mirror, &post(Some(5)), ROUTE, true);
     set.on_upstream_attempt();
-    set.on_body_chunk(Some(&Bytes::from_static(b"hello")), true);
+    let _ = set.on_body_chunk(Some(&Bytes::from_static(b"hello")), true);
     settled(&engine, &mirror, Outcome::ConnectError, 1).await;
 }
 
@@ -374,7 +380,7 @@ async fn erroring_mirrors_are_counted() {
         let mut set = MirrorSet::new(engine.clone());
         set.start(mirror, &post(Some(data.len())), ROUTE, true);
         set.on_upstream_attempt();
-        feed(&mut set, &data, 64 * 1024);
+        let _ = feed(&mut set, &data, 64 * 1024);
         settled(&engine, mirror, *expected, 1).await;
     }
     let five = engine

@@ -85,6 +85,10 @@ impl RequestBudget {
         })
     }
 
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Acquire)
+    }
+
     /// Accounts `len` more queued bytes against this request and the engine, or `None` when
     /// either cap would be exceeded (nothing is reserved then).
     pub fn reserve(self: &Arc<Self>, len: usize) -> Option<Reservation> {

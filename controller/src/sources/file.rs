@@ -153,8 +153,20 @@ impl FileSource {
                     }
                 }
                 if relevant {
-                    // Errors are recorded in the store and logged by load_once.
-                    let _ = self.load_once();
+                    // File I/O and translation block; keep them off the async workers. Errors
+                    // are recorded in the store and logged by load_once.
+                    let reloaded = tokio::task::spawn_blocking(move || {
+                        let _ = self.load_once();
+                        self
+                    })
+                    .await;
+                    self = match reloaded {
+                        Ok(source) => source,
+                        Err(e) => {
+                            tracing::error!(error = %e, "configuration reload task failed; no more reloads");
+                            return;
+                        }
+                    };
                 }
             }
         })

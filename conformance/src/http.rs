@@ -1,6 +1,7 @@
 //! HTTP traffic of a case (FORMAT.md §4.3): building and sending one request to a Gateway over real sockets.
 
 mod check;
+mod tls;
 pub(crate) mod traffic;
 
 use std::collections::BTreeMap;
@@ -22,14 +23,6 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum ClientError {
     #[error("cannot build the HTTP client")]
     Build(#[source] reqwest::Error),
-    #[error("invalid trust anchor {what}")]
-    Trust {
-        what: String,
-        #[source]
-        source: reqwest::Error,
-    },
-    #[error("{0} is not available in the harness's objects")]
-    MissingObject(String),
     #[error("invalid request: {0}")]
     Invalid(String),
 }
@@ -39,7 +32,8 @@ pub enum ClientError {
 pub struct TlsMaterial {
     pub server_name: Option<String>,
     pub trust_pem: Option<String>,
-    pub client_identity_pem: Option<String>,
+    /// Certificate and key PEM presented when the server asks for a client certificate.
+    pub client_identity: Option<(String, String)>,
 }
 
 /// One HTTP request entry bound to its target, able to send as many attempts as needed.
@@ -107,29 +101,17 @@ impl Sender {
             _ => bracket_ip(target),
         };
         if secure {
-            builder = builder.tls_built_in_root_certs(false).use_rustls_tls();
-            if let Some(pem) = &tls.trust_pem {
-                for cert in
-                    reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_err(|source| {
-                        ClientError::Trust {
-                            what: "certificate".to_owned(),
-                            source,
-                        }
-                    })?
-                {
-                    builder = builder.add_root_certificate(cert);
-                }
-            }
-            if let Some(identity) = &tls.client_identity_pem {
-                let identity =
-                    reqwest::Identity::from_pem(identity.as_bytes()).map_err(|source| {
-                        ClientError::Trust {
-                            what: "client identity".to_owned(),
-                            source,
-                        }
-                    })?;
-                builder = builder.identity(identity);
-            }
+            let alpn: &[u8] = if request.protocol == Protocol::H2 {
+                b"h2"
+            } else {
+                b"http/1.1"
+            };
+            let identity = tls
+                .client_identity
+                .as_ref()
+                .map(|(c, k)| (c.as_str(), k.as_str()));
+            let config = tls::client_config(tls.trust_pem.as_deref(), identity, alpn)?;
+            builder = builder.use_preconfigured_tls(config);
         }
         Ok(Sender {
             client: builder.build().map_err(ClientError::Build)?,

@@ -109,7 +109,7 @@ async fn attempt_with_pod(
             "HTTP {} ({}) from pod {:?}",
             r.status, r.version, captured.echo.pod
         ),
-        Err(e) => format!("error: {e}"),
+        Err(_) => "no HTTP response".to_owned(),
     };
     let detail = match &verdict {
         Verdict::Pass => String::new(),

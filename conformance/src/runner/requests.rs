@@ -96,7 +96,7 @@ fn prepare(
                 },
                 "tls.key",
             )?;
-            tls.client_identity_pem = Some(format!("{cert}\n{key}"));
+            tls.client_identity = Some((cert, key));
         }
     }
     let mut client_cert_pems = Vec::new();

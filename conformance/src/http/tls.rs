@@ -1,0 +1,171 @@
+//! The client TLS configuration of a request: only the case's trust anchor, and Go's host-name rules.
+//!
+//! Upstream's client is Go, whose `crypto/x509` lets `*.org` match `example.org`; webpki refuses wildcards
+//! directly under a top-level domain. The verifier below keeps webpki's chain validation and falls back to
+//! Go's name matching when webpki's only objection is the name.
+
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
+
+use super::ClientError;
+
+/// `alpn`: `http/1.1` for HTTPS, `h2` for H2.
+pub fn client_config(
+    trust_pem: Option<&str>,
+    client_identity: Option<(&str, &str)>,
+    alpn: &[u8],
+) -> Result<rustls::ClientConfig, ClientError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    if let Some(pem) = trust_pem {
+        for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+            let cert = cert.map_err(|e| ClientError::Invalid(format!("trust anchor PEM: {e}")))?;
+            roots
+                .add(cert)
+                .map_err(|e| ClientError::Invalid(format!("trust anchor: {e}")))?;
+        }
+    }
+    let verifier = if roots.is_empty() {
+        None
+    } else {
+        Some(
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()
+                .map_err(|e| ClientError::Invalid(format!("trust anchor: {e}")))?,
+        )
+    };
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ClientError::Invalid(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(GoNames {
+            inner: verifier,
+            provider,
+        }));
+    let mut config = match client_identity {
+        None => builder.with_no_client_auth(),
+        Some((cert_pem, key_pem)) => {
+            let certs = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| ClientError::Invalid(format!("client certificate PEM: {e}")))?;
+            let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+                .map_err(|e| ClientError::Invalid(format!("client key PEM: {e}")))?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| ClientError::Invalid(format!("client identity: {e}")))?
+        }
+    };
+    config.alpn_protocols = vec![alpn.to_vec()];
+    Ok(config)
+}
+
+#[derive(Debug)]
+struct GoNames {
+    /// `None`: no trust anchor configured, so every certificate is rejected.
+    inner: Option<Arc<WebPkiServerVerifier>>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl ServerCertVerifier for GoNames {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let Some(inner) = &self.inner else {
+            return Err(rustls::Error::InvalidCertificate(
+                CertificateError::UnknownIssuer,
+            ));
+        };
+        match inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
+            // webpki checks the name only after the chain verified, so the chain is good here.
+            Err(rustls::Error::InvalidCertificate(CertificateError::NotValidForNameContext {
+                expected,
+                presented,
+            })) if go_matches(&expected.to_str(), &presented) => {
+                Ok(ServerCertVerified::assertion())
+            }
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// Go's `matchHostnames` over the DNS names webpki reports as `DnsName("...")`.
+fn go_matches(host: &str, presented: &[String]) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    presented
+        .iter()
+        .filter_map(|p| p.strip_prefix("DnsName(\"")?.strip_suffix("\")"))
+        .any(|pattern| {
+            let pattern = pattern.trim_end_matches('.').to_ascii_lowercase();
+            let (p_labels, h_labels): (Vec<&str>, Vec<&str>) =
+                (pattern.split('.').collect(), host.split('.').collect());
+            p_labels.len() == h_labels.len()
+                && !host.is_empty()
+                && p_labels
+                    .iter()
+                    .zip(&h_labels)
+                    .enumerate()
+                    .all(|(i, (p, h))| (i == 0 && *p == "*" && !h.is_empty()) || p == h)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_wildcards_match_one_leftmost_label() {
+        let presented = vec![
+            "UniformResourceIdentifier(\"*\")".to_owned(),
+            "DnsName(\"*.org\")".to_owned(),
+        ];
+        assert!(go_matches("example.org", &presented));
+        assert!(go_matches("Example.ORG", &presented));
+        assert!(!go_matches("a.example.org", &presented));
+        assert!(!go_matches("org", &presented));
+        assert!(!go_matches("example.com", &presented));
+    }
+}

@@ -469,3 +469,31 @@ async fn copies_of_requests_the_gateway_answers_are_never_sent() {
     }
     assert_eq!(server.accepted(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_mirror_backend_gets_the_copy_over_http2() {
+    let (server, mut received) = servers::recording_h2c().await;
+    let engine = engine(MirrorOptions::default());
+    let mirror = Mirror {
+        backend: Arc::new(Backend::new(
+            "default/h2c:80".into(),
+            vec![server.addr],
+            BackendProtocol::H2c,
+        )),
+        fraction: Fraction::ALL,
+    };
+    let data = body(200_000);
+    let mut set = MirrorSet::new(engine.clone());
+    set.start(&mirror, &post(Some(data.len())), ROUTE, true);
+    set.on_upstream_attempt();
+    let _ = feed(&mut set, &data, 16 * 1024);
+
+    let got = bounded("the mirrored request", received.recv())
+        .await
+        .expect("request");
+    assert_eq!(got.method, "POST");
+    assert_eq!(got.path, "/upload/a%20b?x=1&y=2");
+    assert!(got.complete);
+    assert_eq!(got.sha256, servers::sha256(&data));
+    settled(&engine, &mirror, Outcome::Completed, 1).await;
+}

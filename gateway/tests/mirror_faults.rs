@@ -154,12 +154,13 @@ async fn inflight_cap_skips_copies_and_never_the_primary() {
         hole.addr,
         MirrorOptions {
             max_inflight: 4,
-            timeout: Duration::from_secs(1),
+            // Long enough that the ten requests are all sent before any slot frees.
+            timeout: Duration::from_secs(5),
             ..MirrorOptions::default()
         },
     )
     .await;
-    // Sequential: the first 4 copies wait a second for the blackhole; the next 6 are skipped.
+    // Sequential: the first 4 copies wait for the blackhole; the next 6 are skipped.
     for _ in 0..10 {
         primary_requests_succeed(&gw, 1, body(1000)).await;
     }

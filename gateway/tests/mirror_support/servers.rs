@@ -134,6 +134,61 @@ pub async fn recording(status: u16) -> (Server, mpsc::UnboundedReceiver<Received
     )
 }
 
+/// Like [`recording`], speaking HTTP/2 with prior knowledge (h2c).
+pub async fn recording_h2c() -> (Server, mpsc::UnboundedReceiver<Received>) {
+    let listener = bind().await;
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = mpsc::unbounded_channel();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            count.fetch_add(1, Ordering::SeqCst);
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let tx = tx.clone();
+                    async move {
+                        let (parts, body) = req.into_parts();
+                        let (complete, data) = match body.collect().await {
+                            Ok(b) => (true, b.to_bytes()),
+                            Err(_) => (false, Bytes::new()),
+                        };
+                        let _ = tx.send(Received {
+                            method: parts.method.to_string(),
+                            path: parts
+                                .uri
+                                .path_and_query()
+                                .map(|p| p.to_string())
+                                .unwrap_or_default(),
+                            headers: parts.headers,
+                            body_len: data.len() as u64,
+                            sha256: sha256(&data),
+                            complete,
+                        });
+                        Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::new())))
+                    }
+                });
+                let _ =
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+            });
+        }
+    });
+    (
+        Server {
+            addr,
+            accepted,
+            task,
+        },
+        rx,
+    )
+}
+
 /// An address nothing listens on: connecting is refused.
 pub async fn down() -> SocketAddr {
     let listener = bind().await;

@@ -5,6 +5,7 @@ pub mod backend;
 pub mod machine;
 pub mod paced;
 pub mod procfs;
+pub mod profile;
 pub mod propagation;
 pub mod proxies;
 pub mod report;

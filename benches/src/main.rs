@@ -8,7 +8,7 @@ use sluice_benches::load::backend::{self, Behaviour};
 use sluice_benches::load::proxies::{Kind, Tools};
 use sluice_benches::load::report::{self, Inputs};
 use sluice_benches::load::run::{self, Backends, MirrorMode, Settings};
-use sluice_benches::load::{machine, propagation, BenchError};
+use sluice_benches::load::{machine, profile, propagation, BenchError};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -63,6 +63,9 @@ struct Args {
     output: PathBuf,
     #[arg(long, default_value = "target")]
     target_dir: PathBuf,
+    /// Also profile Sluice with `perf record` (plain and mirrored GET); reports go to the workdir.
+    #[arg(long)]
+    profile: bool,
 }
 
 fn main() {
@@ -190,6 +193,25 @@ fn run_all(args: &Args) -> Result<(), BenchError> {
             ) {
                 Ok(m) => memory.push(m),
                 Err(e) => skipped.push(format!("memory at {routes} routes: {e}")),
+            }
+        }
+    }
+
+    if args.profile && has_sluice {
+        for mode in [MirrorMode::None, MirrorMode::Fast] {
+            let dir = args
+                .workdir
+                .join(format!("profile-{mode:?}").to_lowercase());
+            match profile::sluice(
+                &tools,
+                &backends,
+                mode,
+                settings.duration,
+                args.load_core,
+                &dir,
+            ) {
+                Ok(path) => eprintln!("== profile (mirror {mode}): {}", path.display()),
+                Err(e) => skipped.push(format!("profile (mirror {mode}): {e}")),
             }
         }
     }

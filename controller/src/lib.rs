@@ -10,6 +10,7 @@
 pub mod features;
 pub mod leader;
 pub mod precedence;
+pub mod provision;
 pub mod publish;
 pub mod resources;
 pub mod snapshot;

@@ -66,14 +66,16 @@ pub(super) fn classes<'a>(
             continue;
         };
         let verdict = match &class.spec.parameters_ref {
-            Some(p) => Verdict::no(
+            // A core ConfigMap holds cluster mode's data-plane knobs (docs/kubernetes.md); the
+            // provisioner reads and validates it.
+            Some(p) if !(p.group.is_empty() && p.kind == "ConfigMap") => Verdict::no(
                 "InvalidParameters",
                 format!(
                     "parametersRef {}/{} {}: Sluice takes no parameters",
                     p.group, p.kind, p.name
                 ),
             ),
-            None => Verdict::yes("Accepted"),
+            _ => Verdict::yes("Accepted"),
         };
         served.insert(name, verdict.ok);
         let status = GatewayClassStatus {

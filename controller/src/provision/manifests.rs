@@ -1,0 +1,323 @@
+//! The objects that make up one Gateway's data plane, built purely from the Gateway and its params.
+
+use std::collections::BTreeMap;
+
+use gateway_api::apis::standard::gateways::Gateway;
+use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec, Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, ContainerPort, HTTPGetAction, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, SeccompProfile, SecurityContext, Service, ServiceAccount, ServicePort,
+    ServiceSpec,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::{Resource, ResourceExt};
+
+use super::params::{DataPlaneParams, WorkloadKind};
+
+/// Every provisioned object carries this label (value `sluice`), so leftovers can be found.
+pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub const GATEWAY_LABEL: &str = "sluice.dev/gateway";
+pub const GATEWAY_NAMESPACE_LABEL: &str = "sluice.dev/gateway-namespace";
+/// The read-only ClusterRole every data plane is bound to (deploy/base/rbac-dataplane.yaml).
+pub const DATAPLANE_CLUSTER_ROLE: &str = "sluice-dataplane";
+pub const ADMIN_PORT: u16 = 9901;
+const RUN_AS: i64 = 65532;
+
+/// Everything one Gateway's data plane consists of.
+#[derive(Debug, Clone)]
+pub struct DataPlaneObjects {
+    pub service_account: ServiceAccount,
+    pub cluster_role_binding: ClusterRoleBinding,
+    pub workload: Workload,
+    pub service: Service,
+    pub pod_disruption_budget: PodDisruptionBudget,
+}
+
+#[derive(Debug, Clone)]
+pub enum Workload {
+    Deployment(Deployment),
+    DaemonSet(DaemonSet),
+}
+
+/// `sluice-<gateway>`: the name of every namespaced object of the Gateway's data plane.
+pub fn object_name(gateway: &Gateway) -> String {
+    format!("sluice-{}", gateway.name_any())
+}
+
+/// Cluster-scoped, so it also names the namespace.
+pub fn binding_name(gateway: &Gateway) -> String {
+    format!(
+        "sluice-dataplane-{}-{}",
+        gateway.namespace().unwrap_or_default(),
+        gateway.name_any()
+    )
+}
+
+fn selector_labels(gateway: &Gateway) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".to_string(), "sluice".to_string()),
+        (
+            "app.kubernetes.io/component".to_string(),
+            "dataplane".to_string(),
+        ),
+        (GATEWAY_LABEL.to_string(), gateway.name_any()),
+    ])
+}
+
+/// Gateway `spec.infrastructure` labels first, so ours win on a clash (selectors depend on them).
+fn labels(gateway: &Gateway) -> BTreeMap<String, String> {
+    let mut labels: BTreeMap<String, String> = gateway
+        .spec
+        .infrastructure
+        .as_ref()
+        .and_then(|i| i.labels.clone())
+        .unwrap_or_default();
+    labels.extend(selector_labels(gateway));
+    labels.insert(MANAGED_BY.into(), "sluice".into());
+    labels.insert(
+        GATEWAY_NAMESPACE_LABEL.into(),
+        gateway.namespace().unwrap_or_default(),
+    );
+    labels
+}
+
+fn annotations(gateway: &Gateway) -> Option<BTreeMap<String, String>> {
+    gateway
+        .spec
+        .infrastructure
+        .as_ref()
+        .and_then(|i| i.annotations.clone())
+        .filter(|a| !a.is_empty())
+}
+
+fn meta(gateway: &Gateway, name: String, namespaced: bool) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: if namespaced {
+            gateway.namespace()
+        } else {
+            None
+        },
+        labels: Some(labels(gateway)),
+        annotations: annotations(gateway),
+        // Cluster-scoped objects cannot be owned by a namespaced Gateway; the provisioner
+        // deletes those itself.
+        owner_references: if namespaced {
+            owner(gateway).map(|o| vec![o])
+        } else {
+            None
+        },
+        ..ObjectMeta::default()
+    }
+}
+
+fn owner(gateway: &Gateway) -> Option<OwnerReference> {
+    Some(OwnerReference {
+        api_version: Gateway::api_version(&()).into_owned(),
+        kind: Gateway::kind(&()).into_owned(),
+        name: gateway.name_any(),
+        uid: gateway.uid()?,
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    })
+}
+
+/// The distinct listener ports, sorted.
+fn listener_ports(gateway: &Gateway) -> Vec<u16> {
+    let mut ports: Vec<u16> = gateway
+        .spec
+        .listeners
+        .iter()
+        .filter_map(|l| u16::try_from(l.port).ok())
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    ports
+}
+
+pub fn build(gateway: &Gateway, params: &DataPlaneParams, default_image: &str) -> DataPlaneObjects {
+    let name = object_name(gateway);
+    let namespace = gateway.namespace().unwrap_or_default();
+    let service_account = ServiceAccount {
+        metadata: meta(gateway, name.clone(), true),
+        automount_service_account_token: Some(true),
+        ..ServiceAccount::default()
+    };
+    let cluster_role_binding = ClusterRoleBinding {
+        metadata: meta(gateway, binding_name(gateway), false),
+        role_ref: RoleRef {
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            kind: "ClusterRole".into(),
+            name: DATAPLANE_CLUSTER_ROLE.into(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: name.clone(),
+            namespace: Some(namespace.clone()),
+            ..Subject::default()
+        }]),
+    };
+    let template = pod_template(gateway, params, default_image, &name, &namespace);
+    let selector = LabelSelector {
+        match_labels: Some(selector_labels(gateway)),
+        ..LabelSelector::default()
+    };
+    let workload = match params.kind {
+        WorkloadKind::Deployment => Workload::Deployment(Deployment {
+            metadata: meta(gateway, name.clone(), true),
+            spec: Some(DeploymentSpec {
+                replicas: Some(params.replicas),
+                selector: selector.clone(),
+                template,
+                ..DeploymentSpec::default()
+            }),
+            ..Deployment::default()
+        }),
+        WorkloadKind::DaemonSet => Workload::DaemonSet(DaemonSet {
+            metadata: meta(gateway, name.clone(), true),
+            spec: Some(DaemonSetSpec {
+                selector: selector.clone(),
+                template,
+                ..DaemonSetSpec::default()
+            }),
+            ..DaemonSet::default()
+        }),
+    };
+    let service = Service {
+        metadata: meta(gateway, name.clone(), true),
+        spec: Some(ServiceSpec {
+            type_: Some(params.service_type.clone()),
+            selector: Some(selector_labels(gateway)),
+            ports: Some(
+                listener_ports(gateway)
+                    .into_iter()
+                    .map(|p| ServicePort {
+                        name: Some(format!("p-{p}")),
+                        port: i32::from(p),
+                        target_port: Some(IntOrString::Int(i32::from(p))),
+                        protocol: Some("TCP".into()),
+                        ..ServicePort::default()
+                    })
+                    .collect(),
+            ),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    };
+    let pod_disruption_budget = PodDisruptionBudget {
+        metadata: meta(gateway, name, true),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(selector),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        ..PodDisruptionBudget::default()
+    };
+    DataPlaneObjects {
+        service_account,
+        cluster_role_binding,
+        workload,
+        service,
+        pod_disruption_budget,
+    }
+}
+
+fn pod_template(
+    gateway: &Gateway,
+    params: &DataPlaneParams,
+    default_image: &str,
+    name: &str,
+    namespace: &str,
+) -> PodTemplateSpec {
+    let ports = listener_ports(gateway);
+    let mut pod_labels = gateway
+        .spec
+        .infrastructure
+        .as_ref()
+        .and_then(|i| i.labels.clone())
+        .unwrap_or_default();
+    pod_labels.extend(selector_labels(gateway));
+    let mut pod_annotations = annotations(gateway).unwrap_or_default();
+    pod_annotations.insert("prometheus.io/scrape".into(), "true".into());
+    pod_annotations.insert("prometheus.io/port".into(), ADMIN_PORT.to_string());
+    pod_annotations.insert("prometheus.io/path".into(), "/metrics".into());
+    let probe = |path: &str| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String("admin".into()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(5),
+        ..Probe::default()
+    };
+    // Non-root may bind ports below 1024 only with this one capability.
+    let add = ports
+        .iter()
+        .any(|p| *p < 1024)
+        .then(|| vec!["NET_BIND_SERVICE".to_string()]);
+    let mut container_ports = vec![ContainerPort {
+        name: Some("admin".into()),
+        container_port: i32::from(ADMIN_PORT),
+        protocol: Some("TCP".into()),
+        ..ContainerPort::default()
+    }];
+    container_ports.extend(ports.iter().map(|p| ContainerPort {
+        name: Some(format!("p-{p}")),
+        container_port: i32::from(*p),
+        protocol: Some("TCP".into()),
+        ..ContainerPort::default()
+    }));
+    PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(pod_labels),
+            annotations: Some(pod_annotations),
+            ..ObjectMeta::default()
+        }),
+        spec: Some(PodSpec {
+            service_account_name: Some(name.into()),
+            host_network: params.host_network.then_some(true),
+            dns_policy: params
+                .host_network
+                .then(|| "ClusterFirstWithHostNet".into()),
+            node_selector: params.node_selector.clone(),
+            tolerations: params.tolerations.clone(),
+            security_context: Some(PodSecurityContext {
+                run_as_non_root: Some(true),
+                run_as_user: Some(RUN_AS),
+                run_as_group: Some(RUN_AS),
+                seccomp_profile: Some(SeccompProfile {
+                    type_: "RuntimeDefault".into(),
+                    ..SeccompProfile::default()
+                }),
+                ..PodSecurityContext::default()
+            }),
+            containers: vec![Container {
+                name: "proxy".into(),
+                image: Some(params.image.clone().unwrap_or_else(|| default_image.into())),
+                args: Some(vec![
+                    "proxy".into(),
+                    format!("--gateway={namespace}/{}", gateway.name_any()),
+                    format!("--admin-address=0.0.0.0:{ADMIN_PORT}"),
+                ]),
+                ports: Some(container_ports),
+                readiness_probe: Some(probe("/readyz")),
+                liveness_probe: Some(probe("/healthz")),
+                resources: params.resources.clone(),
+                security_context: Some(SecurityContext {
+                    allow_privilege_escalation: Some(false),
+                    read_only_root_filesystem: Some(true),
+                    capabilities: Some(Capabilities {
+                        drop: Some(vec!["ALL".into()]),
+                        add,
+                    }),
+                    ..SecurityContext::default()
+                }),
+                ..Container::default()
+            }],
+            ..PodSpec::default()
+        }),
+    }
+}

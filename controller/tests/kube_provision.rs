@@ -1,0 +1,311 @@
+//! The provisioner against the fake API server: data-plane objects, ownership, knobs, and a
+//! Gateway status that follows the data plane's availability.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use sluice_controller::provision::{Provisioner, ProvisionerConfig};
+use sluice_controller::publish::Store;
+use sluice_controller::sources::kube::{KubeSource, Mode};
+use sluice_controller::status_writer::StatusWriter;
+use sluice_controller::testing::objects;
+use sluice_controller::testing::FakeApiServer;
+use sluice_controller::translate::TranslateOptions;
+use tokio::sync::watch;
+
+const LIMIT: Duration = Duration::from_secs(20);
+const GW: &str = "gateway.networking.k8s.io/v1";
+
+async fn server_with(params: &[(&str, &str)]) -> FakeApiServer {
+    let server = FakeApiServer::start().await.expect("fake API server");
+    let mut class = objects::gateway_class();
+    class["spec"]["parametersRef"] =
+        json!({"group": "", "kind": "ConfigMap", "name": "knobs", "namespace": "sluice-system"});
+    let data: serde_json::Map<String, Value> = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect();
+    let mut gateway = objects::gateway("demo", "web", 80);
+    gateway["spec"]["infrastructure"] =
+        json!({"labels": {"team": "edge"}, "annotations": {"cost-center": "42"}});
+    for object in [
+        objects::namespace("demo"),
+        objects::namespace("sluice-system"),
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "knobs", "namespace": "sluice-system"}, "data": data}),
+        class,
+        gateway,
+    ] {
+        server.create(object).expect("seed object");
+    }
+    server
+}
+
+/// A leading controller: source, provisioner and status writer.
+fn start_controller(server: &FakeApiServer) -> Vec<tokio::task::JoinHandle<()>> {
+    let client = server.client_as("controller").expect("client");
+    let store = Store::new();
+    let source = KubeSource::new(
+        client.clone(),
+        TranslateOptions::default(),
+        store.clone(),
+        Mode::Controller,
+    );
+    let resources = source.resources();
+    let (leader_tx, leader) = watch::channel(true);
+    let config = ProvisionerConfig {
+        image: "example.test/sluice:dev".into(),
+        resync: Duration::from_millis(100),
+    };
+    let provisioner = Provisioner::new(
+        client.clone(),
+        config,
+        leader.clone(),
+        resources,
+        store.clone(),
+    );
+    let writer = StatusWriter::new(client, store, leader, provisioner.data_planes());
+    let keep_leading = tokio::spawn(async move {
+        leader_tx.closed().await;
+    });
+    vec![
+        source.spawn(),
+        provisioner.spawn(),
+        writer.spawn(),
+        keep_leading,
+    ]
+}
+
+async fn until<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let wait = async {
+        loop {
+            if let Some(v) = probe() {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(LIMIT, wait)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+fn programmed(server: &FakeApiServer) -> Option<(String, String)> {
+    let gw = server.get(GW, "Gateway", Some("demo"), "web")?;
+    let c = gw
+        .pointer("/status/conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Programmed")?
+        .clone();
+    Some((
+        c["status"].as_str()?.to_string(),
+        c["reason"].as_str()?.to_string(),
+    ))
+}
+
+#[tokio::test]
+async fn an_accepted_gateway_gets_its_data_plane_and_is_programmed_once_available() {
+    let server = server_with(&[("replicas", "3"), ("serviceType", "LoadBalancer")]).await;
+    let tasks = start_controller(&server);
+
+    let deployment = until("the Deployment", || {
+        server.get("apps/v1", "Deployment", Some("demo"), "sluice-web")
+    })
+    .await;
+    let gateway = server
+        .get(GW, "Gateway", Some("demo"), "web")
+        .expect("gateway");
+    let owner = &deployment["metadata"]["ownerReferences"][0];
+    assert_eq!(
+        (owner["kind"].as_str(), &owner["uid"]),
+        (Some("Gateway"), &gateway["metadata"]["uid"])
+    );
+    assert_eq!(deployment["spec"]["replicas"], 3);
+    assert_eq!(
+        deployment["metadata"]["labels"]["team"], "edge",
+        "infrastructure labels propagate"
+    );
+    assert_eq!(deployment["metadata"]["annotations"]["cost-center"], "42");
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["image"], "example.test/sluice:dev");
+    assert!(container["args"]
+        .as_array()
+        .expect("args")
+        .contains(&json!("--gateway=demo/web")));
+    assert_eq!(
+        container["securityContext"]["capabilities"]["add"],
+        json!(["NET_BIND_SERVICE"]),
+        "port 80"
+    );
+
+    let service = until("the Service", || {
+        server.get("v1", "Service", Some("demo"), "sluice-web")
+    })
+    .await;
+    assert_eq!(service["spec"]["type"], "LoadBalancer");
+    assert_eq!(service["spec"]["ports"][0]["port"], 80);
+    assert!(server
+        .get("v1", "ServiceAccount", Some("demo"), "sluice-web")
+        .is_some());
+    assert!(server
+        .get(
+            "policy/v1",
+            "PodDisruptionBudget",
+            Some("demo"),
+            "sluice-web"
+        )
+        .is_some());
+    let binding = until("the ClusterRoleBinding", || {
+        server.get(
+            "rbac.authorization.k8s.io/v1",
+            "ClusterRoleBinding",
+            None,
+            "sluice-dataplane-demo-web",
+        )
+    })
+    .await;
+    assert_eq!(binding["roleRef"]["name"], "sluice-dataplane");
+
+    let pending = until("Programmed False", || {
+        programmed(&server).filter(|(s, _)| s == "False")
+    })
+    .await;
+    assert_eq!(pending.1, "Pending");
+
+    // The Deployment controller reports a ready pod, the cloud an address.
+    server
+        .set_status(
+            "apps/v1",
+            "Deployment",
+            Some("demo"),
+            "sluice-web",
+            json!({"availableReplicas": 1}),
+        )
+        .expect("deployment status");
+    until("AddressNotAssigned", || {
+        programmed(&server).filter(|(_, r)| r == "AddressNotAssigned")
+    })
+    .await;
+    server
+        .set_status(
+            "v1",
+            "Service",
+            Some("demo"),
+            "sluice-web",
+            json!({"loadBalancer": {"ingress": [{"ip": "203.0.113.7"}]}}),
+        )
+        .expect("service status");
+    until("Programmed True", || {
+        programmed(&server).filter(|(s, _)| s == "True")
+    })
+    .await;
+    let gateway = server
+        .get(GW, "Gateway", Some("demo"), "web")
+        .expect("gateway");
+    assert_eq!(
+        gateway["status"]["addresses"],
+        json!([{"type": "IPAddress", "value": "203.0.113.7"}])
+    );
+
+    // Deleting the Gateway collects everything it owns, and the binding goes too.
+    server
+        .delete(GW, "Gateway", Some("demo"), "web")
+        .expect("deleted");
+    assert!(server
+        .get("apps/v1", "Deployment", Some("demo"), "sluice-web")
+        .is_none());
+    assert!(server
+        .get("v1", "Service", Some("demo"), "sluice-web")
+        .is_none());
+    until("the binding to be removed", || {
+        server
+            .get(
+                "rbac.authorization.k8s.io/v1",
+                "ClusterRoleBinding",
+                None,
+                "sluice-dataplane-demo-web",
+            )
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    tasks.iter().for_each(|t| t.abort());
+}
+
+#[tokio::test]
+async fn a_daemonset_class_gets_a_daemonset_on_the_host_network() {
+    let server = server_with(&[
+        ("kind", "DaemonSet"),
+        ("hostNetwork", "true"),
+        ("serviceType", "NodePort"),
+    ])
+    .await;
+    let tasks = start_controller(&server);
+    let ds = until("the DaemonSet", || {
+        server.get("apps/v1", "DaemonSet", Some("demo"), "sluice-web")
+    })
+    .await;
+    assert_eq!(ds["spec"]["template"]["spec"]["hostNetwork"], true);
+    assert!(server
+        .get("apps/v1", "Deployment", Some("demo"), "sluice-web")
+        .is_none());
+    let svc = until("the Service", || {
+        server.get("v1", "Service", Some("demo"), "sluice-web")
+    })
+    .await;
+    assert_eq!(svc["spec"]["type"], "NodePort");
+    tasks.iter().for_each(|t| t.abort());
+}
+
+#[tokio::test]
+async fn invalid_class_parameters_keep_the_gateway_unprogrammed_with_a_reason() {
+    let server = server_with(&[("replica", "2")]).await;
+    let tasks = start_controller(&server);
+    let (status, _) = until("Programmed Invalid", || {
+        programmed(&server).filter(|(_, r)| r == "Invalid")
+    })
+    .await;
+    assert_eq!(status, "False");
+    let gw = server
+        .get(GW, "Gateway", Some("demo"), "web")
+        .expect("gateway");
+    let message = gw["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Programmed"))
+        .and_then(|c| c["message"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    assert!(message.contains("replica"), "{message}");
+    assert!(server
+        .get("apps/v1", "Deployment", Some("demo"), "sluice-web")
+        .is_none());
+    tasks.iter().for_each(|t| t.abort());
+}
+
+#[tokio::test]
+async fn reconciling_an_unchanged_gateway_writes_nothing() {
+    let server = server_with(&[]).await;
+    let tasks = start_controller(&server);
+    until("the Deployment", || {
+        server.get("apps/v1", "Deployment", Some("demo"), "sluice-web")
+    })
+    .await;
+    let rv = |kind: &str, api: &str| {
+        server
+            .get(api, kind, Some("demo"), "sluice-web")
+            .map(|o| o["metadata"]["resourceVersion"].clone())
+    };
+    let before = (rv("Deployment", "apps/v1"), rv("Service", "v1"));
+    let writes_before = server.writes().len();
+    // Several resync periods.
+    until("more reconciles", || {
+        (server.writes().len() > writes_before + 20).then_some(())
+    })
+    .await;
+    assert_eq!(
+        (rv("Deployment", "apps/v1"), rv("Service", "v1")),
+        before,
+        "applies changed nothing"
+    );
+    tasks.iter().for_each(|t| t.abort());
+}

@@ -40,7 +40,8 @@ if [ -z "${SLUICE_BENCH_SKIP_MICRO:-}" ]; then
   cargo bench -p sluice-benches --bench routing -- --warm-up-time 1 --measurement-time 3 >&2
 fi
 
+target=${CARGO_TARGET_DIR:-target}
 cores=$(nproc)
 if [ "$cores" -ge 2 ]; then proxy_core=0; load_core=1; else proxy_core=0; load_core=0; fi
-exec taskset -c "$load_core" target/release/sluice-bench \
+exec taskset -c "$load_core" "$target/release/sluice-bench" --sluice "$target/release/sluice" --target-dir "$target" \
   --proxy-core "$proxy_core" --load-core "$load_core" "${envoy_args[@]}" "$@"

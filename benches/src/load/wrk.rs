@@ -31,7 +31,7 @@ pub fn run(
     scripts: &Path,
 ) -> Result<WrkResult, BenchError> {
     let mut cmd = Command::new("taskset");
-    cmd.args(["-c", &core.to_string(), "wrk", "-t2"])
+    cmd.args(["-c", &core.to_string(), "wrk", "-t1"])
         .arg(format!("-c{}", load.connections))
         // wrk takes whole seconds (no `ms` unit).
         .arg(format!("-d{}s", duration.as_secs_f64().ceil().max(1.0)))

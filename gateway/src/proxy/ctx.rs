@@ -62,12 +62,14 @@ impl RequestCtx {
     }
 
     /// This attempt's time budget: the route's backendRequest timeout, cut short by what is left
-    /// of its request timeout. `Some(ZERO)` means the request timeout has already run out.
+    /// of its request timeout. `Some(ZERO)` means the request timeout has already run out; a zero
+    /// backendRequest timeout means none, as the spec says.
     pub fn attempt_timeout(&self, now: Instant) -> Option<Duration> {
         let backend = self
             .action
             .as_ref()
-            .and_then(|a| a.timeouts.backend_request);
+            .and_then(|a| a.timeouts.backend_request)
+            .filter(|d| !d.is_zero());
         let left = self.deadline.map(|d| d.saturating_duration_since(now));
         match (backend, left) {
             (Some(b), Some(l)) => Some(b.min(l)),
@@ -87,5 +89,51 @@ impl RequestCtx {
 impl Default for RequestCtx {
     fn default() -> Self {
         RequestCtx::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sluice_controller::snapshot::Timeouts;
+
+    use super::*;
+
+    fn with_backend_timeout(backend_request: Option<Duration>) -> RequestCtx {
+        let mut ctx = RequestCtx::new();
+        ctx.action = Some(Arc::new(RuleAction {
+            filters: vec![],
+            backends: vec![],
+            total_weight: 0,
+            timeouts: Timeouts {
+                request: None,
+                backend_request,
+            },
+        }));
+        ctx
+    }
+
+    #[test]
+    fn attempt_timeout_is_the_smaller_of_backend_and_what_is_left() {
+        let now = Instant::now();
+        let mut ctx = with_backend_timeout(Some(Duration::from_secs(2)));
+        assert_eq!(ctx.attempt_timeout(now), Some(Duration::from_secs(2)));
+        ctx.deadline = Some(now + Duration::from_millis(500));
+        assert_eq!(ctx.attempt_timeout(now), Some(Duration::from_millis(500)));
+        ctx.deadline = Some(now);
+        assert_eq!(
+            ctx.attempt_timeout(now + Duration::from_millis(1)),
+            Some(Duration::ZERO)
+        );
+    }
+
+    #[test]
+    fn zero_or_absent_timeouts_mean_none() {
+        let now = Instant::now();
+        assert_eq!(
+            with_backend_timeout(Some(Duration::ZERO)).attempt_timeout(now),
+            None
+        );
+        assert_eq!(with_backend_timeout(None).attempt_timeout(now), None);
+        assert_eq!(RequestCtx::new().attempt_timeout(now), None);
     }
 }

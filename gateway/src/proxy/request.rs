@@ -66,7 +66,13 @@ pub fn route_and_filter(
     ctx.action = Some(action.clone());
     ctx.https = ctx.https || matched.bind.protocol == BindProtocol::Https;
     ctx.original_host = (!raw_host.is_empty()).then(|| raw_host.to_string());
-    ctx.deadline = action.timeouts.request.map(|t| ctx.started + t);
+    // Translate already turns a zero duration into None ("disabled"); a zero here must not
+    // turn into an instant 504 either.
+    ctx.deadline = action
+        .timeouts
+        .request
+        .filter(|t| !t.is_zero())
+        .map(|t| ctx.started + t);
     let url = OwnedUrl {
         scheme: if ctx.https { "https" } else { "http" },
         host: host.into_owned(),

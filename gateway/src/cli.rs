@@ -100,17 +100,17 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             tracing::info!(admin = %running.admin_addr(), "sluice running; Ctrl-C to stop");
             let signal = shutdown_signal().await;
             running.shutdown().await;
-            signal
+            signal.map_err(CliError::Signal)
         }
     }
 }
 
 /// Resolves on SIGINT or SIGTERM (what Kubernetes sends).
-pub async fn shutdown_signal() -> Result<(), CliError> {
+pub async fn shutdown_signal() -> std::io::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).map_err(CliError::Signal)?;
+    let mut term = signal(SignalKind::terminate())?;
     tokio::select! {
-        r = tokio::signal::ctrl_c() => r.map_err(CliError::Signal)?,
+        r = tokio::signal::ctrl_c() => r?,
         _ = term.recv() => {}
     }
     tracing::info!("shutdown signal received");

@@ -62,6 +62,12 @@ struct Backend {
     task: JoinHandle<Result<(), echo::EchoError>>,
 }
 
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 impl Demo {
     pub async fn start(opts: DemoOptions) -> Result<Demo, DemoError> {
         let (pipy, pipy_port) = backend("pipy", opts.print).await?;
@@ -73,7 +79,13 @@ impl Demo {
         let mut standalone = StandaloneOptions::new(dir.clone());
         standalone.admin_address = opts.admin_address;
         standalone.listen_address = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        let running = standalone::start(standalone).await?;
+        let running = match standalone::start(standalone).await {
+            Ok(running) => running,
+            Err(e) => {
+                remove_config(&dir);
+                return Err(e.into());
+            }
+        };
         let gateway = SocketAddr::from((Ipv4Addr::LOCALHOST, opts.port));
         let status = running.listener_status();
         if !status.serving.contains(&gateway) {
@@ -81,8 +93,7 @@ impl Demo {
                 "the configuration did not load; see the log and /config".to_string()
             });
             running.shutdown().await;
-            pipy.task.abort();
-            mirror.task.abort();
+            remove_config(&dir);
             return Err(DemoError::NotServing {
                 address: gateway,
                 reason,
@@ -115,13 +126,10 @@ impl Demo {
         self.mirror.pod.log()
     }
 
+    /// Stops Sluice, then the backends (dropped with the demo), and removes the configuration.
     pub async fn shutdown(self) {
         self.running.shutdown().await;
-        self.pipy.task.abort();
-        self.mirror.task.abort();
-        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
-            tracing::debug!(dir = %self.dir.display(), error = %e, "cannot remove the demo configuration");
-        }
+        remove_config(&self.dir);
     }
 }
 
@@ -147,10 +155,7 @@ pub async fn run(port: u16, admin_address: SocketAddr) -> Result<(), DemoError> 
     );
     let signal = super::shutdown_signal().await;
     demo.shutdown().await;
-    signal.map_err(|e| match e {
-        super::CliError::Signal(source) => DemoError::Signal(source),
-        other => DemoError::Signal(std::io::Error::other(other.to_string())),
-    })
+    signal.map_err(DemoError::Signal)
 }
 
 async fn backend(name: &'static str, print: bool) -> Result<(Backend, u16), DemoError> {
@@ -176,6 +181,12 @@ async fn backend(name: &'static str, print: bool) -> Result<(Backend, u16), Demo
     );
     let task = tokio::spawn(echo::serve_port(listener, pod.clone(), EchoPort::Http));
     Ok((Backend { pod, task }, port))
+}
+
+fn remove_config(dir: &Path) {
+    if let Err(e) = std::fs::remove_dir_all(dir) {
+        tracing::debug!(dir = %dir.display(), error = %e, "cannot remove the demo configuration");
+    }
 }
 
 /// The embedded configuration with the real ports filled in.

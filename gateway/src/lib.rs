@@ -4,6 +4,7 @@ pub mod admin;
 pub mod cli;
 pub mod echo;
 pub mod filters;
+pub mod kube_mode;
 pub mod listeners;
 pub mod metrics;
 pub mod mirror;

@@ -1,0 +1,261 @@
+//! Cluster mode: `sluice proxy --gateway NS/NAME` (a data plane fed by the kube watcher) and
+//! `sluice controller` (status writer and provisioner under a Lease).
+//!
+//! Both run the controller crate's kube source and the same pure `translate` as standalone
+//! mode. The proxy serves exactly like standalone mode (same proxy app, listener manager and
+//! admin listener) but never writes to the API server.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use sluice_controller::leader::{self, LeaseConfig};
+use sluice_controller::provision::{Provisioner, ProvisionerConfig};
+use sluice_controller::publish::Store;
+use sluice_controller::sources::kube::{KubeSource, Mode};
+use sluice_controller::status_writer::StatusWriter;
+use sluice_controller::translate::TranslateOptions;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::admin::{AdminError, AdminServer, AdminState};
+use crate::listeners::{ListenerManager, ListenerStatus};
+use crate::metrics::{Metrics, MetricsError};
+use crate::mirror::metrics::MirrorMetrics;
+use crate::mirror::{MirrorEngine, MirrorOptions};
+use crate::proxy::{self, ProxySettings};
+
+/// The data plane of one Gateway, configured from the Kubernetes API.
+#[derive(Debug, Clone, Args)]
+pub struct ProxyArgs {
+    /// The Gateway to serve, as NAMESPACE/NAME.
+    #[arg(long, value_parser = parse_gateway)]
+    pub gateway: (String, String),
+    #[arg(long, default_value_t = SocketAddr::from((Ipv4Addr::LOCALHOST, 9901)))]
+    pub admin_address: SocketAddr,
+    /// Where the Gateway's listeners bind inside the pod.
+    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
+    pub listen_address: IpAddr,
+}
+
+/// The controller: statuses and data-plane provisioning, one leader at a time.
+#[derive(Debug, Clone, Args)]
+pub struct ControllerArgs {
+    #[arg(long, default_value_t = SocketAddr::from((Ipv4Addr::LOCALHOST, 9901)))]
+    pub admin_address: SocketAddr,
+    /// Where the leader-election Lease lives (the controller's own namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "sluice-system")]
+    pub lease_namespace: String,
+    #[arg(long, default_value = "sluice-controller")]
+    pub lease_name: String,
+    /// This replica's identity in the Lease (the pod name).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: String,
+    /// The image provisioned data planes run (the controller's own image).
+    #[arg(long, env = "SLUICE_DATAPLANE_IMAGE")]
+    pub dataplane_image: String,
+}
+
+fn parse_gateway(s: &str) -> Result<(String, String), String> {
+    match s.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok((ns.to_string(), name.to_string()))
+        }
+        _ => Err(format!("expected NAMESPACE/NAME, got {s:?}")),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KubeModeError {
+    #[error("no Kubernetes client configuration (in-cluster or KUBECONFIG)")]
+    Client(#[source] kube::Error),
+    #[error("cannot set up metrics")]
+    Metrics(#[source] MetricsError),
+    #[error("cannot register the mirror metrics")]
+    MirrorMetrics(#[source] prometheus::Error),
+    #[error("cannot start the admin listener")]
+    Admin(#[source] AdminError),
+}
+
+/// A running `sluice proxy` or `sluice controller`.
+pub struct KubeRunning {
+    store: Arc<Store>,
+    admin: AdminServer,
+    listeners: Option<ListenerManager>,
+    tasks: Vec<JoinHandle<()>>,
+    leader: Option<watch::Receiver<bool>>,
+}
+
+impl KubeRunning {
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.local_addr()
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// For the controller: whether this replica leads right now.
+    pub fn is_leader(&self) -> bool {
+        self.leader.as_ref().is_some_and(|l| *l.borrow())
+    }
+
+    pub async fn shutdown(self, grace: Duration) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        if let Some(listeners) = self.listeners {
+            listeners.shutdown(grace).await;
+        }
+        self.admin.shutdown(Duration::from_secs(1)).await;
+    }
+}
+
+/// Starts a data plane for `args.gateway`; it is ready once its first snapshot is live.
+pub async fn start_proxy(
+    args: ProxyArgs,
+    client: kube::Client,
+) -> Result<KubeRunning, KubeModeError> {
+    let store = Store::new();
+    let metrics = Metrics::new().map_err(KubeModeError::Metrics)?;
+    metrics
+        .track_store(store.clone())
+        .map_err(KubeModeError::Metrics)?;
+    let mirror_metrics =
+        MirrorMetrics::register(&metrics.registry).map_err(KubeModeError::MirrorMetrics)?;
+    let settings = ProxySettings {
+        mirror: Some(MirrorEngine::new(MirrorOptions::default(), mirror_metrics)),
+        ..ProxySettings::default()
+    };
+    let metrics = Arc::new(metrics);
+    let app = proxy::new_app(store.clone(), metrics.clone(), settings);
+    let listeners = ListenerManager::start(store.clone(), app);
+    let admin = AdminServer::start(
+        args.admin_address,
+        AdminState {
+            store: store.clone(),
+            metrics,
+            listeners: listeners.watch_status(),
+        },
+    )
+    .await;
+    let admin = match admin {
+        Ok(a) => a,
+        Err(e) => {
+            listeners.shutdown(Duration::ZERO).await;
+            return Err(KubeModeError::Admin(e));
+        }
+    };
+    let options = TranslateOptions {
+        listen_address: args.listen_address,
+        only_gateway: Some(args.gateway),
+        ..TranslateOptions::default()
+    };
+    let source = KubeSource::new(client, options, store.clone(), Mode::DataPlane);
+    Ok(KubeRunning {
+        store,
+        admin,
+        listeners: Some(listeners),
+        tasks: vec![source.spawn()],
+        leader: None,
+    })
+}
+
+/// Starts a controller replica: every replica watches and translates; the Lease holder writes
+/// statuses and provisions data planes.
+pub async fn start_controller(
+    args: ControllerArgs,
+    client: kube::Client,
+    lease: Option<LeaseConfig>,
+    resync: Duration,
+) -> Result<KubeRunning, KubeModeError> {
+    let store = Store::new();
+    let metrics = Metrics::new().map_err(KubeModeError::Metrics)?;
+    metrics
+        .track_store(store.clone())
+        .map_err(KubeModeError::Metrics)?;
+    // The controller binds no Gateway sockets: its listener status never changes.
+    let (_, no_listeners) = watch::channel(ListenerStatus::default());
+    let admin = AdminServer::start(
+        args.admin_address,
+        AdminState {
+            store: store.clone(),
+            metrics: Arc::new(metrics),
+            listeners: no_listeners,
+        },
+    )
+    .await
+    .map_err(KubeModeError::Admin)?;
+    let lease = lease.unwrap_or_else(|| {
+        LeaseConfig::new(&args.lease_namespace, &args.lease_name, &args.identity)
+    });
+    let source = KubeSource::new(
+        client.clone(),
+        TranslateOptions::default(),
+        store.clone(),
+        Mode::Controller,
+    );
+    let resources = source.resources();
+    let (election, leader) = leader::spawn(client.clone(), lease);
+    let provisioner = Provisioner::new(
+        client.clone(),
+        ProvisionerConfig {
+            image: args.dataplane_image,
+            resync,
+        },
+        leader.clone(),
+        resources,
+        store.clone(),
+    );
+    let writer = StatusWriter::new(
+        client,
+        store.clone(),
+        leader.clone(),
+        provisioner.data_planes(),
+    );
+    Ok(KubeRunning {
+        store,
+        admin,
+        listeners: None,
+        tasks: vec![
+            source.spawn(),
+            election,
+            provisioner.spawn(),
+            writer.spawn(),
+        ],
+        leader: Some(leader),
+    })
+}
+
+/// `sluice proxy`: the client from the pod's service account or `KUBECONFIG`.
+pub async fn run_proxy(args: ProxyArgs) -> Result<KubeRunning, KubeModeError> {
+    let client = kube::Client::try_default()
+        .await
+        .map_err(KubeModeError::Client)?;
+    start_proxy(args, client).await
+}
+
+/// `sluice controller`, with client-go's Lease timings and a 10 s provisioning resync.
+pub async fn run_controller(args: ControllerArgs) -> Result<KubeRunning, KubeModeError> {
+    let client = kube::Client::try_default()
+        .await
+        .map_err(KubeModeError::Client)?;
+    start_controller(args, client, None, Duration::from_secs(10)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gateway_is_namespace_slash_name() {
+        assert_eq!(
+            parse_gateway("demo/web"),
+            Ok(("demo".to_string(), "web".to_string()))
+        );
+        for bad in ["web", "/web", "demo/", "a/b/c"] {
+            assert!(parse_gateway(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! `sluice proxy` against the fake API server: real traffic to echo backends whose EndpointSlices
+//! point at loopback, traffic that keeps flowing through an API outage, convergence after it,
+//! and the mirror walkthrough's route.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_controller::testing::{objects, FakeApiServer};
+use sluice_gateway::echo::{self, EchoIdentity, EchoPod, EchoPort};
+use sluice_gateway::kube_mode::{self, KubeRunning, ProxyArgs};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+struct Backend {
+    pod: Arc<EchoPod>,
+    addr: SocketAddr,
+    task: JoinHandle<Result<(), echo::EchoError>>,
+}
+
+impl Backend {
+    async fn start(name: &str) -> Backend {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .expect("bind echo");
+        let addr = listener.local_addr().expect("echo address");
+        let pod = Arc::new(EchoPod::new(EchoIdentity {
+            pod: format!("{name}-pod"),
+            namespace: "demo".into(),
+            service: name.into(),
+            ingress: String::new(),
+            http_port: addr.port().to_string(),
+        }));
+        let task = tokio::spawn(echo::serve_port(listener, pod.clone(), EchoPort::Http));
+        Backend { pod, addr, task }
+    }
+
+    /// The Service and EndpointSlice that make this backend `name:8080` in the cluster.
+    fn register(&self, server: &FakeApiServer, name: &str) {
+        server
+            .apply(objects::service("demo", name, 8080))
+            .expect("service");
+        server
+            .apply(objects::endpoint_slice("demo", name, "http", &[self.addr]))
+            .expect("endpoint slice");
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A free loopback port for the Gateway listener (bound and released: acceptable in tests).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+async fn start_proxy(server: &FakeApiServer) -> KubeRunning {
+    let args = ProxyArgs {
+        gateway: ("demo".into(), "web".into()),
+        admin_address: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        listen_address: Ipv4Addr::LOCALHOST.into(),
+    };
+    kube_mode::start_proxy(args, server.client_as("proxy").expect("client"))
+        .await
+        .expect("proxy starts")
+}
+
+/// GET through the gateway: the echo JSON's `pod`, or why not.
+async fn pod_behind(client: &reqwest::Client, url: &str) -> Result<String, String> {
+    let response = client.get(url).send().await.map_err(|e| e.to_string())?;
+    let status = response.status();
+    let body = response.text().await.map_err(|e| e.to_string())?;
+    if !status.is_success() {
+        return Err(format!("{status}: {body}"));
+    }
+    let json: serde_json::Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+    Ok(json["pod"].as_str().unwrap_or_default().to_string())
+}
+
+async fn until_pod(client: &reqwest::Client, url: &str, pod: &str) {
+    let wait = async {
+        let mut last = Err(String::new());
+        loop {
+            if last.as_deref() == Ok(pod) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            last = pod_behind(client, url).await;
+        }
+    };
+    tokio::time::timeout(WAIT, wait)
+        .await
+        .unwrap_or_else(|_| panic!("{url} never answered from {pod}"));
+}
+
+async fn seeded(port: u16) -> (FakeApiServer, Backend) {
+    let server = FakeApiServer::start().await.expect("fake API server");
+    for object in [
+        objects::namespace("demo"),
+        objects::gateway_class(),
+        objects::gateway("demo", "web", port),
+        objects::http_route("demo", "pipy", "web", "/", "pipy", 8080),
+    ] {
+        server.create(object).expect("seed");
+    }
+    let pipy = Backend::start("pipy").await;
+    pipy.register(&server, "pipy");
+    (server, pipy)
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client")
+}
+
+#[tokio::test]
+async fn the_proxy_routes_traffic_and_keeps_serving_through_an_api_outage() {
+    let port = free_port();
+    let (server, _pipy) = seeded(port).await;
+    let proxy = start_proxy(&server).await;
+    let client = client();
+    let base = format!("http://127.0.0.1:{port}");
+    until_pod(&client, &format!("{base}/"), "pipy-pod").await;
+    let readyz = format!("http://{}/readyz", proxy.admin_addr());
+    assert_eq!(
+        client.get(&readyz).send().await.expect("readyz").status(),
+        200
+    );
+
+    server.outage();
+    for _ in 0..20 {
+        assert_eq!(
+            pod_behind(&client, &format!("{base}/")).await.as_deref(),
+            Ok("pipy-pod"),
+            "traffic flows while the API server is away"
+        );
+    }
+    assert_eq!(
+        client.get(&readyz).send().await.expect("readyz").status(),
+        200,
+        "an API outage does not make the data plane unready"
+    );
+
+    // A new backend and route appear while the proxy cannot see them...
+    let v2 = Backend::start("v2").await;
+    v2.register(&server, "v2");
+    server
+        .apply(objects::http_route("demo", "v2", "web", "/v2", "v2", 8080))
+        .expect("route");
+    server.restore().await.expect("restored");
+    // ...and are served once it can.
+    until_pod(&client, &format!("{base}/v2"), "v2-pod").await;
+    assert_eq!(
+        pod_behind(&client, &format!("{base}/")).await.as_deref(),
+        Ok("pipy-pod")
+    );
+    proxy.shutdown(Duration::from_millis(200)).await;
+}
+
+#[tokio::test]
+async fn the_walkthrough_mirror_route_copies_requests_to_pipy_mirror() {
+    let port = free_port();
+    let (server, pipy) = seeded(port).await;
+    let mirror = Backend::start("pipy-mirror").await;
+    mirror.register(&server, "pipy-mirror");
+    let proxy = start_proxy(&server).await;
+    let client = client();
+    let url = format!("http://127.0.0.1:{port}/hello");
+    until_pod(&client, &url, "pipy-pod").await;
+
+    // deploy/examples/mirror/httproute-mirror.yaml, applied over the plain route.
+    let text = include_str!("../../deploy/examples/mirror/httproute-mirror.yaml");
+    let mut route: serde_json::Value = serde_yaml_ng::from_str(text).expect("walkthrough route");
+    // Same route, moved to this test's namespace and Gateway.
+    route["metadata"]["namespace"] = "demo".into();
+    route["spec"]["parentRefs"][0]["name"] = "web".into();
+    server.apply(route).expect("mirror route");
+    let wait = async {
+        loop {
+            let answered = pod_behind(&client, &url).await;
+            assert_eq!(answered.as_deref(), Ok("pipy-pod"), "pipy answers");
+            if !mirror.pod.log().is_empty() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(WAIT, wait)
+        .await
+        .expect("pipy-mirror received a copy");
+    assert!(!pipy.pod.log().is_empty());
+    proxy.shutdown(Duration::from_millis(200)).await;
+}

@@ -377,3 +377,34 @@ async fn handshake_without_sni_uses_the_listener_without_hostname() {
     assert!(reply.contains("tls=true h2=false"), "{reply}");
     manager.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test]
+async fn switching_a_bind_from_http_to_https_needs_no_rebind() {
+    let store = Store::new();
+    let manager = ListenerManager::start(store.clone(), Arc::new(Reporter));
+    let address = free_port();
+    publish(&manager, &store, snapshot(vec![http_bind(address)])).await;
+    let reply = tokio::time::timeout(WAIT, get(address))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(reply.contains("tls=false"), "{reply}");
+
+    let c = cert("a.example.com");
+    let https = https_bind(
+        address,
+        vec![listener("a", Some("a.example.com"), Some(c.key.clone()))],
+    );
+    let status = publish(&manager, &store, snapshot(vec![https])).await;
+    assert_eq!(status.serving, vec![address]);
+    let body = client(&[&c], "a.example.com", address)
+        .get(format!("https://a.example.com:{}/", address.port()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(body.starts_with("tls=true"), "{body}");
+    manager.shutdown(Duration::from_secs(1)).await;
+}

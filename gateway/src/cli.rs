@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use ipnet::IpNet;
 
 use crate::echo::EchoError;
+use crate::kube_mode::{self, ControllerArgs, KubeModeError, ProxyArgs};
 use crate::standalone::{self, StandaloneOptions, StartError};
 
 pub use demo::DemoError;
@@ -62,6 +63,10 @@ pub enum Command {
         #[arg(long, default_value_t = SocketAddr::from((Ipv4Addr::LOCALHOST, 9901)))]
         admin_address: SocketAddr,
     },
+    /// The data plane of one Gateway in a cluster, configured from the Kubernetes API.
+    Proxy(ProxyArgs),
+    /// The cluster controller: statuses and data-plane provisioning, one leader at a time.
+    Controller(ControllerArgs),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +77,8 @@ pub enum CliError {
     Echo(#[from] EchoError),
     #[error(transparent)]
     Demo(#[from] DemoError),
+    #[error(transparent)]
+    Kube(#[from] KubeModeError),
     #[error("cannot wait for the shutdown signal")]
     Signal(#[source] std::io::Error),
 }
@@ -84,6 +91,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             port,
             admin_address,
         }) => Ok(demo::run(port, admin_address).await?),
+        Some(Command::Proxy(args)) => serve_kube(kube_mode::run_proxy(args).await?).await,
+        Some(Command::Controller(args)) => serve_kube(kube_mode::run_controller(args).await?).await,
         None => {
             let GatewayArgs {
                 config,
@@ -103,6 +112,14 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             signal.map_err(CliError::Signal)
         }
     }
+}
+
+/// Serves until SIGINT or SIGTERM, then lets in-flight connections finish.
+async fn serve_kube(running: kube_mode::KubeRunning) -> Result<(), CliError> {
+    tracing::info!(admin = %running.admin_addr(), "sluice running; Ctrl-C to stop");
+    let signal = shutdown_signal().await;
+    running.shutdown(std::time::Duration::from_secs(5)).await;
+    signal.map_err(CliError::Signal)
 }
 
 /// Resolves on SIGINT or SIGTERM (what Kubernetes sends).

@@ -246,7 +246,27 @@ pub async fn run_controller(args: ControllerArgs) -> Result<KubeRunning, KubeMod
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
     use super::*;
+    use crate::cli::{Cli, Command};
+
+    #[test]
+    fn the_binary_has_proxy_and_controller_subcommands() {
+        let cli = Cli::try_parse_from(["sluice", "proxy", "--gateway", "demo/web"]).expect("proxy");
+        assert!(
+            matches!(cli.command, Some(Command::Proxy(a)) if a.gateway == ("demo".into(), "web".into()))
+        );
+        let cli = Cli::try_parse_from([
+            "sluice",
+            "controller",
+            "--identity=pod-a",
+            "--dataplane-image=example.test/sluice:1",
+        ])
+        .expect("controller");
+        assert!(matches!(cli.command, Some(Command::Controller(a)) if a.identity == "pod-a"));
+        assert!(Cli::try_parse_from(["sluice", "proxy", "--gateway", "web"]).is_err());
+    }
 
     #[test]
     fn gateway_is_namespace_slash_name() {

@@ -9,6 +9,7 @@ mod duration;
 mod handler;
 mod record;
 mod tls_info;
+mod websocket;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -285,6 +286,7 @@ async fn serve_connection(
             let service = service_fn(move |req| handler::handle(pod.clone(), info.clone(), req));
             hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades()
                 .await
                 .map_err(|e| e.to_string())
         }
@@ -292,7 +294,7 @@ async fn serve_connection(
             info.kind = handler::PortKind::H2c;
             let service = service_fn(move |req| handler::handle(pod.clone(), info.clone(), req));
             auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
                 .await
                 .map_err(|e| e.to_string())
         }
@@ -308,7 +310,7 @@ async fn serve_connection(
             info.tls = Some(Arc::new(TlsInfo::from_connection(tls.get_ref().1)));
             let service = service_fn(move |req| handler::handle(pod.clone(), info.clone(), req));
             auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(tls), service)
+                .serve_connection_with_upgrades(TokioIo::new(tls), service)
                 .await
                 .map_err(|e| e.to_string())
         }

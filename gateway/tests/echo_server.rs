@@ -257,3 +257,40 @@ async fn echo_body_mode_returns_a_posted_body() {
         "64ec88ca00b268e5ba1a35678a1b5316d212f4f366b2477232534a8aeca37f3c"
     );
 }
+
+#[tokio::test]
+async fn websocket_endpoint_echoes_text_and_binary_frames() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let pod = Arc::new(EchoPod::new(identity()));
+    let addr = start(pod.clone(), EchoPort::Http).await;
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut ws, response) = tokio::time::timeout(
+        LIMIT,
+        tokio_tungstenite::client_async(format!("ws://{addr}/ws"), stream),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(response.status(), 101);
+    for frame in [
+        Message::text("Websocket Support!"),
+        Message::binary(vec![1u8, 2, 3, 4, 5, 6, 7]),
+    ] {
+        ws.send(frame.clone()).await.unwrap();
+        let back = tokio::time::timeout(LIMIT, ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(back, frame);
+    }
+    assert_eq!(pod.log().entries()[0].uri, "/ws");
+
+    let plain = tokio::time::timeout(LIMIT, reqwest::get(format!("http://{addr}/ws")))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(plain.status(), 400, "a plain GET is not a handshake");
+}

@@ -64,6 +64,29 @@ pub(super) async fn handle(
     conn: ConnInfo,
     req: Request<Incoming>,
 ) -> Result<Reply, Abort> {
+    if req.uri().path().replace("//", "/") == "/ws" {
+        let received = ReceivedRequest {
+            at: std::time::Instant::now(),
+            remote: conn.remote,
+            method: req.method().to_string(),
+            uri: req
+                .uri()
+                .path_and_query()
+                .map(|pq| pq.as_str().to_owned())
+                .unwrap_or_default(),
+            host: header_text(req.headers(), HOST).unwrap_or_default(),
+            proto: proto_name(req.version()).to_owned(),
+            headers: header_list(req.headers()),
+            body_len: 0,
+            body_sha256: hex(&Sha256::digest(b"")),
+            echoed: false,
+        };
+        if pod.print {
+            print_head(&pod.identity.pod, &received);
+        }
+        pod.log.record(received);
+        return Ok(super::websocket::accept(req));
+    }
     let (head, body) = req.into_parts();
     let body = match Limited::new(body, MAX_BODY).collect().await {
         Ok(collected) => collected.to_bytes(),
@@ -105,16 +128,7 @@ pub(super) async fn handle(
         uri: uri.clone(),
         host: host.clone(),
         proto: proto_name(head.version).to_owned(),
-        headers: head
-            .headers
-            .iter()
-            .map(|(n, v)| {
-                (
-                    n.as_str().to_owned(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect(),
+        headers: header_list(&head.headers),
         body_len: body.len(),
         body_sha256: hex(&Sha256::digest(&body)),
         echoed: is_echo && !h2c_rejected,
@@ -373,6 +387,25 @@ fn print_head(pod: &str, request: &ReceivedRequest) {
         field("x-forwarded-for"),
         request.body_len,
     );
+}
+
+fn header_list(headers: &http::HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
+}
+
+fn header_text(headers: &http::HeaderMap, name: HeaderName) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -15,11 +15,12 @@ use serde::Deserialize;
 use serde_yaml_ng::Value;
 
 pub use expect::{
-    BackendRef, Expect, ExpectBackend, ExpectRedirect, ExpectRequest, ExpectResponse, SecretKeyRef,
-    StatusSet,
+    BackendRef, Expect, ExpectBackend, ExpectRedirect, ExpectRequest, ExpectResponse, Frame,
+    SecretKeyRef, StatusSet,
 };
 pub use request::{
     Distribution, HttpRequest, Protocol, RequestEntry, RequestKind, TlsSettings, TrustRef,
+    WebSocketRequest,
 };
 pub use status::{
     ConditionSpec, Conditions, ListenerConditions, ListenerExpect, ListenerSelection, ParentExpect,

@@ -16,6 +16,14 @@ use crate::backends::{BackendError, Backends};
 use crate::http::PodLog;
 use crate::objects::{ApplyRules, ObjectError, ObjectKey, ObjectStore};
 
+/// Hands out `127.N` prefixes process-wide, so environments of concurrent suites (tests) never share one.
+pub fn next_octet() -> u8 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // 10..=249: clear of 127.0/16 (the usual loopback) and of the top of the range.
+    10 + (NEXT.fetch_add(1, Ordering::Relaxed) % 240) as u8
+}
+
 /// The GatewayClass every Gateway is rewritten to.
 pub const GATEWAY_CLASS: &str = "sluice";
 const RELOAD_WAIT: Duration = Duration::from_secs(10);

@@ -16,6 +16,7 @@ pub mod report;
 pub mod runner;
 pub mod status_check;
 pub mod suite;
+pub mod websocket;
 
 /// A fresh random (version 4) UUID, as upstream uses for request ids and retry keys.
 pub fn uuid() -> String {

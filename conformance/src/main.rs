@@ -41,6 +41,10 @@ enum Command {
         /// Cap every status check's timeout at this many seconds (FORMAT.md: 60 and 180).
         #[arg(long)]
         status_timeout: Option<u64>,
+        /// Also run cases needing this feature, as if it were claimed (to try a feature before claiming it;
+        /// repeatable). The report lists it among supportedFeatures.
+        #[arg(long = "also-claim")]
+        also_claim: Vec<String>,
     },
 }
 
@@ -48,8 +52,9 @@ enum Command {
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("error,pingora_core=off,pingora_proxy=off")
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -60,8 +65,10 @@ async fn main() -> ExitCode {
         base,
         concurrency,
         status_timeout,
+        also_claim,
     } = Cli::parse().command;
     let mut settings = Settings::claimed();
+    settings.supported.extend(also_claim);
     settings.status_timeout_cap = status_timeout.map(Duration::from_secs);
     let options = SuiteOptions {
         case_dirs: cases,

@@ -27,6 +27,8 @@ pub struct ConformanceReport {
     gateway_api_channel: &'static str,
     implementation: Implementation,
     mode: &'static str,
+    /// Everything the implementation claims (`sluice_controller::features::SUPPORTED_FEATURES`).
+    supported_features: Vec<String>,
     profiles: Vec<Profile>,
     succeeded_provisional_tests: Vec<String>,
     /// Harness extension: every case with its outcome.
@@ -176,6 +178,7 @@ impl ConformanceReport {
                 contact: Vec::new(),
             },
             mode: "default",
+            supported_features: supported.to_vec(),
             profiles,
             succeeded_provisional_tests: results
                 .iter()

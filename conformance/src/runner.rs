@@ -55,10 +55,10 @@ pub struct CaseResult {
     pub elapsed: Duration,
 }
 
-/// Runs `case` in a fresh environment on `127.<octet>.0.0/16`.
-pub async fn run_case(case: &Case, base_yaml: &str, octet: u8, settings: &Settings) -> CaseResult {
+/// Runs `case` in a fresh environment on its own `127.N.0.0/16`.
+pub async fn run_case(case: &Case, base_yaml: &str, settings: &Settings) -> CaseResult {
     let started = Instant::now();
-    let outcome = decide_and_run(case, base_yaml, octet, settings).await;
+    let outcome = decide_and_run(case, base_yaml, settings).await;
     CaseResult {
         name: case.name.clone(),
         features: case.features.clone(),
@@ -68,7 +68,7 @@ pub async fn run_case(case: &Case, base_yaml: &str, octet: u8, settings: &Settin
     }
 }
 
-async fn decide_and_run(case: &Case, base_yaml: &str, octet: u8, settings: &Settings) -> Outcome {
+async fn decide_and_run(case: &Case, base_yaml: &str, settings: &Settings) -> Outcome {
     let missing: Vec<&str> = case
         .features
         .iter()
@@ -100,7 +100,7 @@ async fn decide_and_run(case: &Case, base_yaml: &str, octet: u8, settings: &Sett
             }
         }
     };
-    let mut env = match Env::new(octet, base_yaml).await {
+    let mut env = match Env::new(crate::env::next_octet(), base_yaml).await {
         Ok(env) => env,
         Err(error) => {
             return Outcome::Failed {

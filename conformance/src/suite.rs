@@ -81,16 +81,14 @@ pub async fn run_suite(options: &SuiteOptions) -> Result<Vec<CaseResult>, SuiteE
             return Err(SuiteError::NoMatch(only.clone()));
         }
     }
-    let run: Vec<CaseResult> = stream::iter(cases.iter().enumerate())
-        .map(|(index, case)| {
+    let run: Vec<CaseResult> = stream::iter(cases.iter())
+        .map(|case| {
             let base = match case.base {
                 Base::Gateway => base.as_str(),
                 // Mesh cases are skipped before their base is needed.
                 Base::Mesh => "",
             };
-            // A distinct 127.N/16 per case keeps parallel cases' addresses apart.
-            let octet = 10 + (index % 240) as u8;
-            run_case(case, base, octet, &options.settings)
+            run_case(case, base, &options.settings)
         })
         .buffered(options.concurrency.max(1))
         .collect()

@@ -97,6 +97,14 @@ pub struct ExpectRedirect {
     pub path: Option<String>,
 }
 
+/// A WebSocket frame that must come back unchanged: `{text: ...}` or `{binary: [bytes]}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum Frame {
+    Text { text: String },
+    Binary { binary: Vec<u8> },
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Expect {
@@ -114,4 +122,7 @@ pub struct Expect {
     #[serde(default)]
     pub client_cert_requested: bool,
     pub pod_prefix_from_request_header: Option<String>,
+    /// WebSocket entries: frames sent in order, each echoed back.
+    #[serde(default)]
+    pub echo: Vec<Frame>,
 }

@@ -68,11 +68,21 @@ pub struct Distribution {
     pub backend_from: Option<Value>,
 }
 
-/// What kind of traffic an entry sends. Only `Http` is driven by this harness; the others are kept so a
-/// case that needs them (for features Sluice does not claim) is reported precisely.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebSocketRequest {
+    pub path: String,
+    #[serde(default)]
+    pub subprotocol: String,
+    pub origin: Option<String>,
+}
+
+/// What kind of traffic an entry sends. `Http` and `WebSocket` are driven by this harness; the others are
+/// kept so a case that needs them (for features Sluice does not claim) is reported precisely.
 #[derive(Debug, Clone)]
 pub enum RequestKind {
     Http(Box<HttpRequest>),
+    WebSocket(WebSocketRequest),
     Unsupported(&'static str),
 }
 
@@ -129,12 +139,16 @@ impl<'de> Deserialize<'de> for RequestEntry {
             ("tlsConnect", raw.tls_connect.is_some()),
             ("udp", raw.udp.is_some()),
             ("dns", raw.dns.is_some()),
-            ("websocket", raw.websocket.is_some()),
         ];
         for (name, present) in others {
             if present {
                 kinds.push(RequestKind::Unsupported(name));
             }
+        }
+        if let Some(websocket) = raw.websocket {
+            let websocket: WebSocketRequest = serde_yaml_ng::from_value(websocket)
+                .map_err(|e| D::Error::custom(format!("websocket: {e}")))?;
+            kinds.push(RequestKind::WebSocket(websocket));
         }
         if let Some(request) = raw.request {
             if raw.from.is_some() {
@@ -152,9 +166,11 @@ impl<'de> Deserialize<'de> for RequestEntry {
             )));
         };
         let expect = match (&kind, raw.expect) {
-            (RequestKind::Http(_), Value::Null) => Expect::default(),
-            (RequestKind::Http(_), value) => serde_yaml_ng::from_value(value)
-                .map_err(|e| D::Error::custom(format!("expect: {e}")))?,
+            (RequestKind::Http(_) | RequestKind::WebSocket(_), Value::Null) => Expect::default(),
+            (RequestKind::Http(_) | RequestKind::WebSocket(_), value) => {
+                serde_yaml_ng::from_value(value)
+                    .map_err(|e| D::Error::custom(format!("expect: {e}")))?
+            }
             (RequestKind::Unsupported(_), _) => Expect::default(),
         };
         Ok(RequestEntry {

@@ -131,3 +131,23 @@ fn every_shared_case_file_parses() {
         }
     }
 }
+
+#[test]
+fn websocket_entries_parse_with_their_frames() {
+    let text = "name: W\nsteps:\n  - requests:\n      - websocket: {path: /ws, subprotocol: '', origin: 'ws://gateway/x'}\n        expect:\n          echo:\n            - {text: hi}\n            - binary: [1, 2]\n";
+    let steps = Case::parse(Path::new("w.yaml"), text)
+        .unwrap()
+        .steps()
+        .unwrap();
+    let Action::Requests(entries) = &steps[0].action else {
+        panic!("requests step")
+    };
+    assert!(matches!(&entries[0].kind, RequestKind::WebSocket(w) if w.path == "/ws"));
+    assert_eq!(
+        entries[0].expect.echo,
+        [
+            Frame::Text { text: "hi".into() },
+            Frame::Binary { binary: vec![1, 2] }
+        ]
+    );
+}

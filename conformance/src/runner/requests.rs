@@ -35,6 +35,14 @@ pub(super) async fn run(
             Some(name) => format!("request {} ({name})", index + 1),
             None => format!("request {}", index + 1),
         };
+        if let RequestKind::WebSocket(request) = &entry.kind {
+            finish(std::mem::take(&mut batch)).await?;
+            let port = target_port(entry, gateway, env).map_err(|e| format!("{label}: {e}"))?;
+            crate::websocket::run(request, &entry.expect.echo, SocketAddr::new(ip, port))
+                .await
+                .map_err(|e| format!("{label}: {e}"))?;
+            continue;
+        }
         let prepared = prepare(entry, gateway, ip, env).map_err(|e| format!("{label}: {e}"))?;
         let ctx = EntryContext {
             pods: pods.clone(),
@@ -73,6 +81,7 @@ fn prepare(
 ) -> Result<Prepared, String> {
     let request = match &entry.kind {
         RequestKind::Http(request) => request,
+        RequestKind::WebSocket(_) => return Err("a websocket entry has no HTTP sender".to_owned()),
         RequestKind::Unsupported(kind) => {
             return Err(format!(
                 "request kind `{kind}` is not driven by this harness"

@@ -55,8 +55,8 @@ impl Replica {
             Mode::Controller,
         );
         let mut lease = LeaseConfig::new("sluice-system", "sluice-controller", identity);
-        lease.lease_duration = Duration::from_secs(1);
-        lease.renew_deadline = Duration::from_millis(500);
+        lease.lease_duration = Duration::from_secs(3);
+        lease.renew_deadline = Duration::from_secs(2);
         lease.retry_period = Duration::from_millis(100);
         let (election, leader) = leader::spawn(client.clone(), lease);
         let (_dp_tx, dp_rx) = watch::channel(Arc::new(DataPlanes::new()));

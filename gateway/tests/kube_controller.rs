@@ -1,0 +1,143 @@
+//! `sluice controller` (two replicas, the binary's code path) against the fake API server: one
+//! leader provisions and writes status, readiness and metrics are served, and the other replica
+//! takes over when the leader goes away.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use serde_json::Value;
+use sluice_controller::leader::LeaseConfig;
+use sluice_controller::testing::{objects, FakeApiServer};
+use sluice_gateway::kube_mode::{self, ControllerArgs, KubeRunning};
+
+const WAIT: Duration = Duration::from_secs(20);
+const GW: &str = "gateway.networking.k8s.io/v1";
+
+async fn replica(server: &FakeApiServer, identity: &str) -> KubeRunning {
+    let args = ControllerArgs {
+        admin_address: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        lease_namespace: "sluice-system".into(),
+        lease_name: "sluice-controller".into(),
+        identity: identity.into(),
+        dataplane_image: "example.test/sluice:dev".into(),
+    };
+    let mut lease = LeaseConfig::new("sluice-system", "sluice-controller", identity);
+    lease.lease_duration = Duration::from_secs(3);
+    lease.renew_deadline = Duration::from_secs(2);
+    lease.retry_period = Duration::from_millis(100);
+    kube_mode::start_controller(
+        args,
+        server.client_as(identity).expect("client"),
+        Some(lease),
+        Duration::from_millis(100),
+    )
+    .await
+    .expect("controller starts")
+}
+
+async fn until<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let wait = async {
+        loop {
+            if let Some(v) = probe() {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(WAIT, wait)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+fn gateway_condition(server: &FakeApiServer, type_: &str) -> Option<String> {
+    let gw = server.get(GW, "Gateway", Some("demo"), "web")?;
+    gw.pointer("/status/conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+        .and_then(|c| c["status"].as_str())
+        .map(str::to_string)
+}
+
+#[tokio::test]
+async fn two_controller_replicas_provision_once_and_fail_over() {
+    let server = FakeApiServer::start().await.expect("fake API server");
+    for object in [
+        objects::namespace("demo"),
+        objects::namespace("sluice-system"),
+        objects::gateway_class(),
+        objects::gateway("demo", "web", 8000),
+    ] {
+        server.create(object).expect("seed");
+    }
+    let a = replica(&server, "controller-a").await;
+    let b = replica(&server, "controller-b").await;
+
+    until("the data-plane Deployment", || {
+        server.get("apps/v1", "Deployment", Some("demo"), "sluice-web")
+    })
+    .await;
+    until("Gateway Accepted", || {
+        (gateway_condition(&server, "Accepted")? == "True").then_some(())
+    })
+    .await;
+    let client = reqwest::Client::new();
+    for running in [&a, &b] {
+        let ready = client
+            .get(format!("http://{}/readyz", running.admin_addr()))
+            .send()
+            .await
+            .expect("readyz");
+        assert_eq!(
+            ready.status(),
+            200,
+            "every replica is ready once it has listed"
+        );
+    }
+    assert!(a.is_leader() != b.is_leader(), "exactly one leader");
+    let (leader, follower, follower_name) = if a.is_leader() {
+        (a, b, "controller-b")
+    } else {
+        (b, a, "controller-a")
+    };
+
+    // The leader goes away; the follower takes over and keeps the status current.
+    leader.shutdown(Duration::ZERO).await;
+    until("the follower to lead", || {
+        follower.is_leader().then_some(())
+    })
+    .await;
+    server
+        .set_status(
+            "apps/v1",
+            "Deployment",
+            Some("demo"),
+            "sluice-web",
+            serde_json::json!({"availableReplicas": 1}),
+        )
+        .expect("deployment status");
+    server
+        .set_status(
+            "v1",
+            "Service",
+            Some("demo"),
+            "sluice-web",
+            serde_json::json!({"loadBalancer": {"ingress": [{"ip": "203.0.113.9"}]}}),
+        )
+        .expect("service status");
+    until("Programmed True from the new leader", || {
+        (gateway_condition(&server, "Programmed")? == "True").then_some(())
+    })
+    .await;
+    let last_status_writer = server
+        .writes()
+        .into_iter()
+        .rfind(|w| w.path.ends_with("/status") && w.status == 200)
+        .map(|w| w.user);
+    assert_eq!(last_status_writer.as_deref(), Some(follower_name));
+    let gw: Value = server
+        .get(GW, "Gateway", Some("demo"), "web")
+        .expect("gateway");
+    assert_eq!(gw["status"]["addresses"][0]["value"], "203.0.113.9");
+    follower.shutdown(Duration::ZERO).await;
+}

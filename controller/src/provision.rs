@@ -21,6 +21,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -60,6 +61,7 @@ pub struct Provisioner {
     resources: watch::Receiver<Option<Arc<Resources>>>,
     store: Arc<Store>,
     data_planes: watch::Sender<Arc<DataPlanes>>,
+    recorder: Recorder,
 }
 
 impl Provisioner {
@@ -71,6 +73,7 @@ impl Provisioner {
         resources: watch::Receiver<Option<Arc<Resources>>>,
         store: Arc<Store>,
     ) -> Provisioner {
+        let client_for_events = client.clone();
         Provisioner {
             client,
             config,
@@ -78,6 +81,7 @@ impl Provisioner {
             resources,
             store,
             data_planes: watch::channel(Arc::new(DataPlanes::new())).0,
+            recorder: Recorder::new(client_for_events, "sluice-controller".into()),
         }
     }
 
@@ -96,6 +100,9 @@ impl Provisioner {
             let leading = *self.leader.borrow_and_update();
             if let (true, Some(resources)) = (leading, resources) {
                 let planes = self.reconcile(&resources).await;
+                let previous = self.data_planes.borrow().clone();
+                self.record_transitions(&resources, &previous, &planes)
+                    .await;
                 self.data_planes.send_if_modified(|current| {
                     let changed = **current != planes;
                     if changed {
@@ -164,6 +171,48 @@ impl Provisioner {
             tracing::warn!("cleaning up data-plane ClusterRoleBindings: {e}");
         }
         planes
+    }
+
+    /// One Event on the Gateway each time its data plane changes state (provisioned, available,
+    /// failing), so `kubectl describe gateway` tells the story without repeating it every resync.
+    async fn record_transitions(&self, resources: &Resources, old: &DataPlanes, new: &DataPlanes) {
+        for gateway in &resources.gateways {
+            let key = format!(
+                "{}/{}",
+                gateway.namespace().unwrap_or_default(),
+                gateway.name_any()
+            );
+            let Some(plane) = new.get(&key) else { continue };
+            let before = old.get(&key).map(|o| (o.programmed, o.reason));
+            if before == Some((plane.programmed, plane.reason)) {
+                continue;
+            }
+            let note = if plane.programmed {
+                let addresses: Vec<&str> =
+                    plane.addresses.iter().map(|(_, v)| v.as_str()).collect();
+                format!("data plane available at {}", addresses.join(", "))
+            } else {
+                plane.message.clone()
+            };
+            let event = Event {
+                type_: if plane.reason == "Invalid" {
+                    EventType::Warning
+                } else {
+                    EventType::Normal
+                },
+                reason: plane.reason.to_string(),
+                note: Some(note),
+                action: "Provision".into(),
+                secondary: None,
+            };
+            if let Err(e) = self
+                .recorder
+                .publish(&event, &gateway.object_ref(&()))
+                .await
+            {
+                tracing::warn!("recording an Event for Gateway {key}: {e}");
+            }
+        }
     }
 
     /// The class's `parametersRef` ConfigMap, decoded; an error message for the Gateway status.

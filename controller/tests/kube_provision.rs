@@ -207,6 +207,14 @@ async fn an_accepted_gateway_gets_its_data_plane_and_is_programmed_once_availabl
         json!([{"type": "IPAddress", "value": "203.0.113.7"}])
     );
 
+    let events = server.list("events.k8s.io/v1", "Event");
+    let reasons: Vec<&str> = events.iter().filter_map(|e| e["reason"].as_str()).collect();
+    assert!(
+        reasons.contains(&"Pending") && reasons.contains(&"Programmed"),
+        "one Event per data-plane transition: {reasons:?}"
+    );
+    assert_eq!(events[0]["regarding"]["kind"], "Gateway");
+
     // Deleting the Gateway collects everything it owns, and the binding goes too.
     server
         .delete(GW, "Gateway", Some("demo"), "web")

@@ -63,6 +63,7 @@ pub static KINDS: &[Kind] = &[
         false,
     ),
     kind("", "v1", "events", "Event", true, false, false),
+    kind("events.k8s.io", "v1", "events", "Event", true, false, false),
     kind(
         "discovery.k8s.io",
         "v1",

@@ -17,11 +17,15 @@ use crate::http::PodLog;
 use crate::objects::{ApplyRules, ObjectError, ObjectKey, ObjectStore};
 
 /// Hands out `127.N` prefixes process-wide, so environments of concurrent suites (tests) never share one.
+/// The start is random so that separate processes on one machine rarely collide; [`EnvError::is_address_clash`]
+/// tells the caller to move on to the next prefix when they do.
 pub fn next_octet() -> u8 {
     use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
+    use std::sync::OnceLock;
+    static NEXT: OnceLock<AtomicU32> = OnceLock::new();
+    let next = NEXT.get_or_init(|| AtomicU32::new(rand::random_range(0..240)));
     // 10..=249: clear of 127.0/16 (the usual loopback) and of the top of the range.
-    10 + (NEXT.fetch_add(1, Ordering::Relaxed) % 240) as u8
+    10 + (next.fetch_add(1, Ordering::Relaxed) % 240) as u8
 }
 
 /// The GatewayClass every Gateway is rewritten to.
@@ -50,6 +54,14 @@ pub enum EnvError {
     Rejected(String),
     #[error("cannot read Sluice's /status: {0}")]
     Status(String),
+}
+
+impl EnvError {
+    /// Another process (or environment) already uses this `127.N` prefix.
+    pub fn is_address_clash(&self) -> bool {
+        matches!(self, EnvError::Backends(BackendError::Bind { source, .. })
+            if source.kind() == std::io::ErrorKind::AddrInUse)
+    }
 }
 
 pub struct Env {

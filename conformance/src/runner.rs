@@ -100,12 +100,18 @@ async fn decide_and_run(case: &Case, base_yaml: &str, settings: &Settings) -> Ou
             }
         }
     };
-    let mut env = match Env::new(crate::env::next_octet(), base_yaml).await {
-        Ok(env) => env,
-        Err(error) => {
-            return Outcome::Failed {
-                step: "environment".to_owned(),
-                reason: crate::error_chain(&error),
+    let mut attempts = 0;
+    let mut env = loop {
+        attempts += 1;
+        match Env::new(crate::env::next_octet(), base_yaml).await {
+            Ok(env) => break env,
+            // Someone else holds this 127.N prefix: take the next one.
+            Err(error) if error.is_address_clash() && attempts < 10 => continue,
+            Err(error) => {
+                return Outcome::Failed {
+                    step: "environment".to_owned(),
+                    reason: crate::error_chain(&error),
+                }
             }
         }
     };

@@ -67,7 +67,12 @@ pub async fn run_entry(
 
 /// The path as sent: request id merged in, `{uuid}` replaced (fresh per send when `uuid` is given).
 fn expected_path(request: &HttpRequest, request_id: Option<&str>, uuid: Option<&str>) -> String {
-    let mut path = request.path.clone();
+    with_ids(&request.path, request_id, uuid)
+}
+
+/// `path` with `{uuid}` replaced and the request id merged into its query.
+fn with_ids(path: &str, request_id: Option<&str>, uuid: Option<&str>) -> String {
+    let mut path = path.to_owned();
     if let Some(uuid) = uuid {
         path = path.replace("{uuid}", uuid);
     }
@@ -96,11 +101,21 @@ async fn attempt_with_pod(
 ) -> (Verdict, String, String) {
     let uuid = sender.request.path.contains("{uuid}").then(crate::uuid);
     let path = expected_path(&sender.request, request_id, uuid.as_deref());
+    // What the backend must see: the expectation's path (a rewrite may change it), with the same ids.
+    let backend_path = match entry
+        .expect
+        .request
+        .as_ref()
+        .and_then(|r| r.path.as_deref())
+    {
+        Some(expected) => with_ids(expected, request_id, uuid.as_deref()),
+        None => path.clone(),
+    };
     let (sent, result) = sender.send(&path).await;
     let (verdict, captured) = check_response(
         &entry.expect,
         &result,
-        &path,
+        &backend_path,
         &sender.request.method,
         &ctx.client_cert_pems,
     );

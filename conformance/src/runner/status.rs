@@ -26,6 +26,7 @@ pub(super) async fn run(
     env: &Env,
     settings: &Settings,
 ) -> Result<(), String> {
+    let checks: Vec<StatusCheck> = checks.iter().map(|c| substituted(c, env)).collect();
     let started = Instant::now();
     let mut pending: Vec<Pending<'_>> = checks
         .iter()
@@ -87,6 +88,22 @@ pub(super) async fn run(
         }
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// `statusAddresses` may name the harness's configured addresses through §6 placeholders.
+fn substituted(check: &StatusCheck, env: &Env) -> StatusCheck {
+    let mut check = check.clone();
+    if let Some(sa) = &mut check.status_addresses {
+        let sub = |values: &mut Vec<String>| values.iter_mut().for_each(|v| *v = env.substitute(v));
+        sub(&mut sa.contains);
+        sub(&mut sa.not_contains);
+        sa.type_of = sa
+            .type_of
+            .iter()
+            .map(|(k, v)| (env.substitute(k), env.substitute(v)))
+            .collect();
+    }
+    check
 }
 
 fn describe(check: &StatusCheck) -> String {

@@ -60,7 +60,14 @@ pub async fn run_entry(
     converge(ctx, entry, sender, request_id.as_deref()).await?;
     if !entry.expect.mirrored_to.is_empty() {
         let path = expected_path(&sender.request, request_id.as_deref(), None);
-        check_mirrors(ctx, &entry.expect.mirrored_to, &path, watch_from).await?;
+        check_mirrors(
+            ctx,
+            &entry.expect.mirrored_to,
+            &path,
+            watch_from,
+            MIRROR_WINDOW,
+        )
+        .await?;
     }
     Ok(())
 }
@@ -177,12 +184,13 @@ async fn check_mirrors(
     mirrors: &[BackendRef],
     path: &str,
     since: Instant,
+    window: Duration,
 ) -> Result<(), String> {
     let from = since.checked_sub(Duration::from_secs(30)).unwrap_or(since);
     for mirror in mirrors {
         let namespace = mirror.namespace.clone().unwrap_or_default();
         let service = mirror.service.clone().unwrap_or_default();
-        let deadline = Instant::now() + MIRROR_WINDOW;
+        let deadline = Instant::now() + window;
         loop {
             let seen = ctx
                 .pods
@@ -194,7 +202,7 @@ async fn check_mirrors(
             }
             if Instant::now() >= deadline {
                 return Err(format!(
-                    "mirror {namespace}/{service} never logged `Echoing back request made to {path}` within 10s"
+                    "mirror {namespace}/{service} never logged `Echoing back request made to {path}` within {window:?}"
                 ));
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -381,6 +389,55 @@ async fn mirror_distribution(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn logged(uri: &str) -> sluice_gateway::echo::ReceivedRequest {
+        sluice_gateway::echo::ReceivedRequest {
+            at: Instant::now(),
+            remote: std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
+            method: "GET".into(),
+            uri: uri.into(),
+            host: "h".into(),
+            proto: "HTTP/1.1".into(),
+            headers: Vec::new(),
+            body_len: 0,
+            body_sha256: String::new(),
+            echoed: true,
+        }
+    }
+
+    #[tokio::test]
+    async fn mirror_check_needs_the_echo_line_on_a_pod_of_the_mirror() {
+        let log = RequestLog::default();
+        let ctx = EntryContext {
+            pods: Arc::new(vec![PodLog {
+                namespace: "ns".into(),
+                app: "v2".into(),
+                pod: "v2-abc-def".into(),
+                log: log.clone(),
+            }]),
+            client_cert_pems: Vec::new(),
+        };
+        let mirror = [BackendRef {
+            namespace: Some("ns".into()),
+            service: Some("v2".into()),
+        }];
+        let since = Instant::now();
+        let missing = check_mirrors(&ctx, &mirror, "/m?id=1", since, Duration::ZERO).await;
+        assert!(missing
+            .expect_err("no echo line yet")
+            .contains("never logged"));
+        log.record(logged("/m?id=2"));
+        assert!(
+            check_mirrors(&ctx, &mirror, "/m?id=1", since, Duration::ZERO)
+                .await
+                .is_err()
+        );
+        log.record(logged("/m?id=1"));
+        assert_eq!(
+            check_mirrors(&ctx, &mirror, "/m?id=1", since, Duration::ZERO).await,
+            Ok(())
+        );
+    }
 
     #[test]
     fn backend_name_drops_the_two_pod_suffixes() {

@@ -24,6 +24,7 @@ pub fn evaluate(check: &StatusCheck, view: &View<'_>) -> Result<(), String> {
         "NamespaceReadiness" => namespace_readiness(check, view),
         "Gateway" => gateway(check, view),
         "GatewayClass" => gateway_class(check, view),
+        "BackendTLSPolicy" => policy(check, view),
         kind if kind.ends_with("Route") => route(check, view),
         other => Err(format!(
             "status check kind {other} is not supported by this harness"
@@ -440,6 +441,66 @@ fn gateway_class(check: &StatusCheck, view: &View<'_>) -> Result<(), String> {
     }
     if let Some(expected) = &check.conditions {
         has_conditions(conds, expected, &key.to_string())?;
+    }
+    Ok(())
+}
+
+/// Policies report per ancestor (`status.ancestors[]`), like routes per parent.
+fn policy(check: &StatusCheck, view: &View<'_>) -> Result<(), String> {
+    let key = key_of(check);
+    let generation_now = generation(view, &key)?;
+    let status = status_of(view, &key)?;
+    let ancestors = status
+        .get("ancestors")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let all_latest = || -> Result<(), String> {
+        for a in &ancestors {
+            at_generation(
+                conditions(a.get("conditions")),
+                generation_now,
+                &format!("{key} ancestor"),
+            )?;
+        }
+        Ok(())
+    };
+    if check.latest_observed_generation {
+        all_latest()?;
+        generation_changed(check, view, &key)?;
+    }
+    if let Some(ancestor) = &check.ancestor {
+        all_latest()?;
+        let expected = check.conditions.clone().unwrap_or_default();
+        let candidates: Vec<&Value> = ancestors
+            .iter()
+            .filter(|a| {
+                a.pointer("/ancestorRef/name").and_then(Value::as_str)
+                    == Some(ancestor.name.as_str())
+                    && a.pointer("/ancestorRef/namespace")
+                        .and_then(Value::as_str)
+                        .is_none_or(|ns| Some(ns) == ancestor.namespace.as_deref())
+            })
+            .collect();
+        if candidates.is_empty() {
+            return Err(format!(
+                "{key}: no status.ancestors entry for {}",
+                ancestor.name
+            ));
+        }
+        let mut last = String::new();
+        let found = candidates.iter().any(|a| {
+            match has_conditions(conditions(a.get("conditions")), &expected, &key.to_string()) {
+                Ok(()) => true,
+                Err(why) => {
+                    last = why;
+                    false
+                }
+            }
+        });
+        if !found {
+            return Err(last);
+        }
     }
     Ok(())
 }

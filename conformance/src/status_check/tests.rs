@@ -101,8 +101,44 @@ fn gateway_listener_checks() {
     assert!(evaluate(&two_routes, &view)
         .unwrap_err()
         .contains("attachedRoutes"));
-    let unknown = check("{kind: BackendTLSPolicy, namespace: ns, name: p}");
+    let unknown = check("{kind: ListenerSet, namespace: ns, name: p}");
     assert!(evaluate(&unknown, &view)
         .unwrap_err()
         .contains("not supported"));
+}
+
+#[test]
+fn policy_ancestor_conditions() {
+    let mut objects = store();
+    let rules = ApplyRules {
+        gateway_class_name: "sluice".into(),
+        controller_name: None,
+        usable_addresses: vec![],
+        unusable_addresses: vec![],
+    };
+    objects
+        .apply_yaml(
+            "kind: BackendTLSPolicy\nmetadata: {name: p, namespace: ns}\nspec: {}\n",
+            &rules,
+            "t",
+            &|s| s.to_owned(),
+        )
+        .unwrap();
+    let statuses = json!({"BackendTLSPolicy/ns/p": {"ancestors": [{
+        "ancestorRef": {"name": "gw", "namespace": "ns"},
+        "controllerName": "c",
+        "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted", "observedGeneration": 1}]
+    }]}});
+    let view = View {
+        statuses: &statuses,
+        objects: &objects,
+        controller_name: "c",
+        namespaces_with_pods: &[],
+    };
+    let ok = check("{kind: BackendTLSPolicy, namespace: ns, name: p, ancestor: {name: gw, namespace: ns}, conditions: {Accepted: True/Accepted}}");
+    assert_eq!(evaluate(&ok, &view), Ok(()));
+    let other = check("{kind: BackendTLSPolicy, namespace: ns, name: p, ancestor: {name: other, namespace: ns}, conditions: {Accepted: 'True'}}");
+    assert!(evaluate(&other, &view)
+        .unwrap_err()
+        .contains("no status.ancestors entry"));
 }

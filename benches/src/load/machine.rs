@@ -38,9 +38,9 @@ pub fn describe(nginx: Option<&std::path::Path>, envoy: Option<&std::path::Path>
             "- Envoy {}\n",
             // "envoy  version: <sha>/1.40.0/Clean/RELEASE/BoringSSL"
             first_line(&e.to_string_lossy(), &["--version"])
-                .split('/')
-                .nth(1)
-                .unwrap_or("(version unknown)")
+                .split_once("version:")
+                .and_then(|(_, v)| v.split('/').nth(1).map(str::to_string))
+                .unwrap_or_else(|| "(version unknown)".into())
         ));
     }
     out.push_str(&format!("- wrk: {}\n", first_line("wrk", &["-v"])));

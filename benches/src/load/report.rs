@@ -71,6 +71,7 @@ pub struct Inputs<'a> {
 fn cell(value: Option<f64>, nginx: Option<f64>, precision: usize) -> String {
     match (value, nginx) {
         (None, _) => "–".into(),
+        (Some(v), Some(n)) if n > 0.0 && v / n < 0.01 => format!("{v:.precision$} (<0.01×)"),
         (Some(v), Some(n)) if n > 0.0 => format!("{v:.precision$} ({:.2}×)", v / n),
         (Some(v), _) => format!("{v:.precision$}"),
     }

@@ -18,9 +18,15 @@ use crate::snapshot::Snapshot;
 pub enum ReloadOutcome {
     /// Nothing has been attempted yet.
     Pending,
-    Published { generation: u64, at: SystemTime },
+    Published {
+        generation: u64,
+        at: SystemTime,
+    },
     /// The configuration could not be loaded; the previous snapshot keeps serving.
-    Rejected { error: String, at: SystemTime },
+    Rejected {
+        error: String,
+        at: SystemTime,
+    },
 }
 
 #[derive(Debug)]
@@ -59,8 +65,10 @@ impl Store {
         self.current.store(Arc::new(snapshot));
         self.ready.store(true, Ordering::Release);
         self.published_total.fetch_add(1, Ordering::Relaxed);
-        *self.last.lock().unwrap_or_else(PoisonError::into_inner) =
-            ReloadOutcome::Published { generation, at: SystemTime::now() };
+        *self.last.lock().unwrap_or_else(PoisonError::into_inner) = ReloadOutcome::Published {
+            generation,
+            at: SystemTime::now(),
+        };
         self.generation_tx.send_replace(generation);
         generation
     }
@@ -68,8 +76,10 @@ impl Store {
     /// Records a configuration that could not be loaded; the current snapshot stays.
     pub fn reject(&self, error: String) {
         self.rejected_total.fetch_add(1, Ordering::Relaxed);
-        *self.last.lock().unwrap_or_else(PoisonError::into_inner) =
-            ReloadOutcome::Rejected { error, at: SystemTime::now() };
+        *self.last.lock().unwrap_or_else(PoisonError::into_inner) = ReloadOutcome::Rejected {
+            error,
+            at: SystemTime::now(),
+        };
     }
 
     /// True once the first snapshot has been published.
@@ -78,7 +88,10 @@ impl Store {
     }
 
     pub fn last_outcome(&self) -> ReloadOutcome {
-        self.last.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.last
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// `(published, rejected)` since start; exported as `sluice_config_reloads_total{result}`.
@@ -107,7 +120,10 @@ mod tests {
         assert_eq!(store.publish(Snapshot::default()), 1);
         assert_eq!(store.publish(Snapshot::default()), 2);
         assert!(store.is_ready());
-        assert_eq!(before.generation, 0, "a held snapshot never changes under its reader");
+        assert_eq!(
+            before.generation, 0,
+            "a held snapshot never changes under its reader"
+        );
         assert_eq!(store.load().generation, 2);
     }
 
@@ -118,6 +134,9 @@ mod tests {
         store.reject("bad yaml".into());
         assert_eq!(store.load().generation, 1);
         assert_eq!(store.reload_counts(), (1, 1));
-        assert!(matches!(store.last_outcome(), ReloadOutcome::Rejected { .. }));
+        assert!(matches!(
+            store.last_outcome(),
+            ReloadOutcome::Rejected { .. }
+        ));
     }
 }

@@ -296,7 +296,7 @@ pub enum Filter {
     Mirror(Mirror),
 }
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Clone, Serialize)]
 pub struct HeaderModifier {
     #[serde(serialize_with = "ser::header_pairs")]
     pub set: Vec<(HeaderName, HeaderValue)>,

@@ -1,6 +1,7 @@
 //! The `sluice` command line: standalone gateway (default), `echo` backend and the `demo`.
 
 pub mod demo;
+pub mod mirror_args;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -46,6 +47,8 @@ pub struct GatewayArgs {
     /// Where Gateways listen when there is no pool and no `spec.addresses`.
     #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
     pub listen_address: IpAddr,
+    #[command(flatten)]
+    pub mirror: mirror_args::MirrorArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -99,12 +102,14 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 admin_address,
                 address_pool,
                 listen_address,
+                mirror,
             } = cli.gateway;
             // clap enforces --config without a subcommand; an empty path fails to load visibly.
             let mut opts = StandaloneOptions::new(config.unwrap_or_default());
             opts.admin_address = admin_address;
             opts.address_pool = address_pool;
             opts.listen_address = listen_address;
+            opts.mirror = mirror.into_options();
             let running = standalone::start(opts).await?;
             tracing::info!(admin = %running.admin_addr(), "sluice running; Ctrl-C to stop");
             let signal = shutdown_signal().await;

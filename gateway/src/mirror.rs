@@ -39,7 +39,7 @@ pub use head::NotMirrorable;
 pub use metrics::MirrorMetrics;
 
 /// How mirrors are sent and bounded. Every field has a production default.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct MirrorOptions {
     /// Appended to the mirror request's host name (`example.com:80` → `example.com-shadow:80`),
     /// so a mirror can tell copies apart. `None` (default) keeps the original `Host`.

@@ -36,6 +36,8 @@ pub struct StandaloneOptions {
     pub proxy: ProxySettings,
     /// How long shutdown lets in-flight connections finish.
     pub shutdown_grace: Duration,
+    /// Used when `proxy.mirror` is `None`: what mirror copies look like and their bounds.
+    pub mirror: MirrorOptions,
 }
 
 impl StandaloneOptions {
@@ -48,6 +50,7 @@ impl StandaloneOptions {
             listen_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             proxy: ProxySettings::default(),
             shutdown_grace: Duration::from_secs(5),
+            mirror: MirrorOptions::default(),
         }
     }
 
@@ -95,7 +98,7 @@ pub async fn start(opts: StandaloneOptions) -> Result<Running, StartError> {
     if settings.mirror.is_none() {
         let mirror_metrics =
             MirrorMetrics::register(&metrics.registry).map_err(StartError::MirrorMetrics)?;
-        settings.mirror = Some(MirrorEngine::new(MirrorOptions::default(), mirror_metrics));
+        settings.mirror = Some(MirrorEngine::new(opts.mirror, mirror_metrics));
     }
     let metrics = Arc::new(metrics);
     let app = proxy::new_app(store.clone(), metrics.clone(), settings);

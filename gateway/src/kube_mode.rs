@@ -20,11 +20,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::{AdminError, AdminServer, AdminState};
+use crate::dataplane::{self, DataPlane, DataPlaneError};
 use crate::listeners::{ListenerManager, ListenerStatus};
 use crate::metrics::{Metrics, MetricsError};
-use crate::mirror::metrics::MirrorMetrics;
-use crate::mirror::{MirrorEngine, MirrorOptions};
-use crate::proxy::{self, ProxySettings};
+use crate::mirror::MirrorOptions;
+use crate::proxy::ProxySettings;
 
 /// The data plane of one Gateway, configured from the Kubernetes API.
 #[derive(Debug, Clone, Args)]
@@ -76,6 +76,8 @@ pub enum KubeModeError {
     MirrorMetrics(#[source] prometheus::Error),
     #[error("cannot start the admin listener")]
     Admin(#[source] AdminError),
+    #[error(transparent)]
+    DataPlane(#[from] DataPlaneError),
 }
 
 /// A running `sluice proxy` or `sluice controller`.
@@ -117,36 +119,17 @@ pub async fn start_proxy(
     args: ProxyArgs,
     client: kube::Client,
 ) -> Result<KubeRunning, KubeModeError> {
-    let store = Store::new();
-    let metrics = Metrics::new().map_err(KubeModeError::Metrics)?;
-    metrics
-        .track_store(store.clone())
-        .map_err(KubeModeError::Metrics)?;
-    let mirror_metrics =
-        MirrorMetrics::register(&metrics.registry).map_err(KubeModeError::MirrorMetrics)?;
-    let settings = ProxySettings {
-        mirror: Some(MirrorEngine::new(MirrorOptions::default(), mirror_metrics)),
-        ..ProxySettings::default()
-    };
-    let metrics = Arc::new(metrics);
-    let app = proxy::new_app(store.clone(), metrics.clone(), settings);
-    let listeners = ListenerManager::start(store.clone(), app);
-    let admin = AdminServer::start(
+    let DataPlane {
+        store,
+        listeners,
+        admin,
+        ..
+    } = dataplane::start(
         args.admin_address,
-        AdminState {
-            store: store.clone(),
-            metrics,
-            listeners: listeners.watch_status(),
-        },
+        ProxySettings::default(),
+        MirrorOptions::default(),
     )
-    .await;
-    let admin = match admin {
-        Ok(a) => a,
-        Err(e) => {
-            listeners.shutdown(Duration::ZERO).await;
-            return Err(KubeModeError::Admin(e));
-        }
-    };
+    .await?;
     let options = TranslateOptions {
         listen_address: args.listen_address,
         only_gateway: Some(args.gateway),

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod cli;
+pub mod dataplane;
 pub mod echo;
 pub mod filters;
 pub mod kube_mode;

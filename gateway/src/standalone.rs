@@ -12,12 +12,12 @@ use sluice_controller::sources::file::FileSource;
 use sluice_controller::translate::TranslateOptions;
 use tokio::task::JoinHandle;
 
-use crate::admin::{AdminError, AdminServer, AdminState};
+use crate::admin::AdminServer;
+use crate::dataplane::{self, DataPlane, DataPlaneError};
 use crate::listeners::{ListenerManager, ListenerStatus, WaitError};
-use crate::metrics::{Metrics, MetricsError};
-use crate::mirror::metrics::MirrorMetrics;
-use crate::mirror::{MirrorEngine, MirrorOptions};
-use crate::proxy::{self, ProxySettings};
+use crate::metrics::Metrics;
+use crate::mirror::MirrorOptions;
+use crate::proxy::ProxySettings;
 
 /// How long `start` waits for the first snapshot's sockets before returning anyway.
 const FIRST_BIND_WAIT: Duration = Duration::from_secs(5);
@@ -67,12 +67,8 @@ impl StandaloneOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot set up metrics")]
-    Metrics(#[source] MetricsError),
-    #[error("cannot register the mirror metrics")]
-    MirrorMetrics(#[source] prometheus::Error),
-    #[error("cannot start the admin listener")]
-    Admin(#[source] AdminError),
+    #[error(transparent)]
+    DataPlane(#[from] DataPlaneError),
 }
 
 /// A running Sluice instance.
@@ -89,36 +85,12 @@ pub struct Running {
 /// Sluice running but not ready; fixing the file is picked up by the watcher. When the first
 /// load succeeds, its sockets are bound before this returns.
 pub async fn start(opts: StandaloneOptions) -> Result<Running, StartError> {
-    let store = Store::new();
-    let metrics = Metrics::new().map_err(StartError::Metrics)?;
-    metrics
-        .track_store(store.clone())
-        .map_err(StartError::Metrics)?;
-    let mut settings = opts.proxy;
-    if settings.mirror.is_none() {
-        let mirror_metrics =
-            MirrorMetrics::register(&metrics.registry).map_err(StartError::MirrorMetrics)?;
-        settings.mirror = Some(MirrorEngine::new(opts.mirror, mirror_metrics));
-    }
-    let metrics = Arc::new(metrics);
-    let app = proxy::new_app(store.clone(), metrics.clone(), settings);
-    let listeners = ListenerManager::start(store.clone(), app);
-    let admin = AdminServer::start(
-        opts.admin_address,
-        AdminState {
-            store: store.clone(),
-            metrics: metrics.clone(),
-            listeners: listeners.watch_status(),
-        },
-    )
-    .await;
-    let admin = match admin {
-        Ok(admin) => admin,
-        Err(e) => {
-            listeners.shutdown(Duration::ZERO).await;
-            return Err(StartError::Admin(e));
-        }
-    };
+    let DataPlane {
+        store,
+        metrics,
+        listeners,
+        admin,
+    } = dataplane::start(opts.admin_address, opts.proxy, opts.mirror).await?;
 
     let translate = TranslateOptions {
         address_pool: opts.address_pool,

@@ -1,0 +1,77 @@
+//! The data plane every serving mode runs: store, metrics, proxy app with its mirror engine,
+//! listeners that follow the store, and the admin listener. Modes differ only in what feeds the
+//! store (files or the Kubernetes API).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_controller::publish::Store;
+
+use crate::admin::{AdminError, AdminServer, AdminState};
+use crate::listeners::ListenerManager;
+use crate::metrics::{Metrics, MetricsError};
+use crate::mirror::metrics::MirrorMetrics;
+use crate::mirror::{MirrorEngine, MirrorOptions};
+use crate::proxy::{self, ProxySettings};
+
+/// A serving data plane whose store is still empty: the caller attaches a source to `store`.
+pub struct DataPlane {
+    pub store: Arc<Store>,
+    pub metrics: Arc<Metrics>,
+    pub listeners: ListenerManager,
+    pub admin: AdminServer,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataPlaneError {
+    #[error("cannot set up metrics")]
+    Metrics(#[source] MetricsError),
+    #[error("cannot register the mirror metrics")]
+    MirrorMetrics(#[source] prometheus::Error),
+    #[error("cannot start the admin listener")]
+    Admin(#[source] AdminError),
+}
+
+/// `settings.mirror`, when set, is used as is (tests share an engine); otherwise an engine with
+/// `mirror` options is created, its metrics in this instance's registry.
+pub async fn start(
+    admin_address: SocketAddr,
+    mut settings: ProxySettings,
+    mirror: MirrorOptions,
+) -> Result<DataPlane, DataPlaneError> {
+    let store = Store::new();
+    let metrics = Metrics::new().map_err(DataPlaneError::Metrics)?;
+    metrics
+        .track_store(store.clone())
+        .map_err(DataPlaneError::Metrics)?;
+    if settings.mirror.is_none() {
+        let mirror_metrics =
+            MirrorMetrics::register(&metrics.registry).map_err(DataPlaneError::MirrorMetrics)?;
+        settings.mirror = Some(MirrorEngine::new(mirror, mirror_metrics));
+    }
+    let metrics = Arc::new(metrics);
+    let app = proxy::new_app(store.clone(), metrics.clone(), settings);
+    let listeners = ListenerManager::start(store.clone(), app);
+    let admin = AdminServer::start(
+        admin_address,
+        AdminState {
+            store: store.clone(),
+            metrics: metrics.clone(),
+            listeners: listeners.watch_status(),
+        },
+    )
+    .await;
+    match admin {
+        Ok(admin) => Ok(DataPlane {
+            store,
+            metrics,
+            listeners,
+            admin,
+        }),
+        Err(e) => {
+            listeners.shutdown(Duration::ZERO).await;
+            Err(DataPlaneError::Admin(e))
+        }
+    }
+}

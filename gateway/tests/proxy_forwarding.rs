@@ -246,13 +246,18 @@ async fn request_timeout_cuts_off_a_trickling_response() {
         })
         .await;
         let started = Instant::now();
-        let resp = client()
-            .get(gw.url("/"))
-            .send()
-            .await
-            .expect("response head");
-        assert_eq!(resp.status(), 200);
-        assert!(resp.bytes().await.is_err(), "the body must be cut off");
+        // Up to one MSS of response is held back until more follows (nginx's `postpone_output`,
+        // Pingora's own listeners), so the 200 head of this trickle may still be inside the
+        // gateway when the timeout fires: the client sees the connection end before the head,
+        // or a head and a truncated body. Never a complete response.
+        let cut_off = match client().get(gw.url("/")).send().await {
+            Ok(resp) => {
+                assert_eq!(resp.status(), 200);
+                resp.bytes().await.is_err()
+            }
+            Err(e) => e.is_request() || e.is_body(),
+        };
+        assert!(cut_off, "the body must be cut off");
         assert!(
             started.elapsed() < Duration::from_secs(2),
             "{:?}",

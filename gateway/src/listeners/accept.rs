@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use super::connections::Connections;
+use crate::proxy::BufferedTcp;
 use crate::tls;
 
 const BACKLOG: u32 = 1024;
@@ -161,7 +162,7 @@ async fn serve<A>(
         Some(BindProtocol::Http) => {
             let mut stream = L4Stream::from(tcp);
             stream.set_socket_digest(socket);
-            Box::new(stream)
+            Box::new(BufferedTcp::new(stream))
         }
         Some(BindProtocol::Https) => match tls::accept(acceptor, tcp, socket).await {
             Ok(conn) => Box::new(conn),

@@ -16,6 +16,7 @@
 mod ctx;
 mod headers;
 mod request;
+mod tcp_conn;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,6 +37,7 @@ use sluice_controller::snapshot::Filter;
 
 pub use ctx::RequestCtx;
 pub use request::raw_host;
+pub use tcp_conn::BufferedTcp;
 
 use crate::filters;
 use crate::metrics::Metrics;
@@ -108,8 +110,9 @@ pub fn new_app(store: Arc<Store>, metrics: Arc<Metrics>, settings: ProxySettings
 }
 
 /// Wraps an accepted TCP connection for [`ProxyApp`] as Pingora's own listener would: with its
-/// socket digest (so the session knows its local and peer addresses) and `TCP_NODELAY` (without
-/// it, small responses wait out the client's delayed ACK, ~40 ms each).
+/// socket digest (so the session knows its local and peer addresses), `TCP_NODELAY` (without
+/// it, small responses wait out the client's delayed ACK, ~40 ms each) and Pingora's small write
+/// buffer (see [`tcp_conn`]).
 pub fn tcp_stream(tcp: tokio::net::TcpStream) -> pingora_core::protocols::Stream {
     use std::os::fd::AsRawFd;
     let fd = tcp.as_raw_fd();
@@ -118,7 +121,7 @@ pub fn tcp_stream(tcp: tokio::net::TcpStream) -> pingora_core::protocols::Stream
         tracing::debug!(error = %e, "cannot set TCP_NODELAY");
     }
     stream.set_socket_digest(SocketDigest::from_raw_fd(fd));
-    Box::new(stream)
+    Box::new(tcp_conn::BufferedTcp::new(stream))
 }
 
 fn inet(addr: Option<&PingoraAddr>) -> Option<SocketAddr> {
@@ -196,7 +199,7 @@ impl ProxyHttp for SluiceProxy {
             // Queued copies go out now that the request is proxied, with the same
             // X-Forwarded-* the primary gets in upstream_request_filter.
             let client = inet(session.client_addr()).map(|a| a.ip());
-            let host = ctx.original_host.as_deref();
+            let host = ctx.original_host.as_ref();
             m.launch(|head| {
                 if let Err(e) = headers::set_forwarded(head, client, ctx.https, host) {
                     tracing::debug!(error = %e, "cannot add X-Forwarded-* to a mirror request");
@@ -249,7 +252,7 @@ impl ProxyHttp for SluiceProxy {
             upstream_request,
             client,
             ctx.https,
-            ctx.original_host.as_deref(),
+            ctx.original_host.as_ref(),
         )
     }
 
@@ -332,7 +335,7 @@ impl ProxyHttp for SluiceProxy {
             target: "sluice::access",
             method = %req.method,
             path = %req.uri.path(),
-            host = ctx.original_host.as_deref().unwrap_or(""),
+            host = ctx.original_host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or(""),
             gateway = %ctx.gateway,
             route = ctx.route_label(),
             backend = ctx.backend_label(),

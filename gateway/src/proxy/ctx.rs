@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use http::HeaderValue;
 use sluice_controller::snapshot::{Filter, RouteId, RuleAction, Snapshot};
 
 use crate::mirror::MirrorSet;
@@ -21,8 +22,9 @@ pub struct RequestCtx {
     pub chosen: Option<Chosen>,
     /// The request arrived over TLS (for `X-Forwarded-Proto`).
     pub https: bool,
-    /// The `Host` as the client sent it, before any URL rewrite (for `X-Forwarded-Host`).
-    pub original_host: Option<String>,
+    /// The `Host` as the client sent it, before any URL rewrite (for `X-Forwarded-Host`); the
+    /// request's own header value, shared rather than copied.
+    pub original_host: Option<HeaderValue>,
     /// When the route's `timeouts.request` runs out.
     pub deadline: Option<Instant>,
     /// Upstream attempts made so far (connect retries included).

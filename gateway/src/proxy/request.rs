@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use http::HeaderValue;
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::Session;
 use sluice_controller::snapshot::{BindProtocol, Filter, PathMatch};
@@ -30,6 +31,17 @@ pub fn raw_host(req: &RequestHeader) -> Option<&str> {
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri.authority().map(|a| a.as_str()))
+}
+
+/// `raw_host` as a header value: the `Host` header itself when that is where it came from.
+fn original_host(req: &RequestHeader, raw_host: &str) -> Option<HeaderValue> {
+    if raw_host.is_empty() {
+        return None;
+    }
+    match req.headers.get(http::header::HOST) {
+        Some(v) if v.as_bytes() == raw_host.as_bytes() => Some(v.clone()),
+        _ => HeaderValue::from_str(raw_host).ok(),
+    }
 }
 
 /// Routes the request, applies its filters in written order (rule filters, then the chosen
@@ -65,7 +77,7 @@ pub fn route_and_filter(
     let action = matched.entry.action.clone();
     ctx.action = Some(action.clone());
     ctx.https = ctx.https || matched.bind.protocol == BindProtocol::Https;
-    ctx.original_host = (!raw_host.is_empty()).then(|| raw_host.to_string());
+    ctx.original_host = original_host(req, raw_host);
     // Translate already turns a zero duration into None ("disabled"); a zero here must not
     // turn into an instant 504 either.
     ctx.deadline = action

@@ -365,7 +365,7 @@ impl MirrorSet {
         let job = Job {
             engine: engine.clone(),
             peer,
-            head: head::mirror_head(&head, has_body, &engine.options),
+            head: head::mirror_head(head, has_body, &engine.options),
             chunks: rx,
             state: state_rx,
             route,

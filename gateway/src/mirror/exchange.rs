@@ -63,8 +63,13 @@ pub(super) async fn run(job: Job) {
         slot,
     } = job;
     let started = Instant::now();
-    let method = head.method.clone();
-    let path = String::from_utf8_lossy(head.raw_path()).into_owned();
+    // Only the access log needs them; copying them for every mirrored request would not be free.
+    let logged = engine.options.access_log.then(|| {
+        (
+            head.method.clone(),
+            String::from_utf8_lossy(head.raw_path()).into_owned(),
+        )
+    });
     let mut stats = Stats::default();
     let mut abort_watch = state.clone();
     let mut deadline_watch = state.clone();
@@ -87,7 +92,7 @@ pub(super) async fn run(job: Job) {
             .with_label_values(&[&route, &mirror, status_class(status)])
             .inc();
     }
-    if engine.options.access_log {
+    if let Some((method, path)) = logged {
         info!(
             target: "sluice::access",
             mirror = true,

@@ -27,7 +27,7 @@ pub struct Cli {
     pub command: Option<Command>,
     #[command(flatten)]
     pub gateway: GatewayArgs,
-    /// Worker threads of the runtime (default: one per core).
+    /// Worker threads of the runtime (default: one per core); 1 runs everything on the main thread.
     #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: Option<u16>,
 }

@@ -6,6 +6,11 @@ use clap::Parser;
 use sluice_gateway::cli::{self, Cli};
 use tracing_subscriber::EnvFilter;
 
+/// A thread-caching allocator: glibc malloc/free were a fifth of the proxy's per-request
+/// instructions (docs/benchmarks.md), on many small short-lived allocations.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -15,12 +20,19 @@ fn main() -> ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
-    // Built here rather than with #[tokio::main] so --threads can size it.
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    // Built here rather than with #[tokio::main] so --threads can size it. One thread means one
+    // thread: the current-thread scheduler, as Pingora runs each of its own workers, with no
+    // work-stealing bookkeeping and no hand-off between the main thread and a lone worker.
+    let mut builder = match cli.threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(threads) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(usize::from(threads));
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     builder.enable_all();
-    if let Some(threads) = cli.threads {
-        builder.worker_threads(usize::from(threads));
-    }
     let runtime = match builder.build() {
         Ok(runtime) => runtime,
         Err(e) => {

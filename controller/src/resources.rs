@@ -19,6 +19,7 @@ use kube::Resource;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_yaml_ng::Value;
+use sha2::{Digest, Sha256};
 
 /// The label the API server puts on every Namespace (Kubernetes 1.22+).
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
@@ -119,11 +120,14 @@ impl Resources {
 
     /// Calls `f` with every object's kind, metadata, and a fingerprint of everything but its
     /// metadata and status (what bumps `metadata.generation` in a cluster).
-    pub fn for_each_meta_mut(&mut self, mut f: impl FnMut(&'static str, &mut ObjectMeta, &str)) {
+    pub fn for_each_meta_mut(
+        &mut self,
+        mut f: impl FnMut(&'static str, &mut ObjectMeta, &Fingerprint),
+    ) {
         fn each<K: Resource + Serialize>(
             kind: &'static str,
             list: &mut [K],
-            f: &mut impl FnMut(&'static str, &mut ObjectMeta, &str),
+            f: &mut impl FnMut(&'static str, &mut ObjectMeta, &Fingerprint),
         ) {
             for obj in list {
                 let print = fingerprint(obj);
@@ -138,6 +142,34 @@ impl Resources {
         each("EndpointSlice", &mut self.endpoint_slices, &mut f);
         each("Secret", &mut self.secrets, &mut f);
         each("Namespace", &mut self.namespaces, &mut f);
+    }
+
+    /// A SHA-256 over every object as loaded, metadata included: equal digests, same input.
+    /// Standalone mode keeps this, not a copy of the objects, to skip reloads that change nothing.
+    pub fn digest(&self) -> Fingerprint {
+        fn each<K: Serialize>(hasher: &mut Sha256, kind: &str, list: &[K]) {
+            hasher.update(kind.as_bytes());
+            for obj in list {
+                match serde_json::to_vec(obj) {
+                    Ok(bytes) => {
+                        // Length-prefixed, so object boundaries are part of what is hashed.
+                        hasher.update((bytes.len() as u64).to_le_bytes());
+                        hasher.update(&bytes);
+                    }
+                    Err(e) => hasher.update(format!("unserializable: {e}").as_bytes()),
+                }
+            }
+        }
+        let mut hasher = Sha256::new();
+        each(&mut hasher, "GatewayClass", &self.gateway_classes);
+        each(&mut hasher, "Gateway", &self.gateways);
+        each(&mut hasher, "HTTPRoute", &self.http_routes);
+        each(&mut hasher, "ReferenceGrant", &self.reference_grants);
+        each(&mut hasher, "Service", &self.services);
+        each(&mut hasher, "EndpointSlice", &self.endpoint_slices);
+        each(&mut hasher, "Secret", &self.secrets);
+        each(&mut hasher, "Namespace", &self.namespaces);
+        hasher.finalize().into()
     }
 
     fn sort(&mut self) {
@@ -158,8 +190,13 @@ impl Resources {
     }
 }
 
-fn fingerprint<K: Serialize>(obj: &K) -> String {
-    match serde_json::to_value(obj) {
+/// What an object's generation follows: a SHA-256 of everything but its metadata and status.
+/// A digest rather than the text, because standalone mode keeps one per object for its whole
+/// life (at 5,000 routes the texts were megabytes).
+pub type Fingerprint = [u8; 32];
+
+fn fingerprint<K: Serialize>(obj: &K) -> Fingerprint {
+    let text = match serde_json::to_value(obj) {
         Ok(serde_json::Value::Object(mut map)) => {
             map.remove("metadata");
             map.remove("status");
@@ -167,7 +204,8 @@ fn fingerprint<K: Serialize>(obj: &K) -> String {
         }
         Ok(other) => other.to_string(),
         Err(e) => format!("unserializable: {e}"),
-    }
+    };
+    Sha256::digest(text.as_bytes()).into()
 }
 
 fn is_yaml_file(path: &Path) -> bool {

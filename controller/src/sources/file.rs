@@ -14,7 +14,7 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use crate::publish::{ReloadOutcome, Store};
-use crate::resources::{ConfigError, Resources};
+use crate::resources::{ConfigError, Fingerprint, Resources};
 use crate::status::StatusReport;
 use crate::translate::{translate, Timestamp, TranslateOptions};
 
@@ -29,8 +29,9 @@ pub struct FileSource {
     store: Arc<Store>,
     tracked: BTreeMap<String, Tracked>,
     next_uid: u64,
-    /// What the last published snapshot was built from, to skip reloads that change nothing.
-    last_published: Option<Resources>,
+    /// The digest of what the last published snapshot was built from, to skip reloads that
+    /// change nothing.
+    last_published: Option<Fingerprint>,
     last_status: Option<Arc<StatusReport>>,
     clock: fn() -> Timestamp,
 }
@@ -39,7 +40,7 @@ pub struct FileSource {
 struct Tracked {
     uid: String,
     generation: i64,
-    fingerprint: String,
+    fingerprint: Fingerprint,
     created: Time,
 }
 
@@ -87,14 +88,15 @@ impl FileSource {
         for w in &loaded.warnings {
             tracing::warn!("{w}");
         }
-        let unchanged = self.last_published.as_ref() == Some(&loaded.resources)
+        let digest = loaded.resources.digest();
+        let unchanged = self.last_published == Some(digest)
             && matches!(self.store.last_outcome(), ReloadOutcome::Published { .. });
         if unchanged {
             return Ok(self.store.load().generation);
         }
 
         let now = Time((self.clock)());
-        let mut resources = loaded.resources.clone();
+        let mut resources = loaded.resources;
         self.stamp(&mut resources, &now);
 
         let mut translation = translate(&resources, &self.options, now.0);
@@ -107,7 +109,7 @@ impl FileSource {
         }
         self.last_status = Some(translation.snapshot.statuses.clone());
         let generation = self.store.publish(translation.snapshot);
-        self.last_published = Some(loaded.resources);
+        self.last_published = Some(digest);
         tracing::info!(path = %self.path.display(), generation, "configuration published");
         Ok(generation)
     }
@@ -206,13 +208,13 @@ impl FileSource {
                 Tracked {
                     uid,
                     generation: 1,
-                    fingerprint: fingerprint.to_string(),
+                    fingerprint: *fingerprint,
                     created: now.clone(),
                 }
             });
-            if t.fingerprint != fingerprint {
+            if t.fingerprint != *fingerprint {
                 t.generation += 1;
-                t.fingerprint = fingerprint.to_string();
+                t.fingerprint = *fingerprint;
             }
             meta.uid.get_or_insert_with(|| t.uid.clone());
             meta.generation.get_or_insert(t.generation);

@@ -1,10 +1,13 @@
 //! The single status writer: while this controller holds the Lease, it server-side-applies the
 //! statuses `translate` computed (field manager `sluice`), and only those that really changed.
 //!
-//! A Gateway's `addresses` and `Programmed` condition also depend on its provisioned data plane
-//! (see [`crate::provision`]); the provisioner's [`DataPlanes`] view is overlaid before writing.
-//! A condition whose status did not change keeps the `lastTransitionTime` it has on the API
-//! server, so a new leader does not rewrite every object after a failover.
+//! Some of it is known only to the provisioner (see [`crate::provision`]), which reads what
+//! translation cannot: a GatewayClass's `parametersRef` ConfigMap and each Gateway's data plane.
+//! Its [`Provisioning`] view is overlaid before writing: `Accepted: False` / `InvalidParameters`
+//! on a class with unusable parameters and on its Gateways, and a Gateway's `addresses` and
+//! `Programmed` from its data plane. A condition whose status did not change keeps the
+//! `lastTransitionTime` it has on the API server, so a new leader does not rewrite every object
+//! after a failover; one whose status changed gets the time of the write.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
@@ -21,6 +24,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
+use crate::provision::params::INVALID_PARAMETERS;
 use crate::publish::Store;
 
 /// The field manager of every status Sluice writes.
@@ -46,6 +50,18 @@ pub struct DataPlane {
 /// Keyed `namespace/name`.
 pub type DataPlanes = BTreeMap<String, DataPlane>;
 
+/// What the provisioner adds to the statuses translation computed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Provisioning {
+    /// GatewayClasses whose `parametersRef` cannot be used, by name: the error, for
+    /// `Accepted: False` with reason `InvalidParameters`.
+    pub invalid_classes: BTreeMap<String, String>,
+    /// Gateways of those classes, keyed `namespace/name`: not accepted, not provisioned.
+    pub rejected_gateways: BTreeMap<String, String>,
+    /// The data plane of every provisioned Gateway, keyed `namespace/name`.
+    pub data_planes: DataPlanes,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StatusWriteError {
     #[error("status key {0:?} is not Kind/namespace/name")]
@@ -66,7 +82,7 @@ pub struct StatusWriter {
     client: Client,
     store: Arc<Store>,
     leader: watch::Receiver<bool>,
-    data_planes: watch::Receiver<Arc<DataPlanes>>,
+    provisioning: watch::Receiver<Arc<Provisioning>>,
     /// Per object: the status translate wanted, and what we wrote (or found) for it.
     written: HashMap<String, (Value, Value)>,
 }
@@ -76,13 +92,13 @@ impl StatusWriter {
         client: Client,
         store: Arc<Store>,
         leader: watch::Receiver<bool>,
-        data_planes: watch::Receiver<Arc<DataPlanes>>,
+        provisioning: watch::Receiver<Arc<Provisioning>>,
     ) -> StatusWriter {
         StatusWriter {
             client,
             store,
             leader,
-            data_planes,
+            provisioning,
             written: HashMap::new(),
         }
     }
@@ -93,8 +109,8 @@ impl StatusWriter {
 
     async fn run(mut self) {
         let mut generations = self.store.subscribe();
-        // Without a provisioner (its sender dropped) the data-plane view simply never changes.
-        let mut data_planes_open = true;
+        // Without a provisioner (its sender dropped) its view simply never changes.
+        let mut provisioning_open = true;
         loop {
             if *self.leader.borrow_and_update() && self.store.is_ready() {
                 if let Err(e) = self.sync().await {
@@ -107,7 +123,7 @@ impl StatusWriter {
             tokio::select! {
                 r = generations.changed() => if r.is_err() { return },
                 r = self.leader.changed() => if r.is_err() { return },
-                r = self.data_planes.changed(), if data_planes_open => data_planes_open = r.is_ok(),
+                r = self.provisioning.changed(), if provisioning_open => provisioning_open = r.is_ok(),
                 _ = tokio::time::sleep(RESYNC) => self.written.clear(),
             }
         }
@@ -116,17 +132,13 @@ impl StatusWriter {
     /// Writes every status that differs from what we last wrote or found.
     pub async fn sync(&mut self) -> Result<usize, StatusWriteError> {
         let snapshot = self.store.load();
-        let data_planes = self.data_planes.borrow().clone();
+        let provisioning = self.provisioning.borrow().clone();
         let mut writes = 0;
         let mut first_error = None;
         for (key, status) in &snapshot.statuses.objects {
             let mut desired = serde_json::to_value(status).map_err(StatusWriteError::Encode)?;
             let parts: Vec<&str> = key.split('/').collect();
-            if let ["Gateway", ns, name] = parts.as_slice() {
-                if let Some(dp) = data_planes.get(&format!("{ns}/{name}")) {
-                    overlay_data_plane(&mut desired, dp);
-                }
-            }
+            overlay_provisioning(&mut desired, &parts, &provisioning);
             if self.written.get(key).is_some_and(|(d, _)| *d == desired) {
                 continue;
             }
@@ -197,7 +209,7 @@ impl StatusWriter {
         let live = serde_json::to_value(&live).map_err(StatusWriteError::Encode)?;
         let live_status = live.get("status").cloned().unwrap_or(Value::Null);
         let mut desired = desired.clone();
-        carry_transition_times(&mut desired, &live_status);
+        carry_transition_times(&mut desired, &live_status, &now());
         if live_status == desired {
             return Ok(Some((desired, false)));
         }
@@ -218,6 +230,59 @@ impl StatusWriter {
             Ok(Ok(_)) => Ok(Some((desired, true))),
             Ok(Err(kube::Error::Api(s))) if s.code == 404 => Ok(None),
             Ok(Err(e)) => Err(api_err(e)),
+        }
+    }
+}
+
+/// Applies what the provisioner knows to the status of the object `parts` (`Kind`, namespace,
+/// name) names.
+fn overlay_provisioning(status: &mut Value, parts: &[&str], provisioning: &Provisioning) {
+    match parts {
+        ["GatewayClass", name] => {
+            if let Some(message) = provisioning.invalid_classes.get(*name) {
+                set_condition(status, "Accepted", INVALID_PARAMETERS, message);
+            }
+        }
+        ["Gateway", ns, name] => {
+            let key = format!("{ns}/{name}");
+            if let Some(message) = provisioning.rejected_gateways.get(&key) {
+                reject_gateway(status, message);
+            } else if let Some(dp) = provisioning.data_planes.get(&key) {
+                overlay_data_plane(status, dp);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A Gateway of a class with unusable parameters: not accepted, not programmed (nor any of its
+/// listeners), and no address.
+fn reject_gateway(status: &mut Value, message: &str) {
+    set_condition(status, "Accepted", INVALID_PARAMETERS, message);
+    let not_accepted = "the Gateway is not accepted";
+    set_condition(status, "Programmed", "Invalid", not_accepted);
+    if let Some(map) = status.as_object_mut() {
+        map.remove("addresses");
+        if let Some(listeners) = map.get_mut("listeners").and_then(Value::as_array_mut) {
+            for listener in listeners {
+                set_condition(listener, "Programmed", "Invalid", not_accepted);
+            }
+        }
+    }
+}
+
+/// Makes the condition `type_` of `status` False with this reason and message.
+fn set_condition(status: &mut Value, type_: &str, reason: &str, message: &str) {
+    let conditions = status
+        .get_mut("conditions")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten();
+    for c in conditions {
+        if c.get("type").and_then(Value::as_str) == Some(type_) {
+            c["status"] = json!("False");
+            c["reason"] = json!(reason);
+            c["message"] = json!(message);
         }
     }
 }
@@ -258,13 +323,15 @@ fn overlay_data_plane(status: &mut Value, dp: &DataPlane) {
 }
 
 /// Copies `lastTransitionTime` from `live` onto every condition of `desired` whose type and status
-/// are unchanged, walking the same shape (listeners by name, route parents by parentRef).
-pub fn carry_transition_times(desired: &mut Value, live: &Value) {
+/// are unchanged and stamps `now` on those whose status changed, walking the same shape
+/// (listeners by name, route parents by parentRef). A condition the provisioner flipped keeps
+/// translation's time otherwise, which may be long past.
+pub fn carry_transition_times(desired: &mut Value, live: &Value, now: &str) {
     match (desired, live) {
         (Value::Object(d), Value::Object(l)) => {
             for (k, v) in d.iter_mut() {
                 if let Some(lv) = l.get(k) {
-                    carry_transition_times(v, lv);
+                    carry_transition_times(v, lv, now);
                 }
             }
         }
@@ -278,20 +345,29 @@ pub fn carry_transition_times(desired: &mut Value, live: &Value) {
                 let is_condition =
                     item.get("type").is_some() && item.get("lastTransitionTime").is_some();
                 if is_condition {
-                    if item.get("status") == old.get("status") {
-                        if let (Some(slot), Some(t)) =
-                            (item.as_object_mut(), old.get("lastTransitionTime"))
-                        {
-                            slot.insert("lastTransitionTime".into(), t.clone());
-                        }
+                    let time = if item.get("status") == old.get("status") {
+                        old.get("lastTransitionTime").cloned()
+                    } else {
+                        Some(json!(now))
+                    };
+                    if let (Some(slot), Some(t)) = (item.as_object_mut(), time) {
+                        slot.insert("lastTransitionTime".into(), t);
                     }
                 } else {
-                    carry_transition_times(item, old);
+                    carry_transition_times(item, old, now);
                 }
             }
         }
         _ => {}
     }
+}
+
+/// The API server's timestamp format, to the second.
+fn now() -> String {
+    k8s_openapi::jiff::Timestamp::now()
+        .round(k8s_openapi::jiff::Unit::Second)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
 }
 
 #[cfg(test)]
@@ -310,14 +386,14 @@ mod tests {
             {"type": "Programmed", "status": "False", "lastTransitionTime": "2026-01-01T00:00:00Z"},
         ], "listeners": [{"name": "http", "conditions": [
             {"type": "Accepted", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}]});
-        carry_transition_times(&mut desired, &live);
+        carry_transition_times(&mut desired, &live, "2026-03-03T00:00:00Z");
         assert_eq!(
             desired["conditions"][0]["lastTransitionTime"],
             "2026-01-01T00:00:00Z"
         );
         assert_eq!(
-            desired["conditions"][1]["lastTransitionTime"], "2026-02-02T00:00:00Z",
-            "status changed"
+            desired["conditions"][1]["lastTransitionTime"], "2026-03-03T00:00:00Z",
+            "status changed: the time of the write"
         );
         assert_eq!(
             desired["listeners"][0]["conditions"][0]["lastTransitionTime"],
@@ -342,5 +418,51 @@ mod tests {
         assert_eq!(status["conditions"][1]["reason"], "Pending");
         assert_eq!(status["conditions"][0]["status"], "True");
         assert!(status.get("addresses").is_none(), "no Service address yet");
+    }
+
+    #[test]
+    fn a_gateway_of_a_class_with_invalid_parameters_is_neither_accepted_nor_programmed() {
+        let mut status = json!({"conditions": [
+            {"type": "Accepted", "status": "True", "reason": "Accepted"},
+            {"type": "Programmed", "status": "True", "reason": "Programmed"},
+        ], "listeners": [{"name": "http", "conditions": [
+            {"type": "Accepted", "status": "True", "reason": "Accepted"},
+            {"type": "Programmed", "status": "True", "reason": "Programmed"}]}],
+        "addresses": [{"type": "IPAddress", "value": "10.0.0.1"}]});
+        let provisioning = Provisioning {
+            rejected_gateways: BTreeMap::from([(
+                "demo/web".to_string(),
+                "GatewayClass sluice: ConfigMap sluice-system/knobs not found".to_string(),
+            )]),
+            ..Provisioning::default()
+        };
+        overlay_provisioning(&mut status, &["Gateway", "demo", "web"], &provisioning);
+        assert_eq!(status["conditions"][0]["status"], "False");
+        assert_eq!(status["conditions"][0]["reason"], "InvalidParameters");
+        assert_eq!(
+            status["conditions"][0]["message"],
+            "GatewayClass sluice: ConfigMap sluice-system/knobs not found"
+        );
+        assert_eq!(status["conditions"][1]["reason"], "Invalid");
+        assert_eq!(
+            status["listeners"][0]["conditions"][1]["status"], "False",
+            "listeners are not programmed either"
+        );
+        assert!(status.get("addresses").is_none());
+    }
+
+    #[test]
+    fn a_class_with_invalid_parameters_is_not_accepted() {
+        let mut status = json!({"conditions": [
+            {"type": "Accepted", "status": "True", "reason": "Accepted", "message": ""}]});
+        let provisioning = Provisioning {
+            invalid_classes: BTreeMap::from([("sluice".to_string(), "bad".to_string())]),
+            ..Provisioning::default()
+        };
+        overlay_provisioning(&mut status, &["GatewayClass", "sluice"], &provisioning);
+        assert_eq!(
+            status["conditions"][0],
+            json!({"type": "Accepted", "status": "False", "reason": "InvalidParameters", "message": "bad"})
+        );
     }
 }

@@ -63,7 +63,7 @@ fn start_controller(server: &FakeApiServer) -> Vec<tokio::task::JoinHandle<()>> 
         resources,
         store.clone(),
     );
-    let writer = StatusWriter::new(client, store, leader, provisioner.data_planes());
+    let writer = StatusWriter::new(client, store, leader, provisioner.provisioning());
     let keep_leading = tokio::spawn(async move {
         leader_tx.closed().await;
     });
@@ -265,25 +265,137 @@ async fn a_daemonset_class_gets_a_daemonset_on_the_host_network() {
     tasks.iter().for_each(|t| t.abort());
 }
 
+/// `(status, reason, message)` of a condition in an object's status.
+fn condition_of(object: Option<Value>, type_: &str) -> Option<(String, String, String)> {
+    let c = object?
+        .pointer("/status/conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)?
+        .clone();
+    Some((
+        c["status"].as_str()?.to_string(),
+        c["reason"].as_str()?.to_string(),
+        c["message"].as_str().unwrap_or_default().to_string(),
+    ))
+}
+
+fn class_accepted(server: &FakeApiServer) -> Option<(String, String, String)> {
+    condition_of(server.get(GW, "GatewayClass", None, "sluice"), "Accepted")
+}
+
+fn gateway_condition(server: &FakeApiServer, type_: &str) -> Option<(String, String, String)> {
+    condition_of(server.get(GW, "Gateway", Some("demo"), "web"), type_)
+}
+
+fn knobs(data: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "knobs", "namespace": "sluice-system"}, "data": data})
+}
+
 #[tokio::test]
-async fn invalid_class_parameters_keep_the_gateway_unprogrammed_with_a_reason() {
+async fn invalid_class_parameters_reject_the_class_and_its_gateways_until_fixed() {
     let server = server_with(&[("replica", "2")]).await;
     let tasks = start_controller(&server);
-    let (status, _) = until("Programmed Invalid", || {
-        programmed(&server).filter(|(_, r)| r == "Invalid")
+    let (status, _, message) = until("GatewayClass InvalidParameters", || {
+        class_accepted(&server).filter(|(_, r, _)| r == "InvalidParameters")
     })
     .await;
     assert_eq!(status, "False");
-    let gw = server
-        .get(GW, "Gateway", Some("demo"), "web")
-        .expect("gateway");
-    let message = gw["status"]["conditions"]
-        .as_array()
-        .and_then(|cs| cs.iter().find(|c| c["type"] == "Programmed"))
-        .and_then(|c| c["message"].as_str())
-        .unwrap_or_default()
-        .to_string();
-    assert!(message.contains("replica"), "{message}");
+    assert!(
+        message.starts_with("ConfigMap sluice-system/knobs: unknown key \"replica\""),
+        "{message}"
+    );
+    let (status, _, message) = until("Gateway InvalidParameters", || {
+        gateway_condition(&server, "Accepted").filter(|(_, r, _)| r == "InvalidParameters")
+    })
+    .await;
+    assert_eq!(status, "False");
+    assert!(
+        message.contains("GatewayClass sluice: ConfigMap"),
+        "{message}"
+    );
+    let programmed = gateway_condition(&server, "Programmed").expect("Programmed");
+    assert_eq!(
+        (programmed.0.as_str(), programmed.1.as_str()),
+        ("False", "Invalid")
+    );
+    assert!(server
+        .get("apps/v1", "Deployment", Some("demo"), "sluice-web")
+        .is_none());
+    let events = server.list("events.k8s.io/v1", "Event");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["reason"] == "InvalidParameters" && e["type"] == "Warning"),
+        "{events:?}"
+    );
+
+    // Fixing the ConfigMap accepts the class and provisions the data plane.
+    server
+        .apply(knobs(json!({"replicas": "2"})))
+        .expect("fixed ConfigMap");
+    until("GatewayClass Accepted", || {
+        class_accepted(&server).filter(|(s, _, _)| s == "True")
+    })
+    .await;
+    let deployment = until("the Deployment", || {
+        server.get("apps/v1", "Deployment", Some("demo"), "sluice-web")
+    })
+    .await;
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    until("Gateway Accepted", || {
+        gateway_condition(&server, "Accepted").filter(|(s, _, _)| s == "True")
+    })
+    .await;
+    tasks.iter().for_each(|t| t.abort());
+}
+
+#[tokio::test]
+async fn a_missing_parameters_config_map_rejects_the_class_until_it_exists() {
+    let server = server_with(&[]).await;
+    server
+        .delete("v1", "ConfigMap", Some("sluice-system"), "knobs")
+        .expect("deleted");
+    let tasks = start_controller(&server);
+    let (_, reason, message) = until("GatewayClass not accepted", || {
+        class_accepted(&server).filter(|(s, _, _)| s == "False")
+    })
+    .await;
+    assert_eq!(reason, "InvalidParameters");
+    assert_eq!(message, "ConfigMap sluice-system/knobs not found");
+
+    server.create(knobs(json!({}))).expect("ConfigMap");
+    until("GatewayClass Accepted", || {
+        class_accepted(&server).filter(|(s, _, _)| s == "True")
+    })
+    .await;
+    until("the Deployment", || {
+        server.get("apps/v1", "Deployment", Some("demo"), "sluice-web")
+    })
+    .await;
+    tasks.iter().for_each(|t| t.abort());
+}
+
+#[tokio::test]
+async fn a_parameters_ref_of_the_wrong_kind_rejects_the_class_and_its_gateways() {
+    let server = server_with(&[]).await;
+    let mut class = server
+        .get(GW, "GatewayClass", None, "sluice")
+        .expect("class");
+    class["spec"]["parametersRef"] =
+        json!({"group": "", "kind": "Secret", "name": "knobs", "namespace": "sluice-system"});
+    server.apply(class).expect("class with a Secret reference");
+    let tasks = start_controller(&server);
+    let (_, _, message) = until("GatewayClass InvalidParameters", || {
+        class_accepted(&server).filter(|(s, r, _)| s == "False" && r == "InvalidParameters")
+    })
+    .await;
+    assert!(message.contains("must be a core ConfigMap"), "{message}");
+    until("Gateway InvalidParameters", || {
+        gateway_condition(&server, "Accepted").filter(|(_, r, _)| r == "InvalidParameters")
+    })
+    .await;
     assert!(server
         .get("apps/v1", "Deployment", Some("demo"), "sluice-web")
         .is_none());

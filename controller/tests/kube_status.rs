@@ -1,6 +1,5 @@
 //! Status writing and leader election against the fake API server.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,7 +7,7 @@ use serde_json::Value;
 use sluice_controller::leader::{self, LeaseConfig};
 use sluice_controller::publish::Store;
 use sluice_controller::sources::kube::{KubeSource, Mode};
-use sluice_controller::status_writer::{DataPlanes, StatusWriter, FIELD_MANAGER};
+use sluice_controller::status_writer::{Provisioning, StatusWriter, FIELD_MANAGER};
 use sluice_controller::testing::objects;
 use sluice_controller::testing::FakeApiServer;
 use sluice_controller::translate::TranslateOptions;
@@ -59,7 +58,7 @@ impl Replica {
         lease.renew_deadline = Duration::from_secs(2);
         lease.retry_period = Duration::from_millis(100);
         let (election, leader) = leader::spawn(client.clone(), lease);
-        let (_dp_tx, dp_rx) = watch::channel(Arc::new(DataPlanes::new()));
+        let (_dp_tx, dp_rx) = watch::channel(Arc::new(Provisioning::default()));
         let writer = StatusWriter::new(client, store, leader.clone(), dp_rx);
         Replica {
             tasks: vec![source.spawn(), election, writer.spawn()],
@@ -179,7 +178,7 @@ async fn only_real_changes_are_written_even_by_a_new_leader() {
         .expect("first snapshot")
         .expect("store alive");
     let (_leader_tx, leader) = watch::channel(true);
-    let (_dp_tx, dp) = watch::channel(Arc::new(BTreeMap::new()));
+    let (_dp_tx, dp) = watch::channel(Arc::new(Provisioning::default()));
     let mut writer = StatusWriter::new(client.clone(), store.clone(), leader.clone(), dp.clone());
     let first = writer.sync().await.expect("first sync");
     assert_eq!(first, 3, "GatewayClass, Gateway and HTTPRoute");

@@ -195,7 +195,7 @@ pub async fn start_controller(
         client,
         store.clone(),
         leader.clone(),
-        provisioner.data_planes(),
+        provisioner.provisioning(),
     );
     Ok(KubeRunning {
         store,

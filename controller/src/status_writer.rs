@@ -26,6 +26,8 @@ use tokio::sync::watch;
 
 use crate::provision::params::INVALID_PARAMETERS;
 use crate::publish::Store;
+use crate::sources::kube::ClaimedRoutes;
+use crate::CONTROLLER_NAME;
 
 /// The field manager of every status Sluice writes.
 pub const FIELD_MANAGER: &str = "sluice";
@@ -35,6 +37,9 @@ const RESYNC: Duration = Duration::from_secs(60);
 
 /// Bounds one write, client retries included, so a deposed leader does not keep retrying.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Reads and applies of one status when the object keeps changing in between (409 Conflict).
+const CONFLICT_ATTEMPTS: u32 = 3;
 
 /// A Gateway's provisioned data plane as the provisioner sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -83,22 +88,28 @@ pub struct StatusWriter {
     store: Arc<Store>,
     leader: watch::Receiver<bool>,
     provisioning: watch::Receiver<Arc<Provisioning>>,
+    claimed: watch::Receiver<Arc<ClaimedRoutes>>,
     /// Per object: the status translate wanted, and what we wrote (or found) for it.
     written: HashMap<String, (Value, Value)>,
 }
 
 impl StatusWriter {
+    /// `claimed` comes from the kube source ([`KubeSource::claimed_routes`]).
+    ///
+    /// [`KubeSource::claimed_routes`]: crate::sources::kube::KubeSource::claimed_routes
     pub fn new(
         client: Client,
         store: Arc<Store>,
         leader: watch::Receiver<bool>,
         provisioning: watch::Receiver<Arc<Provisioning>>,
+        claimed: watch::Receiver<Arc<ClaimedRoutes>>,
     ) -> StatusWriter {
         StatusWriter {
             client,
             store,
             leader,
             provisioning,
+            claimed,
             written: HashMap::new(),
         }
     }
@@ -111,6 +122,7 @@ impl StatusWriter {
         let mut generations = self.store.subscribe();
         // Without a provisioner (its sender dropped) its view simply never changes.
         let mut provisioning_open = true;
+        let mut claimed_open = true;
         loop {
             if *self.leader.borrow_and_update() && self.store.is_ready() {
                 if let Err(e) = self.sync().await {
@@ -124,6 +136,7 @@ impl StatusWriter {
                 r = generations.changed() => if r.is_err() { return },
                 r = self.leader.changed() => if r.is_err() { return },
                 r = self.provisioning.changed(), if provisioning_open => provisioning_open = r.is_ok(),
+                r = self.claimed.changed(), if claimed_open => claimed_open = r.is_ok(),
                 _ = tokio::time::sleep(RESYNC) => self.written.clear(),
             }
         }
@@ -133,13 +146,26 @@ impl StatusWriter {
     pub async fn sync(&mut self) -> Result<usize, StatusWriteError> {
         let snapshot = self.store.load();
         let provisioning = self.provisioning.borrow().clone();
-        let mut writes = 0;
-        let mut first_error = None;
+        let mut wanted = Vec::new();
         for (key, status) in &snapshot.statuses.objects {
             let mut desired = serde_json::to_value(status).map_err(StatusWriteError::Encode)?;
             let parts: Vec<&str> = key.split('/').collect();
             overlay_provisioning(&mut desired, &parts, &provisioning);
-            if self.written.get(key).is_some_and(|(d, _)| *d == desired) {
+            wanted.push((key.clone(), desired));
+        }
+        // A route that no longer names any of our Gateways (parentRef removed, Gateway deleted
+        // or moved to another class) has no status from translation, but may still carry ours.
+        let claimed = self.claimed.borrow().clone();
+        for key in claimed.iter() {
+            if !snapshot.statuses.objects.contains_key(key) {
+                wanted.push((key.clone(), json!({ "parents": [] })));
+            }
+        }
+        let mut writes = 0;
+        let mut first_error = None;
+        for (key, desired) in wanted {
+            let parts: Vec<&str> = key.split('/').collect();
+            if self.written.get(&key).is_some_and(|(d, _)| *d == desired) {
                 continue;
             }
             let result = match parts.as_slice() {
@@ -172,7 +198,7 @@ impl StatusWriter {
             match result {
                 Ok(Some((sent, wrote))) => {
                     writes += usize::from(wrote);
-                    self.written.insert(key.clone(), (desired, sent));
+                    self.written.insert(key, (desired, sent));
                 }
                 // Gone, or leadership lost mid-way: nothing to remember.
                 Ok(None) => {}
@@ -188,7 +214,9 @@ impl StatusWriter {
     }
 
     /// Applies `desired` as the status of `name` unless it already is; `None` when the object is
-    /// gone or this controller is no longer the leader.
+    /// gone or this controller is no longer the leader. The apply carries the resourceVersion it
+    /// compared against, so a status someone changed in between (another controller's route
+    /// parent entry) is read again rather than overwritten.
     async fn write<K>(
         &self,
         api: Api<K>,
@@ -203,34 +231,89 @@ impl StatusWriter {
             key: key.clone(),
             source,
         };
-        let Some(live) = api.get_opt(name).await.map_err(api_err)? else {
-            return Ok(None);
-        };
-        let live = serde_json::to_value(&live).map_err(StatusWriteError::Encode)?;
-        let live_status = live.get("status").cloned().unwrap_or(Value::Null);
-        let mut desired = desired.clone();
-        carry_transition_times(&mut desired, &live_status, &now());
-        if live_status == desired {
-            return Ok(Some((desired, false)));
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let Some(live) = api.get_opt(name).await.map_err(api_err)? else {
+                return Ok(None);
+            };
+            let live = serde_json::to_value(&live).map_err(StatusWriteError::Encode)?;
+            let live_status = live.get("status").cloned().unwrap_or(Value::Null);
+            let mut desired = desired.clone();
+            if K::kind(&()) == "HTTPRoute" {
+                merge_route_parents(&mut desired, &live_status);
+            }
+            carry_transition_times(&mut desired, &live_status, &now());
+            if live_status == desired {
+                return Ok(Some((desired, false)));
+            }
+            // Checked as late as possible: a controller that lost the Lease must not write.
+            if !*self.leader.borrow() {
+                return Ok(None);
+            }
+            let body = json!({
+                "apiVersion": K::api_version(&()),
+                "kind": K::kind(&()),
+                "metadata": {
+                    "name": name,
+                    "resourceVersion": live.pointer("/metadata/resourceVersion"),
+                },
+                "status": desired,
+            });
+            let params = PatchParams::apply(FIELD_MANAGER).force();
+            let body = Patch::Apply(&body);
+            let patch = api.patch_status(name, &params, &body);
+            match tokio::time::timeout(WRITE_TIMEOUT, patch).await {
+                Err(_) => return Err(StatusWriteError::Timeout(key)),
+                Ok(Ok(_)) => return Ok(Some((desired, true))),
+                Ok(Err(kube::Error::Api(s))) if s.code == 404 => return Ok(None),
+                Ok(Err(kube::Error::Api(s))) if s.code == 409 && attempt < CONFLICT_ATTEMPTS => {}
+                Ok(Err(e)) => return Err(api_err(e)),
+            }
         }
-        // Checked as late as possible: a controller that lost the Lease must not write.
-        if !*self.leader.borrow() {
-            return Ok(None);
+    }
+}
+
+/// `status.parents` of an HTTPRoute is an atomic list: whoever applies it owns all of it. So the
+/// list we apply is the live one with our entries (`controllerName` Sluice's) replaced by
+/// `desired`'s, in place; ours that translation no longer produces dropped; new ones appended;
+/// and every other controller's entry kept as it is.
+fn merge_route_parents(desired: &mut Value, live: &Value) {
+    let ours: Vec<Value> = desired
+        .get("parents")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut placed = vec![false; ours.len()];
+    let mut merged = Vec::new();
+    for entry in live
+        .get("parents")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if entry.get("controllerName").and_then(Value::as_str) != Some(CONTROLLER_NAME) {
+            merged.push(entry.clone());
+            continue;
         }
-        let body = json!({
-            "apiVersion": K::api_version(&()),
-            "kind": K::kind(&()),
-            "status": desired,
-        });
-        let params = PatchParams::apply(FIELD_MANAGER).force();
-        let body = Patch::Apply(&body);
-        let patch = api.patch_status(name, &params, &body);
-        match tokio::time::timeout(WRITE_TIMEOUT, patch).await {
-            Err(_) => Err(StatusWriteError::Timeout(key)),
-            Ok(Ok(_)) => Ok(Some((desired, true))),
-            Ok(Err(kube::Error::Api(s))) if s.code == 404 => Ok(None),
-            Ok(Err(e)) => Err(api_err(e)),
+        let same_parent = ours
+            .iter()
+            .position(|o| o.get("parentRef") == entry.get("parentRef"));
+        if let Some(i) = same_parent {
+            if !placed[i] {
+                placed[i] = true;
+                merged.push(ours[i].clone());
+            }
         }
+    }
+    merged.extend(
+        ours.iter()
+            .zip(&placed)
+            .filter(|(_, placed)| !**placed)
+            .map(|(o, _)| o.clone()),
+    );
+    if let Some(map) = desired.as_object_mut() {
+        map.insert("parents".into(), Value::Array(merged));
     }
 }
 
@@ -463,6 +546,42 @@ mod tests {
         assert_eq!(
             status["conditions"][0],
             json!({"type": "Accepted", "status": "False", "reason": "InvalidParameters", "message": "bad"})
+        );
+    }
+
+    fn parent(controller: &str, gateway: &str, reason: &str) -> Value {
+        json!({"controllerName": controller,
+            "parentRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": gateway},
+            "conditions": [{"type": "Accepted", "status": "True", "reason": reason}]})
+    }
+
+    #[test]
+    fn our_route_parents_are_replaced_dropped_or_added_and_others_kept_in_place() {
+        let other = "example.net/other";
+        let live = json!({"parents": [
+            parent(CONTROLLER_NAME, "gone", "Accepted"),
+            parent(other, "theirs", "Accepted"),
+            parent(CONTROLLER_NAME, "kept", "Accepted"),
+        ]});
+        let mut desired = json!({"parents": [
+            parent(CONTROLLER_NAME, "new", "Accepted"),
+            parent(CONTROLLER_NAME, "kept", "NotAllowedByListeners"),
+        ]});
+        merge_route_parents(&mut desired, &live);
+        assert_eq!(
+            desired,
+            json!({"parents": [
+                parent(other, "theirs", "Accepted"),
+                parent(CONTROLLER_NAME, "kept", "NotAllowedByListeners"),
+                parent(CONTROLLER_NAME, "new", "Accepted"),
+            ]})
+        );
+
+        let mut none_of_ours = json!({"parents": []});
+        merge_route_parents(&mut none_of_ours, &live);
+        assert_eq!(
+            none_of_ours,
+            json!({"parents": [parent(other, "theirs", "Accepted")]})
         );
     }
 }

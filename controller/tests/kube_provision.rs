@@ -51,6 +51,7 @@ fn start_controller(server: &FakeApiServer) -> Vec<tokio::task::JoinHandle<()>> 
         Mode::Controller,
     );
     let resources = source.resources();
+    let claimed = source.claimed_routes();
     let (leader_tx, leader) = watch::channel(true);
     let config = ProvisionerConfig {
         image: "example.test/sluice:dev".into(),
@@ -63,7 +64,7 @@ fn start_controller(server: &FakeApiServer) -> Vec<tokio::task::JoinHandle<()>> 
         resources,
         store.clone(),
     );
-    let writer = StatusWriter::new(client, store, leader, provisioner.provisioning());
+    let writer = StatusWriter::new(client, store, leader, provisioner.provisioning(), claimed);
     let keep_leading = tokio::spawn(async move {
         leader_tx.closed().await;
     });

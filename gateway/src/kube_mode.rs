@@ -180,6 +180,7 @@ pub async fn start_controller(
         Mode::Controller,
     );
     let resources = source.resources();
+    let claimed = source.claimed_routes();
     let (election, leader) = leader::spawn(client.clone(), lease);
     let provisioner = Provisioner::new(
         client.clone(),
@@ -196,6 +197,7 @@ pub async fn start_controller(
         store.clone(),
         leader.clone(),
         provisioner.provisioning(),
+        claimed,
     );
     Ok(KubeRunning {
         store,

@@ -5,8 +5,12 @@
 //! both to the status writer ([`Provisioning`]).
 //!
 //! Every object is server-side applied with field manager `sluice`, so a reconcile that changes
-//! nothing writes nothing. Reconciles run on every change of the watched objects and every
-//! `resync` period, which is also how Deployment and Service status changes are noticed.
+//! nothing writes nothing. Reconciles are watch-driven: they run when the translated objects
+//! change (the kube source's [`Resources`]), when a provisioned Deployment, DaemonSet or Service
+//! changes (a pod became available, a load balancer got an address, someone edited or deleted
+//! one), and when a ConfigMap a Sluice GatewayClass names changes. A slow `resync` reconciles
+//! anyway, for whatever no watch covers (the ServiceAccount, PodDisruptionBudget and
+//! ClusterRoleBinding).
 
 pub mod manifests;
 pub mod params;
@@ -16,17 +20,22 @@ use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
+
 use gateway_api::apis::standard::gatewayclasses::GatewayClass;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinSet;
 
 use self::manifests::{
     DataPlaneObjects, Workload, GATEWAY_LABEL, GATEWAY_NAMESPACE_LABEL, MANAGED_BY,
@@ -37,10 +46,14 @@ use crate::resources::Resources;
 use crate::status_writer::{DataPlane, Provisioning, FIELD_MANAGER};
 use crate::CONTROLLER_NAME;
 
+/// How long a wake-up waits for more changes before reconciling.
+const DEBOUNCE: Duration = Duration::from_millis(20);
+
 #[derive(Debug, Clone)]
 pub struct ProvisionerConfig {
     /// The image data planes run unless the class parameters name another.
     pub image: String,
+    /// The safety-net reconcile period; changes are noticed by watches long before.
     pub resync: Duration,
 }
 
@@ -143,6 +156,18 @@ impl Provisioner {
     }
 
     async fn run(mut self) {
+        let changed = Arc::new(Notify::new());
+        // Dropped (and so aborted) when the provisioner stops.
+        let mut watchers = JoinSet::new();
+        watch_owned::<Deployment>(&mut watchers, &self.client, &changed);
+        watch_owned::<DaemonSet>(&mut watchers, &self.client, &changed);
+        watch_owned::<Service>(&mut watchers, &self.client, &changed);
+        watch_parameters(
+            &mut watchers,
+            &self.client,
+            self.resources.clone(),
+            &changed,
+        );
         loop {
             let resources = self.resources.borrow_and_update().clone();
             let leading = *self.leader.borrow_and_update();
@@ -161,8 +186,11 @@ impl Provisioner {
             tokio::select! {
                 r = self.resources.changed() => if r.is_err() { return },
                 r = self.leader.changed() => if r.is_err() { return },
+                _ = changed.notified() => {}
                 _ = tokio::time::sleep(self.config.resync) => {}
             }
+            // One reconcile for a burst (the objects one reconcile applies, a rollout's updates).
+            tokio::time::sleep(DEBOUNCE).await;
         }
     }
 
@@ -435,6 +463,80 @@ impl Provisioner {
         }
         Ok(())
     }
+}
+
+/// Wakes the provisioner on every change of the objects of kind `K` it provisioned (labelled
+/// managed-by Sluice), in any namespace, and after every (re)list.
+fn watch_owned<K>(watchers: &mut JoinSet<()>, client: &Client, changed: &Arc<Notify>)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    let api: Api<K> = Api::all(client.clone());
+    let config = watcher::Config::default().labels(&format!("{MANAGED_BY}=sluice"));
+    let stream = watcher(api, config).default_backoff();
+    let changed = changed.clone();
+    watchers.spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_) | watcher::Event::InitDone) => {
+                    changed.notify_one();
+                }
+                Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
+                Err(e) => tracing::warn!(kind = %K::kind(&()), "provisioner watch failed, backing off: {e}"),
+            }
+        }
+    });
+}
+
+/// Wakes the provisioner when a ConfigMap named by a Sluice GatewayClass's `parametersRef`
+/// changes, appears or goes, so fixing a bad parameter takes effect at once. Only metadata is
+/// watched: the provisioner reads the one it needs when it reconciles.
+fn watch_parameters(
+    watchers: &mut JoinSet<()>,
+    client: &Client,
+    resources: watch::Receiver<Option<Arc<Resources>>>,
+    changed: &Arc<Notify>,
+) {
+    let api: Api<PartialObjectMeta<ConfigMap>> = Api::all(client.clone());
+    let stream = watcher(api, watcher::Config::default()).default_backoff();
+    let changed = changed.clone();
+    watchers.spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = stream.next().await {
+            let config_map = match event {
+                Ok(watcher::Event::Apply(cm) | watcher::Event::Delete(cm)) => cm,
+                Ok(watcher::Event::InitDone) => {
+                    changed.notify_one();
+                    continue;
+                }
+                Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => continue,
+                Err(e) => {
+                    tracing::warn!("provisioner watch of ConfigMaps failed, backing off: {e}");
+                    continue;
+                }
+            };
+            let ns = config_map.namespace().unwrap_or_default();
+            let name = config_map.name_any();
+            let named = resources
+                .borrow()
+                .as_ref()
+                .is_some_and(|r| names_parameters(r, &ns, &name));
+            if named {
+                changed.notify_one();
+            }
+        }
+    });
+}
+
+/// Whether a Sluice GatewayClass's `parametersRef` names the ConfigMap `ns/name`.
+fn names_parameters(resources: &Resources, ns: &str, name: &str) -> bool {
+    resources
+        .gateway_classes
+        .iter()
+        .filter(|c| c.spec.controller_name == CONTROLLER_NAME)
+        .filter_map(|c| c.spec.parameters_ref.as_ref())
+        .any(|p| p.kind == "ConfigMap" && p.name == name && p.namespace.as_deref() == Some(ns))
 }
 
 fn api_error(action: &'static str, kind: &str, name: &str, source: kube::Error) -> ProvisionError {

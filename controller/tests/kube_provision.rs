@@ -40,8 +40,12 @@ async fn server_with(params: &[(&str, &str)]) -> FakeApiServer {
     server
 }
 
-/// A leading controller: source, provisioner and status writer.
-fn start_controller(server: &FakeApiServer) -> Vec<tokio::task::JoinHandle<()>> {
+/// Longer than any test: whatever happens, happens because a watch noticed a change.
+const NO_RESYNC: Duration = Duration::from_secs(3600);
+
+/// A leading controller: source, provisioner and status writer. Only a test that needs repeated
+/// reconciles of an unchanged world passes a short `resync`.
+fn start_controller(server: &FakeApiServer, resync: Duration) -> Vec<tokio::task::JoinHandle<()>> {
     let client = server.client_as("controller").expect("client");
     let store = Store::new();
     let source = KubeSource::new(
@@ -55,7 +59,7 @@ fn start_controller(server: &FakeApiServer) -> Vec<tokio::task::JoinHandle<()>> 
     let (leader_tx, leader) = watch::channel(true);
     let config = ProvisionerConfig {
         image: "example.test/sluice:dev".into(),
-        resync: Duration::from_millis(100),
+        resync,
     };
     let provisioner = Provisioner::new(
         client.clone(),
@@ -107,7 +111,7 @@ fn programmed(server: &FakeApiServer) -> Option<(String, String)> {
 #[tokio::test]
 async fn an_accepted_gateway_gets_its_data_plane_and_is_programmed_once_available() {
     let server = server_with(&[("replicas", "3"), ("serviceType", "LoadBalancer")]).await;
-    let tasks = start_controller(&server);
+    let tasks = start_controller(&server, NO_RESYNC);
 
     let deployment = until("the Deployment", || {
         server.get("apps/v1", "Deployment", Some("demo"), "sluice-web")
@@ -249,7 +253,7 @@ async fn a_daemonset_class_gets_a_daemonset_on_the_host_network() {
         ("serviceType", "NodePort"),
     ])
     .await;
-    let tasks = start_controller(&server);
+    let tasks = start_controller(&server, NO_RESYNC);
     let ds = until("the DaemonSet", || {
         server.get("apps/v1", "DaemonSet", Some("demo"), "sluice-web")
     })
@@ -297,7 +301,7 @@ fn knobs(data: Value) -> Value {
 #[tokio::test]
 async fn invalid_class_parameters_reject_the_class_and_its_gateways_until_fixed() {
     let server = server_with(&[("replica", "2")]).await;
-    let tasks = start_controller(&server);
+    let tasks = start_controller(&server, NO_RESYNC);
     let (status, _, message) = until("GatewayClass InvalidParameters", || {
         class_accepted(&server).filter(|(_, r, _)| r == "InvalidParameters")
     })
@@ -358,7 +362,7 @@ async fn a_missing_parameters_config_map_rejects_the_class_until_it_exists() {
     server
         .delete("v1", "ConfigMap", Some("sluice-system"), "knobs")
         .expect("deleted");
-    let tasks = start_controller(&server);
+    let tasks = start_controller(&server, NO_RESYNC);
     let (_, reason, message) = until("GatewayClass not accepted", || {
         class_accepted(&server).filter(|(s, _, _)| s == "False")
     })
@@ -375,6 +379,24 @@ async fn a_missing_parameters_config_map_rejects_the_class_until_it_exists() {
         server.get("apps/v1", "Deployment", Some("demo"), "sluice-web")
     })
     .await;
+    until("Programmed False Pending", || {
+        programmed(&server).filter(|(_, r)| r == "Pending")
+    })
+    .await;
+
+    // Once things are quiet, only the ConfigMap watch can notice it going and coming back.
+    server
+        .delete("v1", "ConfigMap", Some("sluice-system"), "knobs")
+        .expect("deleted again");
+    until("GatewayClass not accepted again", || {
+        class_accepted(&server).filter(|(s, _, _)| s == "False")
+    })
+    .await;
+    server.create(knobs(json!({}))).expect("ConfigMap again");
+    until("GatewayClass Accepted again", || {
+        class_accepted(&server).filter(|(s, _, _)| s == "True")
+    })
+    .await;
     tasks.iter().for_each(|t| t.abort());
 }
 
@@ -387,12 +409,14 @@ async fn a_parameters_ref_of_the_wrong_kind_rejects_the_class_and_its_gateways()
     class["spec"]["parametersRef"] =
         json!({"group": "", "kind": "Secret", "name": "knobs", "namespace": "sluice-system"});
     server.apply(class).expect("class with a Secret reference");
-    let tasks = start_controller(&server);
-    let (_, _, message) = until("GatewayClass InvalidParameters", || {
-        class_accepted(&server).filter(|(s, r, _)| s == "False" && r == "InvalidParameters")
+    let tasks = start_controller(&server, NO_RESYNC);
+    // Translation rejects the class first; the provisioner's message says what to do.
+    until("the provisioner's InvalidParameters", || {
+        class_accepted(&server).filter(|(s, r, m)| {
+            s == "False" && r == "InvalidParameters" && m.contains("must be a core ConfigMap")
+        })
     })
     .await;
-    assert!(message.contains("must be a core ConfigMap"), "{message}");
     until("Gateway InvalidParameters", || {
         gateway_condition(&server, "Accepted").filter(|(_, r, _)| r == "InvalidParameters")
     })
@@ -406,7 +430,7 @@ async fn a_parameters_ref_of_the_wrong_kind_rejects_the_class_and_its_gateways()
 #[tokio::test]
 async fn reconciling_an_unchanged_gateway_writes_nothing() {
     let server = server_with(&[]).await;
-    let tasks = start_controller(&server);
+    let tasks = start_controller(&server, Duration::from_millis(100));
     until("the Deployment", || {
         server.get("apps/v1", "Deployment", Some("demo"), "sluice-web")
     })
@@ -428,5 +452,72 @@ async fn reconciling_an_unchanged_gateway_writes_nothing() {
         before,
         "applies changed nothing"
     );
+    tasks.iter().for_each(|t| t.abort());
+}
+
+#[tokio::test]
+async fn a_deployment_becoming_available_programs_the_gateway_without_a_resync() {
+    let server = server_with(&[("serviceType", "ClusterIP")]).await;
+    let tasks = start_controller(&server, NO_RESYNC);
+    until("the Deployment", || {
+        server.get("apps/v1", "Deployment", Some("demo"), "sluice-web")
+    })
+    .await;
+    until("Programmed False Pending", || {
+        programmed(&server).filter(|(s, r)| s == "False" && r == "Pending")
+    })
+    .await;
+    // A ClusterIP Service has its address at once (the fake API server allocates it); only an
+    // available pod is missing.
+    let cluster_ip = server
+        .get("v1", "Service", Some("demo"), "sluice-web")
+        .and_then(|s| s["spec"]["clusterIP"].as_str().map(str::to_string))
+        .expect("a cluster IP");
+    server
+        .set_status(
+            "apps/v1",
+            "Deployment",
+            Some("demo"),
+            "sluice-web",
+            json!({"availableReplicas": 1}),
+        )
+        .expect("deployment status");
+    until("Programmed True", || {
+        programmed(&server).filter(|(s, _)| s == "True")
+    })
+    .await;
+    let gateway = server
+        .get(GW, "Gateway", Some("demo"), "web")
+        .expect("gateway");
+    assert_eq!(
+        gateway["status"]["addresses"],
+        json!([{"type": "IPAddress", "value": cluster_ip}])
+    );
+
+    // Once things are quiet, only the Deployment watch can notice the pod going and coming back.
+    for (available, wanted) in [(0, "False"), (1, "True")] {
+        server
+            .set_status(
+                "apps/v1",
+                "Deployment",
+                Some("demo"),
+                "sluice-web",
+                json!({ "availableReplicas": available }),
+            )
+            .expect("deployment status");
+        until("Programmed to follow the pod", || {
+            programmed(&server).filter(|(s, _)| s == wanted)
+        })
+        .await;
+    }
+
+    // Deleting a provisioned object by hand is repaired as soon as it is noticed.
+    server
+        .delete("v1", "Service", Some("demo"), "sluice-web")
+        .expect("deleted");
+    until("the Service again", || {
+        server.get("v1", "Service", Some("demo"), "sluice-web")
+    })
+    .await;
     tasks.iter().for_each(|t| t.abort());
 }

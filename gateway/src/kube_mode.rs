@@ -221,13 +221,17 @@ pub async fn run_proxy(args: ProxyArgs) -> Result<KubeRunning, KubeModeError> {
     start_proxy(args, client).await
 }
 
-/// `sluice controller`, with client-go's Lease timings and a 10 s provisioning resync.
+/// `sluice controller`, with client-go's Lease timings. Provisioning is watch-driven; its resync
+/// is only a safety net, so it is slow.
 pub async fn run_controller(args: ControllerArgs) -> Result<KubeRunning, KubeModeError> {
     let client = kube::Client::try_default()
         .await
         .map_err(KubeModeError::Client)?;
-    start_controller(args, client, None, Duration::from_secs(10)).await
+    start_controller(args, client, None, PROVISIONING_RESYNC).await
 }
+
+/// Reconciles every data plane this often even when no watch reported a change.
+const PROVISIONING_RESYNC: Duration = Duration::from_secs(300);
 
 #[cfg(test)]
 mod tests {

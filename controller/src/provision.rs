@@ -14,13 +14,12 @@
 
 pub mod manifests;
 pub mod params;
+mod triggers;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
-
-use futures::StreamExt;
 
 use gateway_api::apis::standard::gatewayclasses::GatewayClass;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
@@ -28,9 +27,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
-use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Event, EventType, Recorder};
-use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -159,10 +156,10 @@ impl Provisioner {
         let changed = Arc::new(Notify::new());
         // Dropped (and so aborted) when the provisioner stops.
         let mut watchers = JoinSet::new();
-        watch_owned::<Deployment>(&mut watchers, &self.client, &changed);
-        watch_owned::<DaemonSet>(&mut watchers, &self.client, &changed);
-        watch_owned::<Service>(&mut watchers, &self.client, &changed);
-        watch_parameters(
+        triggers::watch_owned::<Deployment>(&mut watchers, &self.client, &changed);
+        triggers::watch_owned::<DaemonSet>(&mut watchers, &self.client, &changed);
+        triggers::watch_owned::<Service>(&mut watchers, &self.client, &changed);
+        triggers::watch_parameters(
             &mut watchers,
             &self.client,
             self.resources.clone(),
@@ -463,80 +460,6 @@ impl Provisioner {
         }
         Ok(())
     }
-}
-
-/// Wakes the provisioner on every change of the objects of kind `K` it provisioned (labelled
-/// managed-by Sluice), in any namespace, and after every (re)list.
-fn watch_owned<K>(watchers: &mut JoinSet<()>, client: &Client, changed: &Arc<Notify>)
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + 'static,
-{
-    let api: Api<K> = Api::all(client.clone());
-    let config = watcher::Config::default().labels(&format!("{MANAGED_BY}=sluice"));
-    let stream = watcher(api, config).default_backoff();
-    let changed = changed.clone();
-    watchers.spawn(async move {
-        let mut stream = std::pin::pin!(stream);
-        while let Some(event) = stream.next().await {
-            match event {
-                Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_) | watcher::Event::InitDone) => {
-                    changed.notify_one();
-                }
-                Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
-                Err(e) => tracing::warn!(kind = %K::kind(&()), "provisioner watch failed, backing off: {e}"),
-            }
-        }
-    });
-}
-
-/// Wakes the provisioner when a ConfigMap named by a Sluice GatewayClass's `parametersRef`
-/// changes, appears or goes, so fixing a bad parameter takes effect at once. Only metadata is
-/// watched: the provisioner reads the one it needs when it reconciles.
-fn watch_parameters(
-    watchers: &mut JoinSet<()>,
-    client: &Client,
-    resources: watch::Receiver<Option<Arc<Resources>>>,
-    changed: &Arc<Notify>,
-) {
-    let api: Api<PartialObjectMeta<ConfigMap>> = Api::all(client.clone());
-    let stream = watcher(api, watcher::Config::default()).default_backoff();
-    let changed = changed.clone();
-    watchers.spawn(async move {
-        let mut stream = std::pin::pin!(stream);
-        while let Some(event) = stream.next().await {
-            let config_map = match event {
-                Ok(watcher::Event::Apply(cm) | watcher::Event::Delete(cm)) => cm,
-                Ok(watcher::Event::InitDone) => {
-                    changed.notify_one();
-                    continue;
-                }
-                Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => continue,
-                Err(e) => {
-                    tracing::warn!("provisioner watch of ConfigMaps failed, backing off: {e}");
-                    continue;
-                }
-            };
-            let ns = config_map.namespace().unwrap_or_default();
-            let name = config_map.name_any();
-            let named = resources
-                .borrow()
-                .as_ref()
-                .is_some_and(|r| names_parameters(r, &ns, &name));
-            if named {
-                changed.notify_one();
-            }
-        }
-    });
-}
-
-/// Whether a Sluice GatewayClass's `parametersRef` names the ConfigMap `ns/name`.
-fn names_parameters(resources: &Resources, ns: &str, name: &str) -> bool {
-    resources
-        .gateway_classes
-        .iter()
-        .filter(|c| c.spec.controller_name == CONTROLLER_NAME)
-        .filter_map(|c| c.spec.parameters_ref.as_ref())
-        .any(|p| p.kind == "ConfigMap" && p.name == name && p.namespace.as_deref() == Some(ns))
 }
 
 fn api_error(action: &'static str, kind: &str, name: &str, source: kube::Error) -> ProvisionError {

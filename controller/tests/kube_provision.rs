@@ -165,7 +165,7 @@ async fn an_accepted_gateway_gets_its_data_plane_and_is_programmed_once_availabl
             "rbac.authorization.k8s.io/v1",
             "ClusterRoleBinding",
             None,
-            "sluice-dataplane-demo-web",
+            "sluice-dataplane-demo.web",
         )
     })
     .await;
@@ -236,7 +236,7 @@ async fn an_accepted_gateway_gets_its_data_plane_and_is_programmed_once_availabl
                 "rbac.authorization.k8s.io/v1",
                 "ClusterRoleBinding",
                 None,
-                "sluice-dataplane-demo-web",
+                "sluice-dataplane-demo.web",
             )
             .is_none()
             .then_some(())
@@ -516,6 +516,64 @@ async fn a_deployment_becoming_available_programs_the_gateway_without_a_resync()
         .delete("v1", "Service", Some("demo"), "sluice-web")
         .expect("deleted");
     until("the Service again", || {
+        server.get("v1", "Service", Some("demo"), "sluice-web")
+    })
+    .await;
+    tasks.iter().for_each(|t| t.abort());
+}
+
+#[tokio::test]
+async fn a_253_character_gateway_name_gets_short_object_names_found_by_label() {
+    let server = server_with(&[]).await;
+    let long = format!("edge-{}", "x".repeat(248));
+    assert_eq!(long.len(), 253);
+    server
+        .create(objects::gateway("demo", &long, 8080))
+        .expect("long-named Gateway");
+    let tasks = start_controller(&server, NO_RESYNC);
+    let gateway = server
+        .get(GW, "Gateway", Some("demo"), &long)
+        .expect("gateway");
+    let owned_by_it =
+        |o: &Value| o["metadata"]["ownerReferences"][0]["uid"] == gateway["metadata"]["uid"];
+    let service = until("its Service", || {
+        server.list("v1", "Service").into_iter().find(owned_by_it)
+    })
+    .await;
+    let name = service["metadata"]["name"]
+        .as_str()
+        .expect("name")
+        .to_string();
+    assert!(
+        name.len() <= 63 && name.starts_with("sluice-edge-x"),
+        "{name}"
+    );
+    let label = service["metadata"]["labels"]["sluice.dev/gateway"]
+        .as_str()
+        .expect("gateway label")
+        .to_string();
+    assert!(label.len() <= 63, "{label}");
+    assert_eq!(service["spec"]["selector"]["sluice.dev/gateway"], label);
+
+    let deployment = until("its Deployment, under the same name", || {
+        server.get("apps/v1", "Deployment", Some("demo"), &name)
+    })
+    .await;
+    assert_eq!(
+        deployment["spec"]["selector"]["matchLabels"]["sluice.dev/gateway"],
+        label
+    );
+    assert_eq!(
+        deployment["metadata"]["ownerReferences"][0]["name"], long,
+        "the owner reference names the Gateway in full"
+    );
+    let args = &deployment["spec"]["template"]["spec"]["containers"][0]["args"];
+    assert!(args
+        .as_array()
+        .expect("args")
+        .contains(&json!(format!("--gateway=demo/{long}"))));
+    // The short Gateway beside it keeps its readable names.
+    until("the other Gateway's Service", || {
         server.get("v1", "Service", Some("demo"), "sluice-web")
     })
     .await;

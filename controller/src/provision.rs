@@ -195,7 +195,10 @@ impl Provisioner {
     /// of a class whose parameters are valid. `previous` stands in for what could not be read.
     pub async fn reconcile(&self, resources: &Resources, previous: &Provisioning) -> Provisioning {
         let statuses = self.store.load().statuses.clone();
-        let mut out = Provisioning::default();
+        let mut out = Provisioning {
+            reconciled: true,
+            ..Provisioning::default()
+        };
         let classes = self.classes(resources).await;
         for (class, verdict) in &classes {
             match verdict {

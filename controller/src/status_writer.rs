@@ -52,12 +52,27 @@ pub struct DataPlane {
     pub addresses: Vec<(String, String)>,
 }
 
+impl DataPlane {
+    fn not_yet_provisioned() -> DataPlane {
+        DataPlane {
+            programmed: false,
+            reason: "Pending",
+            message: "waiting for the data plane to be provisioned".into(),
+            addresses: Vec::new(),
+        }
+    }
+}
+
 /// Keyed `namespace/name`.
 pub type DataPlanes = BTreeMap<String, DataPlane>;
 
 /// What the provisioner adds to the statuses translation computed.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Provisioning {
+    /// False until the provisioner's first reconcile: until then the writer leaves GatewayClasses
+    /// and Gateways alone rather than write what it would take back a moment later (a new
+    /// leader would otherwise flap `Programmed` and `Accepted` after a failover).
+    pub reconciled: bool,
     /// GatewayClasses whose `parametersRef` cannot be used, by name: the error, for
     /// `Accepted: False` with reason `InvalidParameters`.
     pub invalid_classes: BTreeMap<String, String>,
@@ -150,6 +165,11 @@ impl StatusWriter {
         for (key, status) in &snapshot.statuses.objects {
             let mut desired = serde_json::to_value(status).map_err(StatusWriteError::Encode)?;
             let parts: Vec<&str> = key.split('/').collect();
+            let provisioned_kind =
+                matches!(parts.as_slice(), ["GatewayClass", ..] | ["Gateway", ..]);
+            if provisioned_kind && !provisioning.reconciled {
+                continue;
+            }
             overlay_provisioning(&mut desired, &parts, &provisioning);
             wanted.push((key.clone(), desired));
         }
@@ -332,6 +352,10 @@ fn overlay_provisioning(status: &mut Value, parts: &[&str], provisioning: &Provi
                 reject_gateway(status, message);
             } else if let Some(dp) = provisioning.data_planes.get(&key) {
                 overlay_data_plane(status, dp);
+            } else {
+                // Translated before the provisioner got to it (just created): not programmed
+                // yet, so that `kubectl wait --for=condition=Programmed` does not return early.
+                overlay_data_plane(status, &DataPlane::not_yet_provisioned());
             }
         }
         _ => {}
@@ -582,6 +606,25 @@ mod tests {
         assert_eq!(
             none_of_ours,
             json!({"parents": [parent(other, "theirs", "Accepted")]})
+        );
+    }
+
+    #[test]
+    fn a_gateway_the_provisioner_has_not_reached_is_not_programmed_yet() {
+        let mut status = json!({"conditions": [
+            {"type": "Accepted", "status": "True", "reason": "Accepted"},
+            {"type": "Programmed", "status": "True", "reason": "Programmed"},
+        ], "addresses": [{"type": "IPAddress", "value": "0.0.0.0"}]});
+        let provisioning = Provisioning {
+            reconciled: true,
+            ..Provisioning::default()
+        };
+        overlay_provisioning(&mut status, &["Gateway", "demo", "new"], &provisioning);
+        assert_eq!(status["conditions"][1]["status"], "False");
+        assert_eq!(status["conditions"][1]["reason"], "Pending");
+        assert!(
+            status.get("addresses").is_none(),
+            "translation's listen address is no Gateway address"
         );
     }
 }

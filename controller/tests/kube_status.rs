@@ -17,6 +17,14 @@ use tokio::sync::watch;
 const LIMIT: Duration = Duration::from_secs(20);
 const GW: &str = "gateway.networking.k8s.io/v1";
 
+/// A provisioner's view that has reconciled and provisioned nothing (these tests run none).
+fn no_data_planes() -> Provisioning {
+    Provisioning {
+        reconciled: true,
+        ..Provisioning::default()
+    }
+}
+
 async fn seeded_server() -> FakeApiServer {
     let server = FakeApiServer::start().await.expect("fake API server");
     for object in [
@@ -60,7 +68,7 @@ impl Replica {
         lease.retry_period = Duration::from_millis(100);
         let (election, leader) = leader::spawn(client.clone(), lease);
         let claimed = source.claimed_routes();
-        let (_dp_tx, dp_rx) = watch::channel(Arc::new(Provisioning::default()));
+        let (_dp_tx, dp_rx) = watch::channel(Arc::new(no_data_planes()));
         let writer = StatusWriter::new(client, store, leader.clone(), dp_rx, claimed);
         Replica {
             tasks: vec![source.spawn(), election, writer.spawn()],
@@ -180,7 +188,7 @@ async fn only_real_changes_are_written_even_by_a_new_leader() {
         .expect("first snapshot")
         .expect("store alive");
     let (_leader_tx, leader) = watch::channel(true);
-    let (_dp_tx, dp) = watch::channel(Arc::new(Provisioning::default()));
+    let (_dp_tx, dp) = watch::channel(Arc::new(no_data_planes()));
     let (_claimed_tx, claimed) = watch::channel(Arc::new(ClaimedRoutes::new()));
     let mut writer = StatusWriter::new(
         client.clone(),

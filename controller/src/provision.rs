@@ -13,6 +13,7 @@
 //! ClusterRoleBinding).
 
 pub mod manifests;
+pub mod mirror_params;
 pub mod params;
 mod triggers;
 
@@ -68,7 +69,7 @@ pub enum ProvisionError {
 
 /// A GatewayClass's parameters as this reconcile found them.
 enum ClassParams {
-    Valid(DataPlaneParams),
+    Valid(Box<DataPlaneParams>),
     /// Unusable: the class is not accepted, and the message says why.
     Invalid(String),
     /// Not readable right now (API error): keep what the previous reconcile decided.
@@ -328,7 +329,7 @@ impl Provisioner {
                 continue;
             };
             let verdict = match self.class_params(class).await {
-                Ok(params) => ClassParams::Valid(params),
+                Ok(params) => ClassParams::Valid(Box::new(params)),
                 Err(ClassParamsError::Invalid(e)) => ClassParams::Invalid(params::error_chain(&e)),
                 Err(ClassParamsError::Unreadable(e)) => {
                     tracing::warn!("GatewayClass {name}: {}", params::error_chain(&e));

@@ -579,3 +579,44 @@ async fn a_253_character_gateway_name_gets_short_object_names_found_by_label() {
     .await;
     tasks.iter().for_each(|t| t.abort());
 }
+
+#[tokio::test]
+async fn mirror_parameters_become_proxy_flags_and_bad_ones_reject_the_class() {
+    let server = server_with(&[
+        ("mirrorHostSuffix", "-shadow"),
+        ("mirrorMaxInflight", "64"),
+        ("mirrorTimeoutMs", "2500"),
+        ("mirrorAccessLog", "true"),
+    ])
+    .await;
+    let tasks = start_controller(&server, NO_RESYNC);
+    let deployment = until("the Deployment", || {
+        server.get("apps/v1", "Deployment", Some("demo"), "sluice-web")
+    })
+    .await;
+    let args = deployment["spec"]["template"]["spec"]["containers"][0]["args"].clone();
+    for flag in [
+        "--mirror-host-suffix=-shadow",
+        "--mirror-max-inflight=64",
+        "--mirror-timeout-ms=2500",
+        "--mirror-access-log",
+    ] {
+        assert!(
+            args.as_array().expect("args").contains(&json!(flag)),
+            "{flag} in {args}"
+        );
+    }
+
+    server
+        .apply(knobs(json!({"mirrorMaxInflight": "lots"})))
+        .expect("a bad value");
+    let (_, _, message) = until("GatewayClass InvalidParameters", || {
+        class_accepted(&server).filter(|(s, _, _)| s == "False")
+    })
+    .await;
+    assert!(
+        message.ends_with("mirrorMaxInflight must be a non-negative integer, not \"lots\""),
+        "{message}"
+    );
+    tasks.iter().for_each(|t| t.abort());
+}

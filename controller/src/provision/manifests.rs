@@ -351,11 +351,16 @@ fn pod_template(
             containers: vec![Container {
                 name: "proxy".into(),
                 image: Some(params.image.clone().unwrap_or_else(|| default_image.into())),
-                args: Some(vec![
-                    "proxy".into(),
-                    format!("--gateway={namespace}/{}", gateway.name_any()),
-                    format!("--admin-address=0.0.0.0:{ADMIN_PORT}"),
-                ]),
+                args: Some(
+                    [
+                        "proxy".into(),
+                        format!("--gateway={namespace}/{}", gateway.name_any()),
+                        format!("--admin-address=0.0.0.0:{ADMIN_PORT}"),
+                    ]
+                    .into_iter()
+                    .chain(params.mirror.args())
+                    .collect(),
+                ),
                 ports: Some(container_ports),
                 readiness_probe: Some(probe("/readyz")),
                 liveness_probe: Some(probe("/healthz")),

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{ConfigMap, ResourceRequirements, Toleration};
 
+use super::mirror_params::{self, MirrorParams};
+
 /// The Gateway API reason for a GatewayClass (and its Gateways) whose parameters are unusable.
 pub const INVALID_PARAMETERS: &str = "InvalidParameters";
 
@@ -29,6 +31,8 @@ pub struct DataPlaneParams {
     pub host_network: bool,
     /// Overrides the controller's `--dataplane-image`.
     pub image: Option<String>,
+    /// `sluice proxy --mirror-*` flags (the `mirror*` keys).
+    pub mirror: MirrorParams,
 }
 
 impl Default for DataPlaneParams {
@@ -42,13 +46,14 @@ impl Default for DataPlaneParams {
             tolerations: None,
             host_network: false,
             image: None,
+            mirror: MirrorParams::default(),
         }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ParamsError {
-    #[error("unknown key {0:?} (known: kind, replicas, serviceType, resources, nodeSelector, tolerations, hostNetwork, image)")]
+    #[error("unknown key {0:?} (known: kind, replicas, serviceType, resources, nodeSelector, tolerations, hostNetwork, image, {mirror})", mirror = mirror_params::KEYS.join(", "))]
     UnknownKey(String),
     #[error("kind must be Deployment or DaemonSet, not {0:?}")]
     Kind(String),
@@ -60,6 +65,12 @@ pub enum ParamsError {
     HostNetwork(String),
     #[error("hostNetwork is for DaemonSets only")]
     HostNetworkNeedsDaemonSet,
+    #[error("{key} must be {expected}, not {value:?}")]
+    Invalid {
+        key: &'static str,
+        expected: &'static str,
+        value: String,
+    },
     #[error("{key} does not decode")]
     Decode {
         key: &'static str,
@@ -135,7 +146,11 @@ impl DataPlaneParams {
                     }
                 }
                 "image" => p.image = Some(value.into()),
-                other => return Err(ParamsError::UnknownKey(other.into())),
+                other => {
+                    if !p.mirror.set(other, value)? {
+                        return Err(ParamsError::UnknownKey(other.into()));
+                    }
+                }
             }
         }
         if p.host_network && p.kind != WorkloadKind::DaemonSet {

@@ -1,21 +1,28 @@
-//! The provisioner: while leading, gives every accepted Gateway its data plane (Deployment or
+//! The provisioner: while leading, checks every Sluice GatewayClass's `parametersRef`, gives
+//! every accepted Gateway of a class with valid parameters its data plane (Deployment or
 //! DaemonSet running `sluice proxy`, Service, ServiceAccount, PodDisruptionBudget, all owned by
 //! the Gateway, plus a ClusterRoleBinding to the read-only `sluice-dataplane` role) and reports
-//! whether it is available to the status writer.
+//! both to the status writer ([`Provisioning`]).
 //!
 //! Every object is server-side applied with field manager `sluice`, so a reconcile that changes
-//! nothing writes nothing. Reconciles run on every change of the watched objects and every
-//! `resync` period, which is also how Deployment and Service status changes are noticed.
+//! nothing writes nothing. Reconciles are watch-driven: they run when the translated objects
+//! change (the kube source's [`Resources`]), when a provisioned Deployment, DaemonSet or Service
+//! changes (a pod became available, a load balancer got an address, someone edited or deleted
+//! one), and when a ConfigMap a Sluice GatewayClass names changes. A slow `resync` reconciles
+//! anyway, for whatever no watch covers (the ServiceAccount, PodDisruptionBudget and
+//! ClusterRoleBinding).
 
 pub mod manifests;
+pub mod mirror_params;
 pub mod params;
+mod triggers;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gateway_api::apis::standard::gateways::Gateway;
+use gateway_api::apis::standard::gatewayclasses::GatewayClass;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -25,20 +32,26 @@ use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinSet;
 
 use self::manifests::{
     DataPlaneObjects, Workload, GATEWAY_LABEL, GATEWAY_NAMESPACE_LABEL, MANAGED_BY,
 };
-use self::params::DataPlaneParams;
+use self::params::{DataPlaneParams, ParametersRefError, INVALID_PARAMETERS};
 use crate::publish::Store;
 use crate::resources::Resources;
-use crate::status_writer::{DataPlane, DataPlanes, FIELD_MANAGER};
+use crate::status_writer::{DataPlane, Provisioning, FIELD_MANAGER};
+use crate::CONTROLLER_NAME;
+
+/// How long a wake-up waits for more changes before reconciling.
+const DEBOUNCE: Duration = Duration::from_millis(20);
 
 #[derive(Debug, Clone)]
 pub struct ProvisionerConfig {
     /// The image data planes run unless the class parameters name another.
     pub image: String,
+    /// The safety-net reconcile period; changes are noticed by watches long before.
     pub resync: Duration,
 }
 
@@ -54,13 +67,59 @@ pub enum ProvisionError {
     },
 }
 
+/// A GatewayClass's parameters as this reconcile found them.
+enum ClassParams {
+    Valid(Box<DataPlaneParams>),
+    /// Unusable: the class is not accepted, and the message says why.
+    Invalid(String),
+    /// Not readable right now (API error): keep what the previous reconcile decided.
+    Unknown,
+}
+
+enum ClassParamsError {
+    Invalid(ParametersRefError),
+    Unreadable(ProvisionError),
+}
+
+// === impl Provisioning ===
+
+impl Provisioning {
+    /// Copies `previous`'s verdict on the Gateway `key`.
+    fn carry_gateway(&mut self, previous: &Provisioning, key: &str) {
+        if let Some(message) = previous.rejected_gateways.get(key) {
+            self.rejected_gateways
+                .insert(key.to_string(), message.clone());
+        }
+        if let Some(plane) = previous.data_planes.get(key) {
+            self.data_planes.insert(key.to_string(), plane.clone());
+        }
+    }
+
+    /// `(programmed, reason, what an Event says)` for the Gateway `key`, if it has a verdict.
+    fn gateway_state(&self, key: &str) -> Option<(bool, &'static str, String)> {
+        if let Some(message) = self.rejected_gateways.get(key) {
+            return Some((false, INVALID_PARAMETERS, message.clone()));
+        }
+        let plane = self.data_planes.get(key)?;
+        let note = if plane.programmed {
+            let addresses: Vec<&str> = plane.addresses.iter().map(|(_, v)| v.as_str()).collect();
+            format!("data plane available at {}", addresses.join(", "))
+        } else {
+            plane.message.clone()
+        };
+        Some((plane.programmed, plane.reason, note))
+    }
+}
+
+// === impl Provisioner ===
+
 pub struct Provisioner {
     client: Client,
     config: ProvisionerConfig,
     leader: watch::Receiver<bool>,
     resources: watch::Receiver<Option<Arc<Resources>>>,
     store: Arc<Store>,
-    data_planes: watch::Sender<Arc<DataPlanes>>,
+    provisioning: watch::Sender<Arc<Provisioning>>,
     recorder: Recorder,
 }
 
@@ -80,14 +139,14 @@ impl Provisioner {
             leader,
             resources,
             store,
-            data_planes: watch::channel(Arc::new(DataPlanes::new())).0,
+            provisioning: watch::channel(Arc::new(Provisioning::default())).0,
             recorder: Recorder::new(client_for_events, "sluice-controller".into()),
         }
     }
 
-    /// What the status writer overlays on Gateway statuses.
-    pub fn data_planes(&self) -> watch::Receiver<Arc<DataPlanes>> {
-        self.data_planes.subscribe()
+    /// What the status writer overlays on GatewayClass and Gateway statuses.
+    pub fn provisioning(&self) -> watch::Receiver<Arc<Provisioning>> {
+        self.provisioning.subscribe()
     }
 
     pub fn spawn(self) -> tokio::task::JoinHandle<()> {
@@ -95,18 +154,29 @@ impl Provisioner {
     }
 
     async fn run(mut self) {
+        let changed = Arc::new(Notify::new());
+        // Dropped (and so aborted) when the provisioner stops.
+        let mut watchers = JoinSet::new();
+        triggers::watch_owned::<Deployment>(&mut watchers, &self.client, &changed);
+        triggers::watch_owned::<DaemonSet>(&mut watchers, &self.client, &changed);
+        triggers::watch_owned::<Service>(&mut watchers, &self.client, &changed);
+        triggers::watch_parameters(
+            &mut watchers,
+            &self.client,
+            self.resources.clone(),
+            &changed,
+        );
         loop {
             let resources = self.resources.borrow_and_update().clone();
             let leading = *self.leader.borrow_and_update();
             if let (true, Some(resources)) = (leading, resources) {
-                let planes = self.reconcile(&resources).await;
-                let previous = self.data_planes.borrow().clone();
-                self.record_transitions(&resources, &previous, &planes)
-                    .await;
-                self.data_planes.send_if_modified(|current| {
-                    let changed = **current != planes;
+                let previous = self.provisioning.borrow().clone();
+                let next = self.reconcile(&resources, &previous).await;
+                self.record_transitions(&resources, &previous, &next).await;
+                self.provisioning.send_if_modified(|current| {
+                    let changed = **current != next;
                     if changed {
-                        *current = Arc::new(planes);
+                        *current = Arc::new(next);
                     }
                     changed
                 });
@@ -114,19 +184,63 @@ impl Provisioner {
             tokio::select! {
                 r = self.resources.changed() => if r.is_err() { return },
                 r = self.leader.changed() => if r.is_err() { return },
+                _ = changed.notified() => {}
                 _ = tokio::time::sleep(self.config.resync) => {}
             }
+            // One reconcile for a burst (the objects one reconcile applies, a rollout's updates).
+            tokio::time::sleep(DEBOUNCE).await;
         }
     }
 
-    /// Provisions every accepted Gateway of a Sluice class; returns each one's data-plane state.
-    pub async fn reconcile(&self, resources: &Resources) -> DataPlanes {
+    /// Validates the parameters of every Sluice GatewayClass and provisions every accepted Gateway
+    /// of a class whose parameters are valid. `previous` stands in for what could not be read.
+    pub async fn reconcile(&self, resources: &Resources, previous: &Provisioning) -> Provisioning {
         let statuses = self.store.load().statuses.clone();
-        let mut planes = DataPlanes::new();
+        let mut out = Provisioning {
+            reconciled: true,
+            ..Provisioning::default()
+        };
+        let classes = self.classes(resources).await;
+        for (class, verdict) in &classes {
+            match verdict {
+                ClassParams::Invalid(message) => {
+                    out.invalid_classes
+                        .insert((*class).to_string(), message.clone());
+                }
+                ClassParams::Unknown => {
+                    if let Some(message) = previous.invalid_classes.get(*class) {
+                        out.invalid_classes
+                            .insert((*class).to_string(), message.clone());
+                    }
+                }
+                ClassParams::Valid(_) => {}
+            }
+        }
         let mut bindings = BTreeSet::new();
         for gateway in &resources.gateways {
+            let class = gateway.spec.gateway_class_name.as_str();
+            let Some(verdict) = classes.get(class) else {
+                continue;
+            };
             let ns = gateway.namespace().unwrap_or_default();
             let name = gateway.name_any();
+            let key = format!("{ns}/{name}");
+            // Its data plane, if it has one, keeps its permissions until the Gateway is gone.
+            bindings.insert(manifests::binding_name(gateway));
+            let params = match verdict {
+                ClassParams::Valid(params) => params,
+                // A bad parameter change leaves an existing data plane as it is: a typo in the
+                // ConfigMap must not take traffic down.
+                ClassParams::Invalid(message) => {
+                    out.rejected_gateways
+                        .insert(key, format!("GatewayClass {class}: {message}"));
+                    continue;
+                }
+                ClassParams::Unknown => {
+                    out.carry_gateway(previous, &key);
+                    continue;
+                }
+            };
             let accepted = statuses.gateway(&ns, &name).is_some_and(|s| {
                 s.conditions
                     .iter()
@@ -136,71 +250,60 @@ impl Provisioner {
             if !accepted {
                 continue;
             }
-            let params = match self.class_params(resources, gateway).await {
-                Ok(p) => p,
-                Err(message) => {
-                    planes.insert(
-                        format!("{ns}/{name}"),
-                        DataPlane {
-                            programmed: false,
-                            reason: "Invalid",
-                            message,
-                            addresses: Vec::new(),
-                        },
-                    );
-                    continue;
-                }
-            };
-            bindings.insert(manifests::binding_name(gateway));
-            let objects = manifests::build(gateway, &params, &self.config.image);
+            let objects = manifests::build(gateway, params, &self.config.image);
             let plane = match self.apply_all(&objects, &ns).await {
                 Ok(plane) => plane,
                 Err(e) => {
-                    tracing::warn!("provisioning {ns}/{name}: {e}");
+                    tracing::warn!("provisioning {key}: {e}");
                     DataPlane {
                         programmed: false,
                         reason: "Pending",
-                        message: format!("the data plane could not be provisioned: {e}"),
+                        message: format!(
+                            "the data plane could not be provisioned: {}",
+                            params::error_chain(&e)
+                        ),
                         addresses: Vec::new(),
                     }
                 }
             };
-            planes.insert(format!("{ns}/{name}"), plane);
+            out.data_planes.insert(key, plane);
         }
         if let Err(e) = self.delete_stale_bindings(&bindings).await {
             tracing::warn!("cleaning up data-plane ClusterRoleBindings: {e}");
         }
-        planes
+        out
     }
 
     /// One Event on the Gateway each time its data plane changes state (provisioned, available,
-    /// failing), so `kubectl describe gateway` tells the story without repeating it every resync.
-    async fn record_transitions(&self, resources: &Resources, old: &DataPlanes, new: &DataPlanes) {
+    /// failing, rejected), so `kubectl describe gateway` tells the story without repeating it
+    /// every resync.
+    async fn record_transitions(
+        &self,
+        resources: &Resources,
+        old: &Provisioning,
+        new: &Provisioning,
+    ) {
         for gateway in &resources.gateways {
             let key = format!(
                 "{}/{}",
                 gateway.namespace().unwrap_or_default(),
                 gateway.name_any()
             );
-            let Some(plane) = new.get(&key) else { continue };
-            let before = old.get(&key).map(|o| (o.programmed, o.reason));
-            if before == Some((plane.programmed, plane.reason)) {
+            let Some((ok, reason, note)) = new.gateway_state(&key) else {
+                continue;
+            };
+            let before = old.gateway_state(&key).map(|(ok, reason, _)| (ok, reason));
+            if before == Some((ok, reason)) {
                 continue;
             }
-            let note = if plane.programmed {
-                let addresses: Vec<&str> =
-                    plane.addresses.iter().map(|(_, v)| v.as_str()).collect();
-                format!("data plane available at {}", addresses.join(", "))
-            } else {
-                plane.message.clone()
-            };
+            let warning = matches!(reason, "Invalid" | INVALID_PARAMETERS);
             let event = Event {
-                type_: if plane.reason == "Invalid" {
+                type_: if warning {
                     EventType::Warning
                 } else {
                     EventType::Normal
                 },
-                reason: plane.reason.to_string(),
+                reason: reason.to_string(),
                 note: Some(note),
                 action: "Provision".into(),
                 secondary: None,
@@ -215,35 +318,67 @@ impl Provisioner {
         }
     }
 
-    /// The class's `parametersRef` ConfigMap, decoded; an error message for the Gateway status.
+    /// Every Sluice GatewayClass by name, with its parameters read and checked once.
+    async fn classes<'a>(&self, resources: &'a Resources) -> BTreeMap<&'a str, ClassParams> {
+        let mut out = BTreeMap::new();
+        for class in &resources.gateway_classes {
+            if class.spec.controller_name != CONTROLLER_NAME {
+                continue;
+            }
+            let Some(name) = class.metadata.name.as_deref() else {
+                continue;
+            };
+            let verdict = match self.class_params(class).await {
+                Ok(params) => ClassParams::Valid(Box::new(params)),
+                Err(ClassParamsError::Invalid(e)) => ClassParams::Invalid(params::error_chain(&e)),
+                Err(ClassParamsError::Unreadable(e)) => {
+                    tracing::warn!("GatewayClass {name}: {}", params::error_chain(&e));
+                    ClassParams::Unknown
+                }
+            };
+            out.insert(name, verdict);
+        }
+        out
+    }
+
+    /// The class's `parametersRef` ConfigMap, decoded (the defaults without one).
     async fn class_params(
         &self,
-        resources: &Resources,
-        gateway: &Gateway,
-    ) -> Result<DataPlaneParams, String> {
-        let class = resources
-            .gateway_classes
-            .iter()
-            .find(|c| c.name_any() == gateway.spec.gateway_class_name);
-        let Some(pref) = class.and_then(|c| c.spec.parameters_ref.as_ref()) else {
+        class: &GatewayClass,
+    ) -> Result<DataPlaneParams, ClassParamsError> {
+        let Some(pref) = class.spec.parameters_ref.as_ref() else {
             return Ok(DataPlaneParams::default());
         };
         if !pref.group.is_empty() || pref.kind != "ConfigMap" {
-            return Err(format!(
-                "GatewayClass parametersRef must be a core ConfigMap, not {}/{}",
-                pref.group, pref.kind
+            return Err(ClassParamsError::Invalid(
+                ParametersRefError::NotAConfigMap {
+                    group: pref.group.clone(),
+                    kind: pref.kind.clone(),
+                },
             ));
         }
         let Some(ns) = pref.namespace.as_deref() else {
-            return Err("GatewayClass parametersRef needs a namespace".into());
+            return Err(ClassParamsError::Invalid(ParametersRefError::NoNamespace(
+                pref.name.clone(),
+            )));
         };
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), ns);
-        match api.get_opt(&pref.name).await {
-            Ok(Some(cm)) => DataPlaneParams::from_config_map(&cm)
-                .map_err(|e| format!("ConfigMap {ns}/{}: {e}", pref.name)),
-            Ok(None) => Err(format!("ConfigMap {ns}/{} not found", pref.name)),
-            Err(e) => Err(format!("ConfigMap {ns}/{}: {e}", pref.name)),
-        }
+        let found = api.get_opt(&pref.name).await.map_err(|source| {
+            ClassParamsError::Unreadable(api_error("reading", "ConfigMap", &pref.name, source))
+        })?;
+        let Some(cm) = found else {
+            return Err(ClassParamsError::Invalid(ParametersRefError::NotFound {
+                namespace: ns.to_string(),
+                name: pref.name.clone(),
+            }));
+        };
+        DataPlaneParams::from_config_map(&cm).map_err(|source| {
+            ClassParamsError::Invalid(ParametersRefError::Invalid {
+                namespace: ns.to_string(),
+                name: pref.name.clone(),
+                source,
+            })
+        })
     }
 
     async fn apply_all(

@@ -242,3 +242,61 @@ async fn an_outage_refuses_connections_until_restored() {
         .expect("listed");
     assert_eq!(up.items.len(), 1);
 }
+
+#[tokio::test]
+async fn metadata_only_requests_get_metadata_only() {
+    use kube::core::PartialObjectMeta;
+    let server = server_with_namespace("demo").await;
+    server
+        .create(json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "a", "namespace": "demo", "labels": {"x": "1"}},
+            "data": {"secret": "not in a metadata answer"}}))
+        .expect("ConfigMap");
+    let client = server.client_as("t").expect("client");
+    let api: Api<PartialObjectMeta<ConfigMap>> = Api::all(client.clone());
+    let list = timeout(LIMIT, api.list(&ListParams::default()))
+        .await
+        .expect("in time")
+        .expect("listed");
+    assert_eq!(list.items.len(), 1);
+    assert_eq!(
+        list.items[0].types.as_ref().map(|t| t.kind.as_str()),
+        Some("PartialObjectMetadata")
+    );
+    assert_eq!(list.items[0].metadata.name.as_deref(), Some("a"));
+
+    let mut events = std::pin::pin!(watcher(api, watcher::Config::default()));
+    let mut created = false;
+    loop {
+        let event = match timeout(LIMIT, events.try_next()).await {
+            Ok(Ok(Some(event))) => event,
+            other => panic!("watch ended: {other:?}"),
+        };
+        match event {
+            watcher::Event::InitDone if !created => {
+                server
+                    .create(json!({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": "b", "namespace": "demo"}}))
+                    .expect("second ConfigMap");
+                created = true;
+            }
+            watcher::Event::Apply(cm) if created => {
+                assert_eq!(cm.metadata.name.as_deref(), Some("b"));
+                break;
+            }
+            _ => {}
+        }
+    }
+
+    // The answer on the wire really is metadata only.
+    let request = http::Request::get("/api/v1/namespaces/demo/configmaps/a")
+        .header(
+            "Accept",
+            "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1",
+        )
+        .body(Vec::new())
+        .expect("request");
+    let raw: serde_json::Value = client.request(request).await.expect("raw get");
+    assert_eq!(raw["kind"], "PartialObjectMetadata");
+    assert!(raw.get("data").is_none(), "{raw}");
+}

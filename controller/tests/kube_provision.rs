@@ -40,8 +40,12 @@ async fn server_with(params: &[(&str, &str)]) -> FakeApiServer {
     server
 }
 
-/// A leading controller: source, provisioner and status writer.
-fn start_controller(server: &FakeApiServer) -> Vec<tokio::task::JoinHandle<()>> {
+/// Longer than any test: whatever happens, happens because a watch noticed a change.
+const NO_RESYNC: Duration = Duration::from_secs(3600);
+
+/// A leading controller: source, provisioner and status writer. Only a test that needs repeated
+/// reconciles of an unchanged world passes a short `resync`.
+fn start_controller(server: &FakeApiServer, resync: Duration) -> Vec<tokio::task::JoinHandle<()>> {
     let client = server.client_as("controller").expect("client");
     let store = Store::new();
     let source = KubeSource::new(
@@ -51,10 +55,11 @@ fn start_controller(server: &FakeApiServer) -> Vec<tokio::task::JoinHandle<()>> 
         Mode::Controller,
     );
     let resources = source.resources();
+    let claimed = source.claimed_routes();
     let (leader_tx, leader) = watch::channel(true);
     let config = ProvisionerConfig {
         image: "example.test/sluice:dev".into(),
-        resync: Duration::from_millis(100),
+        resync,
     };
     let provisioner = Provisioner::new(
         client.clone(),
@@ -63,7 +68,7 @@ fn start_controller(server: &FakeApiServer) -> Vec<tokio::task::JoinHandle<()>> 
         resources,
         store.clone(),
     );
-    let writer = StatusWriter::new(client, store, leader, provisioner.data_planes());
+    let writer = StatusWriter::new(client, store, leader, provisioner.provisioning(), claimed);
     let keep_leading = tokio::spawn(async move {
         leader_tx.closed().await;
     });
@@ -106,7 +111,7 @@ fn programmed(server: &FakeApiServer) -> Option<(String, String)> {
 #[tokio::test]
 async fn an_accepted_gateway_gets_its_data_plane_and_is_programmed_once_available() {
     let server = server_with(&[("replicas", "3"), ("serviceType", "LoadBalancer")]).await;
-    let tasks = start_controller(&server);
+    let tasks = start_controller(&server, NO_RESYNC);
 
     let deployment = until("the Deployment", || {
         server.get("apps/v1", "Deployment", Some("demo"), "sluice-web")
@@ -160,7 +165,7 @@ async fn an_accepted_gateway_gets_its_data_plane_and_is_programmed_once_availabl
             "rbac.authorization.k8s.io/v1",
             "ClusterRoleBinding",
             None,
-            "sluice-dataplane-demo-web",
+            "sluice-dataplane-demo.web",
         )
     })
     .await;
@@ -231,7 +236,7 @@ async fn an_accepted_gateway_gets_its_data_plane_and_is_programmed_once_availabl
                 "rbac.authorization.k8s.io/v1",
                 "ClusterRoleBinding",
                 None,
-                "sluice-dataplane-demo-web",
+                "sluice-dataplane-demo.web",
             )
             .is_none()
             .then_some(())
@@ -248,7 +253,7 @@ async fn a_daemonset_class_gets_a_daemonset_on_the_host_network() {
         ("serviceType", "NodePort"),
     ])
     .await;
-    let tasks = start_controller(&server);
+    let tasks = start_controller(&server, NO_RESYNC);
     let ds = until("the DaemonSet", || {
         server.get("apps/v1", "DaemonSet", Some("demo"), "sluice-web")
     })
@@ -265,25 +270,157 @@ async fn a_daemonset_class_gets_a_daemonset_on_the_host_network() {
     tasks.iter().for_each(|t| t.abort());
 }
 
+/// `(status, reason, message)` of a condition in an object's status.
+fn condition_of(object: Option<Value>, type_: &str) -> Option<(String, String, String)> {
+    let c = object?
+        .pointer("/status/conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)?
+        .clone();
+    Some((
+        c["status"].as_str()?.to_string(),
+        c["reason"].as_str()?.to_string(),
+        c["message"].as_str().unwrap_or_default().to_string(),
+    ))
+}
+
+fn class_accepted(server: &FakeApiServer) -> Option<(String, String, String)> {
+    condition_of(server.get(GW, "GatewayClass", None, "sluice"), "Accepted")
+}
+
+fn gateway_condition(server: &FakeApiServer, type_: &str) -> Option<(String, String, String)> {
+    condition_of(server.get(GW, "Gateway", Some("demo"), "web"), type_)
+}
+
+fn knobs(data: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "knobs", "namespace": "sluice-system"}, "data": data})
+}
+
 #[tokio::test]
-async fn invalid_class_parameters_keep_the_gateway_unprogrammed_with_a_reason() {
+async fn invalid_class_parameters_reject_the_class_and_its_gateways_until_fixed() {
     let server = server_with(&[("replica", "2")]).await;
-    let tasks = start_controller(&server);
-    let (status, _) = until("Programmed Invalid", || {
-        programmed(&server).filter(|(_, r)| r == "Invalid")
+    let tasks = start_controller(&server, NO_RESYNC);
+    let (status, _, message) = until("GatewayClass InvalidParameters", || {
+        class_accepted(&server).filter(|(_, r, _)| r == "InvalidParameters")
     })
     .await;
     assert_eq!(status, "False");
-    let gw = server
-        .get(GW, "Gateway", Some("demo"), "web")
-        .expect("gateway");
-    let message = gw["status"]["conditions"]
-        .as_array()
-        .and_then(|cs| cs.iter().find(|c| c["type"] == "Programmed"))
-        .and_then(|c| c["message"].as_str())
-        .unwrap_or_default()
-        .to_string();
-    assert!(message.contains("replica"), "{message}");
+    assert!(
+        message.starts_with("ConfigMap sluice-system/knobs: unknown key \"replica\""),
+        "{message}"
+    );
+    let (status, _, message) = until("Gateway InvalidParameters", || {
+        gateway_condition(&server, "Accepted").filter(|(_, r, _)| r == "InvalidParameters")
+    })
+    .await;
+    assert_eq!(status, "False");
+    assert!(
+        message.contains("GatewayClass sluice: ConfigMap"),
+        "{message}"
+    );
+    let programmed = gateway_condition(&server, "Programmed").expect("Programmed");
+    assert_eq!(
+        (programmed.0.as_str(), programmed.1.as_str()),
+        ("False", "Invalid")
+    );
+    assert!(server
+        .get("apps/v1", "Deployment", Some("demo"), "sluice-web")
+        .is_none());
+    let events = server.list("events.k8s.io/v1", "Event");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["reason"] == "InvalidParameters" && e["type"] == "Warning"),
+        "{events:?}"
+    );
+
+    // Fixing the ConfigMap accepts the class and provisions the data plane.
+    server
+        .apply(knobs(json!({"replicas": "2"})))
+        .expect("fixed ConfigMap");
+    until("GatewayClass Accepted", || {
+        class_accepted(&server).filter(|(s, _, _)| s == "True")
+    })
+    .await;
+    let deployment = until("the Deployment", || {
+        server.get("apps/v1", "Deployment", Some("demo"), "sluice-web")
+    })
+    .await;
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    until("Gateway Accepted", || {
+        gateway_condition(&server, "Accepted").filter(|(s, _, _)| s == "True")
+    })
+    .await;
+    tasks.iter().for_each(|t| t.abort());
+}
+
+#[tokio::test]
+async fn a_missing_parameters_config_map_rejects_the_class_until_it_exists() {
+    let server = server_with(&[]).await;
+    server
+        .delete("v1", "ConfigMap", Some("sluice-system"), "knobs")
+        .expect("deleted");
+    let tasks = start_controller(&server, NO_RESYNC);
+    let (_, reason, message) = until("GatewayClass not accepted", || {
+        class_accepted(&server).filter(|(s, _, _)| s == "False")
+    })
+    .await;
+    assert_eq!(reason, "InvalidParameters");
+    assert_eq!(message, "ConfigMap sluice-system/knobs not found");
+
+    server.create(knobs(json!({}))).expect("ConfigMap");
+    until("GatewayClass Accepted", || {
+        class_accepted(&server).filter(|(s, _, _)| s == "True")
+    })
+    .await;
+    until("the Deployment", || {
+        server.get("apps/v1", "Deployment", Some("demo"), "sluice-web")
+    })
+    .await;
+    until("Programmed False Pending", || {
+        programmed(&server).filter(|(_, r)| r == "Pending")
+    })
+    .await;
+
+    // Once things are quiet, only the ConfigMap watch can notice it going and coming back.
+    server
+        .delete("v1", "ConfigMap", Some("sluice-system"), "knobs")
+        .expect("deleted again");
+    until("GatewayClass not accepted again", || {
+        class_accepted(&server).filter(|(s, _, _)| s == "False")
+    })
+    .await;
+    server.create(knobs(json!({}))).expect("ConfigMap again");
+    until("GatewayClass Accepted again", || {
+        class_accepted(&server).filter(|(s, _, _)| s == "True")
+    })
+    .await;
+    tasks.iter().for_each(|t| t.abort());
+}
+
+#[tokio::test]
+async fn a_parameters_ref_of_the_wrong_kind_rejects_the_class_and_its_gateways() {
+    let server = server_with(&[]).await;
+    let mut class = server
+        .get(GW, "GatewayClass", None, "sluice")
+        .expect("class");
+    class["spec"]["parametersRef"] =
+        json!({"group": "", "kind": "Secret", "name": "knobs", "namespace": "sluice-system"});
+    server.apply(class).expect("class with a Secret reference");
+    let tasks = start_controller(&server, NO_RESYNC);
+    // Translation rejects the class first; the provisioner's message says what to do.
+    until("the provisioner's InvalidParameters", || {
+        class_accepted(&server).filter(|(s, r, m)| {
+            s == "False" && r == "InvalidParameters" && m.contains("must be a core ConfigMap")
+        })
+    })
+    .await;
+    until("Gateway InvalidParameters", || {
+        gateway_condition(&server, "Accepted").filter(|(_, r, _)| r == "InvalidParameters")
+    })
+    .await;
     assert!(server
         .get("apps/v1", "Deployment", Some("demo"), "sluice-web")
         .is_none());
@@ -293,7 +430,7 @@ async fn invalid_class_parameters_keep_the_gateway_unprogrammed_with_a_reason() 
 #[tokio::test]
 async fn reconciling_an_unchanged_gateway_writes_nothing() {
     let server = server_with(&[]).await;
-    let tasks = start_controller(&server);
+    let tasks = start_controller(&server, Duration::from_millis(100));
     until("the Deployment", || {
         server.get("apps/v1", "Deployment", Some("demo"), "sluice-web")
     })
@@ -314,6 +451,172 @@ async fn reconciling_an_unchanged_gateway_writes_nothing() {
         (rv("Deployment", "apps/v1"), rv("Service", "v1")),
         before,
         "applies changed nothing"
+    );
+    tasks.iter().for_each(|t| t.abort());
+}
+
+#[tokio::test]
+async fn a_deployment_becoming_available_programs_the_gateway_without_a_resync() {
+    let server = server_with(&[("serviceType", "ClusterIP")]).await;
+    let tasks = start_controller(&server, NO_RESYNC);
+    until("the Deployment", || {
+        server.get("apps/v1", "Deployment", Some("demo"), "sluice-web")
+    })
+    .await;
+    until("Programmed False Pending", || {
+        programmed(&server).filter(|(s, r)| s == "False" && r == "Pending")
+    })
+    .await;
+    // A ClusterIP Service has its address at once (the fake API server allocates it); only an
+    // available pod is missing.
+    let cluster_ip = server
+        .get("v1", "Service", Some("demo"), "sluice-web")
+        .and_then(|s| s["spec"]["clusterIP"].as_str().map(str::to_string))
+        .expect("a cluster IP");
+    server
+        .set_status(
+            "apps/v1",
+            "Deployment",
+            Some("demo"),
+            "sluice-web",
+            json!({"availableReplicas": 1}),
+        )
+        .expect("deployment status");
+    until("Programmed True", || {
+        programmed(&server).filter(|(s, _)| s == "True")
+    })
+    .await;
+    let gateway = server
+        .get(GW, "Gateway", Some("demo"), "web")
+        .expect("gateway");
+    assert_eq!(
+        gateway["status"]["addresses"],
+        json!([{"type": "IPAddress", "value": cluster_ip}])
+    );
+
+    // Once things are quiet, only the Deployment watch can notice the pod going and coming back.
+    for (available, wanted) in [(0, "False"), (1, "True")] {
+        server
+            .set_status(
+                "apps/v1",
+                "Deployment",
+                Some("demo"),
+                "sluice-web",
+                json!({ "availableReplicas": available }),
+            )
+            .expect("deployment status");
+        until("Programmed to follow the pod", || {
+            programmed(&server).filter(|(s, _)| s == wanted)
+        })
+        .await;
+    }
+
+    // Deleting a provisioned object by hand is repaired as soon as it is noticed.
+    server
+        .delete("v1", "Service", Some("demo"), "sluice-web")
+        .expect("deleted");
+    until("the Service again", || {
+        server.get("v1", "Service", Some("demo"), "sluice-web")
+    })
+    .await;
+    tasks.iter().for_each(|t| t.abort());
+}
+
+#[tokio::test]
+async fn a_253_character_gateway_name_gets_short_object_names_found_by_label() {
+    let server = server_with(&[]).await;
+    let long = format!("edge-{}", "x".repeat(248));
+    assert_eq!(long.len(), 253);
+    server
+        .create(objects::gateway("demo", &long, 8080))
+        .expect("long-named Gateway");
+    let tasks = start_controller(&server, NO_RESYNC);
+    let gateway = server
+        .get(GW, "Gateway", Some("demo"), &long)
+        .expect("gateway");
+    let owned_by_it =
+        |o: &Value| o["metadata"]["ownerReferences"][0]["uid"] == gateway["metadata"]["uid"];
+    let service = until("its Service", || {
+        server.list("v1", "Service").into_iter().find(owned_by_it)
+    })
+    .await;
+    let name = service["metadata"]["name"]
+        .as_str()
+        .expect("name")
+        .to_string();
+    assert!(
+        name.len() <= 63 && name.starts_with("sluice-edge-x"),
+        "{name}"
+    );
+    let label = service["metadata"]["labels"]["sluice.dev/gateway"]
+        .as_str()
+        .expect("gateway label")
+        .to_string();
+    assert!(label.len() <= 63, "{label}");
+    assert_eq!(service["spec"]["selector"]["sluice.dev/gateway"], label);
+
+    let deployment = until("its Deployment, under the same name", || {
+        server.get("apps/v1", "Deployment", Some("demo"), &name)
+    })
+    .await;
+    assert_eq!(
+        deployment["spec"]["selector"]["matchLabels"]["sluice.dev/gateway"],
+        label
+    );
+    assert_eq!(
+        deployment["metadata"]["ownerReferences"][0]["name"], long,
+        "the owner reference names the Gateway in full"
+    );
+    let args = &deployment["spec"]["template"]["spec"]["containers"][0]["args"];
+    assert!(args
+        .as_array()
+        .expect("args")
+        .contains(&json!(format!("--gateway=demo/{long}"))));
+    // The short Gateway beside it keeps its readable names.
+    until("the other Gateway's Service", || {
+        server.get("v1", "Service", Some("demo"), "sluice-web")
+    })
+    .await;
+    tasks.iter().for_each(|t| t.abort());
+}
+
+#[tokio::test]
+async fn mirror_parameters_become_proxy_flags_and_bad_ones_reject_the_class() {
+    let server = server_with(&[
+        ("mirrorHostSuffix", "-shadow"),
+        ("mirrorMaxInflight", "64"),
+        ("mirrorTimeoutMs", "2500"),
+        ("mirrorAccessLog", "true"),
+    ])
+    .await;
+    let tasks = start_controller(&server, NO_RESYNC);
+    let deployment = until("the Deployment", || {
+        server.get("apps/v1", "Deployment", Some("demo"), "sluice-web")
+    })
+    .await;
+    let args = deployment["spec"]["template"]["spec"]["containers"][0]["args"].clone();
+    for flag in [
+        "--mirror-host-suffix=-shadow",
+        "--mirror-max-inflight=64",
+        "--mirror-timeout-ms=2500",
+        "--mirror-access-log",
+    ] {
+        assert!(
+            args.as_array().expect("args").contains(&json!(flag)),
+            "{flag} in {args}"
+        );
+    }
+
+    server
+        .apply(knobs(json!({"mirrorMaxInflight": "lots"})))
+        .expect("a bad value");
+    let (_, _, message) = until("GatewayClass InvalidParameters", || {
+        class_accepted(&server).filter(|(s, _, _)| s == "False")
+    })
+    .await;
+    assert!(
+        message.ends_with("mirrorMaxInflight must be a non-negative integer, not \"lots\""),
+        "{message}"
     );
     tasks.iter().for_each(|t| t.abort());
 }

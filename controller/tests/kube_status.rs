@@ -1,21 +1,29 @@
 //! Status writing and leader election against the fake API server.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use sluice_controller::leader::{self, LeaseConfig};
 use sluice_controller::publish::Store;
-use sluice_controller::sources::kube::{KubeSource, Mode};
-use sluice_controller::status_writer::{DataPlanes, StatusWriter, FIELD_MANAGER};
+use sluice_controller::sources::kube::{ClaimedRoutes, KubeSource, Mode};
+use sluice_controller::status_writer::{Provisioning, StatusWriter, FIELD_MANAGER};
 use sluice_controller::testing::objects;
 use sluice_controller::testing::FakeApiServer;
 use sluice_controller::translate::TranslateOptions;
+use sluice_controller::CONTROLLER_NAME;
 use tokio::sync::watch;
 
 const LIMIT: Duration = Duration::from_secs(20);
 const GW: &str = "gateway.networking.k8s.io/v1";
+
+/// A provisioner's view that has reconciled and provisioned nothing (these tests run none).
+fn no_data_planes() -> Provisioning {
+    Provisioning {
+        reconciled: true,
+        ..Provisioning::default()
+    }
+}
 
 async fn seeded_server() -> FakeApiServer {
     let server = FakeApiServer::start().await.expect("fake API server");
@@ -59,8 +67,9 @@ impl Replica {
         lease.renew_deadline = Duration::from_secs(2);
         lease.retry_period = Duration::from_millis(100);
         let (election, leader) = leader::spawn(client.clone(), lease);
-        let (_dp_tx, dp_rx) = watch::channel(Arc::new(DataPlanes::new()));
-        let writer = StatusWriter::new(client, store, leader.clone(), dp_rx);
+        let claimed = source.claimed_routes();
+        let (_dp_tx, dp_rx) = watch::channel(Arc::new(no_data_planes()));
+        let writer = StatusWriter::new(client, store, leader.clone(), dp_rx, claimed);
         Replica {
             tasks: vec![source.spawn(), election, writer.spawn()],
             leader,
@@ -179,8 +188,15 @@ async fn only_real_changes_are_written_even_by_a_new_leader() {
         .expect("first snapshot")
         .expect("store alive");
     let (_leader_tx, leader) = watch::channel(true);
-    let (_dp_tx, dp) = watch::channel(Arc::new(BTreeMap::new()));
-    let mut writer = StatusWriter::new(client.clone(), store.clone(), leader.clone(), dp.clone());
+    let (_dp_tx, dp) = watch::channel(Arc::new(no_data_planes()));
+    let (_claimed_tx, claimed) = watch::channel(Arc::new(ClaimedRoutes::new()));
+    let mut writer = StatusWriter::new(
+        client.clone(),
+        store.clone(),
+        leader.clone(),
+        dp.clone(),
+        claimed.clone(),
+    );
     let first = writer.sync().await.expect("first sync");
     assert_eq!(first, 3, "GatewayClass, Gateway and HTTPRoute");
     assert_eq!(
@@ -190,7 +206,7 @@ async fn only_real_changes_are_written_even_by_a_new_leader() {
     );
 
     // A fresh writer (a new leader after failover) finds every status already right.
-    let mut successor = StatusWriter::new(client, store, leader, dp);
+    let mut successor = StatusWriter::new(client, store, leader, dp, claimed);
     assert_eq!(successor.sync().await.expect("successor sync"), 0);
     source.abort();
 }
@@ -286,4 +302,128 @@ async fn leader_failover_keeps_a_single_writer() {
     assert!(writers[..handover].iter().all(|u| u == first_name));
     a.stop();
     b.stop();
+}
+
+const OTHER_CONTROLLER: &str = "example.net/other-controller";
+
+/// `(controllerName, parentRef.name)` of every `status.parents` entry of the route.
+fn route_parents(server: &FakeApiServer, name: &str) -> Vec<(String, String)> {
+    let Some(route) = server.get(GW, "HTTPRoute", Some("demo"), name) else {
+        return Vec::new();
+    };
+    route
+        .pointer("/status/parents")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let field = |pointer: &str| {
+                p.pointer(pointer)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            (field("/controllerName"), field("/parentRef/name"))
+        })
+        .collect()
+}
+
+fn parent_entry(controller: &str, gateway: &str) -> Value {
+    json!({
+        "controllerName": controller,
+        "parentRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway",
+            "namespace": "demo", "name": gateway},
+        "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted",
+            "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+    })
+}
+
+fn ours(gateway: &str) -> (String, String) {
+    (CONTROLLER_NAME.to_string(), gateway.to_string())
+}
+
+fn theirs(gateway: &str) -> (String, String) {
+    (OTHER_CONTROLLER.to_string(), gateway.to_string())
+}
+
+#[tokio::test]
+async fn a_removed_parent_ref_drops_our_route_status_entry_and_keeps_other_controllers() {
+    let server = seeded_server().await;
+    let mut route = objects::http_route("demo", "echo", "web", "/", "echo", 8080);
+    route["spec"]["parentRefs"] = json!([{"name": "web"}, {"name": "elsewhere"}]);
+    server.apply(route.clone()).expect("route with two parents");
+    server
+        .set_status(
+            GW,
+            "HTTPRoute",
+            Some("demo"),
+            "echo",
+            json!({"parents": [parent_entry(OTHER_CONTROLLER, "elsewhere")]}),
+        )
+        .expect("the other controller's status");
+    let replica = Replica::start(&server, "controller-a");
+    until("our entry beside theirs", || {
+        let parents = route_parents(&server, "echo");
+        (parents == [theirs("elsewhere"), ours("web")]).then_some(())
+    })
+    .await;
+
+    route["spec"]["parentRefs"] = json!([{"name": "elsewhere"}]);
+    server.apply(route).expect("route without our Gateway");
+    until("our entry gone, theirs kept", || {
+        (route_parents(&server, "echo") == [theirs("elsewhere")]).then_some(())
+    })
+    .await;
+    replica.stop();
+}
+
+#[tokio::test]
+async fn deleting_a_gateway_removes_our_entry_from_its_routes() {
+    let server = seeded_server().await;
+    let replica = Replica::start(&server, "controller-a");
+    until("our entry", || {
+        (route_parents(&server, "echo") == [ours("web")]).then_some(())
+    })
+    .await;
+    server
+        .delete(GW, "Gateway", Some("demo"), "web")
+        .expect("deleted");
+    until("no entry left", || {
+        route_parents(&server, "echo").is_empty().then_some(())
+    })
+    .await;
+    let route = server
+        .get(GW, "HTTPRoute", Some("demo"), "echo")
+        .expect("route");
+    assert_eq!(
+        route.pointer("/status/parents"),
+        Some(&json!([])),
+        "parents is required"
+    );
+    replica.stop();
+}
+
+#[tokio::test]
+async fn a_stale_entry_left_while_no_controller_ran_is_removed_by_the_next_leader() {
+    let server = seeded_server().await;
+    server
+        .create(objects::http_route(
+            "demo", "orphan", "gone", "/orphan", "echo", 8080,
+        ))
+        .expect("route to a Gateway that is gone");
+    server
+        .set_status(
+            GW,
+            "HTTPRoute",
+            Some("demo"),
+            "orphan",
+            json!({"parents": [parent_entry(CONTROLLER_NAME, "gone"), parent_entry(OTHER_CONTROLLER, "gone")]}),
+        )
+        .expect("status left behind");
+    let replica = Replica::start(&server, "controller-a");
+    until("the stale entry removed", || {
+        (route_parents(&server, "orphan") == [theirs("gone")]).then_some(())
+    })
+    .await;
+    replica.stop();
 }

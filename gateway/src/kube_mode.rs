@@ -20,10 +20,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::{AdminError, AdminServer, AdminState};
+use crate::cli::mirror_args::MirrorArgs;
 use crate::dataplane::{self, DataPlane, DataPlaneError};
 use crate::listeners::{ListenerManager, ListenerStatus};
 use crate::metrics::{Metrics, MetricsError};
-use crate::mirror::MirrorOptions;
 use crate::proxy::ProxySettings;
 
 /// The data plane of one Gateway, configured from the Kubernetes API.
@@ -37,6 +37,10 @@ pub struct ProxyArgs {
     /// Where the Gateway's listeners bind inside the pod.
     #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
     pub listen_address: IpAddr,
+    /// The same flags as standalone mode; the provisioner sets them from the GatewayClass
+    /// parameters' `mirror*` keys.
+    #[command(flatten)]
+    pub mirror: MirrorArgs,
 }
 
 /// The controller: statuses and data-plane provisioning, one leader at a time.
@@ -127,7 +131,7 @@ pub async fn start_proxy(
     } = dataplane::start(
         args.admin_address,
         ProxySettings::default(),
-        MirrorOptions::default(),
+        args.mirror.into_options(),
     )
     .await?;
     let options = TranslateOptions {
@@ -180,6 +184,7 @@ pub async fn start_controller(
         Mode::Controller,
     );
     let resources = source.resources();
+    let claimed = source.claimed_routes();
     let (election, leader) = leader::spawn(client.clone(), lease);
     let provisioner = Provisioner::new(
         client.clone(),
@@ -195,7 +200,8 @@ pub async fn start_controller(
         client,
         store.clone(),
         leader.clone(),
-        provisioner.data_planes(),
+        provisioner.provisioning(),
+        claimed,
     );
     Ok(KubeRunning {
         store,
@@ -219,13 +225,17 @@ pub async fn run_proxy(args: ProxyArgs) -> Result<KubeRunning, KubeModeError> {
     start_proxy(args, client).await
 }
 
-/// `sluice controller`, with client-go's Lease timings and a 10 s provisioning resync.
+/// `sluice controller`, with client-go's Lease timings. Provisioning is watch-driven; its resync
+/// is only a safety net, so it is slow.
 pub async fn run_controller(args: ControllerArgs) -> Result<KubeRunning, KubeModeError> {
     let client = kube::Client::try_default()
         .await
         .map_err(KubeModeError::Client)?;
-    start_controller(args, client, None, Duration::from_secs(10)).await
+    start_controller(args, client, None, PROVISIONING_RESYNC).await
 }
+
+/// Reconciles every data plane this often even when no watch reported a change.
+const PROVISIONING_RESYNC: Duration = Duration::from_secs(300);
 
 #[cfg(test)]
 mod tests {
@@ -249,6 +259,67 @@ mod tests {
         .expect("controller");
         assert!(matches!(cli.command, Some(Command::Controller(a)) if a.identity == "pod-a"));
         assert!(Cli::try_parse_from(["sluice", "proxy", "--gateway", "web"]).is_err());
+    }
+
+    #[test]
+    fn the_provisioned_mirror_flags_parse_as_proxy_flags() {
+        use sluice_controller::provision::{manifests, params::DataPlaneParams};
+
+        // The type comes from `from_config_map`: the gateway crate needs no k8s-openapi for it.
+        let config_map = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "knobs", "namespace": "sluice-system"},
+            "data": {
+                "mirrorHostSuffix": "-shadow",
+                "mirrorSetHeaders": "{x-mirror: \"1\"}",
+                "mirrorAddHeaders": "{x-tag: a=b}",
+                "mirrorRemoveHeaders": "[authorization]",
+                "mirrorBufferBytes": "1024",
+                "mirrorMaxBufferedBytes": "4096",
+                "mirrorMaxInflight": "7",
+                "mirrorTimeoutMs": "250",
+                "mirrorAccessLog": "true",
+            },
+        }))
+        .expect("a ConfigMap");
+        let params = DataPlaneParams::from_config_map(&config_map).expect("valid parameters");
+        let gateway = serde_json::from_value(serde_json::json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+            "metadata": {"name": "web", "namespace": "demo", "uid": "u"},
+            "spec": {"gatewayClassName": "sluice",
+                "listeners": [{"name": "http", "port": 8000, "protocol": "HTTP"}]},
+        }))
+        .expect("a Gateway");
+        let objects = manifests::build(&gateway, &params, "img");
+        let manifests::Workload::Deployment(deployment) = objects.workload else {
+            panic!("a Deployment by default");
+        };
+        let args = deployment
+            .spec
+            .and_then(|s| s.template.spec)
+            .and_then(|s| s.containers.into_iter().next())
+            .and_then(|c| c.args)
+            .expect("container args");
+
+        let cli = Cli::try_parse_from(std::iter::once("sluice".to_string()).chain(args))
+            .expect("the data plane accepts its flags");
+        let Some(Command::Proxy(proxy)) = cli.command else {
+            panic!("sluice proxy");
+        };
+        let mirror = proxy.mirror.into_options();
+        assert_eq!(mirror.host_suffix.as_deref(), Some("-shadow"));
+        assert_eq!(mirror.headers.set[0].0.as_str(), "x-mirror");
+        assert_eq!(mirror.headers.add[0].1.as_bytes(), b"a=b");
+        assert_eq!(mirror.headers.remove[0].as_str(), "authorization");
+        assert_eq!(
+            (
+                mirror.request_buffer_bytes,
+                mirror.max_buffered_bytes,
+                mirror.max_inflight
+            ),
+            (1024, 4096, 7)
+        );
+        assert_eq!(mirror.timeout, Duration::from_millis(250));
+        assert!(mirror.access_log);
     }
 
     #[test]

@@ -6,9 +6,11 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use clap::Parser;
 use sluice_controller::testing::{objects, FakeApiServer};
+use sluice_gateway::cli::{Cli, Command};
 use sluice_gateway::echo::{self, EchoIdentity, EchoPod, EchoPort};
-use sluice_gateway::kube_mode::{self, KubeRunning, ProxyArgs};
+use sluice_gateway::kube_mode::{self, KubeRunning};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -63,10 +65,16 @@ fn free_port() -> u16 {
 }
 
 async fn start_proxy(server: &FakeApiServer) -> KubeRunning {
-    let args = ProxyArgs {
-        gateway: ("demo".into(), "web".into()),
-        admin_address: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-        listen_address: Ipv4Addr::LOCALHOST.into(),
+    let cli = Cli::try_parse_from([
+        "sluice",
+        "proxy",
+        "--gateway=demo/web",
+        "--admin-address=127.0.0.1:0",
+        "--listen-address=127.0.0.1",
+    ])
+    .expect("proxy flags");
+    let Some(Command::Proxy(args)) = cli.command else {
+        panic!("sluice proxy");
     };
     kube_mode::start_proxy(args, server.client_as("proxy").expect("client"))
         .await

@@ -42,18 +42,72 @@ pub enum Workload {
     DaemonSet(DaemonSet),
 }
 
-/// `sluice-<gateway>`: the name of every namespaced object of the Gateway's data plane.
+/// A Service name is a DNS-1035 label, and so is every label value: at most 63 characters.
+const MAX_LABEL: usize = 63;
+/// Most object names (ClusterRoleBindings included) are DNS-1123 subdomains: 253 characters.
+const MAX_NAME: usize = 253;
+/// Hex digits of the hash that keeps a shortened name unique (40 bits).
+const HASH_DIGITS: usize = 10;
+
+/// `sluice-<gateway>`: the name of every namespaced object of the Gateway's data plane. A Gateway
+/// name may be 253 characters and contain dots; a Service name may not, so a name that is not a
+/// valid DNS-1035 label is [`shortened`].
 pub fn object_name(gateway: &Gateway) -> String {
-    format!("sluice-{}", gateway.name_any())
+    let name = format!("sluice-{}", gateway.name_any());
+    let label_chars = name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if name.len() <= MAX_LABEL && label_chars {
+        name
+    } else {
+        shortened(&name.replace('.', "-"), &name, MAX_LABEL)
+    }
 }
 
-/// Cluster-scoped, so it also names the namespace.
+/// Cluster-scoped, so it also names the namespace. Namespaces have no dots, so the first dot
+/// separates the two and no two Gateways share a binding.
 pub fn binding_name(gateway: &Gateway) -> String {
-    format!(
-        "sluice-dataplane-{}-{}",
+    let name = format!(
+        "sluice-dataplane-{}.{}",
         gateway.namespace().unwrap_or_default(),
         gateway.name_any()
-    )
+    );
+    if name.len() <= MAX_NAME {
+        name
+    } else {
+        shortened(&name, &name, MAX_NAME)
+    }
+}
+
+/// The Gateway's name as a label value (at most 63 characters, [`shortened`] beyond).
+fn gateway_label(gateway: &Gateway) -> String {
+    let name = gateway.name_any();
+    if name.len() <= MAX_LABEL {
+        name
+    } else {
+        shortened(&name, &name, MAX_LABEL)
+    }
+}
+
+/// `text` cut to leave room for `-` and a hash of `full` within `max` characters: deterministic,
+/// so every reconcile finds the same objects, and distinct for distinct Gateways.
+fn shortened(text: &str, full: &str, max: usize) -> String {
+    let keep = max - HASH_DIGITS - 1;
+    // Names and label values must end with an alphanumeric character before the hash's `-`.
+    let head = text
+        .get(..keep.min(text.len()))
+        .unwrap_or(text)
+        .trim_end_matches(['-', '.']);
+    let hash = format!("{:016x}", fnv1a(full.as_bytes()));
+    format!("{head}-{}", &hash[..HASH_DIGITS])
+}
+
+/// 64-bit FNV-1a: tiny and stable across Rust releases (unlike `DefaultHasher`), which matters
+/// because the names it builds must not change between controller versions.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
+        (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 fn selector_labels(gateway: &Gateway) -> BTreeMap<String, String> {
@@ -63,7 +117,7 @@ fn selector_labels(gateway: &Gateway) -> BTreeMap<String, String> {
             "app.kubernetes.io/component".to_string(),
             "dataplane".to_string(),
         ),
-        (GATEWAY_LABEL.to_string(), gateway.name_any()),
+        (GATEWAY_LABEL.to_string(), gateway_label(gateway)),
     ])
 }
 
@@ -297,11 +351,16 @@ fn pod_template(
             containers: vec![Container {
                 name: "proxy".into(),
                 image: Some(params.image.clone().unwrap_or_else(|| default_image.into())),
-                args: Some(vec![
-                    "proxy".into(),
-                    format!("--gateway={namespace}/{}", gateway.name_any()),
-                    format!("--admin-address=0.0.0.0:{ADMIN_PORT}"),
-                ]),
+                args: Some(
+                    [
+                        "proxy".into(),
+                        format!("--gateway={namespace}/{}", gateway.name_any()),
+                        format!("--admin-address=0.0.0.0:{ADMIN_PORT}"),
+                    ]
+                    .into_iter()
+                    .chain(params.mirror.args())
+                    .collect(),
+                ),
                 ports: Some(container_ports),
                 readiness_probe: Some(probe("/readyz")),
                 liveness_probe: Some(probe("/healthz")),
@@ -319,5 +378,125 @@ fn pod_template(
             }],
             ..PodSpec::default()
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gateway(namespace: &str, name: &str) -> Gateway {
+        let mut gw: Gateway = serde_json::from_value(serde_json::json!({
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "Gateway",
+            "metadata": {"name": name, "namespace": namespace, "uid": "u1"},
+            "spec": {"gatewayClassName": "sluice",
+                "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]},
+        }))
+        .expect("a Gateway");
+        gw.metadata.name = Some(name.into());
+        gw
+    }
+
+    fn container_args(objects: &DataPlaneObjects) -> Vec<String> {
+        let template = match &objects.workload {
+            Workload::Deployment(d) => d.spec.as_ref().map(|s| &s.template),
+            Workload::DaemonSet(d) => d.spec.as_ref().map(|s| &s.template),
+        };
+        template
+            .and_then(|t| t.spec.as_ref())
+            .and_then(|s| s.containers.first())
+            .and_then(|c| c.args.clone())
+            .unwrap_or_default()
+    }
+
+    fn is_dns_label(s: &str) -> bool {
+        s.len() <= 63
+            && s.starts_with(|c: char| c.is_ascii_lowercase())
+            && s.ends_with(|c: char| c.is_ascii_alphanumeric())
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    }
+
+    fn is_label_value(s: &str) -> bool {
+        s.len() <= 63
+            && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && s.ends_with(|c: char| c.is_ascii_alphanumeric())
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    }
+
+    #[test]
+    fn short_gateway_names_give_readable_object_names() {
+        let gw = gateway("demo", "web");
+        assert_eq!(object_name(&gw), "sluice-web");
+        assert_eq!(binding_name(&gw), "sluice-dataplane-demo.web");
+        assert_eq!(gateway_label(&gw), "web");
+    }
+
+    #[test]
+    fn a_253_character_gateway_name_gives_valid_distinct_stable_names() {
+        let long = format!("{}.{}", "a".repeat(126), "b".repeat(126));
+        assert_eq!(long.len(), 253);
+        let other = format!("{}.{}", "a".repeat(126), "c".repeat(126));
+        let (gw, sibling) = (gateway("demo", &long), gateway("demo", &other));
+        let objects = build(&gw, &DataPlaneParams::default(), "img");
+
+        let name = object_name(&gw);
+        assert!(is_dns_label(&name), "{name}");
+        assert_eq!(name, object_name(&gateway("demo", &long)), "deterministic");
+        assert_ne!(
+            name,
+            object_name(&sibling),
+            "same prefix, different Gateway"
+        );
+        assert_eq!(
+            objects.service.metadata.name.as_deref(),
+            Some(name.as_str())
+        );
+
+        let label = gateway_label(&gw);
+        assert!(is_label_value(&label), "{label}");
+        assert_ne!(label, gateway_label(&sibling));
+        for labels in [
+            objects.service.metadata.labels.clone(),
+            objects
+                .service
+                .spec
+                .as_ref()
+                .and_then(|s| s.selector.clone()),
+        ] {
+            let labels = labels.expect("labels");
+            assert!(labels.values().all(|v| is_label_value(v)), "{labels:?}");
+            assert_eq!(labels.get(GATEWAY_LABEL), Some(&label));
+        }
+
+        let binding = binding_name(&gw);
+        assert!(binding.len() <= 253, "{}", binding.len());
+        assert_ne!(binding, binding_name(&sibling));
+        let args = container_args(&objects);
+        assert!(
+            args.contains(&format!("--gateway=demo/{long}")),
+            "the full name"
+        );
+    }
+
+    #[test]
+    fn dotted_gateway_names_make_valid_service_names() {
+        let name = object_name(&gateway("demo", "web.v1"));
+        assert!(is_dns_label(&name), "{name}");
+        assert_eq!(
+            name, "sluice-web-v1-c1a84eb2b8",
+            "as docs/kubernetes.md shows"
+        );
+        assert_ne!(name, object_name(&gateway("demo", "web-v1")));
+    }
+
+    #[test]
+    fn bindings_of_look_alike_namespace_and_name_pairs_differ() {
+        assert_ne!(
+            binding_name(&gateway("a-b", "c")),
+            binding_name(&gateway("a", "b-c"))
+        );
     }
 }

@@ -1,8 +1,16 @@
 //! Data-plane knobs from the GatewayClass `parametersRef` ConfigMap (documented in docs/kubernetes.md).
+//!
+//! Any problem with the reference or the ConfigMap makes the class `Accepted: False` with reason
+//! [`INVALID_PARAMETERS`] and the error chain ([`error_chain`]) as message.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{ConfigMap, ResourceRequirements, Toleration};
+
+use super::mirror_params::{self, MirrorParams};
+
+/// The Gateway API reason for a GatewayClass (and its Gateways) whose parameters are unusable.
+pub const INVALID_PARAMETERS: &str = "InvalidParameters";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WorkloadKind {
@@ -23,6 +31,8 @@ pub struct DataPlaneParams {
     pub host_network: bool,
     /// Overrides the controller's `--dataplane-image`.
     pub image: Option<String>,
+    /// `sluice proxy --mirror-*` flags (the `mirror*` keys).
+    pub mirror: MirrorParams,
 }
 
 impl Default for DataPlaneParams {
@@ -36,13 +46,14 @@ impl Default for DataPlaneParams {
             tolerations: None,
             host_network: false,
             image: None,
+            mirror: MirrorParams::default(),
         }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ParamsError {
-    #[error("unknown key {0:?} (known: kind, replicas, serviceType, resources, nodeSelector, tolerations, hostNetwork, image)")]
+    #[error("unknown key {0:?} (known: kind, replicas, serviceType, resources, nodeSelector, tolerations, hostNetwork, image, {mirror})", mirror = mirror_params::KEYS.join(", "))]
     UnknownKey(String),
     #[error("kind must be Deployment or DaemonSet, not {0:?}")]
     Kind(String),
@@ -54,12 +65,50 @@ pub enum ParamsError {
     HostNetwork(String),
     #[error("hostNetwork is for DaemonSets only")]
     HostNetworkNeedsDaemonSet,
+    #[error("{key} must be {expected}, not {value:?}")]
+    Invalid {
+        key: &'static str,
+        expected: &'static str,
+        value: String,
+    },
     #[error("{key} does not decode")]
     Decode {
         key: &'static str,
         #[source]
         source: serde_yaml_ng::Error,
     },
+}
+
+/// Why a GatewayClass `parametersRef` cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ParametersRefError {
+    #[error(
+        "parametersRef must be a core ConfigMap (group \"\", kind ConfigMap), not {group:?}/{kind}"
+    )]
+    NotAConfigMap { group: String, kind: String },
+    #[error("parametersRef ConfigMap {0} needs a namespace")]
+    NoNamespace(String),
+    #[error("ConfigMap {namespace}/{name} not found")]
+    NotFound { namespace: String, name: String },
+    #[error("ConfigMap {namespace}/{name}")]
+    Invalid {
+        namespace: String,
+        name: String,
+        #[source]
+        source: ParamsError,
+    },
+}
+
+/// `error: cause: cause`, the whole chain on one line: what a condition message shows.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
 }
 
 impl DataPlaneParams {
@@ -97,7 +146,11 @@ impl DataPlaneParams {
                     }
                 }
                 "image" => p.image = Some(value.into()),
-                other => return Err(ParamsError::UnknownKey(other.into())),
+                other => {
+                    if !p.mirror.set(other, value)? {
+                        return Err(ParamsError::UnknownKey(other.into()));
+                    }
+                }
             }
         }
         if p.host_network && p.kind != WorkloadKind::DaemonSet {
@@ -153,6 +206,22 @@ mod tests {
         let err = DataPlaneParams::from_config_map(&cm(&[("hostNetwork", "true")]))
             .expect_err("Deployment");
         assert!(matches!(err, ParamsError::HostNetworkNeedsDaemonSet));
+    }
+
+    #[test]
+    fn the_condition_message_carries_the_whole_error_chain() {
+        let source = DataPlaneParams::from_config_map(&cm(&[("tolerations", "{not: a list}")]))
+            .expect_err("not a list");
+        let error = ParametersRefError::Invalid {
+            namespace: "sluice-system".into(),
+            name: "knobs".into(),
+            source,
+        };
+        let message = error_chain(&error);
+        assert!(
+            message.starts_with("ConfigMap sluice-system/knobs: tolerations does not decode: "),
+            "{message}"
+        );
     }
 
     #[test]

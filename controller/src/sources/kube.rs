@@ -7,6 +7,7 @@
 //! When the API server is unreachable the watchers back off and nothing is published, so the
 //! last snapshot keeps serving.
 
+use std::collections::BTreeSet;
 use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,7 +28,9 @@ use tokio::task::JoinSet;
 
 use crate::publish::Store;
 use crate::resources::Resources;
+use crate::status::object_key;
 use crate::translate::{translate, Timestamp, TranslateOptions};
+use crate::CONTROLLER_NAME;
 
 /// How long to wait for more changes before translating: a burst (a relist, `kubectl apply` of
 /// many objects) becomes one snapshot.
@@ -50,7 +53,12 @@ pub struct KubeSource {
     store: Arc<Store>,
     mode: Mode,
     resources_tx: watch::Sender<Option<Arc<Resources>>>,
+    claimed_tx: watch::Sender<Arc<ClaimedRoutes>>,
 }
+
+/// Status keys (`HTTPRoute/namespace/name`) of the HTTPRoutes whose live status has a parent
+/// entry written by Sluice: the status writer removes the entries translation no longer wants.
+pub type ClaimedRoutes = BTreeSet<String>;
 
 /// The reflector stores of every watched kind.
 #[derive(Clone)]
@@ -78,7 +86,14 @@ impl KubeSource {
             store,
             mode,
             resources_tx: watch::channel(None).0,
+            claimed_tx: watch::channel(Arc::new(ClaimedRoutes::new())).0,
         }
+    }
+
+    /// HTTPRoutes whose live status has an entry of ours (controller mode only; always empty
+    /// for a data plane, which never writes status).
+    pub fn claimed_routes(&self) -> watch::Receiver<Arc<ClaimedRoutes>> {
+        self.claimed_tx.subscribe()
     }
 
     /// The objects behind the latest published snapshot (`None` until the first one).
@@ -117,6 +132,16 @@ impl KubeSource {
             if !previous.as_ref().is_some_and(|p| same(p, &resources)) {
                 self.publish(&resources);
                 previous = Some(resources);
+            }
+            if self.mode == Mode::Controller {
+                let claimed = readers.claimed_routes();
+                self.claimed_tx.send_if_modified(|current| {
+                    let changed = **current != claimed;
+                    if changed {
+                        *current = Arc::new(claimed);
+                    }
+                    changed
+                });
             }
             changed.notified().await;
             // Coalesce the rest of a burst into the same translation.
@@ -181,6 +206,21 @@ impl Readers {
         self.endpoint_slices.wait_until_ready().await?;
         self.secrets.wait_until_ready().await?;
         self.namespaces.wait_until_ready().await
+    }
+
+    /// Read before statuses are stripped: the one place live route statuses are looked at.
+    fn claimed_routes(&self) -> ClaimedRoutes {
+        self.http_routes
+            .state()
+            .iter()
+            .filter(|r| {
+                r.status
+                    .iter()
+                    .flat_map(|s| &s.parents)
+                    .any(|p| p.controller_name == CONTROLLER_NAME)
+            })
+            .map(|r| object_key("HTTPRoute", r.namespace().as_deref(), &r.name_any()))
+            .collect()
     }
 
     fn resources(&self, mode: Mode) -> Resources {

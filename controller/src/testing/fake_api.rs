@@ -2,7 +2,8 @@
 //!
 //! It serves list and watch (resourceVersions, bookmarks, `410 Gone` after [`FakeApiServer::compact`]),
 //! get, create, update, patch (JSON merge, JSON patch and server-side apply, also on `/status`)
-//! and delete with owner-reference garbage collection, for the kinds in [`kinds::KINDS`].
+//! and delete with owner-reference garbage collection, for the kinds in [`kinds::KINDS`]; reads
+//! asking for `PartialObjectMetadata` get metadata only.
 //! [`FakeApiServer::outage`] closes the port and every open connection until
 //! [`FakeApiServer::restore`], so clients see a real outage. Each client made with
 //! [`FakeApiServer::client_as`] is logged under its own user name, so a test can tell who wrote.
@@ -431,15 +432,27 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     let field_manager = param("fieldManager");
 
     if method == Method::GET {
+        // `Accept: application/json;as=PartialObjectMetadata[List];g=meta.k8s.io;v=v1`, what
+        // kube-rs sends for `Api<PartialObjectMeta<K>>`: answer with metadata only.
+        let shape = if req
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("as=PartialObjectMetadata"))
+        {
+            Shape::MetadataOnly
+        } else {
+            Shape::Full
+        };
         return match (&target.name, param("watch").as_deref()) {
-            (None, Some("true" | "1")) => watch(&shared, &target, &param),
-            (None, _) => list(&shared, &target, &param),
+            (None, Some("true" | "1")) => watch(&shared, &target, &param, shape),
+            (None, _) => list(&shared, &target, &param, shape),
             (Some(name), _) => {
                 match shared
                     .store()
                     .get(target.kind, target.namespace.as_deref(), name)
                 {
-                    Ok(v) => full(StatusCode::OK, &v),
+                    Ok(v) => full(StatusCode::OK, &shape.of(v)),
                     Err(e) => error(&e),
                 }
             }
@@ -527,10 +540,38 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     response
 }
 
+/// Whole objects, or their metadata only (a `PartialObjectMetadata` request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Full,
+    MetadataOnly,
+}
+
+impl Shape {
+    fn of(self, object: Value) -> Value {
+        match self {
+            Shape::Full => object,
+            Shape::MetadataOnly => json!({
+                "apiVersion": "meta.k8s.io/v1",
+                "kind": "PartialObjectMetadata",
+                "metadata": object.get("metadata").cloned().unwrap_or_else(|| json!({})),
+            }),
+        }
+    }
+
+    fn list_header(self, kind: &kinds::Kind) -> (String, String) {
+        match self {
+            Shape::Full => (kind.api_version(), format!("{}List", kind.kind)),
+            Shape::MetadataOnly => ("meta.k8s.io/v1".into(), "PartialObjectMetadataList".into()),
+        }
+    }
+}
+
 fn list(
     shared: &Shared,
     target: &Target,
     param: &dyn Fn(&str) -> Option<String>,
+    shape: Shape,
 ) -> Response<Body> {
     let selectors = Selector::parse(param("labelSelector").as_deref())
         .and_then(|l| Ok((l, Selector::parse(param("fieldSelector").as_deref())?)));
@@ -539,12 +580,17 @@ fn list(
         Err(e) => return error(&e),
     };
     let store = shared.store();
-    let items = store.list(target.kind, target.namespace.as_deref(), &labels, &fields);
+    let items: Vec<Value> = store
+        .list(target.kind, target.namespace.as_deref(), &labels, &fields)
+        .into_iter()
+        .map(|o| shape.of(o))
+        .collect();
+    let (api_version, kind) = shape.list_header(target.kind);
     full(
         StatusCode::OK,
         &json!({
-            "apiVersion": target.kind.api_version(),
-            "kind": format!("{}List", target.kind.kind),
+            "apiVersion": api_version,
+            "kind": kind,
             "metadata": { "resourceVersion": store.resource_version().to_string() },
             "items": items,
         }),
@@ -555,6 +601,7 @@ fn watch(
     shared: &Arc<Shared>,
     target: &Target,
     param: &dyn Fn(&str) -> Option<String>,
+    shape: Shape,
 ) -> Response<Body> {
     let selectors = Selector::parse(param("labelSelector").as_deref())
         .and_then(|l| Ok((l, Selector::parse(param("fieldSelector").as_deref())?)));
@@ -577,7 +624,7 @@ fn watch(
                     store.list(target.kind, target.namespace.as_deref(), &labels, &fields);
                 let lines: Vec<Bytes> = current
                     .into_iter()
-                    .map(|o| line(&json!({"type": "ADDED", "object": o})))
+                    .map(|o| line(&json!({"type": "ADDED", "object": shape.of(o)})))
                     .collect();
                 (lines, live, store.resource_version())
             }),
@@ -586,7 +633,7 @@ fn watch(
                     let lines = past
                         .iter()
                         .filter(|c| matches(c, target, &labels, &fields))
-                        .map(|c| event_line(c))
+                        .map(|c| event_line(c, shape))
                         .collect();
                     (lines, live, store.resource_version())
                 }),
@@ -630,7 +677,7 @@ fn watch(
                                 if c.resource_version <= seen { continue; }
                                 seen = c.resource_version;
                                 if !matches(&c, &target, &labels, &fields) { continue; }
-                                event_line(&c)
+                                event_line(&c, shape)
                             }
                             Err(broadcast::error::RecvError::Lagged(_)) => {
                                 let gone = ApiError::gone("the watch fell behind");
@@ -679,8 +726,8 @@ fn matches(change: &Change, target: &Target, labels: &Selector, fields: &Selecto
         && fields.matches_fields(&change.object)
 }
 
-fn event_line(change: &Change) -> Bytes {
-    line(&json!({"type": change.event, "object": change.object}))
+fn event_line(change: &Change, shape: Shape) -> Bytes {
+    line(&json!({"type": change.event, "object": shape.of(change.object.clone())}))
 }
 
 fn line(v: &Value) -> Bytes {

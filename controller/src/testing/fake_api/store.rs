@@ -4,8 +4,9 @@
 //! that watches replay from; [`ObjectStore::compact`] drops that history so older versions answer
 //! `410 Gone`, as etcd compaction does. Server-side apply is modelled for one field manager per
 //! field set: an apply to `/status` replaces the status, an apply to the main resource replaces
-//! every top-level field it names and merges labels and annotations. Deleting an object
-//! garbage-collects the objects whose ownerReferences name its uid (background cascade).
+//! every top-level field it names and merges labels and annotations. Services get a cluster IP
+//! on create, which later writes cannot drop. Deleting an object garbage-collects the objects
+//! whose ownerReferences name its uid (background cascade).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -263,7 +264,26 @@ impl ObjectStore {
                 map.remove("status");
             }
         }
+        if kind.kind == "Service" {
+            self.allocate_cluster_ip(&mut object);
+        }
         Ok(self.commit(kind, key, "ADDED", object))
+    }
+
+    /// Gives a Service without one a cluster IP (`10.96.x.y`), as the API server's allocator
+    /// does on create; headless (`None`) and ExternalName Services get none.
+    fn allocate_cluster_ip(&mut self, service: &mut Value) {
+        let Some(spec) = service.get_mut("spec").and_then(Value::as_object_mut) else {
+            return;
+        };
+        let external = spec.get("type").and_then(Value::as_str) == Some("ExternalName");
+        if external || spec.get("clusterIP").is_some_and(|ip| !ip.is_null()) {
+            return;
+        }
+        let n = self.uids;
+        let ip = format!("10.96.{}.{}", (n / 250) % 250, n % 250 + 1);
+        spec.insert("clusterIP".into(), json!(ip));
+        spec.insert("clusterIPs".into(), json!([ip]));
     }
 
     /// PUT: replaces the object (or only its status), honouring a resourceVersion precondition.
@@ -521,6 +541,20 @@ fn keep_server_fields(old: &Value, new: &mut Value, kind: &Kind) -> Result<(), A
     }
     if kind.status {
         *new = with_status_of(new, old);
+    }
+    // A Service's cluster IP is allocated once and immutable: an update that leaves it out
+    // keeps it (as a server-side apply that does not own it does).
+    if kind.kind == "Service" {
+        if let (Some(spec), Some(old_spec)) = (
+            new.get_mut("spec").and_then(Value::as_object_mut),
+            old.get("spec"),
+        ) {
+            for field in ["clusterIP", "clusterIPs"] {
+                if let (false, Some(v)) = (spec.contains_key(field), old_spec.get(field)) {
+                    spec.insert(field.into(), v.clone());
+                }
+            }
+        }
     }
     Ok(())
 }

@@ -71,7 +71,7 @@ pub(super) fn classes<'a>(
             Some(p) if !(p.group.is_empty() && p.kind == "ConfigMap") => Verdict::no(
                 "InvalidParameters",
                 format!(
-                    "parametersRef {}/{} {}: Sluice takes no parameters",
+                    "parametersRef {}/{} {}: Sluice's class parameters are a core ConfigMap",
                     p.group, p.kind, p.name
                 ),
             ),

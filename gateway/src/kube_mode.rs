@@ -20,8 +20,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::{AdminError, AdminServer, AdminState};
+use crate::cli::edge_args::{Drain, EdgeArgs};
 use crate::cli::mirror_args::MirrorArgs;
 use crate::dataplane::{self, DataPlane, DataPlaneError};
+use crate::edge::limits::raise_fd_limit;
 use crate::listeners::{ListenerManager, ListenerStatus};
 use crate::metrics::{Metrics, MetricsError};
 use crate::proxy::ProxySettings;
@@ -41,6 +43,10 @@ pub struct ProxyArgs {
     /// parameters' `mirror*` keys.
     #[command(flatten)]
     pub mirror: MirrorArgs,
+    /// The same flags as standalone mode; the provisioner sets them from the GatewayClass
+    /// parameters' edge keys (see docs/hardening.md).
+    #[command(flatten)]
+    pub edge: EdgeArgs,
 }
 
 /// The controller: statuses and data-plane provisioning, one leader at a time.
@@ -91,6 +97,7 @@ pub struct KubeRunning {
     listeners: Option<ListenerManager>,
     tasks: Vec<JoinHandle<()>>,
     leader: Option<watch::Receiver<bool>>,
+    drain: Drain,
 }
 
 impl KubeRunning {
@@ -107,12 +114,14 @@ impl KubeRunning {
         self.leader.as_ref().is_some_and(|l| *l.borrow())
     }
 
-    pub async fn shutdown(self, grace: Duration) {
+    /// For a data plane: not ready at once, accepting for the drain delay, then requests in
+    /// flight get the shutdown grace (both from `--drain-delay` / `--shutdown-grace`).
+    pub async fn shutdown(self) {
+        if let Some(listeners) = self.listeners {
+            listeners.drain(self.drain.delay, self.drain.grace).await;
+        }
         for t in &self.tasks {
             t.abort();
-        }
-        if let Some(listeners) = self.listeners {
-            listeners.shutdown(grace).await;
         }
         self.admin.shutdown(Duration::from_secs(1)).await;
     }
@@ -130,7 +139,10 @@ pub async fn start_proxy(
         ..
     } = dataplane::start(
         args.admin_address,
-        ProxySettings::default(),
+        ProxySettings {
+            edge: args.edge.clone().into_limits(raise_fd_limit()),
+            ..ProxySettings::default()
+        },
         args.mirror.into_options(),
     )
     .await?;
@@ -146,6 +158,7 @@ pub async fn start_proxy(
         listeners: Some(listeners),
         tasks: vec![source.spawn()],
         leader: None,
+        drain: args.edge.drain(),
     })
 }
 
@@ -214,6 +227,7 @@ pub async fn start_controller(
             writer.spawn(),
         ],
         leader: Some(leader),
+        drain: Drain::default(),
     })
 }
 

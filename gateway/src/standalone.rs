@@ -34,6 +34,8 @@ pub struct StandaloneOptions {
     pub listen_address: IpAddr,
     /// The proxy app's settings; `mirror: None` gets a default mirror engine.
     pub proxy: ProxySettings,
+    /// How long shutdown keeps accepting, not ready, before it stops accepting.
+    pub drain_delay: Duration,
     /// How long shutdown lets in-flight connections finish.
     pub shutdown_grace: Duration,
     /// Used when `proxy.mirror` is `None`: what mirror copies look like and their bounds.
@@ -49,7 +51,8 @@ impl StandaloneOptions {
             address_pool: None,
             listen_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             proxy: ProxySettings::default(),
-            shutdown_grace: Duration::from_secs(5),
+            drain_delay: Duration::ZERO,
+            shutdown_grace: Duration::from_secs(30),
             mirror: MirrorOptions::default(),
         }
     }
@@ -78,6 +81,7 @@ pub struct Running {
     listeners: ListenerManager,
     admin: AdminServer,
     watcher: JoinHandle<()>,
+    drain_delay: Duration,
     shutdown_grace: Duration,
 }
 
@@ -120,6 +124,7 @@ pub async fn start(opts: StandaloneOptions) -> Result<Running, StartError> {
         listeners,
         admin,
         watcher,
+        drain_delay: opts.drain_delay,
         shutdown_grace: opts.shutdown_grace,
     })
 }
@@ -152,8 +157,9 @@ impl Running {
             .await
     }
 
-    /// Stops the file watcher, stops accepting, lets in-flight connections finish within the
-    /// shutdown grace, then stops the admin listener.
+    /// Turns not ready, keeps accepting for the drain delay, stops the file watcher and
+    /// accepting, lets in-flight connections finish within the shutdown grace, then stops the
+    /// admin listener.
     pub async fn shutdown(self) {
         self.watcher.abort();
         if let Err(e) = self.watcher.await {
@@ -161,7 +167,9 @@ impl Running {
                 tracing::error!(error = %e, "configuration watcher failed");
             }
         }
-        self.listeners.shutdown(self.shutdown_grace).await;
+        self.listeners
+            .drain(self.drain_delay, self.shutdown_grace)
+            .await;
         self.admin.shutdown(Duration::from_secs(1)).await;
         tracing::info!("stopped");
     }

@@ -70,7 +70,7 @@ pub enum Command {
         admin_address: SocketAddr,
     },
     /// The data plane of one Gateway in a cluster, configured from the Kubernetes API.
-    Proxy(ProxyArgs),
+    Proxy(Box<ProxyArgs>),
     /// The cluster controller: statuses and data-plane provisioning, one leader at a time.
     Controller(ControllerArgs),
 }
@@ -97,7 +97,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             port,
             admin_address,
         }) => Ok(demo::run(port, admin_address).await?),
-        Some(Command::Proxy(args)) => serve_kube(kube_mode::run_proxy(args).await?).await,
+        Some(Command::Proxy(args)) => serve_kube(kube_mode::run_proxy(*args).await?).await,
         Some(Command::Controller(args)) => serve_kube(kube_mode::run_controller(args).await?).await,
         None => {
             let GatewayArgs {

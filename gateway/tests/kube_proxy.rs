@@ -77,7 +77,7 @@ async fn start_proxy(server: &FakeApiServer) -> KubeRunning {
     let Some(Command::Proxy(args)) = cli.command else {
         panic!("sluice proxy");
     };
-    kube_mode::start_proxy(args, server.client_as("proxy").expect("client"))
+    kube_mode::start_proxy(*args, server.client_as("proxy").expect("client"))
         .await
         .expect("proxy starts")
 }

@@ -22,28 +22,28 @@ fn route(s: &[String]) -> String {
             "metadata": {"name": "app", "namespace": "default"},
             "spec": {"ports": [{"name": "http", "port": 8080}]}}),
         json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-            "metadata": {"name": "r", "namespace": "default"},
-            "spec": {
-                "parentRefs": [{"name": "gw"}],
-                "hostnames": [s[1]],
-                "rules": [{
-                    "matches": [{
-                        "path": {"type": "PathPrefix", "value": s[2]},
-                        "headers": [{"name": s[3], "value": s[4]}],
-                        "queryParams": [{"name": s[5], "value": s[6]}],
-                    }],
-                    "filters": [
-                        {"type": "RequestHeaderModifier", "requestHeaderModifier": {
-                            "set": [{"name": s[7], "value": s[8]}],
-                            "add": [{"name": "x-a", "value": s[9]}]}},
-                        {"type": "ResponseHeaderModifier", "responseHeaderModifier": {
-                            "set": [{"name": "x-b", "value": s[10]}]}},
-                        {"type": "URLRewrite", "urlRewrite": {"hostname": s[11],
-                            "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": s[12]}}},
-                    ],
-                    "backendRefs": [{"name": "app", "port": 8080}],
+        "metadata": {"name": "r", "namespace": "default"},
+        "spec": {
+            "parentRefs": [{"name": "gw"}],
+            "hostnames": [s[1]],
+            "rules": [{
+                "matches": [{
+                    "path": {"type": "PathPrefix", "value": s[2]},
+                    "headers": [{"name": s[3], "value": s[4]}],
+                    "queryParams": [{"name": s[5], "value": s[6]}],
                 }],
-            }}),
+                "filters": [
+                    {"type": "RequestHeaderModifier", "requestHeaderModifier": {
+                        "set": [{"name": s[7], "value": s[8]}],
+                        "add": [{"name": "x-a", "value": s[9]}]}},
+                    {"type": "ResponseHeaderModifier", "responseHeaderModifier": {
+                        "set": [{"name": "x-b", "value": s[10]}]}},
+                    {"type": "URLRewrite", "urlRewrite": {"hostname": s[11],
+                        "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": s[12]}}},
+                ],
+                "backendRefs": [{"name": "app", "port": 8080}],
+            }],
+        }}),
     ];
     docs.iter()
         .map(|d| serde_json::to_string(d).unwrap_or_default())
@@ -100,18 +100,36 @@ proptest! {
 #[test]
 fn a_plausible_route_reaches_the_snapshot_and_the_check_bites() {
     let strings: Vec<String> = [
-        "*.example.com", "a.example.com", "/p", "x-h", "v", "q", "w", "x-set", "s", "added",
-        "resp", "rewritten.example.com", "/new",
+        "*.example.com",
+        "a.example.com",
+        "/p",
+        "x-h",
+        "v",
+        "q",
+        "w",
+        "x-set",
+        "s",
+        "added",
+        "resp",
+        "rewritten.example.com",
+        "/new",
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let loaded = Resources::from_yaml_documents(Path::new("fuzz.yaml"), &route(&strings))
-        .expect("loads");
+    let loaded =
+        Resources::from_yaml_documents(Path::new("fuzz.yaml"), &route(&strings)).expect("loads");
     let now = Timestamp::from_second(1_767_225_600).expect("timestamp");
     let out = translate(&loaded.resources, &TranslateOptions::default(), now);
     let snapshot = serde_json::to_string(&out.snapshot).expect("renders");
-    for s in ["x-set", "added", "resp", "rewritten.example.com", "/new", "x-h"] {
+    for s in [
+        "x-set",
+        "added",
+        "resp",
+        "rewritten.example.com",
+        "/new",
+        "x-h",
+    ] {
         assert!(snapshot.contains(s), "{s} missing from {snapshot}");
     }
     assert!(control_free(&json!({"a": ["ok", "x\r\ny"]}), "t").is_err());

@@ -276,7 +276,7 @@ mod tests {
     }
 
     #[test]
-    fn the_provisioned_mirror_flags_parse_as_proxy_flags() {
+    fn the_provisioned_mirror_and_edge_flags_parse_as_proxy_flags() {
         use sluice_controller::provision::{manifests, params::DataPlaneParams};
 
         // The type comes from `from_config_map`: the gateway crate needs no k8s-openapi for it.
@@ -292,6 +292,11 @@ mod tests {
                 "mirrorMaxInflight": "7",
                 "mirrorTimeoutMs": "250",
                 "mirrorAccessLog": "true",
+                "maxHeaderFields": "50",
+                "clientHeaderTimeout": "3s",
+                "keepaliveTimeout": "90s",
+                "drainDelay": "7s",
+                "shutdownGrace": "20s",
             },
         }))
         .expect("a ConfigMap");
@@ -307,6 +312,12 @@ mod tests {
         let manifests::Workload::Deployment(deployment) = objects.workload else {
             panic!("a Deployment by default");
         };
+        let pod = deployment.spec.as_ref().and_then(|s| s.template.spec.as_ref());
+        assert_eq!(
+            pod.and_then(|p| p.termination_grace_period_seconds),
+            Some(32),
+            "drain delay + grace + slack"
+        );
         let args = deployment
             .spec
             .and_then(|s| s.template.spec)
@@ -334,6 +345,17 @@ mod tests {
         );
         assert_eq!(mirror.timeout, Duration::from_millis(250));
         assert!(mirror.access_log);
+        assert_eq!(
+            proxy.edge.drain(),
+            Drain {
+                delay: Duration::from_secs(7),
+                grace: Duration::from_secs(20)
+            }
+        );
+        let limits = proxy.edge.into_limits(None);
+        assert_eq!(limits.max_header_fields, 50);
+        assert_eq!(limits.client_header_timeout, Duration::from_secs(3));
+        assert_eq!(limits.keepalive_timeout, Duration::from_secs(90));
     }
 
     #[test]

@@ -24,7 +24,10 @@ struct Edge {
 }
 
 async fn edge_with(limits: EdgeLimits) -> Edge {
-    let backend = RawBackend::start().await;
+    edge_behind(RawBackend::start().await, limits).await
+}
+
+async fn edge_behind(backend: RawBackend, limits: EdgeLimits) -> Edge {
     let port = free_port();
     let yaml = format!(
         "{CLASS}{}{}{}",
@@ -458,4 +461,22 @@ async fn parked_partial_heads_cost_bounded_memory_and_are_released() {
     harness_wait(|| metrics.active.get() == baseline).await;
     assert_eq!(rejected(&edge, "header_timeout"), 100);
     assert!(edge.backend.seen().is_empty());
+}
+
+/// An upstream whose Content-Length is invalid or conflicting gets the client a 502, and the
+/// ambiguous bytes are never relayed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_with_bad_content_length_is_a_502() {
+    for reply in [
+        "HTTP/1.1 200 OK\r\ncontent-length: 5, 6\r\n\r\nhello!",
+        "HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\nhello!",
+        "HTTP/1.1 200 OK\r\ncontent-length: -5\r\n\r\nhello",
+    ] {
+        let edge = edge_behind(RawBackend::answering(Some(reply)).await, EdgeLimits::default()).await;
+        let mut client = Client::connect(edge.addr).await;
+        client.send(get("/x").as_bytes()).await;
+        let response = client.response().await.expect("an answer");
+        assert_eq!(response.status, 502, "{reply:?}");
+        assert!(!response.body_text().contains("hello"), "{reply:?}");
+    }
 }

@@ -41,6 +41,11 @@ pub struct RawBackend {
 
 impl RawBackend {
     pub async fn start() -> RawBackend {
+        RawBackend::answering(None).await
+    }
+
+    /// Answers every request with exactly `reply` (to test how bad upstream framing is handled).
+    pub async fn answering(reply: Option<&'static str>) -> RawBackend {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -48,7 +53,7 @@ impl RawBackend {
             let seen = seen.clone();
             async move {
                 while let Ok((tcp, _)) = listener.accept().await {
-                    tokio::spawn(serve(tcp, seen.clone()));
+                    tokio::spawn(serve(tcp, seen.clone(), reply));
                 }
             }
         });
@@ -94,7 +99,7 @@ impl Drop for RawBackend {
     }
 }
 
-async fn serve(mut tcp: TcpStream, seen: Arc<Mutex<Vec<Seen>>>) {
+async fn serve(mut tcp: TcpStream, seen: Arc<Mutex<Vec<Seen>>>, reply: Option<&'static str>) {
     let mut buf = Vec::new();
     loop {
         let Some(end) = read_until_head_end(&mut tcp, &mut buf).await else {
@@ -127,10 +132,12 @@ async fn serve(mut tcp: TcpStream, seen: Arc<Mutex<Vec<Seen>>>) {
         };
         let path = seen_req.path().to_string();
         seen.lock().unwrap().push(Seen { head, body });
-        let response = format!(
-            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{path}",
-            path.len()
-        );
+        let response = reply.map(str::to_string).unwrap_or_else(|| {
+            format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{path}",
+                path.len()
+            )
+        });
         if tcp.write_all(response.as_bytes()).await.is_err() {
             return;
         }

@@ -312,7 +312,10 @@ mod tests {
         let manifests::Workload::Deployment(deployment) = objects.workload else {
             panic!("a Deployment by default");
         };
-        let pod = deployment.spec.as_ref().and_then(|s| s.template.spec.as_ref());
+        let pod = deployment
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref());
         assert_eq!(
             pod.and_then(|p| p.termination_grace_period_seconds),
             Some(32),

@@ -472,7 +472,11 @@ async fn an_upstream_with_bad_content_length_is_a_502() {
         "HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\nhello!",
         "HTTP/1.1 200 OK\r\ncontent-length: -5\r\n\r\nhello",
     ] {
-        let edge = edge_behind(RawBackend::answering(Some(reply)).await, EdgeLimits::default()).await;
+        let edge = edge_behind(
+            RawBackend::answering(Some(reply)).await,
+            EdgeLimits::default(),
+        )
+        .await;
         let mut client = Client::connect(edge.addr).await;
         client.send(get("/x").as_bytes()).await;
         let response = client.response().await.expect("an answer");

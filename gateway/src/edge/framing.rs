@@ -29,9 +29,11 @@ pub enum Step {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    /// Awaiting a request head; `scanned` bytes of it were already searched for its end.
+    /// Awaiting a request head; `scanned` bytes of it were already searched for its end, and
+    /// the request line ends at `line_end` once that is known.
     Head {
         scanned: usize,
+        line_end: Option<usize>,
     },
     Length {
         remaining: u64,
@@ -87,7 +89,10 @@ pub struct Framer {
 impl Framer {
     pub fn new(limits: EdgeLimits) -> Framer {
         Framer {
-            state: State::Head { scanned: 0 },
+            state: State::Head {
+                scanned: 0,
+                line_end: None,
+            },
             limits,
             heads: 0,
         }
@@ -100,7 +105,11 @@ impl Framer {
 
     /// Between messages with no byte of the next head seen: the connection is idle.
     pub fn at_message_start(&self) -> bool {
-        self.state == State::Head { scanned: 0 }
+        self.state
+            == State::Head {
+                scanned: 0,
+                line_end: None,
+            }
     }
 
     /// Inside an unfinished request head.
@@ -123,7 +132,10 @@ impl Framer {
             self.state = if switched {
                 State::Tunnel
             } else {
-                State::Head { scanned: 0 }
+                State::Head {
+                    scanned: 0,
+                    line_end: None,
+                }
             };
         }
     }
@@ -139,14 +151,17 @@ impl Framer {
             State::Refused(v) => Step::Refuse(v),
             State::Tunnel => Step::Pass(input.len()),
             State::AwaitUpgrade => Step::Hold,
-            State::Head { scanned } => self.head(input, scanned),
+            State::Head { scanned, line_end } => self.head(input, scanned, line_end),
             State::Length { remaining } => {
                 let n = usize::try_from(remaining)
                     .unwrap_or(usize::MAX)
                     .min(input.len());
                 let remaining = remaining - n as u64;
                 self.state = if remaining == 0 {
-                    State::Head { scanned: 0 }
+                    State::Head {
+                        scanned: 0,
+                        line_end: None,
+                    }
                 } else {
                     State::Length { remaining }
                 };
@@ -160,7 +175,7 @@ impl Framer {
         step
     }
 
-    fn head(&mut self, input: &[u8], scanned: usize) -> Step {
+    fn head(&mut self, input: &[u8], scanned: usize, mut line_end: Option<usize>) -> Step {
         // A request line never starts with CR, so a head scanned this little is still blank lines.
         if scanned < 2 {
             let blank = input.chunks(2).take_while(|pair| *pair == b"\r\n").count();
@@ -169,22 +184,32 @@ impl Framer {
             }
         }
         let limits = &self.limits;
-        // Search from a little before the last scan so a CRLFCRLF split across reads is found.
+        // One SIMD pass over the bytes that frame a head, resumed a little before the last scan
+        // so a CRLF or CRLFCRLF split across reads is seen whole. A bare LF or CR (or a NUL)
+        // would keep a head from ever ending as expected: it is refused at once.
         let from = scanned.saturating_sub(3);
-        let end = input[from..]
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .map(|i| from + i + 4);
-        let examined = end.unwrap_or(input.len());
-        // A bare LF or CR (or NUL) would keep a head from ever ending as expected: refuse it now.
-        for (i, &b) in input.iter().enumerate().take(examined).skip(from) {
-            let bare_lf = b == b'\n' && (i == 0 || input[i - 1] != b'\r');
-            let bare_cr = b == b'\r' && input.get(i + 1).is_some_and(|&n| n != b'\n');
-            if bare_lf || bare_cr || b == 0 {
-                return Step::Refuse(Violation::BareCrLf);
+        let mut end = None;
+        for i in memchr::memchr3_iter(b'\r', b'\n', 0, &input[from..]) {
+            let i = from + i;
+            match input[i] {
+                b'\r' => {
+                    if input.get(i + 1).is_some_and(|&n| n != b'\n') {
+                        return Step::Refuse(Violation::BareCrLf);
+                    }
+                }
+                b'\n' => {
+                    if i == 0 || input[i - 1] != b'\r' {
+                        return Step::Refuse(Violation::BareCrLf);
+                    }
+                    line_end.get_or_insert(i - 1);
+                    if i >= 3 && input[i - 3..i] == *b"\r\n\r" {
+                        end = Some(i + 1);
+                        break;
+                    }
+                }
+                _ => return Step::Refuse(Violation::BareCrLf),
             }
         }
-        let line_end = input.windows(2).position(|w| w == b"\r\n");
         if line_end.unwrap_or(input.len()) > limits.max_request_line {
             return Step::Refuse(Violation::UriTooLong);
         }
@@ -195,6 +220,7 @@ impl Framer {
             }
             self.state = State::Head {
                 scanned: input.len(),
+                line_end,
             };
             return Step::NeedMore;
         };
@@ -205,7 +231,10 @@ impl Framer {
         self.heads += 1;
         self.state = match info.body {
             BodyFraming::None if info.upgrade => State::AwaitUpgrade,
-            BodyFraming::None => State::Head { scanned: 0 },
+            BodyFraming::None => State::Head {
+                scanned: 0,
+                line_end: None,
+            },
             BodyFraming::Length(remaining) => State::Length { remaining },
             BodyFraming::Chunked => State::Chunked(Chunk::Size {
                 len: 0,
@@ -340,7 +369,10 @@ impl Framer {
                     }
                     if line == 0 {
                         // The empty line that ends the message.
-                        self.state = State::Head { scanned: 0 };
+                        self.state = State::Head {
+                            scanned: 0,
+                            line_end: None,
+                        };
                         return Step::Pass(i + 1);
                     }
                     if fields + 1 > max_fields {

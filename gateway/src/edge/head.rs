@@ -107,15 +107,18 @@ impl<'a> Iterator for Lines<'a> {
         if self.done {
             return None;
         }
-        let (line, rest) = match self.rest.windows(2).position(|w| w == b"\r\n") {
-            Some(i) => (&self.rest[..i], &self.rest[i + 2..]),
+        let (line, rest) = match memchr::memchr(b'\n', self.rest) {
+            Some(i) => match self.rest[..i].strip_suffix(b"\r") {
+                Some(line) => (line, &self.rest[i + 1..]),
+                None => return Some(Err(Violation::BareCrLf)),
+            },
             None => {
                 self.done = true;
                 (self.rest, &b""[..])
             }
         };
         self.rest = rest;
-        if line.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
+        if memchr::memchr2(b'\r', 0, line).is_some() {
             return Some(Err(Violation::BareCrLf));
         }
         Some(Ok(line))
@@ -191,10 +194,7 @@ fn split_field(line: &[u8]) -> Result<(&[u8], &[u8]), Violation> {
     if line.first().is_some_and(|&b| b == b' ' || b == b'\t') {
         return Err(Violation::ObsFold);
     }
-    let colon = line
-        .iter()
-        .position(|&b| b == b':')
-        .ok_or(Violation::BadHeader)?;
+    let colon = memchr::memchr(b':', line).ok_or(Violation::BadHeader)?;
     let name = &line[..colon];
     if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
         return Err(Violation::BadHeader);

@@ -187,13 +187,12 @@ impl EdgeStream {
                 // A body or tunnel: read straight into the caller's buffer.
                 return self.poll_body_direct(cx, out);
             }
-            let mut chunk = [0u8; HEAD_READ];
-            let mut read = ReadBuf::new(&mut chunk);
-            match Pin::new(&mut self.inner).poll_read(cx, &mut read) {
+            self.buf.reserve(HEAD_READ);
+            match tokio_util::io::poll_read_buf(Pin::new(&mut self.inner), cx, &mut self.buf) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Ready(Ok(())) if read.filled().is_empty() => self.eof = true,
-                Poll::Ready(Ok(())) => self.buf.extend_from_slice(read.filled()),
+                Poll::Ready(Ok(0)) => self.eof = true,
+                Poll::Ready(Ok(_)) => {}
             }
         }
     }

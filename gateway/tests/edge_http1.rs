@@ -484,3 +484,28 @@ async fn an_upstream_with_bad_content_length_is_a_502() {
         assert!(!response.body_text().contains("hello"), "{reply:?}");
     }
 }
+
+/// The keep-alive timer runs only between requests: a response slower than the keep-alive
+/// timeout is not cut, and the connection stays usable after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_slower_than_the_keepalive_timeout_is_not_cut() {
+    let backend = harness::Backend::start("slow").await;
+    let port = free_port();
+    let config = ConfigDir::new(&format!(
+        "{CLASS}{}{}{}",
+        harness::service("slow", &backend),
+        harness::gateway("gw", &[port]),
+        harness::route("slow", "gw", "slow")
+    ));
+    let mut opts = StandaloneOptions::for_tests(config.path());
+    opts.proxy.edge = short_limits();
+    let _running = harness::start_with(opts).await;
+    let mut client = Client::connect(local(port)).await;
+    client.send(get("/?delay=2s").as_bytes()).await;
+    assert_eq!(
+        client.response().await.expect("the slow response").status,
+        200
+    );
+    client.send(get("/").as_bytes()).await;
+    assert_eq!(client.response().await.expect("still open").status, 200);
+}

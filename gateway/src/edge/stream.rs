@@ -42,6 +42,10 @@ pub struct EdgeStream {
     marker: Option<(Vec<u8>, usize)>,
     /// When the head being read must be complete.
     header_deadline: Option<Pin<Box<Sleep>>>,
+    /// When an idle keep-alive connection is closed; one timer per connection, reset per wait.
+    keepalive: Option<Pin<Box<Sleep>>>,
+    /// The keep-alive timer runs for the current idle period.
+    idle: bool,
     eof: bool,
     /// A read parked until the response to an upgrade request is written.
     held: Option<Waker>,
@@ -64,6 +68,8 @@ impl EdgeStream {
             marker: None,
             // The first request's head is due client_header_timeout after accept.
             header_deadline: Some(Box::pin(tokio::time::sleep(limits.client_header_timeout))),
+            keepalive: None,
+            idle: false,
             eof: false,
             held: None,
             upgrade_status: Vec::new(),
@@ -183,6 +189,15 @@ impl EdgeStream {
                     }
                 }
             }
+            if self.framer.at_message_start() && self.framer.heads() > 0 && out.remaining() > 1 {
+                // Pingora reads for the next request (its idle probe during a response reads
+                // one byte): the connection is an idle keep-alive.
+                if self.keepalive_expired(cx) {
+                    tracing::debug!("idle keep-alive connection closed");
+                    self.eof = true;
+                    return Poll::Ready(Ok(()));
+                }
+            }
             if self.buf.is_empty() && self.proven == 0 && !self.framer.in_head() {
                 // A body or tunnel: read straight into the caller's buffer.
                 return self.poll_body_direct(cx, out);
@@ -192,9 +207,26 @@ impl EdgeStream {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Ready(Ok(0)) => self.eof = true,
-                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Ok(_)) => self.idle = false,
             }
         }
+    }
+
+    /// Starts the keep-alive timer at the first wait of an idle period; true once it ran out.
+    fn keepalive_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let deadline = tokio::time::Instant::now() + self.limits.keepalive_timeout;
+        let timer = match self.keepalive.as_mut() {
+            Some(timer) if self.idle => timer,
+            Some(timer) => {
+                timer.as_mut().reset(deadline);
+                timer
+            }
+            None => self
+                .keepalive
+                .insert(Box::pin(tokio::time::sleep_until(deadline))),
+        };
+        self.idle = true;
+        timer.as_mut().poll(cx).is_ready()
     }
 
     /// Reads body bytes into `out` and keeps back any past the end of the message.

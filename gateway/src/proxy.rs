@@ -170,9 +170,13 @@ impl ProxyHttp for SluiceProxy {
             session.set_read_timeout(Some(limits.client_body_timeout));
         }
         let expects_continue = session
-            .req_header_mut()
-            .remove_header(&http::header::EXPECT)
-            .is_some();
+            .req_header()
+            .headers
+            .contains_key(http::header::EXPECT)
+            && session
+                .req_header_mut()
+                .remove_header(&http::header::EXPECT)
+                .is_some();
         let indexed = self.index.get(self.store.load());
         ctx.snapshot = Some(indexed.snapshot.clone());
         let Some(local) = inet(session.server_addr()) else {

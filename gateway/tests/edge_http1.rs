@@ -8,43 +8,19 @@ mod harness;
 #[path = "edge_support/raw.rs"]
 mod raw;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use harness::{free_port, local, ConfigDir, CLASS};
-use raw::{Client, RawBackend};
+use raw::{Client, Edge, RawBackend};
 use sluice_gateway::edge::EdgeLimits;
-use sluice_gateway::standalone::{Running, StandaloneOptions};
-
-struct Edge {
-    running: Running,
-    backend: RawBackend,
-    addr: SocketAddr,
-    _config: ConfigDir,
-}
+use sluice_gateway::standalone::StandaloneOptions;
 
 async fn edge_with(limits: EdgeLimits) -> Edge {
     edge_behind(RawBackend::start().await, limits).await
 }
 
 async fn edge_behind(backend: RawBackend, limits: EdgeLimits) -> Edge {
-    let port = free_port();
-    let yaml = format!(
-        "{CLASS}{}{}{}",
-        backend.service("app"),
-        harness::gateway("gw", &[port]),
-        harness::route("app", "gw", "app")
-    );
-    let config = ConfigDir::new(&yaml);
-    let mut opts = StandaloneOptions::for_tests(config.path());
-    opts.proxy.edge = limits;
-    let running = harness::start_with(opts).await;
-    Edge {
-        running,
-        backend,
-        addr: local(port),
-        _config: config,
-    }
+    Edge::start(backend, |opts| opts.proxy.edge = limits).await
 }
 
 async fn edge() -> Edge {

@@ -10,6 +10,7 @@
 //! [`reject`] marker request that the proxy answers (400, 408, 414, 431, 501, 505) and closes,
 //! in order behind any pipelined request still being answered.
 
+mod chars;
 pub mod framing;
 pub mod head;
 pub mod limits;

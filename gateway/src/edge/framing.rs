@@ -5,6 +5,7 @@
 //! body bytes pass as their framing (Content-Length or chunked, RFC 9112 §6–§7) proves them,
 //! never a byte past the end of the message; what follows is the next head.
 
+use super::chars;
 use super::head::{self, BodyFraming};
 use super::limits::EdgeLimits;
 use super::reject::Violation;
@@ -184,13 +185,16 @@ impl Framer {
             }
         }
         let limits = &self.limits;
-        // One SIMD pass over the bytes that frame a head, resumed a little before the last scan
+        // One pass over the bytes that frame a head, resumed a little before the last scan
         // so a CRLF or CRLFCRLF split across reads is seen whole. A bare LF or CR (or a NUL)
         // would keep a head from ever ending as expected: it is refused at once.
         let from = scanned.saturating_sub(3);
         let mut end = None;
-        for i in memchr::memchr3_iter(b'\r', b'\n', 0, &input[from..]) {
-            let i = from + i;
+        // Heads are short: a table-driven scalar pass beats SIMD set-up per hit here.
+        for i in from..input.len() {
+            if !chars::is(input[i], chars::FRAMING) {
+                continue;
+            }
             match input[i] {
                 b'\r' => {
                     if input.get(i + 1).is_some_and(|&n| n != b'\n') {

@@ -3,6 +3,7 @@
 //! Anything ambiguous is refused, never repaired: a head either passes as the client wrote it, or
 //! the client gets a 4xx/5xx and the connection closes. Pure and allocation-free, so it is fuzzed.
 
+use super::chars;
 use super::limits::EdgeLimits;
 use super::reject::Violation;
 
@@ -118,9 +119,7 @@ impl<'a> Iterator for Lines<'a> {
             }
         };
         self.rest = rest;
-        if memchr::memchr2(b'\r', 0, line).is_some() {
-            return Some(Err(Violation::BareCrLf));
-        }
+        // A CR or NUL left inside a line is caught by the checks of what the line holds.
         Some(Ok(line))
     }
 }
@@ -133,7 +132,7 @@ fn check_request_line(line: &[u8]) -> Result<(&[u8], bool), Violation> {
     else {
         return Err(Violation::BadRequestLine);
     };
-    if method.is_empty() || !method.iter().all(|&b| is_tchar(b)) {
+    if method.is_empty() || !chars::all(method, chars::TCHAR) {
         return Err(Violation::BadRequestLine);
     }
     let http10 = match version {
@@ -153,7 +152,7 @@ fn check_request_line(line: &[u8]) -> Result<(&[u8], bool), Violation> {
 /// The four request-target forms of RFC 9112 §3.2, each only where it belongs; no whitespace or
 /// control bytes anywhere (a space would have made a fourth part of the request line).
 fn check_target(method: &[u8], target: &[u8]) -> Result<(), Violation> {
-    if target.is_empty() || target.iter().any(|&b| b <= b' ' || b == 0x7f) {
+    if target.is_empty() || target.iter().any(|&b| chars::is(b, chars::BAD_IN_TARGET)) {
         return Err(Violation::BadRequestLine);
     }
     let valid = if method == b"CONNECT" {
@@ -196,13 +195,21 @@ fn split_field(line: &[u8]) -> Result<(&[u8], &[u8]), Violation> {
     }
     let colon = memchr::memchr(b':', line).ok_or(Violation::BadHeader)?;
     let name = &line[..colon];
-    if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
-        return Err(Violation::BadHeader);
+    if name.is_empty() || !chars::all(name, chars::TCHAR) {
+        return Err(if chars::is(line[0], chars::FRAMING) {
+            Violation::BareCrLf
+        } else {
+            Violation::BadHeader
+        });
     }
     let value = trim_ows(&line[colon + 1..]);
     // field-vchar / SP / HTAB / obs-text: every control byte but HTAB is refused.
-    if value.iter().any(|&b| (b < b' ' && b != b'\t') || b == 0x7f) {
-        return Err(Violation::BadHeader);
+    if let Some(&bad) = value.iter().find(|&&b| chars::is(b, chars::BAD_IN_VALUE)) {
+        return Err(if chars::is(bad, chars::FRAMING) {
+            Violation::BareCrLf
+        } else {
+            Violation::BadHeader
+        });
     }
     Ok((name, value))
 }
@@ -250,7 +257,7 @@ impl TransferCoding {
         match (first.eq_ignore_ascii_case(b"chunked"), codings.next()) {
             (true, None) => Ok(TransferCoding::Chunked),
             (true, Some(_)) => Err(Violation::BadTransferEncoding),
-            (false, _) if first.iter().all(|&b| is_tchar(b)) => {
+            (false, _) if chars::all(first, chars::TCHAR) => {
                 Err(Violation::UnsupportedTransferEncoding)
             }
             (false, _) => Err(Violation::BadTransferEncoding),
@@ -285,59 +292,14 @@ pub fn check_host(value: &[u8]) -> Result<(), Violation> {
             None => (value, None),
         }
     };
-    let reg_name_ok = host.first() == Some(&b'[')
-        || (!host.is_empty() && host.iter().all(|&b| is_reg_name_char(b)));
+    let reg_name_ok =
+        host.first() == Some(&b'[') || (!host.is_empty() && chars::all(host, chars::REG_NAME));
     let port_ok = port.is_none_or(|p| p.len() <= 5 && p.iter().all(u8::is_ascii_digit));
     if reg_name_ok && port_ok {
         Ok(())
     } else {
         Err(Violation::BadHost)
     }
-}
-
-/// unreserved / sub-delims / "%" of pct-encoded (RFC 3986 reg-name).
-fn is_reg_name_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'.'
-                | b'_'
-                | b'~'
-                | b'!'
-                | b'$'
-                | b'&'
-                | b'\''
-                | b'('
-                | b')'
-                | b'*'
-                | b'+'
-                | b','
-                | b';'
-                | b'='
-                | b'%'
-        )
-}
-
-/// RFC 9110 §5.6.2 tchar.
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'!' | b'#'
-                | b'$'
-                | b'%'
-                | b'&'
-                | b'\''
-                | b'*'
-                | b'+'
-                | b'-'
-                | b'.'
-                | b'^'
-                | b'_'
-                | b'`'
-                | b'|'
-                | b'~'
-        )
 }
 
 #[cfg(test)]

@@ -108,17 +108,11 @@ impl MarkedEventReceiver for Recorder {
             Event::Scalar(value, ..) => {
                 if let Some(Frame::Mapping { key: key @ None }) = self.stack.last_mut() {
                     *key = Some((value, line));
-                    return;
-                }
-                if self.enter(line) {
+                } else if self.enter(line) {
                     self.leave();
                 }
             }
-            Event::Alias(_) => {
-                if self.enter(line) {
-                    self.leave();
-                }
-            }
+            Event::Alias(_) if self.enter(line) => self.leave(),
             Event::MappingStart(..) => {
                 self.enter(line);
                 self.stack.push(Frame::Mapping { key: None });

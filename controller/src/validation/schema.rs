@@ -7,7 +7,7 @@ use std::sync::{Mutex, PoisonError};
 use regex::Regex;
 use serde_json::{Map, Value as Json};
 
-use super::rules::{to_cel, Rules};
+use super::rules::{to_cel, RuleError, Rules};
 use super::{FieldError, FieldPath};
 
 /// Validates (and defaults) objects against schema nodes; compiled patterns and rules are cached.
@@ -89,9 +89,10 @@ impl Walk<'_> {
                 return;
             }
         }
+        let mut duplicates = Vec::new();
         match value {
             Json::Object(map) => self.object(schema, map, path),
-            Json::Array(items) => self.array(schema, items, path),
+            Json::Array(items) => duplicates = self.array(schema, items, path),
             Json::String(s) => self.string(schema, s, path),
             Json::Number(_) => self.number(schema, value, path),
             _ => {}
@@ -114,6 +115,9 @@ impl Walk<'_> {
         if self.errors.len() == before {
             self.rules(schema, value, path);
         }
+        // Duplicate list-map keys do not make the subtree malformed: the API server checks list
+        // semantics apart from the rules, and reports both (listener names have both).
+        self.errors.append(&mut duplicates);
     }
 
     fn object(&mut self, schema: &Json, map: &mut Map<String, Json>, path: &mut FieldPath) {
@@ -185,7 +189,13 @@ impl Walk<'_> {
         }
     }
 
-    fn array(&mut self, schema: &Json, items: &mut [Json], path: &mut FieldPath) {
+    /// Returns the duplicates of a `set` or `map` list, for the caller to report after the rules.
+    fn array(
+        &mut self,
+        schema: &Json,
+        items: &mut [Json],
+        path: &mut FieldPath,
+    ) -> Vec<FieldError> {
         if let Some(max) = schema.get("maxItems").and_then(Json::as_u64) {
             if items.len() as u64 > max {
                 self.error(
@@ -223,8 +233,9 @@ impl Walk<'_> {
                         .map(|keys| keys.iter().filter_map(Json::as_str).collect())
                         .unwrap_or_default(),
                 ),
-                _ => return,
+                _ => return Vec::new(),
             };
+        let mut duplicates = Vec::new();
         let mut seen = Vec::<Json>::new();
         for (i, item) in items.iter().enumerate() {
             let identity = match &keys {
@@ -236,13 +247,17 @@ impl Walk<'_> {
                 ),
             };
             if seen.contains(&identity) {
-                path.push_index(i);
-                self.error(path, format!("Duplicate value: {identity}"));
-                path.pop();
+                let mut at = path.clone();
+                at.push_index(i);
+                duplicates.push(FieldError {
+                    path: at,
+                    message: format!("Duplicate value: {identity}"),
+                });
             } else {
                 seen.push(identity);
             }
         }
+        duplicates
     }
 
     fn string(&mut self, schema: &Json, s: &str, path: &FieldPath) {
@@ -335,15 +350,18 @@ impl Walk<'_> {
             if let Some(field) = rule.get("fieldPath").and_then(Json::as_str) {
                 at.push_raw(field.trim_start_matches('.'));
             }
+            let message = || {
+                rule.get("message")
+                    .and_then(Json::as_str)
+                    .map(str::to_string)
+                    .unwrap_or_else(|| format!("failed rule: {text}"))
+            };
             match self.validator.rules.check(text, this.clone()) {
                 Ok(true) => {}
-                Ok(false) => {
-                    let message = rule
-                        .get("message")
-                        .and_then(Json::as_str)
-                        .map(str::to_string)
-                        .unwrap_or_else(|| format!("failed rule: {text}"));
-                    self.error(&at, message);
+                Ok(false) => self.error(&at, message()),
+                // The API server's wording for a rule that errs (an absent field, say).
+                Err(RuleError::Eval { message: why, .. }) => {
+                    self.error(&at, format!("{why} evaluating rule: {}", message()))
                 }
                 Err(e) => self.error(&at, e.to_string()),
             }

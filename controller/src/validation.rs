@@ -103,9 +103,11 @@ fn validator() -> &'static SchemaValidator {
 }
 
 fn unknown_kind(api_version: &str, kind: &str) -> String {
-    let hint = Crd::kinds()
+    let known: Vec<String> = Crd::kinds()
         .chain(core_kinds::KINDS.iter().map(|(_, k, _)| *k))
-        .find(|k| k.eq_ignore_ascii_case(kind) || format!("{k}s").eq_ignore_ascii_case(kind))
+        .map(String::from)
+        .collect();
+    let hint = schema::closest(kind, known.iter())
         .map(|k| format!(" (did you mean \"{k}\"?)"))
         .unwrap_or_default();
     format!("no matches for kind \"{kind}\" in version \"{api_version}\"{hint}")

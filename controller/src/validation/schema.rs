@@ -399,7 +399,10 @@ fn short(value: &Json) -> String {
 }
 
 /// The declared property a typo most likely meant: a small edit distance, or a prefix.
-fn closest<'a>(key: &str, candidates: impl Iterator<Item = &'a String>) -> Option<&'a str> {
+pub(super) fn closest<'a>(
+    key: &str,
+    candidates: impl Iterator<Item = &'a String>,
+) -> Option<&'a str> {
     candidates
         .map(|c| (edit_distance(&key.to_lowercase(), &c.to_lowercase()), c))
         .filter(|(d, c)| *d <= 2.max(c.len() / 4))

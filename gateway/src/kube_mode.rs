@@ -53,12 +53,22 @@ pub struct ControllerArgs {
     pub lease_namespace: String,
     #[arg(long, default_value = "sluice-controller")]
     pub lease_name: String,
-    /// This replica's identity in the Lease (the pod name).
-    #[arg(long, env = "POD_NAME")]
+    /// This replica's identity in the Lease: unique per replica (default: the host name, which
+    /// in a pod is the pod name).
+    #[arg(long, env = "POD_NAME", default_value_t = host_name())]
     pub identity: String,
     /// The image provisioned data planes run (the controller's own image).
     #[arg(long, env = "SLUICE_DATAPLANE_IMAGE")]
     pub dataplane_image: String,
+}
+
+/// The kernel's host name; `sluice-controller` where it cannot be read (not Linux).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "sluice-controller".into())
 }
 
 fn parse_gateway(s: &str) -> Result<(String, String), String> {

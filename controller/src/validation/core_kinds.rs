@@ -121,16 +121,20 @@ fn name_rules(object: &Json, namespaced: bool) -> Vec<FieldError> {
 }
 
 fn is_dns_label(s: &str) -> bool {
+    s.len() <= 63 && is_label_shaped(s)
+}
+
+/// Kubernetes' IsDNS1123Subdomain: 253 bytes in all, and no per-label limit (unlike DNS).
+fn is_dns_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_label_shaped)
+}
+
+fn is_label_shaped(s: &str) -> bool {
     !s.is_empty()
-        && s.len() <= 63
         && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
-}
-
-fn is_dns_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(is_dns_label)
 }
 
 /// Decodes `value` as `K`, reporting every field the type does not have and the first value it
@@ -188,4 +192,20 @@ fn field_path(path: &serde_path_to_error::Path) -> FieldPath {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_is_a_subdomain_of_up_to_253_bytes_with_labels_of_any_length() {
+        assert!(is_dns_subdomain(&"a".repeat(253)));
+        assert!(!is_dns_subdomain(&"a".repeat(254)));
+        assert!(is_dns_subdomain("a.b-c.d"));
+        for bad in ["", "A", "a..b", "-a", "a-", "a_b"] {
+            assert!(!is_dns_subdomain(bad), "{bad}");
+        }
+        assert!(!is_dns_label(&"a".repeat(64)));
+    }
 }

@@ -22,6 +22,7 @@ mod backend;
 mod binds;
 mod duration;
 mod filters;
+pub mod findings;
 mod gateway;
 mod hostname;
 mod index;

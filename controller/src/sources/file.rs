@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use crate::publish::{ReloadOutcome, Store};
 use crate::resources::{Fingerprint, LoadErrors, Resources};
 use crate::status::StatusReport;
+use crate::translate::findings::standalone_findings;
 use crate::translate::{translate, Timestamp, TranslateOptions};
 
 /// Events closer together than this are one reload (editors write, rename and chmod in a burst).
@@ -106,6 +107,9 @@ impl FileSource {
 
         let mut translation = translate(&resources, &self.options, now.0);
         for w in &translation.warnings {
+            tracing::warn!("{w}");
+        }
+        for w in standalone_findings(&resources, &translation.snapshot) {
             tracing::warn!("{w}");
         }
         self.options.assigned_addresses = translation.assigned_addresses;

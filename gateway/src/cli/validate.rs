@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use sluice_controller::resources::{LoadedConfig, Resources};
+use sluice_controller::translate::findings::standalone_findings;
 use sluice_controller::translate::{translate, Timestamp, TranslateOptions};
 
 #[derive(Debug, Args)]
@@ -34,10 +35,11 @@ pub fn run(args: &ValidateArgs) -> Result<(), ValidateError> {
                 &TranslateOptions::default(),
                 Timestamp::UNIX_EPOCH,
             );
-            for w in &translation.warnings {
+            let findings = standalone_findings(&loaded.resources, &translation.snapshot);
+            for w in translation.warnings.iter().chain(&findings) {
                 eprintln!("warning: {w}");
             }
-            let warnings = loaded.warnings.len() + translation.warnings.len();
+            let warnings = loaded.warnings.len() + translation.warnings.len() + findings.len();
             println!("{}", summary(&args.config, &loaded, warnings));
             Ok(())
         }
@@ -71,7 +73,11 @@ fn summary(path: &std::path::Path, loaded: &LoadedConfig, warnings: usize) -> St
     .collect();
     let objects: Vec<String> = counts
         .iter()
-        .map(|(kind, n)| format!("{n} {kind}{}", if *n == 1 { "" } else { "s" }))
+        .map(|(kind, n)| match (*n, kind.ends_with('s')) {
+            (1, _) => format!("1 {kind}"),
+            (n, true) => format!("{n} {kind}es"),
+            (n, false) => format!("{n} {kind}s"),
+        })
         .collect();
     let objects = if objects.is_empty() {
         "no objects".to_string()

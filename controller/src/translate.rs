@@ -154,6 +154,6 @@ pub fn translate(
     }
 }
 
-fn route_name(route: &gateway_api::apis::standard::httproutes::HttpRoute) -> String {
+fn route_name(route: &gateway_api::apis::experimental::httproutes::HttpRoute) -> String {
     route.meta().name.clone().unwrap_or_default()
 }

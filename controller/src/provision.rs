@@ -12,6 +12,7 @@
 //! anyway, for whatever no watch covers (the ServiceAccount, PodDisruptionBudget and
 //! ClusterRoleBinding).
 
+pub mod edge_params;
 pub mod manifests;
 pub mod mirror_params;
 pub mod params;

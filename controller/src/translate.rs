@@ -20,7 +20,7 @@
 mod addresses;
 mod backend;
 mod binds;
-mod duration;
+pub mod duration;
 mod filters;
 pub mod findings;
 mod gateway;

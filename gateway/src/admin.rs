@@ -143,6 +143,11 @@ pub fn respond(state: &AdminState, method: &Method, path: &str) -> Response<Full
         "/status" => yaml(&*state.store.load().statuses),
         "/config" => yaml(&ConfigReport::new(state)),
         "/healthz" => reply(StatusCode::OK, TEXT, "ok\n".into()),
+        "/readyz" if state.listeners.borrow().draining => reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            TEXT,
+            "not ready: shutting down\n".into(),
+        ),
         "/readyz" => readiness(&state.store),
         _ => match state.metrics.encode_text() {
             Ok(text) => reply(StatusCode::OK, PROMETHEUS, text),

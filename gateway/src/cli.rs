@@ -1,6 +1,7 @@
 //! The `sluice` command line: standalone gateway (default), `echo` backend and the `demo`.
 
 pub mod demo;
+pub mod edge_args;
 pub mod mirror_args;
 pub mod validate;
 
@@ -53,6 +54,8 @@ pub struct GatewayArgs {
     pub listen_address: IpAddr,
     #[command(flatten)]
     pub mirror: mirror_args::MirrorArgs,
+    #[command(flatten)]
+    pub edge: edge_args::EdgeArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -71,7 +74,7 @@ pub enum Command {
         admin_address: SocketAddr,
     },
     /// The data plane of one Gateway in a cluster, configured from the Kubernetes API.
-    Proxy(ProxyArgs),
+    Proxy(Box<ProxyArgs>),
     /// The cluster controller: statuses and data-plane provisioning, one leader at a time.
     Controller(ControllerArgs),
     /// Checks a configuration as the API server would, without serving it: exit 0 or 1.
@@ -102,7 +105,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             port,
             admin_address,
         }) => Ok(demo::run(port, admin_address).await?),
-        Some(Command::Proxy(args)) => serve_kube(kube_mode::run_proxy(args).await?).await,
+        Some(Command::Proxy(args)) => serve_kube(kube_mode::run_proxy(*args).await?).await,
         Some(Command::Controller(args)) => serve_kube(kube_mode::run_controller(args).await?).await,
         Some(Command::Validate(args)) => Ok(validate::run(&args)?),
         None => {
@@ -112,6 +115,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 address_pool,
                 listen_address,
                 mirror,
+                edge,
             } = cli.gateway;
             // clap enforces --config without a subcommand; an empty path fails to load visibly.
             let mut opts = StandaloneOptions::new(config.unwrap_or_default());
@@ -119,6 +123,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             opts.address_pool = address_pool;
             opts.listen_address = listen_address;
             opts.mirror = mirror.into_options();
+            let drain = edge.drain();
+            opts.proxy.edge = edge.into_limits(crate::edge::limits::raise_fd_limit());
+            opts.drain_delay = drain.delay;
+            opts.shutdown_grace = drain.grace;
             let running = standalone::start(opts).await?;
             tracing::info!(admin = %running.admin_addr(), "sluice running; Ctrl-C to stop");
             let signal = shutdown_signal().await;
@@ -132,7 +140,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
 async fn serve_kube(running: kube_mode::KubeRunning) -> Result<(), CliError> {
     tracing::info!(admin = %running.admin_addr(), "sluice running; Ctrl-C to stop");
     let signal = shutdown_signal().await;
-    running.shutdown(std::time::Duration::from_secs(5)).await;
+    running.shutdown().await;
     signal.map_err(CliError::Signal)
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use sluice_controller::publish::Store;
 
 use crate::admin::{AdminError, AdminServer, AdminState};
-use crate::listeners::ListenerManager;
+use crate::listeners::{ListenerManager, ListenerOptions};
 use crate::metrics::{Metrics, MetricsError};
 use crate::mirror::metrics::MirrorMetrics;
 use crate::mirror::{MirrorEngine, MirrorOptions};
@@ -51,8 +51,13 @@ pub async fn start(
         settings.mirror = Some(MirrorEngine::new(mirror, mirror_metrics));
     }
     let metrics = Arc::new(metrics);
+    let options = ListenerOptions {
+        limits: settings.edge,
+        h2c: settings.downstream_h2c,
+        metrics: metrics.edge.clone(),
+    };
     let app = proxy::new_app(store.clone(), metrics.clone(), settings);
-    let listeners = ListenerManager::start(store.clone(), app);
+    let listeners = ListenerManager::start(store.clone(), app, options);
     let admin = AdminServer::start(
         admin_address,
         AdminState {

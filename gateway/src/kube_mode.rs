@@ -20,8 +20,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::{AdminError, AdminServer, AdminState};
+use crate::cli::edge_args::{Drain, EdgeArgs};
 use crate::cli::mirror_args::MirrorArgs;
 use crate::dataplane::{self, DataPlane, DataPlaneError};
+use crate::edge::limits::raise_fd_limit;
 use crate::listeners::{ListenerManager, ListenerStatus};
 use crate::metrics::{Metrics, MetricsError};
 use crate::proxy::ProxySettings;
@@ -41,6 +43,10 @@ pub struct ProxyArgs {
     /// parameters' `mirror*` keys.
     #[command(flatten)]
     pub mirror: MirrorArgs,
+    /// The same flags as standalone mode; the provisioner sets them from the GatewayClass
+    /// parameters' edge keys (see docs/hardening.md).
+    #[command(flatten)]
+    pub edge: EdgeArgs,
 }
 
 /// The controller: statuses and data-plane provisioning, one leader at a time.
@@ -101,6 +107,7 @@ pub struct KubeRunning {
     listeners: Option<ListenerManager>,
     tasks: Vec<JoinHandle<()>>,
     leader: Option<watch::Receiver<bool>>,
+    drain: Drain,
 }
 
 impl KubeRunning {
@@ -117,12 +124,14 @@ impl KubeRunning {
         self.leader.as_ref().is_some_and(|l| *l.borrow())
     }
 
-    pub async fn shutdown(self, grace: Duration) {
+    /// For a data plane: not ready at once, accepting for the drain delay, then requests in
+    /// flight get the shutdown grace (both from `--drain-delay` / `--shutdown-grace`).
+    pub async fn shutdown(self) {
+        if let Some(listeners) = self.listeners {
+            listeners.drain(self.drain.delay, self.drain.grace).await;
+        }
         for t in &self.tasks {
             t.abort();
-        }
-        if let Some(listeners) = self.listeners {
-            listeners.shutdown(grace).await;
         }
         self.admin.shutdown(Duration::from_secs(1)).await;
     }
@@ -140,7 +149,10 @@ pub async fn start_proxy(
         ..
     } = dataplane::start(
         args.admin_address,
-        ProxySettings::default(),
+        ProxySettings {
+            edge: args.edge.clone().into_limits(raise_fd_limit()),
+            ..ProxySettings::default()
+        },
         args.mirror.into_options(),
     )
     .await?;
@@ -156,6 +168,7 @@ pub async fn start_proxy(
         listeners: Some(listeners),
         tasks: vec![source.spawn()],
         leader: None,
+        drain: args.edge.drain(),
     })
 }
 
@@ -224,6 +237,7 @@ pub async fn start_controller(
             writer.spawn(),
         ],
         leader: Some(leader),
+        drain: Drain::default(),
     })
 }
 
@@ -272,7 +286,7 @@ mod tests {
     }
 
     #[test]
-    fn the_provisioned_mirror_flags_parse_as_proxy_flags() {
+    fn the_provisioned_mirror_and_edge_flags_parse_as_proxy_flags() {
         use sluice_controller::provision::{manifests, params::DataPlaneParams};
 
         // The type comes from `from_config_map`: the gateway crate needs no k8s-openapi for it.
@@ -288,6 +302,11 @@ mod tests {
                 "mirrorMaxInflight": "7",
                 "mirrorTimeoutMs": "250",
                 "mirrorAccessLog": "true",
+                "maxHeaderFields": "50",
+                "clientHeaderTimeout": "3s",
+                "keepaliveTimeout": "90s",
+                "drainDelay": "7s",
+                "shutdownGrace": "20s",
             },
         }))
         .expect("a ConfigMap");
@@ -303,6 +322,15 @@ mod tests {
         let manifests::Workload::Deployment(deployment) = objects.workload else {
             panic!("a Deployment by default");
         };
+        let pod = deployment
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref());
+        assert_eq!(
+            pod.and_then(|p| p.termination_grace_period_seconds),
+            Some(32),
+            "drain delay + grace + slack"
+        );
         let args = deployment
             .spec
             .and_then(|s| s.template.spec)
@@ -330,6 +358,17 @@ mod tests {
         );
         assert_eq!(mirror.timeout, Duration::from_millis(250));
         assert!(mirror.access_log);
+        assert_eq!(
+            proxy.edge.drain(),
+            Drain {
+                delay: Duration::from_secs(7),
+                grace: Duration::from_secs(20)
+            }
+        );
+        let limits = proxy.edge.into_limits(None);
+        assert_eq!(limits.max_header_fields, 50);
+        assert_eq!(limits.client_header_timeout, Duration::from_secs(3));
+        assert_eq!(limits.keepalive_timeout, Duration::from_secs(90));
     }
 
     #[test]

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod cli;
 pub mod dataplane;
 pub mod echo;
+pub mod edge;
 pub mod filters;
 pub mod kube_mode;
 pub mod listeners;

@@ -22,6 +22,17 @@ use tokio::task::JoinHandle;
 use accept::{BoundSocket, Shared};
 use connections::Connections;
 
+use crate::edge::{EdgeLimits, EdgeMetrics};
+
+/// What every accepted connection is held to.
+#[derive(Debug, Clone, Default)]
+pub struct ListenerOptions {
+    pub limits: EdgeLimits,
+    /// Plaintext connections may open with the HTTP/2 preface (h2c prior knowledge).
+    pub h2c: bool,
+    pub metrics: EdgeMetrics,
+}
+
 /// How soon an address that failed to bind is tried again when no publish comes first.
 const BIND_RETRY: Duration = Duration::from_secs(1);
 
@@ -33,6 +44,8 @@ pub struct ListenerStatus {
     pub serving: Vec<SocketAddr>,
     /// Addresses that could not be bound, with the error; retried on every publish.
     pub failed: BTreeMap<SocketAddr, String>,
+    /// A shutdown has begun: still accepting for the drain delay, but no longer ready.
+    pub draining: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,31 +62,35 @@ pub struct ListenerManager {
     abort: watch::Sender<bool>,
     task: JoinHandle<()>,
     status: watch::Receiver<ListenerStatus>,
+    status_tx: Arc<watch::Sender<ListenerStatus>>,
     connections: Arc<Connections>,
 }
 
 impl ListenerManager {
     /// Binds the live snapshot's addresses now and follows every later publish of `store`.
-    pub fn start<A>(store: Arc<Store>, app: Arc<A>) -> ListenerManager
+    pub fn start<A>(store: Arc<Store>, app: Arc<A>, options: ListenerOptions) -> ListenerManager
     where
         A: ServerApp + Send + Sync + 'static,
     {
         let (stop, stop_rx) = watch::channel(false);
         let (abort, abort_rx) = watch::channel(false);
         let (status_tx, status) = watch::channel(ListenerStatus::default());
-        let connections = Arc::new(Connections::default());
+        let status_tx = Arc::new(status_tx);
+        let connections = Arc::new(Connections::new(options.metrics.active.clone()));
         let shared = Arc::new(Shared {
             store,
             app,
             connections: connections.clone(),
+            options,
             abort: abort_rx,
         });
-        let task = tokio::spawn(reconcile_loop(shared, stop_rx, status_tx));
+        let task = tokio::spawn(reconcile_loop(shared, stop_rx, status_tx.clone()));
         ListenerManager {
             stop,
             abort,
             task,
             status,
+            status_tx,
             connections,
         }
     }
@@ -111,6 +128,18 @@ impl ListenerManager {
         self.connections.active()
     }
 
+    /// The graceful half of a SIGTERM: `/readyz` turns 503 at once while the sockets keep
+    /// accepting for `delay` (time for Kubernetes to take the pod out of its endpoints), then
+    /// [`Self::shutdown`] with `grace`.
+    pub async fn drain(self, delay: Duration, grace: Duration) {
+        self.status_tx.send_modify(|s| s.draining = true);
+        if !delay.is_zero() {
+            tracing::info!(?delay, ?grace, "draining: not ready, still accepting");
+            tokio::time::sleep(delay).await;
+        }
+        self.shutdown(grace).await;
+    }
+
     /// Stops accepting everywhere, lets in-flight connections finish for up to `grace`, then
     /// drops whatever is left.
     pub async fn shutdown(self, grace: Duration) {
@@ -137,7 +166,7 @@ impl ListenerManager {
 async fn reconcile_loop<A>(
     shared: Arc<Shared<A>>,
     mut stop: watch::Receiver<bool>,
-    status: watch::Sender<ListenerStatus>,
+    status: Arc<watch::Sender<ListenerStatus>>,
 ) where
     A: ServerApp + Send + Sync + 'static,
 {
@@ -150,10 +179,12 @@ async fn reconcile_loop<A>(
         reconcile(&shared, &snapshot, &mut sockets, &mut failed).await;
         let mut serving: Vec<SocketAddr> = sockets.keys().copied().collect();
         serving.sort();
+        let draining = status.borrow().draining;
         status.send_replace(ListenerStatus {
             generation: snapshot.generation,
             serving,
             failed: failed.clone(),
+            draining,
         });
         let retry = !failed.is_empty();
         tokio::select! {

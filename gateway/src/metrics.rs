@@ -10,6 +10,8 @@ use prometheus::{
 };
 use sluice_controller::publish::Store;
 
+use crate::edge::EdgeMetrics;
+
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
     #[error("cannot register metric")]
@@ -39,6 +41,8 @@ pub struct Metrics {
     /// `sluice_request_duration_seconds{gateway,route}`: from the request head arriving to the
     /// response finishing (or failing).
     pub duration: HistogramVec,
+    /// `sluice_downstream_*`: client connections and what the edge guard refused.
+    pub edge: EdgeMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -72,10 +76,13 @@ impl Metrics {
         registry
             .register(Box::new(duration.clone()))
             .map_err(MetricsError::Register)?;
+        let edge = EdgeMetrics::default();
+        edge.register(&registry).map_err(MetricsError::Register)?;
         Ok(Metrics {
             registry,
             requests,
             duration,
+            edge,
         })
     }
 

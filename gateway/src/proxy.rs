@@ -24,6 +24,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use pingora_core::apps::HttpServerOptions;
+use pingora_core::protocols::http::v2::server::default_h2_options;
 use pingora_core::protocols::l4::socket::SocketAddr as PingoraAddr;
 use pingora_core::protocols::l4::stream::Stream as TcpStream;
 use pingora_core::protocols::{GetSocketDigest, SocketDigest};
@@ -39,6 +40,7 @@ pub use ctx::RequestCtx;
 pub use request::raw_host;
 pub use tcp_conn::BufferedTcp;
 
+use crate::edge::{self, reject::BodyRejected, EdgeLimits, Violation};
 use crate::filters;
 use crate::metrics::Metrics;
 use crate::mirror::{MirrorEngine, Pace};
@@ -66,6 +68,8 @@ pub struct ProxySettings {
     pub downstream_h2c: bool,
     /// Sends copies for `RequestMirror` filters; `None` skips mirrors.
     pub mirror: Option<Arc<MirrorEngine>>,
+    /// What one client may cost: sizes, deadlines, the connection cap.
+    pub edge: EdgeLimits,
 }
 
 impl std::fmt::Debug for ProxySettings {
@@ -74,6 +78,7 @@ impl std::fmt::Debug for ProxySettings {
             .field("upstream", &self.upstream)
             .field("downstream_h2c", &self.downstream_h2c)
             .field("mirror", &self.mirror.is_some())
+            .field("edge", &self.edge)
             .finish()
     }
 }
@@ -97,6 +102,11 @@ pub fn new_app(store: Arc<Store>, metrics: Arc<Metrics>, settings: ProxySettings
     };
     let mut server_options = HttpServerOptions::default();
     server_options.h2c = settings.downstream_h2c;
+    // HTTP/2 frames its own messages: the same header-list cap as HTTP/1, and Pingora's bounded
+    // stream count (h2 itself bounds rapid resets and CONTINUATION floods).
+    let mut h2 = default_h2_options();
+    let header_list = settings.edge.max_header_bytes + settings.edge.max_request_line;
+    h2.max_header_list_size(u32::try_from(header_list).unwrap_or(u32::MAX));
     let inner = SluiceProxy {
         store,
         index: IndexCache::default(),
@@ -106,6 +116,7 @@ pub fn new_app(store: Arc<Store>, metrics: Arc<Metrics>, settings: ProxySettings
     // http_proxy runs handle_init_modules, which Pingora's own Service would otherwise do.
     let mut app = pingora_proxy::http_proxy(&Arc::new(conf), inner);
     app.server_options = Some(server_options);
+    app.h2_options = Some(h2);
     Arc::new(app)
 }
 
@@ -140,6 +151,22 @@ impl ProxyHttp for SluiceProxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.started = Instant::now();
+        if let Some(rejection) = edge::rejection(session.req_header().uri.path()) {
+            ctx.rejected = Some(rejection.0);
+            self.metrics.edge.request_rejected(rejection.0);
+            respond_rejection(session, rejection.0).await?;
+            return Ok(true);
+        }
+        let limits = &self.settings.edge;
+        // Pipelined requests are answered one after another, in order (RFC 9112 §9.3.2);
+        // without this Pingora drops a request that arrives while the previous one is served.
+        session.set_pipelining_enabled(true);
+        session.set_keepalive(Some(limits.keepalive_secs()));
+        session.set_read_timeout(Some(limits.client_body_timeout));
+        let expects_continue = session
+            .req_header_mut()
+            .remove_header(&http::header::EXPECT)
+            .is_some();
         let indexed = self.index.get(self.store.load());
         ctx.snapshot = Some(indexed.snapshot.clone());
         let Some(local) = inet(session.server_addr()) else {
@@ -150,7 +177,13 @@ impl ProxyHttp for SluiceProxy {
             request::route_and_filter(session, ctx, &indexed, local, self.settings.mirror.as_ref())
                 .map_err(|e| Error::because(BAD_FILTER, "applying route filters", e))?;
         match outcome {
-            Outcome::Proxy => Ok(false),
+            Outcome::Proxy => {
+                if expects_continue {
+                    // Answered here, as nginx does: the upstream and mirrors get no Expect.
+                    session.write_continue_response().await?;
+                }
+                Ok(false)
+            }
             Outcome::Status(code) => {
                 session.respond_error(code).await?;
                 Ok(true)
@@ -303,9 +336,16 @@ impl ProxyHttp for SluiceProxy {
         &self,
         session: &mut Session,
         e: &Error,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        let code = error_status(e);
+        let mut code = error_status(e);
+        if let Some(violation) = body_rejection(e) {
+            ctx.rejected = Some(violation);
+            self.metrics.edge.request_rejected(violation);
+            code = violation.status();
+        } else if code == 0 {
+            self.metrics.edge.client_aborts.inc();
+        }
         if code > 0 && session.response_written().is_none() {
             if let Err(write) = session.respond_error(code).await {
                 tracing::debug!(error = %write, "cannot send error response");
@@ -315,6 +355,15 @@ impl ProxyHttp for SluiceProxy {
             error_code: code,
             can_reuse_downstream: false,
         }
+    }
+
+    /// A client that goes away is routine at the edge: counted, logged at debug, never an ERROR.
+    fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, e: &Error) -> bool {
+        let quiet = error_status(e) == 0 || ctx.rejected.is_some();
+        if quiet {
+            tracing::debug!(error = %e, "request ended by the client or refused at the edge");
+        }
+        quiet
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
@@ -331,20 +380,71 @@ impl ProxyHttp for SluiceProxy {
             elapsed,
         );
         let req = session.req_header();
+        // A refused request's head is the edge's marker, not what the client sent.
+        let path = if ctx.rejected.is_some() {
+            ""
+        } else {
+            req.uri.path()
+        };
         tracing::info!(
             target: "sluice::access",
             method = %req.method,
-            path = %req.uri.path(),
+            path,
             host = ctx.original_host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or(""),
             gateway = %ctx.gateway,
             route = ctx.route_label(),
             backend = ctx.backend_label(),
             code,
             micros = elapsed.as_micros() as u64,
-            error = e.map(|e| e.to_string()),
+            error = e
+                .map(|e| e.to_string())
+                .or_else(|| ctx.rejected.map(|v| v.to_string())),
             "request"
         );
     }
+}
+
+/// Answers a request the edge guard refused, and closes the connection after it.
+async fn respond_rejection(session: &mut Session, violation: Violation) -> Result<()> {
+    let body = bytes::Bytes::from(format!("{}: {violation}\n", violation.status()));
+    let mut resp = ResponseHeader::build(violation.status(), Some(3))?;
+    resp.insert_header(http::header::CONTENT_TYPE, "text/plain")?;
+    resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
+    resp.insert_header(http::header::CONNECTION, "close")?;
+    session.set_keepalive(None);
+    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_body(Some(body), true).await
+}
+
+/// The edge refusal behind a failed body read, if that is what failed.
+fn body_rejection(e: &Error) -> Option<Violation> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = e
+        .cause
+        .as_deref()
+        .map(|c| c as &(dyn std::error::Error + 'static));
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            if let Some(rejected) = io.get_ref().and_then(|r| r.downcast_ref::<BodyRejected>()) {
+                return Some(rejected.0);
+            }
+        }
+        if let Some(rejected) = c.downcast_ref::<BodyRejected>() {
+            return Some(rejected.0);
+        }
+        // Pingora nests its errors, sometimes boxed once more.
+        let inner = c
+            .downcast_ref::<Error>()
+            .or_else(|| c.downcast_ref::<Box<Error>>().map(|b| &**b));
+        if let Some(inner) = inner {
+            cause = inner
+                .cause
+                .as_deref()
+                .map(|c| c as &(dyn std::error::Error + 'static));
+            continue;
+        }
+        cause = c.source();
+    }
+    None
 }
 
 /// The status for a failed request: explicit statuses as given, backend timeouts 504, other
@@ -361,6 +461,8 @@ pub fn error_status(e: &Error) -> u16 {
             ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed,
             ErrorSource::Downstream,
         ) => 0,
+        // The client stalled mid-body past the client body timeout.
+        (ErrorType::ReadTimedout, ErrorSource::Downstream) => 408,
         (_, ErrorSource::Downstream) => 400,
         (_, ErrorSource::Internal | ErrorSource::Unset) => 500,
     }

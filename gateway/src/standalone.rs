@@ -34,6 +34,8 @@ pub struct StandaloneOptions {
     pub listen_address: IpAddr,
     /// The proxy app's settings; `mirror: None` gets a default mirror engine.
     pub proxy: ProxySettings,
+    /// How long shutdown keeps accepting, not ready, before it stops accepting.
+    pub drain_delay: Duration,
     /// How long shutdown lets in-flight connections finish.
     pub shutdown_grace: Duration,
     /// Used when `proxy.mirror` is `None`: what mirror copies look like and their bounds.
@@ -49,7 +51,8 @@ impl StandaloneOptions {
             address_pool: None,
             listen_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             proxy: ProxySettings::default(),
-            shutdown_grace: Duration::from_secs(5),
+            drain_delay: Duration::ZERO,
+            shutdown_grace: Duration::from_secs(30),
             mirror: MirrorOptions::default(),
         }
     }
@@ -81,12 +84,13 @@ pub struct Running {
     listeners: ListenerManager,
     admin: AdminServer,
     watcher: JoinHandle<()>,
+    drain_delay: Duration,
     shutdown_grace: Duration,
 }
 
 /// Starts serving `opts.config_path`, which must exist. A configuration that does not load is
-/// logged and leaves Sluice running but not ready; fixing the file is picked up by the watcher. When the first
-/// load succeeds, its sockets are bound before this returns.
+/// logged and leaves Sluice running but not ready; fixing the file is picked up by the watcher.
+/// When the first load succeeds, its sockets are bound before this returns.
 pub async fn start(opts: StandaloneOptions) -> Result<Running, StartError> {
     if !opts.config_path.exists() {
         return Err(StartError::MissingConfig(opts.config_path));
@@ -126,6 +130,7 @@ pub async fn start(opts: StandaloneOptions) -> Result<Running, StartError> {
         listeners,
         admin,
         watcher,
+        drain_delay: opts.drain_delay,
         shutdown_grace: opts.shutdown_grace,
     })
 }
@@ -158,8 +163,9 @@ impl Running {
             .await
     }
 
-    /// Stops the file watcher, stops accepting, lets in-flight connections finish within the
-    /// shutdown grace, then stops the admin listener.
+    /// Turns not ready, keeps accepting for the drain delay, stops the file watcher and
+    /// accepting, lets in-flight connections finish within the shutdown grace, then stops the
+    /// admin listener.
     pub async fn shutdown(self) {
         self.watcher.abort();
         if let Err(e) = self.watcher.await {
@@ -167,7 +173,9 @@ impl Running {
                 tracing::error!(error = %e, "configuration watcher failed");
             }
         }
-        self.listeners.shutdown(self.shutdown_grace).await;
+        self.listeners
+            .drain(self.drain_delay, self.shutdown_grace)
+            .await;
         self.admin.shutdown(Duration::from_secs(1)).await;
         tracing::info!("stopped");
     }

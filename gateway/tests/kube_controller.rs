@@ -102,7 +102,7 @@ async fn two_controller_replicas_provision_once_and_fail_over() {
     };
 
     // The leader goes away; the follower takes over and keeps the status current.
-    leader.shutdown(Duration::ZERO).await;
+    leader.shutdown().await;
     until("the follower to lead", || {
         follower.is_leader().then_some(())
     })
@@ -139,5 +139,5 @@ async fn two_controller_replicas_provision_once_and_fail_over() {
         .get(GW, "Gateway", Some("demo"), "web")
         .expect("gateway");
     assert_eq!(gw["status"]["addresses"][0]["value"], "203.0.113.9");
-    follower.shutdown(Duration::ZERO).await;
+    follower.shutdown().await;
 }

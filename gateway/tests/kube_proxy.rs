@@ -71,12 +71,13 @@ async fn start_proxy(server: &FakeApiServer) -> KubeRunning {
         "--gateway=demo/web",
         "--admin-address=127.0.0.1:0",
         "--listen-address=127.0.0.1",
+        "--shutdown-grace=200ms",
     ])
     .expect("proxy flags");
     let Some(Command::Proxy(args)) = cli.command else {
         panic!("sluice proxy");
     };
-    kube_mode::start_proxy(args, server.client_as("proxy").expect("client"))
+    kube_mode::start_proxy(*args, server.client_as("proxy").expect("client"))
         .await
         .expect("proxy starts")
 }
@@ -172,7 +173,7 @@ async fn the_proxy_routes_traffic_and_keeps_serving_through_an_api_outage() {
         pod_behind(&client, &format!("{base}/")).await.as_deref(),
         Ok("pipy-pod")
     );
-    proxy.shutdown(Duration::from_millis(200)).await;
+    proxy.shutdown().await;
 }
 
 #[tokio::test]
@@ -207,5 +208,5 @@ async fn the_walkthrough_mirror_route_copies_requests_to_pipy_mirror() {
         .await
         .expect("pipy-mirror received a copy");
     assert!(!pipy.pod.log().is_empty());
-    proxy.shutdown(Duration::from_millis(200)).await;
+    proxy.shutdown().await;
 }

@@ -338,6 +338,7 @@ fn pod_template(
                 .then(|| "ClusterFirstWithHostNet".into()),
             node_selector: params.node_selector.clone(),
             tolerations: params.tolerations.clone(),
+            termination_grace_period_seconds: Some(params.edge.termination_grace_seconds()),
             security_context: Some(PodSecurityContext {
                 run_as_non_root: Some(true),
                 run_as_user: Some(RUN_AS),
@@ -359,6 +360,7 @@ fn pod_template(
                     ]
                     .into_iter()
                     .chain(params.mirror.args())
+                    .chain(params.edge.args())
                     .collect(),
                 ),
                 ports: Some(container_ports),

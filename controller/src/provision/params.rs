@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{ConfigMap, ResourceRequirements, Toleration};
 
+use super::edge_params::{self, EdgeParams};
 use super::mirror_params::{self, MirrorParams};
 
 /// The Gateway API reason for a GatewayClass (and its Gateways) whose parameters are unusable.
@@ -33,6 +34,8 @@ pub struct DataPlaneParams {
     pub image: Option<String>,
     /// `sluice proxy --mirror-*` flags (the `mirror*` keys).
     pub mirror: MirrorParams,
+    /// `sluice proxy` limit and drain flags (the edge keys, docs/hardening.md).
+    pub edge: EdgeParams,
 }
 
 impl Default for DataPlaneParams {
@@ -47,13 +50,14 @@ impl Default for DataPlaneParams {
             host_network: false,
             image: None,
             mirror: MirrorParams::default(),
+            edge: EdgeParams::default(),
         }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ParamsError {
-    #[error("unknown key {0:?} (known: kind, replicas, serviceType, resources, nodeSelector, tolerations, hostNetwork, image, {mirror})", mirror = mirror_params::KEYS.join(", "))]
+    #[error("unknown key {0:?} (known: kind, replicas, serviceType, resources, nodeSelector, tolerations, hostNetwork, image, {mirror}, {edge})", mirror = mirror_params::KEYS.join(", "), edge = edge_params::key_names().join(", "))]
     UnknownKey(String),
     #[error("kind must be Deployment or DaemonSet, not {0:?}")]
     Kind(String),
@@ -147,7 +151,7 @@ impl DataPlaneParams {
                 }
                 "image" => p.image = Some(value.into()),
                 other => {
-                    if !p.mirror.set(other, value)? {
+                    if !p.mirror.set(other, value)? && !p.edge.set(other, value)? {
                         return Err(ParamsError::UnknownKey(other.into()));
                     }
                 }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 /// `None` when `s` is not a valid Gateway API duration.
-pub(super) fn parse(s: &str) -> Option<Duration> {
+pub fn parse(s: &str) -> Option<Duration> {
     let bytes = s.as_bytes();
     let mut i = 0;
     let mut parts = 0;

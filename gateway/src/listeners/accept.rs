@@ -17,6 +17,8 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use super::connections::Connections;
+use super::ListenerOptions;
+use crate::edge::EdgeStream;
 use crate::proxy::BufferedTcp;
 use crate::tls;
 
@@ -29,6 +31,7 @@ pub(super) struct Shared<A> {
     pub(super) store: Arc<Store>,
     pub(super) app: Arc<A>,
     pub(super) connections: Arc<Connections>,
+    pub(super) options: ListenerOptions,
     /// Set when shutdown's grace period is over: every connection still open is dropped.
     pub(super) abort: watch::Receiver<bool>,
 }
@@ -116,6 +119,17 @@ async fn accept_loop<A>(
         };
         match accepted {
             Ok((tcp, peer)) => {
+                let edge = &shared.options.metrics;
+                if shared.connections.active() >= shared.options.limits.max_connections {
+                    // Refuse this one rather than stall everyone: closed before any read.
+                    edge.connections_rejected
+                        .with_label_values(&["max_connections"])
+                        .inc();
+                    edge.warn_limited("connection cap reached; closing new connections");
+                    drop(tcp);
+                    continue;
+                }
+                edge.accepted.inc();
                 let guard = shared.connections.open();
                 let shared = shared.clone();
                 let acceptor = acceptor.clone();
@@ -164,16 +178,35 @@ async fn serve<A>(
             stream.set_socket_digest(socket);
             Box::new(BufferedTcp::new(stream))
         }
-        Some(BindProtocol::Https) => match tls::accept(acceptor, tcp, socket).await {
-            Ok(conn) => Box::new(conn),
-            Err(e) => {
-                tracing::debug!(%peer, %address, error = %e, "TLS handshake failed");
-                return;
+        Some(BindProtocol::Https) => {
+            // A handshake is a head too: it gets the client header deadline.
+            let deadline = shared.options.limits.client_header_timeout;
+            match tokio::time::timeout(deadline, tls::accept(acceptor, tcp, socket)).await {
+                Ok(Ok(conn)) => Box::new(conn),
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, %address, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, %address, "TLS handshake timed out");
+                    shared
+                        .options
+                        .metrics
+                        .connections_rejected
+                        .with_label_values(&["tls_handshake"])
+                        .inc();
+                    return;
+                }
             }
-        },
+        }
         // The bind left the snapshot between accept and now; its socket is being closed.
         None => return,
     };
+    let stream: Stream = Box::new(EdgeStream::new(
+        stream,
+        shared.options.limits,
+        shared.options.h2c,
+    ));
     let mut next = Some(stream);
     while let Some(stream) = next {
         next = shared.app.process_new(stream, &drain).await;

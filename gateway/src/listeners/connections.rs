@@ -3,17 +3,29 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use prometheus::IntGauge;
 use tokio::sync::Notify;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Connections {
     active: AtomicUsize,
     idle: Notify,
+    /// `sluice_downstream_connections_active`, kept equal to `active`.
+    gauge: IntGauge,
 }
 
 impl Connections {
+    pub(super) fn new(gauge: IntGauge) -> Connections {
+        Connections {
+            active: AtomicUsize::new(0),
+            idle: Notify::new(),
+            gauge,
+        }
+    }
+
     pub(super) fn open(self: &Arc<Self>) -> ConnectionGuard {
         self.active.fetch_add(1, Ordering::AcqRel);
+        self.gauge.inc();
         ConnectionGuard(self.clone())
     }
 
@@ -40,6 +52,7 @@ pub(super) struct ConnectionGuard(Arc<Connections>);
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
+        self.0.gauge.dec();
         if self.0.active.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.0.idle.notify_waiters();
         }
@@ -54,7 +67,7 @@ mod tests {
 
     #[tokio::test]
     async fn wait_idle_returns_once_the_last_connection_closes() {
-        let connections = Arc::new(Connections::default());
+        let connections = Arc::new(Connections::new(crate::edge::EdgeMetrics::default().active));
         let first = connections.open();
         let second = connections.open();
         assert_eq!(connections.active(), 2);

@@ -88,7 +88,7 @@ async fn publish(manager: &ListenerManager, store: &Store, snap: Snapshot) -> Li
 #[tokio::test]
 async fn added_bind_serves_and_removed_bind_stops_accepting() {
     let store = Store::new();
-    let manager = ListenerManager::start(store.clone(), Arc::new(Reporter));
+    let manager = ListenerManager::start(store.clone(), Arc::new(Reporter), Default::default());
     let (a, b) = (free_port(), free_port());
 
     let status = publish(&manager, &store, snapshot(vec![http_bind(a)])).await;
@@ -120,7 +120,7 @@ async fn added_bind_serves_and_removed_bind_stops_accepting() {
 #[tokio::test]
 async fn unchanged_bind_keeps_its_open_connections_across_a_reload() {
     let store = Store::new();
-    let manager = ListenerManager::start(store.clone(), Arc::new(Reporter));
+    let manager = ListenerManager::start(store.clone(), Arc::new(Reporter), Default::default());
     let a = free_port();
     publish(&manager, &store, snapshot(vec![http_bind(a)])).await;
 
@@ -156,7 +156,7 @@ async fn unchanged_bind_keeps_its_open_connections_across_a_reload() {
 #[tokio::test]
 async fn bind_failure_is_reported_and_retried_until_the_address_frees() {
     let store = Store::new();
-    let manager = ListenerManager::start(store.clone(), Arc::new(Reporter));
+    let manager = ListenerManager::start(store.clone(), Arc::new(Reporter), Default::default());
     let blocker = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let taken = blocker.local_addr().unwrap();
 
@@ -183,7 +183,7 @@ async fn bind_failure_is_reported_and_retried_until_the_address_frees() {
 #[tokio::test]
 async fn shutdown_lets_an_in_flight_request_finish() {
     let store = Store::new();
-    let manager = ListenerManager::start(store.clone(), Arc::new(Reporter));
+    let manager = ListenerManager::start(store.clone(), Arc::new(Reporter), Default::default());
     let a = free_port();
     publish(&manager, &store, snapshot(vec![http_bind(a)])).await;
 
@@ -253,7 +253,7 @@ fn client(trusted: &[&TestCert], host: &str, address: SocketAddr) -> reqwest::Cl
 #[tokio::test]
 async fn sni_selects_the_listener_certificate_and_alpn_selects_h2() {
     let store = Store::new();
-    let manager = ListenerManager::start(store.clone(), Arc::new(Reporter));
+    let manager = ListenerManager::start(store.clone(), Arc::new(Reporter), Default::default());
     let address = free_port();
     let (a, b) = (cert("a.example.com"), cert("b.example.com"));
     publish(
@@ -302,7 +302,7 @@ async fn sni_selects_the_listener_certificate_and_alpn_selects_h2() {
 #[tokio::test]
 async fn certificate_change_applies_without_rebinding() {
     let store = Store::new();
-    let manager = ListenerManager::start(store.clone(), Arc::new(Reporter));
+    let manager = ListenerManager::start(store.clone(), Arc::new(Reporter), Default::default());
     let address = free_port();
     let (old, new) = (cert("a.example.com"), cert("a.example.com"));
     let bind = |c: &TestCert| {
@@ -335,7 +335,7 @@ async fn certificate_change_applies_without_rebinding() {
 #[tokio::test]
 async fn handshake_without_sni_uses_the_listener_without_hostname() {
     let store = Store::new();
-    let manager = ListenerManager::start(store.clone(), Arc::new(Reporter));
+    let manager = ListenerManager::start(store.clone(), Arc::new(Reporter), Default::default());
     let address = free_port();
     let (named, default) = (cert("a.example.com"), cert("default.example.com"));
     publish(
@@ -381,7 +381,7 @@ async fn handshake_without_sni_uses_the_listener_without_hostname() {
 #[tokio::test]
 async fn switching_a_bind_from_http_to_https_needs_no_rebind() {
     let store = Store::new();
-    let manager = ListenerManager::start(store.clone(), Arc::new(Reporter));
+    let manager = ListenerManager::start(store.clone(), Arc::new(Reporter), Default::default());
     let address = free_port();
     publish(&manager, &store, snapshot(vec![http_bind(address)])).await;
     let reply = tokio::time::timeout(WAIT, get(address))

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use http::HeaderValue;
 use sluice_controller::snapshot::{Filter, RouteId, RuleAction, Snapshot};
 
+use crate::edge::Violation;
 use crate::mirror::MirrorSet;
 use crate::upstream::Chosen;
 
@@ -32,6 +33,8 @@ pub struct RequestCtx {
     /// Copies of this request for `RequestMirror` filters, started in filter order by
     /// `request_filter` with the head as modified by the filters before each mirror.
     pub mirrors: Option<MirrorSet>,
+    /// The edge guard refused this request (its head is the guard's marker, not the client's).
+    pub rejected: Option<Violation>,
 }
 
 impl RequestCtx {
@@ -48,6 +51,7 @@ impl RequestCtx {
             deadline: None,
             attempts: 0,
             mirrors: None,
+            rejected: None,
         }
     }
 

@@ -1,0 +1,396 @@
+//! An accepted client connection behind the edge guard: reads pass through the [`Framer`].
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use async_trait::async_trait;
+use bytes::{Buf, BytesMut};
+use pingora_core::protocols::raw_connect::ProxyDigest;
+use pingora_core::protocols::tls::{SslDigest, TlsRef};
+use pingora_core::protocols::{
+    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream,
+    TimingDigest, UniqueID, UniqueIDType, ALPN,
+};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Sleep;
+
+use super::framing::{Framer, Step};
+use super::limits::EdgeLimits;
+use super::reject::{self, BodyRejected};
+
+/// The HTTP/2 connection preface a prior-knowledge (h2c) client opens with.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// Bytes read from the socket at a time while a head is assembled.
+const HEAD_READ: usize = 4096;
+
+/// A client connection whose HTTP/1 requests reach Pingora only once proven (see [`super`]).
+pub struct EdgeStream {
+    inner: Stream,
+    /// Off for HTTP/2 (ALPN h2 or the h2c preface): h2 frames its own messages, and its limits
+    /// are Pingora's H2 options.
+    gated: bool,
+    allow_h2c: bool,
+    framer: Framer,
+    limits: EdgeLimits,
+    /// Bytes read from the socket and not yet handed on; the first `proven` may be.
+    buf: BytesMut,
+    proven: usize,
+    /// The marker request standing in for a refused head, and how much of it was handed on.
+    marker: Option<(Vec<u8>, usize)>,
+    /// When the head being read must be complete.
+    header_deadline: Option<Pin<Box<Sleep>>>,
+    eof: bool,
+    /// A read parked until the response to an upgrade request is written.
+    held: Option<Waker>,
+    /// The first bytes of the response to an upgrade request.
+    upgrade_status: Vec<u8>,
+}
+
+impl EdgeStream {
+    /// Guards `inner`, a connection just accepted (and TLS-terminated, when it is TLS).
+    pub fn new(inner: Stream, limits: EdgeLimits, allow_h2c: bool) -> EdgeStream {
+        let gated = inner.selected_alpn_proto() != Some(ALPN::H2);
+        EdgeStream {
+            inner,
+            gated,
+            allow_h2c,
+            framer: Framer::new(limits),
+            limits,
+            buf: BytesMut::new(),
+            proven: 0,
+            marker: None,
+            // The first request's head is due client_header_timeout after accept.
+            header_deadline: Some(Box::pin(tokio::time::sleep(limits.client_header_timeout))),
+            eof: false,
+            held: None,
+            upgrade_status: Vec::new(),
+        }
+    }
+
+    /// Hands on proven bytes or the marker, if there are any.
+    fn hand_on(&mut self, out: &mut ReadBuf<'_>) -> bool {
+        if let Some((marker, sent)) = self.marker.as_mut() {
+            let n = (marker.len() - *sent).min(out.remaining());
+            out.put_slice(&marker[*sent..*sent + n]);
+            *sent += n;
+            return n > 0;
+        }
+        if self.proven == 0 || out.remaining() == 0 {
+            return false;
+        }
+        let n = self.proven.min(out.remaining());
+        out.put_slice(&self.buf[..n]);
+        self.buf.advance(n);
+        self.proven -= n;
+        true
+    }
+
+    /// The h2c preface turns the guard off when h2c is allowed; `None` until that is decided.
+    fn h2c_decided(&mut self) -> Option<()> {
+        if !self.allow_h2c || self.framer.heads() > 0 || !self.framer.at_message_start() {
+            return Some(());
+        }
+        let n = self.buf.len().min(H2_PREFACE.len());
+        if self.buf[..n] != H2_PREFACE[..n] {
+            return Some(());
+        }
+        if n < H2_PREFACE.len() {
+            return None;
+        }
+        self.gated = false;
+        self.proven = self.buf.len();
+        Some(())
+    }
+
+    fn refuse_head(&mut self, violation: reject::Violation) {
+        tracing::debug!(reason = violation.label(), "request refused at the edge");
+        self.framer.refuse(violation);
+        self.marker = Some((reject::marker_request(violation), 0));
+        self.buf.clear();
+        self.proven = 0;
+        self.header_deadline = None;
+    }
+
+    fn poll_gated(
+        &mut self,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        loop {
+            if self.hand_on(out) {
+                return Poll::Ready(Ok(()));
+            }
+            if self.marker.is_some() {
+                // The marker is out: the connection ends here (the proxy answers and closes).
+                return Poll::Ready(Ok(()));
+            }
+            if !self.buf.is_empty() {
+                if self.h2c_decided().is_none() {
+                    // Could still be the h2c preface: read more before framing anything.
+                } else if !self.gated {
+                    continue;
+                } else {
+                    let in_body = self.framer.in_body();
+                    match self.framer.advance(&self.buf) {
+                        Step::Pass(n) if n > 0 => {
+                            self.proven = n;
+                            if !self.framer.in_head() || self.framer.at_message_start() {
+                                self.header_deadline = None;
+                            }
+                            continue;
+                        }
+                        Step::Discard(n) => {
+                            self.buf.advance(n);
+                            continue;
+                        }
+                        Step::Pass(_) | Step::NeedMore => {}
+                        Step::Hold => {
+                            self.held = Some(cx.waker().clone());
+                            return Poll::Pending;
+                        }
+                        Step::Refuse(v) if in_body => {
+                            tracing::debug!(reason = v.label(), "request body refused at the edge");
+                            return Poll::Ready(Err(BodyRejected::io(v)));
+                        }
+                        Step::Refuse(v) => {
+                            self.refuse_head(v);
+                            continue;
+                        }
+                    }
+                }
+            }
+            if self.eof {
+                // A partial head at EOF is dropped: there is no request to answer.
+                return Poll::Ready(Ok(()));
+            }
+            if self.framer.in_head() {
+                if !self.buf.is_empty() && self.header_deadline.is_none() {
+                    let timeout = self.limits.client_header_timeout;
+                    self.header_deadline = Some(Box::pin(tokio::time::sleep(timeout)));
+                }
+                if let Some(deadline) = self.header_deadline.as_mut() {
+                    if deadline.as_mut().poll(cx).is_ready() {
+                        if self.buf.is_empty() {
+                            // Nothing was sent: close quietly, as for an idle keep-alive.
+                            tracing::debug!("no request within the client header timeout");
+                            return Poll::Ready(Ok(()));
+                        }
+                        self.refuse_head(reject::Violation::HeaderTimeout);
+                        continue;
+                    }
+                }
+            }
+            if self.buf.is_empty() && self.proven == 0 && !self.framer.in_head() {
+                // A body or tunnel: read straight into the caller's buffer.
+                return self.poll_body_direct(cx, out);
+            }
+            self.buf.reserve(HEAD_READ);
+            match tokio_util::io::poll_read_buf(Pin::new(&mut self.inner), cx, &mut self.buf) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(0)) => self.eof = true,
+                Poll::Ready(Ok(_)) => {}
+            }
+        }
+    }
+
+    /// Reads body bytes into `out` and keeps back any past the end of the message.
+    fn poll_body_direct(
+        &mut self,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = out.filled().len();
+        match Pin::new(&mut self.inner).poll_read(cx, out) {
+            Poll::Ready(Ok(())) => {}
+            other => return other,
+        }
+        let mut at = before;
+        let filled = out.filled().len();
+        while at < filled {
+            let in_body = self.framer.in_body();
+            match self.framer.advance(&out.filled()[at..filled]) {
+                Step::Pass(n) if n > 0 => at += n,
+                Step::Refuse(v) if in_body => {
+                    tracing::debug!(reason = v.label(), "request body refused at the edge");
+                    return Poll::Ready(Err(BodyRejected::io(v)));
+                }
+                // The message ended: what follows belongs to the next one, framed later.
+                _ => break,
+            }
+            if self.framer.in_head() {
+                break;
+            }
+        }
+        if at < filled {
+            self.buf.extend_from_slice(&out.filled()[at..filled]);
+            out.set_filled(at);
+            if at == before {
+                // Nothing of this message was in the read: frame the kept bytes now.
+                return self.poll_gated(cx, out);
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Watches the response to an upgrade request for its status.
+    fn observe_write(&mut self, data: &[u8]) {
+        if !self.framer.awaiting_upgrade() {
+            return;
+        }
+        let want = 12 - self.upgrade_status.len().min(12);
+        self.upgrade_status
+            .extend_from_slice(&data[..want.min(data.len())]);
+        if self.upgrade_status.len() < 12 {
+            return;
+        }
+        let code = std::str::from_utf8(&self.upgrade_status[9..12])
+            .ok()
+            .and_then(|c| c.parse::<u16>().ok());
+        self.upgrade_status.clear();
+        match code {
+            Some(101) => self.framer.upgrade_answered(true),
+            Some(100..=199) => return,
+            _ => self.framer.upgrade_answered(false),
+        }
+        if let Some(waker) = self.held.take() {
+            waker.wake();
+        }
+    }
+}
+
+impl fmt::Debug for EdgeStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EdgeStream")
+            .field("inner", &self.inner)
+            .field("gated", &self.gated)
+            .finish()
+    }
+}
+
+impl AsyncRead for EdgeStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if !this.gated && this.proven == 0 {
+            return Pin::new(&mut this.inner).poll_read(cx, out);
+        }
+        if !this.gated {
+            this.hand_on(out);
+            return Poll::Ready(Ok(()));
+        }
+        this.poll_gated(cx, out)
+    }
+}
+
+impl AsyncWrite for EdgeStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write(cx, data);
+        if let Poll::Ready(Ok(n)) = polled {
+            this.observe_write(&data[..n]);
+        }
+        polled
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        if this.framer.awaiting_upgrade() {
+            // Rare (one response per upgrade request): take the plain path to see the status.
+            let first = bufs
+                .iter()
+                .find(|b| !b.is_empty())
+                .map_or(&[][..], |b| &**b);
+            return Pin::new(this).poll_write(cx, first);
+        }
+        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+// === impl Pingora's transport traits (delegated to the guarded stream) ===
+
+#[async_trait]
+impl Shutdown for EdgeStream {
+    async fn shutdown(&mut self) {
+        self.inner.shutdown().await;
+    }
+}
+
+impl UniqueID for EdgeStream {
+    fn id(&self) -> UniqueIDType {
+        self.inner.id()
+    }
+}
+
+impl Ssl for EdgeStream {
+    fn get_ssl(&self) -> Option<&TlsRef> {
+        self.inner.get_ssl()
+    }
+
+    fn get_ssl_digest(&self) -> Option<Arc<SslDigest>> {
+        self.inner.get_ssl_digest()
+    }
+
+    fn selected_alpn_proto(&self) -> Option<ALPN> {
+        self.inner.selected_alpn_proto()
+    }
+}
+
+impl GetTimingDigest for EdgeStream {
+    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
+        self.inner.get_timing_digest()
+    }
+}
+
+impl GetProxyDigest for EdgeStream {
+    fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
+        self.inner.get_proxy_digest()
+    }
+}
+
+impl GetSocketDigest for EdgeStream {
+    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
+        self.inner.get_socket_digest()
+    }
+
+    fn set_socket_digest(&mut self, socket_digest: SocketDigest) {
+        self.inner.set_socket_digest(socket_digest);
+    }
+}
+
+#[async_trait]
+impl Peek for EdgeStream {
+    async fn try_peek(&mut self, buf: &mut [u8]) -> std::io::Result<bool> {
+        if !self.buf.is_empty() {
+            // Already read past what a peek could see.
+            return Ok(false);
+        }
+        self.inner.try_peek(buf).await
+    }
+}

@@ -1,0 +1,155 @@
+//! SIGTERM through the real binary: not ready first, accepting through the drain delay, requests
+//! in flight finished within the grace, a clean exit, and no request of a well-behaved client
+//! (one that stops sending when `/readyz` turns 503) fails.
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "standalone_support/harness.rs"]
+mod harness;
+
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use harness::{free_port, local, url, Backend, ConfigDir, CLASS};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_without_failing_a_request() {
+    let backend = Backend::start("app").await;
+    let port = free_port();
+    let admin = local(free_port());
+    let config = ConfigDir::new(&format!(
+        "{CLASS}{}{}{}",
+        harness::service("app", &backend),
+        harness::gateway("gw", &[port]),
+        harness::route("app", "gw", "app")
+    ));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("--config")
+        .arg(config.path())
+        .args(["--admin-address", &admin.to_string()])
+        .args(["--listen-address", "127.0.0.1"])
+        .args(["--drain-delay", "1s", "--shutdown-grace", "5s"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = harness::client();
+    let ready = url(admin, "/readyz");
+    tokio::time::timeout(harness::WAIT, async {
+        loop {
+            if let Ok(r) = client.get(&ready).send().await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("sluice becomes ready");
+
+    // Keep-alive load from four clients until the readiness probe says not ready.
+    let gateway = local(port);
+    let stop = Arc::new(AtomicBool::new(false));
+    let served = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let mut load = Vec::new();
+    for _ in 0..4 {
+        let (stop, served, failed, client) = (
+            stop.clone(),
+            served.clone(),
+            failed.clone(),
+            harness::client(),
+        );
+        load.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Acquire) {
+                let sent = client.get(url(gateway, "/?delay=50ms")).send().await;
+                match sent {
+                    Ok(r) if r.status() == 200 => match r.text().await {
+                        Ok(_) => {
+                            served.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            eprintln!("failed body: {e}");
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    },
+                    Ok(r) => {
+                        eprintln!("failed: {}", r.status());
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        eprintln!("failed: {e}");
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    // A long request in flight across the whole drain.
+    let long = tokio::spawn({
+        let client = harness::client();
+        async move {
+            client
+                .get(url(gateway, "/?delay=2s"))
+                .send()
+                .await
+                .map(|r| r.status())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let signalled = Instant::now();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    // Not ready at once, while the gateway port still answers.
+    tokio::time::timeout(Duration::from_millis(500), async {
+        loop {
+            if let Ok(r) = client.get(&ready).send().await {
+                if r.status() == 503 {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("/readyz turns 503 right after SIGTERM");
+    let fresh = harness::client()
+        .get(url(gateway, "/"))
+        .send()
+        .await
+        .expect("still accepting during the drain delay");
+    assert_eq!(fresh.status(), 200);
+    // The load balancer takes the endpoint out; the clients stop.
+    stop.store(true, Ordering::Release);
+    for task in load {
+        task.await.unwrap();
+    }
+
+    assert_eq!(
+        long.await.unwrap().unwrap(),
+        200,
+        "the long request finished"
+    );
+    let exit = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    let took = signalled.elapsed();
+    assert!(exit.success(), "{exit:?}");
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(6),
+        "exited after {took:?}"
+    );
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "failed requests");
+    assert!(served.load(Ordering::Relaxed) > 10);
+    // And it no longer accepts.
+    assert!(tokio::net::TcpStream::connect(gateway).await.is_err());
+}

@@ -1,0 +1,72 @@
+//! Client aborts are routine at the edge: counted, never an ERROR or WARN line.
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "standalone_support/harness.rs"]
+mod harness;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use harness::{free_port, local, Backend, ConfigDir, CLASS};
+use sluice_gateway::standalone::StandaloneOptions;
+use tokio::io::AsyncWriteExt;
+
+/// Everything logged at WARN or above, from tracing and from Pingora's `log` records.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_aborts_are_counted_and_not_logged_as_errors() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_writer(move || writer.clone())
+        .try_init()
+        .unwrap();
+
+    let backend = Backend::start("app").await;
+    let port = free_port();
+    let config = ConfigDir::new(&format!(
+        "{CLASS}{}{}{}",
+        harness::service("app", &backend),
+        harness::gateway("gw", &[port]),
+        harness::route("app", "gw", "app")
+    ));
+    let running = harness::start_with(StandaloneOptions::for_tests(config.path())).await;
+    let aborts = &running.metrics().edge.client_aborts;
+    for _ in 0..5 {
+        let mut tcp = tokio::net::TcpStream::connect(local(port)).await.unwrap();
+        tcp.write_all(b"GET /?delay=2s HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The client gives up before the backend answers.
+        drop(tcp);
+    }
+    tokio::time::timeout(harness::WAIT, async {
+        while aborts.get() < 5 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("every abort is counted");
+    let logged = String::from_utf8_lossy(&captured.0.lock().unwrap()).to_string();
+    assert!(
+        !logged.contains("ERROR") && !logged.contains("WARN"),
+        "aborts were logged loudly:\n{logged}"
+    );
+}

@@ -3,6 +3,8 @@
 //! Keys are `Kind/namespace/name` (`GatewayClass/name` for the cluster-scoped class); values are the
 //! object's `status` exactly as Kubernetes would show it, using the gateway-api status types.
 
+pub mod unbound;
+
 use std::collections::BTreeMap;
 
 use gateway_api::apis::experimental::gatewayclasses::GatewayClassStatus;

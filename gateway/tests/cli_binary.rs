@@ -246,3 +246,32 @@ fn an_invalid_first_config_starts_not_ready_and_a_fix_is_picked_up() {
     sluice.wait_for("/readyz", |status, _| status == 200);
     assert_eq!(get(port, "/old").unwrap().0, 302);
 }
+
+#[test]
+fn a_port_taken_by_another_process_is_not_ready_then_recovers_once_freed() {
+    let dir = tempfile::tempdir().unwrap();
+    let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = squatter.local_addr().unwrap().port();
+    let file = dir.path().join("gw.yaml");
+    std::fs::write(&file, config(port, "new.example.com")).unwrap();
+    let sluice = Sluice::start(&file);
+
+    let body = sluice.wait_for("/readyz", |status, body| {
+        status == 503 && body.contains("cannot listen")
+    });
+    assert!(
+        body.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{body}"
+    );
+    let status = sluice.wait_for("/status", |_, body| body.contains("PortUnavailable"));
+    assert!(
+        status.contains("status: 'False'") || status.contains("status: \"False\""),
+        "{status}"
+    );
+
+    drop(squatter);
+    sluice.wait_for("/readyz", |status, _| status == 200);
+    let status = sluice.admin("/status").1;
+    assert!(!status.contains("PortUnavailable"), "{status}");
+    assert_eq!(get(port, "/old").unwrap().0, 302);
+}

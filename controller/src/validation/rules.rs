@@ -48,17 +48,17 @@ impl Rules {
 
     /// `Ok(true)` when the rule holds for `this` (the value the rule's schema node describes).
     pub fn check(&self, rule: &str, this: cel::Value) -> Result<bool, RuleError> {
-        let program = self.program(rule)?;
+        self.with_self(this).check(rule)
+    }
+
+    /// A context binding `self` once, for the several rules of one schema node.
+    pub fn with_self(&self, this: cel::Value) -> Evaluation<'_> {
         let mut context = Context::with_env(self.env.clone());
         kubernetes_library(&mut context);
         context.add_variable_from_value("self", this);
-        match program.execute(&context) {
-            Ok(cel::Value::Bool(verdict)) => Ok(verdict),
-            Ok(_) => Err(RuleError::NotBool { rule: rule.into() }),
-            Err(e) => Err(RuleError::Eval {
-                rule: rule.into(),
-                message: e.to_string(),
-            }),
+        Evaluation {
+            rules: self,
+            context,
         }
     }
 
@@ -76,6 +76,26 @@ impl Rules {
                     })
             })
             .clone()
+    }
+}
+
+/// The rules of one node, evaluated against the same `self`.
+pub struct Evaluation<'r> {
+    rules: &'r Rules,
+    context: Context<'r, 'r>,
+}
+
+impl Evaluation<'_> {
+    pub fn check(&self, rule: &str) -> Result<bool, RuleError> {
+        let program = self.rules.program(rule)?;
+        match program.execute(&self.context) {
+            Ok(cel::Value::Bool(verdict)) => Ok(verdict),
+            Ok(_) => Err(RuleError::NotBool { rule: rule.into() }),
+            Err(e) => Err(RuleError::Eval {
+                rule: rule.into(),
+                message: e.to_string(),
+            }),
+        }
     }
 }
 

@@ -345,7 +345,8 @@ impl Walk<'_> {
             if text.contains("oldSelf") {
                 continue;
             }
-            let this = this.get_or_insert_with(|| to_cel(Some(schema), value));
+            let this = this
+                .get_or_insert_with(|| self.validator.rules.with_self(to_cel(Some(schema), value)));
             let mut at = path.clone();
             if let Some(field) = rule.get("fieldPath").and_then(Json::as_str) {
                 at.push_raw(field.trim_start_matches('.'));
@@ -356,7 +357,7 @@ impl Walk<'_> {
                     .map(str::to_string)
                     .unwrap_or_else(|| format!("failed rule: {text}"))
             };
-            match self.validator.rules.check(text, this.clone()) {
+            match this.check(text) {
                 Ok(true) => {}
                 Ok(false) => self.error(&at, message()),
                 // The API server's wording for a rule that errs (an absent field, say).

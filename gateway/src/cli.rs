@@ -62,6 +62,7 @@ pub struct GatewayArgs {
 pub enum Command {
     /// The conformance echo backend: prints each request and answers JSON (or echoes the body).
     Echo {
+        /// Where to listen, e.g. `127.0.0.1:9001`.
         #[arg(long)]
         listen: SocketAddr,
     },
@@ -70,6 +71,7 @@ pub enum Command {
         /// The Gateway's port.
         #[arg(long, default_value_t = 8000)]
         port: u16,
+        /// Where `/status`, `/config`, `/healthz`, `/readyz` and `/metrics` are served.
         #[arg(long, default_value_t = SocketAddr::from((Ipv4Addr::LOCALHOST, 9901)))]
         admin_address: SocketAddr,
     },
@@ -195,6 +197,28 @@ mod tests {
         ] {
             assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
         }
+    }
+
+    #[test]
+    fn every_flag_of_every_command_says_what_it_does() {
+        use clap::CommandFactory;
+        fn check(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if arg.get_help().is_none() && !builtin {
+                    missing.push(format!("{path} --{}", arg.get_id()));
+                }
+            }
+            for sub in command.get_subcommands() {
+                check(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        check(&Cli::command(), "sluice", &mut missing);
+        assert!(
+            missing.is_empty(),
+            "flags without a description: {missing:?}"
+        );
     }
 
     #[test]

@@ -56,6 +56,8 @@ const NO_LOCAL_ADDRESS: ErrorType = ErrorType::Custom("NoLocalAddress");
 const NO_BACKEND_CHOSEN: ErrorType = ErrorType::Custom("NoBackendChosen");
 /// A filter could not be applied to this request (500).
 const BAD_FILTER: ErrorType = ErrorType::Custom("FilterFailed");
+/// Pingora's default downstream read timeout (`HttpSession::new`).
+const PINGORA_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 /// The route's `timeouts.request` ran out.
 const REQUEST_TIMEOUT: ErrorType = ErrorType::HTTPStatus(504);
 
@@ -102,6 +104,7 @@ pub fn new_app(store: Arc<Store>, metrics: Arc<Metrics>, settings: ProxySettings
     };
     let mut server_options = HttpServerOptions::default();
     server_options.h2c = settings.downstream_h2c;
+    server_options.h2_idle_timeout = Some(settings.edge.keepalive_timeout);
     // HTTP/2 frames its own messages: the same header-list cap as HTTP/1, and Pingora's bounded
     // stream count (h2 itself bounds rapid resets and CONTINUATION floods).
     let mut h2 = default_h2_options();
@@ -161,12 +164,19 @@ impl ProxyHttp for SluiceProxy {
         // Pipelined requests are answered one after another, in order (RFC 9112 §9.3.2);
         // without this Pingora drops a request that arrives while the previous one is served.
         session.set_pipelining_enabled(true);
-        session.set_keepalive(Some(limits.keepalive_secs()));
-        session.set_read_timeout(Some(limits.client_body_timeout));
+        // Pingora's own per-read timer; left alone at its default (which is ours) so an unchanged
+        // limit costs nothing. Keep-alive idleness is timed by the edge guard.
+        if limits.client_body_timeout != PINGORA_READ_TIMEOUT {
+            session.set_read_timeout(Some(limits.client_body_timeout));
+        }
         let expects_continue = session
-            .req_header_mut()
-            .remove_header(&http::header::EXPECT)
-            .is_some();
+            .req_header()
+            .headers
+            .contains_key(http::header::EXPECT)
+            && session
+                .req_header_mut()
+                .remove_header(&http::header::EXPECT)
+                .is_some();
         let indexed = self.index.get(self.store.load());
         ctx.snapshot = Some(indexed.snapshot.clone());
         let Some(local) = inet(session.server_addr()) else {

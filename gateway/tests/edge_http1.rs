@@ -8,43 +8,19 @@ mod harness;
 #[path = "edge_support/raw.rs"]
 mod raw;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use harness::{free_port, local, ConfigDir, CLASS};
-use raw::{Client, RawBackend};
+use raw::{Client, Edge, RawBackend};
 use sluice_gateway::edge::EdgeLimits;
-use sluice_gateway::standalone::{Running, StandaloneOptions};
-
-struct Edge {
-    running: Running,
-    backend: RawBackend,
-    addr: SocketAddr,
-    _config: ConfigDir,
-}
+use sluice_gateway::standalone::StandaloneOptions;
 
 async fn edge_with(limits: EdgeLimits) -> Edge {
     edge_behind(RawBackend::start().await, limits).await
 }
 
 async fn edge_behind(backend: RawBackend, limits: EdgeLimits) -> Edge {
-    let port = free_port();
-    let yaml = format!(
-        "{CLASS}{}{}{}",
-        backend.service("app"),
-        harness::gateway("gw", &[port]),
-        harness::route("app", "gw", "app")
-    );
-    let config = ConfigDir::new(&yaml);
-    let mut opts = StandaloneOptions::for_tests(config.path());
-    opts.proxy.edge = limits;
-    let running = harness::start_with(opts).await;
-    Edge {
-        running,
-        backend,
-        addr: local(port),
-        _config: config,
-    }
+    Edge::start(backend, |opts| opts.proxy.edge = limits).await
 }
 
 async fn edge() -> Edge {
@@ -483,4 +459,29 @@ async fn an_upstream_with_bad_content_length_is_a_502() {
         assert_eq!(response.status, 502, "{reply:?}");
         assert!(!response.body_text().contains("hello"), "{reply:?}");
     }
+}
+
+/// The keep-alive timer runs only between requests: a response slower than the keep-alive
+/// timeout is not cut, and the connection stays usable after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_slower_than_the_keepalive_timeout_is_not_cut() {
+    let backend = harness::Backend::start("slow").await;
+    let port = free_port();
+    let config = ConfigDir::new(&format!(
+        "{CLASS}{}{}{}",
+        harness::service("slow", &backend),
+        harness::gateway("gw", &[port]),
+        harness::route("slow", "gw", "slow")
+    ));
+    let mut opts = StandaloneOptions::for_tests(config.path());
+    opts.proxy.edge = short_limits();
+    let _running = harness::start_with(opts).await;
+    let mut client = Client::connect(local(port)).await;
+    client.send(get("/?delay=2s").as_bytes()).await;
+    assert_eq!(
+        client.response().await.expect("the slow response").status,
+        200
+    );
+    client.send(get("/").as_bytes()).await;
+    assert_eq!(client.response().await.expect("still open").status, 200);
 }

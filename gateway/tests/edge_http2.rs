@@ -12,9 +12,7 @@ mod raw;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use harness::{free_port, local, ConfigDir, CLASS};
-use raw::RawBackend;
-use sluice_gateway::standalone::{Running, StandaloneOptions};
+use raw::{Edge, RawBackend};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -28,32 +26,11 @@ const END_STREAM: u8 = 0x1;
 const END_HEADERS: u8 = 0x4;
 const ACK: u8 = 0x1;
 
-struct Edge {
-    _running: Running,
-    backend: RawBackend,
-    addr: SocketAddr,
-    _config: ConfigDir,
-}
-
 async fn edge() -> Edge {
-    let backend = RawBackend::start().await;
-    let port = free_port();
-    let yaml = format!(
-        "{CLASS}{}{}{}",
-        backend.service("app"),
-        harness::gateway("gw", &[port]),
-        harness::route("app", "gw", "app")
-    );
-    let config = ConfigDir::new(&yaml);
-    let mut opts = StandaloneOptions::for_tests(config.path());
-    opts.proxy.downstream_h2c = true;
-    let running = harness::start_with(opts).await;
-    Edge {
-        _running: running,
-        backend,
-        addr: local(port),
-        _config: config,
-    }
+    Edge::start(RawBackend::start().await, |opts| {
+        opts.proxy.downstream_h2c = true
+    })
+    .await
 }
 
 fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {

@@ -29,7 +29,7 @@ pub struct EdgeArgs {
     /// [default: 60s].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub client_body_timeout: Option<Duration>,
-    /// How long an idle keep-alive connection is kept, in whole seconds (rounded up)
+    /// How long an idle keep-alive connection is kept (HTTP/2: an idle connection)
     /// [default: 60s].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub keepalive_timeout: Option<Duration>,

@@ -50,14 +50,6 @@ impl EdgeLimits {
         let fds = usize::try_from(fd_limit).unwrap_or(usize::MAX);
         (fds.saturating_sub(64) / (1 + RESERVED_FDS_PER_CLIENT)).max(1)
     }
-
-    /// `keepalive_timeout` in whole seconds for Pingora's keep-alive timer, which counts in
-    /// seconds and reads 0 as "forever": rounded up, at least one.
-    pub fn keepalive_secs(&self) -> u64 {
-        let d = self.keepalive_timeout;
-        let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
-        secs.max(1)
-    }
 }
 
 /// Raises the soft open-file limit to the hard limit (a connection cap is useless if the
@@ -83,15 +75,5 @@ mod tests {
         assert_eq!(EdgeLimits::connections_for_fd_limit(1024), 320);
         assert_eq!(EdgeLimits::connections_for_fd_limit(10), 1);
         assert!(EdgeLimits::connections_for_fd_limit(u64::MAX) > 1_000_000);
-    }
-
-    #[test]
-    fn keepalive_rounds_up_to_whole_seconds() {
-        let mut limits = EdgeLimits::default();
-        assert_eq!(limits.keepalive_secs(), 60);
-        limits.keepalive_timeout = Duration::from_millis(1500);
-        assert_eq!(limits.keepalive_secs(), 2);
-        limits.keepalive_timeout = Duration::ZERO;
-        assert_eq!(limits.keepalive_secs(), 1);
     }
 }

@@ -15,7 +15,7 @@ use pingora_core::protocols::{
     TimingDigest, UniqueID, UniqueIDType, ALPN,
 };
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 use super::framing::{Framer, Step};
 use super::limits::EdgeLimits;
@@ -42,6 +42,11 @@ pub struct EdgeStream {
     marker: Option<(Vec<u8>, usize)>,
     /// When the head being read must be complete.
     header_deadline: Option<Pin<Box<Sleep>>>,
+    /// When an idle keep-alive connection is closed; one timer per connection, reset per wait.
+    keepalive: Option<Pin<Box<Sleep>>>,
+    /// Waiting for the next request since `idle_since`.
+    idle: bool,
+    idle_since: Instant,
     eof: bool,
     /// A read parked until the response to an upgrade request is written.
     held: Option<Waker>,
@@ -64,6 +69,9 @@ impl EdgeStream {
             marker: None,
             // The first request's head is due client_header_timeout after accept.
             header_deadline: Some(Box::pin(tokio::time::sleep(limits.client_header_timeout))),
+            keepalive: None,
+            idle: false,
+            idle_since: Instant::now(),
             eof: false,
             held: None,
             upgrade_status: Vec::new(),
@@ -166,13 +174,19 @@ impl EdgeStream {
                 // A partial head at EOF is dropped: there is no request to answer.
                 return Poll::Ready(Ok(()));
             }
-            if self.framer.in_head() {
-                if !self.buf.is_empty() && self.header_deadline.is_none() {
-                    let timeout = self.limits.client_header_timeout;
-                    self.header_deadline = Some(Box::pin(tokio::time::sleep(timeout)));
-                }
-                if let Some(deadline) = self.header_deadline.as_mut() {
-                    if deadline.as_mut().poll(cx).is_ready() {
+            if self.buf.is_empty() && self.proven == 0 && !self.framer.in_head() {
+                // A body or tunnel: read straight into the caller's buffer.
+                return self.poll_body_direct(cx, out);
+            }
+            self.buf.reserve(HEAD_READ);
+            match tokio_util::io::poll_read_buf(Pin::new(&mut self.inner), cx, &mut self.buf) {
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(0)) => self.eof = true,
+                Poll::Ready(Ok(_)) => self.idle = false,
+                // Nothing to read: the deadlines decide how long to keep waiting. They are
+                // looked at only here, so a request that is already there costs no timer.
+                Poll::Pending => {
+                    if self.framer.in_head() && self.head_deadline_passed(cx) {
                         if self.buf.is_empty() {
                             // Nothing was sent: close quietly, as for an idle keep-alive.
                             tracing::debug!("no request within the client header timeout");
@@ -181,19 +195,55 @@ impl EdgeStream {
                         self.refuse_head(reject::Violation::HeaderTimeout);
                         continue;
                     }
+                    // Pingora reading for the next request (its idle probe during a response
+                    // reads one byte): an idle keep-alive connection.
+                    let idle_wait = self.framer.at_message_start()
+                        && self.framer.heads() > 0
+                        && self.buf.is_empty()
+                        && out.remaining() > 1;
+                    if idle_wait && self.keepalive_expired(cx) {
+                        tracing::debug!("idle keep-alive connection closed");
+                        self.eof = true;
+                        return Poll::Ready(Ok(()));
+                    }
+                    return Poll::Pending;
                 }
             }
-            if self.buf.is_empty() && self.proven == 0 && !self.framer.in_head() {
-                // A body or tunnel: read straight into the caller's buffer.
-                return self.poll_body_direct(cx, out);
+        }
+    }
+
+    /// Arms the header deadline at the first wait inside a head; true once it has passed.
+    fn head_deadline_passed(&mut self, cx: &mut Context<'_>) -> bool {
+        if !self.buf.is_empty() && self.header_deadline.is_none() {
+            let timeout = self.limits.client_header_timeout;
+            self.header_deadline = Some(Box::pin(tokio::time::sleep(timeout)));
+        }
+        self.header_deadline
+            .as_mut()
+            .is_some_and(|deadline| deadline.as_mut().poll(cx).is_ready())
+    }
+
+    /// Notes when an idle period began and whether it has outlasted the keep-alive timeout.
+    /// One timer per connection, re-armed only when it fires: an idle period costs a clock
+    /// read, not a timer registration.
+    fn keepalive_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        if !self.idle {
+            self.idle = true;
+            self.idle_since = Instant::now();
+        }
+        let due = self.idle_since + self.limits.keepalive_timeout;
+        let timer = self
+            .keepalive
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+        loop {
+            if timer.as_mut().poll(cx).is_pending() {
+                return false;
             }
-            self.buf.reserve(HEAD_READ);
-            match tokio_util::io::poll_read_buf(Pin::new(&mut self.inner), cx, &mut self.buf) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Ready(Ok(0)) => self.eof = true,
-                Poll::Ready(Ok(_)) => {}
+            if Instant::now() >= due {
+                return true;
             }
+            // It fired for an earlier idle period: wait for the end of this one.
+            timer.as_mut().reset(due);
         }
     }
 

@@ -64,32 +64,9 @@ impl RawBackend {
         self.seen.lock().unwrap().clone()
     }
 
-    /// The Service `name` (port 8080) and its EndpointSlice.
+    /// The Service `name` (port 8080) and its EndpointSlice, pointing at this backend.
     pub fn service(&self, name: &str) -> String {
-        format!(
-            "apiVersion: v1
-kind: Service
-metadata: {{name: {name}, namespace: default}}
-spec:
-  ports:
-  - {{name: http, port: 8080}}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: {name}-slice
-  namespace: default
-  labels: {{kubernetes.io/service-name: {name}}}
-addressType: IPv4
-ports:
-- {{name: http, port: {port}}}
-endpoints:
-- addresses: [127.0.0.1]
-  conditions: {{ready: true}}
----
-",
-            port = self.port
-        )
+        crate::harness::service_at(name, self.port)
     }
 }
 
@@ -291,5 +268,40 @@ impl Client {
         .await
         .expect("the server closes the connection within the bound");
         rest
+    }
+}
+
+/// Sluice in standalone mode on a free port, with one route to `backend`.
+pub struct Edge {
+    pub running: sluice_gateway::standalone::Running,
+    pub backend: RawBackend,
+    pub addr: SocketAddr,
+    _config: crate::harness::ConfigDir,
+}
+
+impl Edge {
+    /// `tune` adjusts the standalone options (limits, h2c) before start.
+    pub async fn start(
+        backend: RawBackend,
+        tune: impl FnOnce(&mut sluice_gateway::standalone::StandaloneOptions),
+    ) -> Edge {
+        use crate::harness;
+        let port = harness::free_port();
+        let config = harness::ConfigDir::new(&format!(
+            "{}{}{}{}",
+            harness::CLASS,
+            backend.service("app"),
+            harness::gateway("gw", &[port]),
+            harness::route("app", "gw", "app")
+        ));
+        let mut opts = sluice_gateway::standalone::StandaloneOptions::for_tests(config.path());
+        tune(&mut opts);
+        let running = harness::start_with(opts).await;
+        Edge {
+            running,
+            backend,
+            addr: harness::local(port),
+            _config: config,
+        }
     }
 }

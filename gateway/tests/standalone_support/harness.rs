@@ -52,6 +52,11 @@ impl Drop for Backend {
 
 /// The Service `name` (port 8080) and its EndpointSlice pointing at `backend`.
 pub fn service(name: &str, backend: &Backend) -> String {
+    service_at(name, backend.port)
+}
+
+/// The Service `name` (port 8080) and its EndpointSlice pointing at `127.0.0.1:port`.
+pub fn service_at(name: &str, port: u16) -> String {
     format!(
         "apiVersion: v1
 kind: Service
@@ -73,8 +78,7 @@ endpoints:
 - addresses: [127.0.0.1]
   conditions: {{ready: true}}
 ---
-",
-        port = backend.port
+"
     )
 }
 

@@ -208,8 +208,15 @@ struct ConfigReport {
 #[serde(tag = "result", rename_all = "camelCase")]
 enum LastReload {
     Pending,
-    Published { generation: u64, at: String },
-    Rejected { error: String, at: String },
+    Published {
+        generation: u64,
+        at: String,
+    },
+    /// One entry per error of the load (`FILE:LINE: KIND NS/NAME: field.path: message`).
+    Rejected {
+        errors: Vec<String>,
+        at: String,
+    },
 }
 
 #[derive(Debug, Serialize)]
@@ -231,7 +238,7 @@ impl ConfigReport {
                     at: rfc3339(at),
                 },
                 ReloadOutcome::Rejected { error, at } => LastReload::Rejected {
-                    error,
+                    errors: error.lines().map(str::to_string).collect(),
                     at: rfc3339(at),
                 },
             },

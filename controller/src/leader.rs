@@ -60,6 +60,7 @@ pub fn spawn(
     let task = tokio::spawn(async move {
         let api: Api<Lease> = Api::namespaced(client, &config.namespace);
         let mut last_renewed: Option<Instant> = None;
+        let mut backoff = Backoff::new(config.retry_period);
         loop {
             // Measured from before the request, so stepping down never comes later than the
             // Lease's own expiry as other candidates compute it from renewTime.
@@ -73,6 +74,28 @@ pub fn spawn(
             let result = tokio::time::timeout(budget, try_acquire_or_renew(&api, &config))
                 .await
                 .unwrap_or(Err(LeaseError::Timeout));
+            let wait = match &result {
+                // A missing namespace or a forbidden verb does not fix itself in two seconds;
+                // say why at WARN, and ask less often while it lasts.
+                Err(e @ (LeaseError::Api(_) | LeaseError::Timeout)) => {
+                    // A leader keeps its pace: it must renew (or step down) before the deadline.
+                    let wait = if *tx.borrow() {
+                        config.retry_period
+                    } else {
+                        backoff.next()
+                    };
+                    tracing::warn!(
+                        namespace = %config.namespace,
+                        lease = %config.name,
+                        identity = %config.identity,
+                        retry_in = ?wait,
+                        "cannot take or renew the leader Lease: {}",
+                        error_chain(e)
+                    );
+                    wait
+                }
+                _ => backoff.reset(),
+            };
             match result {
                 Ok(()) => {
                     last_renewed = Some(attempt);
@@ -87,15 +110,58 @@ pub fn spawn(
                         tracing::warn!(identity = %config.identity, "stepping down: {e}");
                         tx.send_replace(false);
                         last_renewed = None;
-                    } else if !*tx.borrow() {
+                    } else if !*tx.borrow() && matches!(e, LeaseError::HeldByOther(_)) {
                         tracing::debug!("not leader: {e}");
                     }
                 }
             }
-            tokio::time::sleep(config.retry_period).await;
+            tokio::time::sleep(wait).await;
         }
     });
     (task, rx)
+}
+
+/// `error: cause: cause`, since a Lease failure's reason (NotFound, Forbidden) is in its source.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        // kube's errors often print their source inline already.
+        let cause = s.to_string();
+        if !text.contains(&cause) {
+            text.push_str(&format!(": {cause}"));
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// Doubles the wait after each failed request, up to [`Backoff::MAX`]; the base on success.
+struct Backoff {
+    base: Duration,
+    current: Duration,
+}
+
+impl Backoff {
+    const MAX: Duration = Duration::from_secs(30);
+
+    fn new(base: Duration) -> Backoff {
+        Backoff {
+            base,
+            current: base,
+        }
+    }
+
+    fn next(&mut self) -> Duration {
+        let wait = self.current;
+        self.current = (self.current * 2).min(Self::MAX.max(self.base));
+        wait
+    }
+
+    fn reset(&mut self) -> Duration {
+        self.current = self.base;
+        self.base
+    }
 }
 
 async fn try_acquire_or_renew(api: &Api<Lease>, config: &LeaseConfig) -> Result<(), LeaseError> {
@@ -155,5 +221,28 @@ fn held_spec(config: &LeaseConfig, now: Timestamp, transitions: i32) -> LeaseSpe
         renew_time: Some(MicroTime(now)),
         lease_transitions: Some(transitions),
         ..LeaseSpec::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_its_cap_and_resets_to_the_retry_period() {
+        let mut b = Backoff::new(Duration::from_secs(2));
+        let waits: Vec<u64> = (0..6).map(|_| b.next().as_secs()).collect();
+        assert_eq!(waits, [2, 4, 8, 16, 30, 30]);
+        assert_eq!(b.reset(), Duration::from_secs(2));
+        assert_eq!(b.next(), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn a_lease_error_is_logged_with_its_cause() {
+        let e = LeaseError::Api(kube::Error::Service("namespaces \"nope\" not found".into()));
+        assert_eq!(
+            error_chain(&e),
+            "Lease request failed: ServiceError: namespaces \"nope\" not found"
+        );
     }
 }

@@ -20,6 +20,7 @@ pub mod status_writer;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod translate;
+pub mod validation;
 
 /// The `spec.controllerName` a GatewayClass must carry for Sluice to serve its Gateways.
 pub const CONTROLLER_NAME: &str = "sluice.dev/gateway-controller";

@@ -23,7 +23,7 @@ use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gateway_api::apis::standard::gatewayclasses::GatewayClass;
+use gateway_api::apis::experimental::gatewayclasses::GatewayClass;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;

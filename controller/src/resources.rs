@@ -1,25 +1,27 @@
 //! Typed Kubernetes objects (gateway-api + k8s-openapi) and the YAML loader of standalone mode.
 //!
-//! A YAML syntax error or an object that does not decode into its type rejects the whole load:
-//! serving the last good configuration is better than silently dropping a route over a typo.
-//! Unknown kinds are reported as warnings and ignored.
+//! Any error rejects the whole load, and every error of the load is reported at once: serving
+//! the last good configuration is better than silently dropping a route over a typo. Objects are
+//! admitted as the API server would (see `validation`); unknown kinds are errors.
 
-use std::collections::BTreeMap;
+mod lines;
+mod loader;
+
 use std::path::{Path, PathBuf};
 
-use gateway_api::apis::standard::gatewayclasses::GatewayClass;
-use gateway_api::apis::standard::gateways::Gateway;
-use gateway_api::apis::standard::httproutes::HttpRoute;
-use gateway_api::apis::standard::referencegrants::ReferenceGrant;
+use gateway_api::apis::experimental::gatewayclasses::GatewayClass;
+use gateway_api::apis::experimental::gateways::Gateway;
+use gateway_api::apis::experimental::httproutes::HttpRoute;
+use gateway_api::apis::experimental::referencegrants::ReferenceGrant;
 use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use k8s_openapi::ByteString;
 use kube::Resource;
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
-use serde_yaml_ng::Value;
+use serde::Serialize;
 use sha2::{Digest, Sha256};
+
+use self::loader::Loader;
+use crate::validation::FieldError;
 
 /// The label the API server puts on every Namespace (Kubernetes 1.22+).
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
@@ -44,55 +46,81 @@ pub struct LoadedConfig {
     pub warnings: Vec<String>,
 }
 
+/// One reason a load is rejected, printed `FILE:LINE: KIND NAMESPACE/NAME: field.path: message`.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("{}: cannot read: {source}", path.display())]
     Read {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("{}: YAML syntax error: {source}", path.display())]
+    #[error("{}:{line}: YAML syntax error: {message}", path.display())]
     Syntax {
         path: PathBuf,
-        #[source]
-        source: serde_yaml_ng::Error,
+        line: usize,
+        message: String,
     },
-    #[error("{}: {object}: {problem}", path.display())]
+    #[error("{}:{line}: {object}: {error}", path.display())]
     Invalid {
         path: PathBuf,
+        line: usize,
         object: String,
-        problem: String,
+        error: FieldError,
     },
-    #[error("{}: {object}: field `{field}`: {source}", path.display())]
-    Decode {
-        path: PathBuf,
-        object: String,
-        field: String,
-        #[source]
-        source: serde_yaml_ng::Error,
-    },
-    #[error("{object} is defined twice: in {first} and in {second}")]
+    #[error("{}:{line}: {object}: defined twice; first at {first}", path.display())]
     Duplicate {
+        path: PathBuf,
+        line: usize,
         object: String,
         first: String,
-        second: String,
     },
+}
+
+/// Every error of one load, in file and line order; displayed one per line.
+#[derive(Debug)]
+pub struct LoadErrors(pub Vec<ConfigError>);
+
+impl std::fmt::Display for LoadErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for LoadErrors {}
+
+impl LoadErrors {
+    fn sort(&mut self) {
+        self.0.sort_by_key(|e| match e {
+            ConfigError::Read { path, .. } => (path.clone(), 0),
+            ConfigError::Syntax { path, line, .. }
+            | ConfigError::Invalid { path, line, .. }
+            | ConfigError::Duplicate { path, line, .. } => (path.clone(), *line),
+        });
+    }
 }
 
 impl Resources {
     /// Parses one multi-document YAML text; `path` only names it in errors.
-    pub fn from_yaml_documents(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
+    pub fn from_yaml_documents(path: &Path, text: &str) -> Result<LoadedConfig, LoadErrors> {
         let mut loader = Loader::default();
-        loader.add_text(path, text)?;
-        Ok(loader.finish())
+        loader.add_text(path, text);
+        finish(loader)
     }
 
     /// Loads a YAML file, or every `*.yaml` / `*.yml` file of a directory (sorted by name).
-    pub fn load_path(path: &Path) -> Result<LoadedConfig, ConfigError> {
-        let read_err = |source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
+    pub fn load_path(path: &Path) -> Result<LoadedConfig, LoadErrors> {
+        let read_err = |source| {
+            LoadErrors(vec![ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            }])
         };
         let mut loader = Loader::default();
         if path.is_dir() {
@@ -105,17 +133,16 @@ impl Resources {
             }
             files.sort();
             for file in files {
-                let text = std::fs::read_to_string(&file).map_err(|source| ConfigError::Read {
-                    path: file.clone(),
-                    source,
-                })?;
-                loader.add_text(&file, &text)?;
+                match std::fs::read_to_string(&file) {
+                    Ok(text) => loader.add_text(&file, &text),
+                    Err(source) => loader.errors.push(ConfigError::Read { path: file, source }),
+                }
             }
         } else {
             let text = std::fs::read_to_string(path).map_err(read_err)?;
-            loader.add_text(path, &text)?;
+            loader.add_text(path, &text);
         }
-        Ok(loader.finish())
+        finish(loader)
     }
 
     /// Calls `f` with every object's kind, metadata, and a fingerprint of everything but its
@@ -172,7 +199,8 @@ impl Resources {
         hasher.finalize().into()
     }
 
-    fn sort(&mut self) {
+    /// Sorts every list by namespace/name, the order translation expects.
+    pub fn sort(&mut self) {
         fn by_key<K: Resource>(list: &mut [K]) {
             list.sort_by(|a, b| {
                 (a.meta().namespace.as_deref(), a.meta().name.as_deref())
@@ -188,6 +216,15 @@ impl Resources {
         by_key(&mut self.secrets);
         by_key(&mut self.namespaces);
     }
+}
+
+fn finish(loader: Loader) -> Result<LoadedConfig, LoadErrors> {
+    if loader.errors.is_empty() {
+        return Ok(loader.finish());
+    }
+    let mut errors = LoadErrors(loader.errors);
+    errors.sort();
+    Err(errors)
 }
 
 /// What an object's generation follows: a SHA-256 of everything but its metadata and status.
@@ -220,206 +257,11 @@ fn is_yaml_file(path: &Path) -> bool {
     path.is_file() && yaml && !hidden
 }
 
-// === impl Loader ===
-
-#[derive(Default)]
-struct Loader {
-    resources: Resources,
-    warnings: Vec<String>,
-    /// `Kind ns/name` -> where it was first defined, to report duplicates.
-    seen: BTreeMap<String, String>,
-}
-
-/// Just enough of an object to route it to its type and name it in errors.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Header {
-    #[serde(default)]
-    api_version: Option<String>,
-    #[serde(default)]
-    kind: Option<String>,
-    #[serde(default)]
-    metadata: Option<HeaderMeta>,
-}
-
-#[derive(Deserialize)]
-struct HeaderMeta {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    namespace: Option<String>,
-}
-
-const GATEWAY_GROUP: &str = "gateway.networking.k8s.io/";
-
-impl Loader {
-    fn add_text(&mut self, path: &Path, text: &str) -> Result<(), ConfigError> {
-        for (index, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
-            let value = Value::deserialize(doc).map_err(|source| ConfigError::Syntax {
-                path: path.to_path_buf(),
-                source,
-            })?;
-            let origin = format!("{} (document {})", path.display(), index + 1);
-            self.add_value(path, &origin, value, &format!("document {}", index + 1))?;
-        }
-        Ok(())
-    }
-
-    fn add_value(
-        &mut self,
-        path: &Path,
-        origin: &str,
-        value: Value,
-        position: &str,
-    ) -> Result<(), ConfigError> {
-        if value.is_null() {
-            return Ok(());
-        }
-        let invalid = |object: &str, problem: String| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            object: object.to_string(),
-            problem,
-        };
-        if !value.is_mapping() {
-            return Err(invalid(
-                position,
-                "not a Kubernetes object (a mapping)".into(),
-            ));
-        }
-        let header: Header = serde_yaml_ng::from_value(value.clone()).map_err(|e| {
-            invalid(
-                position,
-                format!("unreadable apiVersion/kind/metadata: {e}"),
-            )
-        })?;
-        let (Some(api_version), Some(kind)) = (header.api_version, header.kind) else {
-            return Err(invalid(position, "apiVersion and kind are required".into()));
-        };
-        if kind == "List" {
-            let items = match value.get("items") {
-                Some(Value::Sequence(items)) => items.clone(),
-                _ => return Err(invalid(position, "a List needs an `items` sequence".into())),
-            };
-            for (i, item) in items.into_iter().enumerate() {
-                self.add_value(path, origin, item, &format!("{position} item {}", i + 1))?;
-            }
-            return Ok(());
-        }
-        let meta = header.metadata.unwrap_or(HeaderMeta {
-            name: None,
-            namespace: None,
-        });
-        let Some(name) = meta.name.filter(|n| !n.is_empty()) else {
-            return Err(invalid(
-                &format!("{position} ({kind})"),
-                "metadata.name is required".into(),
-            ));
-        };
-        let namespaced = kind != "GatewayClass" && kind != "Namespace";
-        let namespace = namespaced.then(|| meta.namespace.unwrap_or_else(|| "default".into()));
-        let object = match &namespace {
-            Some(ns) => format!("{kind} {ns}/{name}"),
-            None => format!("{kind} {name}"),
-        };
-        let ctx = Ctx {
-            path,
-            object: &object,
-            namespace,
-        };
-        let gateway_api = api_version == format!("{GATEWAY_GROUP}v1")
-            || api_version == format!("{GATEWAY_GROUP}v1beta1");
-        match (api_version.as_str(), kind.as_str()) {
-            (_, "GatewayClass") if gateway_api => {
-                self.resources.gateway_classes.push(decode(value, &ctx)?)
-            }
-            (_, "Gateway") if gateway_api => self.resources.gateways.push(decode(value, &ctx)?),
-            (_, "HTTPRoute") if gateway_api => {
-                self.resources.http_routes.push(decode(value, &ctx)?)
-            }
-            (_, "ReferenceGrant") if gateway_api => {
-                self.resources.reference_grants.push(decode(value, &ctx)?)
-            }
-            ("v1", "Service") => self.resources.services.push(decode(value, &ctx)?),
-            ("v1", "Secret") => {
-                let mut secret: Secret = decode(value, &ctx)?;
-                merge_string_data(&mut secret);
-                self.resources.secrets.push(secret);
-            }
-            ("v1", "Namespace") => {
-                let mut ns: Namespace = decode(value, &ctx)?;
-                ns.metadata
-                    .labels
-                    .get_or_insert_with(Default::default)
-                    .insert(NAMESPACE_NAME_LABEL.into(), name.clone());
-                self.resources.namespaces.push(ns);
-            }
-            ("discovery.k8s.io/v1", "EndpointSlice") => {
-                self.resources.endpoint_slices.push(decode(value, &ctx)?)
-            }
-            _ => {
-                self.warnings.push(format!(
-                    "{}: {object} ({api_version}): kind not used by Sluice, ignored",
-                    path.display()
-                ));
-                return Ok(());
-            }
-        }
-        if let Some(first) = self.seen.insert(object.clone(), origin.to_string()) {
-            return Err(ConfigError::Duplicate {
-                object,
-                first,
-                second: origin.to_string(),
-            });
-        }
-        Ok(())
-    }
-
-    fn finish(mut self) -> LoadedConfig {
-        self.resources.sort();
-        LoadedConfig {
-            resources: self.resources,
-            warnings: self.warnings,
-        }
-    }
-}
-
-struct Ctx<'a> {
-    path: &'a Path,
-    object: &'a str,
-    namespace: Option<String>,
-}
-
-fn decode<K: Resource + DeserializeOwned>(value: Value, ctx: &Ctx<'_>) -> Result<K, ConfigError> {
-    let mut obj: K = serde_path_to_error::deserialize(value).map_err(|e| {
-        let field = e.path().to_string();
-        ConfigError::Decode {
-            path: ctx.path.to_path_buf(),
-            object: ctx.object.to_string(),
-            field,
-            source: e.into_inner(),
-        }
-    })?;
-    if let Some(ns) = &ctx.namespace {
-        obj.meta_mut().namespace = Some(ns.clone());
-    }
-    Ok(obj)
-}
-
-/// `stringData` is write-only in a cluster: the API server merges it into `data`.
-fn merge_string_data(secret: &mut Secret) {
-    if let Some(string_data) = secret.string_data.take() {
-        let data = secret.data.get_or_insert_with(Default::default);
-        for (k, v) in string_data {
-            data.insert(k, ByteString(v.into_bytes()));
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn load(text: &str) -> Result<LoadedConfig, ConfigError> {
+    fn load(text: &str) -> Result<LoadedConfig, LoadErrors> {
         Resources::from_yaml_documents(Path::new("test.yaml"), text)
     }
 
@@ -458,12 +300,39 @@ mod tests {
     #[test]
     fn syntax_error_is_reported_with_the_file() {
         let err = load("kind: [unclosed\n").expect_err("syntax error");
-        assert!(matches!(err, ConfigError::Syntax { .. }), "{err}");
+        assert!(matches!(err.0[..], [ConfigError::Syntax { .. }]), "{err}");
         assert!(err.to_string().contains("test.yaml"));
     }
 
     #[test]
-    fn unknown_kind_is_a_warning_not_an_error() {
+    fn unknown_kind_is_an_error_naming_the_kind_meant() {
+        let err = load(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoutes\nmetadata: {name: r}\n",
+        )
+        .expect_err("no such kind");
+        assert_eq!(
+            err.to_string(),
+            "test.yaml:1: HTTPRoutes default/r: no matches for kind \"HTTPRoutes\" in version \
+             \"gateway.networking.k8s.io/v1\" (did you mean \"HTTPRoute\"?)"
+        );
+    }
+
+    #[test]
+    fn every_error_of_a_load_is_reported_in_line_order() {
+        let err = load(
+            "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {prots: []}\n---\n\
+             apiVersion: v1\nkind: Service\nmetadata: {name: b}\nspec:\n  selector: {}\n  typo: 1\n",
+        )
+        .expect_err("two unknown fields");
+        assert_eq!(
+            err.to_string(),
+            "test.yaml:4: Service default/a: spec.prots: unknown field \"prots\"\n\
+             test.yaml:11: Service default/b: spec.typo: unknown field \"typo\""
+        );
+    }
+
+    #[test]
+    fn known_but_unused_kind_is_a_warning_not_an_error() {
         let cfg =
             load("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n").expect("loads");
         assert_eq!(cfg.warnings.len(), 1);
@@ -480,10 +349,9 @@ mod tests {
             "apiVersion: v1\nkind: Service\nmetadata: {name: s}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: s}\n",
         )
         .expect_err("duplicate");
-        let msg = err.to_string();
-        assert!(
-            msg.contains("document 1") && msg.contains("document 2"),
-            "{msg}"
+        assert_eq!(
+            err.to_string(),
+            "test.yaml:5: Service default/s: defined twice; first at test.yaml:1"
         );
     }
 

@@ -3,11 +3,13 @@
 //! Keys are `Kind/namespace/name` (`GatewayClass/name` for the cluster-scoped class); values are the
 //! object's `status` exactly as Kubernetes would show it, using the gateway-api status types.
 
+pub mod unbound;
+
 use std::collections::BTreeMap;
 
-use gateway_api::apis::standard::gatewayclasses::GatewayClassStatus;
-use gateway_api::apis::standard::gateways::GatewayStatus;
-use gateway_api::apis::standard::httproutes::HttpRouteStatus;
+use gateway_api::apis::experimental::gatewayclasses::GatewayClassStatus;
+use gateway_api::apis::experimental::gateways::GatewayStatus;
+use gateway_api::apis::experimental::httproutes::HttpRouteStatus;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
@@ -140,7 +142,7 @@ pub fn condition(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gateway_api::apis::standard::gatewayclasses::GatewayClassStatus;
+    use gateway_api::apis::experimental::gatewayclasses::GatewayClassStatus;
 
     fn ts(secs: i64) -> Timestamp {
         Timestamp::from_second(secs).expect("valid timestamp")

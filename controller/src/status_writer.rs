@@ -14,9 +14,9 @@ use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gateway_api::apis::standard::gatewayclasses::GatewayClass;
-use gateway_api::apis::standard::gateways::{Gateway, GatewayStatusAddresses};
-use gateway_api::apis::standard::httproutes::HttpRoute;
+use gateway_api::apis::experimental::gatewayclasses::GatewayClass;
+use gateway_api::apis::experimental::gateways::{Gateway, GatewayStatusAddresses};
+use gateway_api::apis::experimental::httproutes::HttpRoute;
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;

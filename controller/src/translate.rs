@@ -22,6 +22,7 @@ mod backend;
 mod binds;
 pub mod duration;
 mod filters;
+pub mod findings;
 mod gateway;
 mod hostname;
 mod index;
@@ -153,6 +154,6 @@ pub fn translate(
     }
 }
 
-fn route_name(route: &gateway_api::apis::standard::httproutes::HttpRoute) -> String {
+fn route_name(route: &gateway_api::apis::experimental::httproutes::HttpRoute) -> String {
     route.meta().name.clone().unwrap_or_default()
 }

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use gateway_api::apis::standard::{
+use gateway_api::apis::experimental::{
     gatewayclasses::GatewayClass, gateways::Gateway, httproutes::HttpRoute,
     referencegrants::ReferenceGrant,
 };

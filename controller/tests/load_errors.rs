@@ -2,10 +2,10 @@
 
 use std::path::Path;
 
-use sluice_controller::resources::{ConfigError, Resources};
+use sluice_controller::resources::{LoadErrors, Resources};
 use sluice_controller::translate::{translate, Timestamp, TranslateOptions};
 
-fn load(text: &str) -> Result<(), ConfigError> {
+fn load(text: &str) -> Result<(), LoadErrors> {
     Resources::from_yaml_documents(Path::new("routes.yaml"), text).map(|_| ())
 }
 

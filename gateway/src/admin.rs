@@ -13,6 +13,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use sluice_controller::publish::{ReloadOutcome, Store};
+use sluice_controller::status::unbound::with_unbound;
+use sluice_controller::translate::Timestamp;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
@@ -140,7 +142,7 @@ pub fn respond(state: &AdminState, method: &Method, path: &str) -> Response<Full
         return response;
     }
     match path {
-        "/status" => yaml(&*state.store.load().statuses),
+        "/status" => statuses(state),
         "/config" => yaml(&ConfigReport::new(state)),
         "/healthz" => reply(StatusCode::OK, TEXT, "ok\n".into()),
         "/readyz" if state.listeners.borrow().draining => reply(
@@ -148,12 +150,31 @@ pub fn respond(state: &AdminState, method: &Method, path: &str) -> Response<Full
             TEXT,
             "not ready: shutting down\n".into(),
         ),
-        "/readyz" => readiness(&state.store),
+        "/readyz" => match state.listeners.borrow().failed.iter().next() {
+            // A Gateway promised a port nothing listens on: not ready until the retry binds it.
+            Some((address, error)) if state.store.is_ready() => reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                TEXT,
+                format!("not ready: cannot listen on {address}: {error} (retrying)\n"),
+            ),
+            _ => readiness(&state.store),
+        },
         _ => match state.metrics.encode_text() {
             Ok(text) => reply(StatusCode::OK, PROMETHEUS, text),
             Err(e) => internal_error(&e),
         },
     }
+}
+
+/// The statuses being served, corrected for listener addresses that could not be bound.
+fn statuses(state: &AdminState) -> Response<Full<Bytes>> {
+    let snapshot = state.store.load();
+    let failed = state.listeners.borrow().failed.clone();
+    if failed.is_empty() {
+        return yaml(&*snapshot.statuses);
+    }
+    let now = Timestamp::try_from(SystemTime::now()).unwrap_or(Timestamp::UNIX_EPOCH);
+    yaml(&with_unbound(&snapshot, &failed, now))
 }
 
 fn readiness(store: &Store) -> Response<Full<Bytes>> {
@@ -187,8 +208,15 @@ struct ConfigReport {
 #[serde(tag = "result", rename_all = "camelCase")]
 enum LastReload {
     Pending,
-    Published { generation: u64, at: String },
-    Rejected { error: String, at: String },
+    Published {
+        generation: u64,
+        at: String,
+    },
+    /// One entry per error of the load (`FILE:LINE: KIND NS/NAME: field.path: message`).
+    Rejected {
+        errors: Vec<String>,
+        at: String,
+    },
 }
 
 #[derive(Debug, Serialize)]
@@ -210,7 +238,7 @@ impl ConfigReport {
                     at: rfc3339(at),
                 },
                 ReloadOutcome::Rejected { error, at } => LastReload::Rejected {
-                    error,
+                    errors: error.lines().map(str::to_string).collect(),
                     at: rfc3339(at),
                 },
             },

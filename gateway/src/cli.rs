@@ -3,6 +3,7 @@
 pub mod demo;
 pub mod edge_args;
 pub mod mirror_args;
+pub mod validate;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -22,7 +23,7 @@ pub use demo::DemoError;
     version,
     about = "A Kubernetes Gateway API gateway on Pingora"
 )]
-#[command(subcommand_negates_reqs = true)]
+#[command(subcommand_negates_reqs = true, arg_required_else_help = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -31,13 +32,16 @@ pub struct Cli {
     /// Worker threads of the runtime (default: one per core); 1 runs everything on the main thread.
     #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: Option<u16>,
+    /// Log filter, e.g. `info` or `sluice=debug,warn` (default: `RUST_LOG`, else `info`).
+    #[arg(long, global = true, env = "SLUICE_LOG_LEVEL")]
+    pub log_level: Option<String>,
 }
 
 /// Standalone mode: serve the Gateway API objects in a YAML file or directory.
 #[derive(Debug, Args)]
 pub struct GatewayArgs {
     /// A YAML file or a directory of `*.yaml` files; reloaded on change.
-    #[arg(long, required = true)]
+    #[arg(long, required = true, env = "SLUICE_CONFIG")]
     pub config: Option<PathBuf>,
     /// Where `/status`, `/config`, `/healthz`, `/readyz` and `/metrics` are served.
     #[arg(long, default_value_t = SocketAddr::from((Ipv4Addr::LOCALHOST, 9901)))]
@@ -58,6 +62,7 @@ pub struct GatewayArgs {
 pub enum Command {
     /// The conformance echo backend: prints each request and answers JSON (or echoes the body).
     Echo {
+        /// Where to listen, e.g. `127.0.0.1:9001`.
         #[arg(long)]
         listen: SocketAddr,
     },
@@ -66,6 +71,7 @@ pub enum Command {
         /// The Gateway's port.
         #[arg(long, default_value_t = 8000)]
         port: u16,
+        /// Where `/status`, `/config`, `/healthz`, `/readyz` and `/metrics` are served.
         #[arg(long, default_value_t = SocketAddr::from((Ipv4Addr::LOCALHOST, 9901)))]
         admin_address: SocketAddr,
     },
@@ -73,6 +79,8 @@ pub enum Command {
     Proxy(Box<ProxyArgs>),
     /// The cluster controller: statuses and data-plane provisioning, one leader at a time.
     Controller(ControllerArgs),
+    /// Checks a configuration as the API server would, without serving it: exit 0 or 1.
+    Validate(validate::ValidateArgs),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +93,8 @@ pub enum CliError {
     Demo(#[from] DemoError),
     #[error(transparent)]
     Kube(#[from] KubeModeError),
+    #[error(transparent)]
+    Validate(#[from] validate::ValidateError),
     #[error("cannot wait for the shutdown signal")]
     Signal(#[source] std::io::Error),
 }
@@ -99,6 +109,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }) => Ok(demo::run(port, admin_address).await?),
         Some(Command::Proxy(args)) => serve_kube(kube_mode::run_proxy(*args).await?).await,
         Some(Command::Controller(args)) => serve_kube(kube_mode::run_controller(args).await?).await,
+        Some(Command::Validate(args)) => Ok(validate::run(&args)?),
         None => {
             let GatewayArgs {
                 config,
@@ -153,7 +164,17 @@ mod tests {
 
     #[test]
     fn gateway_mode_requires_config_but_subcommands_do_not() {
-        assert!(Cli::try_parse_from(["sluice"]).is_err());
+        let bare = Cli::try_parse_from(["sluice"]).expect_err("bare sluice");
+        assert_eq!(
+            bare.kind(),
+            clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        );
+        for command in ["demo", "validate", "echo", "controller", "proxy"] {
+            assert!(bare.to_string().contains(command), "help names {command}");
+        }
+        let cli =
+            Cli::try_parse_from(["sluice", "validate", "--config", "gw.yaml"]).expect("parses");
+        assert!(matches!(cli.command, Some(Command::Validate(_))));
         let cli = Cli::try_parse_from(["sluice", "--config", "gw.yaml", "--threads", "2"])
             .expect("parses");
         assert_eq!(cli.gateway.config, Some(PathBuf::from("gw.yaml")));
@@ -176,6 +197,28 @@ mod tests {
         ] {
             assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
         }
+    }
+
+    #[test]
+    fn every_flag_of_every_command_says_what_it_does() {
+        use clap::CommandFactory;
+        fn check(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if arg.get_help().is_none() && !builtin {
+                    missing.push(format!("{path} --{}", arg.get_id()));
+                }
+            }
+            for sub in command.get_subcommands() {
+                check(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        check(&Cli::command(), "sluice", &mut missing);
+        assert!(
+            missing.is_empty(),
+            "flags without a description: {missing:?}"
+        );
     }
 
     #[test]

@@ -34,6 +34,7 @@ pub struct ProxyArgs {
     /// The Gateway to serve, as NAMESPACE/NAME.
     #[arg(long, value_parser = parse_gateway)]
     pub gateway: (String, String),
+    /// Where `/status`, `/config`, `/healthz`, `/readyz` and `/metrics` are served.
     #[arg(long, default_value_t = SocketAddr::from((Ipv4Addr::LOCALHOST, 9901)))]
     pub admin_address: SocketAddr,
     /// Where the Gateway's listeners bind inside the pod.
@@ -52,19 +53,32 @@ pub struct ProxyArgs {
 /// The controller: statuses and data-plane provisioning, one leader at a time.
 #[derive(Debug, Clone, Args)]
 pub struct ControllerArgs {
+    /// Where `/healthz`, `/readyz` and `/metrics` are served.
     #[arg(long, default_value_t = SocketAddr::from((Ipv4Addr::LOCALHOST, 9901)))]
     pub admin_address: SocketAddr,
     /// Where the leader-election Lease lives (the controller's own namespace).
     #[arg(long, env = "POD_NAMESPACE", default_value = "sluice-system")]
     pub lease_namespace: String,
+    /// The leader-election Lease's name; replicas sharing it elect one leader. Needs get,
+    /// create and update on Leases in the Lease namespace (deploy/base's RBAC grants them).
     #[arg(long, default_value = "sluice-controller")]
     pub lease_name: String,
-    /// This replica's identity in the Lease (the pod name).
-    #[arg(long, env = "POD_NAME")]
+    /// This replica's identity in the Lease: unique per replica (default: the host name, which
+    /// in a pod is the pod name).
+    #[arg(long, env = "POD_NAME", default_value_t = host_name())]
     pub identity: String,
-    /// The image provisioned data planes run (the controller's own image).
+    /// Required: the image provisioned data planes run (the controller's own image).
     #[arg(long, env = "SLUICE_DATAPLANE_IMAGE")]
     pub dataplane_image: String,
+}
+
+/// The kernel's host name; `sluice-controller` where it cannot be read (not Linux).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "sluice-controller".into())
 }
 
 fn parse_gateway(s: &str) -> Result<(String, String), String> {

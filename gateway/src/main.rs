@@ -11,14 +11,21 @@ use tracing_subscriber::EnvFilter;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `--log-level` wins over `RUST_LOG`; a filter that does not parse falls back to `info`.
+fn log_filter(level: Option<&str>) -> EnvFilter {
+    let chosen = match level {
+        Some(level) => EnvFilter::try_new(level).ok(),
+        None => EnvFilter::try_from_default_env().ok(),
+    };
+    chosen.unwrap_or_else(|| EnvFilter::new("info"))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         // Colour codes only where a person reads them, not in files or log collectors.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(log_filter(cli.log_level.as_deref()))
         .init();
     // Built here rather than with #[tokio::main] so --threads can size it. One thread means one
     // thread: the current-thread scheduler, as Pingora runs each of its own workers, with no

@@ -202,6 +202,16 @@ impl ProxyHttp for SluiceProxy {
                 session.write_response_header(resp, true).await?;
                 Ok(true)
             }
+            Outcome::Text(code, body) => {
+                let mut resp = ResponseHeader::build(code, Some(2))?;
+                resp.insert_header(http::header::CONTENT_TYPE, "text/plain")?;
+                resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
+                session.write_response_header(Box::new(resp), false).await?;
+                session
+                    .write_response_body(Some(bytes::Bytes::from(body)), true)
+                    .await?;
+                Ok(true)
+            }
         }
     }
 

@@ -70,6 +70,9 @@ impl StandaloneOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// Only at start: a path that vanishes later is a rejected reload, the last snapshot serving.
+    #[error("--config {}: no such file or directory", .0.display())]
+    MissingConfig(PathBuf),
     #[error(transparent)]
     DataPlane(#[from] DataPlaneError),
 }
@@ -85,10 +88,13 @@ pub struct Running {
     shutdown_grace: Duration,
 }
 
-/// Starts serving `opts.config_path`. A configuration that does not load is logged and leaves
-/// Sluice running but not ready; fixing the file is picked up by the watcher. When the first
-/// load succeeds, its sockets are bound before this returns.
+/// Starts serving `opts.config_path`, which must exist. A configuration that does not load is
+/// logged and leaves Sluice running but not ready; fixing the file is picked up by the watcher.
+/// When the first load succeeds, its sockets are bound before this returns.
 pub async fn start(opts: StandaloneOptions) -> Result<Running, StartError> {
+    if !opts.config_path.exists() {
+        return Err(StartError::MissingConfig(opts.config_path));
+    }
     let DataPlane {
         store,
         metrics,

@@ -145,6 +145,18 @@ async fn invalid_or_missing_backends_get_500_and_no_endpoints_503() {
             let resp = c.get(gw.url(path)).send().await.expect("request");
             assert_eq!(resp.status(), want, "{path}");
         }
+        // The 503 names the Service whose endpoints are missing.
+        let resp = c.get(gw.url("/empty")).send().await.expect("request");
+        assert_eq!(
+            resp.headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok()),
+            Some("text/plain")
+        );
+        assert_eq!(
+            resp.text().await.expect("body"),
+            "backend default/empty:80 has no ready endpoints\n"
+        );
     })
     .await;
 }

@@ -94,7 +94,13 @@ async fn broken_config_keeps_the_old_snapshot_serving_and_config_shows_the_error
     assert_eq!(code, 200);
     let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&body).unwrap();
     assert_eq!(doc["lastReload"]["result"], "rejected", "{body}");
-    assert_eq!(doc["lastReload"]["error"].as_str(), Some(error.as_str()));
+    let errors: Vec<&str> = doc["lastReload"]["errors"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert_eq!(errors, error.lines().collect::<Vec<_>>());
     assert_eq!(doc["generation"].as_u64(), Some(generation));
     assert_eq!(
         admin_get(&running, "/readyz").await.0,

@@ -14,8 +14,9 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use crate::publish::{ReloadOutcome, Store};
-use crate::resources::{ConfigError, Fingerprint, Resources};
+use crate::resources::{Fingerprint, LoadErrors, Resources};
 use crate::status::StatusReport;
+use crate::translate::findings::standalone_findings;
 use crate::translate::{translate, Timestamp, TranslateOptions};
 
 /// Events closer together than this are one reload (editors write, rename and chmod in a burst).
@@ -76,11 +77,16 @@ impl FileSource {
     /// Loads, translates and publishes; on a load error, rejects (the live snapshot keeps
     /// serving) and returns the error. Returns the live generation, unchanged when the files
     /// hold exactly what was last published.
-    pub fn load_once(&mut self) -> Result<u64, ConfigError> {
+    pub fn load_once(&mut self) -> Result<u64, LoadErrors> {
         let loaded = match Resources::load_path(&self.path) {
             Ok(loaded) => loaded,
             Err(e) => {
-                tracing::error!(path = %self.path.display(), error = %e, "configuration rejected; keeping the last good snapshot");
+                let keeping = if self.last_published.is_some() {
+                    "keeping the last good snapshot"
+                } else {
+                    "nothing to serve until it is fixed"
+                };
+                tracing::error!(path = %self.path.display(), errors = e.0.len(), "configuration rejected ({keeping}):\n{e}");
                 self.store.reject(e.to_string());
                 return Err(e);
             }
@@ -101,6 +107,9 @@ impl FileSource {
 
         let mut translation = translate(&resources, &self.options, now.0);
         for w in &translation.warnings {
+            tracing::warn!("{w}");
+        }
+        for w in standalone_findings(&resources, &translation.snapshot) {
             tracing::warn!("{w}");
         }
         self.options.assigned_addresses = translation.assigned_addresses;

@@ -1,6 +1,6 @@
 //! HTTPRoute filters -> validated snapshot `Filter`s (header names/values parsed, mirrors resolved).
 
-use gateway_api::apis::standard::httproutes::{
+use gateway_api::apis::experimental::httproutes::{
     HttpRouteRulesBackendRefsFilters, HttpRouteRulesFilters,
     HttpRouteRulesFiltersRequestHeaderModifier as HeaderMod,
     HttpRouteRulesFiltersRequestMirror as MirrorSpec,
@@ -84,6 +84,7 @@ pub(super) fn compile(
         }
         Type::ExtensionRef => return Err("ExtensionRef filters are not supported".into()),
         Type::Cors => return Err("CORS filters are not supported".into()),
+        Type::ExternalAuth => return Err("ExternalAuth filters are not supported".into()),
     }))
 }
 
@@ -232,7 +233,7 @@ fn mirror(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gateway_api::apis::standard::httproutes::{
+    use gateway_api::apis::experimental::httproutes::{
         HttpRouteRulesFiltersRequestHeaderModifierSet as Set,
         HttpRouteRulesFiltersRequestMirrorBackendRef, HttpRouteRulesFiltersRequestMirrorFraction,
     };

@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use gateway_api::apis::standard::gatewayclasses::{
+use gateway_api::apis::experimental::gatewayclasses::{
     GatewayClass, GatewayClassStatus, GatewayClassStatusSupportedFeatures,
 };
-use gateway_api::apis::standard::gateways::{
+use gateway_api::apis::experimental::gateways::{
     Gateway, GatewayListeners, GatewayListenersAllowedRoutesNamespacesFrom as From,
     GatewayListenersAllowedRoutesNamespacesSelector as Selector, GatewayStatus,
     GatewayStatusAddresses, GatewayStatusListeners, GatewayStatusListenersSupportedKinds,
@@ -487,7 +487,7 @@ fn selector_matches(selector: &Selector, labels: &BTreeMap<String, String>) -> b
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gateway_api::apis::standard::gateways::GatewayListenersAllowedRoutesNamespacesSelectorMatchExpressions as Expr;
+    use gateway_api::apis::experimental::gateways::GatewayListenersAllowedRoutesNamespacesSelectorMatchExpressions as Expr;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs

@@ -1,6 +1,6 @@
 //! `HTTPRouteMatch` -> a validated `RequestMatch` (parsed header names, anchored regexes).
 
-use gateway_api::apis::standard::httproutes::{
+use gateway_api::apis::experimental::httproutes::{
     HttpRouteRulesMatches, HttpRouteRulesMatchesHeadersType as HeaderType,
     HttpRouteRulesMatchesMethod as M, HttpRouteRulesMatchesPathType as PathType,
     HttpRouteRulesMatchesQueryParamsType as QueryType,
@@ -120,7 +120,7 @@ fn method(m: &M) -> Method {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gateway_api::apis::standard::httproutes::{
+    use gateway_api::apis::experimental::httproutes::{
         HttpRouteRulesMatchesHeaders, HttpRouteRulesMatchesPath,
     };
 

@@ -1,6 +1,6 @@
 //! ReferenceGrant checks: may an object in one namespace refer to an object in another?
 
-use gateway_api::apis::standard::referencegrants::ReferenceGrant;
+use gateway_api::apis::experimental::referencegrants::ReferenceGrant;
 
 use super::index::namespace_of;
 
@@ -43,7 +43,7 @@ pub(super) fn permitted(grants: &[ReferenceGrant], from: &From<'_>, to: &To<'_>)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gateway_api::apis::standard::referencegrants::{
+    use gateway_api::apis::experimental::referencegrants::{
         ReferenceGrantFrom, ReferenceGrantSpec, ReferenceGrantTo,
     };
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;

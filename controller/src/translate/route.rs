@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use gateway_api::apis::standard::httproutes::{
+use gateway_api::apis::experimental::httproutes::{
     HttpRoute, HttpRouteParentRefs, HttpRouteStatus, HttpRouteStatusParents,
     HttpRouteStatusParentsParentRef,
 };

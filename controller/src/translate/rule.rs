@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use gateway_api::apis::standard::httproutes::{HttpRoute, HttpRouteRules};
+use gateway_api::apis::experimental::httproutes::{HttpRoute, HttpRouteRules};
 
 use super::backend::{BackendRef, Resolver, Unresolved};
 use super::index::namespace_of;

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use gateway_api::apis::standard::gateways::GatewayListeners;
+use gateway_api::apis::experimental::gateways::GatewayListeners;
 use k8s_openapi::api::core::v1::Secret;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;

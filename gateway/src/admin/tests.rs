@@ -61,16 +61,22 @@ async fn config_reports_the_generation_and_the_last_rejection() {
     assert_eq!(doc["generation"], 1);
     assert_eq!(doc["lastReload"]["result"], "published");
 
-    state
-        .store
-        .reject("gateway.yaml: unknown field `hostnam`".into());
+    state.store.reject(
+        "gw.yaml:4: Gateway default/gw: spec.listeners[0].hostnam: unknown field \"hostnam\"\n\
+         gw.yaml:9: HTTPRoute default/r: spec.parentRef: unknown field \"parentRef\""
+            .into(),
+    );
     let (_, body) = get(&state, "/config").await;
     let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&body).unwrap();
     assert_eq!(doc["generation"], 1, "the last good snapshot keeps serving");
     assert_eq!(doc["lastReload"]["result"], "rejected");
     assert_eq!(
-        doc["lastReload"]["error"],
-        "gateway.yaml: unknown field `hostnam`"
+        doc["lastReload"]["errors"][0],
+        "gw.yaml:4: Gateway default/gw: spec.listeners[0].hostnam: unknown field \"hostnam\""
+    );
+    assert_eq!(
+        doc["lastReload"]["errors"][1],
+        "gw.yaml:9: HTTPRoute default/r: spec.parentRef: unknown field \"parentRef\""
     );
     assert_eq!(doc["reloads"]["rejected"], 1);
     assert!(

@@ -14,8 +14,9 @@ const GATEWAY_YAML: &str = include_str!("../../demo/gateway.yaml");
 const BACKENDS_YAML: &str = include_str!("../../demo/backends.yaml");
 /// The Gateway listener's port as written in `demo/gateway.yaml`, replaced by `--port`.
 const DEFAULT_PORT_LINE: &str = "    port: 8000\n";
-const PIPY_PORT: &str = "PIPY_PORT";
-const PIPY_MIRROR_PORT: &str = "PIPY_MIRROR_PORT";
+/// The EndpointSlice ports written in `demo/backends.yaml`, replaced by the backends' real ports.
+const PIPY_PORT_LINE: &str = "  port: 18080\n";
+const PIPY_MIRROR_PORT_LINE: &str = "  port: 18081\n";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
@@ -193,8 +194,8 @@ fn remove_config(dir: &Path) {
 fn render(port: u16, pipy_port: u16, mirror_port: u16) -> [(&'static str, String); 2] {
     let gateway = GATEWAY_YAML.replace(DEFAULT_PORT_LINE, &format!("    port: {port}\n"));
     let backends = BACKENDS_YAML
-        .replace(PIPY_MIRROR_PORT, &mirror_port.to_string())
-        .replace(PIPY_PORT, &pipy_port.to_string());
+        .replace(PIPY_MIRROR_PORT_LINE, &format!("  port: {mirror_port}\n"))
+        .replace(PIPY_PORT_LINE, &format!("  port: {pipy_port}\n"));
     [("gateway.yaml", gateway), ("backends.yaml", backends)]
 }
 
@@ -217,15 +218,12 @@ mod tests {
     #[test]
     fn every_placeholder_is_filled_exactly_once() {
         assert_eq!(GATEWAY_YAML.matches(DEFAULT_PORT_LINE).count(), 1);
-        assert_eq!(BACKENDS_YAML.matches(PIPY_MIRROR_PORT).count(), 1);
-        assert_eq!(
-            BACKENDS_YAML.matches(&format!("port: {PIPY_PORT}")).count(),
-            1
-        );
+        assert_eq!(BACKENDS_YAML.matches(PIPY_MIRROR_PORT_LINE).count(), 1);
+        assert_eq!(BACKENDS_YAML.matches(PIPY_PORT_LINE).count(), 1);
         let [(_, gateway), (_, backends)] = render(8123, 40001, 40002);
         assert!(gateway.contains("port: 8123\n"), "{gateway}");
         assert!(backends.contains("port: 40001\n"), "{backends}");
         assert!(backends.contains("port: 40002\n"), "{backends}");
-        assert!(!backends.contains("PIPY"), "{backends}");
+        assert!(!backends.contains(PIPY_PORT_LINE) && !backends.contains(PIPY_MIRROR_PORT_LINE));
     }
 }

@@ -21,6 +21,8 @@ pub struct RequestCtx {
     pub route: Option<Arc<RouteId>>,
     pub action: Option<Arc<RuleAction>>,
     pub chosen: Option<Chosen>,
+    /// The Service picked for this request when it had no ready endpoint (answered 503).
+    pub unready_backend: Option<String>,
     /// The request arrived over TLS (for `X-Forwarded-Proto`).
     pub https: bool,
     /// The `Host` as the client sent it, before any URL rewrite (for `X-Forwarded-Host`); the
@@ -46,6 +48,7 @@ impl RequestCtx {
             route: None,
             action: None,
             chosen: None,
+            unready_backend: None,
             https: false,
             original_host: None,
             deadline: None,
@@ -88,7 +91,11 @@ impl RequestCtx {
     }
 
     pub fn backend_label(&self) -> &str {
-        self.chosen.as_ref().map_or("", |c| c.backend.name.as_str())
+        match (&self.chosen, &self.unready_backend) {
+            (Some(c), _) => c.backend.name.as_str(),
+            (None, Some(unready)) => unready.as_str(),
+            (None, None) => "",
+        }
     }
 }
 

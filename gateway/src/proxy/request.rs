@@ -23,6 +23,8 @@ pub enum Outcome {
     Status(u16),
     /// Answer with this response (a redirect).
     Respond(Box<ResponseHeader>),
+    /// Answer with an error status and a short text/plain body saying why.
+    Text(u16, String),
 }
 
 /// The request's host as routing wants it: `Host` (HTTP/1.1) or `:authority` (HTTP/2).
@@ -96,7 +98,7 @@ pub fn route_and_filter(
     }
     let chosen = match upstream::choose(&action, &mut rand::rng()) {
         Ok(c) => c,
-        Err(e) => return Ok(no_backend(e)),
+        Err(e) => return Ok(no_backend(e, ctx)),
     };
     let index = chosen.index;
     ctx.chosen = Some(chosen);
@@ -109,9 +111,17 @@ pub fn route_and_filter(
     }
 }
 
-fn no_backend(e: NoBackend) -> Outcome {
+fn no_backend(e: NoBackend, ctx: &mut RequestCtx) -> Outcome {
     tracing::debug!(error = %e, "no backend for request");
-    Outcome::Status(e.status())
+    match e {
+        // Name the Service, in the body and the access log's `backend`: an empty 503 sends
+        // people looking at the gateway rather than at the backend's endpoints.
+        NoBackend::NoEndpoints { ref backend, .. } => {
+            ctx.unready_backend = Some(backend.clone());
+            Outcome::Text(e.status(), format!("{e}\n"))
+        }
+        _ => Outcome::Status(e.status()),
+    }
 }
 
 struct OwnedUrl {

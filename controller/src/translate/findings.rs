@@ -1,0 +1,158 @@
+//! Standalone mode's "no silent states": configurations that would serve nothing, or 503s,
+//! without a status condition to say so. Logged on every load and printed by `sluice validate`.
+
+use std::collections::BTreeSet;
+
+use crate::resources::Resources;
+use crate::snapshot::{BackendTarget, RouteEntry, Snapshot};
+use crate::status::object_key;
+use crate::CONTROLLER_NAME;
+
+use super::index::namespace_of;
+
+/// One line per finding, naming the object and what follows from it.
+pub fn standalone_findings(resources: &Resources, snapshot: &Snapshot) -> Vec<String> {
+    let mut findings = Vec::new();
+    let class_of = |name: &str| {
+        resources
+            .gateway_classes
+            .iter()
+            .find(|c| c.metadata.name.as_deref() == Some(name))
+    };
+    let mut served = 0;
+    for gw in &resources.gateways {
+        let class = gw.spec.gateway_class_name.as_str();
+        let object = format!(
+            "Gateway {}/{}",
+            namespace_of(&gw.metadata),
+            gw.metadata.name.as_deref().unwrap_or("")
+        );
+        match class_of(class) {
+            None => findings.push(format!(
+                "{object}: GatewayClass \"{class}\" does not exist: not served"
+            )),
+            Some(c) if c.spec.controller_name != CONTROLLER_NAME => findings.push(format!(
+                "{object}: GatewayClass \"{class}\" names controller \"{}\", not \
+                 {CONTROLLER_NAME}: not served",
+                c.spec.controller_name
+            )),
+            Some(_) => served += 1,
+        }
+    }
+    if served == 0 {
+        findings.push(format!(
+            "no Gateway of a GatewayClass with controllerName {CONTROLLER_NAME}: nothing listens"
+        ));
+    }
+    for route in &resources.http_routes {
+        let ns = namespace_of(&route.metadata);
+        let name = route.metadata.name.as_deref().unwrap_or("");
+        let attached =
+            snapshot
+                .statuses
+                .objects
+                .contains_key(&object_key("HTTPRoute", Some(ns), name));
+        if route.spec.parent_refs.as_ref().is_none_or(Vec::is_empty) {
+            findings.push(format!(
+                "HTTPRoute {ns}/{name}: no parentRefs: attached to nothing"
+            ));
+        } else if !attached {
+            findings.push(format!(
+                "HTTPRoute {ns}/{name}: no parentRef is a Gateway Sluice serves: attached to nothing"
+            ));
+        }
+    }
+    for backend in backends_without_endpoints(snapshot) {
+        findings.push(format!(
+            "backend Service {backend} has no ready endpoints: requests routed to it get 503"
+        ));
+    }
+    findings
+}
+
+fn backends_without_endpoints(snapshot: &Snapshot) -> BTreeSet<String> {
+    let mut empty = BTreeSet::new();
+    let mut visit = |entries: &[RouteEntry]| {
+        for entry in entries {
+            for weighted in &entry.action.backends {
+                if let BackendTarget::Service(b) = &weighted.target {
+                    if b.endpoints.is_empty() {
+                        empty.insert(b.name.clone());
+                    }
+                }
+            }
+        }
+    };
+    for listener in snapshot.binds.iter().flat_map(|b| &b.listeners) {
+        let table = &listener.routes;
+        table.exact.values().for_each(|e| visit(e));
+        table.wildcard.iter().for_each(|(_, e)| visit(e));
+        visit(&table.any);
+    }
+    empty
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::translate::{translate, Timestamp, TranslateOptions};
+
+    fn findings(yaml: &str) -> Vec<String> {
+        let loaded = Resources::from_yaml_documents(Path::new("t.yaml"), yaml).expect("valid");
+        let t = translate(
+            &loaded.resources,
+            &TranslateOptions::default(),
+            Timestamp::UNIX_EPOCH,
+        );
+        standalone_findings(&loaded.resources, &t.snapshot)
+    }
+
+    const CLASS: &str = "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\n\
+        metadata: {name: sluice}\nspec: {controllerName: sluice.dev/gateway-controller}\n---\n";
+    const GATEWAY: &str = "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\n\
+        metadata: {name: gw}\nspec:\n  gatewayClassName: sluice\n  listeners:\n  \
+        - {name: http, port: 80, protocol: HTTP}\n---\n";
+
+    #[test]
+    fn an_empty_configuration_says_nothing_listens() {
+        assert_eq!(
+            findings(""),
+            ["no Gateway of a GatewayClass with controllerName sluice.dev/gateway-controller: nothing listens"]
+        );
+    }
+
+    #[test]
+    fn a_gateway_without_its_class_or_of_another_controller_is_named() {
+        let other = "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\n\
+            metadata: {name: sluice}\nspec: {controllerName: example.com/other}\n---\n";
+        let missing = findings(GATEWAY);
+        assert_eq!(
+            missing[0],
+            "Gateway default/gw: GatewayClass \"sluice\" does not exist: not served"
+        );
+        let foreign = findings(&format!("{other}{GATEWAY}"));
+        assert_eq!(
+            foreign[0],
+            "Gateway default/gw: GatewayClass \"sluice\" names controller \"example.com/other\", \
+             not sluice.dev/gateway-controller: not served"
+        );
+    }
+
+    #[test]
+    fn a_route_attached_to_nothing_and_a_backend_without_endpoints_are_named() {
+        let routes = "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\n\
+            metadata: {name: lonely}\nspec: {rules: [{backendRefs: [{name: svc, port: 80}]}]}\n---\n\
+            apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: app}\n\
+            spec: {parentRefs: [{name: gw}], rules: [{backendRefs: [{name: svc, port: 80}]}]}\n---\n\
+            apiVersion: v1\nkind: Service\nmetadata: {name: svc}\nspec: {ports: [{port: 80}]}\n";
+        assert_eq!(
+            findings(&format!("{CLASS}{GATEWAY}{routes}")),
+            [
+                "HTTPRoute default/lonely: no parentRefs: attached to nothing",
+                "backend Service default/svc:80 has no ready endpoints: requests routed to it get 503",
+            ]
+        );
+    }
+}

@@ -1,0 +1,186 @@
+//! The upstream Gateway API CRDs (experimental channel, a superset of standard), embedded
+//! verbatim from `controller/crds/` and parsed on first use of each kind.
+
+use std::sync::OnceLock;
+
+use serde_json::Value as Json;
+
+/// The Gateway API release Sluice targets: the CRDs here, the conformance data, `deploy/`.
+pub const GATEWAY_API_VERSION: &str = "v1.6.1";
+
+pub const GROUP: &str = "gateway.networking.k8s.io";
+
+/// Kinds translation reads; the other CRDs' objects are validated, then ignored with a warning.
+const USED: &[&str] = &["GatewayClass", "Gateway", "HTTPRoute", "ReferenceGrant"];
+
+struct Embedded {
+    kind: &'static str,
+    yaml: &'static str,
+    parsed: OnceLock<Result<Crd, CrdError>>,
+}
+
+macro_rules! embedded {
+    ($kind:literal, $file:literal) => {
+        Embedded {
+            kind: $kind,
+            yaml: include_str!(concat!(
+                "../../crds/gateway.networking.k8s.io_",
+                $file,
+                ".yaml"
+            )),
+            parsed: OnceLock::new(),
+        }
+    };
+}
+
+static CRDS: [Embedded; 10] = [
+    embedded!("GatewayClass", "gatewayclasses"),
+    embedded!("Gateway", "gateways"),
+    embedded!("HTTPRoute", "httproutes"),
+    embedded!("GRPCRoute", "grpcroutes"),
+    embedded!("ReferenceGrant", "referencegrants"),
+    embedded!("TLSRoute", "tlsroutes"),
+    embedded!("TCPRoute", "tcproutes"),
+    embedded!("UDPRoute", "udproutes"),
+    embedded!("BackendTLSPolicy", "backendtlspolicies"),
+    embedded!("ListenerSet", "listenersets"),
+];
+
+/// An embedded CRD that does not parse: a broken build, reported per object rather than a panic.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CrdError {
+    #[error("the embedded CRD of {kind} does not parse: {message}")]
+    Parse { kind: &'static str, message: String },
+    #[error("the embedded CRD of {kind} declares kind {declared}")]
+    WrongKind {
+        kind: &'static str,
+        declared: String,
+    },
+}
+
+/// What validation needs of one CRD.
+#[derive(Debug)]
+pub struct Crd {
+    pub kind: &'static str,
+    pub namespaced: bool,
+    /// `gateway.networking.k8s.io/bundle-version`.
+    pub bundle_version: String,
+    /// `gateway.networking.k8s.io/channel`.
+    pub channel: String,
+    versions: Vec<CrdVersion>,
+}
+
+#[derive(Debug)]
+struct CrdVersion {
+    name: String,
+    served: bool,
+    schema: Json,
+}
+
+/// The CRD of `kind` in `group`: `None` when no embedded CRD defines it.
+pub fn find(group: &str, kind: &str) -> Option<Result<&'static Crd, &'static CrdError>> {
+    if group != GROUP {
+        return None;
+    }
+    let embedded = CRDS.iter().find(|e| e.kind == kind)?;
+    Some(
+        embedded
+            .parsed
+            .get_or_init(|| Crd::parse(embedded.kind, embedded.yaml))
+            .as_ref(),
+    )
+}
+
+impl Crd {
+    /// Every kind an embedded CRD defines.
+    pub fn kinds() -> impl Iterator<Item = &'static str> {
+        CRDS.iter().map(|e| e.kind)
+    }
+
+    pub fn served_schema(&self, version: &str) -> Option<&Json> {
+        self.versions
+            .iter()
+            .find(|v| v.served && v.name == version)
+            .map(|v| &v.schema)
+    }
+
+    pub fn served_versions(&self) -> Vec<&str> {
+        self.versions
+            .iter()
+            .filter(|v| v.served)
+            .map(|v| v.name.as_str())
+            .collect()
+    }
+
+    pub fn used_by_sluice(&self) -> bool {
+        USED.contains(&self.kind)
+    }
+
+    fn parse(kind: &'static str, yaml: &str) -> Result<Crd, CrdError> {
+        let parse_error = |message: String| CrdError::Parse { kind, message };
+        let doc: Json = serde_yaml_ng::from_str(yaml).map_err(|e| parse_error(e.to_string()))?;
+        let declared = doc
+            .pointer("/spec/names/kind")
+            .and_then(Json::as_str)
+            .unwrap_or("");
+        if declared != kind {
+            return Err(CrdError::WrongKind {
+                kind,
+                declared: declared.into(),
+            });
+        }
+        let annotation = |name: &str| {
+            doc.pointer("/metadata/annotations")
+                .and_then(|a| a.get(name))
+                .and_then(Json::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        let versions = doc
+            .pointer("/spec/versions")
+            .and_then(Json::as_array)
+            .ok_or_else(|| parse_error("no spec.versions".into()))?
+            .iter()
+            .map(|v| CrdVersion {
+                name: v
+                    .get("name")
+                    .and_then(Json::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+                served: v.get("served").and_then(Json::as_bool).unwrap_or(false),
+                schema: v
+                    .pointer("/schema/openAPIV3Schema")
+                    .cloned()
+                    .unwrap_or(Json::Null),
+            })
+            .collect();
+        Ok(Crd {
+            kind,
+            namespaced: doc.pointer("/spec/scope").and_then(Json::as_str) == Some("Namespaced"),
+            bundle_version: annotation("gateway.networking.k8s.io/bundle-version"),
+            channel: annotation("gateway.networking.k8s.io/channel"),
+            versions,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_embedded_crd_is_the_targeted_release_on_the_experimental_channel() {
+        for kind in Crd::kinds() {
+            let crd = find(GROUP, kind).expect("embedded").expect("parses");
+            assert_eq!(crd.bundle_version, GATEWAY_API_VERSION, "{kind}");
+            assert_eq!(crd.channel, "experimental", "{kind}");
+            assert!(!crd.served_versions().is_empty(), "{kind}");
+        }
+    }
+
+    #[test]
+    fn other_groups_and_kinds_are_not_found() {
+        assert!(find("example.com", "Gateway").is_none());
+        assert!(find(GROUP, "HTTPRoutes").is_none());
+    }
+}

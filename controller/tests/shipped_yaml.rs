@@ -1,0 +1,112 @@
+//! Every YAML the repository ships for people to apply is one a Gateway API v1.6.1 cluster would
+//! accept: the demo, deploy/examples, the docs' snippets and the golden inputs.
+
+use std::path::{Path, PathBuf};
+
+use sluice_controller::resources::Resources;
+
+/// Golden inputs that are refused on purpose: they test the translator's defences.
+const INVALID_ON_PURPOSE: &[&str] = &[
+    "invalid-rules.in.yaml",
+    "listener-validation.in.yaml",
+    "malformed-field.in.yaml",
+];
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.expect("dir entry").path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            yaml_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "yaml")
+            // Kustomize's own file is read by kubectl, never applied as an object.
+            && path.file_name().is_some_and(|n| n != "kustomization.yaml")
+        {
+            out.push(path);
+        }
+    }
+}
+
+/// The ```yaml blocks of a Markdown file that hold whole objects (not fragments of one).
+fn markdown_objects(path: &Path) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(path).expect("read markdown");
+    let mut blocks = Vec::new();
+    let mut current: Option<(usize, String)> = None;
+    for (i, line) in text.lines().enumerate() {
+        match &mut current {
+            None if line.trim_start().starts_with("```yaml") => {
+                current = Some((i + 1, String::new()))
+            }
+            Some((start, block)) if line.trim_start().starts_with("```") => {
+                if block.contains("apiVersion:") && block.contains("kind:") {
+                    blocks.push((format!("{}:{}", path.display(), start), block.clone()));
+                }
+                current = None;
+            }
+            Some((_, block)) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+            None => {}
+        }
+    }
+    blocks
+}
+
+#[test]
+fn every_shipped_yaml_is_one_a_cluster_accepts() {
+    let root = repo();
+    let mut files = Vec::new();
+    yaml_files(&root.join("gateway/demo"), &mut files);
+    yaml_files(&root.join("deploy/examples"), &mut files);
+    let mut golden = Vec::new();
+    yaml_files(&root.join("controller/tests/golden"), &mut golden);
+    files.extend(golden.into_iter().filter(|p| {
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        name.ends_with(".in.yaml") && !INVALID_ON_PURPOSE.contains(&name)
+    }));
+    let mut sources: Vec<(String, String)> = files
+        .iter()
+        .map(|p| {
+            (
+                p.display().to_string(),
+                std::fs::read_to_string(p).expect("read yaml"),
+            )
+        })
+        .collect();
+    let mut docs = vec![root.join("README.md")];
+    let mut doc_dir: Vec<PathBuf> = std::fs::read_dir(root.join("docs"))
+        .expect("docs")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    doc_dir.sort();
+    docs.extend(doc_dir);
+    for doc in &docs {
+        sources.extend(markdown_objects(doc));
+    }
+
+    let mut failures = Vec::new();
+    for (name, text) in &sources {
+        if let Err(errors) = Resources::from_yaml_documents(Path::new(name), text) {
+            failures.push(errors.to_string());
+        }
+    }
+    assert!(
+        sources.len() >= 15,
+        "found only {} shipped YAML sources",
+        sources.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "shipped YAML a cluster would refuse:\n{}",
+        failures.join("\n")
+    );
+}

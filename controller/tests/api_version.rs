@@ -39,7 +39,9 @@ fn the_types_are_generated_from_the_embedded_crds() {
         "httproutes",
         "referencegrants",
     ] {
-        let source = repo_file(&format!("controller/gateway-api/src/apis/experimental/{kind}.rs"));
+        let source = repo_file(&format!(
+            "controller/gateway-api/src/apis/experimental/{kind}.rs"
+        ));
         let header = source.lines().nth(1).unwrap_or("");
         assert!(
             header.contains(&format!(

@@ -178,36 +178,94 @@ impl EdgeStream {
                 // A body or tunnel: read straight into the caller's buffer.
                 return self.poll_body_direct(cx, out);
             }
-            self.buf.reserve(HEAD_READ);
-            match tokio_util::io::poll_read_buf(Pin::new(&mut self.inner), cx, &mut self.buf) {
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Ready(Ok(0)) => self.eof = true,
-                Poll::Ready(Ok(_)) => self.idle = false,
-                // Nothing to read: the deadlines decide how long to keep waiting. They are
-                // looked at only here, so a request that is already there costs no timer.
-                Poll::Pending => {
-                    if self.framer.in_head() && self.head_deadline_passed(cx) {
-                        if self.buf.is_empty() {
-                            // Nothing was sent: close quietly, as for an idle keep-alive.
-                            tracing::debug!("no request within the client header timeout");
-                            return Poll::Ready(Ok(()));
-                        }
-                        self.refuse_head(reject::Violation::HeaderTimeout);
+            if self.buf.is_empty() && (self.framer.heads() > 0 || !self.allow_h2c) {
+                // The common case: a whole head in one read lands straight in Pingora's buffer
+                // and is checked there, with no copy.
+                let before = out.filled().len();
+                match Pin::new(&mut self.inner).poll_read(cx, out) {
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Ready(Ok(())) if out.filled().len() == before => {
+                        self.eof = true;
                         continue;
                     }
-                    // Pingora reading for the next request (its idle probe during a response
-                    // reads one byte): an idle keep-alive connection.
-                    let idle_wait = self.framer.at_message_start()
-                        && self.framer.heads() > 0
-                        && self.buf.is_empty()
-                        && out.remaining() > 1;
-                    if idle_wait && self.keepalive_expired(cx) {
-                        tracing::debug!("idle keep-alive connection closed");
-                        self.eof = true;
-                        return Poll::Ready(Ok(()));
+                    Poll::Ready(Ok(())) => {
+                        self.idle = false;
+                        if let Some(done) = self.frame_in_place(out, before) {
+                            return done;
+                        }
+                        continue;
                     }
-                    return Poll::Pending;
+                    Poll::Pending => {}
                 }
+            } else {
+                self.buf.reserve(HEAD_READ);
+                match tokio_util::io::poll_read_buf(Pin::new(&mut self.inner), cx, &mut self.buf) {
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Ready(Ok(0)) => {
+                        self.eof = true;
+                        continue;
+                    }
+                    Poll::Ready(Ok(_)) => {
+                        self.idle = false;
+                        continue;
+                    }
+                    Poll::Pending => {}
+                }
+            }
+            // Nothing to read: the deadlines decide how long to keep waiting. They are looked at
+            // only here, so a request that is already there costs no timer.
+            if self.framer.in_head() && self.head_deadline_passed(cx) {
+                if self.buf.is_empty() {
+                    // Nothing was sent: close quietly, as for an idle keep-alive.
+                    tracing::debug!("no request within the client header timeout");
+                    return Poll::Ready(Ok(()));
+                }
+                self.refuse_head(reject::Violation::HeaderTimeout);
+                continue;
+            }
+            // Pingora reading for the next request (its idle probe during a response
+            // reads one byte): an idle keep-alive connection.
+            let idle_wait = self.framer.at_message_start()
+                && self.framer.heads() > 0
+                && self.buf.is_empty()
+                && out.remaining() > 1;
+            if idle_wait && self.keepalive_expired(cx) {
+                tracing::debug!("idle keep-alive connection closed");
+                self.eof = true;
+                return Poll::Ready(Ok(()));
+            }
+            return Poll::Pending;
+        }
+    }
+
+    /// Frames the bytes just read into `out` (after `before`) where they lie. A head that passed
+    /// stays there (anything after it is kept back); everything else is moved to our own buffer
+    /// and framed from there. `Some` is the read's result; `None` means frame again.
+    fn frame_in_place(
+        &mut self,
+        out: &mut ReadBuf<'_>,
+        before: usize,
+    ) -> Option<Poll<std::io::Result<()>>> {
+        let filled = out.filled().len();
+        match self.framer.advance(&out.filled()[before..filled]) {
+            Step::Pass(n) if n > 0 => {
+                self.header_deadline = None;
+                if before + n < filled {
+                    self.buf
+                        .extend_from_slice(&out.filled()[before + n..filled]);
+                    out.set_filled(before + n);
+                }
+                Some(Poll::Ready(Ok(())))
+            }
+            Step::Refuse(v) => {
+                out.set_filled(before);
+                self.refuse_head(v);
+                None
+            }
+            _ => {
+                self.buf.extend_from_slice(&out.filled()[before..filled]);
+                out.set_filled(before);
+                None
             }
         }
     }

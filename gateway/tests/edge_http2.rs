@@ -46,6 +46,17 @@ fn get_block() -> Vec<u8> {
     vec![0x82, 0x86, 0x84, 0x41, 0x01, b'a']
 }
 
+/// `get_block` and the start of a literal `x-big` header (without indexing, new name) whose
+/// value of `len` bytes the caller appends, or never sends.
+fn get_block_with_big_header(len: usize) -> Vec<u8> {
+    let mut block = get_block();
+    block.push(0x00);
+    hpack_int(0, 7, 5, &mut block);
+    block.extend_from_slice(b"x-big");
+    hpack_int(0, 7, len, &mut block);
+    block
+}
+
 /// An HPACK integer with an `n`-bit prefix whose high bits are `flags`.
 fn hpack_int(flags: u8, n: u32, mut value: usize, out: &mut Vec<u8>) {
     let max = (1usize << n) - 1;
@@ -203,12 +214,7 @@ async fn an_oversized_header_block_never_reaches_the_backend() {
     let edge = edge().await;
     let mut conn = Conn::open(edge.addr).await;
     conn.server_settings().await;
-    let mut block = get_block();
-    // literal without indexing, new name "x-big", a 100 KiB value.
-    block.push(0x00);
-    hpack_int(0, 7, 5, &mut block);
-    block.extend_from_slice(b"x-big");
-    hpack_int(0, 7, 100 * 1024, &mut block);
+    let mut block = get_block_with_big_header(100 * 1024);
     block.extend(std::iter::repeat_n(b'v', 100 * 1024));
     // HEADERS then CONTINUATIONs of at most the default 16 KiB frame size.
     let mut pieces = block.chunks(16 * 1024).peekable();
@@ -242,12 +248,8 @@ async fn a_continuation_flood_is_cut_off() {
     let edge = edge().await;
     let mut conn = Conn::open(edge.addr).await;
     conn.server_settings().await;
-    let mut block = get_block();
-    block.push(0x00);
-    hpack_int(0, 7, 5, &mut block);
-    block.extend_from_slice(b"x-big");
     // Announces a 16 MiB value and never ends the header block.
-    hpack_int(0, 7, 16 * 1024 * 1024, &mut block);
+    let block = get_block_with_big_header(16 * 1024 * 1024);
     let writer = {
         let (_, mut write) = conn.tcp.split();
         async move {

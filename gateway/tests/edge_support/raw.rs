@@ -64,6 +64,11 @@ impl RawBackend {
         self.seen.lock().unwrap().clone()
     }
 
+    /// The paths of the requests received, in order.
+    pub fn paths(&self) -> Vec<String> {
+        self.seen().iter().map(|s| s.path().to_string()).collect()
+    }
+
     /// The Service `name` (port 8080) and its EndpointSlice, pointing at this backend.
     pub fn service(&self, name: &str) -> String {
         crate::harness::service_at(name, self.port)

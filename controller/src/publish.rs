@@ -58,10 +58,14 @@ impl Store {
         self.current.load_full()
     }
 
-    /// Stamps the next generation on `snapshot`, swaps it in, and wakes subscribers.
+    /// Stamps the next generation on `snapshot`, swaps it in, and wakes subscribers. Each
+    /// backend's round-robin rotation continues from the snapshot it replaces.
     pub fn publish(&self, mut snapshot: Snapshot) -> u64 {
-        let generation = self.current.load().generation + 1;
+        let previous = self.current.load();
+        let generation = previous.generation + 1;
         snapshot.generation = generation;
+        snapshot.resume_round_robin_from(&previous);
+        drop(previous);
         self.current.store(Arc::new(snapshot));
         self.ready.store(true, Ordering::Release);
         self.published_total.fetch_add(1, Ordering::Relaxed);

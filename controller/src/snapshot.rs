@@ -20,6 +20,11 @@ use serde::Serialize;
 
 use crate::status::StatusReport;
 
+mod round_robin;
+mod route_group;
+
+pub use route_group::{Candidates, RouteGroup};
+
 /// Everything the data plane needs, swapped atomically as one value.
 #[derive(Debug, Default, Serialize)]
 pub struct Snapshot {
@@ -142,10 +147,10 @@ impl From<Hostname> for String {
 /// suffix first), then `any`; within a group the first matching entry wins.
 #[derive(Debug, Default, Serialize)]
 pub struct RouteTable {
-    pub exact: BTreeMap<String, Vec<RouteEntry>>,
+    pub exact: BTreeMap<String, RouteGroup>,
     /// Sorted by suffix length, longest first.
-    pub wildcard: Vec<(Hostname, Vec<RouteEntry>)>,
-    pub any: Vec<RouteEntry>,
+    pub wildcard: Vec<(Hostname, RouteGroup)>,
+    pub any: RouteGroup,
 }
 
 /// One `HTTPRouteMatch` of one rule (a rule without matches gets one entry matching `PathPrefix /`).
@@ -265,6 +270,16 @@ impl Backend {
             protocol,
             next: AtomicUsize::new(0),
         }
+    }
+
+    /// Where the rotation stands: the number of picks made so far.
+    pub fn position(&self) -> usize {
+        self.next.load(Ordering::Relaxed)
+    }
+
+    /// Continues the rotation from `position` (see [`Snapshot::resume_round_robin_from`]).
+    pub fn resume_at(&self, position: usize) {
+        self.next.store(position, Ordering::Relaxed);
     }
 
     /// Round-robin over the ready endpoints; `None` when there are none.

@@ -51,7 +51,15 @@ fn options() -> TranslateOptions {
 
 fn route_prefix(store: &Store) -> Option<String> {
     let snap = store.load();
-    let entry = snap.binds.first()?.listeners.first()?.routes.any.first()?;
+    let entry = snap
+        .binds
+        .first()?
+        .listeners
+        .first()?
+        .routes
+        .any
+        .entries()
+        .first()?;
     match &entry.matcher.path {
         sluice_controller::snapshot::PathMatch::Prefix(p) => Some(p.clone()),
         _ => None,

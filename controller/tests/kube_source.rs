@@ -69,7 +69,7 @@ fn route_prefixes(s: &Snapshot) -> Vec<String> {
     s.binds
         .iter()
         .flat_map(|b| &b.listeners)
-        .flat_map(|l| &l.routes.any)
+        .flat_map(|l| l.routes.any.entries())
         .map(|e| format!("{:?}", e.matcher.path))
         .collect()
 }
@@ -85,7 +85,7 @@ async fn the_first_snapshot_holds_the_gateway_and_its_route() {
         "one snapshot after the initial lists, not one per kind"
     );
     assert_eq!(snapshot.binds[0].address.port(), 8000);
-    let entries = &snapshot.binds[0].listeners[0].routes.any;
+    let entries = &snapshot.binds[0].listeners[0].routes.any.entries();
     assert_eq!(entries.len(), 1);
     let gw = snapshot
         .statuses

@@ -44,7 +44,6 @@ use crate::edge::{self, reject::BodyRejected, EdgeLimits, Violation};
 use crate::filters;
 use crate::metrics::Metrics;
 use crate::mirror::{MirrorEngine, Pace};
-use crate::routing::IndexCache;
 use crate::upstream::{self, UpstreamSettings};
 use request::Outcome;
 
@@ -87,8 +86,6 @@ impl std::fmt::Debug for ProxySettings {
 
 pub struct SluiceProxy {
     store: Arc<Store>,
-    /// The route index of the live snapshot, rebuilt by the first request after a reload.
-    index: IndexCache,
     metrics: Arc<Metrics>,
     settings: ProxySettings,
 }
@@ -112,7 +109,6 @@ pub fn new_app(store: Arc<Store>, metrics: Arc<Metrics>, settings: ProxySettings
     h2.max_header_list_size(u32::try_from(header_list).unwrap_or(u32::MAX));
     let inner = SluiceProxy {
         store,
-        index: IndexCache::default(),
         metrics,
         settings,
     };
@@ -177,15 +173,20 @@ impl ProxyHttp for SluiceProxy {
                 .req_header_mut()
                 .remove_header(&http::header::EXPECT)
                 .is_some();
-        let indexed = self.index.get(self.store.load());
-        ctx.snapshot = Some(indexed.snapshot.clone());
+        // The one load of the request: everything later phases need is shared out of it.
+        let snapshot = self.store.load();
         let Some(local) = inet(session.server_addr()) else {
             return Error::e_explain(NO_LOCAL_ADDRESS, "connection has no local address");
         };
         ctx.https = session.digest().is_some_and(|d| d.ssl_digest.is_some());
-        let outcome =
-            request::route_and_filter(session, ctx, &indexed, local, self.settings.mirror.as_ref())
-                .map_err(|e| Error::because(BAD_FILTER, "applying route filters", e))?;
+        let outcome = request::route_and_filter(
+            session,
+            ctx,
+            &snapshot,
+            local,
+            self.settings.mirror.as_ref(),
+        )
+        .map_err(|e| Error::because(BAD_FILTER, "applying route filters", e))?;
         match outcome {
             Outcome::Proxy => {
                 if expects_continue {

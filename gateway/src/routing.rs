@@ -7,18 +7,14 @@
 //! normalisation implementation-specific; matching the raw bytes means the route that matched is
 //! the route the backend sees the same bytes for.
 
-mod index;
-
-pub use index::{IndexCache, Indexed, RouteIndex};
-
 use std::borrow::Cow;
 use std::net::SocketAddr;
 
 use http::{HeaderMap, Method};
 use regex::Regex;
 use sluice_controller::snapshot::{
-    Bind, HeaderMatch, Listener, PathMatch, QueryMatch, RequestMatch, RouteEntry, RouteTable,
-    Snapshot, StringMatch,
+    Bind, HeaderMatch, Listener, PathMatch, QueryMatch, RequestMatch, RouteEntry, RouteGroup,
+    RouteTable, Snapshot, StringMatch,
 };
 
 /// The parts of a request head that routing looks at.
@@ -59,38 +55,15 @@ pub struct Matched<'s> {
     pub entry: &'s RouteEntry,
 }
 
-/// Finds the route entry for a request accepted on `local`, scanning the route tables.
+/// Finds the route entry for a request accepted on `local`.
 pub fn lookup<'s>(snapshot: &'s Snapshot, local: SocketAddr, req: &RequestView<'_>) -> Lookup<'s> {
-    lookup_with(snapshot, None, local, req)
-}
-
-/// [`lookup`] through `index`, which must have been built from `snapshot` (see [`Indexed`]);
-/// the answer is the same, found without visiting entries that cannot match the path.
-pub fn lookup_with<'s>(
-    snapshot: &'s Snapshot,
-    index: Option<&RouteIndex>,
-    local: SocketAddr,
-    req: &RequestView<'_>,
-) -> Lookup<'s> {
     let Some(bind) = snapshot.bind_for(local) else {
         return Lookup::NoBind;
     };
     let Some(listener) = bind.listener_for(req.host) else {
         return Lookup::NoListener { bind };
     };
-    let table_index = index.and_then(|ix| {
-        let b = snapshot.binds.iter().position(|x| std::ptr::eq(x, bind))?;
-        let l = bind
-            .listeners
-            .iter()
-            .position(|x| std::ptr::eq(x, listener))?;
-        ix.table(b, l)
-    });
-    let found = match table_index {
-        Some(t) => t.find(&listener.routes, req),
-        None => find_entry(&listener.routes, req),
-    };
-    match found {
+    match find_entry(&listener.routes, req) {
         Some(entry) => Lookup::Matched(Matched {
             bind,
             listener,
@@ -102,20 +75,42 @@ pub fn lookup_with<'s>(
 
 /// Exact hostname group, then matching wildcard groups (longest suffix first), then `any`; the
 /// hostname group is the first precedence criterion of the spec, so a less specific group is
-/// only consulted when no entry of a more specific one matches.
+/// only consulted when no entry of a more specific one matches. Within a group only the
+/// candidates its segment index yields are tried.
 pub fn find_entry<'s>(table: &'s RouteTable, req: &RequestView<'_>) -> Option<&'s RouteEntry> {
-    let exact = table.exact.get(req.host).map(Vec::as_slice);
+    groups(table, req.host).find_map(|group| {
+        group
+            .candidates(req.path)
+            .find(|e| request_matches(&e.matcher, req))
+    })
+}
+
+/// [`find_entry`] without the segment index: every entry of every group is tried. Kept as the
+/// reference the index must agree with (tests) and beat (the routing benchmark).
+pub fn find_entry_linear<'s>(
+    table: &'s RouteTable,
+    req: &RequestView<'_>,
+) -> Option<&'s RouteEntry> {
+    groups(table, req.host)
+        .flat_map(RouteGroup::entries)
+        .find(|e| request_matches(&e.matcher, req))
+}
+
+/// The groups that accept `host`, most specific first.
+fn groups<'s, 'h>(
+    table: &'s RouteTable,
+    host: &'h str,
+) -> impl Iterator<Item = &'s RouteGroup> + use<'s, 'h> {
+    let exact = table.exact.get(host);
     let wildcards = table
         .wildcard
         .iter()
-        .filter(|(h, _)| h.matches(req.host))
-        .map(|(_, entries)| entries.as_slice());
+        .filter(move |(h, _)| h.matches(host))
+        .map(|(_, group)| group);
     exact
         .into_iter()
         .chain(wildcards)
-        .chain(std::iter::once(table.any.as_slice()))
-        .flat_map(|entries| entries.iter())
-        .find(|e| request_matches(&e.matcher, req))
+        .chain(std::iter::once(&table.any))
 }
 
 /// All conditions of one `HTTPRouteMatch` are ANDed.

@@ -5,7 +5,7 @@ mod harness;
 
 use std::collections::BTreeMap;
 
-use sluice_controller::snapshot::{BackendProtocol, RouteTable};
+use sluice_controller::snapshot::{BackendProtocol, RouteGroup, RouteTable};
 use sluice_gateway::proxy::ProxySettings;
 
 use harness::*;
@@ -23,19 +23,19 @@ async fn h2c_clients_are_routed_by_authority_when_enabled() {
             let mut exact = BTreeMap::new();
             exact.insert(
                 "127.0.0.1".to_string(),
-                vec![entry(
+                RouteGroup::new(vec![entry(
                     "host",
                     prefix("/"),
                     action(vec![], vec![to(&by_host)]),
-                )],
+                )]),
             );
             let routes = RouteTable {
                 exact,
-                any: vec![entry(
+                any: RouteGroup::new(vec![entry(
                     "any",
                     prefix("/"),
                     action(vec![], vec![to(&fallback)]),
-                )],
+                )]),
                 ..RouteTable::default()
             };
             snapshot(addr, routes)

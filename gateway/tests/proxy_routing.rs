@@ -6,7 +6,9 @@ mod harness;
 use std::collections::BTreeMap;
 
 use http::Method;
-use sluice_controller::snapshot::{Backend, BackendProtocol, BackendTarget, PathMatch, RouteTable};
+use sluice_controller::snapshot::{
+    Backend, BackendProtocol, BackendTarget, PathMatch, RouteGroup, RouteTable,
+};
 use std::sync::Arc;
 
 use harness::*;
@@ -23,19 +25,23 @@ async fn most_specific_match_wins_across_hostname_groups_and_paths() {
             let mut exact_group = BTreeMap::new();
             exact_group.insert(
                 "foo.example.com".to_string(),
-                vec![entry(
+                RouteGroup::new(vec![entry(
                     "exact",
                     prefix("/"),
                     action(vec![], vec![to(&exact)]),
-                )],
+                )]),
             );
             let routes = RouteTable {
                 exact: exact_group,
                 wildcard: vec![(
                     wildcard("*.example.com"),
-                    vec![entry("wild", prefix("/"), action(vec![], vec![to(&wild)]))],
+                    RouteGroup::new(vec![entry(
+                        "wild",
+                        prefix("/"),
+                        action(vec![], vec![to(&wild)]),
+                    )]),
                 )],
-                any: vec![
+                any: RouteGroup::new(vec![
                     entry(
                         "post",
                         with_method(prefix("/api"), Method::POST),
@@ -47,7 +53,7 @@ async fn most_specific_match_wins_across_hostname_groups_and_paths() {
                         action(vec![], vec![to(&api)]),
                     ),
                     entry("root", prefix("/"), action(vec![], vec![to(&root)])),
-                ],
+                ]),
             };
             snapshot(addr, routes)
         })

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use super::gateway::{GatewayState, Verdict};
 use super::hostname::specificity;
 use crate::precedence::Rank;
-use crate::snapshot::{Bind, BindProtocol, Hostname, Listener, RouteEntry, RouteTable};
+use crate::snapshot::{Bind, BindProtocol, Hostname, Listener, RouteEntry, RouteGroup, RouteTable};
 
 struct PendingBind {
     protocol: BindProtocol,
@@ -116,7 +116,7 @@ fn route_table(entries: Vec<(Option<Hostname>, Rank, RouteEntry)>) -> RouteTable
     }
 }
 
-fn sorted(mut group: Vec<(Rank, RouteEntry)>) -> Vec<RouteEntry> {
+fn sorted(mut group: Vec<(Rank, RouteEntry)>) -> RouteGroup {
     group.sort_by(|a, b| a.0.cmp(&b.0));
-    group.into_iter().map(|(_, e)| e).collect()
+    RouteGroup::new(group.into_iter().map(|(_, e)| e).collect())
 }

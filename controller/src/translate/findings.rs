@@ -85,9 +85,9 @@ fn backends_without_endpoints(snapshot: &Snapshot) -> BTreeSet<String> {
     };
     for listener in snapshot.binds.iter().flat_map(|b| &b.listeners) {
         let table = &listener.routes;
-        table.exact.values().for_each(|e| visit(e));
-        table.wildcard.iter().for_each(|(_, e)| visit(e));
-        visit(&table.any);
+        table.exact.values().for_each(|g| visit(g.entries()));
+        table.wildcard.iter().for_each(|(_, g)| visit(g.entries()));
+        visit(table.any.entries());
     }
     empty
 }

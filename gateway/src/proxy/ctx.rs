@@ -1,10 +1,11 @@
-//! The per-request context: one snapshot and what request_filter decided, for every later phase.
+//! The per-request context: what request_filter decided, from the one snapshot it loaded, for
+//! every later phase.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::HeaderValue;
-use sluice_controller::snapshot::{Filter, RouteId, RuleAction, Snapshot};
+use sluice_controller::snapshot::{Filter, RouteId, RuleAction};
 
 use crate::edge::Violation;
 use crate::mirror::MirrorSet;
@@ -13,11 +14,11 @@ use crate::upstream::Chosen;
 /// Lives from the request head to the `logging` phase.
 pub struct RequestCtx {
     pub started: Instant,
-    /// Loaded once in `request_filter`; every later phase uses this one, never the live store,
-    /// so a reload mid-request cannot mix two configurations.
-    pub snapshot: Option<Arc<Snapshot>>,
     /// `namespace/name` of the Gateway whose listener accepted the request; empty before that.
     pub gateway: String,
+    /// The matched rule and what it does, shared out of the snapshot `request_filter` loaded;
+    /// later phases use these, never the live store, so a reload mid-request cannot mix two
+    /// configurations.
     pub route: Option<Arc<RouteId>>,
     pub action: Option<Arc<RuleAction>>,
     pub chosen: Option<Chosen>,
@@ -43,7 +44,6 @@ impl RequestCtx {
     pub fn new() -> RequestCtx {
         RequestCtx {
             started: Instant::now(),
-            snapshot: None,
             gateway: String::new(),
             route: None,
             action: None,

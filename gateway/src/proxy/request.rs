@@ -6,12 +6,12 @@ use std::sync::Arc;
 use http::HeaderValue;
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::Session;
-use sluice_controller::snapshot::{BindProtocol, Filter, PathMatch};
+use sluice_controller::snapshot::{BindProtocol, Filter, PathMatch, Snapshot};
 
 use super::ctx::RequestCtx;
 use crate::filters::{self, FilterError, RequestUrl};
 use crate::mirror::MirrorSet;
-use crate::routing::{self, Indexed, Lookup, RequestView};
+use crate::routing::{self, Lookup, RequestView};
 use crate::upstream::{self, NoBackend};
 
 /// What `request_filter` must do after routing and filtering.
@@ -51,7 +51,7 @@ fn original_host(req: &RequestHeader, raw_host: &str) -> Option<HeaderValue> {
 pub fn route_and_filter(
     session: &mut Session,
     ctx: &mut RequestCtx,
-    indexed: &Indexed,
+    snapshot: &Snapshot,
     local: SocketAddr,
     mirrors: Option<&Arc<crate::mirror::MirrorEngine>>,
 ) -> Result<Outcome, FilterError> {
@@ -65,8 +65,7 @@ pub fn route_and_filter(
         method: &req.method,
         headers: &req.headers,
     };
-    let matched = match routing::lookup_with(&indexed.snapshot, Some(&indexed.index), local, &view)
-    {
+    let matched = match routing::lookup(snapshot, local, &view) {
         Lookup::Matched(m) => m,
         Lookup::NoBind | Lookup::NoListener { .. } => return Ok(Outcome::Status(404)),
         Lookup::NoRoute { listener, .. } => {

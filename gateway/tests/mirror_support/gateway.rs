@@ -10,8 +10,8 @@ use pingora_core::apps::ServerApp;
 use sluice_controller::publish::Store;
 use sluice_controller::snapshot::{
     Backend, BackendProtocol, BackendTarget, Bind, BindProtocol, Filter, Fraction, Listener,
-    Mirror, PathMatch, RequestMatch, RouteEntry, RouteId, RouteTable, RuleAction, Snapshot,
-    Timeouts, WeightedBackend,
+    Mirror, PathMatch, RequestMatch, RouteEntry, RouteGroup, RouteId, RouteTable, RuleAction,
+    Snapshot, Timeouts, WeightedBackend,
 };
 use sluice_gateway::metrics::Metrics;
 use sluice_gateway::mirror::{MirrorEngine, MirrorMetrics, MirrorOptions, Outcome};
@@ -159,7 +159,7 @@ fn snapshot(addr: SocketAddr, primary: SocketAddr, filters: Vec<Filter>) -> Snap
                 hostname: None,
                 tls: None,
                 routes: RouteTable {
-                    any: vec![RouteEntry {
+                    any: RouteGroup::new(vec![RouteEntry {
                         route,
                         matcher: RequestMatch {
                             path: PathMatch::Prefix("/".into()),
@@ -168,7 +168,7 @@ fn snapshot(addr: SocketAddr, primary: SocketAddr, filters: Vec<Filter>) -> Snap
                             query: vec![],
                         },
                         action,
-                    }],
+                    }]),
                     ..RouteTable::default()
                 },
             }],

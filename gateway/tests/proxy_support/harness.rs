@@ -19,8 +19,8 @@ use serde_json::{json, Value};
 use sluice_controller::publish::Store;
 use sluice_controller::snapshot::{
     Backend, BackendProtocol, BackendTarget, Bind, BindProtocol, Filter, HeaderModifier, Hostname,
-    Listener, PathMatch, RequestMatch, RouteEntry, RouteId, RouteTable, RuleAction, Snapshot,
-    Timeouts, WeightedBackend,
+    Listener, PathMatch, RequestMatch, RouteEntry, RouteGroup, RouteId, RouteTable, RuleAction,
+    Snapshot, Timeouts, WeightedBackend,
 };
 use sluice_gateway::metrics::Metrics;
 use sluice_gateway::proxy::{self, ProxySettings};
@@ -386,7 +386,7 @@ pub fn snapshot(addr: SocketAddr, routes: RouteTable) -> Snapshot {
 
 pub fn any(entries: Vec<RouteEntry>) -> RouteTable {
     RouteTable {
-        any: entries,
+        any: RouteGroup::new(entries),
         ..RouteTable::default()
     }
 }

@@ -172,7 +172,7 @@ impl Resources {
     }
 
     /// A SHA-256 over every object as loaded, metadata included: equal digests, same input.
-    /// Standalone mode keeps this, not a copy of the objects, to skip reloads that change nothing.
+    /// Both sources keep this, not a copy of the objects, to skip reloads that change nothing.
     pub fn digest(&self) -> Fingerprint {
         fn each<K: Serialize>(hasher: &mut Sha256, kind: &str, list: &[K]) {
             hasher.update(kind.as_bytes());

@@ -218,9 +218,28 @@ pub struct RuleAction {
     pub filters: Vec<Filter>,
     /// Empty when the rule has no backendRefs: the request is answered by a filter (redirect) or 500.
     pub backends: Vec<WeightedBackend>,
-    /// Sum of `backends[*].weight`; 0 means no backend may be chosen (500, as the spec says).
-    pub total_weight: u32,
+    /// Sum of `backends[*].weight`, kept with them so the hot path never adds them up again.
+    total_weight: u32,
     pub timeouts: Timeouts,
+}
+
+impl RuleAction {
+    pub fn new(filters: Vec<Filter>, backends: Vec<WeightedBackend>, timeouts: Timeouts) -> Self {
+        let total_weight = backends
+            .iter()
+            .fold(0u32, |sum, b| sum.saturating_add(b.weight));
+        RuleAction {
+            filters,
+            backends,
+            total_weight,
+            timeouts,
+        }
+    }
+
+    /// Sum of the backends' weights; 0 means no backend may be chosen (500, as the spec says).
+    pub fn total_weight(&self) -> u32 {
+        self.total_weight
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy, Serialize)]

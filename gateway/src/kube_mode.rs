@@ -96,8 +96,6 @@ pub enum KubeModeError {
     Client(#[source] kube::Error),
     #[error("cannot set up metrics")]
     Metrics(#[source] MetricsError),
-    #[error("cannot register the mirror metrics")]
-    MirrorMetrics(#[source] prometheus::Error),
     #[error("cannot start the admin listener")]
     Admin(#[source] AdminError),
     #[error(transparent)]

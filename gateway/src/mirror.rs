@@ -207,10 +207,6 @@ impl MirrorEngine {
         })
     }
 
-    pub fn options(&self) -> &MirrorOptions {
-        &self.options
-    }
-
     pub fn metrics(&self) -> &MirrorMetrics {
         &self.metrics
     }

@@ -37,7 +37,6 @@ use sluice_controller::publish::Store;
 use sluice_controller::snapshot::Filter;
 
 pub use ctx::RequestCtx;
-pub use request::raw_host;
 pub use tcp_conn::BufferedTcp;
 
 use crate::edge::{self, reject::BodyRejected, EdgeLimits, Violation};

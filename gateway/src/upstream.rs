@@ -76,11 +76,11 @@ impl NoBackend {
 
 /// Weighted choice among the rule's backendRefs, then an endpoint of the chosen Service.
 pub fn choose(action: &RuleAction, rng: &mut impl Rng) -> Result<Chosen, NoBackend> {
-    let weights = action.backends.iter().map(|b| b.weight);
-    let total: u64 = weights.clone().map(u64::from).sum();
+    let total = u64::from(action.total_weight());
     if total == 0 {
         return Err(NoBackend::NoBackends);
     }
+    let weights = action.backends.iter().map(|b| b.weight);
     let index = pick_weighted(weights, rng.random_range(0..total)).ok_or(NoBackend::NoBackends)?;
     let Some(weighted) = action.backends.get(index) else {
         return Err(NoBackend::NoBackends);
@@ -163,10 +163,9 @@ mod tests {
     }
 
     fn action(backends: Vec<(u32, BackendTarget)>) -> RuleAction {
-        let total_weight = backends.iter().map(|(w, _)| w).sum();
-        RuleAction {
-            filters: vec![],
-            backends: backends
+        RuleAction::new(
+            vec![],
+            backends
                 .into_iter()
                 .map(|(weight, target)| WeightedBackend {
                     weight,
@@ -174,9 +173,8 @@ mod tests {
                     filters: vec![],
                 })
                 .collect(),
-            total_weight,
-            timeouts: Timeouts::default(),
-        }
+            Timeouts::default(),
+        )
     }
 
     #[test]

@@ -13,12 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use harness::*;
 
 fn with_timeouts(b: &EchoBackend, timeouts: Timeouts) -> Arc<RuleAction> {
-    Arc::new(RuleAction {
-        filters: vec![],
-        backends: vec![to(b)],
-        total_weight: 1,
-        timeouts,
-    })
+    Arc::new(RuleAction::new(vec![], vec![to(b)], timeouts))
 }
 
 #[tokio::test]
@@ -229,19 +224,18 @@ async fn request_timeout_cuts_off_a_trickling_response() {
         })
         .await;
         let gw = Gateway::start(|addr| {
-            let action = Arc::new(RuleAction {
-                filters: vec![],
-                backends: vec![service_at(
+            let action = Arc::new(RuleAction::new(
+                vec![],
+                vec![service_at(
                     "default/trickle:80",
                     trickle,
                     BackendProtocol::Http1,
                 )],
-                total_weight: 1,
-                timeouts: Timeouts {
+                Timeouts {
                     request: Some(Duration::from_millis(400)),
                     backend_request: None,
                 },
-            });
+            ));
             snapshot(addr, any(vec![entry("r", prefix("/"), action)]))
         })
         .await;

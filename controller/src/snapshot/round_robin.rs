@@ -102,12 +102,7 @@ mod tests {
                 headers: Vec::new(),
                 query: Vec::new(),
             },
-            action: Arc::new(RuleAction {
-                filters: Vec::new(),
-                backends,
-                total_weight: 1,
-                timeouts: Timeouts::default(),
-            }),
+            action: Arc::new(RuleAction::new(Vec::new(), backends, Timeouts::default())),
         };
         Snapshot {
             generation: 0,

@@ -140,12 +140,7 @@ mod tests {
                 headers: Vec::new(),
                 query: Vec::new(),
             },
-            action: Arc::new(RuleAction {
-                filters: Vec::new(),
-                backends: Vec::new(),
-                total_weight: 0,
-                timeouts: Timeouts::default(),
-            }),
+            action: Arc::new(RuleAction::new(Vec::new(), Vec::new(), Timeouts::default())),
         }
     }
 

@@ -126,13 +126,16 @@ impl KubeSource {
             return;
         }
         tracing::info!("every watched kind has listed; publishing the first snapshot");
-        let mut previous: Option<Resources> = None;
+        // A digest, not a copy: the reflectors' stores are the one copy of the objects.
+        let mut previous = None;
         loop {
             let resources = readers.resources(self.mode);
-            if !previous.as_ref().is_some_and(|p| same(p, &resources)) {
+            let digest = resources.digest();
+            if previous != Some(digest) {
                 self.publish(&resources);
-                previous = Some(resources);
+                previous = Some(digest);
             }
+            drop(resources);
             if self.mode == Mode::Controller {
                 let claimed = readers.claimed_routes();
                 self.claimed_tx.send_if_modified(|current| {
@@ -241,17 +244,6 @@ impl Readers {
             namespaces: snapshot_of(&self.namespaces),
         }
     }
-}
-
-fn same(a: &Resources, b: &Resources) -> bool {
-    a.gateway_classes == b.gateway_classes
-        && a.gateways == b.gateways
-        && a.http_routes == b.http_routes
-        && a.reference_grants == b.reference_grants
-        && a.services == b.services
-        && a.endpoint_slices == b.endpoint_slices
-        && a.secrets == b.secrets
-        && a.namespaces == b.namespaces
 }
 
 /// The objects of one kind sorted by namespace/name, without what translation never reads and

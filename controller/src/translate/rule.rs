@@ -117,20 +117,12 @@ fn compile_rule(
             filters: backend_filters,
         });
     }
-    let total_weight = backends
-        .iter()
-        .fold(0u32, |sum, b| sum.saturating_add(b.weight));
 
     Ok(CompiledRule {
         index,
         name: rule.name.clone(),
         matches,
-        action: Arc::new(RuleAction {
-            filters: rule_filters,
-            backends,
-            total_weight,
-            timeouts: timeouts(rule)?,
-        }),
+        action: Arc::new(RuleAction::new(rule_filters, backends, timeouts(rule)?)),
     })
 }
 

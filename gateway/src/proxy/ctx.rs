@@ -113,15 +113,14 @@ mod tests {
 
     fn with_backend_timeout(backend_request: Option<Duration>) -> RequestCtx {
         let mut ctx = RequestCtx::new();
-        ctx.action = Some(Arc::new(RuleAction {
-            filters: vec![],
-            backends: vec![],
-            total_weight: 0,
-            timeouts: Timeouts {
+        ctx.action = Some(Arc::new(RuleAction::new(
+            vec![],
+            vec![],
+            Timeouts {
                 request: None,
                 backend_request,
             },
-        }));
+        )));
         ctx
     }
 

@@ -18,12 +18,7 @@ fn entry(name: &str, matcher: RequestMatch) -> RouteEntry {
             label: format!("default/{name}"),
         }),
         matcher,
-        action: Arc::new(RuleAction {
-            filters: vec![],
-            backends: vec![],
-            total_weight: 0,
-            timeouts: Timeouts::default(),
-        }),
+        action: Arc::new(RuleAction::new(vec![], vec![], Timeouts::default())),
     }
 }
 

@@ -138,16 +138,15 @@ fn snapshot(addr: SocketAddr, primary: SocketAddr, filters: Vec<Filter>) -> Snap
         rule_name: None,
         label: ROUTE.into(),
     });
-    let action = Arc::new(RuleAction {
+    let action = Arc::new(RuleAction::new(
         filters,
-        backends: vec![WeightedBackend {
+        vec![WeightedBackend {
             weight: 1,
             target: BackendTarget::Service(backend("pipy", primary)),
             filters: vec![],
         }],
-        total_weight: 1,
-        timeouts: Timeouts::default(),
-    });
+        Timeouts::default(),
+    ));
     Snapshot {
         generation: 1,
         binds: vec![Bind {

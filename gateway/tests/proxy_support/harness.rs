@@ -343,12 +343,7 @@ pub fn to(backend: &EchoBackend) -> WeightedBackend {
 }
 
 pub fn action(filters: Vec<Filter>, backends: Vec<WeightedBackend>) -> Arc<RuleAction> {
-    Arc::new(RuleAction {
-        filters,
-        total_weight: backends.iter().map(|b| b.weight).sum(),
-        backends,
-        timeouts: Timeouts::default(),
-    })
+    Arc::new(RuleAction::new(filters, backends, Timeouts::default()))
 }
 
 pub fn entry(route: &str, matcher: RequestMatch, action: Arc<RuleAction>) -> RouteEntry {

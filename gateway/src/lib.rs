@@ -14,4 +14,5 @@ pub mod proxy;
 pub mod routing;
 pub mod standalone;
 pub mod tls;
+pub mod transport;
 pub mod upstream;

@@ -16,7 +16,6 @@
 mod ctx;
 mod headers;
 mod request;
-mod tcp_conn;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,8 +25,6 @@ use async_trait::async_trait;
 use pingora_core::apps::HttpServerOptions;
 use pingora_core::protocols::http::v2::server::default_h2_options;
 use pingora_core::protocols::l4::socket::SocketAddr as PingoraAddr;
-use pingora_core::protocols::l4::stream::Stream as TcpStream;
-use pingora_core::protocols::{GetSocketDigest, SocketDigest};
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorSource, ErrorType, Result};
@@ -37,7 +34,6 @@ use sluice_controller::publish::Store;
 use sluice_controller::snapshot::Filter;
 
 pub use ctx::RequestCtx;
-pub use tcp_conn::BufferedTcp;
 
 use crate::edge::{self, reject::BodyRejected, EdgeLimits, Violation};
 use crate::filters;
@@ -90,8 +86,9 @@ pub struct SluiceProxy {
 }
 
 /// The Pingora app for our own accept loops: hand each connection to
-/// `ServerApp::process_new(stream, &shutdown)`. Plain TCP connections should come from
-/// [`tcp_stream`] so the proxy knows which local address (and so which bind) accepted them.
+/// `ServerApp::process_new(stream, &shutdown)`. Plain TCP connections come from
+/// [`crate::transport::http_connection`] so the proxy knows which local address (and so which
+/// bind) accepted them.
 pub fn new_app(store: Arc<Store>, metrics: Arc<Metrics>, settings: ProxySettings) -> Arc<ProxyApp> {
     let conf = ServerConf {
         // One retry at most, and only where fail_to_connect or Pingora's reuse policy allows it.
@@ -116,21 +113,6 @@ pub fn new_app(store: Arc<Store>, metrics: Arc<Metrics>, settings: ProxySettings
     app.server_options = Some(server_options);
     app.h2_options = Some(h2);
     Arc::new(app)
-}
-
-/// Wraps an accepted TCP connection for [`ProxyApp`] as Pingora's own listener would: with its
-/// socket digest (so the session knows its local and peer addresses), `TCP_NODELAY` (without
-/// it, small responses wait out the client's delayed ACK, ~40 ms each) and Pingora's small write
-/// buffer (see [`tcp_conn`]).
-pub fn tcp_stream(tcp: tokio::net::TcpStream) -> pingora_core::protocols::Stream {
-    use std::os::fd::AsRawFd;
-    let fd = tcp.as_raw_fd();
-    let mut stream = TcpStream::from(tcp);
-    if let Err(e) = stream.set_nodelay() {
-        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-    }
-    stream.set_socket_digest(SocketDigest::from_raw_fd(fd));
-    Box::new(tcp_conn::BufferedTcp::new(stream))
 }
 
 fn inet(addr: Option<&PingoraAddr>) -> Option<SocketAddr> {

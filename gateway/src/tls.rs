@@ -3,8 +3,6 @@
 //! The resolver reads the current [`Snapshot`](sluice_controller::snapshot::Snapshot) on every
 //! handshake, so a certificate change is served by the next handshake without rebinding.
 
-mod stream;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -18,7 +16,7 @@ use sluice_controller::snapshot::Bind;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
-pub use stream::TlsConn;
+use crate::transport::TlsConn;
 
 /// A client that has not finished its handshake by then is dropped.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

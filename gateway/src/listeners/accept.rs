@@ -1,14 +1,11 @@
 //! One listening socket: its accept loop and the hand-off of each connection to the Pingora app.
 
 use std::net::SocketAddr;
-use std::os::unix::io::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
 use pingora_core::apps::ServerApp;
-use pingora_core::protocols::l4::socket::SocketAddr as PingoraAddr;
-use pingora_core::protocols::l4::stream::Stream as L4Stream;
-use pingora_core::protocols::{GetSocketDigest, SocketDigest, Stream};
+use pingora_core::protocols::Stream;
 use sluice_controller::publish::Store;
 use sluice_controller::snapshot::BindProtocol;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -18,9 +15,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::connections::Connections;
 use super::ListenerOptions;
-use crate::edge::EdgeStream;
-use crate::proxy::BufferedTcp;
-use crate::tls;
+use crate::{tls, transport};
 
 const BACKLOG: u32 = 1024;
 /// Pause after an accept error (e.g. out of file descriptors) so the loop does not spin.
@@ -161,9 +156,6 @@ async fn serve<A>(
 ) where
     A: ServerApp + Send + Sync + 'static,
 {
-    if let Err(e) = tcp.set_nodelay(true) {
-        tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
-    }
     let protocol = shared
         .store
         .load()
@@ -171,18 +163,16 @@ async fn serve<A>(
         .iter()
         .find(|b| b.address == address)
         .map(|b| b.protocol);
-    let socket = socket_digest(&tcp, peer);
+    let (limits, h2c) = (shared.options.limits, shared.options.h2c);
     let stream: Stream = match protocol {
-        Some(BindProtocol::Http) => {
-            let mut stream = L4Stream::from(tcp);
-            stream.set_socket_digest(socket);
-            Box::new(BufferedTcp::new(stream))
-        }
+        Some(BindProtocol::Http) => transport::http_connection(tcp, peer, limits, h2c),
         Some(BindProtocol::Https) => {
+            transport::set_nodelay(&tcp, peer);
+            let socket = transport::socket_digest(&tcp, peer);
             // A handshake is a head too: it gets the client header deadline.
             let deadline = shared.options.limits.client_header_timeout;
             match tokio::time::timeout(deadline, tls::accept(acceptor, tcp, socket)).await {
-                Ok(Ok(conn)) => Box::new(conn),
+                Ok(Ok(conn)) => transport::guarded(Box::new(conn), limits, h2c),
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, %address, error = %e, "TLS handshake failed");
                     return;
@@ -202,23 +192,5 @@ async fn serve<A>(
         // The bind left the snapshot between accept and now; its socket is being closed.
         None => return,
     };
-    let stream: Stream = Box::new(EdgeStream::new(
-        stream,
-        shared.options.limits,
-        shared.options.h2c,
-    ));
-    let mut next = Some(stream);
-    while let Some(stream) = next {
-        next = shared.app.process_new(stream, &drain).await;
-    }
-}
-
-fn socket_digest(tcp: &TcpStream, peer: SocketAddr) -> SocketDigest {
-    let digest = SocketDigest::from_raw_fd(tcp.as_raw_fd());
-    // Known already: spares the proxy a getpeername/getsockname per request.
-    let _ = digest.peer_addr.set(Some(PingoraAddr::Inet(peer)));
-    if let Ok(local) = tcp.local_addr() {
-        let _ = digest.local_addr.set(Some(PingoraAddr::Inet(local)));
-    }
-    digest
+    transport::serve(&shared.app, stream, &drain).await;
 }

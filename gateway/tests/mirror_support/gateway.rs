@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pingora_core::apps::ServerApp;
 use sluice_controller::publish::Store;
 use sluice_controller::snapshot::{
     Backend, BackendProtocol, BackendTarget, Bind, BindProtocol, Filter, Fraction, Listener,
@@ -16,6 +15,7 @@ use sluice_controller::snapshot::{
 use sluice_gateway::metrics::Metrics;
 use sluice_gateway::mirror::{MirrorEngine, MirrorMetrics, MirrorOptions, Outcome};
 use sluice_gateway::proxy::{self, ProxySettings};
+use sluice_gateway::transport;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -65,14 +65,16 @@ impl Gateway {
             mirror: Some(engine.clone()),
             ..ProxySettings::default()
         };
+        let (limits, h2c) = (settings.edge, settings.downstream_h2c);
         let app = proxy::new_app(store, metrics.clone(), settings);
         let (tx, rx) = watch::channel(false);
         tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
+            while let Ok((tcp, peer)) = listener.accept().await {
                 let app = app.clone();
                 let rx = rx.clone();
                 tokio::spawn(async move {
-                    app.process_new(proxy::tcp_stream(tcp), &rx).await;
+                    let conn = transport::http_connection(tcp, peer, limits, h2c);
+                    transport::serve(&app, conn, &rx).await;
                 });
             }
         });

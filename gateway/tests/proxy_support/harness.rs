@@ -14,7 +14,6 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use pingora_core::apps::ServerApp;
 use serde_json::{json, Value};
 use sluice_controller::publish::Store;
 use sluice_controller::snapshot::{
@@ -24,6 +23,7 @@ use sluice_controller::snapshot::{
 };
 use sluice_gateway::metrics::Metrics;
 use sluice_gateway::proxy::{self, ProxySettings};
+use sluice_gateway::transport;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -61,14 +61,16 @@ impl Gateway {
         store.publish(build(addr));
         let metrics = Arc::new(Metrics::new().expect("metrics"));
         metrics.track_store(store.clone()).expect("track store");
+        let (limits, h2c) = (settings.edge, settings.downstream_h2c);
         let app = proxy::new_app(store.clone(), metrics.clone(), settings);
         let (tx, rx) = watch::channel(false);
         tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
+            while let Ok((tcp, peer)) = listener.accept().await {
                 let app = app.clone();
                 let rx = rx.clone();
                 tokio::spawn(async move {
-                    app.process_new(proxy::tcp_stream(tcp), &rx).await;
+                    let conn = transport::http_connection(tcp, peer, limits, h2c);
+                    transport::serve(&app, conn, &rx).await;
                 });
             }
         });

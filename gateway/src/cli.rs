@@ -2,6 +2,7 @@
 
 pub mod demo;
 pub mod edge_args;
+pub mod kube_args;
 pub mod mirror_args;
 pub mod validate;
 
@@ -12,8 +13,10 @@ use clap::{Args, Parser, Subcommand};
 use ipnet::IpNet;
 
 use crate::echo::EchoError;
-use crate::kube_mode::{self, ControllerArgs, KubeModeError, ProxyArgs};
+use crate::kube_mode::{self, KubeModeError};
+
 use crate::standalone::{self, StandaloneOptions, StartError};
+pub use kube_args::{ControllerArgs, ProxyArgs};
 
 pub use demo::DemoError;
 
@@ -107,8 +110,12 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             port,
             admin_address,
         }) => Ok(demo::run(port, admin_address).await?),
-        Some(Command::Proxy(args)) => serve_kube(kube_mode::run_proxy(*args).await?).await,
-        Some(Command::Controller(args)) => serve_kube(kube_mode::run_controller(args).await?).await,
+        Some(Command::Proxy(args)) => {
+            serve_kube(kube_mode::run_proxy(args.into_options()).await?).await
+        }
+        Some(Command::Controller(args)) => {
+            serve_kube(kube_mode::run_controller(args.into_options()).await?).await
+        }
         Some(Command::Validate(args)) => Ok(validate::run(&args)?),
         None => {
             let GatewayArgs {

@@ -1,6 +1,7 @@
 //! The data plane every serving mode runs: store, metrics, proxy app with its mirror engine,
 //! listeners that follow the store, and the admin listener. Modes differ only in what feeds the
-//! store (files or the Kubernetes API).
+//! store (files or the Kubernetes API). The controller, which serves no traffic, starts the
+//! same store, metrics and admin listener from the two steps [`start`] is made of.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,8 +9,10 @@ use std::time::Duration;
 
 use sluice_controller::publish::Store;
 
+use tokio::sync::watch;
+
 use crate::admin::{AdminError, AdminServer, AdminState};
-use crate::listeners::{ListenerManager, ListenerOptions};
+use crate::listeners::{ListenerManager, ListenerOptions, ListenerStatus};
 use crate::metrics::{Metrics, MetricsError};
 use crate::mirror::metrics::MirrorMetrics;
 use crate::mirror::{MirrorEngine, MirrorOptions};
@@ -40,11 +43,7 @@ pub async fn start(
     mut settings: ProxySettings,
     mirror: MirrorOptions,
 ) -> Result<DataPlane, DataPlaneError> {
-    let store = Store::new();
-    let metrics = Metrics::new().map_err(DataPlaneError::Metrics)?;
-    metrics
-        .track_store(store.clone())
-        .map_err(DataPlaneError::Metrics)?;
+    let (store, metrics) = observed_store()?;
     if settings.mirror.is_none() {
         let mirror_metrics =
             MirrorMetrics::register(&metrics.registry).map_err(DataPlaneError::MirrorMetrics)?;
@@ -58,16 +57,7 @@ pub async fn start(
     };
     let app = proxy::new_app(store.clone(), metrics.clone(), settings);
     let listeners = ListenerManager::start(store.clone(), app, options);
-    let admin = AdminServer::start(
-        admin_address,
-        AdminState {
-            store: store.clone(),
-            metrics: metrics.clone(),
-            listeners: listeners.watch_status(),
-        },
-    )
-    .await;
-    match admin {
+    match start_admin(admin_address, &store, &metrics, listeners.watch_status()).await {
         Ok(admin) => Ok(DataPlane {
             store,
             metrics,
@@ -76,7 +66,36 @@ pub async fn start(
         }),
         Err(e) => {
             listeners.shutdown(Duration::ZERO).await;
-            Err(DataPlaneError::Admin(e))
+            Err(e)
         }
     }
+}
+
+/// An empty store and the metrics registry that follows it.
+pub fn observed_store() -> Result<(Arc<Store>, Metrics), DataPlaneError> {
+    let store = Store::new();
+    let metrics = Metrics::new().map_err(DataPlaneError::Metrics)?;
+    metrics
+        .track_store(store.clone())
+        .map_err(DataPlaneError::Metrics)?;
+    Ok((store, metrics))
+}
+
+/// `/status`, `/config`, `/healthz`, `/readyz` and `/metrics` for `store`.
+pub async fn start_admin(
+    address: SocketAddr,
+    store: &Arc<Store>,
+    metrics: &Arc<Metrics>,
+    listeners: watch::Receiver<ListenerStatus>,
+) -> Result<AdminServer, DataPlaneError> {
+    AdminServer::start(
+        address,
+        AdminState {
+            store: store.clone(),
+            metrics: metrics.clone(),
+            listeners,
+        },
+    )
+    .await
+    .map_err(DataPlaneError::Admin)
 }

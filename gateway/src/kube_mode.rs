@@ -2,14 +2,15 @@
 //! `sluice controller` (status writer and provisioner under a Lease).
 //!
 //! Both run the controller crate's kube source and the same pure `translate` as standalone
-//! mode. The proxy serves exactly like standalone mode (same proxy app, listener manager and
-//! admin listener) but never writes to the API server.
+//! mode, and both start from [`dataplane`]: the proxy serves exactly like standalone mode (same
+//! proxy app, listener manager and admin listener) but never writes to the API server; the
+//! controller has the same store, metrics and admin listener, and binds no Gateway sockets. The
+//! flags that fill these options are in `cli::kube_args`.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Args;
 use sluice_controller::leader::{self, LeaseConfig};
 use sluice_controller::provision::{Provisioner, ProvisionerConfig};
 use sluice_controller::publish::Store;
@@ -19,85 +20,38 @@ use sluice_controller::translate::TranslateOptions;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::admin::{AdminError, AdminServer, AdminState};
-use crate::cli::edge_args::{Drain, EdgeArgs};
-use crate::cli::mirror_args::MirrorArgs;
+use crate::admin::AdminServer;
 use crate::dataplane::{self, DataPlane, DataPlaneError};
-use crate::edge::limits::raise_fd_limit;
-use crate::listeners::{ListenerManager, ListenerStatus};
-use crate::metrics::{Metrics, MetricsError};
+use crate::listeners::{Drain, ListenerManager, ListenerStatus};
+use crate::mirror::MirrorOptions;
 use crate::proxy::ProxySettings;
 
-/// The data plane of one Gateway, configured from the Kubernetes API.
-#[derive(Debug, Clone, Args)]
-pub struct ProxyArgs {
-    /// The Gateway to serve, as NAMESPACE/NAME.
-    #[arg(long, value_parser = parse_gateway)]
+/// The data plane of one Gateway.
+#[derive(Debug, Clone)]
+pub struct ProxyOptions {
+    /// `(namespace, name)` of the Gateway to serve.
     pub gateway: (String, String),
-    /// Where `/status`, `/config`, `/healthz`, `/readyz` and `/metrics` are served.
-    #[arg(long, default_value_t = SocketAddr::from((Ipv4Addr::LOCALHOST, 9901)))]
     pub admin_address: SocketAddr,
     /// Where the Gateway's listeners bind inside the pod.
-    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
     pub listen_address: IpAddr,
-    /// The same flags as standalone mode; the provisioner sets them from the GatewayClass
-    /// parameters' `mirror*` keys.
-    #[command(flatten)]
-    pub mirror: MirrorArgs,
-    /// The same flags as standalone mode; the provisioner sets them from the GatewayClass
-    /// parameters' edge keys (see docs/hardening.md).
-    #[command(flatten)]
-    pub edge: EdgeArgs,
+    pub proxy: ProxySettings,
+    pub mirror: MirrorOptions,
+    pub drain: Drain,
 }
 
-/// The controller: statuses and data-plane provisioning, one leader at a time.
-#[derive(Debug, Clone, Args)]
-pub struct ControllerArgs {
-    /// Where `/healthz`, `/readyz` and `/metrics` are served.
-    #[arg(long, default_value_t = SocketAddr::from((Ipv4Addr::LOCALHOST, 9901)))]
+/// One controller replica.
+#[derive(Debug, Clone)]
+pub struct ControllerOptions {
     pub admin_address: SocketAddr,
-    /// Where the leader-election Lease lives (the controller's own namespace).
-    #[arg(long, env = "POD_NAMESPACE", default_value = "sluice-system")]
-    pub lease_namespace: String,
-    /// The leader-election Lease's name; replicas sharing it elect one leader. Needs get,
-    /// create and update on Leases in the Lease namespace (deploy/base's RBAC grants them).
-    #[arg(long, default_value = "sluice-controller")]
-    pub lease_name: String,
-    /// This replica's identity in the Lease: unique per replica (default: the host name, which
-    /// in a pod is the pod name).
-    #[arg(long, env = "POD_NAME", default_value_t = host_name())]
-    pub identity: String,
-    /// Required: the image provisioned data planes run (the controller's own image).
-    #[arg(long, env = "SLUICE_DATAPLANE_IMAGE")]
+    pub lease: LeaseConfig,
+    /// The image provisioned data planes run.
     pub dataplane_image: String,
-}
-
-/// The kernel's host name; `sluice-controller` where it cannot be read (not Linux).
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "sluice-controller".into())
-}
-
-fn parse_gateway(s: &str) -> Result<(String, String), String> {
-    match s.split_once('/') {
-        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
-            Ok((ns.to_string(), name.to_string()))
-        }
-        _ => Err(format!("expected NAMESPACE/NAME, got {s:?}")),
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum KubeModeError {
     #[error("no Kubernetes client configuration (in-cluster or KUBECONFIG)")]
     Client(#[source] kube::Error),
-    #[error("cannot set up metrics")]
-    Metrics(#[source] MetricsError),
-    #[error("cannot start the admin listener")]
-    Admin(#[source] AdminError),
     #[error(transparent)]
     DataPlane(#[from] DataPlaneError),
 }
@@ -139,9 +93,9 @@ impl KubeRunning {
     }
 }
 
-/// Starts a data plane for `args.gateway`; it is ready once its first snapshot is live.
+/// Starts a data plane for `opts.gateway`; it is ready once its first snapshot is live.
 pub async fn start_proxy(
-    args: ProxyArgs,
+    opts: ProxyOptions,
     client: kube::Client,
 ) -> Result<KubeRunning, KubeModeError> {
     let DataPlane {
@@ -149,18 +103,10 @@ pub async fn start_proxy(
         listeners,
         admin,
         ..
-    } = dataplane::start(
-        args.admin_address,
-        ProxySettings {
-            edge: args.edge.clone().into_limits(raise_fd_limit()),
-            ..ProxySettings::default()
-        },
-        args.mirror.into_options(),
-    )
-    .await?;
+    } = dataplane::start(opts.admin_address, opts.proxy, opts.mirror).await?;
     let options = TranslateOptions {
-        listen_address: args.listen_address,
-        only_gateway: Some(args.gateway),
+        listen_address: opts.listen_address,
+        only_gateway: Some(opts.gateway),
         ..TranslateOptions::default()
     };
     let source = KubeSource::new(client, options, store.clone(), Mode::DataPlane);
@@ -170,38 +116,23 @@ pub async fn start_proxy(
         listeners: Some(listeners),
         tasks: vec![source.spawn()],
         leader: None,
-        drain: args.edge.drain(),
+        drain: opts.drain,
     })
 }
 
 /// Starts a controller replica: every replica watches and translates; the Lease holder writes
-/// statuses and provisions data planes.
+/// statuses and provisions data planes. `resync` is the provisioner's safety-net period.
 pub async fn start_controller(
-    args: ControllerArgs,
+    opts: ControllerOptions,
     client: kube::Client,
-    lease: Option<LeaseConfig>,
     resync: Duration,
 ) -> Result<KubeRunning, KubeModeError> {
-    let store = Store::new();
-    let metrics = Metrics::new().map_err(KubeModeError::Metrics)?;
-    metrics
-        .track_store(store.clone())
-        .map_err(KubeModeError::Metrics)?;
+    let (store, metrics) = dataplane::observed_store()?;
     // The controller binds no Gateway sockets: its listener status never changes.
     let (_, no_listeners) = watch::channel(ListenerStatus::default());
-    let admin = AdminServer::start(
-        args.admin_address,
-        AdminState {
-            store: store.clone(),
-            metrics: Arc::new(metrics),
-            listeners: no_listeners,
-        },
-    )
-    .await
-    .map_err(KubeModeError::Admin)?;
-    let lease = lease.unwrap_or_else(|| {
-        LeaseConfig::new(&args.lease_namespace, &args.lease_name, &args.identity)
-    });
+    let admin =
+        dataplane::start_admin(opts.admin_address, &store, &Arc::new(metrics), no_listeners)
+            .await?;
     let source = KubeSource::new(
         client.clone(),
         TranslateOptions::default(),
@@ -210,11 +141,11 @@ pub async fn start_controller(
     );
     let resources = source.resources();
     let claimed = source.claimed_routes();
-    let (election, leader) = leader::spawn(client.clone(), lease);
+    let (election, leader) = leader::spawn(client.clone(), opts.lease);
     let provisioner = Provisioner::new(
         client.clone(),
         ProvisionerConfig {
-            image: args.dataplane_image,
+            image: opts.dataplane_image,
             resync,
         },
         leader.clone(),
@@ -244,143 +175,21 @@ pub async fn start_controller(
 }
 
 /// `sluice proxy`: the client from the pod's service account or `KUBECONFIG`.
-pub async fn run_proxy(args: ProxyArgs) -> Result<KubeRunning, KubeModeError> {
-    let client = kube::Client::try_default()
-        .await
-        .map_err(KubeModeError::Client)?;
-    start_proxy(args, client).await
+pub async fn run_proxy(opts: ProxyOptions) -> Result<KubeRunning, KubeModeError> {
+    start_proxy(opts, client().await?).await
 }
 
 /// `sluice controller`, with client-go's Lease timings. Provisioning is watch-driven; its resync
 /// is only a safety net, so it is slow.
-pub async fn run_controller(args: ControllerArgs) -> Result<KubeRunning, KubeModeError> {
-    let client = kube::Client::try_default()
+pub async fn run_controller(opts: ControllerOptions) -> Result<KubeRunning, KubeModeError> {
+    start_controller(opts, client().await?, PROVISIONING_RESYNC).await
+}
+
+async fn client() -> Result<kube::Client, KubeModeError> {
+    kube::Client::try_default()
         .await
-        .map_err(KubeModeError::Client)?;
-    start_controller(args, client, None, PROVISIONING_RESYNC).await
+        .map_err(KubeModeError::Client)
 }
 
 /// Reconciles every data plane this often even when no watch reported a change.
 const PROVISIONING_RESYNC: Duration = Duration::from_secs(300);
-
-#[cfg(test)]
-mod tests {
-    use clap::Parser;
-
-    use super::*;
-    use crate::cli::{Cli, Command};
-
-    #[test]
-    fn the_binary_has_proxy_and_controller_subcommands() {
-        let cli = Cli::try_parse_from(["sluice", "proxy", "--gateway", "demo/web"]).expect("proxy");
-        assert!(
-            matches!(cli.command, Some(Command::Proxy(a)) if a.gateway == ("demo".into(), "web".into()))
-        );
-        let cli = Cli::try_parse_from([
-            "sluice",
-            "controller",
-            "--identity=pod-a",
-            "--dataplane-image=example.test/sluice:1",
-        ])
-        .expect("controller");
-        assert!(matches!(cli.command, Some(Command::Controller(a)) if a.identity == "pod-a"));
-        assert!(Cli::try_parse_from(["sluice", "proxy", "--gateway", "web"]).is_err());
-    }
-
-    #[test]
-    fn the_provisioned_mirror_and_edge_flags_parse_as_proxy_flags() {
-        use sluice_controller::provision::{manifests, params::DataPlaneParams};
-
-        // The type comes from `from_config_map`: the gateway crate needs no k8s-openapi for it.
-        let config_map = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "knobs", "namespace": "sluice-system"},
-            "data": {
-                "mirrorHostSuffix": "-shadow",
-                "mirrorSetHeaders": "{x-mirror: \"1\"}",
-                "mirrorAddHeaders": "{x-tag: a=b}",
-                "mirrorRemoveHeaders": "[authorization]",
-                "mirrorBufferBytes": "1024",
-                "mirrorMaxBufferedBytes": "4096",
-                "mirrorMaxInflight": "7",
-                "mirrorTimeoutMs": "250",
-                "mirrorAccessLog": "true",
-                "maxHeaderFields": "50",
-                "clientHeaderTimeout": "3s",
-                "keepaliveTimeout": "90s",
-                "drainDelay": "7s",
-                "shutdownGrace": "20s",
-            },
-        }))
-        .expect("a ConfigMap");
-        let params = DataPlaneParams::from_config_map(&config_map).expect("valid parameters");
-        let gateway = serde_json::from_value(serde_json::json!({
-            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
-            "metadata": {"name": "web", "namespace": "demo", "uid": "u"},
-            "spec": {"gatewayClassName": "sluice",
-                "listeners": [{"name": "http", "port": 8000, "protocol": "HTTP"}]},
-        }))
-        .expect("a Gateway");
-        let objects = manifests::build(&gateway, &params, "img");
-        let manifests::Workload::Deployment(deployment) = objects.workload else {
-            panic!("a Deployment by default");
-        };
-        let pod = deployment
-            .spec
-            .as_ref()
-            .and_then(|s| s.template.spec.as_ref());
-        assert_eq!(
-            pod.and_then(|p| p.termination_grace_period_seconds),
-            Some(32),
-            "drain delay + grace + slack"
-        );
-        let args = deployment
-            .spec
-            .and_then(|s| s.template.spec)
-            .and_then(|s| s.containers.into_iter().next())
-            .and_then(|c| c.args)
-            .expect("container args");
-
-        let cli = Cli::try_parse_from(std::iter::once("sluice".to_string()).chain(args))
-            .expect("the data plane accepts its flags");
-        let Some(Command::Proxy(proxy)) = cli.command else {
-            panic!("sluice proxy");
-        };
-        let mirror = proxy.mirror.into_options();
-        assert_eq!(mirror.host_suffix.as_deref(), Some("-shadow"));
-        assert_eq!(mirror.headers.set[0].0.as_str(), "x-mirror");
-        assert_eq!(mirror.headers.add[0].1.as_bytes(), b"a=b");
-        assert_eq!(mirror.headers.remove[0].as_str(), "authorization");
-        assert_eq!(
-            (
-                mirror.request_buffer_bytes,
-                mirror.max_buffered_bytes,
-                mirror.max_inflight
-            ),
-            (1024, 4096, 7)
-        );
-        assert_eq!(mirror.timeout, Duration::from_millis(250));
-        assert!(mirror.access_log);
-        assert_eq!(
-            proxy.edge.drain(),
-            Drain {
-                delay: Duration::from_secs(7),
-                grace: Duration::from_secs(20)
-            }
-        );
-        let limits = proxy.edge.into_limits(None);
-        assert_eq!(limits.max_header_fields, 50);
-        assert_eq!(limits.client_header_timeout, Duration::from_secs(3));
-        assert_eq!(limits.keepalive_timeout, Duration::from_secs(90));
-    }
-
-    #[test]
-    fn gateway_is_namespace_slash_name() {
-        assert_eq!(
-            parse_gateway("demo/web"),
-            Ok(("demo".to_string(), "web".to_string()))
-        );
-        for bad in ["web", "/web", "demo/", "a/b/c"] {
-            assert!(parse_gateway(bad).is_err(), "{bad}");
-        }
-    }
-}

@@ -6,6 +6,7 @@
 
 mod accept;
 mod connections;
+mod drain;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -21,6 +22,7 @@ use tokio::task::JoinHandle;
 
 use accept::{BoundSocket, Shared};
 use connections::Connections;
+pub use drain::Drain;
 
 use crate::edge::{EdgeLimits, EdgeMetrics};
 

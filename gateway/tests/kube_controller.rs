@@ -8,27 +8,24 @@ use std::time::Duration;
 use serde_json::Value;
 use sluice_controller::leader::LeaseConfig;
 use sluice_controller::testing::{objects, FakeApiServer};
-use sluice_gateway::kube_mode::{self, ControllerArgs, KubeRunning};
+use sluice_gateway::kube_mode::{self, ControllerOptions, KubeRunning};
 
 const WAIT: Duration = Duration::from_secs(20);
 const GW: &str = "gateway.networking.k8s.io/v1";
 
 async fn replica(server: &FakeApiServer, identity: &str) -> KubeRunning {
-    let args = ControllerArgs {
-        admin_address: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-        lease_namespace: "sluice-system".into(),
-        lease_name: "sluice-controller".into(),
-        identity: identity.into(),
-        dataplane_image: "example.test/sluice:dev".into(),
-    };
     let mut lease = LeaseConfig::new("sluice-system", "sluice-controller", identity);
     lease.lease_duration = Duration::from_secs(3);
     lease.renew_deadline = Duration::from_secs(2);
     lease.retry_period = Duration::from_millis(100);
+    let opts = ControllerOptions {
+        admin_address: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        lease,
+        dataplane_image: "example.test/sluice:dev".into(),
+    };
     kube_mode::start_controller(
-        args,
+        opts,
         server.client_as(identity).expect("client"),
-        Some(lease),
         Duration::from_millis(100),
     )
     .await

@@ -77,9 +77,12 @@ async fn start_proxy(server: &FakeApiServer) -> KubeRunning {
     let Some(Command::Proxy(args)) = cli.command else {
         panic!("sluice proxy");
     };
-    kube_mode::start_proxy(*args, server.client_as("proxy").expect("client"))
-        .await
-        .expect("proxy starts")
+    kube_mode::start_proxy(
+        args.into_options(),
+        server.client_as("proxy").expect("client"),
+    )
+    .await
+    .expect("proxy starts")
 }
 
 /// GET through the gateway: the echo JSON's `pod`, or why not.

@@ -5,6 +5,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::edge::EdgeLimits;
+use crate::listeners::Drain;
 
 /// The edge limits. Durations are written as the Gateway API writes them (`10s`, `500ms`,
 /// `1m30s`). Unset flags keep the defaults of [`EdgeLimits`].
@@ -45,23 +46,6 @@ pub struct EdgeArgs {
     /// connections are closed [default: 30s].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub shutdown_grace: Option<Duration>,
-}
-
-/// How a SIGTERM is taken: stop being ready, keep accepting for `delay`, stop accepting, give
-/// requests in flight up to `grace`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Drain {
-    pub delay: Duration,
-    pub grace: Duration,
-}
-
-impl Default for Drain {
-    fn default() -> Drain {
-        Drain {
-            delay: Duration::ZERO,
-            grace: Duration::from_secs(30),
-        }
-    }
 }
 
 impl EdgeArgs {

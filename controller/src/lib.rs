@@ -9,6 +9,7 @@
 
 pub mod features;
 pub mod leader;
+pub mod mirror_settings;
 pub mod precedence;
 pub mod provision;
 pub mod publish;

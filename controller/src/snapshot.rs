@@ -330,7 +330,7 @@ pub enum Filter {
     Mirror(Mirror),
 }
 
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
 pub struct HeaderModifier {
     #[serde(serialize_with = "ser::header_pairs")]
     pub set: Vec<(HeaderName, HeaderValue)>,

@@ -29,7 +29,8 @@ use pingora_core::connectors::ConnectorOptions;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_http::RequestHeader;
 use rand::Rng;
-use sluice_controller::snapshot::{Backend, BackendProtocol, Fraction, HeaderModifier, Mirror};
+use sluice_controller::mirror_settings::MirrorSettings;
+use sluice_controller::snapshot::{Backend, BackendProtocol, Fraction, Mirror};
 use tokio::sync::{mpsc, watch};
 use tracing::debug;
 
@@ -41,46 +42,24 @@ pub use metrics::MirrorMetrics;
 /// How mirrors are sent and bounded. Every field has a production default.
 #[derive(Debug, Clone)]
 pub struct MirrorOptions {
-    /// Appended to the mirror request's host name (`example.com:80` → `example.com-shadow:80`),
-    /// so a mirror can tell copies apart. `None` (default) keeps the original `Host`.
-    pub host_suffix: Option<String>,
-    /// Header changes applied to mirror requests only, after every route filter.
-    pub headers: HeaderModifier,
-    /// Body bytes one copy may hold queued while its mirror is slower than the primary; beyond
-    /// this the copy is aborted (`dropped_overflow`). It absorbs the mirror's connect time and
-    /// scheduling jitter, so a mirror as fast as the primary never hits it.
-    pub request_buffer_bytes: usize,
-    /// Body bytes all copies together may hold queued.
-    pub max_buffered_bytes: usize,
-    /// Copies in flight at once; beyond this new copies are skipped (`skipped_capacity`).
-    pub max_inflight: usize,
+    /// What copies look like and how much they may hold: the `--mirror-*` flags and the class
+    /// parameters' `mirror*` keys.
+    pub settings: MirrorSettings,
     /// Connecting to a mirror endpoint (`connect_error` after it).
     pub connect_timeout: Duration,
-    /// From the moment the whole request body was handed to the copy until the mirror's answer
-    /// has been read (`timeout` after it). While the body streams, the copy lives exactly as
-    /// long as the client's upload and is bounded by the byte budget instead.
-    pub timeout: Duration,
     /// How long an idle pooled mirror connection is kept.
     pub pool_idle_timeout: Duration,
     /// Pooled mirror connections kept across all mirror backends.
     pub pool_size: usize,
-    /// Log one `sluice::access` line per copy, tagged `mirror=true`.
-    pub access_log: bool,
 }
 
 impl Default for MirrorOptions {
     fn default() -> MirrorOptions {
         MirrorOptions {
-            host_suffix: None,
-            headers: HeaderModifier::default(),
-            request_buffer_bytes: 8 * 1024 * 1024,
-            max_buffered_bytes: 256 * 1024 * 1024,
-            max_inflight: 1024,
+            settings: MirrorSettings::default(),
             connect_timeout: Duration::from_secs(1),
-            timeout: Duration::from_secs(10),
             pool_idle_timeout: Duration::from_secs(60),
             pool_size: 128,
-            access_log: false,
         }
     }
 }
@@ -98,7 +77,7 @@ pub enum Outcome {
     SkippedUpgrade,
     /// No endpoint, or connecting failed or timed out.
     ConnectError,
-    /// The answer did not arrive within [`MirrorOptions::timeout`] after the body was complete.
+    /// The answer did not arrive within [`MirrorSettings::timeout`] after the body was complete.
     Timeout,
     /// Writing to or reading from the mirror failed, or it answered garbage.
     UpstreamError,
@@ -193,8 +172,8 @@ pub struct MirrorEngine {
 impl MirrorEngine {
     pub fn new(options: MirrorOptions, metrics: MirrorMetrics) -> Arc<MirrorEngine> {
         let budget = Arc::new(GlobalBudget::new(
-            options.max_inflight,
-            options.max_buffered_bytes,
+            options.settings.max_inflight,
+            options.settings.max_buffered_bytes,
             metrics.inflight.clone(),
             metrics.buffered.clone(),
         ));
@@ -361,7 +340,7 @@ impl MirrorSet {
         let job = Job {
             engine: engine.clone(),
             peer,
-            head: head::mirror_head(head, has_body, &engine.options),
+            head: head::mirror_head(head, has_body, &engine.options.settings),
             chunks: rx,
             state: state_rx,
             route,
@@ -372,7 +351,10 @@ impl MirrorSet {
         self.copies.push(Copy {
             chunks: has_body.then_some(tx),
             state,
-            budget: RequestBudget::new(engine.options.request_buffer_bytes, engine.budget.clone()),
+            budget: RequestBudget::new(
+                engine.options.settings.request_buffer_bytes,
+                engine.budget.clone(),
+            ),
         });
     }
 
@@ -410,7 +392,7 @@ impl MirrorSet {
                 copy.finish();
             }
         }
-        let yield_at = YIELD_AT_BYTES.min(self.engine.options.request_buffer_bytes / 8);
+        let yield_at = YIELD_AT_BYTES.min(self.engine.options.settings.request_buffer_bytes / 8);
         if self
             .copies
             .iter()

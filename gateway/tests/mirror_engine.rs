@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use pingora_http::RequestHeader;
+use sluice_controller::mirror_settings::MirrorSettings;
 use sluice_controller::snapshot::{Backend, BackendProtocol, Fraction, Mirror};
 use sluice_gateway::mirror::{
     Decision, MirrorEngine, MirrorMetrics, MirrorOptions, MirrorSet, Outcome, Pace,
@@ -230,7 +231,10 @@ async fn retry_replay_of_the_body_is_not_sent_twice() {
 async fn mirror_that_falls_behind_is_aborted_and_sees_an_incomplete_body() {
     let (server, mut reports) = servers::stalling(Duration::from_millis(500)).await;
     let engine = engine(MirrorOptions {
-        request_buffer_bytes: 256 * 1024,
+        settings: MirrorSettings {
+            request_buffer_bytes: 256 * 1024,
+            ..MirrorSettings::default()
+        },
         ..MirrorOptions::default()
     });
     let mirror = mirror_to(server.addr);
@@ -264,8 +268,11 @@ async fn mirror_that_falls_behind_is_aborted_and_sees_an_incomplete_body() {
 async fn global_byte_cap_bounds_all_copies_together() {
     let hole = servers::blackhole().await;
     let engine = engine(MirrorOptions {
-        request_buffer_bytes: 1024 * 1024,
-        max_buffered_bytes: 1024 * 1024 + 512 * 1024,
+        settings: MirrorSettings {
+            request_buffer_bytes: 1024 * 1024,
+            max_buffered_bytes: 1024 * 1024 + 512 * 1024,
+            ..MirrorSettings::default()
+        },
         ..MirrorOptions::default()
     });
     let mirror = mirror_to(hole.addr);
@@ -286,8 +293,11 @@ async fn global_byte_cap_bounds_all_copies_together() {
 async fn inflight_cap_skips_new_copies() {
     let hole = servers::blackhole().await;
     let engine = engine(MirrorOptions {
-        max_inflight: 2,
-        timeout: Duration::from_millis(300),
+        settings: MirrorSettings {
+            max_inflight: 2,
+            timeout: Duration::from_millis(300),
+            ..MirrorSettings::default()
+        },
         ..MirrorOptions::default()
     });
     let mirror = mirror_to(hole.addr);

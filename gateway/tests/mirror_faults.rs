@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::StreamExt;
 use gateway::{mirror, Gateway};
+use sluice_controller::mirror_settings::MirrorSettings;
 use sluice_controller::snapshot::Fraction;
 use sluice_gateway::mirror::{MirrorOptions, Outcome};
 use tokio::io::AsyncWriteExt;
@@ -85,8 +86,11 @@ async fn blackhole_mirror_does_not_delay_the_primary_and_is_bounded() {
         "hole",
         hole.addr,
         MirrorOptions {
-            request_buffer_bytes: 1024 * 1024,
-            timeout: Duration::from_secs(1),
+            settings: MirrorSettings {
+                request_buffer_bytes: 1024 * 1024,
+                timeout: Duration::from_secs(1),
+                ..MirrorSettings::default()
+            },
             ..MirrorOptions::default()
         },
     )
@@ -153,9 +157,12 @@ async fn inflight_cap_skips_copies_and_never_the_primary() {
         "capped",
         hole.addr,
         MirrorOptions {
-            max_inflight: 4,
-            // Long enough that the ten requests are all sent before any slot frees.
-            timeout: Duration::from_secs(5),
+            settings: MirrorSettings {
+                max_inflight: 4,
+                // Long enough that the ten requests are all sent before any slot frees.
+                timeout: Duration::from_secs(5),
+                ..MirrorSettings::default()
+            },
             ..MirrorOptions::default()
         },
     )

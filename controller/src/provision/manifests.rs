@@ -359,7 +359,7 @@ fn pod_template(
                         format!("--admin-address=0.0.0.0:{ADMIN_PORT}"),
                     ]
                     .into_iter()
-                    .chain(params.mirror.args())
+                    .chain(params.mirror.to_proxy_args())
                     .chain(params.edge.args())
                     .collect(),
                 ),

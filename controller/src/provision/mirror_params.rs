@@ -1,30 +1,19 @@
 //! The `mirror*` keys of the class parameters: `sluice proxy --mirror-*` flags for every data plane.
 //!
-//! They mirror `gateway/src/cli/mirror_args.rs` one to one (see docs/kubernetes.md). Values are
-//! checked here as that parser would check them, so a bad value is the class's
+//! They parse into the same [`MirrorSettings`] the `sluice --mirror-*` flags parse into, and are
+//! rendered back as those flags ([`MirrorSettings::to_proxy_args`]). Values are checked here as
+//! the flag parser would check them, so a bad value is the class's
 //! `InvalidParameters` condition rather than a data plane that crash-loops on its flags.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 
 use super::params::ParamsError;
+use crate::mirror_settings::MirrorSettings;
 
-/// RequestMirror settings for the data planes of a class; `None`/empty keeps the proxy's default.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct MirrorParams {
-    pub host_suffix: Option<String>,
-    pub set_headers: BTreeMap<String, String>,
-    pub add_headers: BTreeMap<String, String>,
-    pub remove_headers: Vec<String>,
-    pub buffer_bytes: Option<usize>,
-    pub max_buffered_bytes: Option<usize>,
-    pub max_inflight: Option<usize>,
-    pub timeout_ms: Option<u64>,
-    pub access_log: bool,
-}
-
-/// The keys [`MirrorParams::set`] knows.
+/// The keys [`MirrorSettings::set_param`] knows.
 pub const KEYS: &[&str] = &[
     "mirrorHostSuffix",
     "mirrorSetHeaders",
@@ -37,9 +26,9 @@ pub const KEYS: &[&str] = &[
     "mirrorAccessLog",
 ];
 
-impl MirrorParams {
-    /// Takes `key` if it is one of [`KEYS`]; `Ok(false)` for any other key.
-    pub fn set(&mut self, key: &str, value: &str) -> Result<bool, ParamsError> {
+impl MirrorSettings {
+    /// Takes the class parameter `key` if it is one of [`KEYS`]; `Ok(false)` for any other key.
+    pub fn set_param(&mut self, key: &str, value: &str) -> Result<bool, ParamsError> {
         match key {
             "mirrorHostSuffix" => {
                 // It ends up in the Host header of every copy.
@@ -55,19 +44,19 @@ impl MirrorParams {
                 }
                 self.host_suffix = Some(value.to_string());
             }
-            "mirrorSetHeaders" => self.set_headers = headers(key, value)?,
-            "mirrorAddHeaders" => self.add_headers = headers(key, value)?,
+            "mirrorSetHeaders" => self.headers.set = headers(key, value)?,
+            "mirrorAddHeaders" => self.headers.add = headers(key, value)?,
             "mirrorRemoveHeaders" => {
                 let names: Vec<String> = decode(key, value)?;
-                for name in &names {
-                    header_name(key, name)?;
-                }
-                self.remove_headers = names;
+                self.headers.remove = names
+                    .iter()
+                    .map(|n| header_name(key, n))
+                    .collect::<Result<_, _>>()?;
             }
-            "mirrorBufferBytes" => self.buffer_bytes = Some(number(key, value)?),
-            "mirrorMaxBufferedBytes" => self.max_buffered_bytes = Some(number(key, value)?),
-            "mirrorMaxInflight" => self.max_inflight = Some(number(key, value)?),
-            "mirrorTimeoutMs" => self.timeout_ms = Some(number(key, value)?),
+            "mirrorBufferBytes" => self.request_buffer_bytes = number(key, value)?,
+            "mirrorMaxBufferedBytes" => self.max_buffered_bytes = number(key, value)?,
+            "mirrorMaxInflight" => self.max_inflight = number(key, value)?,
+            "mirrorTimeoutMs" => self.timeout = Duration::from_millis(number(key, value)?),
             "mirrorAccessLog" => {
                 self.access_log = match value {
                     "true" => true,
@@ -78,50 +67,6 @@ impl MirrorParams {
             _ => return Ok(false),
         }
         Ok(true)
-    }
-
-    /// The `sluice proxy` flags, in a stable order (a change of order would roll the pods).
-    pub fn args(&self) -> Vec<String> {
-        let mut args = Vec::new();
-        if let Some(suffix) = &self.host_suffix {
-            args.push(format!("--mirror-host-suffix={suffix}"));
-        }
-        for (name, value) in &self.set_headers {
-            args.push(format!("--mirror-set-header={name}={value}"));
-        }
-        for (name, value) in &self.add_headers {
-            args.push(format!("--mirror-add-header={name}={value}"));
-        }
-        for name in &self.remove_headers {
-            args.push(format!("--mirror-remove-header={name}"));
-        }
-        let numbers = [
-            (
-                "--mirror-buffer-bytes",
-                self.buffer_bytes.map(|n| n.to_string()),
-            ),
-            (
-                "--mirror-max-buffered-bytes",
-                self.max_buffered_bytes.map(|n| n.to_string()),
-            ),
-            (
-                "--mirror-max-inflight",
-                self.max_inflight.map(|n| n.to_string()),
-            ),
-            (
-                "--mirror-timeout-ms",
-                self.timeout_ms.map(|n| n.to_string()),
-            ),
-        ];
-        for (flag, value) in numbers {
-            if let Some(value) = value {
-                args.push(format!("{flag}={value}"));
-            }
-        }
-        if self.access_log {
-            args.push("--mirror-access-log".into());
-        }
-        args
     }
 }
 
@@ -150,31 +95,31 @@ fn decode<T: serde::de::DeserializeOwned>(key: &str, value: &str) -> Result<T, P
     })
 }
 
-fn header_name(key: &str, name: &str) -> Result<(), ParamsError> {
+fn header_name(key: &str, name: &str) -> Result<HeaderName, ParamsError> {
     HeaderName::from_bytes(name.as_bytes())
-        .map(|_| ())
         .map_err(|_| invalid(key_name(key), "valid header names", name))
 }
 
-/// A YAML map of header name to value.
-fn headers(key: &str, value: &str) -> Result<BTreeMap<String, String>, ParamsError> {
+/// A YAML map of header name to value, in name order.
+fn headers(key: &str, value: &str) -> Result<Vec<(HeaderName, HeaderValue)>, ParamsError> {
     let map: BTreeMap<String, String> = decode(key, value)?;
-    for (name, value) in &map {
-        header_name(key, name)?;
-        HeaderValue::from_str(value)
-            .map_err(|_| invalid(key_name(key), "valid header values", value))?;
-    }
-    Ok(map)
+    map.iter()
+        .map(|(name, value)| {
+            let value = HeaderValue::from_str(value)
+                .map_err(|_| invalid(key_name(key), "valid header values", value))?;
+            Ok((header_name(key, name)?, value))
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn params(pairs: &[(&str, &str)]) -> Result<MirrorParams, ParamsError> {
-        let mut p = MirrorParams::default();
+    fn params(pairs: &[(&str, &str)]) -> Result<MirrorSettings, ParamsError> {
+        let mut p = MirrorSettings::default();
         for (k, v) in pairs {
-            assert!(p.set(k, v)?, "{k} is a mirror key");
+            assert!(p.set_param(k, v)?, "{k} is a mirror key");
         }
         Ok(p)
     }
@@ -194,7 +139,7 @@ mod tests {
         ])
         .expect("valid");
         assert_eq!(
-            p.args(),
+            p.to_proxy_args(),
             [
                 "--mirror-host-suffix=-shadow",
                 "--mirror-set-header=x-mirror=1",
@@ -207,7 +152,7 @@ mod tests {
                 "--mirror-access-log",
             ]
         );
-        assert!(MirrorParams::default().args().is_empty());
+        assert!(MirrorSettings::default().to_proxy_args().is_empty());
     }
 
     #[test]

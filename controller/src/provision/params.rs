@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{ConfigMap, ResourceRequirements, Toleration};
 
 use super::edge_params::{self, EdgeParams};
-use super::mirror_params::{self, MirrorParams};
+use super::mirror_params;
+use crate::mirror_settings::MirrorSettings;
 
 /// The Gateway API reason for a GatewayClass (and its Gateways) whose parameters are unusable.
 pub const INVALID_PARAMETERS: &str = "InvalidParameters";
@@ -33,7 +34,7 @@ pub struct DataPlaneParams {
     /// Overrides the controller's `--dataplane-image`.
     pub image: Option<String>,
     /// `sluice proxy --mirror-*` flags (the `mirror*` keys).
-    pub mirror: MirrorParams,
+    pub mirror: MirrorSettings,
     /// `sluice proxy` limit and drain flags (the edge keys, docs/hardening.md).
     pub edge: EdgeParams,
 }
@@ -49,7 +50,7 @@ impl Default for DataPlaneParams {
             tolerations: None,
             host_network: false,
             image: None,
-            mirror: MirrorParams::default(),
+            mirror: MirrorSettings::default(),
             edge: EdgeParams::default(),
         }
     }
@@ -151,7 +152,7 @@ impl DataPlaneParams {
                 }
                 "image" => p.image = Some(value.into()),
                 other => {
-                    if !p.mirror.set(other, value)? && !p.edge.set(other, value)? {
+                    if !p.mirror.set_param(other, value)? && !p.edge.set(other, value)? {
                         return Err(ParamsError::UnknownKey(other.into()));
                     }
                 }

@@ -186,7 +186,9 @@ mod tests {
         let Some(Command::Proxy(proxy)) = cli.command else {
             panic!("sluice proxy");
         };
-        let mirror = proxy.mirror.into_options();
+        let mirror = proxy.mirror.into_settings();
+        // The flags parse back into exactly what the class parameters said.
+        assert_eq!(mirror, params.mirror);
         assert_eq!(mirror.host_suffix.as_deref(), Some("-shadow"));
         assert_eq!(mirror.headers.set[0].0.as_str(), "x-mirror");
         assert_eq!(mirror.headers.add[0].1.as_bytes(), b"a=b");

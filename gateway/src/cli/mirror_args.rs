@@ -4,12 +4,13 @@ use std::time::Duration;
 
 use clap::Args;
 use http::{HeaderName, HeaderValue};
+use sluice_controller::mirror_settings::MirrorSettings;
 use sluice_controller::snapshot::HeaderModifier;
 
 use crate::mirror::MirrorOptions;
 
-/// Mirror settings shared by every RequestMirror filter this instance serves. Defaults keep the
-/// copy identical to the primary request (original `Host`, no extra headers).
+/// The flags of [`MirrorSettings`] (documented there), shared by every RequestMirror filter this
+/// instance serves. The GatewayClass parameters' `mirror*` keys render into these flags.
 #[derive(Debug, Clone, Args)]
 pub struct MirrorArgs {
     /// Append this to the Host of mirror requests (e.g. `-shadow`: `example.com` becomes
@@ -43,9 +44,17 @@ pub struct MirrorArgs {
 }
 
 impl MirrorArgs {
+    /// The mirror engine's options: these settings, the connection pool at its defaults.
     pub fn into_options(self) -> MirrorOptions {
-        let defaults = MirrorOptions::default();
         MirrorOptions {
+            settings: self.into_settings(),
+            ..MirrorOptions::default()
+        }
+    }
+
+    pub fn into_settings(self) -> MirrorSettings {
+        let defaults = MirrorSettings::default();
+        MirrorSettings {
             host_suffix: self.mirror_host_suffix.filter(|s| !s.is_empty()),
             headers: HeaderModifier {
                 set: self.mirror_set_header,
@@ -63,7 +72,6 @@ impl MirrorArgs {
                 .mirror_timeout_ms
                 .map_or(defaults.timeout, Duration::from_millis),
             access_log: self.mirror_access_log,
-            ..defaults
         }
     }
 }
@@ -95,7 +103,7 @@ mod tests {
     }
 
     #[test]
-    fn flags_become_mirror_options() {
+    fn flags_become_mirror_settings() {
         let flags = Flags::try_parse_from([
             "sluice",
             "--mirror-host-suffix",
@@ -111,7 +119,7 @@ mod tests {
             "--mirror-access-log",
         ])
         .expect("valid flags parse");
-        let options = flags.mirror.into_options();
+        let options = flags.mirror.into_settings();
         assert_eq!(options.host_suffix.as_deref(), Some("-shadow"));
         assert_eq!(options.headers.set[0].0.as_str(), "x-mirror");
         assert_eq!(options.headers.add[0].1.as_bytes(), b"a=b");
@@ -120,7 +128,7 @@ mod tests {
         assert!(options.access_log);
         assert_eq!(
             options.request_buffer_bytes,
-            MirrorOptions::default().request_buffer_bytes
+            MirrorSettings::default().request_buffer_bytes
         );
     }
 

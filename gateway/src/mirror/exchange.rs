@@ -64,7 +64,7 @@ pub(super) async fn run(job: Job) {
     } = job;
     let started = Instant::now();
     // Only the access log needs them; copying them for every mirrored request would not be free.
-    let logged = engine.options.access_log.then(|| {
+    let logged = engine.options.settings.access_log.then(|| {
         (
             head.method.clone(),
             String::from_utf8_lossy(head.raw_path()).into_owned(),
@@ -76,7 +76,7 @@ pub(super) async fn run(job: Job) {
     let outcome = tokio::select! {
         biased;
         reason = aborted(&mut abort_watch) => Outcome::from(reason),
-        () = deadline(&mut deadline_watch, engine.options.timeout) => Outcome::Timeout,
+        () = deadline(&mut deadline_watch, engine.options.settings.timeout) => Outcome::Timeout,
         outcome = exchange(&engine, &peer, head, chunks, &state, &route, &mirror, &mut stats) => outcome,
     };
     let elapsed = started.elapsed();

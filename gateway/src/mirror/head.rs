@@ -4,7 +4,7 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Version};
 use pingora_http::RequestHeader;
 
-use super::MirrorOptions;
+use sluice_controller::mirror_settings::MirrorSettings;
 
 /// Why a request is never copied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +42,7 @@ pub fn check_mirrorable(primary: &RequestHeader) -> Result<(), NotMirrorable> {
 pub fn mirror_head(
     mut head: RequestHeader,
     has_body: bool,
-    options: &MirrorOptions,
+    options: &MirrorSettings,
 ) -> RequestHeader {
     head.set_version(Version::HTTP_11);
 
@@ -153,7 +153,7 @@ mod tests {
                 ("te", "trailers"),
             ],
         );
-        let m = mirror_head(p.clone(), true, &MirrorOptions::default());
+        let m = mirror_head(p.clone(), true, &MirrorSettings::default());
         assert_eq!(m.method, Method::POST);
         assert_eq!(m.raw_path(), b"/a/b?x=1&y=%2F");
         assert_eq!(m.headers.get("host").unwrap(), "example.com");
@@ -178,7 +178,7 @@ mod tests {
             b"/",
             &[("host", "h"), ("transfer-encoding", "chunked")],
         );
-        let m = mirror_head(p.clone(), true, &MirrorOptions::default());
+        let m = mirror_head(p.clone(), true, &MirrorSettings::default());
         assert_eq!(m.headers.get("transfer-encoding").unwrap(), "chunked");
         assert!(!m.headers.contains_key("content-length"));
     }
@@ -198,7 +198,7 @@ mod tests {
             b"/",
             &[("host", "a.com:80"), ("x-drop", "1"), ("x-k", "old")],
         );
-        let options = MirrorOptions {
+        let options = MirrorSettings {
             host_suffix: Some("-shadow".into()),
             headers: HeaderModifier {
                 set: vec![(
@@ -211,7 +211,7 @@ mod tests {
                 )],
                 remove: vec![HeaderName::from_static("x-drop")],
             },
-            ..MirrorOptions::default()
+            ..MirrorSettings::default()
         };
         let m = mirror_head(p.clone(), false, &options);
         assert_eq!(m.headers.get("host").unwrap(), "a.com-shadow:80");

@@ -39,9 +39,11 @@ use tokio::task::JoinSet;
 use self::manifests::{
     DataPlaneObjects, Workload, GATEWAY_LABEL, GATEWAY_NAMESPACE_LABEL, MANAGED_BY,
 };
-use self::params::{DataPlaneParams, ParametersRefError, INVALID_PARAMETERS};
+use self::params::{DataPlaneParams, ParametersRefError};
 use crate::publish::Store;
 use crate::resources::Resources;
+use crate::status::conditions::reasons::{self, INVALID_PARAMETERS};
+use crate::status::conditions::types;
 use crate::status_writer::{DataPlane, Provisioning, FIELD_MANAGER};
 use crate::CONTROLLER_NAME;
 
@@ -246,7 +248,7 @@ impl Provisioner {
                 s.conditions
                     .iter()
                     .flatten()
-                    .any(|c| c.type_ == "Accepted" && c.status == "True")
+                    .any(|c| c.type_ == types::ACCEPTED && c.status == "True")
             });
             if !accepted {
                 continue;
@@ -258,7 +260,7 @@ impl Provisioner {
                     tracing::warn!("provisioning {key}: {e}");
                     DataPlane {
                         programmed: false,
-                        reason: "Pending",
+                        reason: reasons::PENDING,
                         message: format!(
                             "the data plane could not be provisioned: {}",
                             params::error_chain(&e)
@@ -297,7 +299,7 @@ impl Provisioner {
             if before == Some((ok, reason)) {
                 continue;
             }
-            let warning = matches!(reason, "Invalid" | INVALID_PARAMETERS);
+            let warning = matches!(reason, reasons::INVALID | INVALID_PARAMETERS);
             let event = Event {
                 type_: if warning {
                     EventType::Warning
@@ -427,21 +429,21 @@ impl Provisioner {
         Ok(if !available {
             DataPlane {
                 programmed: false,
-                reason: "Pending",
+                reason: reasons::PENDING,
                 message: format!("waiting for an available data-plane pod of {name}"),
                 addresses,
             }
         } else if addresses.is_empty() {
             DataPlane {
                 programmed: false,
-                reason: "AddressNotAssigned",
+                reason: reasons::ADDRESS_NOT_ASSIGNED,
                 message: format!("waiting for Service {name} to get an address"),
                 addresses,
             }
         } else {
             DataPlane {
                 programmed: true,
-                reason: "Programmed",
+                reason: reasons::PROGRAMMED,
                 message: String::new(),
                 addresses,
             }

@@ -24,9 +24,11 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
-use crate::provision::params::INVALID_PARAMETERS;
 use crate::publish::Store;
 use crate::sources::kube::ClaimedRoutes;
+use crate::status::conditions::reasons::{self, INVALID_PARAMETERS};
+use crate::status::conditions::types;
+use crate::status::{Kind, StatusKey};
 use crate::CONTROLLER_NAME;
 
 /// The field manager of every status Sluice writes.
@@ -56,7 +58,7 @@ impl DataPlane {
     fn not_yet_provisioned() -> DataPlane {
         DataPlane {
             programmed: false,
-            reason: "Pending",
+            reason: reasons::PENDING,
             message: "waiting for the data plane to be provisioned".into(),
             addresses: Vec::new(),
         }
@@ -84,8 +86,8 @@ pub struct Provisioning {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StatusWriteError {
-    #[error("status key {0:?} is not Kind/namespace/name")]
-    Key(String),
+    #[error("status key {0} names no object")]
+    Key(StatusKey),
     #[error("writing the status of {key}")]
     Api {
         key: String,
@@ -105,7 +107,7 @@ pub struct StatusWriter {
     provisioning: watch::Receiver<Arc<Provisioning>>,
     claimed: watch::Receiver<Arc<ClaimedRoutes>>,
     /// Per object: the status translate wanted, and what we wrote (or found) for it.
-    written: HashMap<String, (Value, Value)>,
+    written: HashMap<StatusKey, (Value, Value)>,
 }
 
 impl StatusWriter {
@@ -164,13 +166,11 @@ impl StatusWriter {
         let mut wanted = Vec::new();
         for (key, status) in &snapshot.statuses.objects {
             let mut desired = serde_json::to_value(status).map_err(StatusWriteError::Encode)?;
-            let parts: Vec<&str> = key.split('/').collect();
-            let provisioned_kind =
-                matches!(parts.as_slice(), ["GatewayClass", ..] | ["Gateway", ..]);
+            let provisioned_kind = matches!(key.kind, Kind::GatewayClass | Kind::Gateway);
             if provisioned_kind && !provisioning.reconciled {
                 continue;
             }
-            overlay_provisioning(&mut desired, &parts, &provisioning);
+            overlay_provisioning(&mut desired, key, &provisioning);
             wanted.push((key.clone(), desired));
         }
         // A route that no longer names any of our Gateways (parentRef removed, Gateway deleted
@@ -184,12 +184,12 @@ impl StatusWriter {
         let mut writes = 0;
         let mut first_error = None;
         for (key, desired) in wanted {
-            let parts: Vec<&str> = key.split('/').collect();
             if self.written.get(&key).is_some_and(|(d, _)| *d == desired) {
                 continue;
             }
-            let result = match parts.as_slice() {
-                ["GatewayClass", name] => {
+            let name = key.name.as_str();
+            let result = match (key.kind, key.namespace.as_deref()) {
+                (Kind::GatewayClass, _) => {
                     self.write(
                         Api::<GatewayClass>::all(self.client.clone()),
                         name,
@@ -197,7 +197,7 @@ impl StatusWriter {
                     )
                     .await
                 }
-                ["Gateway", ns, name] => {
+                (Kind::Gateway, Some(ns)) => {
                     self.write(
                         Api::<Gateway>::namespaced(self.client.clone(), ns),
                         name,
@@ -205,7 +205,7 @@ impl StatusWriter {
                     )
                     .await
                 }
-                ["HTTPRoute", ns, name] => {
+                (Kind::HttpRoute, Some(ns)) => {
                     self.write(
                         Api::<HttpRoute>::namespaced(self.client.clone(), ns),
                         name,
@@ -337,17 +337,16 @@ fn merge_route_parents(desired: &mut Value, live: &Value) {
     }
 }
 
-/// Applies what the provisioner knows to the status of the object `parts` (`Kind`, namespace,
-/// name) names.
-fn overlay_provisioning(status: &mut Value, parts: &[&str], provisioning: &Provisioning) {
-    match parts {
-        ["GatewayClass", name] => {
-            if let Some(message) = provisioning.invalid_classes.get(*name) {
-                set_condition(status, "Accepted", INVALID_PARAMETERS, message);
+/// Applies what the provisioner knows to the status of the object `key` names.
+fn overlay_provisioning(status: &mut Value, key: &StatusKey, provisioning: &Provisioning) {
+    match (key.kind, key.namespace.as_deref()) {
+        (Kind::GatewayClass, _) => {
+            if let Some(message) = provisioning.invalid_classes.get(&key.name) {
+                set_condition(status, types::ACCEPTED, INVALID_PARAMETERS, message);
             }
         }
-        ["Gateway", ns, name] => {
-            let key = format!("{ns}/{name}");
+        (Kind::Gateway, Some(ns)) => {
+            let key = format!("{ns}/{}", key.name);
             if let Some(message) = provisioning.rejected_gateways.get(&key) {
                 reject_gateway(status, message);
             } else if let Some(dp) = provisioning.data_planes.get(&key) {
@@ -365,14 +364,14 @@ fn overlay_provisioning(status: &mut Value, parts: &[&str], provisioning: &Provi
 /// A Gateway of a class with unusable parameters: not accepted, not programmed (nor any of its
 /// listeners), and no address.
 fn reject_gateway(status: &mut Value, message: &str) {
-    set_condition(status, "Accepted", INVALID_PARAMETERS, message);
+    set_condition(status, types::ACCEPTED, INVALID_PARAMETERS, message);
     let not_accepted = "the Gateway is not accepted";
-    set_condition(status, "Programmed", "Invalid", not_accepted);
+    set_condition(status, types::PROGRAMMED, reasons::INVALID, not_accepted);
     if let Some(map) = status.as_object_mut() {
         map.remove("addresses");
         if let Some(listeners) = map.get_mut("listeners").and_then(Value::as_array_mut) {
             for listener in listeners {
-                set_condition(listener, "Programmed", "Invalid", not_accepted);
+                set_condition(listener, types::PROGRAMMED, reasons::INVALID, not_accepted);
             }
         }
     }
@@ -418,7 +417,7 @@ fn overlay_data_plane(status: &mut Value, dp: &DataPlane) {
     }
     if let Some(conditions) = map.get_mut("conditions").and_then(Value::as_array_mut) {
         for c in conditions {
-            let programmed_true = c.get("type").and_then(Value::as_str) == Some("Programmed")
+            let programmed_true = c.get("type").and_then(Value::as_str) == Some(types::PROGRAMMED)
                 && c.get("status").and_then(Value::as_str) == Some("True");
             if programmed_true {
                 c["status"] = json!("False");
@@ -543,7 +542,11 @@ mod tests {
             )]),
             ..Provisioning::default()
         };
-        overlay_provisioning(&mut status, &["Gateway", "demo", "web"], &provisioning);
+        overlay_provisioning(
+            &mut status,
+            &StatusKey::gateway("demo", "web"),
+            &provisioning,
+        );
         assert_eq!(status["conditions"][0]["status"], "False");
         assert_eq!(status["conditions"][0]["reason"], "InvalidParameters");
         assert_eq!(
@@ -566,7 +569,11 @@ mod tests {
             invalid_classes: BTreeMap::from([("sluice".to_string(), "bad".to_string())]),
             ..Provisioning::default()
         };
-        overlay_provisioning(&mut status, &["GatewayClass", "sluice"], &provisioning);
+        overlay_provisioning(
+            &mut status,
+            &StatusKey::gateway_class("sluice"),
+            &provisioning,
+        );
         assert_eq!(
             status["conditions"][0],
             json!({"type": "Accepted", "status": "False", "reason": "InvalidParameters", "message": "bad"})
@@ -619,7 +626,11 @@ mod tests {
             reconciled: true,
             ..Provisioning::default()
         };
-        overlay_provisioning(&mut status, &["Gateway", "demo", "new"], &provisioning);
+        overlay_provisioning(
+            &mut status,
+            &StatusKey::gateway("demo", "new"),
+            &provisioning,
+        );
         assert_eq!(status["conditions"][1]["status"], "False");
         assert_eq!(status["conditions"][1]["reason"], "Pending");
         assert!(

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 
 use super::gateway::{GatewayState, Verdict};
 use super::TranslateOptions;
+use crate::status::conditions::reasons;
 
 const IP_ADDRESS: &str = "IPAddress";
 
@@ -70,7 +71,7 @@ pub(super) fn assign(
             }
             None => {
                 gw.unprogrammable = Some(Verdict::no(
-                    "AddressNotAssigned",
+                    reasons::ADDRESS_NOT_ASSIGNED,
                     format!("the address pool {pool} is exhausted"),
                 ));
             }
@@ -95,7 +96,7 @@ fn requested(gw: &GatewayState<'_>, options: &TranslateOptions) -> Requested {
         let ty = a.r#type.as_deref().unwrap_or(IP_ADDRESS);
         if ty != IP_ADDRESS {
             return Requested::Unsupported(Verdict::no(
-                "UnsupportedAddress",
+                reasons::UNSUPPORTED_ADDRESS,
                 format!("address type {ty} is not supported; use IPAddress"),
             ));
         }
@@ -106,7 +107,7 @@ fn requested(gw: &GatewayState<'_>, options: &TranslateOptions) -> Requested {
         };
         let Ok(ip) = value.parse::<IpAddr>() else {
             return Requested::Unsupported(Verdict::no(
-                "UnsupportedAddress",
+                reasons::UNSUPPORTED_ADDRESS,
                 format!("{value} is not an IP address"),
             ));
         };
@@ -121,7 +122,7 @@ fn requested(gw: &GatewayState<'_>, options: &TranslateOptions) -> Requested {
         return Requested::NotUsable(
             usable,
             Verdict::no(
-                "AddressNotUsable",
+                reasons::ADDRESS_NOT_USABLE,
                 format!("cannot listen on {}", list.join(", ")),
             ),
         );

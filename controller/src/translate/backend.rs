@@ -10,6 +10,7 @@ use super::gateway::GATEWAY_GROUP;
 use super::index::Index;
 use super::reference_grant::{self, From, To};
 use crate::snapshot::{Backend, BackendProtocol};
+use crate::status::conditions::reasons;
 
 /// A backendRef as written (rule backendRefs and mirror backendRefs share this shape).
 pub(super) struct BackendRef<'a> {
@@ -51,7 +52,7 @@ impl<'i, 'a> Resolver<'i, 'a> {
         let kind = r.kind.unwrap_or("Service");
         if !group.is_empty() || kind != "Service" {
             return Err(Unresolved {
-                reason: "InvalidKind",
+                reason: reasons::INVALID_KIND,
                 message: format!(
                     "backendRef {group}/{kind} {}: only core Services are supported",
                     r.name
@@ -75,7 +76,7 @@ impl<'i, 'a> Resolver<'i, 'a> {
         );
         if !permitted {
             return Err(Unresolved {
-                reason: "RefNotPermitted",
+                reason: reasons::REF_NOT_PERMITTED,
                 message: format!(
                     "no ReferenceGrant allows HTTPRoutes in {route_namespace} to use Service {namespace}/{}",
                     r.name
@@ -84,7 +85,7 @@ impl<'i, 'a> Resolver<'i, 'a> {
         }
         let Some(port) = r.port.and_then(|p| u16::try_from(p).ok()) else {
             return Err(Unresolved {
-                reason: "UnsupportedValue",
+                reason: reasons::UNSUPPORTED_VALUE,
                 message: format!(
                     "backendRef Service {namespace}/{} needs a valid port",
                     r.name
@@ -96,7 +97,7 @@ impl<'i, 'a> Resolver<'i, 'a> {
             return Ok(b.clone());
         }
         let not_found = |what: String| Unresolved {
-            reason: "BackendNotFound",
+            reason: reasons::BACKEND_NOT_FOUND,
             message: what,
         };
         let service = self
@@ -112,7 +113,7 @@ impl<'i, 'a> Resolver<'i, 'a> {
                 not_found(format!("Service {namespace}/{} has no port {port}", r.name))
             })?;
         let protocol = protocol(service_port.app_protocol.as_deref()).map_err(|p| Unresolved {
-            reason: "UnsupportedProtocol",
+            reason: reasons::UNSUPPORTED_PROTOCOL,
             message: format!(
                 "Service {namespace}/{} port {port}: appProtocol {p} is not supported",
                 r.name

@@ -17,6 +17,7 @@ use super::rule::{compile_route, CompiledRoute};
 use super::Timestamp;
 use crate::precedence::Rank;
 use crate::snapshot::{Hostname, RouteEntry, RouteId};
+use crate::status::conditions::{reasons, types};
 use crate::CONTROLLER_NAME;
 
 /// Attaches `route` to the listeners its parentRefs select; `None` when no parentRef names one
@@ -74,7 +75,7 @@ pub(super) fn translate(
     };
 
     let resolved = match compiled.unresolved.first() {
-        None => Verdict::yes("ResolvedRefs"),
+        None => Verdict::yes(reasons::RESOLVED_REFS),
         Some(first) => Verdict::no(
             first.reason,
             compiled
@@ -88,7 +89,7 @@ pub(super) fn translate(
     let partially_invalid =
         (!compiled.invalid.is_empty() && !compiled.all_invalid()).then(|| Verdict {
             ok: true,
-            reason: "UnsupportedValue",
+            reason: reasons::UNSUPPORTED_VALUE,
             message: format!("dropped invalid rules: {}", compiled.invalid.join("; ")),
         });
 
@@ -110,11 +111,12 @@ pub(super) fn translate(
             continue;
         }
         let accepted = attachment.attach(p, gi, gw, index, &mut attached);
-        let mut conditions: Vec<Condition> = vec![cond("Accepted", &accepted, generation, now)];
+        let mut conditions: Vec<Condition> =
+            vec![cond(types::ACCEPTED, &accepted, generation, now)];
         if let Some(pi) = &partially_invalid {
-            conditions.push(cond("PartiallyInvalid", pi, generation, now));
+            conditions.push(cond(types::PARTIALLY_INVALID, pi, generation, now));
         }
-        conditions.push(cond("ResolvedRefs", &resolved, generation, now));
+        conditions.push(cond(types::RESOLVED_REFS, &resolved, generation, now));
         parents.push(HttpRouteStatusParents {
             conditions,
             controller_name: CONTROLLER_NAME.into(),
@@ -197,7 +199,7 @@ impl Attachment<'_> {
                 what.push(format!("on port {port}"));
             }
             return Verdict::no(
-                "NoMatchingParent",
+                reasons::NO_MATCHING_PARENT,
                 format!("Gateway {} has no listener {}", gw.label(), what.join(" ")),
             );
         }
@@ -212,7 +214,7 @@ impl Attachment<'_> {
             .collect();
         if allowed.is_empty() {
             return Verdict::no(
-                "NotAllowedByListeners",
+                reasons::NOT_ALLOWED_BY_LISTENERS,
                 format!("no listener of Gateway {} allows this route", gw.label()),
             );
         }
@@ -220,7 +222,7 @@ impl Attachment<'_> {
             Ok(h) => h,
             Err(bad) => {
                 return Verdict::no(
-                    "UnsupportedValue",
+                    reasons::UNSUPPORTED_VALUE,
                     format!("invalid hostnames: {}", bad.join(", ")),
                 )
             }
@@ -234,12 +236,12 @@ impl Attachment<'_> {
             .collect();
         if matching.is_empty() {
             return Verdict::no(
-                "NoMatchingListenerHostname",
+                reasons::NO_MATCHING_LISTENER_HOSTNAME,
                 "no listener hostname matches the route's hostnames",
             );
         }
         if self.compiled.all_invalid() {
-            return Verdict::no("UnsupportedValue", self.compiled.invalid.join("; "));
+            return Verdict::no(reasons::UNSUPPORTED_VALUE, self.compiled.invalid.join("; "));
         }
         let created = self.route.metadata.creation_timestamp.as_ref().map(|t| t.0);
         for (li, hosts) in matching {
@@ -264,6 +266,6 @@ impl Attachment<'_> {
                 }
             }
         }
-        Verdict::yes("Accepted")
+        Verdict::yes(reasons::ACCEPTED)
     }
 }

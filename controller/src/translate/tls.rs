@@ -10,6 +10,7 @@ use rustls::sign::CertifiedKey;
 use super::gateway::{Verdict, GATEWAY_GROUP};
 use super::index::Index;
 use super::reference_grant::{self, From, To};
+use crate::status::conditions::reasons;
 
 const TLS_SECRET_TYPE: &str = "kubernetes.io/tls";
 
@@ -55,7 +56,7 @@ pub(super) fn resolve(
         );
         if !allowed {
             return Err(Verdict::no(
-                "RefNotPermitted",
+                reasons::REF_NOT_PERMITTED,
                 format!(
                     "no ReferenceGrant allows this Gateway to use Secret {namespace}/{}",
                     r.name
@@ -76,7 +77,7 @@ pub(super) fn resolve(
 }
 
 fn invalid_ref(message: impl Into<String>) -> Verdict {
-    Verdict::no("InvalidCertificateRef", message)
+    Verdict::no(reasons::INVALID_CERTIFICATE_REF, message)
 }
 
 /// Parses a `kubernetes.io/tls` Secret's PEM `tls.crt` chain and `tls.key`.

@@ -21,6 +21,7 @@ mod reference_grant;
 mod route;
 mod rule;
 mod tls;
+mod verdict;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -33,6 +34,9 @@ use crate::snapshot::Snapshot;
 use crate::status::{ObjectStatus, StatusKey, StatusReport};
 
 pub use k8s_openapi::jiff::Timestamp;
+
+/// The Gateway API group: route parents, listener route kinds, ReferenceGrant `from`s.
+const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
 
 use self::gateway::GatewayState;
 use self::index::Index;

@@ -4,7 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use super::gateway::{GatewayState, Verdict};
+use super::gateway::GatewayState;
+use super::verdict::Verdict;
 use super::TranslateOptions;
 use crate::status::conditions::reasons;
 

@@ -3,8 +3,9 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use super::gateway::{GatewayState, Verdict};
+use super::gateway::GatewayState;
 use super::hostname::specificity;
+use super::verdict::Verdict;
 use crate::precedence::Rank;
 use crate::snapshot::{Bind, BindProtocol, Hostname, Listener, RouteEntry, RouteTable};
 use crate::status::conditions::reasons;

@@ -16,41 +16,14 @@ use kube::Resource;
 use rustls::sign::CertifiedKey;
 
 use super::index::{namespace_of, Index};
-use super::Timestamp;
+use super::verdict::{cond, Verdict};
+use super::{Timestamp, GATEWAY_GROUP};
 use crate::features::SUPPORTED_FEATURES;
 use crate::precedence::Rank;
 use crate::snapshot::{BindProtocol, Hostname, RouteEntry};
 use crate::status::conditions::{reasons, types};
-use crate::status::{condition, ObjectStatus, StatusKey, StatusReport};
+use crate::status::{ObjectStatus, StatusKey, StatusReport};
 use crate::CONTROLLER_NAME;
-
-pub(super) const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
-
-/// One condition's outcome before it becomes a `Condition`.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) struct Verdict {
-    pub ok: bool,
-    pub reason: &'static str,
-    pub message: String,
-}
-
-impl Verdict {
-    pub fn yes(reason: &'static str) -> Verdict {
-        Verdict {
-            ok: true,
-            reason,
-            message: String::new(),
-        }
-    }
-
-    pub fn no(reason: &'static str, message: impl Into<String>) -> Verdict {
-        Verdict {
-            ok: false,
-            reason,
-            message: message.into(),
-        }
-    }
-}
 
 /// Statuses for our GatewayClasses; returns each served class name -> accepted.
 pub(super) fn classes<'a>(
@@ -101,15 +74,6 @@ pub(super) fn classes<'a>(
         );
     }
     served
-}
-
-pub(super) fn cond(
-    type_: &str,
-    v: &Verdict,
-    generation: Option<i64>,
-    now: Timestamp,
-) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
-    condition(type_, v.ok, v.reason, v.message.clone(), generation, now)
 }
 
 // === impl GatewayState ===
@@ -329,7 +293,7 @@ impl<'a> ListenerState<'a> {
         if protocol == Some(BindProtocol::Https) {
             match super::tls::resolve(gateway_namespace, spec, index) {
                 Ok(key) => tls = Some(key),
-                Err(v) if resolved.ok => resolved = v,
+                Err(e) if resolved.ok => resolved = Verdict::no(e.reason(), e.to_string()),
                 Err(_) => {}
             }
         }

@@ -10,11 +10,12 @@ use gateway_api::apis::experimental::httproutes::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 use super::backend::Resolver;
-use super::gateway::{cond, GatewayState, Verdict, GATEWAY_GROUP};
+use super::gateway::GatewayState;
 use super::hostname::intersect;
 use super::index::{namespace_of, Index};
 use super::rule::{compile_route, CompiledRoute};
-use super::Timestamp;
+use super::verdict::{cond, Verdict};
+use super::{Timestamp, GATEWAY_GROUP};
 use crate::precedence::Rank;
 use crate::snapshot::{Hostname, RouteEntry, RouteId};
 use crate::status::conditions::{reasons, types};
@@ -77,11 +78,11 @@ pub(super) fn translate(
     let resolved = match compiled.unresolved.first() {
         None => Verdict::yes(reasons::RESOLVED_REFS),
         Some(first) => Verdict::no(
-            first.reason,
+            first.reason(),
             compiled
                 .unresolved
                 .iter()
-                .map(|u| u.message.as_str())
+                .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join("; "),
         ),
@@ -89,8 +90,8 @@ pub(super) fn translate(
     let partially_invalid =
         (!compiled.invalid.is_empty() && !compiled.all_invalid()).then(|| Verdict {
             ok: true,
-            reason: reasons::UNSUPPORTED_VALUE,
-            message: format!("dropped invalid rules: {}", compiled.invalid.join("; ")),
+            reason: compiled.invalid_reason(),
+            message: format!("dropped invalid rules: {}", compiled.invalid_message()),
         });
 
     let mut attached = BTreeSet::new();
@@ -241,7 +242,10 @@ impl Attachment<'_> {
             );
         }
         if self.compiled.all_invalid() {
-            return Verdict::no(reasons::UNSUPPORTED_VALUE, self.compiled.invalid.join("; "));
+            return Verdict::no(
+                self.compiled.invalid_reason(),
+                self.compiled.invalid_message(),
+            );
         }
         let created = self.route.metadata.creation_timestamp.as_ref().map(|t| t.0);
         for (li, hosts) in matching {

@@ -20,6 +20,10 @@ use serde::Serialize;
 
 use crate::status::StatusReport;
 
+mod validate;
+
+pub use self::validate::SnapshotError;
+
 /// Everything the data plane needs, swapped atomically as one value.
 #[derive(Debug, Default, Serialize)]
 pub struct Snapshot {

@@ -49,12 +49,12 @@ pub enum StatusWriteError {
     Key(StatusKey),
     #[error("writing the status of {key}")]
     Api {
-        key: String,
+        key: StatusKey,
         #[source]
         source: kube::Error,
     },
     #[error("writing the status of {0} timed out")]
-    Timeout(String),
+    Timeout(StatusKey),
     #[error("encoding a status")]
     Encode(#[source] serde_json::Error),
 }
@@ -146,12 +146,11 @@ impl StatusWriter {
             if self.written.get(&key).is_some_and(|(d, _)| *d == desired) {
                 continue;
             }
-            let name = key.name.as_str();
             let result = match (key.kind, key.namespace.as_deref()) {
                 (Kind::GatewayClass, _) => {
                     self.write(
                         Api::<GatewayClass>::all(self.client.clone()),
-                        name,
+                        &key,
                         &desired,
                     )
                     .await
@@ -159,7 +158,7 @@ impl StatusWriter {
                 (Kind::Gateway, Some(ns)) => {
                     self.write(
                         Api::<Gateway>::namespaced(self.client.clone(), ns),
-                        name,
+                        &key,
                         &desired,
                     )
                     .await
@@ -167,7 +166,7 @@ impl StatusWriter {
                 (Kind::HttpRoute, Some(ns)) => {
                     self.write(
                         Api::<HttpRoute>::namespaced(self.client.clone(), ns),
-                        name,
+                        &key,
                         &desired,
                     )
                     .await
@@ -192,20 +191,20 @@ impl StatusWriter {
         }
     }
 
-    /// Applies `desired` as the status of `name` unless it already is; `None` when the object is
+    /// Applies `desired` as the status of the object `key` names unless it already is; `None` when the object is
     /// gone or this controller is no longer the leader. The apply carries the resourceVersion it
     /// compared against, so a status someone changed in between (another controller's route
     /// parent entry) is read again rather than overwritten.
     async fn write<K>(
         &self,
         api: Api<K>,
-        name: &str,
+        key: &StatusKey,
         desired: &Value,
     ) -> Result<Option<(Value, bool)>, StatusWriteError>
     where
         K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + Debug,
     {
-        let key = format!("{}/{name}", K::kind(&()));
+        let name = key.name.as_str();
         let api_err = |source| StatusWriteError::Api {
             key: key.clone(),
             source,
@@ -219,7 +218,7 @@ impl StatusWriter {
             let live = serde_json::to_value(&live).map_err(StatusWriteError::Encode)?;
             let live_status = live.get("status").cloned().unwrap_or(Value::Null);
             let mut desired = desired.clone();
-            if K::kind(&()) == "HTTPRoute" {
+            if key.kind == Kind::HttpRoute {
                 merge_route_parents(&mut desired, &live_status);
             }
             carry_transition_times(&mut desired, &live_status, &now());
@@ -243,7 +242,7 @@ impl StatusWriter {
             let body = Patch::Apply(&body);
             let patch = api.patch_status(name, &params, &body);
             match tokio::time::timeout(WRITE_TIMEOUT, patch).await {
-                Err(_) => return Err(StatusWriteError::Timeout(key)),
+                Err(_) => return Err(StatusWriteError::Timeout(key.clone())),
                 Ok(Ok(_)) => return Ok(Some((desired, true))),
                 Ok(Err(kube::Error::Api(s))) if s.code == 404 => return Ok(None),
                 Ok(Err(kube::Error::Api(s))) if s.code == 409 && attempt < CONFLICT_ATTEMPTS => {}

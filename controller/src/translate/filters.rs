@@ -16,6 +16,7 @@ use super::backend::{BackendRef, Resolver, UnresolvedRef};
 use crate::snapshot::{
     Filter, Fraction, HeaderModifier, Mirror, PathModifier, Redirect, UrlRewrite,
 };
+use crate::status::conditions::reasons;
 
 /// Why a filter cannot be compiled: the rule holding it is dropped. Errors of serde_json are
 /// part of the message a status shows, so they are not also a `#[source]`.
@@ -52,6 +53,16 @@ pub(super) enum FilterError {
     MirrorPercent(i32),
     #[error("requestMirror fraction {numerator}/{denominator} is not valid")]
     MirrorFraction { numerator: i32, denominator: i32 },
+}
+
+// === impl FilterError ===
+
+impl FilterError {
+    /// The route condition reason: unsupported filters and bad values alike are values Sluice
+    /// cannot use.
+    pub fn reason(&self) -> &'static str {
+        reasons::UNSUPPORTED_VALUE
+    }
 }
 
 /// A backendRef filter has the same shape and serialization as a rule filter; converting it

@@ -9,6 +9,7 @@ use http::{HeaderName, Method};
 use regex::Regex;
 
 use crate::snapshot::{HeaderMatch, PathMatch, QueryMatch, RequestMatch, StringMatch};
+use crate::status::conditions::reasons;
 
 /// Why a match cannot be compiled: the rule holding it is dropped.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +27,15 @@ pub(super) enum MatchError {
         pattern: String,
         error: regex::Error,
     },
+}
+
+// === impl MatchError ===
+
+impl MatchError {
+    /// The route condition reason: the spec's for a value Sluice cannot use.
+    pub fn reason(&self) -> &'static str {
+        reasons::UNSUPPORTED_VALUE
+    }
 }
 
 /// The match of a rule without `matches`: every request.

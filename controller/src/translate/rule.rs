@@ -48,7 +48,11 @@ pub(super) struct InvalidRule {
 impl RuleError {
     /// The route condition reason: the spec's for a rule that is not valid.
     pub fn reason(&self) -> &'static str {
-        reasons::UNSUPPORTED_VALUE
+        match self {
+            RuleError::Match(e) => e.reason(),
+            RuleError::Filter(e) => e.reason(),
+            _ => reasons::UNSUPPORTED_VALUE,
+        }
     }
 }
 

@@ -25,3 +25,6 @@ pub mod validation;
 
 /// The `spec.controllerName` a GatewayClass must carry for Sluice to serve its Gateways.
 pub const CONTROLLER_NAME: &str = "sluice.dev/gateway-controller";
+
+/// The field manager of every object and status Sluice server-side-applies.
+pub const FIELD_MANAGER: &str = "sluice";

@@ -2,7 +2,8 @@
 //! every accepted Gateway of a class with valid parameters its data plane (Deployment or
 //! DaemonSet running `sluice proxy`, Service, ServiceAccount, PodDisruptionBudget, all owned by
 //! the Gateway, plus a ClusterRoleBinding to the read-only `sluice-dataplane` role) and reports
-//! both to the status writer ([`Provisioning`]).
+//! both to the status writer ([`Provisioning`], in [`state`]: the provisioner does not depend on
+//! the writer).
 //!
 //! Every object is server-side applied with field manager `sluice`, so a reconcile that changes
 //! nothing writes nothing. Reconciles are watch-driven: they run when the translated objects
@@ -16,6 +17,7 @@ pub mod edge_params;
 pub mod manifests;
 pub mod mirror_params;
 pub mod params;
+mod state;
 mod triggers;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -39,11 +41,13 @@ use tokio::task::JoinSet;
 use self::manifests::{
     DataPlaneObjects, Workload, GATEWAY_LABEL, GATEWAY_NAMESPACE_LABEL, MANAGED_BY,
 };
-use self::params::{DataPlaneParams, ParametersRefError, INVALID_PARAMETERS};
+use self::params::{DataPlaneParams, ParametersRefError};
+pub use self::state::{DataPlanes, ProvisionedDataPlane, Provisioning};
 use crate::publish::Store;
 use crate::resources::Resources;
-use crate::status_writer::{DataPlane, Provisioning, FIELD_MANAGER};
-use crate::CONTROLLER_NAME;
+use crate::status::conditions::reasons::{self, INVALID_PARAMETERS};
+use crate::status::conditions::types;
+use crate::{CONTROLLER_NAME, FIELD_MANAGER};
 
 /// How long a wake-up waits for more changes before reconciling.
 const DEBOUNCE: Duration = Duration::from_millis(20);
@@ -80,36 +84,6 @@ enum ClassParams {
 enum ClassParamsError {
     Invalid(ParametersRefError),
     Unreadable(ProvisionError),
-}
-
-// === impl Provisioning ===
-
-impl Provisioning {
-    /// Copies `previous`'s verdict on the Gateway `key`.
-    fn carry_gateway(&mut self, previous: &Provisioning, key: &str) {
-        if let Some(message) = previous.rejected_gateways.get(key) {
-            self.rejected_gateways
-                .insert(key.to_string(), message.clone());
-        }
-        if let Some(plane) = previous.data_planes.get(key) {
-            self.data_planes.insert(key.to_string(), plane.clone());
-        }
-    }
-
-    /// `(programmed, reason, what an Event says)` for the Gateway `key`, if it has a verdict.
-    fn gateway_state(&self, key: &str) -> Option<(bool, &'static str, String)> {
-        if let Some(message) = self.rejected_gateways.get(key) {
-            return Some((false, INVALID_PARAMETERS, message.clone()));
-        }
-        let plane = self.data_planes.get(key)?;
-        let note = if plane.programmed {
-            let addresses: Vec<&str> = plane.addresses.iter().map(|(_, v)| v.as_str()).collect();
-            format!("data plane available at {}", addresses.join(", "))
-        } else {
-            plane.message.clone()
-        };
-        Some((plane.programmed, plane.reason, note))
-    }
 }
 
 // === impl Provisioner ===
@@ -246,7 +220,7 @@ impl Provisioner {
                 s.conditions
                     .iter()
                     .flatten()
-                    .any(|c| c.type_ == "Accepted" && c.status == "True")
+                    .any(|c| c.type_ == types::ACCEPTED && c.status == "True")
             });
             if !accepted {
                 continue;
@@ -256,15 +230,10 @@ impl Provisioner {
                 Ok(plane) => plane,
                 Err(e) => {
                     tracing::warn!("provisioning {key}: {e}");
-                    DataPlane {
-                        programmed: false,
-                        reason: "Pending",
-                        message: format!(
-                            "the data plane could not be provisioned: {}",
-                            params::error_chain(&e)
-                        ),
-                        addresses: Vec::new(),
-                    }
+                    ProvisionedDataPlane::pending(format!(
+                        "the data plane could not be provisioned: {}",
+                        params::error_chain(&e)
+                    ))
                 }
             };
             out.data_planes.insert(key, plane);
@@ -297,7 +266,7 @@ impl Provisioner {
             if before == Some((ok, reason)) {
                 continue;
             }
-            let warning = matches!(reason, "Invalid" | INVALID_PARAMETERS);
+            let warning = matches!(reason, reasons::INVALID | INVALID_PARAMETERS);
             let event = Event {
                 type_: if warning {
                     EventType::Warning
@@ -386,7 +355,7 @@ impl Provisioner {
         &self,
         objects: &DataPlaneObjects,
         ns: &str,
-    ) -> Result<DataPlane, ProvisionError> {
+    ) -> Result<ProvisionedDataPlane, ProvisionError> {
         let client = &self.client;
         apply(
             Api::<ServiceAccount>::namespaced(client.clone(), ns),
@@ -425,23 +394,23 @@ impl Provisioner {
         let addresses = service_addresses(&service);
         let name = service.name_any();
         Ok(if !available {
-            DataPlane {
+            ProvisionedDataPlane {
                 programmed: false,
-                reason: "Pending",
+                reason: reasons::PENDING,
                 message: format!("waiting for an available data-plane pod of {name}"),
                 addresses,
             }
         } else if addresses.is_empty() {
-            DataPlane {
+            ProvisionedDataPlane {
                 programmed: false,
-                reason: "AddressNotAssigned",
+                reason: reasons::ADDRESS_NOT_ASSIGNED,
                 message: format!("waiting for Service {name} to get an address"),
                 addresses,
             }
         } else {
-            DataPlane {
+            ProvisionedDataPlane {
                 programmed: true,
-                reason: "Programmed",
+                reason: reasons::PROGRAMMED,
                 message: String::new(),
                 addresses,
             }

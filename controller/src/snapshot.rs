@@ -22,8 +22,10 @@ use crate::status::StatusReport;
 
 mod round_robin;
 mod route_group;
+mod validate;
 
 pub use route_group::{Candidates, RouteGroup};
+pub use validate::SnapshotError;
 
 /// Everything the data plane needs, swapped atomically as one value.
 #[derive(Debug, Default, Serialize)]

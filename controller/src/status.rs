@@ -1,9 +1,14 @@
 //! The status every object would get in a cluster, computed purely by `translate`.
 //!
-//! Keys are `Kind/namespace/name` (`GatewayClass/name` for the cluster-scoped class); values are the
-//! object's `status` exactly as Kubernetes would show it, using the gateway-api status types.
+//! Keys are [`StatusKey`]s, printed `Kind/namespace/name` (`GatewayClass/name` for the
+//! cluster-scoped class); values are the object's `status` exactly as Kubernetes would show it,
+//! using the gateway-api status types. The condition types and reasons are in [`conditions`].
 
+pub mod conditions;
+mod key;
 pub mod unbound;
+
+pub use self::key::{Kind, StatusKey};
 
 use std::collections::BTreeMap;
 
@@ -14,11 +19,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
 
-/// Statuses keyed `Kind/namespace/name`; a `BTreeMap`, so serialization is sorted and byte-stable.
+/// Statuses by object; a `BTreeMap`, so serialization is sorted and byte-stable.
 #[derive(Debug, Default, Clone, PartialEq, Serialize)]
 #[serde(transparent)]
 pub struct StatusReport {
-    pub objects: BTreeMap<String, ObjectStatus>,
+    pub objects: BTreeMap<StatusKey, ObjectStatus>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -30,32 +35,26 @@ pub enum ObjectStatus {
 }
 
 impl StatusReport {
-    pub fn get(&self, key: &str) -> Option<&ObjectStatus> {
+    pub fn get(&self, key: &StatusKey) -> Option<&ObjectStatus> {
         self.objects.get(key)
     }
 
     pub fn gateway(&self, namespace: &str, name: &str) -> Option<&GatewayStatus> {
-        match self
-            .objects
-            .get(&object_key("Gateway", Some(namespace), name))
-        {
+        match self.objects.get(&StatusKey::gateway(namespace, name)) {
             Some(ObjectStatus::Gateway(s)) => Some(s),
             _ => None,
         }
     }
 
     pub fn http_route(&self, namespace: &str, name: &str) -> Option<&HttpRouteStatus> {
-        match self
-            .objects
-            .get(&object_key("HTTPRoute", Some(namespace), name))
-        {
+        match self.objects.get(&StatusKey::http_route(namespace, name)) {
             Some(ObjectStatus::HttpRoute(s)) => Some(s),
             _ => None,
         }
     }
 
     pub fn gateway_class(&self, name: &str) -> Option<&GatewayClassStatus> {
-        match self.objects.get(&object_key("GatewayClass", None, name)) {
+        match self.objects.get(&StatusKey::gateway_class(name)) {
             Some(ObjectStatus::GatewayClass(s)) => Some(s),
             _ => None,
         }
@@ -112,14 +111,6 @@ fn carry_vec(new: &mut [Condition], old: &[Condition]) {
     }
 }
 
-/// `Kind/namespace/name`, or `Kind/name` for cluster-scoped objects.
-pub fn object_key(kind: &str, namespace: Option<&str>, name: &str) -> String {
-    match namespace {
-        Some(ns) => format!("{kind}/{ns}/{name}"),
-        None => format!("{kind}/{name}"),
-    }
-}
-
 /// One condition, as the status types carry it.
 pub fn condition(
     type_: &str,
@@ -151,12 +142,12 @@ mod tests {
     fn class_report(status: bool, at: i64) -> StatusReport {
         let mut r = StatusReport::default();
         r.objects.insert(
-            object_key("GatewayClass", None, "c"),
+            StatusKey::gateway_class("c"),
             ObjectStatus::GatewayClass(GatewayClassStatus {
                 conditions: Some(vec![condition(
-                    "Accepted",
+                    conditions::types::ACCEPTED,
                     status,
-                    "Accepted",
+                    conditions::reasons::ACCEPTED,
                     "",
                     Some(1),
                     ts(at),
@@ -195,7 +186,7 @@ mod tests {
     fn report_serializes_sorted_by_key() {
         let mut r = class_report(true, 0);
         r.objects.insert(
-            object_key("Gateway", Some("a"), "b"),
+            StatusKey::gateway("a", "b"),
             ObjectStatus::Gateway(GatewayStatus::default()),
         );
         let yaml = serde_yaml_ng::to_string(&r).expect("serializes");

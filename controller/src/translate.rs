@@ -3,19 +3,9 @@
 //! No I/O and no clock: the caller passes `now` (every condition's `lastTransitionTime`) and the
 //! previous pool address assignment, so the same input always gives the same output.
 //!
-//! Status reasons emitted (condition type: reasons):
-//! - GatewayClass `Accepted`: Accepted | InvalidParameters (any parametersRef).
-//! - Gateway `Accepted`: Accepted | ListenersNotValid (True if some listener is valid) |
-//!   InvalidParameters | UnsupportedAddress | Invalid (class not accepted);
-//!   `Programmed`: Programmed | AddressNotUsable | AddressNotAssigned (pool exhausted) | Invalid.
-//! - Listener `Accepted`: Accepted | UnsupportedProtocol | PortUnavailable | UnsupportedValue;
-//!   `ResolvedRefs`: ResolvedRefs | InvalidRouteKinds | InvalidCertificateRef | RefNotPermitted;
-//!   `Conflicted`: NoConflicts | ProtocolConflict | HostnameConflict; `Programmed`: Programmed | Invalid.
-//! - HTTPRoute parent `Accepted`: Accepted | NoMatchingParent | NotAllowedByListeners |
-//!   NoMatchingListenerHostname | UnsupportedValue (every rule invalid, or a bad hostname);
-//!   `PartiallyInvalid` (True, UnsupportedValue) when some rules were dropped;
-//!   `ResolvedRefs`: ResolvedRefs | BackendNotFound | RefNotPermitted | InvalidKind |
-//!   UnsupportedProtocol | UnsupportedValue (backendRef without a valid port).
+//! The condition types and reasons statuses carry are constants in
+//! [`crate::status::conditions`], which also lists which condition may carry which reason
+//! (`docs/status-reasons.md` is checked against it).
 
 mod addresses;
 mod backend;
@@ -31,6 +21,7 @@ mod reference_grant;
 mod route;
 mod rule;
 mod tls;
+mod verdict;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -40,9 +31,12 @@ use ipnet::IpNet;
 use kube::Resource;
 
 use crate::snapshot::Snapshot;
-use crate::status::{object_key, ObjectStatus, StatusReport};
+use crate::status::{ObjectStatus, StatusKey, StatusReport};
 
 pub use k8s_openapi::jiff::Timestamp;
+
+/// The Gateway API group: route parents, listener route kinds, ReferenceGrant `from`s.
+const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
 
 use self::gateway::GatewayState;
 use self::index::Index;
@@ -126,11 +120,7 @@ pub fn translate(
             &mut warnings,
         );
         if let Some(status) = status {
-            let key = object_key(
-                "HTTPRoute",
-                Some(index::namespace_of(route.meta())),
-                &route_name(route),
-            );
+            let key = StatusKey::http_route(index::namespace_of(route.meta()), &route_name(route));
             report.objects.insert(key, ObjectStatus::HttpRoute(status));
         }
     }

@@ -1,9 +1,14 @@
-//! Golden translation tests: every `golden/<case>.in.yaml` -> `golden/<case>.out.yaml`.
+//! Golden translation tests: every `golden/<case>.in.yaml` -> `golden/<case>.out.yaml`, one test
+//! per case (listed in `golden_cases!` below), so a failure names its case.
 //!
 //! The output holds only what translation produced: warnings, statuses and the rendered snapshot
 //! (or the load error). An input a cluster would refuse (a CRD rule, a pattern) shows the
 //! admission errors of standalone mode, then what translation makes of the objects anyway: the
-//! translator stays defensive for API servers with older or laxer CRDs. Re-bless with `SLUICE_BLESS=1 cargo test -p sluice-controller --test golden`.
+//! translator stays defensive for API servers with older or laxer CRDs. Every snapshot must pass
+//! `Snapshot::validate`, and translating twice must give the same bytes.
+//!
+//! Re-bless with `SLUICE_BLESS=1 cargo test -p sluice-controller --test golden` (docs/testing.md);
+//! blessing also deletes outputs whose input is gone.
 //! A line `# golden: address_pool=<cidr>` in the input translates with that address pool; without
 //! it, Gateways listen on 192.0.2.1.
 
@@ -14,6 +19,37 @@ use sluice_controller::resources::Resources;
 use sluice_controller::snapshot::Snapshot;
 use sluice_controller::status::StatusReport;
 use sluice_controller::translate::{translate, Timestamp, TranslateOptions};
+
+/// One `#[test]` per case, and `CASES`, which `case_files_and_tests_agree` compares with the
+/// directory: a new input without a line here fails that test rather than going unchecked.
+macro_rules! golden_cases {
+    ($($test:ident => $case:literal,)*) => {
+        $(
+            #[test]
+            fn $test() {
+                check($case);
+            }
+        )*
+        const CASES: &[&str] = &[$($case),*];
+    };
+}
+
+golden_cases! {
+    address_pool => "address-pool",
+    allowed_routes_selector => "allowed-routes-selector",
+    backend_protocols => "backend-protocols",
+    basic_route => "basic-route",
+    cross_namespace_reference_grant => "cross-namespace-reference-grant",
+    hostname_intersection => "hostname-intersection",
+    https_listener => "https-listener",
+    invalid_backends => "invalid-backends",
+    invalid_rules => "invalid-rules",
+    listener_validation => "listener-validation",
+    malformed_field => "malformed-field",
+    mirror_filters => "mirror-filters",
+    precedence_across_routes => "precedence-across-routes",
+    weights => "weights",
+}
 
 #[derive(Serialize)]
 struct Rendered<'a> {
@@ -88,6 +124,9 @@ fn render(name: &str, text: &str) -> String {
         };
     let now = Timestamp::from_second(1_767_225_600).expect("valid timestamp");
     let t = translate(&resources, &options_for(text), now);
+    if let Err(e) = t.snapshot.validate() {
+        panic!("{name}: the snapshot breaks an invariant: {e}");
+    }
     let mut warnings = warnings;
     warnings.extend(t.warnings);
     let rendered = Rendered {
@@ -99,90 +138,75 @@ fn render(name: &str, text: &str) -> String {
     serde_yaml_ng::to_string(&rendered).expect("snapshot renders")
 }
 
-#[test]
-fn golden_translations_match() {
-    let bless = std::env::var_os("SLUICE_BLESS").is_some_and(|v| v == "1");
-    let dir = golden_dir();
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
-        .expect("golden dir")
-        .map(|e| {
-            e.expect("dir entry")
-                .file_name()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect();
-    names.sort();
-
-    let mut failures = Vec::new();
-    let mut cases = 0;
-    for name in &names {
-        if let Some(case) = name.strip_suffix(".out.yaml") {
-            if !names.contains(&format!("{case}.in.yaml")) {
-                if bless {
-                    std::fs::remove_file(dir.join(name)).expect("remove orphan");
-                } else {
-                    failures.push(format!("{name}: orphan output without {case}.in.yaml"));
-                }
-            }
-            continue;
-        }
-        let Some(case) = name.strip_suffix(".in.yaml") else {
-            continue;
-        };
-        cases += 1;
-        let input = std::fs::read_to_string(dir.join(name)).expect("read input");
-        let actual = render(name, &input);
-        let out_path = dir.join(format!("{case}.out.yaml"));
-        if bless {
-            std::fs::write(&out_path, &actual).expect("write output");
-            continue;
-        }
-        match std::fs::read_to_string(&out_path) {
-            Err(_) => failures.push(format!(
-                "{case}: missing {case}.out.yaml (run with SLUICE_BLESS=1)"
-            )),
-            Ok(expected) if expected != actual => {
-                let line = expected
-                    .lines()
-                    .zip(actual.lines())
-                    .position(|(e, a)| e != a)
-                    .unwrap_or_else(|| expected.lines().count().min(actual.lines().count()));
-                failures.push(format!(
-                    "{case}: output differs from line {}:\n  expected: {:?}\n  actual:   {:?}",
-                    line + 1,
-                    expected.lines().nth(line).unwrap_or("<end>"),
-                    actual.lines().nth(line).unwrap_or("<end>"),
-                ));
-            }
-            Ok(_) => {}
-        }
-    }
-    assert!(
-        cases >= 10,
-        "expected at least 10 golden cases, found {cases}"
-    );
-    assert!(
-        failures.is_empty(),
-        "golden failures:\n{}",
-        failures.join("\n")
-    );
+fn blessing() -> bool {
+    std::env::var_os("SLUICE_BLESS").is_some_and(|v| v == "1")
 }
 
-#[test]
-fn translation_is_byte_stable() {
+/// Renders `case` (twice: the bytes must not change), and compares with or blesses its output.
+fn check(case: &str) {
     let dir = golden_dir();
-    for entry in std::fs::read_dir(&dir).expect("golden dir") {
-        let path = entry.expect("dir entry").path();
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default()
-            .to_string();
-        if !name.ends_with(".in.yaml") {
-            continue;
-        }
-        let input = std::fs::read_to_string(&path).expect("read input");
-        assert_eq!(render(&name, &input), render(&name, &input), "{name}");
+    let name = format!("{case}.in.yaml");
+    let input = std::fs::read_to_string(dir.join(&name))
+        .unwrap_or_else(|e| panic!("{case}: cannot read {name}: {e}"));
+    let actual = render(&name, &input);
+    assert_eq!(
+        actual,
+        render(&name, &input),
+        "{case}: translating twice gave different bytes"
+    );
+    let out_path = dir.join(format!("{case}.out.yaml"));
+    if blessing() {
+        std::fs::write(&out_path, &actual).expect("write output");
+        return;
     }
+    let Ok(expected) = std::fs::read_to_string(&out_path) else {
+        panic!("{case}: missing {case}.out.yaml (run with SLUICE_BLESS=1)");
+    };
+    if expected != actual {
+        let line = expected
+            .lines()
+            .zip(actual.lines())
+            .position(|(e, a)| e != a)
+            .unwrap_or_else(|| expected.lines().count().min(actual.lines().count()));
+        panic!(
+            "{case}: output differs from line {}:\n  expected: {:?}\n  actual:   {:?}",
+            line + 1,
+            expected.lines().nth(line).unwrap_or("<end>"),
+            actual.lines().nth(line).unwrap_or("<end>"),
+        );
+    }
+}
+
+/// Every input has a test, and every output an input (blessing deletes such orphans).
+#[test]
+fn case_files_and_tests_agree() {
+    let dir = golden_dir();
+    let mut problems = Vec::new();
+    let mut inputs = Vec::new();
+    for entry in std::fs::read_dir(&dir).expect("golden dir") {
+        let name = entry.expect("dir entry").file_name();
+        let name = name.to_string_lossy();
+        if let Some(case) = name.strip_suffix(".in.yaml") {
+            if !CASES.contains(&case) {
+                problems.push(format!("{name}: no test; add it to golden_cases!"));
+            }
+            inputs.push(case.to_string());
+        } else if let Some(case) = name.strip_suffix(".out.yaml") {
+            if !dir.join(format!("{case}.in.yaml")).exists() {
+                if blessing() {
+                    std::fs::remove_file(dir.join(name.as_ref())).expect("remove orphan");
+                } else {
+                    problems.push(format!("{name}: orphan output without {case}.in.yaml"));
+                }
+            }
+        }
+    }
+    for case in CASES {
+        if !inputs.iter().any(|i| i == case) {
+            problems.push(format!(
+                "{case}: listed in golden_cases! without {case}.in.yaml"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

@@ -5,13 +5,15 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use sluice_controller::leader::{self, LeaseConfig};
+use sluice_controller::provision::Provisioning;
 use sluice_controller::publish::Store;
 use sluice_controller::sources::kube::{ClaimedRoutes, KubeSource, Mode};
-use sluice_controller::status_writer::{Provisioning, StatusWriter, FIELD_MANAGER};
+use sluice_controller::status_writer::StatusWriter;
 use sluice_controller::testing::objects;
 use sluice_controller::testing::FakeApiServer;
 use sluice_controller::translate::TranslateOptions;
 use sluice_controller::CONTROLLER_NAME;
+use sluice_controller::FIELD_MANAGER;
 use tokio::sync::watch;
 
 const LIMIT: Duration = Duration::from_secs(20);

@@ -84,6 +84,7 @@ proptest! {
         if let Ok(loaded) = Resources::from_yaml_documents(Path::new("fuzz.yaml"), &text) {
             let now = Timestamp::from_second(1_767_225_600).map_err(|e| TestCaseError::fail(e.to_string()))?;
             let out = translate(&loaded.resources, &TranslateOptions::default(), now);
+            out.snapshot.validate().map_err(|e| TestCaseError::fail(e.to_string()))?;
             let mut snapshot = serde_json::to_value(&out.snapshot)
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
             // Statuses may quote the bad input in a message; only what is served is checked.

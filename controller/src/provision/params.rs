@@ -2,6 +2,8 @@
 //!
 //! Any problem with the reference or the ConfigMap makes the class `Accepted: False` with reason
 //! [`INVALID_PARAMETERS`] and the error chain ([`error_chain`]) as message.
+//!
+//! [`INVALID_PARAMETERS`]: crate::status::conditions::reasons::INVALID_PARAMETERS
 
 use std::collections::BTreeMap;
 
@@ -10,9 +12,6 @@ use k8s_openapi::api::core::v1::{ConfigMap, ResourceRequirements, Toleration};
 use super::edge_params::{self, EdgeParams};
 use super::mirror_params;
 use crate::mirror_settings::MirrorSettings;
-
-/// The Gateway API reason for a GatewayClass (and its Gateways) whose parameters are unusable.
-pub const INVALID_PARAMETERS: &str = "InvalidParameters";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WorkloadKind {

@@ -28,7 +28,7 @@ use tokio::task::JoinSet;
 
 use crate::publish::Store;
 use crate::resources::Resources;
-use crate::status::object_key;
+use crate::status::StatusKey;
 use crate::translate::{translate, Timestamp, TranslateOptions};
 use crate::CONTROLLER_NAME;
 
@@ -56,9 +56,9 @@ pub struct KubeSource {
     claimed_tx: watch::Sender<Arc<ClaimedRoutes>>,
 }
 
-/// Status keys (`HTTPRoute/namespace/name`) of the HTTPRoutes whose live status has a parent
+/// Status keys of the HTTPRoutes whose live status has a parent
 /// entry written by Sluice: the status writer removes the entries translation no longer wants.
-pub type ClaimedRoutes = BTreeSet<String>;
+pub type ClaimedRoutes = BTreeSet<StatusKey>;
 
 /// The reflector stores of every watched kind.
 #[derive(Clone)]
@@ -222,7 +222,7 @@ impl Readers {
                     .flat_map(|s| &s.parents)
                     .any(|p| p.controller_name == CONTROLLER_NAME)
             })
-            .map(|r| object_key("HTTPRoute", r.namespace().as_deref(), &r.name_any()))
+            .map(|r| StatusKey::http_route(&r.namespace().unwrap_or_default(), &r.name_any()))
             .collect()
     }
 

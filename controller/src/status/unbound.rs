@@ -6,12 +6,10 @@ use std::net::SocketAddr;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
-use super::{condition, object_key, ObjectStatus, StatusReport};
+use super::conditions::{reasons, types};
+use super::{condition, ObjectStatus, StatusKey, StatusReport};
 use crate::snapshot::Snapshot;
 use crate::translate::Timestamp;
-
-/// The spec's reason for a listener whose port the implementation cannot open.
-pub const PORT_UNAVAILABLE: &str = "PortUnavailable";
 
 /// `snapshot.statuses` with every listener bound to a `failed` address Accepted and Programmed
 /// False (PortUnavailable) and its Gateway Programmed False; untouched when nothing failed.
@@ -29,7 +27,11 @@ pub fn with_unbound(
         let error = failed.get(&bind.address).map(String::as_str).unwrap_or("");
         let message = format!("cannot listen on {}: {error}; retrying", bind.address);
         for listener in &bind.listeners {
-            let key = object_key("Gateway", None, &listener.gateway);
+            // The snapshot names a listener's Gateway by its `namespace/name` label only.
+            let Some((namespace, name)) = listener.gateway.split_once('/') else {
+                continue;
+            };
+            let key = StatusKey::gateway(namespace, name);
             let Some(ObjectStatus::Gateway(status)) = report.objects.get_mut(&key) else {
                 continue;
             };
@@ -42,7 +44,7 @@ pub fn with_unbound(
                 condition(
                     type_,
                     false,
-                    PORT_UNAVAILABLE,
+                    reasons::PORT_UNAVAILABLE,
                     message.clone(),
                     generation,
                     now,
@@ -50,7 +52,7 @@ pub fn with_unbound(
             };
             replace(
                 status.conditions.get_or_insert_with(Vec::new),
-                not("Programmed"),
+                not(types::PROGRAMMED),
             );
             for l in status
                 .listeners
@@ -58,8 +60,8 @@ pub fn with_unbound(
                 .flatten()
                 .filter(|l| l.name == listener.name)
             {
-                replace(&mut l.conditions, not("Accepted"));
-                replace(&mut l.conditions, not("Programmed"));
+                replace(&mut l.conditions, not(types::ACCEPTED));
+                replace(&mut l.conditions, not(types::PROGRAMMED));
             }
         }
     }
@@ -98,8 +100,8 @@ mod tests {
             ..TranslateOptions::default()
         };
         let t = translate(&loaded.resources, &options, Timestamp::UNIX_EPOCH);
-        let key = "Gateway/default/gw";
-        let gateway = |report: &StatusReport| match report.get(key) {
+        let key = StatusKey::gateway("default", "gw");
+        let gateway = |report: &StatusReport| match report.get(&key) {
             Some(ObjectStatus::Gateway(s)) => s.clone(),
             other => panic!("no Gateway status: {other:?}"),
         };
@@ -132,7 +134,7 @@ mod tests {
             .expect("Programmed");
         assert_eq!(
             (programmed.status.as_str(), programmed.reason.as_str()),
-            ("False", PORT_UNAVAILABLE)
+            ("False", reasons::PORT_UNAVAILABLE)
         );
         assert_eq!(
             programmed.message,
@@ -147,7 +149,7 @@ mod tests {
             .expect("listener");
         assert_eq!(
             status_of(&listener.conditions, "Accepted"),
-            Some(("False".into(), PORT_UNAVAILABLE.into()))
+            Some(("False".into(), reasons::PORT_UNAVAILABLE.into()))
         );
     }
 }

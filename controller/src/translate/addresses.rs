@@ -4,8 +4,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use super::gateway::{GatewayState, Verdict};
+use super::gateway::GatewayState;
+use super::verdict::Verdict;
 use super::TranslateOptions;
+use crate::status::conditions::reasons;
 
 const IP_ADDRESS: &str = "IPAddress";
 
@@ -70,7 +72,7 @@ pub(super) fn assign(
             }
             None => {
                 gw.unprogrammable = Some(Verdict::no(
-                    "AddressNotAssigned",
+                    reasons::ADDRESS_NOT_ASSIGNED,
                     format!("the address pool {pool} is exhausted"),
                 ));
             }
@@ -95,7 +97,7 @@ fn requested(gw: &GatewayState<'_>, options: &TranslateOptions) -> Requested {
         let ty = a.r#type.as_deref().unwrap_or(IP_ADDRESS);
         if ty != IP_ADDRESS {
             return Requested::Unsupported(Verdict::no(
-                "UnsupportedAddress",
+                reasons::UNSUPPORTED_ADDRESS,
                 format!("address type {ty} is not supported; use IPAddress"),
             ));
         }
@@ -106,7 +108,7 @@ fn requested(gw: &GatewayState<'_>, options: &TranslateOptions) -> Requested {
         };
         let Ok(ip) = value.parse::<IpAddr>() else {
             return Requested::Unsupported(Verdict::no(
-                "UnsupportedAddress",
+                reasons::UNSUPPORTED_ADDRESS,
                 format!("{value} is not an IP address"),
             ));
         };
@@ -121,7 +123,7 @@ fn requested(gw: &GatewayState<'_>, options: &TranslateOptions) -> Requested {
         return Requested::NotUsable(
             usable,
             Verdict::no(
-                "AddressNotUsable",
+                reasons::ADDRESS_NOT_USABLE,
                 format!("cannot listen on {}", list.join(", ")),
             ),
         );

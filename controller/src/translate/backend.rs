@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::ServicePort;
 
-use super::gateway::GATEWAY_GROUP;
 use super::index::Index;
 use super::reference_grant::{self, From, To};
+use super::GATEWAY_GROUP;
 use crate::snapshot::{Backend, BackendProtocol};
+use crate::status::conditions::reasons;
 
 /// A backendRef as written (rule backendRefs and mirror backendRefs share this shape).
 pub(super) struct BackendRef<'a> {
@@ -20,11 +21,57 @@ pub(super) struct BackendRef<'a> {
     pub port: Option<i32>,
 }
 
-/// Why a ref did not resolve: a route `ResolvedRefs` reason and a message.
-#[derive(Debug, Clone)]
-pub(super) struct Unresolved {
-    pub reason: &'static str,
-    pub message: String,
+/// Why a backendRef did not resolve: the route's `ResolvedRefs` is False.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(super) enum UnresolvedRef {
+    #[error("backendRef {group}/{kind} {name}: only core Services are supported")]
+    NotAService {
+        group: String,
+        kind: String,
+        name: String,
+    },
+    #[error(
+        "no ReferenceGrant allows HTTPRoutes in {route_namespace} to use Service {namespace}/{name}"
+    )]
+    NotPermitted {
+        route_namespace: String,
+        namespace: String,
+        name: String,
+    },
+    #[error("backendRef Service {namespace}/{name} needs a valid port")]
+    NoPort { namespace: String, name: String },
+    #[error("Service {namespace}/{name} not found")]
+    ServiceNotFound { namespace: String, name: String },
+    #[error("Service {namespace}/{name} has no port {port}")]
+    NoSuchPort {
+        namespace: String,
+        name: String,
+        port: u16,
+    },
+    #[error("Service {namespace}/{name} port {port}: appProtocol {app_protocol} is not supported")]
+    UnsupportedProtocol {
+        namespace: String,
+        name: String,
+        port: u16,
+        app_protocol: String,
+    },
+}
+
+// === impl UnresolvedRef ===
+
+impl UnresolvedRef {
+    /// The route's `ResolvedRefs` reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            UnresolvedRef::NotAService { .. } => reasons::INVALID_KIND,
+            UnresolvedRef::NotPermitted { .. } => reasons::REF_NOT_PERMITTED,
+            UnresolvedRef::NoPort { .. } => reasons::UNSUPPORTED_VALUE,
+            UnresolvedRef::ServiceNotFound { .. } | UnresolvedRef::NoSuchPort { .. } => {
+                reasons::BACKEND_NOT_FOUND
+            }
+            UnresolvedRef::UnsupportedProtocol { .. } => reasons::UNSUPPORTED_PROTOCOL,
+        }
+    }
 }
 
 /// Resolves refs, sharing one `Arc<Backend>` per Service port across the whole snapshot so its
@@ -46,16 +93,14 @@ impl<'i, 'a> Resolver<'i, 'a> {
         &mut self,
         route_namespace: &str,
         r: &BackendRef<'_>,
-    ) -> Result<Arc<Backend>, Unresolved> {
+    ) -> Result<Arc<Backend>, UnresolvedRef> {
         let group = r.group.unwrap_or("");
         let kind = r.kind.unwrap_or("Service");
         if !group.is_empty() || kind != "Service" {
-            return Err(Unresolved {
-                reason: "InvalidKind",
-                message: format!(
-                    "backendRef {group}/{kind} {}: only core Services are supported",
-                    r.name
-                ),
+            return Err(UnresolvedRef::NotAService {
+                group: group.to_string(),
+                kind: kind.to_string(),
+                name: r.name.to_string(),
             });
         }
         let namespace = r.namespace.unwrap_or(route_namespace);
@@ -73,50 +118,48 @@ impl<'i, 'a> Resolver<'i, 'a> {
                 name: r.name,
             },
         );
+        let service = || (namespace.to_string(), r.name.to_string());
         if !permitted {
-            return Err(Unresolved {
-                reason: "RefNotPermitted",
-                message: format!(
-                    "no ReferenceGrant allows HTTPRoutes in {route_namespace} to use Service {namespace}/{}",
-                    r.name
-                ),
+            let (namespace, name) = service();
+            return Err(UnresolvedRef::NotPermitted {
+                route_namespace: route_namespace.to_string(),
+                namespace,
+                name,
             });
         }
         let Some(port) = r.port.and_then(|p| u16::try_from(p).ok()) else {
-            return Err(Unresolved {
-                reason: "UnsupportedValue",
-                message: format!(
-                    "backendRef Service {namespace}/{} needs a valid port",
-                    r.name
-                ),
-            });
+            let (namespace, name) = service();
+            return Err(UnresolvedRef::NoPort { namespace, name });
         };
         let key = (namespace.to_string(), r.name.to_string(), port);
         if let Some(b) = self.cache.get(&key) {
             return Ok(b.clone());
         }
-        let not_found = |what: String| Unresolved {
-            reason: "BackendNotFound",
-            message: what,
-        };
-        let service = self
-            .index
-            .service(namespace, r.name)
-            .ok_or_else(|| not_found(format!("Service {namespace}/{} not found", r.name)))?;
-        let service_port = service
+        let found = self.index.service(namespace, r.name).ok_or_else(|| {
+            let (namespace, name) = service();
+            UnresolvedRef::ServiceNotFound { namespace, name }
+        })?;
+        let service_port = found
             .spec
             .as_ref()
             .and_then(|s| s.ports.as_ref())
             .and_then(|ports| ports.iter().find(|p| p.port == i32::from(port)))
             .ok_or_else(|| {
-                not_found(format!("Service {namespace}/{} has no port {port}", r.name))
+                let (namespace, name) = service();
+                UnresolvedRef::NoSuchPort {
+                    namespace,
+                    name,
+                    port,
+                }
             })?;
-        let protocol = protocol(service_port.app_protocol.as_deref()).map_err(|p| Unresolved {
-            reason: "UnsupportedProtocol",
-            message: format!(
-                "Service {namespace}/{} port {port}: appProtocol {p} is not supported",
-                r.name
-            ),
+        let protocol = protocol(service_port.app_protocol.as_deref()).map_err(|p| {
+            let (namespace, name) = service();
+            UnresolvedRef::UnsupportedProtocol {
+                namespace,
+                name,
+                port,
+                app_protocol: p.to_string(),
+            }
         })?;
         let backend = Arc::new(Backend::new(
             format!("{namespace}/{}:{port}", r.name),

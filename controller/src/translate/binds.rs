@@ -3,10 +3,12 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use super::gateway::{GatewayState, Verdict};
+use super::gateway::GatewayState;
 use super::hostname::specificity;
+use super::verdict::Verdict;
 use crate::precedence::Rank;
 use crate::snapshot::{Bind, BindProtocol, Hostname, Listener, RouteEntry, RouteGroup, RouteTable};
+use crate::status::conditions::reasons;
 
 struct PendingBind {
     protocol: BindProtocol,
@@ -35,12 +37,12 @@ pub(super) fn assemble(gateways: &mut [GatewayState<'_>]) -> Vec<Bind> {
                 let b = binds.get(s)?;
                 if b.protocol != protocol {
                     Some(Verdict::no(
-                        "ProtocolConflict",
+                        reasons::PROTOCOL_CONFLICT,
                         format!("{s} is already served with another protocol by an older Gateway"),
                     ))
                 } else if b.listeners.iter().any(|o| o.hostname == l.hostname) {
                     Some(Verdict::no(
-                        "HostnameConflict",
+                        reasons::HOSTNAME_CONFLICT,
                         format!("{s} already serves this hostname for an older Gateway"),
                     ))
                 } else {

@@ -12,19 +12,67 @@ use gateway_api::apis::experimental::httproutes::{
 };
 use http::{HeaderName, HeaderValue};
 
-use super::backend::{BackendRef, Resolver, Unresolved};
+use super::backend::{BackendRef, Resolver, UnresolvedRef};
 use crate::snapshot::{
     Filter, Fraction, HeaderModifier, Mirror, PathModifier, Redirect, UrlRewrite,
 };
+use crate::status::conditions::reasons;
+
+/// Why a filter cannot be compiled: the rule holding it is dropped. Errors of serde_json are
+/// part of the message a status shows, so they are not also a `#[source]`.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum FilterError {
+    #[error("backendRef filter: {0}")]
+    BackendFilter(serde_json::Error),
+    #[error("filter type {filter:?} needs the `{field}` field")]
+    MissingField { filter: Type, field: &'static str },
+    #[error("responseHeaderModifier: {0}")]
+    ResponseHeaderModifier(serde_json::Error),
+    #[error("{0} filters are not supported")]
+    Unsupported(&'static str),
+    #[error("{0:?} is not a valid header name")]
+    HeaderName(String),
+    #[error("{0:?} is not a valid header value")]
+    HeaderValue(String),
+    #[error("redirect statusCode {0} is not supported")]
+    RedirectStatusCode(i64),
+    /// `filter` is `redirect` or `urlRewrite`.
+    #[error("{filter} path {path_type} needs {field}")]
+    MissingPathValue {
+        filter: &'static str,
+        path_type: &'static str,
+        field: &'static str,
+    },
+    #[error("{0:?} is not a valid hostname")]
+    Hostname(String),
+    #[error("redirect port {0} is not valid")]
+    RedirectPort(i32),
+    #[error("requestMirror sets both percent and fraction")]
+    MirrorPercentAndFraction,
+    #[error("requestMirror percent {0} is not in 0..=100")]
+    MirrorPercent(i32),
+    #[error("requestMirror fraction {numerator}/{denominator} is not valid")]
+    MirrorFraction { numerator: i32, denominator: i32 },
+}
+
+// === impl FilterError ===
+
+impl FilterError {
+    /// The route condition reason: unsupported filters and bad values alike are values Sluice
+    /// cannot use.
+    pub fn reason(&self) -> &'static str {
+        reasons::UNSUPPORTED_VALUE
+    }
+}
 
 /// A backendRef filter has the same shape and serialization as a rule filter; converting it
 /// lets one validator serve both levels.
 pub(super) fn from_backend_filter(
     f: &HttpRouteRulesBackendRefsFilters,
-) -> Result<HttpRouteRulesFilters, String> {
+) -> Result<HttpRouteRulesFilters, FilterError> {
     serde_json::to_value(f)
         .and_then(serde_json::from_value)
-        .map_err(|e| format!("backendRef filter: {e}"))
+        .map_err(FilterError::BackendFilter)
 }
 
 /// `Err` makes the whole rule invalid (UnsupportedValue); `Ok(None)` drops a mirror whose
@@ -33,9 +81,12 @@ pub(super) fn compile(
     f: &HttpRouteRulesFilters,
     route_namespace: &str,
     resolver: &mut Resolver<'_, '_>,
-    unresolved: &mut Vec<Unresolved>,
-) -> Result<Option<Filter>, String> {
-    let missing = |field: &str| format!("filter type {:?} needs the `{field}` field", f.r#type);
+    unresolved: &mut Vec<UnresolvedRef>,
+) -> Result<Option<Filter>, FilterError> {
+    let missing = |field| FilterError::MissingField {
+        filter: f.r#type.clone(),
+        field,
+    };
     Ok(Some(match f.r#type {
         Type::RequestHeaderModifier => {
             let m = f
@@ -52,7 +103,7 @@ pub(super) fn compile(
             // Same shape as the request modifier; reuse its validation.
             let as_request: HeaderMod = serde_json::to_value(m)
                 .and_then(serde_json::from_value)
-                .map_err(|e| format!("responseHeaderModifier: {e}"))?;
+                .map_err(FilterError::ResponseHeaderModifier)?;
             Filter::ResponseHeaders(header_modifier(&as_request)?)
         }
         Type::RequestRedirect => {
@@ -82,20 +133,18 @@ pub(super) fn compile(
                 }
             }
         }
-        Type::ExtensionRef => return Err("ExtensionRef filters are not supported".into()),
-        Type::Cors => return Err("CORS filters are not supported".into()),
-        Type::ExternalAuth => return Err("ExternalAuth filters are not supported".into()),
+        Type::ExtensionRef => return Err(FilterError::Unsupported("ExtensionRef")),
+        Type::Cors => return Err(FilterError::Unsupported("CORS")),
+        Type::ExternalAuth => return Err(FilterError::Unsupported("ExternalAuth")),
     }))
 }
 
-fn header_modifier(m: &HeaderMod) -> Result<HeaderModifier, String> {
+fn header_modifier(m: &HeaderMod) -> Result<HeaderModifier, FilterError> {
     let name = |n: &str| {
-        HeaderName::from_bytes(n.as_bytes())
-            .map_err(|_| format!("{n:?} is not a valid header name"))
+        HeaderName::from_bytes(n.as_bytes()).map_err(|_| FilterError::HeaderName(n.to_string()))
     };
-    let value = |v: &str| {
-        HeaderValue::from_str(v).map_err(|_| format!("{v:?} is not a valid header value"))
-    };
+    let value =
+        |v: &str| HeaderValue::from_str(v).map_err(|_| FilterError::HeaderValue(v.to_string()));
     let mut out = HeaderModifier::default();
     for h in m.set.iter().flatten() {
         out.set.push((name(&h.name)?, value(&h.value)?));
@@ -109,10 +158,15 @@ fn header_modifier(m: &HeaderMod) -> Result<HeaderModifier, String> {
     Ok(out)
 }
 
-fn redirect(r: &RedirectSpec) -> Result<Redirect, String> {
+fn redirect(r: &RedirectSpec) -> Result<Redirect, FilterError> {
     let status_code = match r.status_code.unwrap_or(302) {
         c @ (301 | 302 | 303 | 307 | 308) => c as u16,
-        c => return Err(format!("redirect statusCode {c} is not supported")),
+        c => return Err(FilterError::RedirectStatusCode(c)),
+    };
+    let missing = |path_type, field| FilterError::MissingPathValue {
+        filter: "redirect",
+        path_type,
+        field,
     };
     let path = match &r.path {
         None => None,
@@ -120,12 +174,12 @@ fn redirect(r: &RedirectSpec) -> Result<Redirect, String> {
             RedirectPathType::ReplaceFullPath => PathModifier::ReplaceFullPath(
                 p.replace_full_path
                     .clone()
-                    .ok_or("redirect path ReplaceFullPath needs replaceFullPath")?,
+                    .ok_or_else(|| missing("ReplaceFullPath", "replaceFullPath"))?,
             ),
             RedirectPathType::ReplacePrefixMatch => PathModifier::ReplacePrefixMatch(
                 p.replace_prefix_match
                     .clone()
-                    .ok_or("redirect path ReplacePrefixMatch needs replacePrefixMatch")?,
+                    .ok_or_else(|| missing("ReplacePrefixMatch", "replacePrefixMatch"))?,
             ),
         }),
     };
@@ -142,7 +196,7 @@ fn redirect(r: &RedirectSpec) -> Result<Redirect, String> {
                 u16::try_from(p)
                     .ok()
                     .filter(|p| *p != 0)
-                    .ok_or_else(|| format!("redirect port {p} is not valid"))?,
+                    .ok_or(FilterError::RedirectPort(p))?,
             ),
             None => None,
         },
@@ -150,28 +204,33 @@ fn redirect(r: &RedirectSpec) -> Result<Redirect, String> {
     })
 }
 
-fn check_hostname(h: Option<&str>) -> Result<(), String> {
+fn check_hostname(h: Option<&str>) -> Result<(), FilterError> {
     match h {
         Some(h) if super::hostname::parse(h, false).is_none() => {
-            Err(format!("{h:?} is not a valid hostname"))
+            Err(FilterError::Hostname(h.to_string()))
         }
         _ => Ok(()),
     }
 }
 
-fn rewrite(r: &RewriteSpec) -> Result<UrlRewrite, String> {
+fn rewrite(r: &RewriteSpec) -> Result<UrlRewrite, FilterError> {
+    let missing = |path_type, field| FilterError::MissingPathValue {
+        filter: "urlRewrite",
+        path_type,
+        field,
+    };
     let path = match &r.path {
         None => None,
         Some(p) => Some(match p.r#type {
             RewritePathType::ReplaceFullPath => PathModifier::ReplaceFullPath(
                 p.replace_full_path
                     .clone()
-                    .ok_or("urlRewrite path ReplaceFullPath needs replaceFullPath")?,
+                    .ok_or_else(|| missing("ReplaceFullPath", "replaceFullPath"))?,
             ),
             RewritePathType::ReplacePrefixMatch => PathModifier::ReplacePrefixMatch(
                 p.replace_prefix_match
                     .clone()
-                    .ok_or("urlRewrite path ReplacePrefixMatch needs replacePrefixMatch")?,
+                    .ok_or_else(|| missing("ReplacePrefixMatch", "replacePrefixMatch"))?,
             ),
         }),
     };
@@ -187,14 +246,14 @@ fn mirror(
     m: &MirrorSpec,
     route_namespace: &str,
     resolver: &mut Resolver<'_, '_>,
-) -> Result<Result<Mirror, Unresolved>, String> {
+) -> Result<Result<Mirror, UnresolvedRef>, FilterError> {
     let fraction = match (&m.percent, &m.fraction) {
-        (Some(_), Some(_)) => return Err("requestMirror sets both percent and fraction".into()),
+        (Some(_), Some(_)) => return Err(FilterError::MirrorPercentAndFraction),
         (Some(p), None) => {
             let p = u32::try_from(*p)
                 .ok()
                 .filter(|p| *p <= 100)
-                .ok_or_else(|| format!("requestMirror percent {p} is not in 0..=100"))?;
+                .ok_or(FilterError::MirrorPercent(*p))?;
             Fraction {
                 numerator: p,
                 denominator: 100,
@@ -208,10 +267,10 @@ fn mirror(
                     denominator: d,
                 },
                 _ => {
-                    return Err(format!(
-                        "requestMirror fraction {}/{denominator} is not valid",
-                        f.numerator
-                    ))
+                    return Err(FilterError::MirrorFraction {
+                        numerator: f.numerator,
+                        denominator,
+                    })
                 }
             }
         }
@@ -271,7 +330,10 @@ mod tests {
             assert!(mirror(&mirror_spec(Some(1), Some((1, None))), "ns", r).is_err());
             // Valid fraction, but the backend does not exist: unresolved, not invalid.
             let unresolved = mirror(&mirror_spec(None, Some((1, None))), "ns", r).expect("valid");
-            assert_eq!(unresolved.err().map(|u| u.reason), Some("BackendNotFound"));
+            assert_eq!(
+                unresolved.err().map(|u| u.reason()),
+                Some("BackendNotFound")
+            );
         });
     }
 

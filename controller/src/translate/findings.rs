@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use crate::resources::Resources;
 use crate::snapshot::{BackendTarget, RouteEntry, Snapshot};
-use crate::status::object_key;
+use crate::status::StatusKey;
 use crate::CONTROLLER_NAME;
 
 use super::index::namespace_of;
@@ -47,11 +47,10 @@ pub fn standalone_findings(resources: &Resources, snapshot: &Snapshot) -> Vec<St
     for route in &resources.http_routes {
         let ns = namespace_of(&route.metadata);
         let name = route.metadata.name.as_deref().unwrap_or("");
-        let attached =
-            snapshot
-                .statuses
-                .objects
-                .contains_key(&object_key("HTTPRoute", Some(ns), name));
+        let attached = snapshot
+            .statuses
+            .objects
+            .contains_key(&StatusKey::http_route(ns, name));
         if route.spec.parent_refs.as_ref().is_none_or(Vec::is_empty) {
             findings.push(format!(
                 "HTTPRoute {ns}/{name}: no parentRefs: attached to nothing"

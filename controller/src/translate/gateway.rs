@@ -16,40 +16,14 @@ use kube::Resource;
 use rustls::sign::CertifiedKey;
 
 use super::index::{namespace_of, Index};
-use super::Timestamp;
+use super::verdict::{cond, Verdict};
+use super::{Timestamp, GATEWAY_GROUP};
 use crate::features::SUPPORTED_FEATURES;
 use crate::precedence::Rank;
 use crate::snapshot::{BindProtocol, Hostname, RouteEntry};
-use crate::status::{condition, object_key, ObjectStatus, StatusReport};
+use crate::status::conditions::{reasons, types};
+use crate::status::{ObjectStatus, StatusKey, StatusReport};
 use crate::CONTROLLER_NAME;
-
-pub(super) const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
-
-/// One condition's outcome before it becomes a `Condition`.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) struct Verdict {
-    pub ok: bool,
-    pub reason: &'static str,
-    pub message: String,
-}
-
-impl Verdict {
-    pub fn yes(reason: &'static str) -> Verdict {
-        Verdict {
-            ok: true,
-            reason,
-            message: String::new(),
-        }
-    }
-
-    pub fn no(reason: &'static str, message: impl Into<String>) -> Verdict {
-        Verdict {
-            ok: false,
-            reason,
-            message: message.into(),
-        }
-    }
-}
 
 /// Statuses for our GatewayClasses; returns each served class name -> accepted.
 pub(super) fn classes<'a>(
@@ -69,18 +43,18 @@ pub(super) fn classes<'a>(
             // A core ConfigMap holds cluster mode's data-plane knobs (docs/kubernetes.md); the
             // provisioner reads and validates it.
             Some(p) if !(p.group.is_empty() && p.kind == "ConfigMap") => Verdict::no(
-                "InvalidParameters",
+                reasons::INVALID_PARAMETERS,
                 format!(
                     "parametersRef {}/{} {}: Sluice's class parameters are a core ConfigMap",
                     p.group, p.kind, p.name
                 ),
             ),
-            _ => Verdict::yes("Accepted"),
+            _ => Verdict::yes(reasons::ACCEPTED),
         };
         served.insert(name, verdict.ok);
         let status = GatewayClassStatus {
             conditions: Some(vec![cond(
-                "Accepted",
+                types::ACCEPTED,
                 &verdict,
                 class.metadata.generation,
                 now,
@@ -95,20 +69,11 @@ pub(super) fn classes<'a>(
             ),
         };
         report.objects.insert(
-            object_key("GatewayClass", None, name),
+            StatusKey::gateway_class(name),
             ObjectStatus::GatewayClass(status),
         );
     }
     served
-}
-
-pub(super) fn cond(
-    type_: &str,
-    v: &Verdict,
-    generation: Option<i64>,
-    now: Timestamp,
-) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
-    condition(type_, v.ok, v.reason, v.message.clone(), generation, now)
 }
 
 // === impl GatewayState ===
@@ -148,7 +113,7 @@ impl<'a> GatewayState<'a> {
         let namespace = namespace_of(&gw.metadata);
         let rejection = if !class_ok {
             Some(Verdict::no(
-                "Invalid",
+                reasons::INVALID,
                 format!(
                     "GatewayClass {} is not accepted",
                     gw.spec.gateway_class_name
@@ -161,7 +126,7 @@ impl<'a> GatewayState<'a> {
                 .and_then(|i| i.parameters_ref.as_ref())
                 .map(|p| {
                     Verdict::no(
-                        "InvalidParameters",
+                        reasons::INVALID_PARAMETERS,
                         format!(
                             "infrastructure.parametersRef {}/{} {}: Sluice takes no parameters",
                             p.group, p.kind, p.name
@@ -194,8 +159,8 @@ impl<'a> GatewayState<'a> {
         (created, self.namespace, self.name)
     }
 
-    pub fn status_key(&self) -> String {
-        object_key("Gateway", Some(self.namespace), self.name)
+    pub fn status_key(&self) -> StatusKey {
+        StatusKey::gateway(self.namespace, self.name)
     }
 
     pub fn label(&self) -> String {
@@ -208,15 +173,15 @@ impl<'a> GatewayState<'a> {
         }
         let valid = self.listeners.iter().filter(|l| l.accepted.ok).count();
         if valid == 0 {
-            Verdict::no("ListenersNotValid", "no listener is valid")
+            Verdict::no(reasons::LISTENERS_NOT_VALID, "no listener is valid")
         } else if valid < self.listeners.len() {
             Verdict {
                 ok: true,
-                reason: "ListenersNotValid",
+                reason: reasons::LISTENERS_NOT_VALID,
                 message: "some listeners are not valid".into(),
             }
         } else {
-            Verdict::yes("Accepted")
+            Verdict::yes(reasons::ACCEPTED)
         }
     }
 
@@ -227,12 +192,12 @@ impl<'a> GatewayState<'a> {
     fn programmed(&self) -> Verdict {
         let accepted = self.accepted();
         if !accepted.ok {
-            return Verdict::no("Invalid", "the Gateway is not accepted");
+            return Verdict::no(reasons::INVALID, "the Gateway is not accepted");
         }
         if let Some(p) = &self.unprogrammable {
             return p.clone();
         }
-        Verdict::yes("Programmed")
+        Verdict::yes(reasons::PROGRAMMED)
     }
 
     pub fn status(&self, now: Timestamp) -> GatewayStatus {
@@ -255,8 +220,8 @@ impl<'a> GatewayState<'a> {
             }),
             attached_listener_sets: None,
             conditions: Some(vec![
-                cond("Accepted", &self.accepted(), generation, now),
-                cond("Programmed", &self.programmed(), generation, now),
+                cond(types::ACCEPTED, &self.accepted(), generation, now),
+                cond(types::PROGRAMMED, &self.programmed(), generation, now),
             ]),
             listeners: Some(listeners),
         }
@@ -277,10 +242,10 @@ impl<'a> ListenerState<'a> {
             .hostname
             .as_deref()
             .map(|h| super::hostname::parse(h, true));
-        let mut accepted = Verdict::yes("Accepted");
+        let mut accepted = Verdict::yes(reasons::ACCEPTED);
         if protocol.is_none() {
             accepted = Verdict::no(
-                "UnsupportedProtocol",
+                reasons::UNSUPPORTED_PROTOCOL,
                 format!(
                     "protocol {} is not supported; use HTTP or HTTPS",
                     spec.protocol
@@ -288,14 +253,17 @@ impl<'a> ListenerState<'a> {
             );
         } else if port.is_none() {
             accepted = Verdict::no(
-                "PortUnavailable",
+                reasons::PORT_UNAVAILABLE,
                 format!("port {} is not valid", spec.port),
             );
         } else if let Some(None) = hostname {
-            accepted = Verdict::no("UnsupportedValue", "hostname is not a valid hostname");
+            accepted = Verdict::no(
+                reasons::UNSUPPORTED_VALUE,
+                "hostname is not a valid hostname",
+            );
         }
 
-        let mut resolved = Verdict::yes("ResolvedRefs");
+        let mut resolved = Verdict::yes(reasons::RESOLVED_REFS);
         let mut supported_kinds = Vec::new();
         let requested = spec
             .allowed_routes
@@ -314,7 +282,7 @@ impl<'a> ListenerState<'a> {
                     }
                 } else if resolved.ok {
                     resolved = Verdict::no(
-                        "InvalidRouteKinds",
+                        reasons::INVALID_ROUTE_KINDS,
                         format!("route kind {group}/{} is not supported", k.kind),
                     );
                 }
@@ -325,7 +293,7 @@ impl<'a> ListenerState<'a> {
         if protocol == Some(BindProtocol::Https) {
             match super::tls::resolve(gateway_namespace, spec, index) {
                 Ok(key) => tls = Some(key),
-                Err(v) if resolved.ok => resolved = v,
+                Err(e) if resolved.ok => resolved = Verdict::no(e.reason(), e.to_string()),
                 Err(_) => {}
             }
         }
@@ -396,22 +364,25 @@ impl<'a> ListenerState<'a> {
             },
             None => Verdict {
                 ok: false,
-                reason: "NoConflicts",
+                reason: reasons::NO_CONFLICTS,
                 message: String::new(),
             },
         };
         let programmed = if gateway_programmed && self.is_ready() {
-            Verdict::yes("Programmed")
+            Verdict::yes(reasons::PROGRAMMED)
         } else {
-            Verdict::no("Invalid", "the listener is not ready to serve traffic")
+            Verdict::no(
+                reasons::INVALID,
+                "the listener is not ready to serve traffic",
+            )
         };
         GatewayStatusListeners {
             attached_routes: self.attached_routes,
             conditions: vec![
-                cond("Accepted", &self.accepted, generation, now),
-                cond("Conflicted", &conflicted, generation, now),
-                cond("Programmed", &programmed, generation, now),
-                cond("ResolvedRefs", &self.resolved, generation, now),
+                cond(types::ACCEPTED, &self.accepted, generation, now),
+                cond(types::CONFLICTED, &conflicted, generation, now),
+                cond(types::PROGRAMMED, &programmed, generation, now),
+                cond(types::RESOLVED_REFS, &self.resolved, generation, now),
             ],
             name: self.spec.name.clone(),
             supported_kinds: Some(self.supported_kinds.clone()),
@@ -440,7 +411,7 @@ fn mark_conflicts(listeners: &mut [ListenerState<'_>]) {
             }
             let verdict = if a.protocol != b.protocol {
                 Some(Verdict::no(
-                    "ProtocolConflict",
+                    reasons::PROTOCOL_CONFLICT,
                     format!(
                         "listener {} uses the same port with another protocol",
                         b.spec.name
@@ -448,7 +419,7 @@ fn mark_conflicts(listeners: &mut [ListenerState<'_>]) {
                 ))
             } else if a.hostname == b.hostname {
                 Some(Verdict::no(
-                    "HostnameConflict",
+                    reasons::HOSTNAME_CONFLICT,
                     format!("listener {} uses the same port and hostname", b.spec.name),
                 ))
             } else {

@@ -9,6 +9,34 @@ use http::{HeaderName, Method};
 use regex::Regex;
 
 use crate::snapshot::{HeaderMatch, PathMatch, QueryMatch, RequestMatch, StringMatch};
+use crate::status::conditions::reasons;
+
+/// Why a match cannot be compiled: the rule holding it is dropped.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum MatchError {
+    #[error("header match name {0:?} is not a valid header name")]
+    HeaderName(String),
+    #[error("query param match name is empty")]
+    EmptyQueryParamName,
+    #[error("path {0:?} must start with /")]
+    RelativePath(String),
+    /// The regex error is part of the message a status shows, so it is not also a `#[source]`
+    /// (an error chain would print it twice).
+    #[error("invalid regular expression {pattern:?}: {error}")]
+    Regex {
+        pattern: String,
+        error: regex::Error,
+    },
+}
+
+// === impl MatchError ===
+
+impl MatchError {
+    /// The route condition reason: the spec's for a value Sluice cannot use.
+    pub fn reason(&self) -> &'static str {
+        reasons::UNSUPPORTED_VALUE
+    }
+}
 
 /// The match of a rule without `matches`: every request.
 pub(super) fn match_all() -> RequestMatch {
@@ -20,7 +48,7 @@ pub(super) fn match_all() -> RequestMatch {
     }
 }
 
-pub(super) fn compile(m: &HttpRouteRulesMatches) -> Result<RequestMatch, String> {
+pub(super) fn compile(m: &HttpRouteRulesMatches) -> Result<RequestMatch, MatchError> {
     let path = match &m.path {
         None => PathMatch::Prefix("/".into()),
         Some(p) => {
@@ -39,7 +67,7 @@ pub(super) fn compile(m: &HttpRouteRulesMatches) -> Result<RequestMatch, String>
     let mut headers: Vec<HeaderMatch> = Vec::new();
     for h in m.headers.iter().flatten() {
         let name = HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|_| format!("header match name {:?} is not a valid header name", h.name))?;
+            .map_err(|_| MatchError::HeaderName(h.name.clone()))?;
         if headers.iter().any(|x| x.name == name) {
             continue;
         }
@@ -54,7 +82,7 @@ pub(super) fn compile(m: &HttpRouteRulesMatches) -> Result<RequestMatch, String>
     let mut query: Vec<QueryMatch> = Vec::new();
     for q in m.query_params.iter().flatten() {
         if q.name.is_empty() {
-            return Err("query param match name is empty".into());
+            return Err(MatchError::EmptyQueryParamName);
         }
         if query.iter().any(|x| x.name == q.name) {
             continue;
@@ -77,11 +105,11 @@ pub(super) fn compile(m: &HttpRouteRulesMatches) -> Result<RequestMatch, String>
     })
 }
 
-fn absolute(path: &str) -> Result<&str, String> {
+fn absolute(path: &str) -> Result<&str, MatchError> {
     if path.starts_with('/') {
         Ok(path)
     } else {
-        Err(format!("path {path:?} must start with /"))
+        Err(MatchError::RelativePath(path.to_string()))
     }
 }
 
@@ -97,8 +125,11 @@ fn prefix(path: &str) -> String {
 
 /// The spec's regex semantics are full matches, so the pattern is anchored at both ends. It is
 /// checked on its own first: `a)|(b` is invalid, but wrapped it would compile unanchored.
-fn anchored(pattern: &str) -> Result<Regex, String> {
-    let invalid = |e: regex::Error| format!("invalid regular expression {pattern:?}: {e}");
+fn anchored(pattern: &str) -> Result<Regex, MatchError> {
+    let invalid = |error| MatchError::Regex {
+        pattern: pattern.to_string(),
+        error,
+    };
     Regex::new(pattern).map_err(invalid)?;
     Regex::new(&format!("^(?:{pattern})$")).map_err(invalid)
 }
@@ -156,7 +187,11 @@ mod tests {
     #[test]
     fn invalid_regex_is_an_error_not_a_panic() {
         let err = compile(&path(PathType::RegularExpression, "/(unclosed")).expect_err("error");
-        assert!(err.contains("invalid regular expression"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("invalid regular expression \"/(unclosed\": "),
+            "{err}"
+        );
     }
 
     #[test]

@@ -10,13 +10,15 @@ use gateway_api::apis::experimental::httproutes::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 use super::backend::Resolver;
-use super::gateway::{cond, GatewayState, Verdict, GATEWAY_GROUP};
+use super::gateway::GatewayState;
 use super::hostname::intersect;
 use super::index::{namespace_of, Index};
 use super::rule::{compile_route, CompiledRoute};
-use super::Timestamp;
+use super::verdict::{cond, Verdict};
+use super::{Timestamp, GATEWAY_GROUP};
 use crate::precedence::Rank;
 use crate::snapshot::{Hostname, RouteEntry, RouteId};
+use crate::status::conditions::{reasons, types};
 use crate::CONTROLLER_NAME;
 
 /// Attaches `route` to the listeners its parentRefs select; `None` when no parentRef names one
@@ -74,13 +76,13 @@ pub(super) fn translate(
     };
 
     let resolved = match compiled.unresolved.first() {
-        None => Verdict::yes("ResolvedRefs"),
+        None => Verdict::yes(reasons::RESOLVED_REFS),
         Some(first) => Verdict::no(
-            first.reason,
+            first.reason(),
             compiled
                 .unresolved
                 .iter()
-                .map(|u| u.message.as_str())
+                .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join("; "),
         ),
@@ -88,8 +90,8 @@ pub(super) fn translate(
     let partially_invalid =
         (!compiled.invalid.is_empty() && !compiled.all_invalid()).then(|| Verdict {
             ok: true,
-            reason: "UnsupportedValue",
-            message: format!("dropped invalid rules: {}", compiled.invalid.join("; ")),
+            reason: compiled.invalid_reason(),
+            message: format!("dropped invalid rules: {}", compiled.invalid_message()),
         });
 
     let mut attached = BTreeSet::new();
@@ -110,11 +112,12 @@ pub(super) fn translate(
             continue;
         }
         let accepted = attachment.attach(p, gi, gw, index, &mut attached);
-        let mut conditions: Vec<Condition> = vec![cond("Accepted", &accepted, generation, now)];
+        let mut conditions: Vec<Condition> =
+            vec![cond(types::ACCEPTED, &accepted, generation, now)];
         if let Some(pi) = &partially_invalid {
-            conditions.push(cond("PartiallyInvalid", pi, generation, now));
+            conditions.push(cond(types::PARTIALLY_INVALID, pi, generation, now));
         }
-        conditions.push(cond("ResolvedRefs", &resolved, generation, now));
+        conditions.push(cond(types::RESOLVED_REFS, &resolved, generation, now));
         parents.push(HttpRouteStatusParents {
             conditions,
             controller_name: CONTROLLER_NAME.into(),
@@ -197,7 +200,7 @@ impl Attachment<'_> {
                 what.push(format!("on port {port}"));
             }
             return Verdict::no(
-                "NoMatchingParent",
+                reasons::NO_MATCHING_PARENT,
                 format!("Gateway {} has no listener {}", gw.label(), what.join(" ")),
             );
         }
@@ -212,7 +215,7 @@ impl Attachment<'_> {
             .collect();
         if allowed.is_empty() {
             return Verdict::no(
-                "NotAllowedByListeners",
+                reasons::NOT_ALLOWED_BY_LISTENERS,
                 format!("no listener of Gateway {} allows this route", gw.label()),
             );
         }
@@ -220,7 +223,7 @@ impl Attachment<'_> {
             Ok(h) => h,
             Err(bad) => {
                 return Verdict::no(
-                    "UnsupportedValue",
+                    reasons::UNSUPPORTED_VALUE,
                     format!("invalid hostnames: {}", bad.join(", ")),
                 )
             }
@@ -234,12 +237,15 @@ impl Attachment<'_> {
             .collect();
         if matching.is_empty() {
             return Verdict::no(
-                "NoMatchingListenerHostname",
+                reasons::NO_MATCHING_LISTENER_HOSTNAME,
                 "no listener hostname matches the route's hostnames",
             );
         }
         if self.compiled.all_invalid() {
-            return Verdict::no("UnsupportedValue", self.compiled.invalid.join("; "));
+            return Verdict::no(
+                self.compiled.invalid_reason(),
+                self.compiled.invalid_message(),
+            );
         }
         let created = self.route.metadata.creation_timestamp.as_ref().map(|t| t.0);
         for (li, hosts) in matching {
@@ -264,6 +270,6 @@ impl Attachment<'_> {
                 }
             }
         }
-        Verdict::yes("Accepted")
+        Verdict::yes(reasons::ACCEPTED)
     }
 }

@@ -5,13 +5,56 @@ use std::time::Duration;
 
 use gateway_api::apis::experimental::httproutes::{HttpRoute, HttpRouteRules};
 
-use super::backend::{BackendRef, Resolver, Unresolved};
+use super::backend::{BackendRef, Resolver, UnresolvedRef};
+use super::duration;
+use super::filters::{self, FilterError};
 use super::index::namespace_of;
-use super::{duration, filters, matches};
+use super::matches::{self, MatchError};
 use crate::snapshot::{
     BackendTarget, Filter, PathMatch, PathModifier, RequestMatch, RuleAction, Timeouts,
     WeightedBackend,
 };
+use crate::status::conditions::reasons;
+
+/// Why a rule cannot be compiled: it is dropped, and its route says so.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum RuleError {
+    #[error(transparent)]
+    Match(#[from] MatchError),
+    #[error(transparent)]
+    Filter(#[from] FilterError),
+    #[error("backendRef weight {0} is negative")]
+    NegativeWeight(i32),
+    #[error("RequestRedirect and URLRewrite cannot be used together")]
+    RedirectWithRewrite,
+    #[error("ReplacePrefixMatch needs every match to be a PathPrefix match")]
+    ReplacePrefixWithoutPrefixMatch,
+    #[error("timeouts.{field} {value:?} is not a valid duration")]
+    Timeout { field: &'static str, value: String },
+    #[error("timeouts.backendRequest must not exceed timeouts.request")]
+    BackendTimeoutOverRequest,
+}
+
+/// A rule dropped as invalid, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("rule {index}: {error}")]
+pub(super) struct InvalidRule {
+    pub index: usize,
+    pub error: RuleError,
+}
+
+// === impl RuleError ===
+
+impl RuleError {
+    /// The route condition reason: the spec's for a rule that is not valid.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            RuleError::Match(e) => e.reason(),
+            RuleError::Filter(e) => e.reason(),
+            _ => reasons::UNSUPPORTED_VALUE,
+        }
+    }
+}
 
 pub(super) struct CompiledRule {
     pub index: usize,
@@ -22,16 +65,29 @@ pub(super) struct CompiledRule {
 
 pub(super) struct CompiledRoute {
     pub rules: Vec<CompiledRule>,
-    /// One message per rule dropped as invalid (UnsupportedValue).
-    pub invalid: Vec<String>,
+    /// The rules dropped as invalid.
+    pub invalid: Vec<InvalidRule>,
     /// Refs that did not resolve, in the order met; the first gives the ResolvedRefs reason.
-    pub unresolved: Vec<Unresolved>,
+    pub unresolved: Vec<UnresolvedRef>,
 }
 
 impl CompiledRoute {
     /// Every rule was invalid: the route cannot be accepted.
     pub fn all_invalid(&self) -> bool {
         self.rules.is_empty() && !self.invalid.is_empty()
+    }
+
+    /// The reason a condition about the dropped rules carries: the first one's.
+    pub fn invalid_reason(&self) -> &'static str {
+        self.invalid
+            .first()
+            .map_or(reasons::UNSUPPORTED_VALUE, |r| r.error.reason())
+    }
+
+    /// Why the invalid rules were dropped, one after another.
+    pub fn invalid_message(&self) -> String {
+        let each: Vec<String> = self.invalid.iter().map(ToString::to_string).collect();
+        each.join("; ")
     }
 }
 
@@ -51,7 +107,7 @@ pub(super) fn compile_route(route: &HttpRoute, resolver: &mut Resolver<'_, '_>) 
     for (index, rule) in rules.iter().enumerate() {
         match compile_rule(index, rule, namespace, resolver, &mut out.unresolved) {
             Ok(r) => out.rules.push(r),
-            Err(e) => out.invalid.push(format!("rule {index}: {e}")),
+            Err(error) => out.invalid.push(InvalidRule { index, error }),
         }
     }
     out
@@ -62,8 +118,8 @@ fn compile_rule(
     rule: &HttpRouteRules,
     namespace: &str,
     resolver: &mut Resolver<'_, '_>,
-    unresolved: &mut Vec<Unresolved>,
-) -> Result<CompiledRule, String> {
+    unresolved: &mut Vec<UnresolvedRef>,
+) -> Result<CompiledRule, RuleError> {
     let matches = match rule.matches.as_deref() {
         Some(ms) if !ms.is_empty() => ms
             .iter()
@@ -84,9 +140,7 @@ fn compile_rule(
     for b in rule.backend_refs.iter().flatten() {
         let weight = match b.weight {
             None => 1,
-            Some(w) => {
-                u32::try_from(w).map_err(|_| format!("backendRef weight {w} is negative"))?
-            }
+            Some(w) => u32::try_from(w).map_err(|_| RuleError::NegativeWeight(w))?,
         };
         let r = BackendRef {
             group: b.group.as_deref(),
@@ -98,7 +152,7 @@ fn compile_rule(
         let target = match resolver.resolve(namespace, &r) {
             Ok(backend) => BackendTarget::Service(backend),
             Err(u) => {
-                let reason = u.message.clone();
+                let reason = u.to_string();
                 unresolved.push(u);
                 BackendTarget::Invalid { reason }
             }
@@ -128,11 +182,11 @@ fn compile_rule(
 
 /// The spec forbids a redirect together with a rewrite, and `ReplacePrefixMatch` needs every
 /// match of the rule to be a `PathPrefix` match.
-fn check_filter_combination(filters: &[Filter], matches: &[RequestMatch]) -> Result<(), String> {
+fn check_filter_combination(filters: &[Filter], matches: &[RequestMatch]) -> Result<(), RuleError> {
     let redirect = filters.iter().any(|f| matches!(f, Filter::Redirect(_)));
     let rewrite = filters.iter().any(|f| matches!(f, Filter::UrlRewrite(_)));
     if redirect && rewrite {
-        return Err("RequestRedirect and URLRewrite cannot be used together".into());
+        return Err(RuleError::RedirectWithRewrite);
     }
     let replaces_prefix = filters.iter().any(|f| {
         let path = match f {
@@ -147,19 +201,22 @@ fn check_filter_combination(filters: &[Filter], matches: &[RequestMatch]) -> Res
             .iter()
             .all(|m| matches!(m.path, PathMatch::Prefix(_)))
     {
-        return Err("ReplacePrefixMatch needs every match to be a PathPrefix match".into());
+        return Err(RuleError::ReplacePrefixWithoutPrefixMatch);
     }
     Ok(())
 }
 
 /// A zero duration disables the timeout, as the spec says.
-fn timeouts(rule: &HttpRouteRules) -> Result<Timeouts, String> {
-    let parse = |s: Option<&str>, field: &str| -> Result<Option<Duration>, String> {
+fn timeouts(rule: &HttpRouteRules) -> Result<Timeouts, RuleError> {
+    let parse = |s: Option<&str>, field| -> Result<Option<Duration>, RuleError> {
         match s {
             None => Ok(None),
             Some(s) => duration::parse(s)
                 .map(|d| (!d.is_zero()).then_some(d))
-                .ok_or_else(|| format!("timeouts.{field} {s:?} is not a valid duration")),
+                .ok_or_else(|| RuleError::Timeout {
+                    field,
+                    value: s.to_string(),
+                }),
         }
     };
     let t = rule.timeouts.as_ref();
@@ -170,7 +227,7 @@ fn timeouts(rule: &HttpRouteRules) -> Result<Timeouts, String> {
     )?;
     if let (Some(r), Some(b)) = (request, backend_request) {
         if b > r {
-            return Err("timeouts.backendRequest must not exceed timeouts.request".into());
+            return Err(RuleError::BackendTimeoutOverRequest);
         }
     }
     Ok(Timeouts {

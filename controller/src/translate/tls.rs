@@ -7,38 +7,98 @@ use k8s_openapi::api::core::v1::Secret;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 
-use super::gateway::{Verdict, GATEWAY_GROUP};
 use super::index::Index;
 use super::reference_grant::{self, From, To};
+use super::GATEWAY_GROUP;
+use crate::status::conditions::reasons;
 
 const TLS_SECRET_TYPE: &str = "kubernetes.io/tls";
 
-/// The certificate of the first ref; `Err` (ResolvedRefs=False) if any ref does not resolve, since
-/// the spec wants every ref valid before the listener is programmed.
+/// Why a listener's certificateRefs do not resolve: its `ResolvedRefs` is False.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum CertificateRefError {
+    #[error("an HTTPS listener needs tls.certificateRefs")]
+    NoRefs,
+    #[error("certificateRef {group}/{kind} {name}: only core Secrets are supported")]
+    NotASecret {
+        group: String,
+        kind: String,
+        name: String,
+    },
+    #[error("no ReferenceGrant allows this Gateway to use Secret {namespace}/{name}")]
+    NotPermitted { namespace: String, name: String },
+    #[error("Secret {namespace}/{name} not found")]
+    NotFound { namespace: String, name: String },
+    /// The Secret's problem is part of the message a status shows, so it is not also a
+    /// `#[source]` (an error chain would print it twice).
+    #[error("Secret {namespace}/{name}: {error}")]
+    Unusable {
+        namespace: String,
+        name: String,
+        error: TlsSecretError,
+    },
+}
+
+/// Why a Secret holds no usable certificate and key.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum TlsSecretError {
+    #[error("type must be {TLS_SECRET_TYPE}")]
+    WrongType,
+    #[error("missing tls.crt")]
+    MissingCertificate,
+    #[error("missing tls.key")]
+    MissingKey,
+    #[error("tls.crt is not PEM: {0}")]
+    CertificateNotPem(std::io::Error),
+    #[error("tls.crt holds no certificate")]
+    NoCertificate,
+    #[error("tls.key is not PEM: {0}")]
+    KeyNotPem(std::io::Error),
+    #[error("tls.key holds no private key")]
+    NoPrivateKey,
+    #[error("unsupported private key: {0}")]
+    UnsupportedKey(rustls::Error),
+    #[error("tls.key does not match tls.crt: {0}")]
+    KeyMismatch(rustls::Error),
+}
+
+// === impl CertificateRefError ===
+
+impl CertificateRefError {
+    /// The listener's `ResolvedRefs` reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            CertificateRefError::NotPermitted { .. } => reasons::REF_NOT_PERMITTED,
+            _ => reasons::INVALID_CERTIFICATE_REF,
+        }
+    }
+}
+
+/// The certificate of the first ref; `Err` if any ref does not resolve, since the spec wants
+/// every ref valid before the listener is programmed.
 pub(super) fn resolve(
     gateway_namespace: &str,
     listener: &GatewayListeners,
     index: &Index<'_>,
-) -> Result<Arc<CertifiedKey>, Verdict> {
+) -> Result<Arc<CertifiedKey>, CertificateRefError> {
     let refs = listener
         .tls
         .as_ref()
         .and_then(|t| t.certificate_refs.as_deref())
         .unwrap_or(&[]);
-    if refs.is_empty() {
-        return Err(invalid_ref("an HTTPS listener needs tls.certificateRefs"));
-    }
     let mut first = None;
     for r in refs {
         let group = r.group.as_deref().unwrap_or("");
         let kind = r.kind.as_deref().unwrap_or("Secret");
         if !group.is_empty() || kind != "Secret" {
-            return Err(invalid_ref(format!(
-                "certificateRef {group}/{kind} {}: only core Secrets are supported",
-                r.name
-            )));
+            return Err(CertificateRefError::NotASecret {
+                group: group.to_string(),
+                kind: kind.to_string(),
+                name: r.name.clone(),
+            });
         }
         let namespace = r.namespace.as_deref().unwrap_or(gateway_namespace);
+        let secret = || (namespace.to_string(), r.name.clone());
         let allowed = reference_grant::permitted(
             &index.resources.reference_grants,
             &From {
@@ -54,55 +114,51 @@ pub(super) fn resolve(
             },
         );
         if !allowed {
-            return Err(Verdict::no(
-                "RefNotPermitted",
-                format!(
-                    "no ReferenceGrant allows this Gateway to use Secret {namespace}/{}",
-                    r.name
-                ),
-            ));
+            let (namespace, name) = secret();
+            return Err(CertificateRefError::NotPermitted { namespace, name });
         }
-        let Some(secret) = index.secret(namespace, &r.name) else {
-            return Err(invalid_ref(format!(
-                "Secret {namespace}/{} not found",
-                r.name
-            )));
+        let Some(found) = index.secret(namespace, &r.name) else {
+            let (namespace, name) = secret();
+            return Err(CertificateRefError::NotFound { namespace, name });
         };
-        let key = certified_key(secret)
-            .map_err(|e| invalid_ref(format!("Secret {namespace}/{}: {e}", r.name)))?;
+        let key = certified_key(found).map_err(|error| {
+            let (namespace, name) = secret();
+            CertificateRefError::Unusable {
+                namespace,
+                name,
+                error,
+            }
+        })?;
         first.get_or_insert(key);
     }
-    first.ok_or_else(|| invalid_ref("no certificate"))
-}
-
-fn invalid_ref(message: impl Into<String>) -> Verdict {
-    Verdict::no("InvalidCertificateRef", message)
+    // Every ref either failed above or set `first`: only an empty list leaves it unset.
+    first.ok_or(CertificateRefError::NoRefs)
 }
 
 /// Parses a `kubernetes.io/tls` Secret's PEM `tls.crt` chain and `tls.key`.
-pub(super) fn certified_key(secret: &Secret) -> Result<Arc<CertifiedKey>, String> {
+pub(super) fn certified_key(secret: &Secret) -> Result<Arc<CertifiedKey>, TlsSecretError> {
     if secret.type_.as_deref() != Some(TLS_SECRET_TYPE) {
-        return Err(format!("type must be {TLS_SECRET_TYPE}"));
+        return Err(TlsSecretError::WrongType);
     }
     let data = secret.data.as_ref();
     let get = |k: &str| data.and_then(|d| d.get(k)).map(|b| b.0.as_slice());
-    let crt = get("tls.crt").ok_or("missing tls.crt")?;
-    let key = get("tls.key").ok_or("missing tls.key")?;
+    let crt = get("tls.crt").ok_or(TlsSecretError::MissingCertificate)?;
+    let key = get("tls.key").ok_or(TlsSecretError::MissingKey)?;
     let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut &crt[..])
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("tls.crt is not PEM: {e}"))?;
+        .map_err(TlsSecretError::CertificateNotPem)?;
     if certs.is_empty() {
-        return Err("tls.crt holds no certificate".into());
+        return Err(TlsSecretError::NoCertificate);
     }
     let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut &key[..])
-        .map_err(|e| format!("tls.key is not PEM: {e}"))?
-        .ok_or("tls.key holds no private key")?;
+        .map_err(TlsSecretError::KeyNotPem)?
+        .ok_or(TlsSecretError::NoPrivateKey)?;
     let signing = rustls::crypto::ring::sign::any_supported_type(&key)
-        .map_err(|e| format!("unsupported private key: {e}"))?;
+        .map_err(TlsSecretError::UnsupportedKey)?;
     let certified = CertifiedKey::new(certs, signing);
     certified
         .keys_match()
-        .map_err(|e| format!("tls.key does not match tls.crt: {e}"))?;
+        .map_err(TlsSecretError::KeyMismatch)?;
     Ok(Arc::new(certified))
 }
 
@@ -140,7 +196,7 @@ mod tests {
         let b = rcgen::generate_simple_self_signed(vec!["b.com".into()]).expect("rcgen");
         let s = secret(TLS_SECRET_TYPE, &a.cert.pem(), &b.key_pair.serialize_pem());
         let err = certified_key(&s).expect_err("mismatch");
-        assert!(err.contains("does not match"), "{err}");
+        assert!(matches!(err, TlsSecretError::KeyMismatch(_)), "{err}");
     }
 
     #[test]

@@ -1,0 +1,87 @@
+//! What the provisioner knows and translation cannot, for the status writer to overlay on
+//! GatewayClass and Gateway statuses: classes whose parameters are unusable, and each Gateway's
+//! data plane.
+
+use std::collections::BTreeMap;
+
+use crate::status::conditions::reasons::{self, INVALID_PARAMETERS};
+
+/// A Gateway's provisioned data plane as the provisioner sees it (the gateway crate's
+/// `dataplane` module is the process that serves it, not this view).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProvisionedDataPlane {
+    /// At least one data-plane pod is available and the Service has an address.
+    pub programmed: bool,
+    /// Why not, when not: a Gateway API `Programmed` reason and a message.
+    pub reason: &'static str,
+    pub message: String,
+    pub addresses: Vec<(String, String)>,
+}
+
+/// Keyed `namespace/name`.
+pub type DataPlanes = BTreeMap<String, ProvisionedDataPlane>;
+
+/// What the provisioner adds to the statuses translation computed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Provisioning {
+    /// False until the provisioner's first reconcile: until then the writer leaves GatewayClasses
+    /// and Gateways alone rather than write what it would take back a moment later (a new
+    /// leader would otherwise flap `Programmed` and `Accepted` after a failover).
+    pub reconciled: bool,
+    /// GatewayClasses whose `parametersRef` cannot be used, by name: the error, for
+    /// `Accepted: False` with reason `InvalidParameters`.
+    pub invalid_classes: BTreeMap<String, String>,
+    /// Gateways of those classes, keyed `namespace/name`: not accepted, not provisioned.
+    pub rejected_gateways: BTreeMap<String, String>,
+    /// The data plane of every provisioned Gateway, keyed `namespace/name`.
+    pub data_planes: DataPlanes,
+}
+
+// === impl ProvisionedDataPlane ===
+
+impl ProvisionedDataPlane {
+    /// A Gateway translated before the provisioner got to it (just created).
+    pub fn not_yet_provisioned() -> ProvisionedDataPlane {
+        ProvisionedDataPlane::pending("waiting for the data plane to be provisioned".into())
+    }
+
+    /// Not programmed, reason `Pending`.
+    pub fn pending(message: String) -> ProvisionedDataPlane {
+        ProvisionedDataPlane {
+            programmed: false,
+            reason: reasons::PENDING,
+            message,
+            addresses: Vec::new(),
+        }
+    }
+}
+
+// === impl Provisioning ===
+
+impl Provisioning {
+    /// Copies `previous`'s verdict on the Gateway `key`.
+    pub(super) fn carry_gateway(&mut self, previous: &Provisioning, key: &str) {
+        if let Some(message) = previous.rejected_gateways.get(key) {
+            self.rejected_gateways
+                .insert(key.to_string(), message.clone());
+        }
+        if let Some(plane) = previous.data_planes.get(key) {
+            self.data_planes.insert(key.to_string(), plane.clone());
+        }
+    }
+
+    /// `(programmed, reason, what an Event says)` for the Gateway `key`, if it has a verdict.
+    pub(super) fn gateway_state(&self, key: &str) -> Option<(bool, &'static str, String)> {
+        if let Some(message) = self.rejected_gateways.get(key) {
+            return Some((false, INVALID_PARAMETERS, message.clone()));
+        }
+        let plane = self.data_planes.get(key)?;
+        let note = if plane.programmed {
+            let addresses: Vec<&str> = plane.addresses.iter().map(|(_, v)| v.as_str()).collect();
+            format!("data plane available at {}", addresses.join(", "))
+        } else {
+            plane.message.clone()
+        };
+        Some((plane.programmed, plane.reason, note))
+    }
+}

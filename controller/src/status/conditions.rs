@@ -1,0 +1,229 @@
+//! Every condition type and reason Sluice writes, and which condition may carry which reason.
+//!
+//! Producers (translate, the unbound-port correction, the provisioner and the status writer's
+//! overlay) take their strings from here, so `docs/status-reasons.md` can be checked against one
+//! list (the test at the bottom) instead of against literals spread over the tree.
+
+/// Defines string constants and `ALL`, so no constant can be left out of the documentation check.
+macro_rules! names {
+    ($($(#[$doc:meta])* $name:ident = $value:literal;)*) => {
+        $($(#[$doc])* pub const $name: &str = $value;)*
+        /// Every constant of this module.
+        pub const ALL: &[&str] = &[$($name),*];
+    };
+}
+
+/// Condition types.
+pub mod types {
+    names! {
+        ACCEPTED = "Accepted";
+        PROGRAMMED = "Programmed";
+        RESOLVED_REFS = "ResolvedRefs";
+        CONFLICTED = "Conflicted";
+        PARTIALLY_INVALID = "PartiallyInvalid";
+    }
+}
+
+/// Condition reasons, as the Gateway API spec names them.
+pub mod reasons {
+    names! {
+        ACCEPTED = "Accepted";
+        PROGRAMMED = "Programmed";
+        RESOLVED_REFS = "ResolvedRefs";
+        NO_CONFLICTS = "NoConflicts";
+        /// The object, or what it depends on, is not valid; also a Gateway's `Programmed` while it
+        /// is not accepted.
+        INVALID = "Invalid";
+        INVALID_PARAMETERS = "InvalidParameters";
+        LISTENERS_NOT_VALID = "ListenersNotValid";
+        UNSUPPORTED_ADDRESS = "UnsupportedAddress";
+        ADDRESS_NOT_USABLE = "AddressNotUsable";
+        ADDRESS_NOT_ASSIGNED = "AddressNotAssigned";
+        /// A cluster Gateway whose data plane has no available pod yet.
+        PENDING = "Pending";
+        UNSUPPORTED_PROTOCOL = "UnsupportedProtocol";
+        PORT_UNAVAILABLE = "PortUnavailable";
+        UNSUPPORTED_VALUE = "UnsupportedValue";
+        INVALID_ROUTE_KINDS = "InvalidRouteKinds";
+        INVALID_CERTIFICATE_REF = "InvalidCertificateRef";
+        REF_NOT_PERMITTED = "RefNotPermitted";
+        PROTOCOL_CONFLICT = "ProtocolConflict";
+        HOSTNAME_CONFLICT = "HostnameConflict";
+        NO_MATCHING_PARENT = "NoMatchingParent";
+        NOT_ALLOWED_BY_LISTENERS = "NotAllowedByListeners";
+        NO_MATCHING_LISTENER_HOSTNAME = "NoMatchingListenerHostname";
+        BACKEND_NOT_FOUND = "BackendNotFound";
+        INVALID_KIND = "InvalidKind";
+    }
+}
+
+/// The reasons one condition of one object may carry.
+#[derive(Debug)]
+pub struct ConditionReasons {
+    /// As the documentation's table names it: `GatewayClass`, `Gateway`, `Listener`,
+    /// `HTTPRoute parent`.
+    pub object: &'static str,
+    pub condition: &'static str,
+    pub reasons: &'static [&'static str],
+}
+
+use self::reasons as r;
+use self::types as t;
+
+/// Every condition Sluice sets and the reasons any producer gives it.
+pub const CONDITIONS: &[ConditionReasons] = &[
+    ConditionReasons {
+        object: "GatewayClass",
+        condition: t::ACCEPTED,
+        reasons: &[r::ACCEPTED, r::INVALID_PARAMETERS],
+    },
+    ConditionReasons {
+        object: "Gateway",
+        condition: t::ACCEPTED,
+        reasons: &[
+            r::ACCEPTED,
+            r::LISTENERS_NOT_VALID,
+            r::INVALID_PARAMETERS,
+            r::UNSUPPORTED_ADDRESS,
+            r::INVALID,
+        ],
+    },
+    ConditionReasons {
+        object: "Gateway",
+        condition: t::PROGRAMMED,
+        reasons: &[
+            r::PROGRAMMED,
+            r::ADDRESS_NOT_USABLE,
+            r::ADDRESS_NOT_ASSIGNED,
+            r::PENDING,
+            r::PORT_UNAVAILABLE,
+            r::INVALID,
+        ],
+    },
+    ConditionReasons {
+        object: "Listener",
+        condition: t::ACCEPTED,
+        reasons: &[
+            r::ACCEPTED,
+            r::UNSUPPORTED_PROTOCOL,
+            r::PORT_UNAVAILABLE,
+            r::UNSUPPORTED_VALUE,
+        ],
+    },
+    ConditionReasons {
+        object: "Listener",
+        condition: t::RESOLVED_REFS,
+        reasons: &[
+            r::RESOLVED_REFS,
+            r::INVALID_ROUTE_KINDS,
+            r::INVALID_CERTIFICATE_REF,
+            r::REF_NOT_PERMITTED,
+        ],
+    },
+    ConditionReasons {
+        object: "Listener",
+        condition: t::CONFLICTED,
+        reasons: &[r::NO_CONFLICTS, r::PROTOCOL_CONFLICT, r::HOSTNAME_CONFLICT],
+    },
+    ConditionReasons {
+        object: "Listener",
+        condition: t::PROGRAMMED,
+        reasons: &[r::PROGRAMMED, r::PORT_UNAVAILABLE, r::INVALID],
+    },
+    ConditionReasons {
+        object: "HTTPRoute parent",
+        condition: t::ACCEPTED,
+        reasons: &[
+            r::ACCEPTED,
+            r::NO_MATCHING_PARENT,
+            r::NOT_ALLOWED_BY_LISTENERS,
+            r::NO_MATCHING_LISTENER_HOSTNAME,
+            r::UNSUPPORTED_VALUE,
+        ],
+    },
+    ConditionReasons {
+        object: "HTTPRoute parent",
+        condition: t::PARTIALLY_INVALID,
+        reasons: &[r::UNSUPPORTED_VALUE],
+    },
+    ConditionReasons {
+        object: "HTTPRoute parent",
+        condition: t::RESOLVED_REFS,
+        reasons: &[
+            r::RESOLVED_REFS,
+            r::BACKEND_NOT_FOUND,
+            r::REF_NOT_PERMITTED,
+            r::INVALID_KIND,
+            r::UNSUPPORTED_PROTOCOL,
+            r::UNSUPPORTED_VALUE,
+        ],
+    },
+];
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::*;
+
+    /// `(object, condition)` -> reasons, from the table rows of `docs/status-reasons.md`. A row's
+    /// first cell is the object and the condition in backticks; the reasons are the backticked
+    /// words in the second cell that look like reasons (CamelCase, so not `parametersRef`).
+    fn documented() -> BTreeMap<(String, String), BTreeSet<String>> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/status-reasons.md");
+        let text = std::fs::read_to_string(path).expect("docs/status-reasons.md is readable");
+        let mut out = BTreeMap::new();
+        for line in text.lines() {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let [_, first, second, _] = cells.as_slice() else {
+                continue;
+            };
+            let Some((object, rest)) = first.split_once(" `") else {
+                continue;
+            };
+            let condition = rest.trim_end_matches('`');
+            if !types::ALL.contains(&condition) {
+                continue;
+            }
+            let reasons = second
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .filter(|w| w.starts_with(|c: char| c.is_ascii_uppercase()))
+                .filter(|w| w.chars().all(|c| c.is_ascii_alphabetic()))
+                .map(str::to_string)
+                .collect();
+            out.insert((object.to_string(), condition.to_string()), reasons);
+        }
+        out
+    }
+
+    #[test]
+    fn the_documented_reasons_are_the_ones_producers_use() {
+        let declared: BTreeMap<(String, String), BTreeSet<String>> = CONDITIONS
+            .iter()
+            .map(|c| {
+                let reasons = c.reasons.iter().map(|r| r.to_string()).collect();
+                ((c.object.to_string(), c.condition.to_string()), reasons)
+            })
+            .collect();
+        assert_eq!(
+            documented(),
+            declared,
+            "docs/status-reasons.md and controller/src/status/conditions.rs disagree"
+        );
+    }
+
+    #[test]
+    fn every_reason_and_type_is_given_to_some_condition() {
+        let used: BTreeSet<&str> = CONDITIONS.iter().flat_map(|c| c.reasons).copied().collect();
+        for reason in reasons::ALL {
+            assert!(
+                used.contains(reason),
+                "reason {reason} belongs to no condition"
+            );
+        }
+        let types_used: BTreeSet<&str> = CONDITIONS.iter().map(|c| c.condition).collect();
+        assert_eq!(types_used, types::ALL.iter().copied().collect());
+    }
+}

@@ -470,23 +470,33 @@ where
     }
 }
 
-/// `(type, value)` pairs for the Gateway status: load-balancer ingress, else the cluster IP.
+/// `(type, value)` pairs for the Gateway status: the external IPs (the Gateway's static
+/// addresses) and load-balancer ingress, else the cluster IP.
 fn service_addresses(service: &Service) -> Vec<(String, String)> {
+    let spec = service.spec.as_ref();
+    let external = spec
+        .and_then(|s| s.external_ips.as_ref())
+        .into_iter()
+        .flatten()
+        .map(|ip| ("IPAddress".to_string(), ip.clone()));
     let ingress = service
         .status
         .as_ref()
         .and_then(|s| s.load_balancer.as_ref())
         .and_then(|lb| lb.ingress.as_ref());
-    let mut out: Vec<(String, String)> = ingress
-        .into_iter()
-        .flatten()
-        .filter_map(|i| match (&i.ip, &i.hostname) {
-            (Some(ip), _) => Some(("IPAddress".to_string(), ip.clone())),
-            (None, Some(h)) => Some(("Hostname".to_string(), h.clone())),
-            (None, None) => None,
-        })
+    let mut out: Vec<(String, String)> = external
+        .chain(
+            ingress
+                .into_iter()
+                .flatten()
+                .filter_map(|i| match (&i.ip, &i.hostname) {
+                    (Some(ip), _) => Some(("IPAddress".to_string(), ip.clone())),
+                    (None, Some(h)) => Some(("Hostname".to_string(), h.clone())),
+                    (None, None) => None,
+                }),
+        )
         .collect();
-    let spec = service.spec.as_ref();
+    out.dedup();
     let is_lb = spec.and_then(|s| s.type_.as_deref()) == Some("LoadBalancer");
     if out.is_empty() && !is_lb {
         if let Some(ip) = spec

@@ -49,6 +49,10 @@ pub struct TranslateOptions {
     pub listen_address: IpAddr,
     /// `(namespace, name)`: translate only this Gateway (one `sluice proxy` per Gateway).
     pub only_gateway: Option<(String, String)>,
+    /// A provisioned data plane (`sluice proxy`): its Service carries the Gateway's
+    /// `spec.addresses` (as `externalIPs`), so every listener binds the listen address inside
+    /// the pod instead of addresses the pod does not own.
+    pub behind_service: bool,
     /// The previous translation's pool assignment (`namespace/name` -> address), so Gateways keep
     /// their address across reloads; feed back [`Translation::assigned_addresses`].
     pub assigned_addresses: BTreeMap<String, IpAddr>,
@@ -60,6 +64,7 @@ impl Default for TranslateOptions {
             address_pool: None,
             listen_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             only_gateway: None,
+            behind_service: false,
             assigned_addresses: BTreeMap::new(),
         }
     }

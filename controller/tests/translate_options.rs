@@ -94,3 +94,33 @@ fn only_gateway_translates_just_that_gateway() {
     assert_eq!(t.snapshot.binds[0].listeners[0].gateway, "default/b");
     assert!(t.warnings.is_empty(), "{:?}", t.warnings);
 }
+
+#[test]
+fn behind_its_service_a_data_plane_binds_the_listen_address_not_the_static_ones() {
+    let text =
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: sluice}\n\
+         spec: {controllerName: sluice.dev/gateway-controller}\n\
+         ---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: a}\n\
+         spec: {gatewayClassName: sluice, addresses: [{type: IPAddress, value: 203.0.113.7}],\n\
+         listeners: [{name: http, port: 80, protocol: HTTP}]}\n";
+    let resources = Resources::from_yaml_documents(Path::new("gw.yaml"), text)
+        .expect("valid")
+        .resources;
+    // Standalone: the static address is where Sluice listens.
+    let standalone = run(&resources, &TranslateOptions::default());
+    assert_eq!(
+        standalone.snapshot.binds[0].address.to_string(),
+        "203.0.113.7:80"
+    );
+    // A provisioned pod does not own 203.0.113.7; its Service does (externalIPs).
+    let pod = run(
+        &resources,
+        &TranslateOptions {
+            only_gateway: Some(("default".into(), "a".into())),
+            behind_service: true,
+            ..Default::default()
+        },
+    );
+    assert_eq!(pod.snapshot.binds.len(), 1);
+    assert_eq!(pod.snapshot.binds[0].address.to_string(), "0.0.0.0:80");
+}

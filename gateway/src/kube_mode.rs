@@ -107,6 +107,7 @@ pub async fn start_proxy(
     let options = TranslateOptions {
         listen_address: opts.listen_address,
         only_gateway: Some(opts.gateway),
+        behind_service: true,
         ..TranslateOptions::default()
     };
     let source = KubeSource::new(client, options, store.clone(), Mode::DataPlane);

@@ -192,6 +192,19 @@ fn listener_ports(gateway: &Gateway) -> Vec<u16> {
     ports
 }
 
+/// The `IPAddress` values of the Gateway's `spec.addresses`.
+fn static_addresses(gateway: &Gateway) -> Vec<String> {
+    gateway
+        .spec
+        .addresses
+        .iter()
+        .flatten()
+        .filter(|a| a.r#type.as_deref().unwrap_or("IPAddress") == "IPAddress")
+        .filter_map(|a| a.value.clone())
+        .filter(|v| v.parse::<std::net::IpAddr>().is_ok())
+        .collect()
+}
+
 pub fn build(gateway: &Gateway, params: &DataPlaneParams, default_image: &str) -> DataPlaneObjects {
     let name = object_name(gateway);
     let namespace = gateway.namespace().unwrap_or_default();
@@ -244,6 +257,10 @@ pub fn build(gateway: &Gateway, params: &DataPlaneParams, default_image: &str) -
         metadata: meta(gateway, name.clone(), true),
         spec: Some(ServiceSpec {
             type_: Some(params.service_type.clone()),
+            // The Gateway's static addresses: the data plane listens on all its pod's addresses
+            // and the Service takes traffic for these (translate has already rejected any
+            // address that is not an IP).
+            external_ips: Some(static_addresses(gateway)).filter(|ips| !ips.is_empty()),
             selector: Some(selector_labels(gateway)),
             ports: Some(
                 listener_ports(gateway)
@@ -426,6 +443,31 @@ mod tests {
             && s.ends_with(|c: char| c.is_ascii_alphanumeric())
             && s.chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    }
+
+    #[test]
+    fn static_addresses_become_the_services_external_ips() {
+        let mut gw = gateway("demo", "web");
+        assert_eq!(
+            build(&gw, &DataPlaneParams::default(), "img")
+                .service
+                .spec
+                .and_then(|s| s.external_ips),
+            None
+        );
+        gw.spec.addresses = serde_json::from_value(serde_json::json!([
+            {"type": "IPAddress", "value": "203.0.113.7"},
+            {"value": "2001:db8::7"},
+        ]))
+        .expect("addresses");
+        let ips = build(&gw, &DataPlaneParams::default(), "img")
+            .service
+            .spec
+            .and_then(|s| s.external_ips);
+        assert_eq!(
+            ips,
+            Some(vec!["203.0.113.7".to_string(), "2001:db8::7".to_string()])
+        );
     }
 
     #[test]

@@ -16,6 +16,15 @@ pub(super) fn assign(
     gateways: &mut [GatewayState<'_>],
     options: &TranslateOptions,
 ) -> BTreeMap<String, IpAddr> {
+    if options.behind_service {
+        for gw in gateways.iter_mut() {
+            match requested(gw, options) {
+                Requested::Unsupported(v) => gw.rejection = gw.rejection.take().or(Some(v)),
+                _ => gw.addresses = vec![options.listen_address],
+            }
+        }
+        return BTreeMap::new();
+    }
     let mut taken: BTreeSet<IpAddr> = BTreeSet::new();
     let mut wants_pool = Vec::new();
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use sluice_controller::publish::Store;
 
 use crate::admin::{AdminError, AdminServer, AdminState};
-use crate::listeners::{ListenerManager, ListenerOptions};
+use crate::listeners::{BindBackoff, ListenerManager, ListenerOptions};
 use crate::metrics::{Metrics, MetricsError};
 use crate::mirror::metrics::MirrorMetrics;
 use crate::mirror::{MirrorEngine, MirrorOptions};
@@ -39,6 +39,7 @@ pub async fn start(
     admin_address: SocketAddr,
     mut settings: ProxySettings,
     mirror: MirrorOptions,
+    bind_retry: BindBackoff,
 ) -> Result<DataPlane, DataPlaneError> {
     let store = Store::new();
     let metrics = Metrics::new().map_err(DataPlaneError::Metrics)?;
@@ -55,6 +56,7 @@ pub async fn start(
         limits: settings.edge,
         h2c: settings.downstream_h2c,
         metrics: metrics.edge.clone(),
+        bind_retry,
     };
     let app = proxy::new_app(store.clone(), metrics.clone(), settings);
     let listeners = ListenerManager::start(store.clone(), app, options);

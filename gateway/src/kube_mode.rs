@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 
 use crate::admin::{AdminError, AdminServer, AdminState};
 use crate::cli::edge_args::{Drain, EdgeArgs};
+use crate::cli::listener_args::ListenerArgs;
 use crate::cli::mirror_args::MirrorArgs;
 use crate::dataplane::{self, DataPlane, DataPlaneError};
 use crate::edge::limits::raise_fd_limit;
@@ -48,6 +49,9 @@ pub struct ProxyArgs {
     /// parameters' edge keys (see docs/hardening.md).
     #[command(flatten)]
     pub edge: EdgeArgs,
+    /// The same flags as standalone mode.
+    #[command(flatten)]
+    pub listeners: ListenerArgs,
 }
 
 /// The controller: statuses and data-plane provisioning, one leader at a time.
@@ -158,6 +162,7 @@ pub async fn start_proxy(
             ..ProxySettings::default()
         },
         args.mirror.into_options(),
+        args.listeners.bind_retry(),
     )
     .await?;
     let options = TranslateOptions {

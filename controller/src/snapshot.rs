@@ -33,6 +33,29 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// Every Service a route sends requests to, by its `namespace/service:port` name.
+    pub fn routed_services(&self) -> BTreeMap<&str, &Backend> {
+        let tables = self
+            .binds
+            .iter()
+            .flat_map(|b| &b.listeners)
+            .map(|l| &l.routes);
+        let entries = tables.flat_map(|t| {
+            t.exact
+                .values()
+                .chain(t.wildcard.iter().map(|(_, e)| e))
+                .chain(std::iter::once(&t.any))
+        });
+        entries
+            .flatten()
+            .flat_map(|e| &e.action.backends)
+            .filter_map(|w| match &w.target {
+                BackendTarget::Service(b) => Some((b.name.as_str(), b.as_ref())),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The bind serving connections accepted on `local`; a wildcard-address bind on the same port
     /// also serves, since the socket's local address is then the concrete interface address.
     pub fn bind_for(&self, local: SocketAddr) -> Option<&Bind> {

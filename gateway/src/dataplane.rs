@@ -9,6 +9,7 @@ use std::time::Duration;
 use sluice_controller::publish::Store;
 
 use crate::admin::{AdminError, AdminServer, AdminState};
+use crate::backend_health::BackendHealth;
 use crate::listeners::{BindBackoff, ListenerManager, ListenerOptions};
 use crate::metrics::{Metrics, MetricsError};
 use crate::mirror::metrics::MirrorMetrics;
@@ -29,6 +30,8 @@ pub enum DataPlaneError {
     Metrics(#[source] MetricsError),
     #[error("cannot register the mirror metrics")]
     MirrorMetrics(#[source] prometheus::Error),
+    #[error("cannot register the backend metrics")]
+    BackendMetrics(#[source] prometheus::Error),
     #[error("cannot start the admin listener")]
     Admin(#[source] AdminError),
 }
@@ -46,6 +49,9 @@ pub async fn start(
     metrics
         .track_store(store.clone())
         .map_err(DataPlaneError::Metrics)?;
+    BackendHealth::register(&metrics.registry)
+        .map_err(DataPlaneError::BackendMetrics)?
+        .spawn(&store);
     if settings.mirror.is_none() {
         let mirror_metrics =
             MirrorMetrics::register(&metrics.registry).map_err(DataPlaneError::MirrorMetrics)?;

@@ -62,12 +62,18 @@ pub fn standalone_findings(resources: &Resources, snapshot: &Snapshot) -> Vec<St
             ));
         }
     }
-    for backend in backends_without_endpoints(snapshot) {
-        findings.push(format!(
-            "backend Service {backend} has no ready endpoints: requests routed to it get 503"
-        ));
-    }
     findings
+}
+
+/// Endpoints change without the configuration changing (in a cluster, all the time), so these
+/// are not logged per load: the data plane logs each change (`gateway::backend_health`).
+pub fn endpoint_findings(snapshot: &Snapshot) -> Vec<String> {
+    backends_without_endpoints(snapshot)
+        .into_iter()
+        .map(|b| {
+            format!("backend Service {b} has no ready endpoints: requests routed to it get 503")
+        })
+        .collect()
 }
 
 fn backends_without_endpoints(snapshot: &Snapshot) -> BTreeSet<String> {
@@ -106,7 +112,9 @@ mod tests {
             &TranslateOptions::default(),
             Timestamp::UNIX_EPOCH,
         );
-        standalone_findings(&loaded.resources, &t.snapshot)
+        let mut all = standalone_findings(&loaded.resources, &t.snapshot);
+        all.extend(endpoint_findings(&t.snapshot));
+        all
     }
 
     const CLASS: &str = "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\n\

@@ -40,6 +40,32 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// Every route entry of every listener, hostname group by group.
+    pub fn route_entries(&self) -> impl Iterator<Item = &RouteEntry> {
+        self.binds
+            .iter()
+            .flat_map(|b| &b.listeners)
+            .flat_map(|l| {
+                let t = &l.routes;
+                t.exact
+                    .values()
+                    .chain(t.wildcard.iter().map(|(_, g)| g))
+                    .chain(std::iter::once(&t.any))
+            })
+            .flat_map(RouteGroup::entries)
+    }
+
+    /// Every Service a route sends requests to, by its `namespace/service:port` name.
+    pub fn routed_services(&self) -> BTreeMap<&str, &Backend> {
+        self.route_entries()
+            .flat_map(|e| &e.action.backends)
+            .filter_map(|w| match &w.target {
+                BackendTarget::Service(b) => Some((b.name.as_str(), b.as_ref())),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The bind serving connections accepted on `local`; a wildcard-address bind on the same port
     /// also serves, since the socket's local address is then the concrete interface address.
     pub fn bind_for(&self, local: SocketAddr) -> Option<&Bind> {

@@ -1,6 +1,7 @@
 //! Admission as the API server does it, for standalone mode: the upstream Gateway API CRDs'
 //! structural schemas and CEL rules, core kinds strictly against their k8s-openapi types.
 
+mod cel_regex;
 mod core_kinds;
 pub mod crds;
 pub mod rules;

@@ -3,6 +3,7 @@
 pub mod demo;
 pub mod edge_args;
 pub mod kube_args;
+pub mod listener_args;
 pub mod mirror_args;
 pub mod validate;
 
@@ -59,6 +60,8 @@ pub struct GatewayArgs {
     pub mirror: mirror_args::MirrorArgs,
     #[command(flatten)]
     pub edge: edge_args::EdgeArgs,
+    #[command(flatten)]
+    pub listeners: listener_args::ListenerArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -125,6 +128,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 listen_address,
                 mirror,
                 edge,
+                listeners,
             } = cli.gateway;
             // clap enforces --config without a subcommand; an empty path fails to load visibly.
             let mut opts = StandaloneOptions::new(config.unwrap_or_default());
@@ -132,6 +136,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             opts.address_pool = address_pool;
             opts.listen_address = listen_address;
             opts.mirror = mirror.into_options();
+            opts.bind_retry = listeners.bind_retry();
             let drain = edge.drain();
             opts.proxy.edge = edge.into_limits(crate::edge::limits::raise_fd_limit());
             opts.drain_delay = drain.delay;

@@ -12,7 +12,8 @@ use sluice_controller::publish::Store;
 use tokio::sync::watch;
 
 use crate::admin::{AdminError, AdminServer, AdminState};
-use crate::listeners::{ListenerManager, ListenerOptions, ListenerStatus};
+use crate::backend_health::BackendHealth;
+use crate::listeners::{BindBackoff, ListenerManager, ListenerOptions, ListenerStatus};
 use crate::metrics::{Metrics, MetricsError};
 use crate::mirror::metrics::MirrorMetrics;
 use crate::mirror::{MirrorEngine, MirrorOptions};
@@ -32,6 +33,8 @@ pub enum DataPlaneError {
     Metrics(#[source] MetricsError),
     #[error("cannot register the mirror metrics")]
     MirrorMetrics(#[source] prometheus::Error),
+    #[error("cannot register the backend metrics")]
+    BackendMetrics(#[source] prometheus::Error),
     #[error("cannot start the admin listener")]
     Admin(#[source] AdminError),
 }
@@ -42,8 +45,12 @@ pub async fn start(
     admin_address: SocketAddr,
     mut settings: ProxySettings,
     mirror: MirrorOptions,
+    bind_retry: BindBackoff,
 ) -> Result<DataPlane, DataPlaneError> {
     let (store, metrics) = observed_store()?;
+    BackendHealth::register(&metrics.registry)
+        .map_err(DataPlaneError::BackendMetrics)?
+        .spawn(&store);
     if settings.mirror.is_none() {
         let mirror_metrics =
             MirrorMetrics::register(&metrics.registry).map_err(DataPlaneError::MirrorMetrics)?;
@@ -54,6 +61,7 @@ pub async fn start(
         limits: settings.edge,
         h2c: settings.downstream_h2c,
         metrics: metrics.edge.clone(),
+        bind_retry,
     };
     let app = proxy::new_app(store.clone(), metrics.clone(), settings);
     let listeners = ListenerManager::start(store.clone(), app, options);

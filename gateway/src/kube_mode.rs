@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 
 use crate::admin::AdminServer;
 use crate::dataplane::{self, DataPlane, DataPlaneError};
-use crate::listeners::{Drain, ListenerManager, ListenerStatus};
+use crate::listeners::{BindBackoff, Drain, ListenerManager, ListenerStatus};
 use crate::mirror::MirrorOptions;
 use crate::proxy::ProxySettings;
 
@@ -37,6 +37,7 @@ pub struct ProxyOptions {
     pub proxy: ProxySettings,
     pub mirror: MirrorOptions,
     pub drain: Drain,
+    pub bind_retry: BindBackoff,
 }
 
 /// One controller replica.
@@ -103,7 +104,7 @@ pub async fn start_proxy(
         listeners,
         admin,
         ..
-    } = dataplane::start(opts.admin_address, opts.proxy, opts.mirror).await?;
+    } = dataplane::start(opts.admin_address, opts.proxy, opts.mirror, opts.bind_retry).await?;
     let options = TranslateOptions {
         listen_address: opts.listen_address,
         only_gateway: Some(opts.gateway),

@@ -1,6 +1,7 @@
 //! Sluice's data plane: a Pingora `ProxyHttp` serving the controller's `Snapshot`.
 
 pub mod admin;
+pub mod backend_health;
 pub mod cli;
 pub mod dataplane;
 pub mod echo;

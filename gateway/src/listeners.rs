@@ -5,6 +5,7 @@
 //! Unchanged addresses are never touched by a reload, so their connections never notice it.
 
 mod accept;
+mod backoff;
 mod connections;
 mod drain;
 
@@ -19,8 +20,10 @@ use sluice_controller::publish::Store;
 use sluice_controller::snapshot::Snapshot;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use accept::{BoundSocket, Shared};
+pub use backoff::BindBackoff;
 use connections::Connections;
 pub use drain::Drain;
 
@@ -33,10 +36,9 @@ pub struct ListenerOptions {
     /// Plaintext connections may open with the HTTP/2 preface (h2c prior knowledge).
     pub h2c: bool,
     pub metrics: EdgeMetrics,
+    /// How soon an address that failed to bind is tried again when no publish comes first.
+    pub bind_retry: BindBackoff,
 }
-
-/// How soon an address that failed to bind is tried again when no publish comes first.
-const BIND_RETRY: Duration = Duration::from_secs(1);
 
 /// Which addresses are being served, and why the others are not.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -44,7 +46,8 @@ pub struct ListenerStatus {
     /// The snapshot generation the sockets were last reconciled with.
     pub generation: u64,
     pub serving: Vec<SocketAddr>,
-    /// Addresses that could not be bound, with the error; retried on every publish.
+    /// Addresses that could not be bound, with the error; retried on every publish and with
+    /// backoff in between.
     pub failed: BTreeMap<SocketAddr, String>,
     /// A shutdown has begun: still accepting for the drain delay, but no longer ready.
     pub draining: bool,
@@ -174,25 +177,30 @@ async fn reconcile_loop<A>(
 {
     let mut published = shared.store.subscribe();
     let mut sockets: HashMap<SocketAddr, BoundSocket> = HashMap::new();
-    let mut failed: BTreeMap<SocketAddr, String> = BTreeMap::new();
+    let mut failed: BTreeMap<SocketAddr, Unbound> = BTreeMap::new();
+    // A publish may have freed or moved an address: every unbound one is tried at once.
+    let mut everything = true;
     loop {
         published.borrow_and_update();
         let snapshot = shared.store.load();
-        reconcile(&shared, &snapshot, &mut sockets, &mut failed).await;
+        reconcile(&shared, &snapshot, &mut sockets, &mut failed, everything).await;
         let mut serving: Vec<SocketAddr> = sockets.keys().copied().collect();
         serving.sort();
         let draining = status.borrow().draining;
         status.send_replace(ListenerStatus {
             generation: snapshot.generation,
             serving,
-            failed: failed.clone(),
+            failed: failed.iter().map(|(a, u)| (*a, u.error.clone())).collect(),
             draining,
         });
-        let retry = !failed.is_empty();
+        let next_try = failed.values().map(|u| u.due).min();
         tokio::select! {
-            changed = published.changed() => if changed.is_err() { break },
+            changed = published.changed() => {
+                if changed.is_err() { break }
+                everything = true;
+            }
             _ = stop.wait_for(|s| *s) => break,
-            _ = tokio::time::sleep(BIND_RETRY), if retry => {}
+            _ = sleep_until(next_try), if next_try.is_some() => everything = false,
         }
     }
     for (_, socket) in sockets.drain() {
@@ -203,13 +211,31 @@ async fn reconcile_loop<A>(
     shared.app.cleanup().await;
 }
 
+/// An address that could not be bound, and when to try it again.
+#[derive(Debug)]
+struct Unbound {
+    error: String,
+    /// Failed binds in a row.
+    failures: u32,
+    due: Instant,
+}
+
+async fn sleep_until(due: Option<Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(due).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Closes sockets whose address left the snapshot, then binds the new ones (closing first lets
-/// an address move between a wildcard and a specific bind on the same port).
+/// an address move between a wildcard and a specific bind on the same port). Addresses that
+/// failed before are tried only once due, unless `everything`.
 async fn reconcile<A>(
     shared: &Arc<Shared<A>>,
     snapshot: &Snapshot,
     sockets: &mut HashMap<SocketAddr, BoundSocket>,
-    failed: &mut BTreeMap<SocketAddr, String>,
+    failed: &mut BTreeMap<SocketAddr, Unbound>,
+    everything: bool,
 ) where
     A: ServerApp + Send + Sync + 'static,
 {
@@ -226,22 +252,41 @@ async fn reconcile<A>(
         }
     }
     failed.retain(|a, _| wanted.contains(a));
+    let now = Instant::now();
     for address in wanted {
         if sockets.contains_key(&address) {
             continue;
         }
+        let before = failed.get(&address);
+        if !everything && before.is_some_and(|u| u.due > now) {
+            continue;
+        }
         match accept::bind(shared, address) {
             Ok(socket) => {
-                tracing::info!(%address, "listening");
-                failed.remove(&address);
+                match failed.remove(&address) {
+                    Some(u) => tracing::info!(%address, failures = u.failures, "listening"),
+                    None => tracing::info!(%address, "listening"),
+                }
                 sockets.insert(address, socket);
             }
             Err(e) => {
-                let message = error_chain(&e);
-                if failed.get(&address) != Some(&message) {
-                    tracing::warn!(%address, error = %message, "cannot listen; will retry");
+                let error = error_chain(&e);
+                let failures = before.map_or(1, |u| u.failures.saturating_add(1));
+                let retry_in = shared.options.bind_retry.delay(failures);
+                // The same error again is the expected state of a held port: said once.
+                if before.map(|u| &u.error) != Some(&error) {
+                    tracing::warn!(%address, error = %error, ?retry_in, "cannot listen; will retry");
+                } else {
+                    tracing::debug!(%address, failures, ?retry_in, "still cannot listen");
                 }
-                failed.insert(address, message);
+                failed.insert(
+                    address,
+                    Unbound {
+                        error,
+                        failures,
+                        due: now + retry_in,
+                    },
+                );
             }
         }
     }

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::admin::AdminServer;
 use crate::dataplane::{self, DataPlane, DataPlaneError};
-use crate::listeners::{ListenerManager, ListenerStatus, WaitError};
+use crate::listeners::{BindBackoff, ListenerManager, ListenerStatus, WaitError};
 use crate::metrics::Metrics;
 use crate::mirror::MirrorOptions;
 use crate::proxy::ProxySettings;
@@ -40,6 +40,8 @@ pub struct StandaloneOptions {
     pub shutdown_grace: Duration,
     /// Used when `proxy.mirror` is `None`: what mirror copies look like and their bounds.
     pub mirror: MirrorOptions,
+    /// How often a listener port that is in use is tried again.
+    pub bind_retry: BindBackoff,
 }
 
 impl StandaloneOptions {
@@ -54,6 +56,7 @@ impl StandaloneOptions {
             drain_delay: Duration::ZERO,
             shutdown_grace: Duration::from_secs(30),
             mirror: MirrorOptions::default(),
+            bind_retry: BindBackoff::default(),
         }
     }
 
@@ -100,7 +103,7 @@ pub async fn start(opts: StandaloneOptions) -> Result<Running, StartError> {
         metrics,
         listeners,
         admin,
-    } = dataplane::start(opts.admin_address, opts.proxy, opts.mirror).await?;
+    } = dataplane::start(opts.admin_address, opts.proxy, opts.mirror, opts.bind_retry).await?;
 
     let translate = TranslateOptions {
         address_pool: opts.address_pool,

@@ -64,6 +64,9 @@ impl Sluice {
                 "1",
                 "--log-level",
                 "warn",
+                // A port freed mid-test is bound again within half a second.
+                "--bind-retry-max",
+                "500ms",
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -65,15 +65,19 @@ fn free_port() -> u16 {
 }
 
 async fn start_proxy(server: &FakeApiServer) -> KubeRunning {
-    let cli = Cli::try_parse_from([
+    start_proxy_with(server, &[]).await
+}
+
+async fn start_proxy_with(server: &FakeApiServer, extra: &[&str]) -> KubeRunning {
+    let args = [
         "sluice",
         "proxy",
         "--gateway=demo/web",
         "--admin-address=127.0.0.1:0",
         "--listen-address=127.0.0.1",
         "--shutdown-grace=200ms",
-    ])
-    .expect("proxy flags");
+    ];
+    let cli = Cli::try_parse_from(args.iter().chain(extra)).expect("proxy flags");
     let Some(Command::Proxy(args)) = cli.command else {
         panic!("sluice proxy");
     };
@@ -176,6 +180,52 @@ async fn the_proxy_routes_traffic_and_keeps_serving_through_an_api_outage() {
         pod_behind(&client, &format!("{base}/")).await.as_deref(),
         Ok("pipy-pod")
     );
+    proxy.shutdown().await;
+}
+
+/// `/readyz` once `check` holds for its status and body.
+async fn until_readyz(
+    client: &reqwest::Client,
+    proxy: &KubeRunning,
+    check: impl Fn(u16, &str) -> bool,
+) -> String {
+    let url = format!("http://{}/readyz", proxy.admin_addr());
+    let wait = async {
+        loop {
+            if let Ok(response) = client.get(&url).send().await {
+                let status = response.status().as_u16();
+                let body = response.text().await.unwrap_or_default();
+                if check(status, &body) {
+                    return body;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(WAIT, wait)
+        .await
+        .expect("/readyz reached the expected state")
+}
+
+/// In a cluster the controller cannot see the pod's sockets: the pod's readiness is what says
+/// a listener is unbound (the Deployment has no available pod, so the Gateway is not Programmed).
+#[tokio::test]
+async fn a_listener_port_held_elsewhere_keeps_the_proxy_unready_until_it_is_freed() {
+    let squatter = std::net::TcpListener::bind("127.0.0.1:0").expect("squatter");
+    let port = squatter.local_addr().expect("squatter address").port();
+    let (server, _pipy) = seeded(port).await;
+    let proxy = start_proxy_with(&server, &["--bind-retry-max=200ms"]).await;
+    let client = client();
+
+    let body = until_readyz(&client, &proxy, |status, body| {
+        status == 503 && body.contains("cannot listen")
+    })
+    .await;
+    assert!(body.contains(&format!("127.0.0.1:{port}")), "{body}");
+
+    drop(squatter);
+    until_readyz(&client, &proxy, |status, _| status == 200).await;
+    until_pod(&client, &format!("http://127.0.0.1:{port}/"), "pipy-pod").await;
     proxy.shutdown().await;
 }
 

@@ -148,3 +148,49 @@ async fn readyz_is_false_until_the_first_snapshot_then_a_fixed_file_is_picked_up
     assert!(metrics.contains("sluice_config_reloads_total"), "{metrics}");
     running.shutdown().await;
 }
+
+/// Polls `/metrics` until the ready-endpoints gauge of `default/app:8080` reads `want`.
+async fn wait_for_ready_endpoints(running: &sluice_gateway::standalone::Running, want: &str) {
+    let line = format!("sluice_backend_ready_endpoints{{backend=\"default/app:8080\"}} {want}");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, metrics) = admin_get(running, "/metrics").await;
+        if metrics.lines().any(|l| l == line) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no `{line}` in:\n{metrics}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_without_endpoints_shows_zero_on_metrics_until_its_slice_arrives() {
+    let backend = Backend::start("app").await;
+    let port = free_port();
+    let base = format!(
+        "{CLASS}{}{}",
+        gateway("gw", &[port]),
+        route("app", "gw", "app")
+    );
+    let service_only = "apiVersion: v1\nkind: Service\n\
+        metadata: {name: app, namespace: default}\n\
+        spec: {ports: [{name: http, port: 8080}]}\n---\n";
+    let config = ConfigDir::new(&format!("{base}{service_only}"));
+    let running = start(&config).await;
+    wait_for_ready_endpoints(&running, "0").await;
+    let client = client();
+    assert!(pod_behind(&client, local(port)).await.is_err());
+
+    reload(
+        &running,
+        &config,
+        &format!("{base}{}", service("app", &backend)),
+    )
+    .await;
+    wait_for_ready_endpoints(&running, "1").await;
+    assert_eq!(pod_behind(&client, local(port)).await.unwrap(), "app-pod");
+    running.shutdown().await;
+}

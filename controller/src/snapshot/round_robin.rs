@@ -8,23 +8,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{Backend, BackendTarget, Filter, RouteEntry, RouteGroup, Snapshot};
+use super::{Backend, BackendTarget, Filter, RouteEntry, Snapshot};
 
 impl Snapshot {
     /// Every Service backend this snapshot routes or mirrors to, once per place it is used.
     pub fn backends(&self) -> impl Iterator<Item = &Arc<Backend>> {
-        self.binds
-            .iter()
-            .flat_map(|b| &b.listeners)
-            .flat_map(|l| {
-                let t = &l.routes;
-                t.exact
-                    .values()
-                    .chain(t.wildcard.iter().map(|(_, g)| g))
-                    .chain(std::iter::once(&t.any))
-            })
-            .flat_map(RouteGroup::entries)
-            .flat_map(entry_backends)
+        self.route_entries().flat_map(entry_backends)
     }
 
     /// Continues each backend's rotation where the backend of the same name in `previous` left
@@ -65,8 +54,8 @@ mod tests {
 
     use super::*;
     use crate::snapshot::{
-        BackendProtocol, Bind, BindProtocol, Listener, PathMatch, RequestMatch, RouteId,
-        RouteTable, RuleAction, Timeouts, WeightedBackend,
+        BackendProtocol, Bind, BindProtocol, Listener, PathMatch, RequestMatch, RouteGroup,
+        RouteId, RouteTable, RuleAction, Timeouts, WeightedBackend,
     };
 
     fn endpoints() -> Vec<SocketAddr> {

@@ -7,6 +7,7 @@
 //! [`FakeApiServer::outage`] closes the port and every open connection until
 //! [`FakeApiServer::restore`], so clients see a real outage. Each client made with
 //! [`FakeApiServer::client_as`] is logged under its own user name, so a test can tell who wrote.
+//! [`FakeApiServer::forbid`] refuses a user's requests with 403, as a missing RBAC grant does.
 
 pub mod kinds;
 pub mod store;
@@ -67,6 +68,8 @@ struct Shared {
     store: Mutex<ObjectStore>,
     /// Users whose requests are refused with 503, as if partitioned from the server.
     blocked: Mutex<std::collections::HashSet<String>>,
+    /// Users whose requests are refused with 403, as RBAC refuses a missing grant.
+    forbidden: Mutex<std::collections::HashSet<String>>,
     writes: Mutex<Vec<Write>>,
     bookmark_interval: Duration,
 }
@@ -100,6 +103,7 @@ impl FakeApiServer {
         let shared = Arc::new(Shared {
             store: Mutex::new(ObjectStore::new()),
             blocked: Mutex::new(Default::default()),
+            forbidden: Mutex::new(Default::default()),
             writes: Mutex::new(Vec::new()),
             bookmark_interval,
         });
@@ -243,6 +247,24 @@ impl FakeApiServer {
     pub fn unblock(&self, user: &str) {
         self.shared
             .blocked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(user);
+    }
+
+    /// Refuses every new request from `user` with 403 Forbidden until [`FakeApiServer::permit`]:
+    /// a service account without the RBAC grant it needs.
+    pub fn forbid(&self, user: &str) {
+        self.shared
+            .forbidden
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(user.to_string());
+    }
+
+    pub fn permit(&self, user: &str) {
+        self.shared
+            .forbidden
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(user);
@@ -421,6 +443,22 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
             503,
             "ServiceUnavailable",
             "partitioned by the test",
+        ));
+    }
+    let forbidden = shared
+        .forbidden
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .contains(&user);
+    if forbidden {
+        return error(&ApiError::new(
+            403,
+            "Forbidden",
+            format!(
+                "{} is forbidden: User \"{user}\" cannot {} {path}",
+                target.kind.plural,
+                method.as_str().to_ascii_lowercase(),
+            ),
         ));
     }
     let content_type = req

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use crate::resources::Resources;
-use crate::snapshot::{BackendTarget, RouteEntry, Snapshot};
+use crate::snapshot::Snapshot;
 use crate::status::StatusKey;
 use crate::CONTROLLER_NAME;
 
@@ -61,34 +61,27 @@ pub fn standalone_findings(resources: &Resources, snapshot: &Snapshot) -> Vec<St
             ));
         }
     }
-    for backend in backends_without_endpoints(snapshot) {
-        findings.push(format!(
-            "backend Service {backend} has no ready endpoints: requests routed to it get 503"
-        ));
-    }
     findings
 }
 
+/// Endpoints change without the configuration changing (in a cluster, all the time), so these
+/// are not logged per load: the data plane logs each change (`gateway::backend_health`).
+pub fn endpoint_findings(snapshot: &Snapshot) -> Vec<String> {
+    backends_without_endpoints(snapshot)
+        .into_iter()
+        .map(|b| {
+            format!("backend Service {b} has no ready endpoints: requests routed to it get 503")
+        })
+        .collect()
+}
+
 fn backends_without_endpoints(snapshot: &Snapshot) -> BTreeSet<String> {
-    let mut empty = BTreeSet::new();
-    let mut visit = |entries: &[RouteEntry]| {
-        for entry in entries {
-            for weighted in &entry.action.backends {
-                if let BackendTarget::Service(b) = &weighted.target {
-                    if b.endpoints.is_empty() {
-                        empty.insert(b.name.clone());
-                    }
-                }
-            }
-        }
-    };
-    for listener in snapshot.binds.iter().flat_map(|b| &b.listeners) {
-        let table = &listener.routes;
-        table.exact.values().for_each(|g| visit(g.entries()));
-        table.wildcard.iter().for_each(|(_, g)| visit(g.entries()));
-        visit(table.any.entries());
-    }
-    empty
+    snapshot
+        .routed_services()
+        .into_iter()
+        .filter(|(_, b)| b.endpoints.is_empty())
+        .map(|(name, _)| name.to_string())
+        .collect()
 }
 
 #[cfg(test)]
@@ -105,7 +98,9 @@ mod tests {
             &TranslateOptions::default(),
             Timestamp::UNIX_EPOCH,
         );
-        standalone_findings(&loaded.resources, &t.snapshot)
+        let mut all = standalone_findings(&loaded.resources, &t.snapshot);
+        all.extend(endpoint_findings(&t.snapshot));
+        all
     }
 
     const CLASS: &str = "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\n\

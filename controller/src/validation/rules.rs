@@ -40,6 +40,10 @@ impl Rules {
         if let Err(e) = env.add_extension(cel::extensions::strings) {
             tracing::error!(error = %e, "CEL strings extension unavailable");
         }
+        // The crate's `regex` feature is off, so nothing else declares `matches`.
+        if let Err(e) = env.add_extension(super::cel_regex::register) {
+            tracing::error!(error = %e, "CEL matches() unavailable");
+        }
         Rules {
             env: Arc::new(env),
             programs: Mutex::new(HashMap::new()),

@@ -6,6 +6,7 @@ use clap::Args;
 use sluice_controller::leader::LeaseConfig;
 
 use super::edge_args::EdgeArgs;
+use super::listener_args::ListenerArgs;
 use super::mirror_args::MirrorArgs;
 use crate::edge::limits::raise_fd_limit;
 use crate::kube_mode::{ControllerOptions, ProxyOptions};
@@ -31,6 +32,9 @@ pub struct ProxyArgs {
     /// parameters' edge keys (see docs/hardening.md).
     #[command(flatten)]
     pub edge: EdgeArgs,
+    /// The same flags as standalone mode.
+    #[command(flatten)]
+    pub listeners: ListenerArgs,
 }
 
 /// The controller: statuses and data-plane provisioning, one leader at a time.
@@ -86,6 +90,7 @@ impl ProxyArgs {
                 ..ProxySettings::default()
             },
             mirror: self.mirror.into_options(),
+            bind_retry: self.listeners.bind_retry(),
             drain,
         }
     }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use sluice_controller::resources::{LoadedConfig, Resources};
-use sluice_controller::translate::findings::standalone_findings;
+use sluice_controller::translate::findings::{endpoint_findings, standalone_findings};
 use sluice_controller::translate::{translate, Timestamp, TranslateOptions};
 
 #[derive(Debug, Args)]
@@ -35,7 +35,8 @@ pub fn run(args: &ValidateArgs) -> Result<(), ValidateError> {
                 &TranslateOptions::default(),
                 Timestamp::UNIX_EPOCH,
             );
-            let findings = standalone_findings(&loaded.resources, &translation.snapshot);
+            let mut findings = standalone_findings(&loaded.resources, &translation.snapshot);
+            findings.extend(endpoint_findings(&translation.snapshot));
             for w in translation.warnings.iter().chain(&findings) {
                 eprintln!("warning: {w}");
             }

@@ -154,9 +154,16 @@ async fn unchanged_bind_keeps_its_open_connections_across_a_reload() {
 }
 
 #[tokio::test]
-async fn bind_failure_is_reported_and_retried_until_the_address_frees() {
+async fn bind_failure_is_reported_and_retried_with_backoff_until_the_address_frees() {
     let store = Store::new();
-    let manager = ListenerManager::start(store.clone(), Arc::new(Reporter), Default::default());
+    let options = ListenerOptions {
+        bind_retry: BindBackoff {
+            base: Duration::from_millis(5),
+            cap: Duration::from_millis(40),
+        },
+        ..Default::default()
+    };
+    let manager = ListenerManager::start(store.clone(), Arc::new(Reporter), options);
     let blocker = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let taken = blocker.local_addr().unwrap();
 

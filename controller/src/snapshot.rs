@@ -420,22 +420,22 @@ mod ser {
     use serde::ser::{SerializeMap, SerializeSeq};
     use serde::Serializer;
 
-    pub fn regex<S: Serializer>(r: &Regex, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn regex<S: Serializer>(r: &Regex, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(r.as_str())
     }
 
-    pub fn header_name<S: Serializer>(h: &HeaderName, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn header_name<S: Serializer>(h: &HeaderName, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(h.as_str())
     }
 
-    pub fn opt_method<S: Serializer>(m: &Option<Method>, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn opt_method<S: Serializer>(m: &Option<Method>, s: S) -> Result<S::Ok, S::Error> {
         match m {
             Some(m) => s.serialize_some(m.as_str()),
             None => s.serialize_none(),
         }
     }
 
-    pub fn header_pairs<S: Serializer>(
+    pub(super) fn header_pairs<S: Serializer>(
         v: &[(HeaderName, HeaderValue)],
         s: S,
     ) -> Result<S::Ok, S::Error> {
@@ -446,7 +446,7 @@ mod ser {
         map.end()
     }
 
-    pub fn header_names<S: Serializer>(v: &[HeaderName], s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn header_names<S: Serializer>(v: &[HeaderName], s: S) -> Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(Some(v.len()))?;
         for k in v {
             seq.serialize_element(k.as_str())?;
@@ -454,10 +454,13 @@ mod ser {
         seq.end()
     }
 
-    pub mod opt_duration {
+    pub(super) mod opt_duration {
         use super::*;
 
-        pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        pub(crate) fn serialize<S: Serializer>(
+            d: &Option<Duration>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
             match d {
                 Some(d) => s.serialize_some(&format!("{}ms", d.as_millis())),
                 None => s.serialize_none(),

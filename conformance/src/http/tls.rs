@@ -15,7 +15,7 @@ use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 use super::ClientError;
 
 /// `alpn`: `http/1.1` for HTTPS, `h2` for H2.
-pub fn client_config(
+pub(super) fn client_config(
     trust_pem: Option<&str>,
     client_identity: Option<(&str, &str)>,
     alpn: &[u8],

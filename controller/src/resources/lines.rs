@@ -11,14 +11,14 @@ use yaml_rust2::scanner::Marker;
 
 /// The lines of one document: its start, and every node by the path of keys and indices to it.
 #[derive(Debug, Default, Clone)]
-pub struct DocLines {
+pub(super) struct DocLines {
     pub start: usize,
     nodes: HashMap<String, usize>,
 }
 
 impl DocLines {
     /// The line of the node at `steps`, or of its nearest ancestor found.
-    pub fn line_of<I: IntoIterator<Item = String>>(&self, steps: I) -> usize {
+    pub(super) fn line_of<I: IntoIterator<Item = String>>(&self, steps: I) -> usize {
         let steps: Vec<String> = steps.into_iter().collect();
         (0..=steps.len())
             .rev()
@@ -28,7 +28,7 @@ impl DocLines {
 }
 
 /// The documents of `text`, in order; empty when it does not parse (serde reports that).
-pub fn document_lines(text: &str) -> Vec<DocLines> {
+pub(super) fn document_lines(text: &str) -> Vec<DocLines> {
     let mut recorder = Recorder::default();
     let mut parser = Parser::new_from_str(text);
     if parser.load(&mut recorder, true).is_err() {

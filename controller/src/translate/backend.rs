@@ -61,7 +61,7 @@ pub(super) enum UnresolvedRef {
 
 impl UnresolvedRef {
     /// The route's `ResolvedRefs` reason.
-    pub fn reason(&self) -> &'static str {
+    pub(super) fn reason(&self) -> &'static str {
         match self {
             UnresolvedRef::NotAService { .. } => reasons::INVALID_KIND,
             UnresolvedRef::NotPermitted { .. } => reasons::REF_NOT_PERMITTED,
@@ -82,14 +82,14 @@ pub(super) struct Resolver<'i, 'a> {
 }
 
 impl<'i, 'a> Resolver<'i, 'a> {
-    pub fn new(index: &'i Index<'a>) -> Self {
+    pub(super) fn new(index: &'i Index<'a>) -> Self {
         Resolver {
             index,
             cache: BTreeMap::new(),
         }
     }
 
-    pub fn resolve(
+    pub(super) fn resolve(
         &mut self,
         route_namespace: &str,
         r: &BackendRef<'_>,

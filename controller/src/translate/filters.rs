@@ -60,7 +60,7 @@ pub(super) enum FilterError {
 impl FilterError {
     /// The route condition reason: unsupported filters and bad values alike are values Sluice
     /// cannot use.
-    pub fn reason(&self) -> &'static str {
+    pub(super) fn reason(&self) -> &'static str {
         reasons::UNSUPPORTED_VALUE
     }
 }

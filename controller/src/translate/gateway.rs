@@ -109,7 +109,7 @@ pub(super) struct ListenerState<'a> {
 }
 
 impl<'a> GatewayState<'a> {
-    pub fn new(gw: &'a Gateway, class_ok: bool, index: &Index<'_>) -> Self {
+    pub(super) fn new(gw: &'a Gateway, class_ok: bool, index: &Index<'_>) -> Self {
         let namespace = namespace_of(&gw.metadata);
         let rejection = if !class_ok {
             Some(Verdict::no(
@@ -154,16 +154,16 @@ impl<'a> GatewayState<'a> {
     }
 
     /// Oldest first, then by namespace/name.
-    pub fn order_key(&self) -> (Option<Timestamp>, &str, &str) {
+    pub(super) fn order_key(&self) -> (Option<Timestamp>, &str, &str) {
         let created = self.gw.meta().creation_timestamp.as_ref().map(|t| t.0);
         (created, self.namespace, self.name)
     }
 
-    pub fn status_key(&self) -> StatusKey {
+    pub(super) fn status_key(&self) -> StatusKey {
         StatusKey::gateway(self.namespace, self.name)
     }
 
-    pub fn label(&self) -> String {
+    pub(super) fn label(&self) -> String {
         format!("{}/{}", self.namespace, self.name)
     }
 
@@ -185,7 +185,7 @@ impl<'a> GatewayState<'a> {
         }
     }
 
-    pub fn is_programmed(&self) -> bool {
+    pub(super) fn is_programmed(&self) -> bool {
         self.programmed().ok
     }
 
@@ -200,7 +200,7 @@ impl<'a> GatewayState<'a> {
         Verdict::yes(reasons::PROGRAMMED)
     }
 
-    pub fn status(&self, now: Timestamp) -> GatewayStatus {
+    pub(super) fn status(&self, now: Timestamp) -> GatewayStatus {
         let generation = self.generation;
         let programmed = self.is_programmed();
         let listeners = self
@@ -315,16 +315,16 @@ impl<'a> ListenerState<'a> {
     }
 
     /// Accepted, resolved and unconflicted: traffic may be served.
-    pub fn is_ready(&self) -> bool {
+    pub(super) fn is_ready(&self) -> bool {
         self.accepted.ok && self.resolved.ok && self.conflicted.is_none()
     }
 
-    pub fn name(&self) -> &str {
+    pub(super) fn name(&self) -> &str {
         &self.spec.name
     }
 
     /// `allowedRoutes.namespaces` (default `Same`) admits routes from `route_namespace`.
-    pub fn allows_namespace(
+    pub(super) fn allows_namespace(
         &self,
         gateway_namespace: &str,
         route_namespace: &str,

@@ -29,7 +29,7 @@ pub(super) struct Index<'a> {
 }
 
 impl<'a> Index<'a> {
-    pub fn new(resources: &'a Resources) -> Index<'a> {
+    pub(super) fn new(resources: &'a Resources) -> Index<'a> {
         let mut slices: BTreeMap<_, Vec<_>> = BTreeMap::new();
         for slice in &resources.endpoint_slices {
             let service = slice
@@ -65,24 +65,24 @@ impl<'a> Index<'a> {
         }
     }
 
-    pub fn service(&self, namespace: &str, name: &str) -> Option<&'a Service> {
+    pub(super) fn service(&self, namespace: &str, name: &str) -> Option<&'a Service> {
         self.services.get(&(namespace, name)).copied()
     }
 
-    pub fn endpoint_slices(&self, namespace: &str, service: &str) -> Vec<&'a EndpointSlice> {
+    pub(super) fn endpoint_slices(&self, namespace: &str, service: &str) -> Vec<&'a EndpointSlice> {
         self.slices
             .get(&(namespace, service))
             .cloned()
             .unwrap_or_default()
     }
 
-    pub fn secret(&self, namespace: &str, name: &str) -> Option<&'a Secret> {
+    pub(super) fn secret(&self, namespace: &str, name: &str) -> Option<&'a Secret> {
         self.secrets.get(&(namespace, name)).copied()
     }
 
     /// A namespace without a Namespace object still exists for selectors, with the label the API
     /// server would give it.
-    pub fn namespace_labels(&self, namespace: &str) -> BTreeMap<String, String> {
+    pub(super) fn namespace_labels(&self, namespace: &str) -> BTreeMap<String, String> {
         match self.namespace_labels.get(namespace) {
             Some(labels) => (*labels).clone(),
             None => BTreeMap::from([(NAMESPACE_NAME_LABEL.to_string(), namespace.to_string())]),

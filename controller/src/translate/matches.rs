@@ -33,7 +33,7 @@ pub(super) enum MatchError {
 
 impl MatchError {
     /// The route condition reason: the spec's for a value Sluice cannot use.
-    pub fn reason(&self) -> &'static str {
+    pub(super) fn reason(&self) -> &'static str {
         reasons::UNSUPPORTED_VALUE
     }
 }

@@ -47,7 +47,7 @@ pub(super) struct InvalidRule {
 
 impl RuleError {
     /// The route condition reason: the spec's for a rule that is not valid.
-    pub fn reason(&self) -> &'static str {
+    pub(super) fn reason(&self) -> &'static str {
         match self {
             RuleError::Match(e) => e.reason(),
             RuleError::Filter(e) => e.reason(),
@@ -73,19 +73,19 @@ pub(super) struct CompiledRoute {
 
 impl CompiledRoute {
     /// Every rule was invalid: the route cannot be accepted.
-    pub fn all_invalid(&self) -> bool {
+    pub(super) fn all_invalid(&self) -> bool {
         self.rules.is_empty() && !self.invalid.is_empty()
     }
 
     /// The reason a condition about the dropped rules carries: the first one's.
-    pub fn invalid_reason(&self) -> &'static str {
+    pub(super) fn invalid_reason(&self) -> &'static str {
         self.invalid
             .first()
             .map_or(reasons::UNSUPPORTED_VALUE, |r| r.error.reason())
     }
 
     /// Why the invalid rules were dropped, one after another.
-    pub fn invalid_message(&self) -> String {
+    pub(super) fn invalid_message(&self) -> String {
         let each: Vec<String> = self.invalid.iter().map(ToString::to_string).collect();
         each.join("; ")
     }

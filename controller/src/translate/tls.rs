@@ -66,7 +66,7 @@ pub(super) enum TlsSecretError {
 
 impl CertificateRefError {
     /// The listener's `ResolvedRefs` reason.
-    pub fn reason(&self) -> &'static str {
+    pub(super) fn reason(&self) -> &'static str {
         match self {
             CertificateRefError::NotPermitted { .. } => reasons::REF_NOT_PERMITTED,
             _ => reasons::INVALID_CERTIFICATE_REF,

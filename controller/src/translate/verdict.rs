@@ -16,7 +16,7 @@ pub(super) struct Verdict {
 // === impl Verdict ===
 
 impl Verdict {
-    pub fn yes(reason: &'static str) -> Verdict {
+    pub(super) fn yes(reason: &'static str) -> Verdict {
         Verdict {
             ok: true,
             reason,
@@ -24,7 +24,7 @@ impl Verdict {
         }
     }
 
-    pub fn no(reason: &'static str, message: impl Into<String>) -> Verdict {
+    pub(super) fn no(reason: &'static str, message: impl Into<String>) -> Verdict {
         Verdict {
             ok: false,
             reason,

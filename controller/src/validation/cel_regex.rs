@@ -19,7 +19,7 @@ static COMPILED: LazyLock<Mutex<HashMap<String, Regex>>> =
 
 /// Declares `matches` as the crate's `regex` feature would (`s.matches(re)` and
 /// `matches(s, re)`), backed by the cache.
-pub fn register(env: &mut Env) -> Result<(), DeclarationError> {
+pub(super) fn register(env: &mut Env) -> Result<(), DeclarationError> {
     cel::add_overload!(env, fn matches: (CelString<'_>, CelString<'_>) -> Result<CelBool>, id = "matches")?;
     cel::add_member_overload!(env, fn matches: (CelString<'_>, CelString<'_>) -> Result<CelBool>)
 }

@@ -7,7 +7,7 @@ use prometheus::IntGauge;
 
 /// Engine-wide caps shared by every mirror copy.
 #[derive(Debug)]
-pub struct GlobalBudget {
+pub(super) struct GlobalBudget {
     max_inflight: usize,
     max_buffered: usize,
     inflight: AtomicUsize,
@@ -17,7 +17,7 @@ pub struct GlobalBudget {
 }
 
 impl GlobalBudget {
-    pub fn new(
+    pub(super) fn new(
         max_inflight: usize,
         max_buffered: usize,
         inflight_gauge: IntGauge,
@@ -33,16 +33,16 @@ impl GlobalBudget {
         }
     }
 
-    pub fn inflight(&self) -> usize {
+    pub(super) fn inflight(&self) -> usize {
         self.inflight.load(Ordering::Acquire)
     }
 
-    pub fn buffered(&self) -> usize {
+    pub(super) fn buffered(&self) -> usize {
         self.buffered.load(Ordering::Acquire)
     }
 
     /// A slot for one more mirror request, or `None` at the cap.
-    pub fn admit(self: &Arc<Self>) -> Option<InflightSlot> {
+    pub(super) fn admit(self: &Arc<Self>) -> Option<InflightSlot> {
         self.inflight
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < self.max_inflight).then_some(n + 1)
@@ -57,7 +57,7 @@ impl GlobalBudget {
 
 /// Held by a mirror task for its whole life; frees the in-flight slot when dropped.
 #[derive(Debug)]
-pub struct InflightSlot {
+pub(super) struct InflightSlot {
     global: Arc<GlobalBudget>,
 }
 
@@ -70,14 +70,14 @@ impl Drop for InflightSlot {
 
 /// The bytes one mirror request has queued and not yet written.
 #[derive(Debug)]
-pub struct RequestBudget {
+pub(super) struct RequestBudget {
     max: usize,
     queued: AtomicUsize,
     global: Arc<GlobalBudget>,
 }
 
 impl RequestBudget {
-    pub fn new(max: usize, global: Arc<GlobalBudget>) -> Arc<RequestBudget> {
+    pub(super) fn new(max: usize, global: Arc<GlobalBudget>) -> Arc<RequestBudget> {
         Arc::new(RequestBudget {
             max,
             queued: AtomicUsize::new(0),
@@ -85,13 +85,13 @@ impl RequestBudget {
         })
     }
 
-    pub fn queued(&self) -> usize {
+    pub(super) fn queued(&self) -> usize {
         self.queued.load(Ordering::Acquire)
     }
 
     /// Accounts `len` more queued bytes against this request and the engine, or `None` when
     /// either cap would be exceeded (nothing is reserved then).
-    pub fn reserve(self: &Arc<Self>, len: usize) -> Option<Reservation> {
+    pub(super) fn reserve(self: &Arc<Self>, len: usize) -> Option<Reservation> {
         take(&self.queued, len, self.max)?;
         if take(&self.global.buffered, len, self.global.max_buffered).is_none() {
             self.queued.fetch_sub(len, Ordering::AcqRel);
@@ -120,7 +120,7 @@ fn gauge_value(len: usize) -> i64 {
 /// Travels with a queued chunk and gives its bytes back when the chunk is dropped: written,
 /// discarded on abort, or freed with the channel. No path can leak budget.
 #[derive(Debug)]
-pub struct Reservation {
+pub(super) struct Reservation {
     budget: Arc<RequestBudget>,
     len: usize,
 }

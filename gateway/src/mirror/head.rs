@@ -29,7 +29,7 @@ const HOP_BY_HOP: [HeaderName; 9] = [
     header::UPGRADE,
 ];
 
-pub fn check_mirrorable(primary: &RequestHeader) -> Result<(), NotMirrorable> {
+pub(super) fn check_mirrorable(primary: &RequestHeader) -> Result<(), NotMirrorable> {
     if primary.method == Method::CONNECT || primary.headers.contains_key(header::UPGRADE) {
         return Err(NotMirrorable::Upgrade);
     }
@@ -39,7 +39,7 @@ pub fn check_mirrorable(primary: &RequestHeader) -> Result<(), NotMirrorable> {
 /// The mirror's head, made from a copy of the primary's: same method and raw path, the
 /// headers minus hop-by-hop ones, framed as HTTP/1.1 with the body length the primary announced
 /// (chunked when unknown).
-pub fn mirror_head(
+pub(super) fn mirror_head(
     mut head: RequestHeader,
     has_body: bool,
     options: &MirrorSettings,

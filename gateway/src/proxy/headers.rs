@@ -7,7 +7,7 @@ use http::header::{CONNECTION, TE, TRAILER, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use pingora_http::{RequestHeader, ResponseHeader};
 
-pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub(super) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
@@ -21,7 +21,7 @@ const X_FORWARDED_HOST_WIRE: &[u8] = b"X-Forwarded-Host";
 /// Appends the client to `X-Forwarded-For` (keeping what earlier proxies wrote) and states the
 /// scheme and host the client used. Proto and host are overwritten: this gateway is where the
 /// client's connection ends, so what it saw is the truth for the backend.
-pub fn set_forwarded(
+pub(super) fn set_forwarded(
     req: &mut RequestHeader,
     client: Option<IpAddr>,
     https: bool,
@@ -87,7 +87,7 @@ fn push_ip(out: &mut BytesMut, ip: IpAddr) {
 /// in `Connection`, then `Connection`, `Keep-Alive`, `Proxy-Connection`, `TE`, `Trailer`, and
 /// `Upgrade` unless the backend is switching protocols (a WebSocket handshake needs both).
 /// Pingora writes its own `Connection` and framing headers downstream.
-pub fn strip_hop_by_hop(resp: &mut ResponseHeader) {
+pub(super) fn strip_hop_by_hop(resp: &mut ResponseHeader) {
     // Most responses carry none of these: one pass over the few names present is cheaper than
     // seven hash lookups for absent ones.
     let hop_by_hop = |n: &HeaderName| {

@@ -16,7 +16,7 @@ use crate::upstream::{self, NoBackend};
 
 /// What `request_filter` must do after routing and filtering.
 #[derive(Debug)]
-pub enum Outcome {
+pub(super) enum Outcome {
     /// Proxy to `ctx.chosen`.
     Proxy,
     /// Answer with an error status and no body of ours beyond Pingora's error page.
@@ -28,7 +28,7 @@ pub enum Outcome {
 }
 
 /// The request's host as routing wants it: `Host` (HTTP/1.1) or `:authority` (HTTP/2).
-pub fn raw_host(req: &RequestHeader) -> Option<&str> {
+pub(super) fn raw_host(req: &RequestHeader) -> Option<&str> {
     req.headers
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -48,7 +48,7 @@ fn original_host(req: &RequestHeader, raw_host: &str) -> Option<HeaderValue> {
 
 /// Routes the request, applies its filters in written order (rule filters, then the chosen
 /// backendRef's) to `session`'s request head, and records the decision in `ctx`.
-pub fn route_and_filter(
+pub(super) fn route_and_filter(
     session: &mut Session,
     ctx: &mut RequestCtx,
     snapshot: &Snapshot,

@@ -1,6 +1,13 @@
 //! The load benchmark: Sluice, nginx and Envoy started side by side on 127.0.0.1, measured under the
 //! same workloads, reported as ratios to nginx.
 
+// The load generators and the process supervision run on plain OS threads of their own, never on
+// an async runtime: pacing them with a blocking sleep is what they are for.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "blocking threads, not async tasks"
+)]
+
 pub mod backend;
 pub mod machine;
 pub mod paced;

@@ -68,11 +68,14 @@ struct Args {
     profile: bool,
 }
 
-fn main() {
+fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    if let Err(e) = run_all(&args) {
-        eprintln!("sluice-bench: {e}");
-        std::process::exit(1);
+    match run_all(&args) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sluice-bench: {e}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }
 

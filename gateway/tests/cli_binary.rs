@@ -91,6 +91,10 @@ impl Sluice {
                 assert!(Instant::now() < deadline, "{page}: {status} {body}");
             }
             assert!(Instant::now() < deadline, "{page} never answered");
+            #[allow(
+                clippy::disallowed_methods,
+                reason = "a plain #[test] polling a child process, no runtime to block"
+            )]
             std::thread::sleep(Duration::from_millis(50));
         }
     }

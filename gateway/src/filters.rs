@@ -41,45 +41,32 @@ pub trait HeaderTarget {
 
 // === impl HeaderTarget ===
 
-impl HeaderTarget for RequestHeader {
-    fn set_header(
-        &mut self,
-        name: &HeaderName,
-        value: &http::HeaderValue,
-    ) -> pingora_error::Result<()> {
-        self.insert_header(name.clone(), value.clone())
-    }
-    fn add_header(
-        &mut self,
-        name: &HeaderName,
-        value: &http::HeaderValue,
-    ) -> pingora_error::Result<()> {
-        self.append_header(name.clone(), value.clone()).map(drop)
-    }
-    fn remove_header_named(&mut self, name: &HeaderName) {
-        self.remove_header(name);
-    }
+/// Pingora's request and response heads have the same header methods but no trait for them.
+macro_rules! impl_header_target {
+    ($($head:ty),+) => {$(
+        impl HeaderTarget for $head {
+            fn set_header(
+                &mut self,
+                name: &HeaderName,
+                value: &http::HeaderValue,
+            ) -> pingora_error::Result<()> {
+                self.insert_header(name.clone(), value.clone())
+            }
+            fn add_header(
+                &mut self,
+                name: &HeaderName,
+                value: &http::HeaderValue,
+            ) -> pingora_error::Result<()> {
+                self.append_header(name.clone(), value.clone()).map(drop)
+            }
+            fn remove_header_named(&mut self, name: &HeaderName) {
+                self.remove_header(name);
+            }
+        }
+    )+};
 }
 
-impl HeaderTarget for ResponseHeader {
-    fn set_header(
-        &mut self,
-        name: &HeaderName,
-        value: &http::HeaderValue,
-    ) -> pingora_error::Result<()> {
-        self.insert_header(name.clone(), value.clone())
-    }
-    fn add_header(
-        &mut self,
-        name: &HeaderName,
-        value: &http::HeaderValue,
-    ) -> pingora_error::Result<()> {
-        self.append_header(name.clone(), value.clone()).map(drop)
-    }
-    fn remove_header_named(&mut self, name: &HeaderName) {
-        self.remove_header(name);
-    }
-}
+impl_header_target!(RequestHeader, ResponseHeader);
 
 /// Applies `set` (replacing every value), then `add` (appending a value, keeping existing ones),
 /// then `remove`, the order the spec lists them in.

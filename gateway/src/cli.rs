@@ -1,4 +1,6 @@
-//! The `sluice` command line: standalone gateway (default), `echo` backend and the `demo`.
+//! The `sluice` command line: the standalone gateway (the default, `--config PATH`), `validate`,
+//! `demo`, the `echo` backend, and the cluster processes `proxy` and `controller`. Flags live in
+//! the `*_args` modules and turn into the options each mode takes.
 
 pub mod demo;
 pub mod edge_args;

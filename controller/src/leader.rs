@@ -15,15 +15,20 @@ use kube::Client;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+/// Where the Lease lives and its timings; [`LeaseConfig::new`] gives client-go's defaults.
 #[derive(Debug, Clone)]
 pub struct LeaseConfig {
+    /// Namespace of the Lease object.
     pub namespace: String,
+    /// Name of the Lease object, shared by every candidate of one deployment.
     pub name: String,
     /// This candidate's identity (the pod name in a cluster).
     pub identity: String,
+    /// How long a Lease stays valid without renewal: others may take it after that (default 15 s).
     pub lease_duration: Duration,
     /// A leader that could not renew for this long steps down. Must be below `lease_duration`.
     pub renew_deadline: Duration,
+    /// How often the holder renews and a candidate retries (default 2 s).
     pub retry_period: Duration,
 }
 

@@ -7,6 +7,8 @@
 //!                                                         publish::Store (one ArcSwap) ◀┘
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod features;
 pub mod leader;
 pub mod mirror_settings;
@@ -19,6 +21,7 @@ pub mod sources;
 pub mod status;
 pub mod status_writer;
 #[cfg(feature = "testing")]
+#[allow(missing_docs)] // test support (the fake API server), being moved out of this crate
 pub mod testing;
 pub mod translate;
 pub mod validation;

@@ -44,6 +44,8 @@ impl PathRank {
 }
 
 impl Rank {
+    /// The rank of match `match_index` of rule `rule_index` of route `namespace/name`, created at
+    /// `created`.
     pub fn new(
         matcher: &RequestMatch,
         created: Option<Timestamp>,

@@ -52,6 +52,7 @@ use crate::{CONTROLLER_NAME, FIELD_MANAGER};
 /// How long a wake-up waits for more changes before reconciling.
 const DEBOUNCE: Duration = Duration::from_millis(20);
 
+/// Settings of the [`Provisioner`] from the controller's command line.
 #[derive(Debug, Clone)]
 pub struct ProvisionerConfig {
     /// The image data planes run unless the class parameters name another.
@@ -60,13 +61,19 @@ pub struct ProvisionerConfig {
     pub resync: Duration,
 }
 
+/// Why a reconcile of the data-plane objects failed; it is retried on the next wake-up.
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
+    /// An API call failed.
     #[error("{action} {kind} {name}")]
     Api {
+        /// What was attempted: `applying`, `deleting`, `listing` or `reading`.
         action: &'static str,
+        /// The object's kind.
         kind: String,
+        /// The object's name.
         name: String,
+        /// The API error.
         #[source]
         source: kube::Error,
     },
@@ -88,6 +95,8 @@ enum ClassParamsError {
 
 // === impl Provisioner ===
 
+/// Creates, updates and deletes each Gateway's data plane (Deployment or DaemonSet, Service, ...)
+/// while leading.
 pub struct Provisioner {
     client: Client,
     config: ProvisionerConfig,
@@ -124,6 +133,7 @@ impl Provisioner {
         self.provisioning.subscribe()
     }
 
+    /// Runs the provisioner on the runtime until the resources or leader channel closes.
     pub fn spawn(self) -> tokio::task::JoinHandle<()> {
         tokio::spawn(self.run())
     }

@@ -18,17 +18,23 @@ use crate::snapshot::Snapshot;
 pub enum ReloadOutcome {
     /// Nothing has been attempted yet.
     Pending,
+    /// A snapshot was published.
     Published {
+        /// The generation it got.
         generation: u64,
+        /// When it was published.
         at: SystemTime,
     },
     /// The configuration could not be loaded; the previous snapshot keeps serving.
     Rejected {
+        /// The error, as shown on the admin status endpoint and in logs.
         error: String,
+        /// When the load was rejected.
         at: SystemTime,
     },
 }
 
+/// Holds the live [`Snapshot`] and the record of publishes and rejections; shared as `Arc<Store>`.
 #[derive(Debug)]
 pub struct Store {
     current: ArcSwap<Snapshot>,
@@ -91,6 +97,7 @@ impl Store {
         self.ready.load(Ordering::Acquire)
     }
 
+    /// What happened to the most recent load: pending, published or rejected.
     pub fn last_outcome(&self) -> ReloadOutcome {
         self.last
             .lock()

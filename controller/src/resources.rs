@@ -29,50 +29,78 @@ pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 /// Every object translation looks at, each list sorted by namespace/name.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Resources {
+    /// Every GatewayClass, whichever controller it names.
     pub gateway_classes: Vec<GatewayClass>,
+    /// Every Gateway, of any class.
     pub gateways: Vec<Gateway>,
+    /// Every HTTPRoute.
     pub http_routes: Vec<HttpRoute>,
+    /// ReferenceGrants, which allow cross-namespace backendRefs and certificateRefs.
     pub reference_grants: Vec<ReferenceGrant>,
+    /// Services: backendRef targets and their ports' `appProtocol`.
     pub services: Vec<Service>,
+    /// EndpointSlices, which give each Service port its ready endpoints.
     pub endpoint_slices: Vec<EndpointSlice>,
+    /// Secrets: the TLS certificates listeners refer to.
     pub secrets: Vec<Secret>,
+    /// Namespaces, for listeners' `allowedRoutes.namespaces.selector`.
     pub namespaces: Vec<Namespace>,
 }
 
 /// The result of loading YAML: the objects, and what was ignored (unknown kinds).
 #[derive(Debug, Default, Clone)]
 pub struct LoadedConfig {
+    /// The objects loaded.
     pub resources: Resources,
+    /// One `FILE:LINE: KIND NAMESPACE/NAME: ...; ignored` line per object that is valid but of a
+    /// kind Sluice does not serve.
     pub warnings: Vec<String>,
 }
 
 /// One reason a load is rejected, printed `FILE:LINE: KIND NAMESPACE/NAME: field.path: message`.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// A file could not be read.
     #[error("{}: cannot read: {source}", path.display())]
     Read {
+        /// The file.
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// A document is not valid YAML.
     #[error("{}:{line}: YAML syntax error: {message}", path.display())]
     Syntax {
+        /// The file.
         path: PathBuf,
+        /// 1-based line of the error.
         line: usize,
+        /// The YAML parser's message.
         message: String,
     },
+    /// An object fails admission (as the API server would reject it).
     #[error("{}:{line}: {object}: {error}", path.display())]
     Invalid {
+        /// The file.
         path: PathBuf,
+        /// 1-based line of the offending field, or of its nearest ancestor.
         line: usize,
+        /// `KIND NAMESPACE/NAME` of the object.
         object: String,
+        /// The field path and what is wrong with it.
         error: FieldError,
     },
+    /// Two objects with the same kind, namespace and name.
     #[error("{}:{line}: {object}: defined twice; first at {first}", path.display())]
     Duplicate {
+        /// The file of the second one.
         path: PathBuf,
+        /// 1-based line of the second one.
         line: usize,
+        /// `KIND NAMESPACE/NAME` of the object.
         object: String,
+        /// `FILE:LINE` of the first one.
         first: String,
     },
 }

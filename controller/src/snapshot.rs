@@ -80,7 +80,10 @@ impl Snapshot {
 /// One listening socket: every Gateway listener that shares this address and port.
 #[derive(Debug, Serialize)]
 pub struct Bind {
+    /// The Gateway's address (from `spec.addresses`, the pool or the listen address) and listener
+    /// port.
     pub address: SocketAddr,
+    /// Plain HTTP or TLS-terminating HTTPS; every listener sharing the socket has the same one.
     pub protocol: BindProtocol,
     /// Listeners sorted most specific hostname first (exact, longer wildcard, shorter wildcard,
     /// none), so the first whose hostname matches the request's host (or SNI) is the one to use.
@@ -97,10 +100,13 @@ impl Bind {
     }
 }
 
+/// Whether a bind speaks plain HTTP or terminates TLS (from the Gateway listener `protocol`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum BindProtocol {
+    /// Listener protocol `HTTP`: no TLS.
     Http,
+    /// Listener protocol `HTTPS`: TLS terminated with the certificate of the listener SNI selects.
     Https,
 }
 
@@ -111,10 +117,12 @@ pub struct Listener {
     pub gateway: String,
     /// The listener's `name` (the parentRef `sectionName`).
     pub name: String,
+    /// The listener's `hostname`; `None` matches every host.
     pub hostname: Option<Hostname>,
     /// For HTTPS listeners: the certificate served when SNI selects this listener.
     #[serde(skip)]
     pub tls: Option<Arc<rustls::sign::CertifiedKey>>,
+    /// The HTTPRoutes attached to this listener, ready for lookup by host.
     pub routes: RouteTable,
 }
 
@@ -122,6 +130,7 @@ pub struct Listener {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(into = "String")]
 pub enum Hostname {
+    /// A full hostname such as `foo.example.com`.
     Exact(String),
     /// `*.example.com` stored as `.example.com`: matches one or more labels before the suffix.
     Wildcard(String),
@@ -175,16 +184,20 @@ impl From<Hostname> for String {
 /// suffix first), then `any`; within a group the first matching entry wins.
 #[derive(Debug, Default, Serialize)]
 pub struct RouteTable {
+    /// Groups for routes attached under an exact hostname, keyed by that lower-case hostname.
     pub exact: BTreeMap<String, RouteGroup>,
     /// Sorted by suffix length, longest first.
     pub wildcard: Vec<(Hostname, RouteGroup)>,
+    /// Entries of routes attached without a hostname: they serve any host the listener accepts.
     pub any: RouteGroup,
 }
 
 /// One `HTTPRouteMatch` of one rule (a rule without matches gets one entry matching `PathPrefix /`).
 #[derive(Debug, Clone, Serialize)]
 pub struct RouteEntry {
+    /// The rule the entry came from.
     pub route: Arc<RouteId>,
+    /// What a request must carry to match this entry.
     pub matcher: RequestMatch,
     /// Shared by every entry of the same rule.
     pub action: Arc<RuleAction>,
@@ -193,47 +206,67 @@ pub struct RouteEntry {
 /// Which HTTPRoute rule an entry came from; used for metric labels and logs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RouteId {
+    /// Namespace of the HTTPRoute.
     pub namespace: String,
+    /// Name of the HTTPRoute.
     pub name: String,
+    /// Position of the rule in the route's `spec.rules`, from 0.
     pub rule_index: usize,
+    /// The rule's `name`; `None` when the rule has none.
     pub rule_name: Option<String>,
     /// `namespace/name`, precomputed for the `route` metric label.
     pub label: String,
 }
 
+/// One `HTTPRouteMatch`: every condition set must hold for a request to match.
 #[derive(Debug, Clone, Serialize)]
 pub struct RequestMatch {
+    /// The `path` match; `PathPrefix /` when the HTTPRoute match sets no path.
     pub path: PathMatch,
+    /// The `method` the request must use; `None` matches any method.
     #[serde(serialize_with = "ser::opt_method")]
     pub method: Option<Method>,
+    /// `headers` conditions, each name at most once (the first of equivalent names is kept).
     pub headers: Vec<HeaderMatch>,
+    /// `queryParams` conditions, each name at most once (names are case-sensitive).
     pub query: Vec<QueryMatch>,
 }
 
+/// How the request path is matched (HTTPRoute `path.type`).
 #[derive(Debug, Clone, Serialize)]
 pub enum PathMatch {
+    /// The path must equal this value exactly.
     Exact(String),
     /// Segment-aware: `/foo` matches `/foo` and `/foo/bar`, not `/foobar`. Stored without a
     /// trailing slash (except the root `/`).
     Prefix(String),
+    /// Anchored regex that must match the whole path.
     RegularExpression(#[serde(serialize_with = "ser::regex")] Regex),
 }
 
+/// A header condition of an `HTTPRouteMatch`.
 #[derive(Debug, Clone, Serialize)]
 pub struct HeaderMatch {
+    /// Header name, compared case-insensitively.
     #[serde(serialize_with = "ser::header_name")]
     pub name: HeaderName,
+    /// What the header's value must be.
     pub value: StringMatch,
 }
 
+/// A query parameter condition of an `HTTPRouteMatch`.
 #[derive(Debug, Clone, Serialize)]
 pub struct QueryMatch {
+    /// Parameter name, compared case-sensitively.
     pub name: String,
+    /// What the parameter's value must be.
     pub value: StringMatch,
 }
 
+/// How a header or query parameter value is matched (`type` `Exact` or `RegularExpression`).
 #[derive(Debug, Clone, Serialize)]
 pub enum StringMatch {
+    /// The value must equal this string exactly.
     Exact(String),
     /// Anchored at both ends, as the spec's RE2 full-match semantics require.
     RegularExpression(#[serde(serialize_with = "ser::regex")] Regex),
@@ -248,10 +281,12 @@ pub struct RuleAction {
     pub backends: Vec<WeightedBackend>,
     /// Sum of `backends[*].weight`, kept with them so the hot path never adds them up again.
     total_weight: u32,
+    /// The rule's request and backend-request timeouts.
     pub timeouts: Timeouts,
 }
 
 impl RuleAction {
+    /// Builds the action, precomputing [`RuleAction::total_weight`].
     pub fn new(filters: Vec<Filter>, backends: Vec<WeightedBackend>, timeouts: Timeouts) -> Self {
         let total_weight = backends
             .iter()
@@ -270,6 +305,7 @@ impl RuleAction {
     }
 }
 
+/// HTTPRoute rule `timeouts`; `None` means no timeout of that kind.
 #[derive(Debug, Default, Clone, Copy, Serialize)]
 pub struct Timeouts {
     /// HTTPRoute `timeouts.request`: the whole request, client to response.
@@ -280,20 +316,26 @@ pub struct Timeouts {
     pub backend_request: Option<Duration>,
 }
 
+/// One backendRef of a rule, with its share of the traffic.
 #[derive(Debug, Serialize)]
 pub struct WeightedBackend {
+    /// The backendRef `weight` (default 1); 0 means never chosen.
     pub weight: u32,
+    /// Where requests choosing this ref go.
     pub target: BackendTarget,
     /// backendRef-level filters, applied after the rule's filters when this backend is chosen.
     pub filters: Vec<Filter>,
 }
 
+/// What a backendRef resolved to.
 #[derive(Debug, Serialize)]
 pub enum BackendTarget {
+    /// A Service port with its ready endpoints.
     Service(Arc<Backend>),
     /// A ref that did not resolve (missing Service, no ReferenceGrant, unknown kind): requests
     /// that pick it get a 500, in proportion to its weight.
     Invalid {
+        /// Why the ref did not resolve, for logs.
         reason: String,
     },
 }
@@ -303,13 +345,16 @@ pub enum BackendTarget {
 pub struct Backend {
     /// `namespace/service:port`; the `backend` metric label.
     pub name: String,
+    /// Ready endpoint addresses, sorted and without duplicates; empty when none is ready.
     pub endpoints: Vec<SocketAddr>,
+    /// How to speak to the endpoints.
     pub protocol: BackendProtocol,
     #[serde(skip)]
     next: AtomicUsize,
 }
 
 impl Backend {
+    /// A backend whose round-robin rotation starts at the first endpoint.
     pub fn new(name: String, endpoints: Vec<SocketAddr>, protocol: BackendProtocol) -> Backend {
         Backend {
             name,
@@ -342,6 +387,7 @@ impl Backend {
 /// From the Service port's `appProtocol`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum BackendProtocol {
+    /// Plain HTTP/1.1 (no `appProtocol`, or one Sluice does not know).
     Http1,
     /// `kubernetes.io/h2c`
     H2c,
@@ -349,42 +395,63 @@ pub enum BackendProtocol {
     WebSocket,
 }
 
+/// One HTTPRoute filter, already validated.
 #[derive(Debug, Serialize)]
 pub enum Filter {
+    /// `RequestHeaderModifier`: edits the request headers before proxying.
     RequestHeaders(HeaderModifier),
+    /// `ResponseHeaderModifier`: edits the response headers before returning them.
     ResponseHeaders(HeaderModifier),
+    /// `RequestRedirect`: answers with a redirect instead of proxying.
     Redirect(Redirect),
+    /// `URLRewrite`: rewrites host and/or path before proxying.
     UrlRewrite(UrlRewrite),
+    /// `RequestMirror`: sends a copy of the request to another backend, ignoring its response.
     Mirror(Mirror),
 }
 
+/// The header edits of a `RequestHeaderModifier` or `ResponseHeaderModifier` filter.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
 pub struct HeaderModifier {
+    /// Headers to set, replacing any existing value.
     #[serde(serialize_with = "ser::header_pairs")]
     pub set: Vec<(HeaderName, HeaderValue)>,
+    /// Headers to add, keeping any existing values.
     #[serde(serialize_with = "ser::header_pairs")]
     pub add: Vec<(HeaderName, HeaderValue)>,
+    /// Headers to remove.
     #[serde(serialize_with = "ser::header_names")]
     pub remove: Vec<HeaderName>,
 }
 
+/// A `RequestRedirect` filter; a `None` field keeps the request's own value.
 #[derive(Debug, Serialize)]
 pub struct Redirect {
+    /// `http` or `https`.
     pub scheme: Option<String>,
+    /// Hostname for the `Location` header, without port.
     pub hostname: Option<String>,
+    /// How to change the path.
     pub path: Option<PathModifier>,
+    /// Port for the `Location` header (never 0).
     pub port: Option<u16>,
+    /// HTTP status to answer with; 302 when the filter sets none.
     pub status_code: u16,
 }
 
+/// A `URLRewrite` filter; a `None` field leaves that part of the request unchanged.
 #[derive(Debug, Serialize)]
 pub struct UrlRewrite {
+    /// Replaces the `Host` header sent to the backend.
     pub hostname: Option<String>,
+    /// How to rewrite the path.
     pub path: Option<PathModifier>,
 }
 
+/// The path change of a `RequestRedirect` or `URLRewrite` filter.
 #[derive(Debug, Clone, Serialize)]
 pub enum PathModifier {
+    /// Replaces the whole path with this one.
     ReplaceFullPath(String),
     /// Replaces the part of the path matched by the entry's `PathPrefix` match.
     ReplacePrefixMatch(String),
@@ -393,18 +460,23 @@ pub enum PathModifier {
 /// A `RequestMirror` filter whose backendRef resolved.
 #[derive(Debug, Serialize)]
 pub struct Mirror {
+    /// The Service port copies are sent to.
     pub backend: Arc<Backend>,
     /// Share of requests mirrored; 100/100 when the filter sets neither percent nor fraction.
     pub fraction: Fraction,
 }
 
+/// A share `numerator / denominator`, with `denominator > 0` and `numerator <= denominator`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Fraction {
+    /// Parts of the whole taken.
     pub numerator: u32,
+    /// Parts in the whole; 100 when the mirror filter gives a `percent`.
     pub denominator: u32,
 }
 
 impl Fraction {
+    /// Every request (100/100), the default when a mirror filter gives no share.
     pub const ALL: Fraction = Fraction {
         numerator: 100,
         denominator: 100,

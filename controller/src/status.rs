@@ -23,22 +23,30 @@ use serde::Serialize;
 #[derive(Debug, Default, Clone, PartialEq, Serialize)]
 #[serde(transparent)]
 pub struct StatusReport {
+    /// Each object's status, keyed by the object.
     pub objects: BTreeMap<StatusKey, ObjectStatus>,
 }
 
+/// The `status` of one object, in the gateway-api type of its kind.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum ObjectStatus {
+    /// A GatewayClass's status: `Accepted` and `supportedFeatures`.
     GatewayClass(GatewayClassStatus),
+    /// A Gateway's status: its conditions, addresses and listeners.
     Gateway(GatewayStatus),
+    /// An HTTPRoute's status: one entry per parentRef Sluice serves.
     HttpRoute(HttpRouteStatus),
 }
 
 impl StatusReport {
+    /// The status of `key`; `None` when translation computed none for it.
     pub fn get(&self, key: &StatusKey) -> Option<&ObjectStatus> {
         self.objects.get(key)
     }
 
+    /// The status of Gateway `namespace/name`; `None` when it has none or the key is another
+    /// kind's.
     pub fn gateway(&self, namespace: &str, name: &str) -> Option<&GatewayStatus> {
         match self.objects.get(&StatusKey::gateway(namespace, name)) {
             Some(ObjectStatus::Gateway(s)) => Some(s),
@@ -46,6 +54,7 @@ impl StatusReport {
         }
     }
 
+    /// The status of HTTPRoute `namespace/name`; `None` when it has none.
     pub fn http_route(&self, namespace: &str, name: &str) -> Option<&HttpRouteStatus> {
         match self.objects.get(&StatusKey::http_route(namespace, name)) {
             Some(ObjectStatus::HttpRoute(s)) => Some(s),
@@ -53,6 +62,8 @@ impl StatusReport {
         }
     }
 
+    /// The status of GatewayClass `name`; `None` when it names another controller or does not
+    /// exist.
     pub fn gateway_class(&self, name: &str) -> Option<&GatewayClassStatus> {
         match self.objects.get(&StatusKey::gateway_class(name)) {
             Some(ObjectStatus::GatewayClass(s)) => Some(s),

@@ -43,22 +43,30 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Reads and applies of one status when the object keeps changing in between (409 Conflict).
 const CONFLICT_ATTEMPTS: u32 = 3;
 
+/// Why one status write failed; the writer logs it and retries on the next wake-up.
 #[derive(Debug, thiserror::Error)]
 pub enum StatusWriteError {
+    /// A Gateway or HTTPRoute key without a namespace.
     #[error("status key {0} names no object")]
     Key(StatusKey),
+    /// The API server refused the patch or could not be reached.
     #[error("writing the status of {key}")]
     Api {
+        /// The object whose status was being written.
         key: StatusKey,
+        /// The API error.
         #[source]
         source: kube::Error,
     },
+    /// The write, retries included, outlasted its timeout (5 s).
     #[error("writing the status of {0} timed out")]
     Timeout(StatusKey),
+    /// A status did not serialize to JSON.
     #[error("encoding a status")]
     Encode(#[source] serde_json::Error),
 }
 
+/// While this replica leads, writes the statuses of the published snapshot (see the module docs).
 pub struct StatusWriter {
     client: Client,
     store: Arc<Store>,
@@ -90,6 +98,7 @@ impl StatusWriter {
         }
     }
 
+    /// Runs the writer on the runtime until the store or leader channel closes.
     pub fn spawn(self) -> tokio::task::JoinHandle<()> {
         tokio::spawn(self.run())
     }

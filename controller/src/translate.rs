@@ -41,6 +41,7 @@ const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
 use self::gateway::GatewayState;
 use self::index::Index;
 
+/// How translation places Gateways: addresses, the Gateway to translate, behind a Service or not.
 #[derive(Debug, Clone)]
 pub struct TranslateOptions {
     /// Each Gateway without `spec.addresses` gets its own address from this pool.
@@ -70,6 +71,7 @@ impl Default for TranslateOptions {
     }
 }
 
+/// What one translation produces: the snapshot (statuses inside), warnings and pool assignments.
 #[derive(Debug)]
 pub struct Translation {
     /// Statuses are inside, in `snapshot.statuses`.
@@ -80,6 +82,8 @@ pub struct Translation {
     pub assigned_addresses: BTreeMap<String, IpAddr>,
 }
 
+/// Translates `resources` into a snapshot and every object's status; `now` stamps new condition
+/// times.
 pub fn translate(
     resources: &crate::resources::Resources,
     options: &TranslateOptions,

@@ -20,7 +20,9 @@ pub use self::crds::GATEWAY_API_VERSION;
 /// One violation: where in the object, and the API server's (or the CRD rule's) message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldError {
+    /// Where in the object; the root for errors about the object as a whole.
     pub path: FieldPath,
+    /// What is wrong, worded as the API server words it.
     pub message: String,
 }
 
@@ -129,22 +131,27 @@ enum Segment {
 }
 
 impl FieldPath {
+    /// The path of the object itself.
     pub fn root() -> FieldPath {
         FieldPath(Vec::new())
     }
 
+    /// Whether this is the object itself, with no segment.
     pub fn is_root(&self) -> bool {
         self.0.is_empty()
     }
 
+    /// Descends into the field `name` (shown `.name`).
     pub fn push_field(&mut self, name: &str) {
         self.0.push(Segment::Field(name.into()));
     }
 
+    /// Descends into the map entry `key` (shown `[key]`).
     pub fn push_key(&mut self, key: &str) {
         self.0.push(Segment::Key(key.into()));
     }
 
+    /// Descends into list item `index` (shown `[index]`).
     pub fn push_index(&mut self, index: usize) {
         self.0.push(Segment::Index(index));
     }
@@ -156,10 +163,12 @@ impl FieldPath {
         }
     }
 
+    /// Goes back up one segment; the root stays the root.
     pub fn pop(&mut self) {
         self.0.pop();
     }
 
+    /// The path of field `name` under this one.
     pub fn child(&self, name: &str) -> FieldPath {
         let mut child = self.clone();
         child.push_field(name);

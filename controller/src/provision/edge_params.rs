@@ -119,6 +119,7 @@ impl EdgeParams {
         args
     }
 
+    /// The `drainDelay` key: how long the proxy keeps accepting after SIGTERM; 5 s when unset.
     pub fn drain_delay(&self) -> Duration {
         self.drain_delay.unwrap_or(DEFAULT_DRAIN_DELAY)
     }

@@ -19,26 +19,38 @@ use super::params::{DataPlaneParams, WorkloadKind};
 
 /// Every provisioned object carries this label (value `sluice`), so leftovers can be found.
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+/// Label on every provisioned object: the owning Gateway's name (shortened past 63 characters).
 pub const GATEWAY_LABEL: &str = "sluice.dev/gateway";
+/// Label on every provisioned object: the owning Gateway's namespace.
 pub const GATEWAY_NAMESPACE_LABEL: &str = "sluice.dev/gateway-namespace";
 /// The read-only ClusterRole every data plane is bound to (deploy/base/rbac-dataplane.yaml).
 pub const DATAPLANE_CLUSTER_ROLE: &str = "sluice-dataplane";
+/// The data plane's admin port (metrics, health), named `admin` in the pod and scraped by
+/// Prometheus.
 pub const ADMIN_PORT: u16 = 9901;
 const RUN_AS: i64 = 65532;
 
 /// Everything one Gateway's data plane consists of.
 #[derive(Debug, Clone)]
 pub struct DataPlaneObjects {
+    /// The identity the data-plane pods run as.
     pub service_account: ServiceAccount,
+    /// Binds the service account to [`DATAPLANE_CLUSTER_ROLE`].
     pub cluster_role_binding: ClusterRoleBinding,
+    /// The pods running `sluice proxy` for the Gateway.
     pub workload: Workload,
+    /// Exposes the Gateway's listener ports; its address is the Gateway's.
     pub service: Service,
+    /// Keeps at least one data-plane pod through voluntary disruptions.
     pub pod_disruption_budget: PodDisruptionBudget,
 }
 
+/// The data-plane workload, as the class parameters' `kind` chose.
 #[derive(Debug, Clone)]
 pub enum Workload {
+    /// The default: `replicas` pods.
     Deployment(Deployment),
+    /// One pod per node.
     DaemonSet(DaemonSet),
 }
 
@@ -205,6 +217,8 @@ fn static_addresses(gateway: &Gateway) -> Vec<String> {
         .collect()
 }
 
+/// Every object of `gateway`'s data plane under `params`; `default_image` unless the params name
+/// one.
 pub fn build(gateway: &Gateway, params: &DataPlaneParams, default_image: &str) -> DataPlaneObjects {
     let name = object_name(gateway);
     let namespace = gateway.namespace().unwrap_or_default();

@@ -13,20 +13,30 @@ use super::edge_params::{self, EdgeParams};
 use super::mirror_params;
 use crate::mirror_settings::MirrorSettings;
 
+/// The `kind` key: which workload runs a Gateway's data plane.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WorkloadKind {
+    /// A Deployment of `replicas` pods (the default).
     Deployment,
+    /// One pod per node; the only kind that may use `hostNetwork`.
     DaemonSet,
 }
 
+/// The data-plane settings of one GatewayClass, parsed from its `parametersRef` ConfigMap; the
+/// default without one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DataPlaneParams {
+    /// The `kind` key; Deployment by default.
     pub kind: WorkloadKind,
     /// Deployments only.
     pub replicas: i32,
+    /// The `serviceType` key: `LoadBalancer` (default), `NodePort` or `ClusterIP`.
     pub service_type: String,
+    /// The `resources` key: the proxy container's requests and limits; `None` sets none.
     pub resources: Option<ResourceRequirements>,
+    /// The `nodeSelector` key for the data-plane pods; `None` sets none.
     pub node_selector: Option<BTreeMap<String, String>>,
+    /// The `tolerations` key for the data-plane pods; `None` sets none.
     pub tolerations: Option<Vec<Toleration>>,
     /// DaemonSets only: listen on the node's own addresses.
     pub host_network: bool,
@@ -55,29 +65,43 @@ impl Default for DataPlaneParams {
     }
 }
 
+/// Why a `parametersRef` ConfigMap's data is not valid; the message names the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ParamsError {
+    /// A key Sluice does not know.
     #[error("unknown key {0:?} (known: kind, replicas, serviceType, resources, nodeSelector, tolerations, hostNetwork, image, {mirror}, {edge})", mirror = mirror_params::KEYS.join(", "), edge = edge_params::key_names().join(", "))]
     UnknownKey(String),
+    /// `kind` is neither `Deployment` nor `DaemonSet`.
     #[error("kind must be Deployment or DaemonSet, not {0:?}")]
     Kind(String),
+    /// `replicas` is not a non-negative integer.
     #[error("replicas must be a non-negative integer, not {0:?}")]
     Replicas(String),
+    /// `serviceType` is not `LoadBalancer`, `NodePort` or `ClusterIP`.
     #[error("serviceType must be LoadBalancer, NodePort or ClusterIP, not {0:?}")]
     ServiceType(String),
+    /// `hostNetwork` is neither `true` nor `false`.
     #[error("hostNetwork must be true or false, not {0:?}")]
     HostNetwork(String),
+    /// `hostNetwork: true` with a Deployment.
     #[error("hostNetwork is for DaemonSets only")]
     HostNetworkNeedsDaemonSet,
+    /// A mirror or edge key whose value is out of range or malformed.
     #[error("{key} must be {expected}, not {value:?}")]
     Invalid {
+        /// The offending key.
         key: &'static str,
+        /// What the key accepts, for the message.
         expected: &'static str,
+        /// The value given.
         value: String,
     },
+    /// A structured key (`resources`, `nodeSelector`, `tolerations`) whose YAML does not decode.
     #[error("{key} does not decode")]
     Decode {
+        /// The offending key.
         key: &'static str,
+        /// The YAML error.
         #[source]
         source: serde_yaml_ng::Error,
     },
@@ -86,18 +110,35 @@ pub enum ParamsError {
 /// Why a GatewayClass `parametersRef` cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ParametersRefError {
+    /// The ref names something other than a core ConfigMap.
     #[error(
         "parametersRef must be a core ConfigMap (group \"\", kind ConfigMap), not {group:?}/{kind}"
     )]
-    NotAConfigMap { group: String, kind: String },
+    NotAConfigMap {
+        /// The ref's `group`.
+        group: String,
+        /// The ref's `kind`.
+        kind: String,
+    },
+    /// The ConfigMap ref has no namespace; carries the ConfigMap's name.
     #[error("parametersRef ConfigMap {0} needs a namespace")]
     NoNamespace(String),
+    /// No such ConfigMap.
     #[error("ConfigMap {namespace}/{name} not found")]
-    NotFound { namespace: String, name: String },
+    NotFound {
+        /// The ConfigMap's namespace.
+        namespace: String,
+        /// The ConfigMap's name.
+        name: String,
+    },
+    /// The ConfigMap exists but its data is not valid.
     #[error("ConfigMap {namespace}/{name}")]
     Invalid {
+        /// The ConfigMap's namespace.
         namespace: String,
+        /// The ConfigMap's name.
         name: String,
+        /// What is wrong with its data.
         #[source]
         source: ParamsError,
     },
@@ -116,6 +157,8 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 }
 
 impl DataPlaneParams {
+    /// Parses the ConfigMap's `data`, starting from the defaults; fails on any unknown key or bad
+    /// value.
     pub fn from_config_map(cm: &ConfigMap) -> Result<DataPlaneParams, ParamsError> {
         let mut p = DataPlaneParams::default();
         for (key, value) in cm.data.iter().flatten() {

@@ -14,7 +14,10 @@ pub struct ProvisionedDataPlane {
     pub programmed: bool,
     /// Why not, when not: a Gateway API `Programmed` reason and a message.
     pub reason: &'static str,
+    /// Human-readable detail for the `Programmed` condition.
     pub message: String,
+    /// `(type, value)` for the Gateway's `status.addresses`: external IPs and load-balancer
+    /// ingress, else the cluster IP.
     pub addresses: Vec<(String, String)>,
 }
 

@@ -16,20 +16,30 @@ use crate::status::{ObjectStatus, StatusKey};
 /// A broken invariant, naming where.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SnapshotError {
+    /// Binds out of address order, or two binds on one address.
     #[error("binds are not sorted by address, or list {0} twice")]
     BindOrder(SocketAddr),
+    /// A bind with no listener.
     #[error("bind {0} has no listener")]
     EmptyBind(SocketAddr),
+    /// A listener breaks an invariant (its hostname, certificate, Gateway or status).
     #[error("bind {bind}: listener {listener} {problem}")]
     Listener {
+        /// The listener's bind.
         bind: SocketAddr,
+        /// `gateway-namespace/gateway-name/listener-name`.
         listener: String,
+        /// Which invariant is broken.
         problem: &'static str,
     },
+    /// A route entry breaks an invariant (a header value, a filter, a backend).
     #[error("bind {bind}: route {route}: {problem}")]
     Route {
+        /// The bind the entry is under.
         bind: SocketAddr,
+        /// `namespace/name rule N` of the HTTPRoute rule.
         route: String,
+        /// Which invariant is broken, with the offending value.
         problem: String,
     },
 }

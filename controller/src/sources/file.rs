@@ -24,6 +24,7 @@ const DEBOUNCE: Duration = Duration::from_millis(20);
 /// A steady stream of events (a file rewritten in a loop) still reloads this often.
 const MAX_DEBOUNCE: Duration = Duration::from_millis(250);
 
+/// Standalone mode's source: loads YAML from a file or directory, acting as the API server would.
 pub struct FileSource {
     path: PathBuf,
     options: TranslateOptions,
@@ -70,6 +71,7 @@ impl FileSource {
         self
     }
 
+    /// The file or directory the configuration is loaded from.
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -47,6 +47,7 @@ pub enum Mode {
     DataPlane,
 }
 
+/// Watches every kind `translate` reads and publishes a new snapshot to the store on each change.
 pub struct KubeSource {
     client: Client,
     options: TranslateOptions,
@@ -74,6 +75,7 @@ struct Readers {
 }
 
 impl KubeSource {
+    /// A source for `client` that publishes to `store`; nothing runs until [`KubeSource::spawn`].
     pub fn new(
         client: Client,
         options: TranslateOptions,

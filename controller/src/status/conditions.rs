@@ -16,10 +16,17 @@ macro_rules! names {
 /// Condition types.
 pub mod types {
     names! {
+        /// Whether the controller accepts the object: GatewayClass, Gateway, Listener, route
+        /// parent.
         ACCEPTED = "Accepted";
+        /// Whether the configuration is in the data plane (Gateway, Listener).
         PROGRAMMED = "Programmed";
+        /// Whether references resolved: a Listener's certificateRefs and route kinds, a route's
+        /// backendRefs.
         RESOLVED_REFS = "ResolvedRefs";
+        /// True when a Listener conflicts with another on the same socket.
         CONFLICTED = "Conflicted";
+        /// True when some rules of a route were dropped as invalid.
         PARTIALLY_INVALID = "PartiallyInvalid";
     }
 }
@@ -27,32 +34,61 @@ pub mod types {
 /// Condition reasons, as the Gateway API spec names them.
 pub mod reasons {
     names! {
+        /// `Accepted: True`.
         ACCEPTED = "Accepted";
+        /// `Programmed: True`.
         PROGRAMMED = "Programmed";
+        /// `ResolvedRefs: True`.
         RESOLVED_REFS = "ResolvedRefs";
+        /// A Listener's `Conflicted: False`.
         NO_CONFLICTS = "NoConflicts";
         /// The object, or what it depends on, is not valid; also a Gateway's `Programmed` while it
         /// is not accepted.
         INVALID = "Invalid";
+        /// `Accepted: False`: the GatewayClass `parametersRef` or a Gateway's
+        /// `infrastructure.parametersRef` is unusable.
         INVALID_PARAMETERS = "InvalidParameters";
+        /// Gateway `Accepted`: some listener is invalid (still True when one is valid).
         LISTENERS_NOT_VALID = "ListenersNotValid";
+        /// Gateway `Accepted: False`: a `spec.addresses` entry Sluice cannot serve.
         UNSUPPORTED_ADDRESS = "UnsupportedAddress";
+        /// Gateway `Programmed: False`: a requested address cannot be used.
         ADDRESS_NOT_USABLE = "AddressNotUsable";
+        /// Gateway `Programmed: False`: the address pool is exhausted, or the data-plane Service
+        /// has
+        /// no address yet.
         ADDRESS_NOT_ASSIGNED = "AddressNotAssigned";
         /// A cluster Gateway whose data plane has no available pod yet.
         PENDING = "Pending";
+        /// A Listener protocol other than HTTP and HTTPS, or a backend `appProtocol` Sluice cannot
+        /// speak.
         UNSUPPORTED_PROTOCOL = "UnsupportedProtocol";
+        /// The listener's address and port could not be bound.
         PORT_UNAVAILABLE = "PortUnavailable";
+        /// A value Sluice does not support: a listener field, a route hostname or rule, a
+        /// backendRef
+        /// port.
         UNSUPPORTED_VALUE = "UnsupportedValue";
+        /// Listener `ResolvedRefs: False`: `allowedRoutes.kinds` names a kind Sluice does not
+        /// serve.
         INVALID_ROUTE_KINDS = "InvalidRouteKinds";
+        /// Listener `ResolvedRefs: False`: a missing or unusable `kubernetes.io/tls` Secret.
         INVALID_CERTIFICATE_REF = "InvalidCertificateRef";
+        /// `ResolvedRefs: False`: a cross-namespace reference without a ReferenceGrant allowing it.
         REF_NOT_PERMITTED = "RefNotPermitted";
+        /// Listener `Conflicted: True`: an older Gateway serves the socket with another protocol.
         PROTOCOL_CONFLICT = "ProtocolConflict";
+        /// Listener `Conflicted: True`: an older Gateway serves the same hostname on the socket.
         HOSTNAME_CONFLICT = "HostnameConflict";
+        /// Route parent `Accepted: False`: the parentRef names no listener or port of the Gateway.
         NO_MATCHING_PARENT = "NoMatchingParent";
+        /// Route parent `Accepted: False`: no listener's `allowedRoutes` admits the route.
         NOT_ALLOWED_BY_LISTENERS = "NotAllowedByListeners";
+        /// Route parent `Accepted: False`: no route hostname intersects a listener's.
         NO_MATCHING_LISTENER_HOSTNAME = "NoMatchingListenerHostname";
+        /// Route `ResolvedRefs: False`: a backendRef names a Service that does not exist.
         BACKEND_NOT_FOUND = "BackendNotFound";
+        /// Route `ResolvedRefs: False`: a backendRef of a kind other than Service.
         INVALID_KIND = "InvalidKind";
     }
 }
@@ -63,7 +99,9 @@ pub struct ConditionReasons {
     /// As the documentation's table names it: `GatewayClass`, `Gateway`, `Listener`,
     /// `HTTPRoute parent`.
     pub object: &'static str,
+    /// The condition type, one of [`types`].
     pub condition: &'static str,
+    /// Every reason the condition may carry, each one of [`reasons`].
     pub reasons: &'static [&'static str],
 }
 

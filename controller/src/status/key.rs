@@ -8,8 +8,11 @@ use serde::{Serialize, Serializer};
 /// The kinds Sluice writes a status for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
+    /// The cluster-scoped `GatewayClass`.
     GatewayClass,
+    /// A `Gateway`.
     Gateway,
+    /// An `HTTPRoute`.
     HttpRoute,
 }
 
@@ -34,14 +37,18 @@ impl fmt::Display for Kind {
 /// name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct StatusKey {
+    /// The object's kind.
     pub kind: Kind,
+    /// The object's namespace; `None` only for a GatewayClass.
     pub namespace: Option<String>,
+    /// The object's `metadata.name`.
     pub name: String,
 }
 
 // === impl StatusKey ===
 
 impl StatusKey {
+    /// The key of the cluster-scoped GatewayClass `name`.
     pub fn gateway_class(name: &str) -> StatusKey {
         StatusKey {
             kind: Kind::GatewayClass,
@@ -50,6 +57,7 @@ impl StatusKey {
         }
     }
 
+    /// The key of Gateway `namespace/name`.
     pub fn gateway(namespace: &str, name: &str) -> StatusKey {
         StatusKey {
             kind: Kind::Gateway,
@@ -58,6 +66,7 @@ impl StatusKey {
         }
     }
 
+    /// The key of HTTPRoute `namespace/name`.
     pub fn http_route(namespace: &str, name: &str) -> StatusKey {
         StatusKey {
             kind: Kind::HttpRoute,

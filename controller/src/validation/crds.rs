@@ -8,6 +8,7 @@ use serde_json::Value as Json;
 /// The Gateway API release Sluice targets: the CRDs here, the conformance data, `deploy/`.
 pub const GATEWAY_API_VERSION: &str = "v1.6.1";
 
+/// The API group of every embedded CRD; `find` knows no other.
 pub const GROUP: &str = "gateway.networking.k8s.io";
 
 /// Kinds translation reads; the other CRDs' objects are validated, then ignored with a warning.
@@ -49,11 +50,20 @@ static CRDS: [Embedded; 10] = [
 /// An embedded CRD that does not parse: a broken build, reported per object rather than a panic.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CrdError {
+    /// The YAML does not parse, or lacks a field validation needs.
     #[error("the embedded CRD of {kind} does not parse: {message}")]
-    Parse { kind: &'static str, message: String },
+    Parse {
+        /// The kind the CRD is embedded as.
+        kind: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The CRD parsed but defines another kind than the one it is embedded as.
     #[error("the embedded CRD of {kind} declares kind {declared}")]
     WrongKind {
+        /// The kind it is embedded as.
         kind: &'static str,
+        /// The `spec.names.kind` it declares.
         declared: String,
     },
 }
@@ -61,7 +71,9 @@ pub enum CrdError {
 /// What validation needs of one CRD.
 #[derive(Debug)]
 pub struct Crd {
+    /// The kind the CRD defines (`spec.names.kind`).
     pub kind: &'static str,
+    /// Whether objects of the kind live in a namespace (`spec.scope: Namespaced`).
     pub namespaced: bool,
     /// `gateway.networking.k8s.io/bundle-version`.
     pub bundle_version: String,
@@ -97,6 +109,7 @@ impl Crd {
         CRDS.iter().map(|e| e.kind)
     }
 
+    /// The OpenAPI schema of `version`; `None` when the CRD does not serve that version.
     pub fn served_schema(&self, version: &str) -> Option<&Json> {
         self.versions
             .iter()
@@ -104,6 +117,7 @@ impl Crd {
             .map(|v| &v.schema)
     }
 
+    /// The versions the CRD serves, in CRD order, for error messages.
     pub fn served_versions(&self) -> Vec<&str> {
         self.versions
             .iter()
@@ -112,6 +126,7 @@ impl Crd {
             .collect()
     }
 
+    /// Whether translation reads this kind; objects of other kinds are validated, then ignored.
     pub fn used_by_sluice(&self) -> bool {
         USED.contains(&self.kind)
     }

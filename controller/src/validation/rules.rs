@@ -11,12 +11,28 @@ use serde_json::Value as Json;
 /// Why a rule could not give its verdict (a rule that evaluates to `false` is not an error).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum RuleError {
+    /// The rule's CEL does not compile.
     #[error("cannot compile rule `{rule}`: {message}")]
-    Compile { rule: String, message: String },
+    Compile {
+        /// The rule's CEL source.
+        rule: String,
+        /// The compiler's message.
+        message: String,
+    },
+    /// Evaluation failed (a missing field, a type error, ...).
     #[error("rule `{rule}` failed to evaluate: {message}")]
-    Eval { rule: String, message: String },
+    Eval {
+        /// The rule's CEL source.
+        rule: String,
+        /// The interpreter's message.
+        message: String,
+    },
+    /// The rule evaluated to something other than a bool.
     #[error("rule `{rule}` did not evaluate to a bool")]
-    NotBool { rule: String },
+    NotBool {
+        /// The rule's CEL source.
+        rule: String,
+    },
 }
 
 /// Compiles each rule once (the CRDs hold a few hundred) and evaluates it against `self`.
@@ -32,6 +48,8 @@ impl Default for Rules {
 }
 
 impl Rules {
+    /// An environment with the CEL standard library and the Kubernetes extensions the CRD rules
+    /// call.
     pub fn new() -> Rules {
         let mut env = Env::stdlib();
         // Kubernetes enables cel-go's strings extension (`split`, `substring`, `lowerAscii`, ...).
@@ -90,6 +108,7 @@ pub struct Evaluation<'r> {
 }
 
 impl Evaluation<'_> {
+    /// Evaluates `rule` against this node's `self`: `Ok(false)` means the object violates it.
     pub fn check(&self, rule: &str) -> Result<bool, RuleError> {
         let program = self.rules.program(rule)?;
         match program.execute(&self.context) {

@@ -47,7 +47,8 @@ pub struct Resources {
     pub namespaces: Vec<Namespace>,
 }
 
-/// The result of loading YAML: the objects, and what was ignored (unknown kinds).
+/// The result of loading YAML: the objects, and warnings about valid objects of kinds Sluice does
+/// not serve (unknown kinds are errors).
 #[derive(Debug, Default, Clone)]
 pub struct LoadedConfig {
     /// The objects loaded.

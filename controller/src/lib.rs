@@ -18,8 +18,6 @@ pub mod snapshot;
 pub mod sources;
 pub mod status;
 pub mod status_writer;
-#[cfg(feature = "testing")]
-pub mod testing;
 pub mod translate;
 pub mod validation;
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use sluice_controller::testing::{objects, FakeApiServer};
+use sluice_testing::{objects, FakeApiServer};
 use sluice_gateway::cli::{Cli, Command};
 use sluice_gateway::echo::{self, EchoIdentity, EchoPod, EchoPort};
 use sluice_gateway::kube_mode::{self, KubeRunning};

@@ -1,5 +1,4 @@
 //! Test backends for mirroring: healthy, down, blackhole, slow and erroring, on 127.0.0.1:0.
-#![allow(dead_code)]
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -64,129 +63,96 @@ async fn bind() -> TcpListener {
 /// An HTTP/1.1 server that reads every request fully, reports it, and answers `status` with the
 /// body's sha256 as its body.
 pub async fn recording(status: u16) -> (Server, mpsc::UnboundedReceiver<Received>) {
-    let listener = bind().await;
-    let addr = listener.local_addr().expect("addr");
     let (tx, rx) = mpsc::unbounded_channel();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            count.fetch_add(1, Ordering::SeqCst);
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let tx = tx.clone();
-                    async move {
-                        let (parts, mut body) = req.into_parts();
-                        let mut hasher = Sha256::new();
-                        let mut len = 0u64;
-                        let mut complete = true;
-                        while let Some(frame) = body.frame().await {
-                            match frame {
-                                Ok(frame) => {
-                                    if let Some(data) = frame.data_ref() {
-                                        hasher.update(data);
-                                        len += data.len() as u64;
-                                    }
-                                }
-                                Err(_) => {
-                                    complete = false;
-                                    break;
+    let server = spawn_each(move |stream| {
+        let tx = tx.clone();
+        async move {
+            let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let tx = tx.clone();
+                async move {
+                    let (parts, mut body) = req.into_parts();
+                    let mut hasher = Sha256::new();
+                    let mut len = 0u64;
+                    let mut complete = true;
+                    while let Some(frame) = body.frame().await {
+                        match frame {
+                            Ok(frame) => {
+                                if let Some(data) = frame.data_ref() {
+                                    hasher.update(data);
+                                    len += data.len() as u64;
                                 }
                             }
+                            Err(_) => {
+                                complete = false;
+                                break;
+                            }
                         }
-                        let sha = hex(&hasher.finalize());
-                        let _ = tx.send(Received {
-                            method: parts.method.to_string(),
-                            path: parts
-                                .uri
-                                .path_and_query()
-                                .map(|p| p.to_string())
-                                .unwrap_or_default(),
-                            headers: parts.headers,
-                            body_len: len,
-                            sha256: sha.clone(),
-                            complete,
-                        });
-                        let resp = http::Response::builder()
-                            .status(status)
-                            .body(Full::new(Bytes::from(sha)))
-                            .expect("response");
-                        Ok::<_, Infallible>(resp)
                     }
-                });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+                    let sha = hex(&hasher.finalize());
+                    let _ = tx.send(Received {
+                        method: parts.method.to_string(),
+                        path: parts
+                            .uri
+                            .path_and_query()
+                            .map(|p| p.to_string())
+                            .unwrap_or_default(),
+                        headers: parts.headers,
+                        body_len: len,
+                        sha256: sha.clone(),
+                        complete,
+                    });
+                    let resp = http::Response::builder()
+                        .status(status)
+                        .body(Full::new(Bytes::from(sha)))
+                        .expect("response");
+                    Ok::<_, Infallible>(resp)
+                }
             });
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         }
-    });
-    (
-        Server {
-            addr,
-            accepted,
-            task,
-        },
-        rx,
-    )
+    })
+    .await;
+    (server, rx)
 }
 
 /// Like [`recording`], speaking HTTP/2 with prior knowledge (h2c).
 pub async fn recording_h2c() -> (Server, mpsc::UnboundedReceiver<Received>) {
-    let listener = bind().await;
-    let addr = listener.local_addr().expect("addr");
     let (tx, rx) = mpsc::unbounded_channel();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            count.fetch_add(1, Ordering::SeqCst);
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let tx = tx.clone();
-                    async move {
-                        let (parts, body) = req.into_parts();
-                        let (complete, data) = match body.collect().await {
-                            Ok(b) => (true, b.to_bytes()),
-                            Err(_) => (false, Bytes::new()),
-                        };
-                        let _ = tx.send(Received {
-                            method: parts.method.to_string(),
-                            path: parts
-                                .uri
-                                .path_and_query()
-                                .map(|p| p.to_string())
-                                .unwrap_or_default(),
-                            headers: parts.headers,
-                            body_len: data.len() as u64,
-                            sha256: sha256(&data),
-                            complete,
-                        });
-                        Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::new())))
-                    }
-                });
-                let _ =
-                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+    let server = spawn_each(move |stream| {
+        let tx = tx.clone();
+        async move {
+            let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let tx = tx.clone();
+                async move {
+                    let (parts, body) = req.into_parts();
+                    let (complete, data) = match body.collect().await {
+                        Ok(b) => (true, b.to_bytes()),
+                        Err(_) => (false, Bytes::new()),
+                    };
+                    let _ = tx.send(Received {
+                        method: parts.method.to_string(),
+                        path: parts
+                            .uri
+                            .path_and_query()
+                            .map(|p| p.to_string())
+                            .unwrap_or_default(),
+                        headers: parts.headers,
+                        body_len: data.len() as u64,
+                        sha256: sha256(&data),
+                        complete,
+                    });
+                    Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::new())))
+                }
             });
+            let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         }
-    });
-    (
-        Server {
-            addr,
-            accepted,
-            task,
-        },
-        rx,
-    )
+    })
+    .await;
+    (server, rx)
 }
 
 /// An address nothing listens on: connecting is refused.
@@ -295,6 +261,33 @@ pub async fn stalling(stall: Duration) -> (Server, mpsc::UnboundedReceiver<Stall
     })
     .await;
     (server, rx)
+}
+
+/// Accepts on 127.0.0.1:0, counting connections, and spawns `handle` on each; the connections
+/// outlive the returned [`Server`] (those of [`raw`] servers do not).
+async fn spawn_each<F, Fut>(handle: F) -> Server
+where
+    F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = bind().await;
+    let addr = listener.local_addr().expect("addr");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(handle(stream));
+        }
+    });
+    Server {
+        addr,
+        accepted,
+        task,
+    }
 }
 
 async fn raw<F, Fut>(handle: F) -> Server

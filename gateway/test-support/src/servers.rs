@@ -64,7 +64,7 @@ async fn bind() -> TcpListener {
 /// body's sha256 as its body.
 pub async fn recording(status: u16) -> (Server, mpsc::UnboundedReceiver<Received>) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let server = spawn_each(move |stream| {
+    let server = accepting(Conns::Outlive, move |stream| {
         let tx = tx.clone();
         async move {
             let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
@@ -120,7 +120,7 @@ pub async fn recording(status: u16) -> (Server, mpsc::UnboundedReceiver<Received
 /// Like [`recording`], speaking HTTP/2 with prior knowledge (h2c).
 pub async fn recording_h2c() -> (Server, mpsc::UnboundedReceiver<Received>) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let server = spawn_each(move |stream| {
+    let server = accepting(Conns::Outlive, move |stream| {
         let tx = tx.clone();
         async move {
             let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
@@ -163,7 +163,7 @@ pub async fn down() -> SocketAddr {
 
 /// Accepts connections and never reads from them nor answers.
 pub async fn blackhole() -> Server {
-    raw(|stream| async move {
+    accepting(Conns::EndWithServer, |stream| async move {
         let _held = stream;
         std::future::pending::<()>().await;
     })
@@ -172,7 +172,7 @@ pub async fn blackhole() -> Server {
 
 /// Reads 1 KiB every 100 ms (10 KB/s) and answers 200 five seconds after accepting.
 pub async fn slow() -> Server {
-    raw(|mut stream| async move {
+    accepting(Conns::EndWithServer, |mut stream| async move {
         let answer_at = tokio::time::Instant::now() + Duration::from_secs(5);
         let mut buf = [0u8; 1024];
         loop {
@@ -193,7 +193,7 @@ pub async fn slow() -> Server {
 
 /// Reads a little, then answers bytes that are not HTTP and closes.
 pub async fn garbage() -> Server {
-    raw(|mut stream| async move {
+    accepting(Conns::EndWithServer, |mut stream| async move {
         let mut buf = [0u8; 1024];
         let _ = stream.read(&mut buf).await;
         let _ = stream.write_all(b"this is not http\r\n\r\n").await;
@@ -203,7 +203,7 @@ pub async fn garbage() -> Server {
 
 /// Reads `after` bytes, then resets the connection (RST, not FIN).
 pub async fn reset_after(after: usize) -> Server {
-    raw(move |mut stream| async move {
+    accepting(Conns::EndWithServer, move |mut stream| async move {
         let mut seen = 0;
         let mut buf = vec![0u8; 64 * 1024];
         while seen < after {
@@ -231,7 +231,7 @@ pub enum Stalled {
 /// Reads the head, stalls for `stall`, then reads to EOF.
 pub async fn stalling(stall: Duration) -> (Server, mpsc::UnboundedReceiver<Stalled>) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let server = raw(move |mut stream| {
+    let server = accepting(Conns::EndWithServer, move |mut stream| {
         let tx = tx.clone();
         async move {
             let mut head = Vec::new();
@@ -263,34 +263,17 @@ pub async fn stalling(stall: Duration) -> (Server, mpsc::UnboundedReceiver<Stall
     (server, rx)
 }
 
-/// Accepts on 127.0.0.1:0, counting connections, and spawns `handle` on each; the connections
-/// outlive the returned [`Server`] (those of [`raw`] servers do not).
-async fn spawn_each<F, Fut>(handle: F) -> Server
-where
-    F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let listener = bind().await;
-    let addr = listener.local_addr().expect("addr");
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            count.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(handle(stream));
-        }
-    });
-    Server {
-        addr,
-        accepted,
-        task,
-    }
+/// Whether a server's open connections end when the test drops its [`Server`].
+#[derive(Clone, Copy)]
+enum Conns {
+    /// Connections carry on (a recording server still reports what it was sent).
+    Outlive,
+    /// Connections are aborted with the accept task (a blackhole stops holding its sockets).
+    EndWithServer,
 }
 
-async fn raw<F, Fut>(handle: F) -> Server
+/// Accepts on 127.0.0.1:0, counting connections, and runs `handle` on each.
+async fn accepting<F, Fut>(conns: Conns, handle: F) -> Server
 where
     F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
@@ -300,13 +283,20 @@ where
     let accepted = Arc::new(AtomicUsize::new(0));
     let count = accepted.clone();
     let task = tokio::spawn(async move {
-        let mut conns = tokio::task::JoinSet::new();
+        let mut owned = tokio::task::JoinSet::new();
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 return;
             };
             count.fetch_add(1, Ordering::SeqCst);
-            conns.spawn(handle(stream));
+            match conns {
+                Conns::Outlive => {
+                    tokio::spawn(handle(stream));
+                }
+                Conns::EndWithServer => {
+                    owned.spawn(handle(stream));
+                }
+            }
         }
     });
     Server {

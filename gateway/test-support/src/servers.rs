@@ -29,6 +29,23 @@ pub struct Received {
     pub complete: bool,
 }
 
+impl Received {
+    fn new(parts: http::request::Parts, body_len: u64, sha256: String, complete: bool) -> Self {
+        Received {
+            method: parts.method.to_string(),
+            path: parts
+                .uri
+                .path_and_query()
+                .map(|p| p.to_string())
+                .unwrap_or_default(),
+            headers: parts.headers,
+            body_len,
+            sha256,
+            complete,
+        }
+    }
+}
+
 /// Aborts the server task when the test drops it.
 pub struct Server {
     pub addr: SocketAddr,
@@ -89,18 +106,7 @@ pub async fn recording(status: u16) -> (Server, mpsc::UnboundedReceiver<Received
                         }
                     }
                     let sha = hex(&hasher.finalize());
-                    let _ = tx.send(Received {
-                        method: parts.method.to_string(),
-                        path: parts
-                            .uri
-                            .path_and_query()
-                            .map(|p| p.to_string())
-                            .unwrap_or_default(),
-                        headers: parts.headers,
-                        body_len: len,
-                        sha256: sha.clone(),
-                        complete,
-                    });
+                    let _ = tx.send(Received::new(parts, len, sha.clone(), complete));
                     let resp = http::Response::builder()
                         .status(status)
                         .body(Full::new(Bytes::from(sha)))
@@ -131,18 +137,8 @@ pub async fn recording_h2c() -> (Server, mpsc::UnboundedReceiver<Received>) {
                         Ok(b) => (true, b.to_bytes()),
                         Err(_) => (false, Bytes::new()),
                     };
-                    let _ = tx.send(Received {
-                        method: parts.method.to_string(),
-                        path: parts
-                            .uri
-                            .path_and_query()
-                            .map(|p| p.to_string())
-                            .unwrap_or_default(),
-                        headers: parts.headers,
-                        body_len: data.len() as u64,
-                        sha256: sha256(&data),
-                        complete,
-                    });
+                    let body_len = data.len() as u64;
+                    let _ = tx.send(Received::new(parts, body_len, sha256(&data), complete));
                     Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::new())))
                 }
             });

@@ -20,9 +20,6 @@ pub mod snapshot;
 pub mod sources;
 pub mod status;
 pub mod status_writer;
-#[cfg(feature = "testing")]
-#[allow(missing_docs)] // test support (the fake API server), being moved out of this crate
-pub mod testing;
 pub mod translate;
 pub mod validation;
 

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use kube::runtime::watcher;
 use serde_json::json;
-use sluice_controller::testing::FakeApiServer;
+use sluice_testing::FakeApiServer;
 use tokio::time::timeout;
 
 const LIMIT: Duration = Duration::from_secs(10);

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use sluice_controller::leader::{self, LeaseConfig};
-use sluice_controller::testing::{objects, FakeApiServer};
+use sluice_testing::{objects, FakeApiServer};
 use tokio::sync::watch;
 
 const LIMIT: Duration = Duration::from_secs(20);

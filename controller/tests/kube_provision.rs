@@ -8,9 +8,8 @@ use sluice_controller::provision::{Provisioner, ProvisionerConfig};
 use sluice_controller::publish::Store;
 use sluice_controller::sources::kube::{KubeSource, Mode};
 use sluice_controller::status_writer::StatusWriter;
-use sluice_controller::testing::objects;
-use sluice_controller::testing::FakeApiServer;
 use sluice_controller::translate::TranslateOptions;
+use sluice_testing::{objects, until, FakeApiServer};
 use tokio::sync::watch;
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -80,20 +79,6 @@ fn start_controller(server: &FakeApiServer, resync: Duration) -> Vec<tokio::task
     ]
 }
 
-async fn until<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-    let wait = async {
-        loop {
-            if let Some(v) = probe() {
-                return v;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    tokio::time::timeout(LIMIT, wait)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-}
-
 fn programmed(server: &FakeApiServer) -> Option<(String, String)> {
     let gw = server.get(GW, "Gateway", Some("demo"), "web")?;
     let c = gw
@@ -113,7 +98,7 @@ async fn an_accepted_gateway_gets_its_data_plane_and_is_programmed_once_availabl
     let server = server_with(&[("replicas", "3"), ("serviceType", "LoadBalancer")]).await;
     let tasks = start_controller(&server, NO_RESYNC);
 
-    let deployment = until("the Deployment", || {
+    let deployment = until("the Deployment", LIMIT, || {
         server.get("apps/v1", "Deployment", Some("demo"), "sluice-web")
     })
     .await;
@@ -143,7 +128,7 @@ async fn an_accepted_gateway_gets_its_data_plane_and_is_programmed_once_availabl
         "port 80"
     );
 
-    let service = until("the Service", || {
+    let service = until("the Service", LIMIT, || {
         server.get("v1", "Service", Some("demo"), "sluice-web")
     })
     .await;
@@ -160,7 +145,7 @@ async fn an_accepted_gateway_gets_its_data_plane_and_is_programmed_once_availabl
             "sluice-web"
         )
         .is_some());
-    let binding = until("the ClusterRoleBinding", || {
+    let binding = until("the ClusterRoleBinding", LIMIT, || {
         server.get(
             "rbac.authorization.k8s.io/v1",
             "ClusterRoleBinding",
@@ -171,7 +156,7 @@ async fn an_accepted_gateway_gets_its_data_plane_and_is_programmed_once_availabl
     .await;
     assert_eq!(binding["roleRef"]["name"], "sluice-dataplane");
 
-    let pending = until("Programmed False", || {
+    let pending = until("Programmed False", LIMIT, || {
         programmed(&server).filter(|(s, _)| s == "False")
     })
     .await;
@@ -187,7 +172,7 @@ async fn an_accepted_gateway_gets_its_data_plane_and_is_programmed_once_availabl
             json!({"availableReplicas": 1}),
         )
         .expect("deployment status");
-    until("AddressNotAssigned", || {
+    until("AddressNotAssigned", LIMIT, || {
         programmed(&server).filter(|(_, r)| r == "AddressNotAssigned")
     })
     .await;
@@ -200,7 +185,7 @@ async fn an_accepted_gateway_gets_its_data_plane_and_is_programmed_once_availabl
             json!({"loadBalancer": {"ingress": [{"ip": "203.0.113.7"}]}}),
         )
         .expect("service status");
-    until("Programmed True", || {
+    until("Programmed True", LIMIT, || {
         programmed(&server).filter(|(s, _)| s == "True")
     })
     .await;
@@ -230,7 +215,7 @@ async fn an_accepted_gateway_gets_its_data_plane_and_is_programmed_once_availabl
     assert!(server
         .get("v1", "Service", Some("demo"), "sluice-web")
         .is_none());
-    until("the binding to be removed", || {
+    until("the binding to be removed", LIMIT, || {
         server
             .get(
                 "rbac.authorization.k8s.io/v1",
@@ -254,7 +239,7 @@ async fn a_daemonset_class_gets_a_daemonset_on_the_host_network() {
     ])
     .await;
     let tasks = start_controller(&server, NO_RESYNC);
-    let ds = until("the DaemonSet", || {
+    let ds = until("the DaemonSet", LIMIT, || {
         server.get("apps/v1", "DaemonSet", Some("demo"), "sluice-web")
     })
     .await;
@@ -262,7 +247,7 @@ async fn a_daemonset_class_gets_a_daemonset_on_the_host_network() {
     assert!(server
         .get("apps/v1", "Deployment", Some("demo"), "sluice-web")
         .is_none());
-    let svc = until("the Service", || {
+    let svc = until("the Service", LIMIT, || {
         server.get("v1", "Service", Some("demo"), "sluice-web")
     })
     .await;
@@ -302,7 +287,7 @@ fn knobs(data: Value) -> Value {
 async fn invalid_class_parameters_reject_the_class_and_its_gateways_until_fixed() {
     let server = server_with(&[("replica", "2")]).await;
     let tasks = start_controller(&server, NO_RESYNC);
-    let (status, _, message) = until("GatewayClass InvalidParameters", || {
+    let (status, _, message) = until("GatewayClass InvalidParameters", LIMIT, || {
         class_accepted(&server).filter(|(_, r, _)| r == "InvalidParameters")
     })
     .await;
@@ -311,7 +296,7 @@ async fn invalid_class_parameters_reject_the_class_and_its_gateways_until_fixed(
         message.starts_with("ConfigMap sluice-system/knobs: unknown key \"replica\""),
         "{message}"
     );
-    let (status, _, message) = until("Gateway InvalidParameters", || {
+    let (status, _, message) = until("Gateway InvalidParameters", LIMIT, || {
         gateway_condition(&server, "Accepted").filter(|(_, r, _)| r == "InvalidParameters")
     })
     .await;
@@ -340,16 +325,16 @@ async fn invalid_class_parameters_reject_the_class_and_its_gateways_until_fixed(
     server
         .apply(knobs(json!({"replicas": "2"})))
         .expect("fixed ConfigMap");
-    until("GatewayClass Accepted", || {
+    until("GatewayClass Accepted", LIMIT, || {
         class_accepted(&server).filter(|(s, _, _)| s == "True")
     })
     .await;
-    let deployment = until("the Deployment", || {
+    let deployment = until("the Deployment", LIMIT, || {
         server.get("apps/v1", "Deployment", Some("demo"), "sluice-web")
     })
     .await;
     assert_eq!(deployment["spec"]["replicas"], 2);
-    until("Gateway Accepted", || {
+    until("Gateway Accepted", LIMIT, || {
         gateway_condition(&server, "Accepted").filter(|(s, _, _)| s == "True")
     })
     .await;
@@ -363,7 +348,7 @@ async fn a_missing_parameters_config_map_rejects_the_class_until_it_exists() {
         .delete("v1", "ConfigMap", Some("sluice-system"), "knobs")
         .expect("deleted");
     let tasks = start_controller(&server, NO_RESYNC);
-    let (_, reason, message) = until("GatewayClass not accepted", || {
+    let (_, reason, message) = until("GatewayClass not accepted", LIMIT, || {
         class_accepted(&server).filter(|(s, _, _)| s == "False")
     })
     .await;
@@ -371,15 +356,15 @@ async fn a_missing_parameters_config_map_rejects_the_class_until_it_exists() {
     assert_eq!(message, "ConfigMap sluice-system/knobs not found");
 
     server.create(knobs(json!({}))).expect("ConfigMap");
-    until("GatewayClass Accepted", || {
+    until("GatewayClass Accepted", LIMIT, || {
         class_accepted(&server).filter(|(s, _, _)| s == "True")
     })
     .await;
-    until("the Deployment", || {
+    until("the Deployment", LIMIT, || {
         server.get("apps/v1", "Deployment", Some("demo"), "sluice-web")
     })
     .await;
-    until("Programmed False Pending", || {
+    until("Programmed False Pending", LIMIT, || {
         programmed(&server).filter(|(_, r)| r == "Pending")
     })
     .await;
@@ -388,12 +373,12 @@ async fn a_missing_parameters_config_map_rejects_the_class_until_it_exists() {
     server
         .delete("v1", "ConfigMap", Some("sluice-system"), "knobs")
         .expect("deleted again");
-    until("GatewayClass not accepted again", || {
+    until("GatewayClass not accepted again", LIMIT, || {
         class_accepted(&server).filter(|(s, _, _)| s == "False")
     })
     .await;
     server.create(knobs(json!({}))).expect("ConfigMap again");
-    until("GatewayClass Accepted again", || {
+    until("GatewayClass Accepted again", LIMIT, || {
         class_accepted(&server).filter(|(s, _, _)| s == "True")
     })
     .await;
@@ -411,13 +396,13 @@ async fn a_parameters_ref_of_the_wrong_kind_rejects_the_class_and_its_gateways()
     server.apply(class).expect("class with a Secret reference");
     let tasks = start_controller(&server, NO_RESYNC);
     // Translation rejects the class first; the provisioner's message says what to do.
-    until("the provisioner's InvalidParameters", || {
+    until("the provisioner's InvalidParameters", LIMIT, || {
         class_accepted(&server).filter(|(s, r, m)| {
             s == "False" && r == "InvalidParameters" && m.contains("must be a core ConfigMap")
         })
     })
     .await;
-    until("Gateway InvalidParameters", || {
+    until("Gateway InvalidParameters", LIMIT, || {
         gateway_condition(&server, "Accepted").filter(|(_, r, _)| r == "InvalidParameters")
     })
     .await;
@@ -431,7 +416,7 @@ async fn a_parameters_ref_of_the_wrong_kind_rejects_the_class_and_its_gateways()
 async fn reconciling_an_unchanged_gateway_writes_nothing() {
     let server = server_with(&[]).await;
     let tasks = start_controller(&server, Duration::from_millis(100));
-    until("the Deployment", || {
+    until("the Deployment", LIMIT, || {
         server.get("apps/v1", "Deployment", Some("demo"), "sluice-web")
     })
     .await;
@@ -443,7 +428,7 @@ async fn reconciling_an_unchanged_gateway_writes_nothing() {
     let before = (rv("Deployment", "apps/v1"), rv("Service", "v1"));
     let writes_before = server.writes().len();
     // Several resync periods.
-    until("more reconciles", || {
+    until("more reconciles", LIMIT, || {
         (server.writes().len() > writes_before + 20).then_some(())
     })
     .await;
@@ -459,11 +444,11 @@ async fn reconciling_an_unchanged_gateway_writes_nothing() {
 async fn a_deployment_becoming_available_programs_the_gateway_without_a_resync() {
     let server = server_with(&[("serviceType", "ClusterIP")]).await;
     let tasks = start_controller(&server, NO_RESYNC);
-    until("the Deployment", || {
+    until("the Deployment", LIMIT, || {
         server.get("apps/v1", "Deployment", Some("demo"), "sluice-web")
     })
     .await;
-    until("Programmed False Pending", || {
+    until("Programmed False Pending", LIMIT, || {
         programmed(&server).filter(|(s, r)| s == "False" && r == "Pending")
     })
     .await;
@@ -482,7 +467,7 @@ async fn a_deployment_becoming_available_programs_the_gateway_without_a_resync()
             json!({"availableReplicas": 1}),
         )
         .expect("deployment status");
-    until("Programmed True", || {
+    until("Programmed True", LIMIT, || {
         programmed(&server).filter(|(s, _)| s == "True")
     })
     .await;
@@ -505,7 +490,7 @@ async fn a_deployment_becoming_available_programs_the_gateway_without_a_resync()
                 json!({ "availableReplicas": available }),
             )
             .expect("deployment status");
-        until("Programmed to follow the pod", || {
+        until("Programmed to follow the pod", LIMIT, || {
             programmed(&server).filter(|(s, _)| s == wanted)
         })
         .await;
@@ -515,7 +500,7 @@ async fn a_deployment_becoming_available_programs_the_gateway_without_a_resync()
     server
         .delete("v1", "Service", Some("demo"), "sluice-web")
         .expect("deleted");
-    until("the Service again", || {
+    until("the Service again", LIMIT, || {
         server.get("v1", "Service", Some("demo"), "sluice-web")
     })
     .await;
@@ -536,7 +521,7 @@ async fn a_253_character_gateway_name_gets_short_object_names_found_by_label() {
         .expect("gateway");
     let owned_by_it =
         |o: &Value| o["metadata"]["ownerReferences"][0]["uid"] == gateway["metadata"]["uid"];
-    let service = until("its Service", || {
+    let service = until("its Service", LIMIT, || {
         server.list("v1", "Service").into_iter().find(owned_by_it)
     })
     .await;
@@ -555,7 +540,7 @@ async fn a_253_character_gateway_name_gets_short_object_names_found_by_label() {
     assert!(label.len() <= 63, "{label}");
     assert_eq!(service["spec"]["selector"]["sluice.dev/gateway"], label);
 
-    let deployment = until("its Deployment, under the same name", || {
+    let deployment = until("its Deployment, under the same name", LIMIT, || {
         server.get("apps/v1", "Deployment", Some("demo"), &name)
     })
     .await;
@@ -573,7 +558,7 @@ async fn a_253_character_gateway_name_gets_short_object_names_found_by_label() {
         .expect("args")
         .contains(&json!(format!("--gateway=demo/{long}"))));
     // The short Gateway beside it keeps its readable names.
-    until("the other Gateway's Service", || {
+    until("the other Gateway's Service", LIMIT, || {
         server.get("v1", "Service", Some("demo"), "sluice-web")
     })
     .await;
@@ -590,7 +575,7 @@ async fn mirror_parameters_become_proxy_flags_and_bad_ones_reject_the_class() {
     ])
     .await;
     let tasks = start_controller(&server, NO_RESYNC);
-    let deployment = until("the Deployment", || {
+    let deployment = until("the Deployment", LIMIT, || {
         server.get("apps/v1", "Deployment", Some("demo"), "sluice-web")
     })
     .await;
@@ -610,7 +595,7 @@ async fn mirror_parameters_become_proxy_flags_and_bad_ones_reject_the_class() {
     server
         .apply(knobs(json!({"mirrorMaxInflight": "lots"})))
         .expect("a bad value");
-    let (_, _, message) = until("GatewayClass InvalidParameters", || {
+    let (_, _, message) = until("GatewayClass InvalidParameters", LIMIT, || {
         class_accepted(&server).filter(|(s, _, _)| s == "False")
     })
     .await;

@@ -8,9 +8,8 @@ use std::time::Duration;
 use sluice_controller::publish::Store;
 use sluice_controller::snapshot::Snapshot;
 use sluice_controller::sources::kube::{KubeSource, Mode};
-use sluice_controller::testing::objects;
-use sluice_controller::testing::FakeApiServer;
 use sluice_controller::translate::TranslateOptions;
+use sluice_testing::{objects, within, FakeApiServer};
 
 const LIMIT: Duration = Duration::from_secs(15);
 
@@ -60,9 +59,7 @@ async fn until(store: &Store, what: &str, ok: impl Fn(&Snapshot) -> bool) -> Arc
             }
         }
     };
-    tokio::time::timeout(LIMIT, wait)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+    within(what, LIMIT, wait).await
 }
 
 fn route_prefixes(s: &Snapshot) -> Vec<String> {

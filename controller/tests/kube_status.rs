@@ -9,11 +9,10 @@ use sluice_controller::provision::Provisioning;
 use sluice_controller::publish::Store;
 use sluice_controller::sources::kube::{ClaimedRoutes, KubeSource, Mode};
 use sluice_controller::status_writer::StatusWriter;
-use sluice_controller::testing::objects;
-use sluice_controller::testing::FakeApiServer;
 use sluice_controller::translate::TranslateOptions;
 use sluice_controller::CONTROLLER_NAME;
 use sluice_controller::FIELD_MANAGER;
+use sluice_testing::{objects, until, FakeApiServer};
 use tokio::sync::watch;
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -85,20 +84,6 @@ impl Replica {
     }
 }
 
-async fn until<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-    let wait = async {
-        loop {
-            if let Some(v) = probe() {
-                return v;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    tokio::time::timeout(LIMIT, wait)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-}
-
 fn condition<'a>(status: &'a Value, pointer: &str, type_: &str) -> Option<&'a Value> {
     status
         .pointer(pointer)?
@@ -133,14 +118,14 @@ fn successful_status_writes(server: &FakeApiServer) -> Vec<String> {
 async fn the_leader_writes_statuses_with_server_side_apply() {
     let server = seeded_server().await;
     let replica = Replica::start(&server, "controller-a");
-    let class = until("GatewayClass Accepted", || {
+    let class = until("GatewayClass Accepted", LIMIT, || {
         let c = server.get(GW, "GatewayClass", None, "sluice")?;
         let accepted = condition(&c, "/status/conditions", "Accepted")?;
         (accepted["status"] == "True").then_some(c)
     })
     .await;
     assert!(class.pointer("/status/supportedFeatures").is_some());
-    let gateway = until("Gateway Accepted", || {
+    let gateway = until("Gateway Accepted", LIMIT, || {
         let g = server.get(GW, "Gateway", Some("demo"), "web")?;
         (condition(&g, "/status/conditions", "Accepted")?["status"] == "True").then_some(g)
     })
@@ -154,7 +139,7 @@ async fn the_leader_writes_statuses_with_server_side_apply() {
         .pointer("/status/listeners/0")
         .expect("listener status");
     assert_eq!(listener["attachedRoutes"], 1);
-    until("route Accepted", || {
+    until("route Accepted", LIMIT, || {
         (route_parent_condition(&server, "echo", "Accepted")? == ("True".into(), "Accepted".into()))
             .then_some(())
     })
@@ -227,7 +212,7 @@ async fn a_route_to_a_missing_service_gets_a_resolved_refs_condition() {
         ))
         .expect("route");
     let replica = Replica::start(&server, "controller-a");
-    let (status, reason) = until("ResolvedRefs on the broken route", || {
+    let (status, reason) = until("ResolvedRefs on the broken route", LIMIT, || {
         route_parent_condition(&server, "broken", "ResolvedRefs")
     })
     .await;
@@ -243,7 +228,7 @@ async fn leader_failover_keeps_a_single_writer() {
     let server = seeded_server().await;
     let a = Replica::start(&server, "controller-a");
     let b = Replica::start(&server, "controller-b");
-    let (first, second, first_name, second_name) = until("a leader", || {
+    let (first, second, first_name, second_name) = until("a leader", LIMIT, || {
         match (*a.leader.borrow(), *b.leader.borrow()) {
             (true, false) => Some((&a, &b, "controller-a", "controller-b")),
             (false, true) => Some((&b, &a, "controller-b", "controller-a")),
@@ -252,14 +237,14 @@ async fn leader_failover_keeps_a_single_writer() {
         }
     })
     .await;
-    until("the leader's first statuses", || {
+    until("the leader's first statuses", LIMIT, || {
         route_parent_condition(&server, "echo", "Accepted")
     })
     .await;
 
     // Partition the leader from the API server: it must step down before the other takes over.
     server.block(first_name);
-    until("the other replica to lead", || {
+    until("the other replica to lead", LIMIT, || {
         assert!(
             !(*first.leader.borrow() && *second.leader.borrow()),
             "two leaders at once"
@@ -276,7 +261,7 @@ async fn leader_failover_keeps_a_single_writer() {
             "demo", "late", "web", "/late", "echo", 8080,
         ))
         .expect("route");
-    until("the new leader's status on the new route", || {
+    until("the new leader's status on the new route", LIMIT, || {
         route_parent_condition(&server, "late", "Accepted")
     })
     .await;
@@ -288,7 +273,7 @@ async fn leader_failover_keeps_a_single_writer() {
             "demo", "later", "web", "/later", "echo", 8080,
         ))
         .expect("route");
-    until("the status of the route made after healing", || {
+    until("the status of the route made after healing", LIMIT, || {
         route_parent_condition(&server, "later", "Accepted")
     })
     .await;
@@ -364,7 +349,7 @@ async fn a_removed_parent_ref_drops_our_route_status_entry_and_keeps_other_contr
         )
         .expect("the other controller's status");
     let replica = Replica::start(&server, "controller-a");
-    until("our entry beside theirs", || {
+    until("our entry beside theirs", LIMIT, || {
         let parents = route_parents(&server, "echo");
         (parents == [theirs("elsewhere"), ours("web")]).then_some(())
     })
@@ -372,7 +357,7 @@ async fn a_removed_parent_ref_drops_our_route_status_entry_and_keeps_other_contr
 
     route["spec"]["parentRefs"] = json!([{"name": "elsewhere"}]);
     server.apply(route).expect("route without our Gateway");
-    until("our entry gone, theirs kept", || {
+    until("our entry gone, theirs kept", LIMIT, || {
         (route_parents(&server, "echo") == [theirs("elsewhere")]).then_some(())
     })
     .await;
@@ -383,14 +368,14 @@ async fn a_removed_parent_ref_drops_our_route_status_entry_and_keeps_other_contr
 async fn deleting_a_gateway_removes_our_entry_from_its_routes() {
     let server = seeded_server().await;
     let replica = Replica::start(&server, "controller-a");
-    until("our entry", || {
+    until("our entry", LIMIT, || {
         (route_parents(&server, "echo") == [ours("web")]).then_some(())
     })
     .await;
     server
         .delete(GW, "Gateway", Some("demo"), "web")
         .expect("deleted");
-    until("no entry left", || {
+    until("no entry left", LIMIT, || {
         route_parents(&server, "echo").is_empty().then_some(())
     })
     .await;
@@ -423,7 +408,7 @@ async fn a_stale_entry_left_while_no_controller_ran_is_removed_by_the_next_leade
         )
         .expect("status left behind");
     let replica = Replica::start(&server, "controller-a");
-    until("the stale entry removed", || {
+    until("the stale entry removed", LIMIT, || {
         (route_parents(&server, "orphan") == [theirs("gone")]).then_some(())
     })
     .await;

@@ -7,13 +7,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use sluice_test_support::free_port;
+
 const SLUICE: &str = env!("CARGO_BIN_EXE_sluice");
 const WAIT: Duration = Duration::from_secs(20);
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
 
 /// A GatewayClass, a Gateway on `port` and a route that redirects `/old` (no backend needed).
 fn config(port: u16, redirect_host: &str) -> String {

@@ -3,10 +3,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "standalone_support/harness.rs"]
-mod harness;
-#[path = "edge_support/raw.rs"]
-mod raw;
+use sluice_test_support::raw;
+use sluice_test_support::standalone as harness;
 
 use std::time::{Duration, Instant};
 

@@ -4,10 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "standalone_support/harness.rs"]
-mod harness;
-#[path = "edge_support/raw.rs"]
-mod raw;
+use sluice_test_support::raw;
 
 use std::net::SocketAddr;
 use std::time::Duration;

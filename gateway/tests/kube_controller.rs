@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use sluice_controller::leader::LeaseConfig;
-use sluice_controller::testing::{objects, FakeApiServer};
 use sluice_gateway::kube_mode::{self, ControllerOptions, KubeRunning};
+use sluice_testing::{objects, until, FakeApiServer};
 
 const WAIT: Duration = Duration::from_secs(20);
 const GW: &str = "gateway.networking.k8s.io/v1";
@@ -30,20 +30,6 @@ async fn replica(server: &FakeApiServer, identity: &str) -> KubeRunning {
     )
     .await
     .expect("controller starts")
-}
-
-async fn until<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-    let wait = async {
-        loop {
-            if let Some(v) = probe() {
-                return v;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    tokio::time::timeout(WAIT, wait)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
 }
 
 fn gateway_condition(server: &FakeApiServer, type_: &str) -> Option<String> {
@@ -70,11 +56,11 @@ async fn two_controller_replicas_provision_once_and_fail_over() {
     let a = replica(&server, "controller-a").await;
     let b = replica(&server, "controller-b").await;
 
-    until("the data-plane Deployment", || {
+    until("the data-plane Deployment", WAIT, || {
         server.get("apps/v1", "Deployment", Some("demo"), "sluice-web")
     })
     .await;
-    until("Gateway Accepted", || {
+    until("Gateway Accepted", WAIT, || {
         (gateway_condition(&server, "Accepted")? == "True").then_some(())
     })
     .await;
@@ -100,7 +86,7 @@ async fn two_controller_replicas_provision_once_and_fail_over() {
 
     // The leader goes away; the follower takes over and keeps the status current.
     leader.shutdown().await;
-    until("the follower to lead", || {
+    until("the follower to lead", WAIT, || {
         follower.is_leader().then_some(())
     })
     .await;
@@ -122,7 +108,7 @@ async fn two_controller_replicas_provision_once_and_fail_over() {
             serde_json::json!({"loadBalancer": {"ingress": [{"ip": "203.0.113.9"}]}}),
         )
         .expect("service status");
-    until("Programmed True from the new leader", || {
+    until("Programmed True from the new leader", WAIT, || {
         (gateway_condition(&server, "Programmed")? == "True").then_some(())
     })
     .await;

@@ -2,66 +2,30 @@
 //! point at loopback, traffic that keeps flowing through an API outage, convergence after it,
 //! and the mirror walkthrough's route.
 
-use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use sluice_controller::testing::{objects, FakeApiServer};
 use sluice_gateway::cli::{Cli, Command};
-use sluice_gateway::echo::{self, EchoIdentity, EchoPod, EchoPort};
 use sluice_gateway::kube_mode::{self, KubeRunning};
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
+use sluice_test_support::echo::{pod_at, Backend};
+use sluice_test_support::free_port;
+use sluice_testing::{objects, FakeApiServer};
 
 const WAIT: Duration = Duration::from_secs(15);
 
-struct Backend {
-    pod: Arc<EchoPod>,
-    addr: SocketAddr,
-    task: JoinHandle<Result<(), echo::EchoError>>,
-}
-
-impl Backend {
-    async fn start(name: &str) -> Backend {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .await
-            .expect("bind echo");
-        let addr = listener.local_addr().expect("echo address");
-        let pod = Arc::new(EchoPod::new(EchoIdentity {
-            pod: format!("{name}-pod"),
-            namespace: "demo".into(),
-            service: name.into(),
-            ingress: String::new(),
-            http_port: addr.port().to_string(),
-        }));
-        let task = tokio::spawn(echo::serve_port(listener, pod.clone(), EchoPort::Http));
-        Backend { pod, addr, task }
-    }
-
-    /// The Service and EndpointSlice that make this backend `name:8080` in the cluster.
-    fn register(&self, server: &FakeApiServer, name: &str) {
-        server
-            .apply(objects::service("demo", name, 8080))
-            .expect("service");
-        server
-            .apply(objects::endpoint_slice("demo", name, "http", &[self.addr]))
-            .expect("endpoint slice");
-    }
-}
-
-impl Drop for Backend {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// A free loopback port for the Gateway listener (bound and released: acceptable in tests).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+/// The Service and EndpointSlice that make `backend` `name:8080` in the cluster.
+fn register(backend: &Backend, server: &FakeApiServer, name: &str) {
+    server
+        .apply(objects::service("demo", name, 8080))
+        .expect("service");
+    server
+        .apply(objects::endpoint_slice(
+            "demo",
+            name,
+            "http",
+            &[backend.addr()],
+        ))
+        .expect("endpoint slice");
 }
 
 async fn start_proxy(server: &FakeApiServer) -> KubeRunning {
@@ -89,18 +53,6 @@ async fn start_proxy_with(server: &FakeApiServer, extra: &[&str]) -> KubeRunning
     .expect("proxy starts")
 }
 
-/// GET through the gateway: the echo JSON's `pod`, or why not.
-async fn pod_behind(client: &reqwest::Client, url: &str) -> Result<String, String> {
-    let response = client.get(url).send().await.map_err(|e| e.to_string())?;
-    let status = response.status();
-    let body = response.text().await.map_err(|e| e.to_string())?;
-    if !status.is_success() {
-        return Err(format!("{status}: {body}"));
-    }
-    let json: serde_json::Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
-    Ok(json["pod"].as_str().unwrap_or_default().to_string())
-}
-
 async fn until_pod(client: &reqwest::Client, url: &str, pod: &str) {
     let wait = async {
         let mut last = Err(String::new());
@@ -109,7 +61,7 @@ async fn until_pod(client: &reqwest::Client, url: &str, pod: &str) {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
-            last = pod_behind(client, url).await;
+            last = pod_at(client, url).await;
         }
     };
     tokio::time::timeout(WAIT, wait)
@@ -127,8 +79,8 @@ async fn seeded(port: u16) -> (FakeApiServer, Backend) {
     ] {
         server.create(object).expect("seed");
     }
-    let pipy = Backend::start("pipy").await;
-    pipy.register(&server, "pipy");
+    let pipy = Backend::start_in("demo", "pipy").await;
+    register(&pipy, &server, "pipy");
     (server, pipy)
 }
 
@@ -156,7 +108,7 @@ async fn the_proxy_routes_traffic_and_keeps_serving_through_an_api_outage() {
     server.outage();
     for _ in 0..20 {
         assert_eq!(
-            pod_behind(&client, &format!("{base}/")).await.as_deref(),
+            pod_at(&client, &format!("{base}/")).await.as_deref(),
             Ok("pipy-pod"),
             "traffic flows while the API server is away"
         );
@@ -168,8 +120,8 @@ async fn the_proxy_routes_traffic_and_keeps_serving_through_an_api_outage() {
     );
 
     // A new backend and route appear while the proxy cannot see them...
-    let v2 = Backend::start("v2").await;
-    v2.register(&server, "v2");
+    let v2 = Backend::start_in("demo", "v2").await;
+    register(&v2, &server, "v2");
     server
         .apply(objects::http_route("demo", "v2", "web", "/v2", "v2", 8080))
         .expect("route");
@@ -177,7 +129,7 @@ async fn the_proxy_routes_traffic_and_keeps_serving_through_an_api_outage() {
     // ...and are served once it can.
     until_pod(&client, &format!("{base}/v2"), "v2-pod").await;
     assert_eq!(
-        pod_behind(&client, &format!("{base}/")).await.as_deref(),
+        pod_at(&client, &format!("{base}/")).await.as_deref(),
         Ok("pipy-pod")
     );
     proxy.shutdown().await;
@@ -233,8 +185,8 @@ async fn a_listener_port_held_elsewhere_keeps_the_proxy_unready_until_it_is_free
 async fn the_walkthrough_mirror_route_copies_requests_to_pipy_mirror() {
     let port = free_port();
     let (server, pipy) = seeded(port).await;
-    let mirror = Backend::start("pipy-mirror").await;
-    mirror.register(&server, "pipy-mirror");
+    let mirror = Backend::start_in("demo", "pipy-mirror").await;
+    register(&mirror, &server, "pipy-mirror");
     let proxy = start_proxy(&server).await;
     let client = client();
     let url = format!("http://127.0.0.1:{port}/hello");
@@ -249,7 +201,7 @@ async fn the_walkthrough_mirror_route_copies_requests_to_pipy_mirror() {
     server.apply(route).expect("mirror route");
     let wait = async {
         loop {
-            let answered = pod_behind(&client, &url).await;
+            let answered = pod_at(&client, &url).await;
             assert_eq!(answered.as_deref(), Ok("pipy-pod"), "pipy answers");
             if !mirror.pod.log().is_empty() {
                 return;

@@ -1,9 +1,7 @@
 //! The mirror engine on its own, driven the way the proxy phases drive it, against real sockets.
 
-#[path = "mirror_support/servers.rs"]
-mod servers;
+use sluice_test_support::{servers, within};
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -92,16 +90,10 @@ async fn feed_paced(engine: &MirrorEngine, set: &mut MirrorSet, data: &Bytes, ch
     let _ = set.on_body_chunk(None, true);
 }
 
-async fn bounded<T>(what: &str, f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(LIMIT, f)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-}
-
 /// Waits until the engine has no copy in flight and `outcome` was counted `n` times.
 async fn settled(engine: &MirrorEngine, mirror: &Mirror, outcome: Outcome, n: u64) {
     let name = mirror.backend.name.clone();
-    bounded("the mirror outcome", async {
+    within("the mirror outcome", LIMIT, async {
         loop {
             if engine.inflight() == 0 && engine.metrics().count(ROUTE, &name, outcome) >= n {
                 return;
@@ -127,9 +119,14 @@ async fn healthy_mirror_receives_the_request_intact() {
         h.insert_header("x-forwarded-for", "10.1.2.3")
             .expect("header");
     });
-    bounded("feeding", feed_paced(&engine, &mut set, &data, 64 * 1024)).await;
+    within(
+        "feeding",
+        LIMIT,
+        feed_paced(&engine, &mut set, &data, 64 * 1024),
+    )
+    .await;
 
-    let got = bounded("the mirrored request", received.recv())
+    let got = within("the mirrored request", LIMIT, received.recv())
         .await
         .expect("request");
     assert_eq!(got.method, "POST");
@@ -173,7 +170,7 @@ async fn body_of_unknown_length_is_streamed_chunked() {
     set.on_upstream_attempt();
     let _ = feed(&mut set, &data, 7_000);
 
-    let got = bounded("the mirrored request", received.recv())
+    let got = within("the mirrored request", LIMIT, received.recv())
         .await
         .expect("request");
     assert_eq!(got.headers["transfer-encoding"], "chunked");
@@ -193,7 +190,7 @@ async fn bodiless_request_is_sent_without_any_body_event() {
     // The primary may fail to connect: request_body_filter never runs, the set is dropped.
     drop(set);
 
-    let got = bounded("the mirrored request", received.recv())
+    let got = within("the mirrored request", LIMIT, received.recv())
         .await
         .expect("request");
     assert_eq!(got.method, "GET");
@@ -218,7 +215,7 @@ async fn retry_replay_of_the_body_is_not_sent_twice() {
     let _ = set.on_body_chunk(Some(&data.slice(0..50_000)), false);
     let _ = set.on_body_chunk(Some(&data.slice(50_000..)), true);
 
-    let got = bounded("the mirrored request", received.recv())
+    let got = within("the mirrored request", LIMIT, received.recv())
         .await
         .expect("request");
     assert!(got.complete);
@@ -242,7 +239,7 @@ async fn mirror_that_falls_behind_is_aborted_and_sees_an_incomplete_body() {
     let mut set = MirrorSet::new(engine.clone());
     set.start(&mirror, &post(Some(data.len())), ROUTE, true);
     set.on_upstream_attempt();
-    let head = bounded("the head", reports.recv()).await;
+    let head = within("the head", LIMIT, reports.recv()).await;
     assert_eq!(head, Some(servers::Stalled::Head));
     let started = Instant::now();
     let yields = feed(&mut set, &data, 64 * 1024);
@@ -252,7 +249,7 @@ async fn mirror_that_falls_behind_is_aborted_and_sees_an_incomplete_body() {
     assert_eq!(set.streaming(), 0);
 
     settled(&engine, &mirror, Outcome::DroppedOverflow, 1).await;
-    let report = bounded("the stalled mirror's report", reports.recv()).await;
+    let report = within("the stalled mirror's report", LIMIT, reports.recv()).await;
     let Some(servers::Stalled::Done { body: got, closed }) = report else {
         panic!("unexpected report {report:?}");
     };
@@ -328,13 +325,13 @@ async fn client_abort_aborts_the_copy_mid_body() {
     let mut set = MirrorSet::new(engine.clone());
     set.start(&mirror, &post(Some(data.len())), ROUTE, true);
     set.on_upstream_attempt();
-    let head = bounded("the head", reports.recv()).await;
+    let head = within("the head", LIMIT, reports.recv()).await;
     assert_eq!(head, Some(servers::Stalled::Head));
     let _ = set.on_body_chunk(Some(&data.slice(..100_000)), false);
     drop(set);
 
     settled(&engine, &mirror, Outcome::AbortedClient, 1).await;
-    let report = bounded("the mirror's report", reports.recv()).await;
+    let report = within("the mirror's report", LIMIT, reports.recv()).await;
     let Some(servers::Stalled::Done { body: got, closed }) = report else {
         panic!("unexpected report {report:?}");
     };
@@ -430,7 +427,7 @@ async fn completed_exchanges_reuse_pooled_connections() {
         let mut set = MirrorSet::new(engine.clone());
         set.start(&mirror, &get(), ROUTE, false);
         set.on_upstream_attempt();
-        bounded("the mirrored request", received.recv())
+        within("the mirrored request", LIMIT, received.recv())
             .await
             .expect("request");
         settled(&engine, &mirror, Outcome::Completed, i).await;
@@ -498,7 +495,7 @@ async fn h2c_mirror_backend_gets_the_copy_over_http2() {
     set.on_upstream_attempt();
     let _ = feed(&mut set, &data, 16 * 1024);
 
-    let got = bounded("the mirrored request", received.recv())
+    let got = within("the mirrored request", LIMIT, received.recv())
         .await
         .expect("request");
     assert_eq!(got.method, "POST");

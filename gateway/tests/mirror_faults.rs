@@ -1,10 +1,8 @@
 //! Production never notices a broken mirror: down, blackhole, slow and erroring mirrors, a client
 //! aborting mid-upload, and bounded memory, all through the real proxy app.
 
-#[path = "mirror_support/gateway.rs"]
-mod gateway;
-#[path = "mirror_support/servers.rs"]
-mod servers;
+use sluice_test_support::mirror as gateway;
+use sluice_test_support::servers;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

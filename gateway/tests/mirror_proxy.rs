@@ -1,10 +1,8 @@
 //! Mirroring end to end through the real proxy app: what mirrors receive, sampling, multiple
 //! mirrors, and requests that must not be mirrored.
 
-#[path = "mirror_support/gateway.rs"]
-mod gateway;
-#[path = "mirror_support/servers.rs"]
-mod servers;
+use sluice_test_support::mirror as gateway;
+use sluice_test_support::{servers, within};
 
 use std::time::{Duration, Instant};
 
@@ -20,12 +18,6 @@ fn body(len: usize) -> Bytes {
     Bytes::from((0..len).map(|i| (i * 7 % 253) as u8).collect::<Vec<u8>>())
 }
 
-async fn bounded<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(LIMIT, f)
-        .await
-        .unwrap_or_else(|_| panic!("timed out: {what}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mirror_receives_the_same_request_as_the_primary() {
     let (primary, mut at_primary) = servers::recording(200).await;
@@ -37,8 +29,9 @@ async fn mirror_receives_the_same_request_as_the_primary() {
     )
     .await;
     let data = body(8 * 1024 * 1024 + 17);
-    let resp = bounded(
+    let resp = within(
         "the primary",
+        LIMIT,
         gateway::client()
             .post(gw.url("/hello/w%C3%B6rld?a=1&b=%20"))
             .header("content-type", "application/octet-stream")
@@ -52,10 +45,10 @@ async fn mirror_receives_the_same_request_as_the_primary() {
     let sha = servers::sha256(&data);
     assert_eq!(resp.text().await.expect("body"), sha);
 
-    let p = bounded("primary record", at_primary.recv())
+    let p = within("primary record", LIMIT, at_primary.recv())
         .await
         .expect("primary");
-    let m = bounded("mirror record", at_mirror.recv())
+    let m = within("mirror record", LIMIT, at_mirror.recv())
         .await
         .expect("mirror");
     assert_eq!(m.sha256, sha);
@@ -100,8 +93,9 @@ async fn every_mirror_filter_gets_its_own_copy() {
     )
     .await;
     let data = body(300_000);
-    let resp = bounded(
+    let resp = within(
         "the primary",
+        LIMIT,
         gateway::client()
             .put(gw.url("/multi"))
             .body(data.clone())
@@ -110,8 +104,12 @@ async fn every_mirror_filter_gets_its_own_copy() {
     .await
     .expect("response");
     assert_eq!(resp.status(), 200);
-    let a = bounded("first mirror", at_one.recv()).await.expect("one");
-    let b = bounded("second mirror", at_two.recv()).await.expect("two");
+    let a = within("first mirror", LIMIT, at_one.recv())
+        .await
+        .expect("one");
+    let b = within("second mirror", LIMIT, at_two.recv())
+        .await
+        .expect("two");
     for m in [&a, &b] {
         assert_eq!(m.method, "PUT");
         assert_eq!(m.sha256, servers::sha256(&data));
@@ -139,8 +137,9 @@ async fn fraction_samples_within_three_sigma() {
     .await;
     let client = gateway::client();
     let url = gw.url("/sample");
-    let statuses: Vec<u16> = bounded(
+    let statuses: Vec<u16> = within(
         "2000 requests",
+        LIMIT,
         futures::stream::iter(0..N)
             .map(|_| {
                 let req = client.get(&url).send();
@@ -155,7 +154,7 @@ async fn fraction_samples_within_three_sigma() {
     let mean = N as f64 * p;
     let sigma = (N as f64 * p * (1.0 - p)).sqrt();
     // Wait for every started copy to end, then count them all.
-    let settled = bounded("mirrors settle", async {
+    let settled = within("mirrors settle", LIMIT, async {
         loop {
             if gw.engine.inflight() == 0 {
                 return gw.total("sampled");
@@ -192,9 +191,13 @@ async fn requests_the_gateway_redirects_are_not_mirrored() {
         MirrorOptions::default(),
     )
     .await;
-    let resp = bounded("redirect", gateway::client().get(gw.url("/r")).send())
-        .await
-        .expect("response");
+    let resp = within(
+        "redirect",
+        LIMIT,
+        gateway::client().get(gw.url("/r")).send(),
+    )
+    .await
+    .expect("response");
     assert_eq!(resp.status(), 302);
     assert_eq!(shadow.accepted(), 0);
     assert_eq!(gw.total("skipped"), 0);
@@ -211,14 +214,15 @@ async fn bodiless_request_is_mirrored_even_when_the_primary_is_down() {
         MirrorOptions::default(),
     )
     .await;
-    let resp = bounded(
+    let resp = within(
         "the primary",
+        LIMIT,
         gateway::client().get(gw.url("/down?x")).send(),
     )
     .await
     .expect("response");
     assert_eq!(resp.status(), 502);
-    let m = bounded("mirror record", at_mirror.recv())
+    let m = within("mirror record", LIMIT, at_mirror.recv())
         .await
         .expect("mirror");
     assert_eq!(m.method, "GET");
@@ -237,8 +241,9 @@ async fn metrics_are_exported_in_the_instance_registry() {
         MirrorOptions::default(),
     )
     .await;
-    let resp = bounded(
+    let resp = within(
         "the primary",
+        LIMIT,
         gateway::client()
             .post(gw.url("/m"))
             .body("Hello world")

@@ -1,15 +1,12 @@
 //! End to end through `ProxyApp`: header modifiers, redirects and URL rewrites, in filter order.
 
-#[path = "proxy_support/harness.rs"]
-mod harness;
-
 use sluice_controller::snapshot::{
     BackendTarget, Filter, Fraction, Mirror, PathModifier, Redirect, UrlRewrite, WeightedBackend,
 };
 use sluice_gateway::mirror::{MirrorEngine, MirrorMetrics, MirrorOptions};
 use sluice_gateway::proxy::ProxySettings;
 
-use harness::*;
+use sluice_test_support::proxy::*;
 
 #[tokio::test]
 async fn request_headers_are_set_added_and_removed_before_the_backend() {

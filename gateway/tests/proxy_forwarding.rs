@@ -1,8 +1,5 @@
 //! End to end through `ProxyApp`: what a proxy adds, drops and reuses, and its timeouts.
 
-#[path = "proxy_support/harness.rs"]
-mod harness;
-
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,7 +7,7 @@ use std::time::{Duration, Instant};
 use sluice_controller::snapshot::{BackendProtocol, RuleAction, Timeouts};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use harness::*;
+use sluice_test_support::proxy::*;
 
 fn with_timeouts(b: &EchoBackend, timeouts: Timeouts) -> Arc<RuleAction> {
     Arc::new(RuleAction::new(vec![], vec![to(b)], timeouts))

@@ -1,14 +1,11 @@
 //! End to end through `ProxyApp`: HTTP/2 on either side of the proxy.
 
-#[path = "proxy_support/harness.rs"]
-mod harness;
-
 use std::collections::BTreeMap;
 
 use sluice_controller::snapshot::{BackendProtocol, RouteGroup, RouteTable};
 use sluice_gateway::proxy::ProxySettings;
 
-use harness::*;
+use sluice_test_support::proxy::*;
 
 #[tokio::test]
 async fn h2c_clients_are_routed_by_authority_when_enabled() {

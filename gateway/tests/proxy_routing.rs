@@ -1,8 +1,5 @@
 //! End to end through `ProxyApp`: which backend a request reaches, and the 404/500/503 answers.
 
-#[path = "proxy_support/harness.rs"]
-mod harness;
-
 use std::collections::BTreeMap;
 
 use http::Method;
@@ -11,7 +8,7 @@ use sluice_controller::snapshot::{
 };
 use std::sync::Arc;
 
-use harness::*;
+use sluice_test_support::proxy::*;
 
 #[tokio::test]
 async fn most_specific_match_wins_across_hostname_groups_and_paths() {

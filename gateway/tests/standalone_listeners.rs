@@ -2,8 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "standalone_support/harness.rs"]
-mod harness;
+use sluice_test_support::standalone as harness;
 
 use harness::*;
 use sluice_gateway::standalone::StandaloneOptions;

@@ -1,54 +1,18 @@
-//! Shared pieces of the standalone end-to-end tests: config files, echo backends, waiting.
-
-#![allow(dead_code, clippy::unwrap_used)]
+//! Sluice started the way the binary starts it (`standalone::start`) from a config directory: the
+//! YAML pieces, atomic rewrites, reloads, and the clients that talk to it.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_controller::publish::ReloadOutcome;
-use sluice_gateway::echo::{self, EchoIdentity, EchoPod, EchoPort};
 use sluice_gateway::standalone::{self, Running, StandaloneOptions};
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
+
+pub use crate::echo::{pod_at, Backend};
+pub use crate::free_port;
+use crate::until;
 
 pub const WAIT: Duration = Duration::from_secs(10);
-
-/// A free loopback port (bound and released: an acceptable race for tests).
-pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-/// One echo backend pod on a free loopback port.
-pub struct Backend {
-    pub pod: Arc<EchoPod>,
-    pub port: u16,
-    task: JoinHandle<Result<(), echo::EchoError>>,
-}
-
-impl Backend {
-    pub async fn start(name: &str) -> Backend {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let pod = Arc::new(EchoPod::new(EchoIdentity {
-            pod: format!("{name}-pod"),
-            namespace: "default".into(),
-            service: name.into(),
-            ingress: String::new(),
-            http_port: port.to_string(),
-        }));
-        let task = tokio::spawn(echo::serve_port(listener, pod.clone(), EchoPort::Http));
-        Backend { pod, port, task }
-    }
-}
-
-impl Drop for Backend {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
 
 /// The Service `name` (port 8080) and its EndpointSlice pointing at `backend`.
 pub fn service(name: &str, backend: &Backend) -> String {
@@ -184,18 +148,16 @@ pub async fn reload(running: &Running, config: &ConfigDir, yaml: &str) -> u64 {
 pub async fn reload_rejected(running: &Running, config: &ConfigDir, yaml: &str) -> String {
     let (_, rejected_before) = running.store().reload_counts();
     config.write(yaml);
-    tokio::time::timeout(WAIT, async {
-        loop {
-            if running.store().reload_counts().1 > rejected_before {
-                if let ReloadOutcome::Rejected { error, .. } = running.store().last_outcome() {
-                    return error;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+    until("the broken configuration to be rejected", WAIT, || {
+        if running.store().reload_counts().1 <= rejected_before {
+            return None;
+        }
+        match running.store().last_outcome() {
+            ReloadOutcome::Rejected { error, .. } => Some(error),
+            _ => None,
         }
     })
     .await
-    .expect("the broken configuration is rejected")
 }
 
 pub fn client() -> reqwest::Client {
@@ -210,20 +172,9 @@ pub fn local(port: u16) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, port))
 }
 
-/// GET through the gateway: the echo JSON's `pod` field, or the error.
+/// GET `/` through the gateway: the echo JSON's `pod` field, or the error.
 pub async fn pod_behind(client: &reqwest::Client, address: SocketAddr) -> Result<String, String> {
-    let response = client
-        .get(url(address, "/"))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    let status = response.status();
-    let body = response.text().await.map_err(|e| e.to_string())?;
-    if !status.is_success() {
-        return Err(format!("{status}: {body}"));
-    }
-    let json: serde_json::Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
-    Ok(json["pod"].as_str().unwrap_or_default().to_string())
+    pod_at(client, &url(address, "/")).await
 }
 
 pub async fn admin_get(running: &Running, path: &str) -> (u16, String) {

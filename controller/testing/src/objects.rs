@@ -18,7 +18,7 @@ pub fn gateway_class() -> Value {
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "GatewayClass",
         "metadata": {"name": "sluice"},
-        "spec": {"controllerName": crate::CONTROLLER_NAME},
+        "spec": {"controllerName": sluice_controller::CONTROLLER_NAME},
     })
 }
 

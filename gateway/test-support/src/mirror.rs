@@ -1,6 +1,6 @@
 //! A Sluice proxy app on 127.0.0.1:0 serving one route `PathPrefix /` to a primary backend, with
-//! the given filters (mirrors among them), and a mirror engine in its own metrics registry.
-#![allow(dead_code)]
+//! the given filters (mirrors among them), and a mirror engine in its own metrics registry, served
+//! by [`proxy::serve`] from a snapshot made with the [`proxy`] builders.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,15 +8,14 @@ use std::time::Duration;
 
 use sluice_controller::publish::Store;
 use sluice_controller::snapshot::{
-    Backend, BackendProtocol, BackendTarget, Bind, BindProtocol, Filter, Fraction, Listener,
-    Mirror, PathMatch, RequestMatch, RouteEntry, RouteGroup, RouteId, RouteTable, RuleAction,
-    Snapshot, Timeouts, WeightedBackend,
+    Backend, BackendProtocol, BackendTarget, Filter, Fraction, Mirror, Snapshot,
 };
 use sluice_gateway::metrics::Metrics;
 use sluice_gateway::mirror::{MirrorEngine, MirrorMetrics, MirrorOptions, Outcome};
-use sluice_gateway::proxy::{self, ProxySettings};
-use sluice_gateway::transport;
+use sluice_gateway::proxy::ProxySettings;
 use tokio::net::TcpListener;
+
+use crate::proxy;
 use tokio::sync::watch;
 
 pub const ROUTE: &str = "default/web";
@@ -65,24 +64,12 @@ impl Gateway {
             mirror: Some(engine.clone()),
             ..ProxySettings::default()
         };
-        let (limits, h2c) = (settings.edge, settings.downstream_h2c);
-        let app = proxy::new_app(store, metrics.clone(), settings);
-        let (tx, rx) = watch::channel(false);
-        tokio::spawn(async move {
-            while let Ok((tcp, peer)) = listener.accept().await {
-                let app = app.clone();
-                let rx = rx.clone();
-                tokio::spawn(async move {
-                    let conn = transport::http_connection(tcp, peer, limits, h2c);
-                    transport::serve(&app, conn, &rx).await;
-                });
-            }
-        });
+        let shutdown = proxy::serve(listener, store, metrics.clone(), settings);
         Gateway {
             addr,
             metrics,
             engine,
-            _shutdown: tx,
+            _shutdown: shutdown,
         }
     }
 
@@ -132,57 +119,16 @@ impl Gateway {
     }
 }
 
+/// One route `default/web`, `PathPrefix /` with `filters`, to the backend `pipy` at `primary`.
 fn snapshot(addr: SocketAddr, primary: SocketAddr, filters: Vec<Filter>) -> Snapshot {
-    let route = Arc::new(RouteId {
-        namespace: "default".into(),
-        name: "web".into(),
-        rule_index: 0,
-        rule_name: None,
-        label: ROUTE.into(),
-    });
-    let action = Arc::new(RuleAction::new(
-        filters,
-        vec![WeightedBackend {
-            weight: 1,
-            target: BackendTarget::Service(backend("pipy", primary)),
-            filters: vec![],
-        }],
-        Timeouts::default(),
-    ));
-    Snapshot {
-        generation: 1,
-        binds: vec![Bind {
-            address: addr,
-            protocol: BindProtocol::Http,
-            listeners: vec![Listener {
-                gateway: "default/gw".into(),
-                name: "http".into(),
-                hostname: None,
-                tls: None,
-                routes: RouteTable {
-                    any: RouteGroup::new(vec![RouteEntry {
-                        route,
-                        matcher: RequestMatch {
-                            path: PathMatch::Prefix("/".into()),
-                            method: None,
-                            headers: vec![],
-                            query: vec![],
-                        },
-                        action,
-                    }]),
-                    ..RouteTable::default()
-                },
-            }],
-        }],
-        ..Snapshot::default()
-    }
+    let to_primary = proxy::weighted(1, BackendTarget::Service(backend("pipy", primary)));
+    let action = proxy::action(filters, vec![to_primary]);
+    proxy::snapshot(
+        addr,
+        proxy::any(vec![proxy::entry("web", proxy::prefix("/"), action)]),
+    )
 }
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("client")
+    proxy::client_with_timeout(Duration::from_secs(30))
 }

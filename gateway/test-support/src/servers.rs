@@ -1,5 +1,4 @@
 //! Test backends for mirroring: healthy, down, blackhole, slow and erroring, on 127.0.0.1:0.
-#![allow(dead_code)]
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -28,6 +27,23 @@ pub struct Received {
     pub sha256: String,
     /// False when the body ended early (connection closed or reset mid-body).
     pub complete: bool,
+}
+
+impl Received {
+    fn new(parts: http::request::Parts, body_len: u64, sha256: String, complete: bool) -> Self {
+        Received {
+            method: parts.method.to_string(),
+            path: parts
+                .uri
+                .path_and_query()
+                .map(|p| p.to_string())
+                .unwrap_or_default(),
+            headers: parts.headers,
+            body_len,
+            sha256,
+            complete,
+        }
+    }
 }
 
 /// Aborts the server task when the test drops it.
@@ -64,129 +80,75 @@ async fn bind() -> TcpListener {
 /// An HTTP/1.1 server that reads every request fully, reports it, and answers `status` with the
 /// body's sha256 as its body.
 pub async fn recording(status: u16) -> (Server, mpsc::UnboundedReceiver<Received>) {
-    let listener = bind().await;
-    let addr = listener.local_addr().expect("addr");
     let (tx, rx) = mpsc::unbounded_channel();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            count.fetch_add(1, Ordering::SeqCst);
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let tx = tx.clone();
-                    async move {
-                        let (parts, mut body) = req.into_parts();
-                        let mut hasher = Sha256::new();
-                        let mut len = 0u64;
-                        let mut complete = true;
-                        while let Some(frame) = body.frame().await {
-                            match frame {
-                                Ok(frame) => {
-                                    if let Some(data) = frame.data_ref() {
-                                        hasher.update(data);
-                                        len += data.len() as u64;
-                                    }
-                                }
-                                Err(_) => {
-                                    complete = false;
-                                    break;
+    let server = accepting(Conns::Outlive, move |stream| {
+        let tx = tx.clone();
+        async move {
+            let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let tx = tx.clone();
+                async move {
+                    let (parts, mut body) = req.into_parts();
+                    let mut hasher = Sha256::new();
+                    let mut len = 0u64;
+                    let mut complete = true;
+                    while let Some(frame) = body.frame().await {
+                        match frame {
+                            Ok(frame) => {
+                                if let Some(data) = frame.data_ref() {
+                                    hasher.update(data);
+                                    len += data.len() as u64;
                                 }
                             }
+                            Err(_) => {
+                                complete = false;
+                                break;
+                            }
                         }
-                        let sha = hex(&hasher.finalize());
-                        let _ = tx.send(Received {
-                            method: parts.method.to_string(),
-                            path: parts
-                                .uri
-                                .path_and_query()
-                                .map(|p| p.to_string())
-                                .unwrap_or_default(),
-                            headers: parts.headers,
-                            body_len: len,
-                            sha256: sha.clone(),
-                            complete,
-                        });
-                        let resp = http::Response::builder()
-                            .status(status)
-                            .body(Full::new(Bytes::from(sha)))
-                            .expect("response");
-                        Ok::<_, Infallible>(resp)
                     }
-                });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+                    let sha = hex(&hasher.finalize());
+                    let _ = tx.send(Received::new(parts, len, sha.clone(), complete));
+                    let resp = http::Response::builder()
+                        .status(status)
+                        .body(Full::new(Bytes::from(sha)))
+                        .expect("response");
+                    Ok::<_, Infallible>(resp)
+                }
             });
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         }
-    });
-    (
-        Server {
-            addr,
-            accepted,
-            task,
-        },
-        rx,
-    )
+    })
+    .await;
+    (server, rx)
 }
 
 /// Like [`recording`], speaking HTTP/2 with prior knowledge (h2c).
 pub async fn recording_h2c() -> (Server, mpsc::UnboundedReceiver<Received>) {
-    let listener = bind().await;
-    let addr = listener.local_addr().expect("addr");
     let (tx, rx) = mpsc::unbounded_channel();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            count.fetch_add(1, Ordering::SeqCst);
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let tx = tx.clone();
-                    async move {
-                        let (parts, body) = req.into_parts();
-                        let (complete, data) = match body.collect().await {
-                            Ok(b) => (true, b.to_bytes()),
-                            Err(_) => (false, Bytes::new()),
-                        };
-                        let _ = tx.send(Received {
-                            method: parts.method.to_string(),
-                            path: parts
-                                .uri
-                                .path_and_query()
-                                .map(|p| p.to_string())
-                                .unwrap_or_default(),
-                            headers: parts.headers,
-                            body_len: data.len() as u64,
-                            sha256: sha256(&data),
-                            complete,
-                        });
-                        Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::new())))
-                    }
-                });
-                let _ =
-                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+    let server = accepting(Conns::Outlive, move |stream| {
+        let tx = tx.clone();
+        async move {
+            let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let tx = tx.clone();
+                async move {
+                    let (parts, body) = req.into_parts();
+                    let (complete, data) = match body.collect().await {
+                        Ok(b) => (true, b.to_bytes()),
+                        Err(_) => (false, Bytes::new()),
+                    };
+                    let body_len = data.len() as u64;
+                    let _ = tx.send(Received::new(parts, body_len, sha256(&data), complete));
+                    Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::new())))
+                }
             });
+            let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         }
-    });
-    (
-        Server {
-            addr,
-            accepted,
-            task,
-        },
-        rx,
-    )
+    })
+    .await;
+    (server, rx)
 }
 
 /// An address nothing listens on: connecting is refused.
@@ -197,7 +159,7 @@ pub async fn down() -> SocketAddr {
 
 /// Accepts connections and never reads from them nor answers.
 pub async fn blackhole() -> Server {
-    raw(|stream| async move {
+    accepting(Conns::EndWithServer, |stream| async move {
         let _held = stream;
         std::future::pending::<()>().await;
     })
@@ -206,7 +168,7 @@ pub async fn blackhole() -> Server {
 
 /// Reads 1 KiB every 100 ms (10 KB/s) and answers 200 five seconds after accepting.
 pub async fn slow() -> Server {
-    raw(|mut stream| async move {
+    accepting(Conns::EndWithServer, |mut stream| async move {
         let answer_at = tokio::time::Instant::now() + Duration::from_secs(5);
         let mut buf = [0u8; 1024];
         loop {
@@ -227,7 +189,7 @@ pub async fn slow() -> Server {
 
 /// Reads a little, then answers bytes that are not HTTP and closes.
 pub async fn garbage() -> Server {
-    raw(|mut stream| async move {
+    accepting(Conns::EndWithServer, |mut stream| async move {
         let mut buf = [0u8; 1024];
         let _ = stream.read(&mut buf).await;
         let _ = stream.write_all(b"this is not http\r\n\r\n").await;
@@ -237,7 +199,7 @@ pub async fn garbage() -> Server {
 
 /// Reads `after` bytes, then resets the connection (RST, not FIN).
 pub async fn reset_after(after: usize) -> Server {
-    raw(move |mut stream| async move {
+    accepting(Conns::EndWithServer, move |mut stream| async move {
         let mut seen = 0;
         let mut buf = vec![0u8; 64 * 1024];
         while seen < after {
@@ -265,7 +227,7 @@ pub enum Stalled {
 /// Reads the head, stalls for `stall`, then reads to EOF.
 pub async fn stalling(stall: Duration) -> (Server, mpsc::UnboundedReceiver<Stalled>) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let server = raw(move |mut stream| {
+    let server = accepting(Conns::EndWithServer, move |mut stream| {
         let tx = tx.clone();
         async move {
             let mut head = Vec::new();
@@ -297,7 +259,17 @@ pub async fn stalling(stall: Duration) -> (Server, mpsc::UnboundedReceiver<Stall
     (server, rx)
 }
 
-async fn raw<F, Fut>(handle: F) -> Server
+/// Whether a server's open connections end when the test drops its [`Server`].
+#[derive(Clone, Copy)]
+enum Conns {
+    /// Connections carry on (a recording server still reports what it was sent).
+    Outlive,
+    /// Connections are aborted with the accept task (a blackhole stops holding its sockets).
+    EndWithServer,
+}
+
+/// Accepts on 127.0.0.1:0, counting connections, and runs `handle` on each.
+async fn accepting<F, Fut>(conns: Conns, handle: F) -> Server
 where
     F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
@@ -307,13 +279,20 @@ where
     let accepted = Arc::new(AtomicUsize::new(0));
     let count = accepted.clone();
     let task = tokio::spawn(async move {
-        let mut conns = tokio::task::JoinSet::new();
+        let mut owned = tokio::task::JoinSet::new();
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 return;
             };
             count.fetch_add(1, Ordering::SeqCst);
-            conns.spawn(handle(stream));
+            match conns {
+                Conns::Outlive => {
+                    tokio::spawn(handle(stream));
+                }
+                Conns::EndWithServer => {
+                    owned.spawn(handle(stream));
+                }
+            }
         }
     });
     Server {

@@ -1,6 +1,5 @@
 //! Raw-socket tools for the edge tests: a backend that records every request it is sent, and a
 //! client that reads HTTP/1.1 responses off a socket as they arrive.
-#![allow(dead_code, clippy::unwrap_used)]
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -9,6 +8,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
+
+use crate::within;
 
 pub const BOUND: Duration = Duration::from_secs(15);
 
@@ -71,7 +72,7 @@ impl RawBackend {
 
     /// The Service `name` (port 8080) and its EndpointSlice, pointing at this backend.
     pub fn service(&self, name: &str) -> String {
-        crate::harness::service_at(name, self.port)
+        crate::standalone::service_at(name, self.port)
     }
 }
 
@@ -227,9 +228,7 @@ impl Client {
 
     /// The next response, or `None` if the connection closed first.
     pub async fn response(&mut self) -> Option<Response> {
-        tokio::time::timeout(BOUND, self.read_response())
-            .await
-            .expect("a response or a close within the bound")
+        within("a response or a close", BOUND, self.read_response()).await
     }
 
     async fn read_response(&mut self) -> Option<Response> {
@@ -261,7 +260,7 @@ impl Client {
     /// Waits until the server closes the connection; returns what it sent before.
     pub async fn closed(&mut self) -> Vec<u8> {
         let mut rest = std::mem::take(&mut self.buf);
-        tokio::time::timeout(BOUND, async {
+        within("the server to close the connection", BOUND, async {
             let mut chunk = [0u8; 4096];
             loop {
                 match self.tcp.read(&mut chunk).await {
@@ -270,8 +269,7 @@ impl Client {
                 }
             }
         })
-        .await
-        .expect("the server closes the connection within the bound");
+        .await;
         rest
     }
 }
@@ -281,7 +279,7 @@ pub struct Edge {
     pub running: sluice_gateway::standalone::Running,
     pub backend: RawBackend,
     pub addr: SocketAddr,
-    _config: crate::harness::ConfigDir,
+    _config: crate::standalone::ConfigDir,
 }
 
 impl Edge {
@@ -290,7 +288,7 @@ impl Edge {
         backend: RawBackend,
         tune: impl FnOnce(&mut sluice_gateway::standalone::StandaloneOptions),
     ) -> Edge {
-        use crate::harness;
+        use crate::standalone as harness;
         let port = harness::free_port();
         let config = harness::ConfigDir::new(&format!(
             "{}{}{}{}",

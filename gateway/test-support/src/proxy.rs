@@ -1,6 +1,6 @@
-//! Test harness for the proxy: a hand-built snapshot served by `ProxyApp` through a small accept
-//! loop on 127.0.0.1, tiny hyper backends that echo what they received, and snapshot builders.
-#![allow(dead_code)]
+//! The in-process gateway: a hand-built snapshot served by `ProxyApp` on 127.0.0.1:0 through the
+//! production connection path (`transport::http_connection` + `transport::serve`), tiny hyper
+//! backends that echo what they received, and snapshot builders.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -27,13 +27,13 @@ use sluice_gateway::transport;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::within;
+
 /// Every test body runs under this bound.
 pub const TEST_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub async fn bounded<F: Future>(f: F) -> F::Output {
-    tokio::time::timeout(TEST_TIMEOUT, f)
-        .await
-        .expect("test exceeded its time bound")
+    within("the test body", TEST_TIMEOUT, f).await
 }
 
 // === gateway ===
@@ -61,24 +61,12 @@ impl Gateway {
         store.publish(build(addr));
         let metrics = Arc::new(Metrics::new().expect("metrics"));
         metrics.track_store(store.clone()).expect("track store");
-        let (limits, h2c) = (settings.edge, settings.downstream_h2c);
-        let app = proxy::new_app(store.clone(), metrics.clone(), settings);
-        let (tx, rx) = watch::channel(false);
-        tokio::spawn(async move {
-            while let Ok((tcp, peer)) = listener.accept().await {
-                let app = app.clone();
-                let rx = rx.clone();
-                tokio::spawn(async move {
-                    let conn = transport::http_connection(tcp, peer, limits, h2c);
-                    transport::serve(&app, conn, &rx).await;
-                });
-            }
-        });
+        let shutdown = serve(listener, store.clone(), metrics.clone(), settings);
         Gateway {
             addr,
             store,
             metrics,
-            _shutdown: tx,
+            _shutdown: shutdown,
         }
     }
 
@@ -87,11 +75,41 @@ impl Gateway {
     }
 }
 
+/// Serves `store` on `listener` the way the listeners do: each accepted connection is wrapped by
+/// `transport::http_connection` and handed to `transport::serve`. Dropping the returned sender
+/// tells open connections to shut down.
+pub fn serve(
+    listener: TcpListener,
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+    settings: ProxySettings,
+) -> watch::Sender<bool> {
+    let (limits, h2c) = (settings.edge, settings.downstream_h2c);
+    let app = proxy::new_app(store, metrics, settings);
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        while let Ok((tcp, peer)) = listener.accept().await {
+            let app = app.clone();
+            let rx = rx.clone();
+            tokio::spawn(async move {
+                let conn = transport::http_connection(tcp, peer, limits, h2c);
+                transport::serve(&app, conn, &rx).await;
+            });
+        }
+    });
+    tx
+}
+
 pub fn client() -> reqwest::Client {
+    client_with_timeout(Duration::from_secs(10))
+}
+
+/// A client that uses no proxy, follows no redirect and bounds every request by `timeout`.
+pub fn client_with_timeout(timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(10))
+        .timeout(timeout)
         .build()
         .expect("client")
 }

@@ -63,13 +63,20 @@ pub enum FakeApiError {
     UnknownKind,
 }
 
+/// How the server refuses one user's requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// 503, as if partitioned from the server.
+    Partitioned,
+    /// 403, as RBAC refuses a missing grant.
+    Forbidden,
+}
+
 #[derive(Debug)]
 struct Shared {
     store: Mutex<ObjectStore>,
-    /// Users whose requests are refused with 503, as if partitioned from the server.
-    blocked: Mutex<std::collections::HashSet<String>>,
-    /// Users whose requests are refused with 403, as RBAC refuses a missing grant.
-    forbidden: Mutex<std::collections::HashSet<String>>,
+    /// Users whose requests are refused, and how.
+    refused: Mutex<std::collections::HashMap<String, Refusal>>,
     writes: Mutex<Vec<Write>>,
     bookmark_interval: Duration,
 }
@@ -102,8 +109,7 @@ impl FakeApiServer {
         let addr = listener.local_addr().map_err(FakeApiError::Bind)?;
         let shared = Arc::new(Shared {
             store: Mutex::new(ObjectStore::new()),
-            blocked: Mutex::new(Default::default()),
-            forbidden: Mutex::new(Default::default()),
+            refused: Mutex::new(Default::default()),
             writes: Mutex::new(Vec::new()),
             bookmark_interval,
         });
@@ -237,37 +243,33 @@ impl FakeApiServer {
     /// Refuses every new request from `user` with 503 until [`FakeApiServer::unblock`]: a
     /// network partition between one client and the server.
     pub fn block(&self, user: &str) {
-        self.shared
-            .blocked
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(user.to_string());
+        self.refuse(user, Some(Refusal::Partitioned));
     }
 
     pub fn unblock(&self, user: &str) {
-        self.shared
-            .blocked
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(user);
+        self.refuse(user, None);
     }
 
     /// Refuses every new request from `user` with 403 Forbidden until [`FakeApiServer::permit`]:
     /// a service account without the RBAC grant it needs.
     pub fn forbid(&self, user: &str) {
-        self.shared
-            .forbidden
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(user.to_string());
+        self.refuse(user, Some(Refusal::Forbidden));
     }
 
     pub fn permit(&self, user: &str) {
-        self.shared
-            .forbidden
+        self.refuse(user, None);
+    }
+
+    fn refuse(&self, user: &str, how: Option<Refusal>) {
+        let mut refused = self
+            .shared
+            .refused
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(user);
+            .unwrap_or_else(PoisonError::into_inner);
+        match how {
+            Some(how) => refused.insert(user.to_string(), how),
+            None => refused.remove(user),
+        };
     }
 
     /// Closes the port and every open connection (watches included): clients get connection
@@ -433,33 +435,32 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("anonymous")
         .to_string();
-    let blocked = shared
-        .blocked
+    let refusal = shared
+        .refused
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .contains(&user);
-    if blocked {
-        return error(&ApiError::new(
-            503,
-            "ServiceUnavailable",
-            "partitioned by the test",
-        ));
-    }
-    let forbidden = shared
-        .forbidden
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .contains(&user);
-    if forbidden {
-        return error(&ApiError::new(
-            403,
-            "Forbidden",
-            format!(
-                "{} is forbidden: User \"{user}\" cannot {} {path}",
-                target.kind.plural,
-                method.as_str().to_ascii_lowercase(),
-            ),
-        ));
+        .get(&user)
+        .copied();
+    match refusal {
+        Some(Refusal::Partitioned) => {
+            return error(&ApiError::new(
+                503,
+                "ServiceUnavailable",
+                "partitioned by the test",
+            ))
+        }
+        Some(Refusal::Forbidden) => {
+            return error(&ApiError::new(
+                403,
+                "Forbidden",
+                format!(
+                    "{} is forbidden: User \"{user}\" cannot {} {path}",
+                    target.kind.plural,
+                    method.as_str().to_ascii_lowercase(),
+                ),
+            ))
+        }
+        None => {}
     }
     let content_type = req
         .headers()

@@ -22,6 +22,8 @@ use crate::status::StatusReport;
 
 mod round_robin;
 mod route_group;
+#[cfg(test)]
+mod test_entries;
 mod validate;
 
 pub use route_group::{Candidates, RouteGroup};

@@ -54,8 +54,8 @@ mod tests {
 
     use super::*;
     use crate::snapshot::{
-        BackendProtocol, Bind, BindProtocol, Listener, PathMatch, RequestMatch, RouteGroup,
-        RouteId, RouteTable, RuleAction, Timeouts, WeightedBackend,
+        test_entries, BackendProtocol, Bind, BindProtocol, Listener, PathMatch, RouteGroup,
+        RouteTable, RuleAction, Timeouts, WeightedBackend,
     };
 
     fn endpoints() -> Vec<SocketAddr> {
@@ -77,22 +77,8 @@ mod tests {
                 filters: Vec::new(),
             })
             .collect();
-        let entry = RouteEntry {
-            route: Arc::new(RouteId {
-                namespace: "default".into(),
-                name: "r".into(),
-                rule_index: 0,
-                rule_name: None,
-                label: "default/r".into(),
-            }),
-            matcher: RequestMatch {
-                path: PathMatch::Prefix("/".into()),
-                method: None,
-                headers: Vec::new(),
-                query: Vec::new(),
-            },
-            action: Arc::new(RuleAction::new(Vec::new(), backends, Timeouts::default())),
-        };
+        let action = RuleAction::new(Vec::new(), backends, Timeouts::default());
+        let entry = test_entries::entry("r", PathMatch::Prefix("/".into()), Arc::new(action));
         Snapshot {
             generation: 0,
             binds: vec![Bind {

@@ -123,31 +123,17 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::snapshot::{RequestMatch, RouteId, RuleAction, Timeouts};
+    use crate::snapshot::{test_entries, RuleAction, Timeouts};
 
-    fn entry(label: &str, path: PathMatch) -> RouteEntry {
-        RouteEntry {
-            route: Arc::new(RouteId {
-                namespace: "default".into(),
-                name: label.into(),
-                rule_index: 0,
-                rule_name: None,
-                label: label.into(),
-            }),
-            matcher: RequestMatch {
-                path,
-                method: None,
-                headers: Vec::new(),
-                query: Vec::new(),
-            },
-            action: Arc::new(RuleAction::new(Vec::new(), Vec::new(), Timeouts::default())),
-        }
+    fn entry(name: &str, path: PathMatch) -> RouteEntry {
+        let action = RuleAction::new(Vec::new(), Vec::new(), Timeouts::default());
+        test_entries::entry(name, path, Arc::new(action))
     }
 
     fn labels(group: &RouteGroup, path: &str) -> Vec<String> {
         group
             .candidates(path)
-            .map(|e| e.route.label.clone())
+            .map(|e| e.route.name.clone())
             .collect()
     }
 

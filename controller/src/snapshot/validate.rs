@@ -305,22 +305,8 @@ mod tests {
             total_weight: 3,
             timeouts: Timeouts::default(),
         });
-        let entry = RouteEntry {
-            route: Arc::new(crate::snapshot::RouteId {
-                namespace: "default".into(),
-                name: "r".into(),
-                rule_index: 0,
-                rule_name: None,
-                label: "default/r".into(),
-            }),
-            matcher: crate::snapshot::RequestMatch {
-                path: crate::snapshot::PathMatch::Prefix("/".into()),
-                method: None,
-                headers: Vec::new(),
-                query: Vec::new(),
-            },
-            action,
-        };
+        let prefix = crate::snapshot::PathMatch::Prefix("/".into());
+        let entry = crate::snapshot::test_entries::entry("r", prefix, action);
         let routes = RouteTable {
             any: RouteGroup::new(vec![entry]),
             ..RouteTable::default()

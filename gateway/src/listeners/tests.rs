@@ -80,37 +80,99 @@ async fn get(address: SocketAddr) -> std::io::Result<String> {
     Ok(out)
 }
 
-async fn publish(manager: &ListenerManager, store: &Store, snap: Snapshot) -> ListenerStatus {
-    let generation = store.publish(snap);
-    manager.wait_for_generation(generation, WAIT).await.unwrap()
+/// A listener manager serving [`Reporter`] from its own store.
+struct Harness {
+    store: Arc<Store>,
+    manager: ListenerManager,
+}
+
+impl Harness {
+    fn start() -> Harness {
+        Harness::start_with(ListenerOptions::default())
+    }
+
+    fn start_with(options: ListenerOptions) -> Harness {
+        let store = Store::new();
+        let manager = ListenerManager::start(store.clone(), Arc::new(Reporter), options);
+        Harness { store, manager }
+    }
+
+    /// Publishes a snapshot of `binds` and waits until the manager has applied it.
+    async fn publish(&self, binds: Vec<Bind>) -> ListenerStatus {
+        let generation = self.store.publish(snapshot(binds));
+        self.manager
+            .wait_for_generation(generation, WAIT)
+            .await
+            .unwrap()
+    }
+
+    /// A harness already serving `binds` made for one free port.
+    async fn serving(binds: impl FnOnce(SocketAddr) -> Vec<Bind>) -> (Harness, SocketAddr) {
+        let gw = Harness::start();
+        let address = free_port();
+        gw.publish(binds(address)).await;
+        (gw, address)
+    }
+
+    async fn serving_http() -> (Harness, SocketAddr) {
+        Harness::serving(|address| vec![http_bind(address)]).await
+    }
+
+    async fn shutdown(self) {
+        self.manager.shutdown(Duration::from_secs(1)).await;
+    }
+}
+
+/// Opens a connection to `address` and writes `bytes` on it.
+async fn connect_and_send(address: SocketAddr, bytes: &[u8]) -> TcpStream {
+    let mut tcp = TcpStream::connect(address).await.unwrap();
+    tcp.write_all(bytes).await.unwrap();
+    tcp
+}
+
+/// Reads `tcp` to its end, which must come within [`WAIT`].
+async fn read_to_end_within<R: AsyncReadExt + Unpin>(tcp: &mut R) -> String {
+    let mut out = String::new();
+    tokio::time::timeout(WAIT, tcp.read_to_string(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    out
+}
+
+/// A plain-HTTP GET that must complete within [`WAIT`].
+async fn get_within(address: SocketAddr) -> String {
+    tokio::time::timeout(WAIT, get(address))
+        .await
+        .unwrap()
+        .unwrap()
 }
 
 #[tokio::test]
 async fn added_bind_serves_and_removed_bind_stops_accepting() {
-    let store = Store::new();
-    let manager = ListenerManager::start(store.clone(), Arc::new(Reporter), Default::default());
+    let gw = Harness::start();
     let (a, b) = (free_port(), free_port());
 
-    let status = publish(&manager, &store, snapshot(vec![http_bind(a)])).await;
+    let status = gw.publish(vec![http_bind(a)]).await;
     assert_eq!(status.serving, vec![a]);
-    let reply = tokio::time::timeout(WAIT, get(a)).await.unwrap().unwrap();
+    let reply = get_within(a).await;
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     assert!(
         reply.contains(&format!("tls=false h2=false local={a}")),
         "{reply}"
     );
 
-    let status = publish(&manager, &store, snapshot(vec![http_bind(a), http_bind(b)])).await;
+    let status = gw.publish(vec![http_bind(a), http_bind(b)]).await;
     assert_eq!(status.serving.len(), 2);
-    let reply = tokio::time::timeout(WAIT, get(b)).await.unwrap().unwrap();
+    let reply = get_within(b).await;
     assert!(reply.contains(&format!("local={b}")), "{reply}");
 
-    publish(&manager, &store, snapshot(vec![http_bind(b)])).await;
+    gw.publish(vec![http_bind(b)]).await;
     let refused = TcpStream::connect(a).await;
     assert!(refused.is_err(), "a removed bind must stop accepting");
     assert!(tokio::time::timeout(WAIT, get(b)).await.unwrap().is_ok());
 
-    manager.shutdown(Duration::from_secs(1)).await;
+    gw.shutdown().await;
     assert!(
         TcpStream::connect(b).await.is_err(),
         "shutdown closes every socket"
@@ -119,43 +181,27 @@ async fn added_bind_serves_and_removed_bind_stops_accepting() {
 
 #[tokio::test]
 async fn unchanged_bind_keeps_its_open_connections_across_a_reload() {
-    let store = Store::new();
-    let manager = ListenerManager::start(store.clone(), Arc::new(Reporter), Default::default());
-    let a = free_port();
-    publish(&manager, &store, snapshot(vec![http_bind(a)])).await;
+    let (gw, a) = Harness::serving_http().await;
 
-    let mut tcp = TcpStream::connect(a).await.unwrap();
-    tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
+    let mut tcp = connect_and_send(a, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
     let mut buf = vec![0; 1024];
     let n = tcp.read(&mut buf).await.unwrap();
     assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
 
-    publish(
-        &manager,
-        &store,
-        snapshot(vec![http_bind(a), http_bind(free_port())]),
-    )
-    .await;
+    gw.publish(vec![http_bind(a), http_bind(free_port())]).await;
     tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .await
         .unwrap();
-    let mut rest = String::new();
-    tokio::time::timeout(WAIT, tcp.read_to_string(&mut rest))
-        .await
-        .unwrap()
-        .unwrap();
+    let rest = read_to_end_within(&mut tcp).await;
     assert!(
         rest.starts_with("HTTP/1.1 200"),
         "keep-alive survived the reload: {rest}"
     );
-    manager.shutdown(Duration::from_secs(1)).await;
+    gw.shutdown().await;
 }
 
 #[tokio::test]
 async fn bind_failure_is_reported_and_retried_with_backoff_until_the_address_frees() {
-    let store = Store::new();
     let options = ListenerOptions {
         bind_retry: BindBackoff {
             base: Duration::from_millis(5),
@@ -163,17 +209,17 @@ async fn bind_failure_is_reported_and_retried_with_backoff_until_the_address_fre
         },
         ..Default::default()
     };
-    let manager = ListenerManager::start(store.clone(), Arc::new(Reporter), options);
+    let gw = Harness::start_with(options);
     let blocker = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let taken = blocker.local_addr().unwrap();
 
-    let status = publish(&manager, &store, snapshot(vec![http_bind(taken)])).await;
+    let status = gw.publish(vec![http_bind(taken)]).await;
     assert!(status.serving.is_empty());
     let error = status.failed.get(&taken).expect("failure is reported");
     assert!(error.contains(&taken.to_string()), "{error}");
 
     drop(blocker);
-    let mut rx = manager.watch_status();
+    let mut rx = gw.manager.watch_status();
     let status = tokio::time::timeout(WAIT, rx.wait_for(|s| s.serving.contains(&taken)))
         .await
         .expect("retried without a new publish")
@@ -184,38 +230,28 @@ async fn bind_failure_is_reported_and_retried_with_backoff_until_the_address_fre
         .await
         .unwrap()
         .is_ok());
-    manager.shutdown(Duration::from_secs(1)).await;
+    gw.shutdown().await;
 }
 
 #[tokio::test]
 async fn shutdown_lets_an_in_flight_request_finish() {
-    let store = Store::new();
-    let manager = ListenerManager::start(store.clone(), Arc::new(Reporter), Default::default());
-    let a = free_port();
-    publish(&manager, &store, snapshot(vec![http_bind(a)])).await;
+    let (gw, a) = Harness::serving_http().await;
 
     // Half a request: the connection is in flight when shutdown starts.
-    let mut tcp = TcpStream::connect(a).await.unwrap();
-    tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
-        .await
-        .unwrap();
-    let mut rx = manager.watch_status();
+    let mut tcp = connect_and_send(a, b"GET / HTTP/1.1\r\nHost: x\r\n").await;
+    let mut rx = gw.manager.watch_status();
     tokio::time::timeout(WAIT, async {
-        while manager.active_connections() == 0 {
+        while gw.manager.active_connections() == 0 {
             tokio::task::yield_now().await;
         }
     })
     .await
     .unwrap();
-    let shutdown = tokio::spawn(manager.shutdown(Duration::from_secs(5)));
+    let shutdown = tokio::spawn(gw.manager.shutdown(Duration::from_secs(5)));
     // Once the sockets are closed the status channel's sender is gone.
     let _ = tokio::time::timeout(WAIT, rx.changed()).await;
     tcp.write_all(b"Connection: close\r\n\r\n").await.unwrap();
-    let mut reply = String::new();
-    tokio::time::timeout(WAIT, tcp.read_to_string(&mut reply))
-        .await
-        .unwrap()
-        .unwrap();
+    let reply = read_to_end_within(&mut tcp).await;
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     tokio::time::timeout(WAIT, shutdown).await.unwrap().unwrap();
 }
@@ -238,6 +274,11 @@ fn cert(name: &str) -> TestCert {
     }
 }
 
+/// A listener that terminates TLS with `cert`.
+fn tls_listener(name: &str, hostname: Option<&str>, cert: &TestCert) -> Listener {
+    listener(name, hostname, Some(cert.key.clone()))
+}
+
 fn https_bind(address: SocketAddr, listeners: Vec<Listener>) -> Bind {
     Bind {
         address,
@@ -257,37 +298,37 @@ fn client(trusted: &[&TestCert], host: &str, address: SocketAddr) -> reqwest::Cl
     builder.build().unwrap()
 }
 
+/// `GET https://{host}:{port}/` at `address`, trusting only `trusted`.
+async fn tls_get(
+    trusted: &[&TestCert],
+    host: &str,
+    address: SocketAddr,
+) -> reqwest::Result<reqwest::Response> {
+    let url = format!("https://{host}:{}/", address.port());
+    client(trusted, host, address).get(url).send().await
+}
+
 #[tokio::test]
 async fn sni_selects_the_listener_certificate_and_alpn_selects_h2() {
-    let store = Store::new();
-    let manager = ListenerManager::start(store.clone(), Arc::new(Reporter), Default::default());
-    let address = free_port();
     let (a, b) = (cert("a.example.com"), cert("b.example.com"));
-    publish(
-        &manager,
-        &store,
-        snapshot(vec![https_bind(
+    let (gw, address) = Harness::serving(|address| {
+        vec![https_bind(
             address,
             vec![
-                listener("a", Some("a.example.com"), Some(a.key.clone())),
-                listener("b", Some("b.example.com"), Some(b.key.clone())),
+                tls_listener("a", Some("a.example.com"), &a),
+                tls_listener("b", Some("b.example.com"), &b),
             ],
-        )]),
-    )
+        )]
+    })
     .await;
 
     for (host, trusted, other) in [("a.example.com", &a, &b), ("b.example.com", &b, &a)] {
-        let url = format!("https://{host}:{}/", address.port());
-        let ok = client(&[trusted], host, address)
-            .get(&url)
-            .send()
-            .await
-            .unwrap();
+        let ok = tls_get(&[trusted], host, address).await.unwrap();
         assert_eq!(ok.version(), reqwest::Version::HTTP_2, "ALPN offers h2");
         let body = ok.text().await.unwrap();
         assert!(body.starts_with("tls=true h2=true"), "{body}");
         // Trusting only the other certificate fails: SNI picked this listener's certificate.
-        let wrong = client(&[other], host, address).get(&url).send().await;
+        let wrong = tls_get(&[other], host, address).await;
         assert!(
             wrong.is_err(),
             "{host} must not be served {other:?}",
@@ -295,67 +336,43 @@ async fn sni_selects_the_listener_certificate_and_alpn_selects_h2() {
         );
     }
 
-    let unknown = client(&[&a, &b], "c.example.com", address)
-        .get(format!("https://c.example.com:{}/", address.port()))
-        .send()
-        .await;
+    let unknown = tls_get(&[&a, &b], "c.example.com", address).await;
     assert!(
         unknown.is_err(),
         "no listener for this SNI fails the handshake"
     );
-    manager.shutdown(Duration::from_secs(1)).await;
+    gw.shutdown().await;
 }
 
 #[tokio::test]
 async fn certificate_change_applies_without_rebinding() {
-    let store = Store::new();
-    let manager = ListenerManager::start(store.clone(), Arc::new(Reporter), Default::default());
-    let address = free_port();
     let (old, new) = (cert("a.example.com"), cert("a.example.com"));
-    let bind = |c: &TestCert| {
-        snapshot(vec![https_bind(
+    let bind = |address, c: &TestCert| {
+        vec![https_bind(
             address,
-            vec![listener("a", Some("a.example.com"), Some(c.key.clone()))],
-        )])
+            vec![tls_listener("a", Some("a.example.com"), c)],
+        )]
     };
-    let url = format!("https://a.example.com:{}/", address.port());
-    publish(&manager, &store, bind(&old)).await;
-    assert!(client(&[&old], "a.example.com", address)
-        .get(&url)
-        .send()
-        .await
-        .is_ok());
-    publish(&manager, &store, bind(&new)).await;
-    assert!(client(&[&new], "a.example.com", address)
-        .get(&url)
-        .send()
-        .await
-        .is_ok());
-    assert!(client(&[&old], "a.example.com", address)
-        .get(&url)
-        .send()
-        .await
-        .is_err());
-    manager.shutdown(Duration::from_secs(1)).await;
+    let (gw, address) = Harness::serving(|address| bind(address, &old)).await;
+    assert!(tls_get(&[&old], "a.example.com", address).await.is_ok());
+    gw.publish(bind(address, &new)).await;
+    assert!(tls_get(&[&new], "a.example.com", address).await.is_ok());
+    assert!(tls_get(&[&old], "a.example.com", address).await.is_err());
+    gw.shutdown().await;
 }
 
 #[tokio::test]
 async fn handshake_without_sni_uses_the_listener_without_hostname() {
-    let store = Store::new();
-    let manager = ListenerManager::start(store.clone(), Arc::new(Reporter), Default::default());
-    let address = free_port();
     let (named, default) = (cert("a.example.com"), cert("default.example.com"));
-    publish(
-        &manager,
-        &store,
-        snapshot(vec![https_bind(
+    let (gw, address) = Harness::serving(|address| {
+        vec![https_bind(
             address,
             vec![
-                listener("a", Some("a.example.com"), Some(named.key.clone())),
-                listener("any", None, Some(default.key.clone())),
+                tls_listener("a", Some("a.example.com"), &named),
+                tls_listener("any", None, &default),
             ],
-        )]),
-    )
+        )]
+    })
     .await;
 
     let mut roots = rustls::RootCertStore::empty();
@@ -382,36 +399,25 @@ async fn handshake_without_sni_uses_the_listener_without_hostname() {
     let _ = tokio::time::timeout(WAIT, tls.read_to_end(&mut reply)).await;
     let reply = String::from_utf8_lossy(&reply);
     assert!(reply.contains("tls=true h2=false"), "{reply}");
-    manager.shutdown(Duration::from_secs(1)).await;
+    gw.shutdown().await;
 }
 
 #[tokio::test]
 async fn switching_a_bind_from_http_to_https_needs_no_rebind() {
-    let store = Store::new();
-    let manager = ListenerManager::start(store.clone(), Arc::new(Reporter), Default::default());
-    let address = free_port();
-    publish(&manager, &store, snapshot(vec![http_bind(address)])).await;
-    let reply = tokio::time::timeout(WAIT, get(address))
-        .await
-        .unwrap()
-        .unwrap();
+    let (gw, address) = Harness::serving_http().await;
+    let reply = get_within(address).await;
     assert!(reply.contains("tls=false"), "{reply}");
 
     let c = cert("a.example.com");
-    let https = https_bind(
-        address,
-        vec![listener("a", Some("a.example.com"), Some(c.key.clone()))],
-    );
-    let status = publish(&manager, &store, snapshot(vec![https])).await;
+    let https = https_bind(address, vec![tls_listener("a", Some("a.example.com"), &c)]);
+    let status = gw.publish(vec![https]).await;
     assert_eq!(status.serving, vec![address]);
-    let body = client(&[&c], "a.example.com", address)
-        .get(format!("https://a.example.com:{}/", address.port()))
-        .send()
+    let body = tls_get(&[&c], "a.example.com", address)
         .await
         .unwrap()
         .text()
         .await
         .unwrap();
     assert!(body.starts_with("tls=true"), "{body}");
-    manager.shutdown(Duration::from_secs(1)).await;
+    gw.shutdown().await;
 }

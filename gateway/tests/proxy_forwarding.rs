@@ -17,13 +17,7 @@ fn with_timeouts(b: &EchoBackend, timeouts: Timeouts) -> Arc<RuleAction> {
 async fn forwarded_headers_describe_the_client() {
     bounded(async {
         let b = EchoBackend::start("b").await;
-        let gw = Gateway::start(|addr| {
-            snapshot(
-                addr,
-                any(vec![entry("r", prefix("/"), action(vec![], vec![to(&b)]))]),
-            )
-        })
-        .await;
+        let gw = Gateway::forwarding_to(&b).await;
         let resp = client()
             .get(gw.url("/"))
             .header("host", "app.example.com:8080")
@@ -45,21 +39,12 @@ async fn forwarded_headers_describe_the_client() {
 async fn hop_by_hop_headers_do_not_cross_the_proxy() {
     bounded(async {
         let b = EchoBackend::start("b").await;
-        let gw = Gateway::start(|addr| {
-            snapshot(
-                addr,
-                any(vec![entry("r", prefix("/"), action(vec![], vec![to(&b)]))]),
-            )
-        })
-        .await;
-        let mut tcp = tokio::net::TcpStream::connect(gw.addr)
-            .await
-            .expect("connect");
+        let gw = Gateway::forwarding_to(&b).await;
         let request = "GET / HTTP/1.1\r\nHost: h\r\nConnection: close, x-private\r\n\
             X-Private: secret\r\nKeep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\n\
             TE: gzip\r\nX-Respond-Header: keep-alive=timeout=9\r\n\
             X-Respond-Header: proxy-connection=keep-alive\r\nX-End-To-End: kept\r\n\r\n";
-        tcp.write_all(request.as_bytes()).await.expect("write");
+        let mut tcp = gw.send_raw(request).await;
         let mut raw = Vec::new();
         tcp.read_to_end(&mut raw).await.expect("read");
         let raw = String::from_utf8_lossy(&raw).to_lowercase();
@@ -84,13 +69,7 @@ async fn hop_by_hop_headers_do_not_cross_the_proxy() {
 async fn backend_connections_are_reused() {
     bounded(async {
         let b = EchoBackend::start("b").await;
-        let gw = Gateway::start(|addr| {
-            snapshot(
-                addr,
-                any(vec![entry("r", prefix("/"), action(vec![], vec![to(&b)]))]),
-            )
-        })
-        .await;
+        let gw = Gateway::forwarding_to(&b).await;
         let c = client();
         for _ in 0..20 {
             let resp = c.get(gw.url("/")).send().await.expect("request");
@@ -106,17 +85,11 @@ async fn backend_connections_are_reused() {
 async fn request_timeout_answers_504() {
     bounded(async {
         let b = EchoBackend::start("b").await;
-        let gw = Gateway::start(|addr| {
-            let timeouts = Timeouts {
-                request: Some(Duration::from_millis(200)),
-                backend_request: None,
-            };
-            snapshot(
-                addr,
-                any(vec![entry("r", prefix("/"), with_timeouts(&b, timeouts))]),
-            )
-        })
-        .await;
+        let timeouts = Timeouts {
+            request: Some(Duration::from_millis(200)),
+            backend_request: None,
+        };
+        let gw = Gateway::one_rule(with_timeouts(&b, timeouts)).await;
         let c = client();
         let started = Instant::now();
         let resp = c
@@ -141,17 +114,11 @@ async fn request_timeout_answers_504() {
 async fn backend_request_timeout_answers_504() {
     bounded(async {
         let b = EchoBackend::start("b").await;
-        let gw = Gateway::start(|addr| {
-            let timeouts = Timeouts {
-                request: Some(Duration::from_secs(10)),
-                backend_request: Some(Duration::from_millis(200)),
-            };
-            snapshot(
-                addr,
-                any(vec![entry("r", prefix("/"), with_timeouts(&b, timeouts))]),
-            )
-        })
-        .await;
+        let timeouts = Timeouts {
+            request: Some(Duration::from_secs(10)),
+            backend_request: Some(Duration::from_millis(200)),
+        };
+        let gw = Gateway::one_rule(with_timeouts(&b, timeouts)).await;
         let resp = client()
             .get(gw.url("/"))
             .header("x-delay-ms", "2000")
@@ -170,31 +137,15 @@ async fn in_flight_request_keeps_its_snapshot_across_a_reload() {
     bounded(async {
         let old = EchoBackend::start("old").await;
         let new = EchoBackend::start("new").await;
-        let gw = Gateway::start(|addr| {
-            snapshot(
-                addr,
-                any(vec![entry(
-                    "r",
-                    prefix("/"),
-                    action(vec![], vec![to(&old)]),
-                )]),
-            )
-        })
-        .await;
+        let gw = Gateway::forwarding_to(&old).await;
         let c = client();
         let slow = tokio::spawn(c.get(gw.url("/")).header("x-delay-ms", "300").send());
         // Wait until the slow request has reached the old backend, then swap configuration.
         while old.connections.load(Ordering::SeqCst) == 0 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        gw.store.publish(snapshot(
-            gw.addr,
-            any(vec![entry(
-                "r",
-                prefix("/"),
-                action(vec![], vec![to(&new)]),
-            )]),
-        ));
+        gw.store
+            .publish(one_rule(gw.addr, action(vec![], vec![to(&new)])));
         let fresh = c.get(gw.url("/")).send().await.expect("request");
         assert_eq!(Echoed::from(fresh).await.backend(), "new");
         let slow = slow.await.expect("task").expect("request");
@@ -220,22 +171,19 @@ async fn request_timeout_cuts_off_a_trickling_response() {
             }
         })
         .await;
-        let gw = Gateway::start(|addr| {
-            let action = Arc::new(RuleAction::new(
-                vec![],
-                vec![service_at(
-                    "default/trickle:80",
-                    trickle,
-                    BackendProtocol::Http1,
-                )],
-                Timeouts {
-                    request: Some(Duration::from_millis(400)),
-                    backend_request: None,
-                },
-            ));
-            snapshot(addr, any(vec![entry("r", prefix("/"), action)]))
-        })
-        .await;
+        let action = Arc::new(RuleAction::new(
+            vec![],
+            vec![service_at(
+                "default/trickle:80",
+                trickle,
+                BackendProtocol::Http1,
+            )],
+            Timeouts {
+                request: Some(Duration::from_millis(400)),
+                backend_request: None,
+            },
+        ));
+        let gw = Gateway::one_rule(action).await;
         let started = Instant::now();
         // Up to one MSS of response is held back until more follows (nginx's `postpone_output`,
         // Pingora's own listeners), so the 200 head of this trickle may still be inside the
@@ -282,21 +230,12 @@ async fn websocket_upgrade_passes_through_both_ways() {
             }
         })
         .await;
-        let gw = Gateway::start(|addr| {
-            let backends = vec![service_at("default/ws:80", ws, BackendProtocol::WebSocket)];
-            snapshot(
-                addr,
-                any(vec![entry("r", prefix("/"), action(vec![], backends))]),
-            )
-        })
-        .await;
-        let mut tcp = tokio::net::TcpStream::connect(gw.addr)
-            .await
-            .expect("connect");
+        let backends = vec![service_at("default/ws:80", ws, BackendProtocol::WebSocket)];
+        let gw = Gateway::one_rule(action(vec![], backends)).await;
         let request = "GET /chat HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\n\
             Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
             Sec-WebSocket-Version: 13\r\n\r\n";
-        tcp.write_all(request.as_bytes()).await.expect("write");
+        let mut tcp = gw.send_raw(request).await;
         let head = read_head(&mut tcp).await.to_ascii_lowercase();
         assert!(head.starts_with("http/1.1 101"), "{head}");
         assert!(head.contains("upgrade: websocket"), "{head}");

@@ -38,11 +38,7 @@ async fn h2c_clients_are_routed_by_authority_when_enabled() {
             snapshot(addr, routes)
         })
         .await;
-        let h2 = reqwest::Client::builder()
-            .no_proxy()
-            .http2_prior_knowledge()
-            .build()
-            .expect("client");
+        let h2 = h2c_client();
         let resp = h2.get(gw.url("/x")).send().await.expect("request");
         assert_eq!(resp.version(), http::Version::HTTP_2);
         let echoed = Echoed::from(resp).await;
@@ -60,20 +56,10 @@ async fn h2c_clients_are_routed_by_authority_when_enabled() {
 async fn plaintext_h2_is_refused_by_default() {
     bounded(async {
         let b = EchoBackend::start("b").await;
-        let gw = Gateway::start(|addr| {
-            snapshot(
-                addr,
-                any(vec![entry("r", prefix("/"), action(vec![], vec![to(&b)]))]),
-            )
-        })
-        .await;
-        let h2 = reqwest::Client::builder()
-            .no_proxy()
-            .http2_prior_knowledge()
-            .build()
-            .expect("client");
+        let gw = Gateway::forwarding_to(&b).await;
+        let h2 = h2c_client();
         assert!(h2.get(gw.url("/")).send().await.is_err());
-        let h1 = client().get(gw.url("/")).send().await.expect("request");
+        let h1 = gw.get("/").await;
         assert_eq!(h1.status(), 200);
     })
     .await;
@@ -83,14 +69,8 @@ async fn plaintext_h2_is_refused_by_default() {
 async fn h2c_backends_are_spoken_to_in_http2() {
     bounded(async {
         let b = EchoBackend::start_h2c("grpcish").await;
-        let gw = Gateway::start(|addr| {
-            let backends = vec![service_at("default/h2c:80", b.addr, BackendProtocol::H2c)];
-            snapshot(
-                addr,
-                any(vec![entry("r", prefix("/"), action(vec![], backends))]),
-            )
-        })
-        .await;
+        let backends = vec![service_at("default/h2c:80", b.addr, BackendProtocol::H2c)];
+        let gw = Gateway::one_rule(action(vec![], backends)).await;
         let c = client();
         for _ in 0..5 {
             let resp = c.get(gw.url("/h2")).send().await.expect("request");

@@ -9,6 +9,7 @@ use sluice_controller::snapshot::{
 use std::sync::Arc;
 
 use sluice_test_support::proxy::*;
+use sluice_test_support::servers;
 
 #[tokio::test]
 async fn most_specific_match_wins_across_hostname_groups_and_paths() {
@@ -96,11 +97,7 @@ async fn unmatched_request_gets_404() {
             )
         })
         .await;
-        let resp = client()
-            .get(gw.url("/other"))
-            .send()
-            .await
-            .expect("request");
+        let resp = gw.get("/other").await;
         assert_eq!(resp.status(), 404);
         let text = gw.metrics.encode_text().expect("metrics");
         assert!(
@@ -203,23 +200,19 @@ async fn a_refused_endpoint_is_retried_once_on_the_next_endpoint() {
     bounded(async {
         let up = EchoBackend::start("up").await;
         // A port nobody listens on: bind, note the address, close.
-        let dead = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind")
-            .local_addr()
-            .expect("addr");
+        let dead = servers::down().await;
+        let backend = service_of(
+            "default/mixed:80",
+            vec![dead, up.addr],
+            BackendProtocol::Http1,
+        );
         let gw = Gateway::start(|addr| {
-            let backend = Arc::new(Backend::new(
-                "default/mixed:80".into(),
-                vec![dead, up.addr],
-                BackendProtocol::Http1,
-            ));
             snapshot(
                 addr,
                 any(vec![entry(
                     "mixed",
                     prefix("/"),
-                    action(vec![], vec![weighted(1, BackendTarget::Service(backend))]),
+                    action(vec![], vec![backend]),
                 )]),
             )
         })
@@ -241,28 +234,20 @@ async fn a_refused_endpoint_is_retried_once_on_the_next_endpoint() {
 #[tokio::test]
 async fn a_dead_backend_gets_502() {
     bounded(async {
-        let dead = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind")
-            .local_addr()
-            .expect("addr");
+        let dead = servers::down().await;
+        let backend = service_of("default/dead:80", vec![dead], BackendProtocol::Http1);
         let gw = Gateway::start(|addr| {
-            let backend = Arc::new(Backend::new(
-                "default/dead:80".into(),
-                vec![dead],
-                BackendProtocol::Http1,
-            ));
             snapshot(
                 addr,
                 any(vec![entry(
                     "dead",
                     prefix("/"),
-                    action(vec![], vec![weighted(1, BackendTarget::Service(backend))]),
+                    action(vec![], vec![backend]),
                 )]),
             )
         })
         .await;
-        let resp = client().get(gw.url("/")).send().await.expect("request");
+        let resp = gw.get("/").await;
         assert_eq!(resp.status(), 502);
         let text = gw.metrics.encode_text().expect("metrics");
         assert!(text.contains(r#"code="502""#), "{text}");

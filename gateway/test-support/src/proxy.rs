@@ -70,8 +70,33 @@ impl Gateway {
         }
     }
 
+    /// A gateway whose only route sends every path to `action` (see [`one_rule`]).
+    pub async fn one_rule(action: Arc<RuleAction>) -> Gateway {
+        Gateway::start(|addr| one_rule(addr, action)).await
+    }
+
+    /// A gateway whose only route forwards every request to `backend`, with no filters.
+    pub async fn forwarding_to(backend: &EchoBackend) -> Gateway {
+        Gateway::one_rule(action(vec![], vec![to(backend)])).await
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// Connects and writes `request` as given, for what a client library would normalise.
+    pub async fn send_raw(&self, request: &str) -> tokio::net::TcpStream {
+        use tokio::io::AsyncWriteExt;
+        let mut tcp = tokio::net::TcpStream::connect(self.addr)
+            .await
+            .expect("connect");
+        tcp.write_all(request.as_bytes()).await.expect("write");
+        tcp
+    }
+
+    /// `GET path` with [`client`]; the request itself must not fail.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        client().get(self.url(path)).send().await.expect("request")
     }
 }
 
@@ -102,6 +127,15 @@ pub fn serve(
 
 pub fn client() -> reqwest::Client {
     client_with_timeout(Duration::from_secs(10))
+}
+
+/// A client that speaks HTTP/2 in clear text with prior knowledge (h2c).
+pub fn h2c_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .expect("client")
 }
 
 /// A client that uses no proxy, follows no redirect and bounds every request by `timeout`.
@@ -228,9 +262,18 @@ pub async fn read_head(tcp: &mut tokio::net::TcpStream) -> String {
 }
 
 pub fn service_at(name: &str, addr: SocketAddr, protocol: BackendProtocol) -> WeightedBackend {
+    service_of(name, vec![addr], protocol)
+}
+
+/// Weight 1 to the Service `name` with these endpoints, in this order.
+pub fn service_of(
+    name: &str,
+    endpoints: Vec<SocketAddr>,
+    protocol: BackendProtocol,
+) -> WeightedBackend {
     weighted(
         1,
-        BackendTarget::Service(Arc::new(Backend::new(name.into(), vec![addr], protocol))),
+        BackendTarget::Service(Arc::new(Backend::new(name.into(), endpoints, protocol))),
     )
 }
 
@@ -397,6 +440,11 @@ pub fn snapshot(addr: SocketAddr, routes: RouteTable) -> Snapshot {
         }],
         statuses: Default::default(),
     }
+}
+
+/// [`snapshot`] with one route `default/r` matching `PathPrefix /`, to `action`.
+pub fn one_rule(addr: SocketAddr, action: Arc<RuleAction>) -> Snapshot {
+    snapshot(addr, any(vec![entry("r", prefix("/"), action)]))
 }
 
 pub fn any(entries: Vec<RouteEntry>) -> RouteTable {

@@ -119,24 +119,17 @@ async fn redirect_answers_without_touching_a_backend() {
             )
         })
         .await;
-        let c = client();
-        let resp = c
-            .get(gw.url("/old/page?q=1"))
-            .header("host", "www.example.com")
-            .send()
-            .await
-            .expect("request");
+        let resp = gw
+            .get_with_header("/old/page?q=1", "host", "www.example.com")
+            .await;
         assert_eq!(resp.status(), 301);
         assert_eq!(
             resp.headers()["location"],
             "https://secure.example.com/new/page?q=1"
         );
-        let resp = c
-            .get(gw.url("/same/x"))
-            .header("host", "www.example.com")
-            .send()
-            .await
-            .expect("request");
+        let resp = gw
+            .get_with_header("/same/x", "host", "www.example.com")
+            .await;
         assert_eq!(resp.status(), 302);
         let want = format!("http://www.example.com:{}/elsewhere", gw.addr.port());
         assert_eq!(
@@ -174,18 +167,14 @@ async fn url_rewrite_changes_host_and_prefix_and_keeps_the_query() {
             )
         })
         .await;
-        let c = client();
-        let resp = c
-            .get(gw.url("/v1/users?id=7"))
-            .header("host", "public.example.com")
-            .send()
-            .await
-            .expect("request");
+        let resp = gw
+            .get_with_header("/v1/users?id=7", "host", "public.example.com")
+            .await;
         let echoed = Echoed::from(resp).await;
         assert_eq!(echoed.path(), "/v2/users?id=7");
         assert_eq!(echoed.header("host"), ["internal.example.com"]);
         assert_eq!(echoed.header("x-forwarded-host"), ["public.example.com"]);
-        let resp = c.get(gw.url("/strip")).send().await.expect("request");
+        let resp = gw.get("/strip").await;
         assert_eq!(Echoed::from(resp).await.path(), "/");
     })
     .await;

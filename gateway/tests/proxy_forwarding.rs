@@ -90,21 +90,15 @@ async fn request_timeout_answers_504() {
             backend_request: None,
         };
         let gw = Gateway::one_rule(with_timeouts(&b, timeouts)).await;
-        let c = client();
         let started = Instant::now();
-        let resp = c
-            .get(gw.url("/"))
-            .header("x-delay-ms", "2000")
-            .send()
-            .await
-            .expect("request");
+        let resp = gw.get_with_header("/", "x-delay-ms", "2000").await;
         assert_eq!(resp.status(), 504);
         assert!(
             started.elapsed() < Duration::from_millis(1500),
             "{:?}",
             started.elapsed()
         );
-        let fast = c.get(gw.url("/")).send().await.expect("request");
+        let fast = gw.get("/").await;
         assert_eq!(fast.status(), 200, "a request within the timeout is served");
     })
     .await;
@@ -119,12 +113,7 @@ async fn backend_request_timeout_answers_504() {
             backend_request: Some(Duration::from_millis(200)),
         };
         let gw = Gateway::one_rule(with_timeouts(&b, timeouts)).await;
-        let resp = client()
-            .get(gw.url("/"))
-            .header("x-delay-ms", "2000")
-            .send()
-            .await
-            .expect("request");
+        let resp = gw.get_with_header("/", "x-delay-ms", "2000").await;
         assert_eq!(resp.status(), 504);
         let text = gw.metrics.encode_text().expect("metrics");
         assert!(text.contains(r#"code="504""#), "{text}");
@@ -146,7 +135,7 @@ async fn in_flight_request_keeps_its_snapshot_across_a_reload() {
         }
         gw.store
             .publish(one_rule(gw.addr, action(vec![], vec![to(&new)])));
-        let fresh = c.get(gw.url("/")).send().await.expect("request");
+        let fresh = gw.get("/").await;
         assert_eq!(Echoed::from(fresh).await.backend(), "new");
         let slow = slow.await.expect("task").expect("request");
         assert_eq!(Echoed::from(slow).await.backend(), "old");

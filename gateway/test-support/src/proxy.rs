@@ -84,6 +84,16 @@ impl Gateway {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// `GET path` with one extra request header, with [`client`].
+    pub async fn get_with_header(&self, path: &str, name: &str, value: &str) -> reqwest::Response {
+        client()
+            .get(self.url(path))
+            .header(name, value)
+            .send()
+            .await
+            .expect("request")
+    }
+
     /// Connects and writes `request` as given, for what a client library would normalise.
     pub async fn send_raw(&self, request: &str) -> tokio::net::TcpStream {
         use tokio::io::AsyncWriteExt;

@@ -19,6 +19,20 @@ fn state() -> AdminState {
     }
 }
 
+/// A state whose store has published one (empty) snapshot.
+fn published() -> AdminState {
+    let state = state();
+    state.store.publish(Snapshot::default());
+    state
+}
+
+/// The body of `GET path`, which must answer 200.
+async fn get_ok(state: &AdminState, path: &str) -> String {
+    let (code, body) = get(state, path).await;
+    assert_eq!(code, StatusCode::OK, "{path}");
+    body
+}
+
 async fn get(state: &AdminState, path: &str) -> (StatusCode, String) {
     let response = respond(state, &Method::GET, path);
     let status = response.status();
@@ -53,10 +67,8 @@ async fn readyz_turns_ready_with_the_first_snapshot() {
 
 #[tokio::test]
 async fn config_reports_the_generation_and_the_last_rejection() {
-    let state = state();
-    state.store.publish(Snapshot::default());
-    let (code, body) = get(&state, "/config").await;
-    assert_eq!(code, StatusCode::OK);
+    let state = published();
+    let body = get_ok(&state, "/config").await;
     let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&body).unwrap();
     assert_eq!(doc["generation"], 1);
     assert_eq!(doc["lastReload"]["result"], "published");
@@ -87,20 +99,16 @@ async fn config_reports_the_generation_and_the_last_rejection() {
 
 #[tokio::test]
 async fn metrics_exports_the_store_generation() {
-    let state = state();
+    let state = published();
     state.store.publish(Snapshot::default());
-    state.store.publish(Snapshot::default());
-    let (code, body) = get(&state, "/metrics").await;
-    assert_eq!(code, StatusCode::OK);
+    let body = get_ok(&state, "/metrics").await;
     assert!(body.contains("sluice_snapshot_generation 2"), "{body}");
 }
 
 #[tokio::test]
 async fn status_serves_yaml_of_the_live_snapshot() {
-    let state = state();
-    state.store.publish(Snapshot::default());
-    let (code, body) = get(&state, "/status").await;
-    assert_eq!(code, StatusCode::OK);
+    let state = published();
+    let body = get_ok(&state, "/status").await;
     assert!(
         serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&body).is_ok(),
         "{body}"

@@ -442,22 +442,14 @@ mod tests {
 
     #[test]
     fn status_path_needs_exactly_three_digits() {
-        assert_eq!(
-            status_reply("/status/503").status(),
-            StatusCode::SERVICE_UNAVAILABLE
-        );
-        assert_eq!(
-            status_reply("/status/5030").status(),
-            StatusCode::BAD_REQUEST
-        );
-        assert_eq!(
-            status_reply("/status/abc").status(),
-            StatusCode::BAD_REQUEST
-        );
-        assert_eq!(
-            status_reply("/status/503?x=1").status(),
-            StatusCode::BAD_REQUEST
-        );
+        for (path, want) in [
+            ("/status/503", StatusCode::SERVICE_UNAVAILABLE),
+            ("/status/5030", StatusCode::BAD_REQUEST),
+            ("/status/abc", StatusCode::BAD_REQUEST),
+            ("/status/503?x=1", StatusCode::BAD_REQUEST),
+        ] {
+            assert_eq!(status_reply(path).status(), want, "{path}");
+        }
     }
 
     #[test]

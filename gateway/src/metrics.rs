@@ -188,20 +188,15 @@ mod tests {
     #[test]
     fn requests_are_counted_by_labels_and_timed() {
         let m = Metrics::new().unwrap();
-        m.record_request(
-            "ns/gw",
-            "ns/route",
-            "ns/svc:80",
-            200,
-            Duration::from_millis(3),
-        );
-        m.record_request(
-            "ns/gw",
-            "ns/route",
-            "ns/svc:80",
-            200,
-            Duration::from_millis(3),
-        );
+        for _ in 0..2 {
+            m.record_request(
+                "ns/gw",
+                "ns/route",
+                "ns/svc:80",
+                200,
+                Duration::from_millis(3),
+            );
+        }
         m.record_request("ns/gw", NONE, NONE, 404, Duration::from_millis(1));
         let text = m.encode_text().unwrap();
         assert!(text.contains(

@@ -38,6 +38,12 @@ impl Default for BindBackoff {
 mod tests {
     use super::*;
 
+    impl BindBackoff {
+        fn between(base: Duration, cap: Duration) -> BindBackoff {
+            BindBackoff { base, cap }
+        }
+    }
+
     #[test]
     fn the_wait_doubles_from_the_base_up_to_the_cap() {
         let backoff = BindBackoff::default();
@@ -62,10 +68,7 @@ mod tests {
 
     #[test]
     fn a_long_outage_never_overflows_past_the_cap() {
-        let backoff = BindBackoff {
-            base: Duration::from_secs(1),
-            cap: Duration::from_secs(5),
-        };
+        let backoff = BindBackoff::between(Duration::from_secs(1), Duration::from_secs(5));
         assert_eq!(backoff.delay(0), Duration::from_secs(1));
         assert_eq!(backoff.delay(40), Duration::from_secs(5));
         assert_eq!(backoff.delay(u32::MAX), Duration::from_secs(5));
@@ -73,10 +76,7 @@ mod tests {
 
     #[test]
     fn a_cap_below_the_base_is_the_wait() {
-        let backoff = BindBackoff {
-            base: Duration::from_secs(1),
-            cap: Duration::from_millis(100),
-        };
+        let backoff = BindBackoff::between(Duration::from_secs(1), Duration::from_millis(100));
         assert_eq!(backoff.delay(1), Duration::from_millis(100));
     }
 }

@@ -1,34 +1,16 @@
 //! Unit tests for the route matcher, one behaviour each, plus whole-lookup tests.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue};
-use sluice_controller::snapshot::{BindProtocol, Hostname, RouteId, RuleAction, Timeouts};
+use sluice_controller::snapshot::{BindProtocol, Hostname};
+use sluice_test_support::proxy::{self as build, path as path_only, prefix};
 
 use super::*;
 
+/// An entry of route `default/{name}` with no filters nor backends: only its matcher counts here.
 fn entry(name: &str, matcher: RequestMatch) -> RouteEntry {
-    RouteEntry {
-        route: Arc::new(RouteId {
-            namespace: "default".into(),
-            name: name.into(),
-            rule_index: 0,
-            rule_name: None,
-            label: format!("default/{name}"),
-        }),
-        matcher,
-        action: Arc::new(RuleAction::new(vec![], vec![], Timeouts::default())),
-    }
-}
-
-fn prefix(p: &str) -> RequestMatch {
-    RequestMatch {
-        path: PathMatch::Prefix(p.into()),
-        method: None,
-        headers: vec![],
-        query: vec![],
-    }
+    build::entry(name, matcher, build::action(vec![], vec![]))
 }
 
 fn anchored(re: &str) -> Regex {
@@ -292,37 +274,44 @@ fn route_name(snap: &Snapshot, local: &str, req: &Req) -> Option<String> {
     }
 }
 
+/// The route [`table`] picks for `GET path` with this host.
+fn table_route(host: &'static str, path: &'static str) -> Option<String> {
+    name_of(find_entry(&table(), &Req::get(host, path).view())).map(String::from)
+}
+
 #[test]
 fn exact_host_group_wins_over_wildcard_and_any() {
-    let t = table();
-    let name = |host, path| name_of(find_entry(&t, &Req::get(host, path).view())).map(String::from);
     assert_eq!(
-        name("foo.example.com", "/api/x").as_deref(),
+        table_route("foo.example.com", "/api/x").as_deref(),
         Some("exact-api")
     );
-    assert_eq!(name("foo.example.com", "/x").as_deref(), Some("exact-root"));
+    assert_eq!(
+        table_route("foo.example.com", "/x").as_deref(),
+        Some("exact-root")
+    );
 }
 
 #[test]
 fn longest_wildcard_suffix_is_tried_first_then_shorter_then_any() {
-    let t = table();
-    let name = |host, path| name_of(find_entry(&t, &Req::get(host, path).view())).map(String::from);
     assert_eq!(
-        name("a.bar.example.com", "/wild").as_deref(),
+        table_route("a.bar.example.com", "/wild").as_deref(),
         Some("long-wild")
     );
     assert_eq!(
-        name("a.example.com", "/wild/1").as_deref(),
+        table_route("a.example.com", "/wild/1").as_deref(),
         Some("short-wild")
     );
     assert_eq!(
-        name("a.example.com", "/api").as_deref(),
+        table_route("a.example.com", "/api").as_deref(),
         Some("any-api"),
         "no entry of the wildcard group matched, so `any` is consulted"
     );
-    assert_eq!(name("other.test", "/zzz").as_deref(), Some("any-root"));
     assert_eq!(
-        name("bar.example.com", "/wild").as_deref(),
+        table_route("other.test", "/zzz").as_deref(),
+        Some("any-root")
+    );
+    assert_eq!(
+        table_route("bar.example.com", "/wild").as_deref(),
         Some("short-wild"),
         "a wildcard needs at least one label before its suffix"
     );
@@ -419,15 +408,6 @@ fn mixed_table() -> RouteTable {
             RouteGroup::new(entries.split_off(20)),
         )],
         any: RouteGroup::new(entries),
-    }
-}
-
-fn path_only(path: PathMatch) -> RequestMatch {
-    RequestMatch {
-        path,
-        method: None,
-        headers: vec![],
-        query: vec![],
     }
 }
 

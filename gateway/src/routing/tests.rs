@@ -274,47 +274,43 @@ fn route_name(snap: &Snapshot, local: &str, req: &Req) -> Option<String> {
     }
 }
 
-/// The route [`table`] picks for `GET path` with this host.
-fn table_route(host: &'static str, path: &'static str) -> Option<String> {
-    name_of(find_entry(&table(), &Req::get(host, path).view())).map(String::from)
+/// Checks the route [`table`] picks for `GET path` with each case's host; each case says why
+/// where the answer is not obvious.
+fn assert_table_routes(cases: &[(&'static str, &'static str, &str, &str)]) {
+    let table = table();
+    for (host, path, want, why) in cases {
+        let got = name_of(find_entry(&table, &Req::get(host, path).view()));
+        assert_eq!(got, Some(*want), "{host}{path} {why}");
+    }
 }
 
 #[test]
 fn exact_host_group_wins_over_wildcard_and_any() {
-    assert_eq!(
-        table_route("foo.example.com", "/api/x").as_deref(),
-        Some("exact-api")
-    );
-    assert_eq!(
-        table_route("foo.example.com", "/x").as_deref(),
-        Some("exact-root")
-    );
+    assert_table_routes(&[
+        ("foo.example.com", "/api/x", "exact-api", ""),
+        ("foo.example.com", "/x", "exact-root", ""),
+    ]);
 }
 
 #[test]
 fn longest_wildcard_suffix_is_tried_first_then_shorter_then_any() {
-    assert_eq!(
-        table_route("a.bar.example.com", "/wild").as_deref(),
-        Some("long-wild")
-    );
-    assert_eq!(
-        table_route("a.example.com", "/wild/1").as_deref(),
-        Some("short-wild")
-    );
-    assert_eq!(
-        table_route("a.example.com", "/api").as_deref(),
-        Some("any-api"),
-        "no entry of the wildcard group matched, so `any` is consulted"
-    );
-    assert_eq!(
-        table_route("other.test", "/zzz").as_deref(),
-        Some("any-root")
-    );
-    assert_eq!(
-        table_route("bar.example.com", "/wild").as_deref(),
-        Some("short-wild"),
-        "a wildcard needs at least one label before its suffix"
-    );
+    assert_table_routes(&[
+        ("a.bar.example.com", "/wild", "long-wild", ""),
+        ("a.example.com", "/wild/1", "short-wild", ""),
+        (
+            "a.example.com",
+            "/api",
+            "any-api",
+            "no entry of the wildcard group matched, so `any` is consulted",
+        ),
+        ("other.test", "/zzz", "any-root", ""),
+        (
+            "bar.example.com",
+            "/wild",
+            "short-wild",
+            "a wildcard needs at least one label before its suffix",
+        ),
+    ]);
 }
 
 #[test]

@@ -80,71 +80,88 @@ async fn bind() -> TcpListener {
 /// An HTTP/1.1 server that reads every request fully, reports it, and answers `status` with the
 /// body's sha256 as its body.
 pub async fn recording(status: u16) -> (Server, mpsc::UnboundedReceiver<Received>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let server = accepting(Conns::Outlive, move |stream| {
-        let tx = tx.clone();
-        async move {
-            let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                let tx = tx.clone();
-                async move {
-                    let (parts, mut body) = req.into_parts();
-                    let mut hasher = Sha256::new();
-                    let mut len = 0u64;
-                    let mut complete = true;
-                    while let Some(frame) = body.frame().await {
-                        match frame {
-                            Ok(frame) => {
-                                if let Some(data) = frame.data_ref() {
-                                    hasher.update(data);
-                                    len += data.len() as u64;
-                                }
-                            }
-                            Err(_) => {
-                                complete = false;
-                                break;
-                            }
-                        }
+    recording_with(Protocol::Http1, move |req, tx| async move {
+        let (parts, mut body) = req.into_parts();
+        let mut hasher = Sha256::new();
+        let mut len = 0u64;
+        let mut complete = true;
+        while let Some(frame) = body.frame().await {
+            match frame {
+                Ok(frame) => {
+                    if let Some(data) = frame.data_ref() {
+                        hasher.update(data);
+                        len += data.len() as u64;
                     }
-                    let sha = hex(&hasher.finalize());
-                    let _ = tx.send(Received::new(parts, len, sha.clone(), complete));
-                    let resp = http::Response::builder()
-                        .status(status)
-                        .body(Full::new(Bytes::from(sha)))
-                        .expect("response");
-                    Ok::<_, Infallible>(resp)
                 }
-            });
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+                Err(_) => {
+                    complete = false;
+                    break;
+                }
+            }
         }
+        let sha = hex(&hasher.finalize());
+        let _ = tx.send(Received::new(parts, len, sha.clone(), complete));
+        http::Response::builder()
+            .status(status)
+            .body(Full::new(Bytes::from(sha)))
+            .expect("response")
     })
-    .await;
-    (server, rx)
+    .await
 }
 
 /// Like [`recording`], speaking HTTP/2 with prior knowledge (h2c).
 pub async fn recording_h2c() -> (Server, mpsc::UnboundedReceiver<Received>) {
+    recording_with(Protocol::H2c, |req, tx| async move {
+        let (parts, body) = req.into_parts();
+        let (complete, data) = match body.collect().await {
+            Ok(b) => (true, b.to_bytes()),
+            Err(_) => (false, Bytes::new()),
+        };
+        let body_len = data.len() as u64;
+        let _ = tx.send(Received::new(parts, body_len, sha256(&data), complete));
+        http::Response::new(Full::new(Bytes::new()))
+    })
+    .await
+}
+
+#[derive(Clone, Copy)]
+enum Protocol {
+    Http1,
+    /// HTTP/2 with prior knowledge.
+    H2c,
+}
+
+/// A server whose connections outlive it, speaking `protocol`; `answer` gets each request and the
+/// sender its reports go to.
+async fn recording_with<F, Fut>(
+    protocol: Protocol,
+    answer: F,
+) -> (Server, mpsc::UnboundedReceiver<Received>)
+where
+    F: Fn(http::Request<hyper::body::Incoming>, mpsc::UnboundedSender<Received>) -> Fut
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    Fut: std::future::Future<Output = http::Response<Full<Bytes>>> + Send + 'static,
+{
     let (tx, rx) = mpsc::unbounded_channel();
     let server = accepting(Conns::Outlive, move |stream| {
-        let tx = tx.clone();
+        let (tx, answer) = (tx.clone(), answer.clone());
         async move {
-            let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                let tx = tx.clone();
-                async move {
-                    let (parts, body) = req.into_parts();
-                    let (complete, data) = match body.collect().await {
-                        Ok(b) => (true, b.to_bytes()),
-                        Err(_) => (false, Bytes::new()),
-                    };
-                    let body_len = data.len() as u64;
-                    let _ = tx.send(Received::new(parts, body_len, sha256(&data), complete));
-                    Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::new())))
-                }
+            let service = service_fn(move |req| {
+                let answered = answer(req, tx.clone());
+                async move { Ok::<_, Infallible>(answered.await) }
             });
-            let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let io = TokioIo::new(stream);
+            let _ = match protocol {
+                Protocol::Http1 => http1::Builder::new().serve_connection(io, service).await,
+                Protocol::H2c => {
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(io, service)
+                        .await
+                }
+            };
         }
     })
     .await;

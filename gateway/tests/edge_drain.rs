@@ -13,6 +13,27 @@ use std::time::{Duration, Instant};
 
 use harness::{free_port, local, url, Backend, ConfigDir, CLASS};
 
+/// Polls `url` every `poll` until it answers `status`; an error if that takes over `deadline`.
+async fn answers(
+    client: &reqwest::Client,
+    url: &str,
+    status: u16,
+    deadline: Duration,
+    poll: Duration,
+) -> Result<(), tokio::time::error::Elapsed> {
+    tokio::time::timeout(deadline, async {
+        loop {
+            if let Ok(r) = client.get(url).send().await {
+                if r.status() == status {
+                    return;
+                }
+            }
+            tokio::time::sleep(poll).await;
+        }
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_without_failing_a_request() {
     let backend = Backend::start("app").await;
@@ -36,16 +57,13 @@ async fn sigterm_drains_without_failing_a_request() {
         .unwrap();
     let client = harness::client();
     let ready = url(admin, "/readyz");
-    tokio::time::timeout(harness::WAIT, async {
-        loop {
-            if let Ok(r) = client.get(&ready).send().await {
-                if r.status() == 200 {
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
+    answers(
+        &client,
+        &ready,
+        200,
+        harness::WAIT,
+        Duration::from_millis(20),
+    )
     .await
     .expect("sluice becomes ready");
 
@@ -108,16 +126,13 @@ async fn sigterm_drains_without_failing_a_request() {
     assert!(status.success());
 
     // Not ready at once, while the gateway port still answers.
-    tokio::time::timeout(Duration::from_millis(500), async {
-        loop {
-            if let Ok(r) = client.get(&ready).send().await {
-                if r.status() == 503 {
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
+    answers(
+        &client,
+        &ready,
+        503,
+        Duration::from_millis(500),
+        Duration::from_millis(10),
+    )
     .await
     .expect("/readyz turns 503 right after SIGTERM");
     let fresh = harness::client()

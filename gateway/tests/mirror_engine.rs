@@ -13,6 +13,7 @@ use sluice_controller::snapshot::{Backend, BackendProtocol, Fraction, Mirror};
 use sluice_gateway::mirror::{
     Decision, MirrorEngine, MirrorMetrics, MirrorOptions, MirrorSet, Outcome, Pace,
 };
+use tokio::sync::mpsc::UnboundedReceiver;
 
 const ROUTE: &str = "default/web";
 const LIMIT: Duration = Duration::from_secs(30);
@@ -55,6 +56,26 @@ fn get() -> RequestHeader {
     let mut h = RequestHeader::build("GET", b"/ping", None).expect("head");
     h.append_header("host", "example.com").expect("header");
     h
+}
+
+/// A set that has started a copy of `head` to `mirror` and seen the first upstream attempt.
+fn attempting(
+    engine: &Arc<MirrorEngine>,
+    mirror: &Mirror,
+    head: &RequestHeader,
+    has_body: bool,
+) -> MirrorSet {
+    let mut set = MirrorSet::new(engine.clone());
+    set.start(mirror, head, ROUTE, has_body);
+    set.on_upstream_attempt();
+    set
+}
+
+/// The next request the recording mirror reports, waited for within [`LIMIT`].
+async fn mirrored(received: &mut UnboundedReceiver<servers::Received>) -> servers::Received {
+    within("the mirrored request", LIMIT, received.recv())
+        .await
+        .expect("request")
 }
 
 fn body(len: usize) -> Bytes {
@@ -126,9 +147,7 @@ async fn healthy_mirror_receives_the_request_intact() {
     )
     .await;
 
-    let got = within("the mirrored request", LIMIT, received.recv())
-        .await
-        .expect("request");
+    let got = mirrored(&mut received).await;
     assert_eq!(got.method, "POST");
     assert_eq!(got.path, "/upload/a%20b?x=1&y=2");
     assert_eq!(got.headers["host"], "example.com");
@@ -165,14 +184,10 @@ async fn body_of_unknown_length_is_streamed_chunked() {
     let engine = engine(MirrorOptions::default());
     let mirror = mirror_to(server.addr);
     let data = body(300_000);
-    let mut set = MirrorSet::new(engine.clone());
-    set.start(&mirror, &post(None), ROUTE, true);
-    set.on_upstream_attempt();
+    let mut set = attempting(&engine, &mirror, &post(None), true);
     let _ = feed(&mut set, &data, 7_000);
 
-    let got = within("the mirrored request", LIMIT, received.recv())
-        .await
-        .expect("request");
+    let got = mirrored(&mut received).await;
     assert_eq!(got.headers["transfer-encoding"], "chunked");
     assert!(got.complete);
     assert_eq!(got.sha256, servers::sha256(&data));
@@ -184,15 +199,11 @@ async fn bodiless_request_is_sent_without_any_body_event() {
     let (server, mut received) = servers::recording(204).await;
     let engine = engine(MirrorOptions::default());
     let mirror = mirror_to(server.addr);
-    let mut set = MirrorSet::new(engine.clone());
-    set.start(&mirror, &get(), ROUTE, false);
-    set.on_upstream_attempt();
+    let set = attempting(&engine, &mirror, &get(), false);
     // The primary may fail to connect: request_body_filter never runs, the set is dropped.
     drop(set);
 
-    let got = within("the mirrored request", LIMIT, received.recv())
-        .await
-        .expect("request");
+    let got = mirrored(&mut received).await;
     assert_eq!(got.method, "GET");
     assert_eq!(got.path, "/ping");
     assert_eq!(got.body_len, 0);
@@ -205,9 +216,7 @@ async fn retry_replay_of_the_body_is_not_sent_twice() {
     let engine = engine(MirrorOptions::default());
     let mirror = mirror_to(server.addr);
     let data = body(200_000);
-    let mut set = MirrorSet::new(engine.clone());
-    set.start(&mirror, &post(Some(data.len())), ROUTE, true);
-    set.on_upstream_attempt();
+    let mut set = attempting(&engine, &mirror, &post(Some(data.len())), true);
     let _ = set.on_body_chunk(Some(&data.slice(0..30_000)), false);
     let _ = set.on_body_chunk(Some(&data.slice(30_000..50_000)), false);
     // The first attempt failed; Pingora replays its retry buffer in one piece, then continues.
@@ -215,9 +224,7 @@ async fn retry_replay_of_the_body_is_not_sent_twice() {
     let _ = set.on_body_chunk(Some(&data.slice(0..50_000)), false);
     let _ = set.on_body_chunk(Some(&data.slice(50_000..)), true);
 
-    let got = within("the mirrored request", LIMIT, received.recv())
-        .await
-        .expect("request");
+    let got = mirrored(&mut received).await;
     assert!(got.complete);
     assert_eq!(got.body_len, data.len() as u64);
     assert_eq!(got.sha256, servers::sha256(&data));
@@ -236,9 +243,7 @@ async fn mirror_that_falls_behind_is_aborted_and_sees_an_incomplete_body() {
     });
     let mirror = mirror_to(server.addr);
     let data = body(64 * 1024 * 1024);
-    let mut set = MirrorSet::new(engine.clone());
-    set.start(&mirror, &post(Some(data.len())), ROUTE, true);
-    set.on_upstream_attempt();
+    let mut set = attempting(&engine, &mirror, &post(Some(data.len())), true);
     let head = within("the head", LIMIT, reports.recv()).await;
     assert_eq!(head, Some(servers::Stalled::Head));
     let started = Instant::now();
@@ -276,9 +281,7 @@ async fn global_byte_cap_bounds_all_copies_together() {
     let data = body(64 * 1024 * 1024);
     let mut sets = Vec::new();
     for _ in 0..3 {
-        let mut set = MirrorSet::new(engine.clone());
-        set.start(&mirror, &post(Some(data.len())), ROUTE, true);
-        set.on_upstream_attempt();
+        let mut set = attempting(&engine, &mirror, &post(Some(data.len())), true);
         let _ = feed(&mut set, &data, 64 * 1024);
         assert!(engine.buffered_bytes() <= 1024 * 1024 + 512 * 1024);
         sets.push(set);
@@ -322,9 +325,7 @@ async fn client_abort_aborts_the_copy_mid_body() {
     let engine = engine(MirrorOptions::default());
     let mirror = mirror_to(server.addr);
     let data = body(1024 * 1024);
-    let mut set = MirrorSet::new(engine.clone());
-    set.start(&mirror, &post(Some(data.len())), ROUTE, true);
-    set.on_upstream_attempt();
+    let mut set = attempting(&engine, &mirror, &post(Some(data.len())), true);
     let head = within("the head", LIMIT, reports.recv()).await;
     assert_eq!(head, Some(servers::Stalled::Head));
     let _ = set.on_body_chunk(Some(&data.slice(..100_000)), false);
@@ -346,9 +347,7 @@ async fn client_abort_aborts_the_copy_mid_body() {
 async fn down_mirror_is_a_connect_error() {
     let engine = engine(MirrorOptions::default());
     let mirror = mirror_to(servers::down().await);
-    let mut set = MirrorSet::new(engine.clone());
-    set.start(&mirror, &post(Some(5)), ROUTE, true);
-    set.on_upstream_attempt();
+    let mut set = attempting(&engine, &mirror, &post(Some(5)), true);
     let _ = set.on_body_chunk(Some(&Bytes::from_static(b"hello")), true);
     settled(&engine, &mirror, Outcome::ConnectError, 1).await;
 }
@@ -384,9 +383,7 @@ async fn erroring_mirrors_are_counted() {
         (mirror_to(reset.addr), Outcome::UpstreamError),
     ];
     for (mirror, expected) in &cases {
-        let mut set = MirrorSet::new(engine.clone());
-        set.start(mirror, &post(Some(data.len())), ROUTE, true);
-        set.on_upstream_attempt();
+        let mut set = attempting(&engine, mirror, &post(Some(data.len())), true);
         let _ = feed(&mut set, &data, 64 * 1024);
         settled(&engine, mirror, *expected, 1).await;
     }
@@ -424,12 +421,8 @@ async fn completed_exchanges_reuse_pooled_connections() {
     let engine = engine(MirrorOptions::default());
     let mirror = mirror_to(server.addr);
     for i in 1..=5u64 {
-        let mut set = MirrorSet::new(engine.clone());
-        set.start(&mirror, &get(), ROUTE, false);
-        set.on_upstream_attempt();
-        within("the mirrored request", LIMIT, received.recv())
-            .await
-            .expect("request");
+        let _set = attempting(&engine, &mirror, &get(), false);
+        mirrored(&mut received).await;
         settled(&engine, &mirror, Outcome::Completed, i).await;
     }
     assert_eq!(
@@ -490,14 +483,10 @@ async fn h2c_mirror_backend_gets_the_copy_over_http2() {
         fraction: Fraction::ALL,
     };
     let data = body(200_000);
-    let mut set = MirrorSet::new(engine.clone());
-    set.start(&mirror, &post(Some(data.len())), ROUTE, true);
-    set.on_upstream_attempt();
+    let mut set = attempting(&engine, &mirror, &post(Some(data.len())), true);
     let _ = feed(&mut set, &data, 16 * 1024);
 
-    let got = within("the mirrored request", LIMIT, received.recv())
-        .await
-        .expect("request");
+    let got = mirrored(&mut received).await;
     assert_eq!(got.method, "POST");
     assert_eq!(got.path, "/upload/a%20b?x=1&y=2");
     assert!(got.complete);

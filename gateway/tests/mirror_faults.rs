@@ -4,7 +4,6 @@
 use sluice_test_support::mirror as gateway;
 use sluice_test_support::servers;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -51,25 +50,30 @@ async fn primary_requests_succeed(gw: &Gateway, n: usize, body: Bytes) -> Durati
     elapsed
 }
 
-async fn gateway_mirroring_to(
-    primary: SocketAddr,
-    name: &str,
-    at: SocketAddr,
-    options: MirrorOptions,
-) -> Gateway {
-    Gateway::start(primary, vec![mirror(name, at, Fraction::ALL)], options).await
+/// Servers a test keeps alive until it ends.
+type Held = (
+    servers::Server,
+    tokio::sync::mpsc::UnboundedReceiver<servers::Received>,
+    servers::Server,
+);
+
+/// A gateway mirroring every request, as mirror `name` with `settings`, to a backend that
+/// accepts and never answers; the servers it needs are returned to be held.
+async fn mirroring_to_a_blackhole(name: &str, settings: MirrorSettings) -> (Gateway, Held) {
+    let (primary, primary_reports) = servers::recording(200).await;
+    let hole = servers::blackhole().await;
+    let options = MirrorOptions {
+        settings,
+        ..MirrorOptions::default()
+    };
+    let gw = Gateway::mirroring_all_with(primary.addr, name, hole.addr, options).await;
+    (gw, (primary, primary_reports, hole))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn down_mirror_does_not_affect_the_primary() {
     let (primary, _p) = servers::recording(200).await;
-    let gw = gateway_mirroring_to(
-        primary.addr,
-        "down",
-        servers::down().await,
-        MirrorOptions::default(),
-    )
-    .await;
+    let gw = Gateway::mirroring_all(primary.addr, "down", servers::down().await).await;
     primary_requests_succeed(&gw, 20, body(100_000)).await;
     gw.settled("down", 20).await;
     assert_eq!(gw.count("down", Outcome::ConnectError), 20);
@@ -77,22 +81,12 @@ async fn down_mirror_does_not_affect_the_primary() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blackhole_mirror_does_not_delay_the_primary_and_is_bounded() {
-    let (primary, _p) = servers::recording(200).await;
-    let hole = servers::blackhole().await;
-    let gw = gateway_mirroring_to(
-        primary.addr,
-        "hole",
-        hole.addr,
-        MirrorOptions {
-            settings: MirrorSettings {
-                request_buffer_bytes: 1024 * 1024,
-                timeout: Duration::from_secs(1),
-                ..MirrorSettings::default()
-            },
-            ..MirrorOptions::default()
-        },
-    )
-    .await;
+    let settings = MirrorSettings {
+        request_buffer_bytes: 1024 * 1024,
+        timeout: Duration::from_secs(1),
+        ..MirrorSettings::default()
+    };
+    let (gw, _servers) = mirroring_to_a_blackhole("hole", settings).await;
     // Small bodies fit in socket buffers and wait for an answer (timeout); 32 MiB ones cannot
     // (the kernel takes a few MiB per connection) and overflow the 1 MiB budget.
     primary_requests_succeed(&gw, 10, body(10_000)).await;
@@ -109,7 +103,7 @@ async fn blackhole_mirror_does_not_delay_the_primary_and_is_bounded() {
 async fn slow_mirror_does_not_delay_the_primary() {
     let (primary, _p) = servers::recording(200).await;
     let slow = servers::slow().await;
-    let gw = gateway_mirroring_to(primary.addr, "slow", slow.addr, MirrorOptions::default()).await;
+    let gw = Gateway::mirroring_all(primary.addr, "slow", slow.addr).await;
     // 16 × 20 KB: each copy needs ≥ 2 s of reading at 10 KB/s and is answered after 5 s.
     let took = primary_requests_succeed(&gw, 16, body(20_000)).await;
     assert!(
@@ -117,8 +111,7 @@ async fn slow_mirror_does_not_delay_the_primary() {
         "the primary finished in {took:?}, well before any slow copy could"
     );
     assert!(gw.engine.inflight() > 0, "slow copies are still in flight");
-    gw.settled("slow", 16).await;
-    assert_eq!(gw.count("slow", Outcome::Completed), 16);
+    gw.all_completed("slow", 16).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -148,23 +141,13 @@ async fn erroring_mirrors_do_not_affect_the_primary() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inflight_cap_skips_copies_and_never_the_primary() {
-    let (primary, _p) = servers::recording(200).await;
-    let hole = servers::blackhole().await;
-    let gw = gateway_mirroring_to(
-        primary.addr,
-        "capped",
-        hole.addr,
-        MirrorOptions {
-            settings: MirrorSettings {
-                max_inflight: 4,
-                // Long enough that the ten requests are all sent before any slot frees.
-                timeout: Duration::from_secs(5),
-                ..MirrorSettings::default()
-            },
-            ..MirrorOptions::default()
-        },
-    )
-    .await;
+    let settings = MirrorSettings {
+        max_inflight: 4,
+        // Long enough that the ten requests are all sent before any slot frees.
+        timeout: Duration::from_secs(5),
+        ..MirrorSettings::default()
+    };
+    let (gw, _servers) = mirroring_to_a_blackhole("capped", settings).await;
     // Sequential: the first 4 copies wait for the blackhole; the next 6 are skipped.
     for _ in 0..10 {
         primary_requests_succeed(&gw, 1, body(1000)).await;
@@ -178,8 +161,7 @@ async fn inflight_cap_skips_copies_and_never_the_primary() {
 async fn client_abort_mid_upload_aborts_the_mirror() {
     let (primary, _p) = servers::recording(200).await;
     let (shadow, mut reports) = servers::stalling(Duration::ZERO).await;
-    let gw =
-        gateway_mirroring_to(primary.addr, "abort", shadow.addr, MirrorOptions::default()).await;
+    let gw = Gateway::mirroring_all(primary.addr, "abort", shadow.addr).await;
     let mut client = tokio::net::TcpStream::connect(gw.addr)
         .await
         .expect("connect");
@@ -211,11 +193,9 @@ async fn client_abort_mid_upload_aborts_the_mirror() {
 async fn no_mirror_task_or_connection_outlives_the_run() {
     let (primary, _p) = servers::recording(200).await;
     let (shadow, _m) = servers::recording(200).await;
-    let gw =
-        gateway_mirroring_to(primary.addr, "pool", shadow.addr, MirrorOptions::default()).await;
+    let gw = Gateway::mirroring_all(primary.addr, "pool", shadow.addr).await;
     primary_requests_succeed(&gw, 40, body(50_000)).await;
-    gw.settled("pool", 40).await;
-    assert_eq!(gw.count("pool", Outcome::Completed), 40);
+    gw.all_completed("pool", 40).await;
     // Copies reuse pooled connections. How many are open at once depends on how far copies
     // trail their primaries (8 concurrent requests), so only reuse itself is asserted.
     assert!(

@@ -2,7 +2,8 @@
 //! mirrors, and requests that must not be mirrored.
 
 use sluice_test_support::mirror as gateway;
-use sluice_test_support::{servers, within};
+use sluice_test_support::servers::{self, Received};
+use sluice_test_support::within;
 
 use std::time::{Duration, Instant};
 
@@ -11,8 +12,21 @@ use futures::StreamExt;
 use gateway::{mirror, Gateway};
 use sluice_controller::snapshot::{Filter, Fraction, HeaderModifier, Redirect};
 use sluice_gateway::mirror::{MirrorOptions, Outcome};
+use tokio::sync::mpsc::UnboundedReceiver;
 
 const LIMIT: Duration = Duration::from_secs(60);
+
+/// Sends `request` and waits (within [`LIMIT`], naming `what`) for its answer.
+async fn answer(what: &str, request: reqwest::RequestBuilder) -> reqwest::Response {
+    within(what, LIMIT, request.send()).await.expect("response")
+}
+
+/// The next request a recording server reports, waited for within [`LIMIT`].
+async fn received(what: &str, reports: &mut UnboundedReceiver<Received>) -> Received {
+    within(what, LIMIT, reports.recv())
+        .await
+        .unwrap_or_else(|| panic!("{what}: the server stopped reporting"))
+}
 
 fn body(len: usize) -> Bytes {
     Bytes::from((0..len).map(|i| (i * 7 % 253) as u8).collect::<Vec<u8>>())
@@ -22,35 +36,23 @@ fn body(len: usize) -> Bytes {
 async fn mirror_receives_the_same_request_as_the_primary() {
     let (primary, mut at_primary) = servers::recording(200).await;
     let (shadow, mut at_mirror) = servers::recording(200).await;
-    let gw = Gateway::start(
-        primary.addr,
-        vec![mirror("pipy-mirror", shadow.addr, Fraction::ALL)],
-        MirrorOptions::default(),
-    )
-    .await;
+    let gw = Gateway::mirroring_all(primary.addr, "pipy-mirror", shadow.addr).await;
     let data = body(8 * 1024 * 1024 + 17);
-    let resp = within(
+    let resp = answer(
         "the primary",
-        LIMIT,
         gateway::client()
             .post(gw.url("/hello/w%C3%B6rld?a=1&b=%20"))
             .header("content-type", "application/octet-stream")
             .header("user-agent", "curl/8.5.0")
-            .body(data.clone())
-            .send(),
+            .body(data.clone()),
     )
-    .await
-    .expect("response");
+    .await;
     assert_eq!(resp.status(), 200);
     let sha = servers::sha256(&data);
     assert_eq!(resp.text().await.expect("body"), sha);
 
-    let p = within("primary record", LIMIT, at_primary.recv())
-        .await
-        .expect("primary");
-    let m = within("mirror record", LIMIT, at_mirror.recv())
-        .await
-        .expect("mirror");
+    let p = received("primary record", &mut at_primary).await;
+    let m = received("mirror record", &mut at_mirror).await;
     assert_eq!(m.sha256, sha);
     assert!(m.complete);
     assert_eq!(m.method, p.method);
@@ -66,8 +68,7 @@ async fn mirror_receives_the_same_request_as_the_primary() {
         assert_eq!(m.headers.get(name), p.headers.get(name), "{name}");
         assert!(m.headers.contains_key(name), "{name} present");
     }
-    gw.settled("pipy-mirror", 1).await;
-    assert_eq!(gw.count("pipy-mirror", Outcome::Completed), 1);
+    gw.all_completed("pipy-mirror", 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,23 +94,14 @@ async fn every_mirror_filter_gets_its_own_copy() {
     )
     .await;
     let data = body(300_000);
-    let resp = within(
+    let resp = answer(
         "the primary",
-        LIMIT,
-        gateway::client()
-            .put(gw.url("/multi"))
-            .body(data.clone())
-            .send(),
+        gateway::client().put(gw.url("/multi")).body(data.clone()),
     )
-    .await
-    .expect("response");
+    .await;
     assert_eq!(resp.status(), 200);
-    let a = within("first mirror", LIMIT, at_one.recv())
-        .await
-        .expect("one");
-    let b = within("second mirror", LIMIT, at_two.recv())
-        .await
-        .expect("two");
+    let a = received("first mirror", &mut at_one).await;
+    let b = received("second mirror", &mut at_two).await;
     for m in [&a, &b] {
         assert_eq!(m.method, "PUT");
         assert_eq!(m.sha256, servers::sha256(&data));
@@ -191,13 +183,7 @@ async fn requests_the_gateway_redirects_are_not_mirrored() {
         MirrorOptions::default(),
     )
     .await;
-    let resp = within(
-        "redirect",
-        LIMIT,
-        gateway::client().get(gw.url("/r")).send(),
-    )
-    .await
-    .expect("response");
+    let resp = answer("redirect", gateway::client().get(gw.url("/r"))).await;
     assert_eq!(resp.status(), 302);
     assert_eq!(shadow.accepted(), 0);
     assert_eq!(gw.total("skipped"), 0);
@@ -208,49 +194,25 @@ async fn requests_the_gateway_redirects_are_not_mirrored() {
 async fn bodiless_request_is_mirrored_even_when_the_primary_is_down() {
     let down = servers::down().await;
     let (shadow, mut at_mirror) = servers::recording(200).await;
-    let gw = Gateway::start(
-        down,
-        vec![mirror("still", shadow.addr, Fraction::ALL)],
-        MirrorOptions::default(),
-    )
-    .await;
-    let resp = within(
-        "the primary",
-        LIMIT,
-        gateway::client().get(gw.url("/down?x")).send(),
-    )
-    .await
-    .expect("response");
+    let gw = Gateway::mirroring_all(down, "still", shadow.addr).await;
+    let resp = answer("the primary", gateway::client().get(gw.url("/down?x"))).await;
     assert_eq!(resp.status(), 502);
-    let m = within("mirror record", LIMIT, at_mirror.recv())
-        .await
-        .expect("mirror");
+    let m = received("mirror record", &mut at_mirror).await;
     assert_eq!(m.method, "GET");
     assert_eq!(m.path, "/down?x");
-    gw.settled("still", 1).await;
-    assert_eq!(gw.count("still", Outcome::Completed), 1);
+    gw.all_completed("still", 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_are_exported_in_the_instance_registry() {
     let (primary, _p) = servers::recording(200).await;
     let (shadow, _m) = servers::recording(503).await;
-    let gw = Gateway::start(
-        primary.addr,
-        vec![mirror("observed", shadow.addr, Fraction::ALL)],
-        MirrorOptions::default(),
+    let gw = Gateway::mirroring_all(primary.addr, "observed", shadow.addr).await;
+    let resp = answer(
+        "the primary",
+        gateway::client().post(gw.url("/m")).body("Hello world"),
     )
     .await;
-    let resp = within(
-        "the primary",
-        LIMIT,
-        gateway::client()
-            .post(gw.url("/m"))
-            .body("Hello world")
-            .send(),
-    )
-    .await
-    .expect("response");
     assert_eq!(resp.status(), 200);
     gw.settled("observed", 1).await;
     let text = gw.metrics_text();
@@ -270,12 +232,7 @@ async fn metrics_are_exported_in_the_instance_registry() {
 async fn large_upload_is_mirrored_intact(mib: usize) {
     let (primary, mut at_primary) = servers::recording(200).await;
     let (shadow, mut at_mirror) = servers::recording(200).await;
-    let gw = Gateway::start(
-        primary.addr,
-        vec![mirror("big", shadow.addr, Fraction::ALL)],
-        MirrorOptions::default(),
-    )
-    .await;
+    let gw = Gateway::mirroring_all(primary.addr, "big", shadow.addr).await;
     let len = mib * 1024 * 1024;
     let block = body(1024 * 1024);
     let chunks =
@@ -304,8 +261,7 @@ async fn large_upload_is_mirrored_intact(mib: usize) {
     assert!(m.complete, "mirror body complete");
     assert_eq!(m.body_len, len as u64);
     assert_eq!(m.sha256, primary_sha);
-    gw.settled("big", 1).await;
-    assert_eq!(gw.count("big", Outcome::Completed), 1);
+    gw.all_completed("big", 1).await;
     eprintln!(
         "{mib} MiB upload mirrored intact: primary {:.2}s ({:.0} MiB/s)",
         elapsed.as_secs_f64(),

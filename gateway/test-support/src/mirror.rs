@@ -73,6 +73,22 @@ impl Gateway {
         }
     }
 
+    /// A gateway whose route copies every request to the mirror `name` at `at`, with default
+    /// mirror options.
+    pub async fn mirroring_all(primary: SocketAddr, name: &str, at: SocketAddr) -> Gateway {
+        Gateway::mirroring_all_with(primary, name, at, MirrorOptions::default()).await
+    }
+
+    /// [`Gateway::mirroring_all`] with these options.
+    pub async fn mirroring_all_with(
+        primary: SocketAddr,
+        name: &str,
+        at: SocketAddr,
+        options: MirrorOptions,
+    ) -> Gateway {
+        Gateway::start(primary, vec![mirror(name, at, Fraction::ALL)], options).await
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
@@ -106,6 +122,12 @@ impl Gateway {
             "inflight gauge back to 0"
         );
         assert_eq!(self.engine.buffered_bytes(), 0, "no body bytes left queued");
+    }
+
+    /// Waits until `mirror` has settled `n` copies, and checks every one of them completed.
+    pub async fn all_completed(&self, mirror: &str, n: u64) {
+        self.settled(mirror, n).await;
+        assert_eq!(self.count(mirror, Outcome::Completed), n, "{mirror}");
     }
 
     /// The Prometheus text exposition of this instance's registry.

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use harness::{free_port, local, url, Backend, ConfigDir, CLASS};
+use harness::{free_port, local, url, ConfigDir};
 
 /// Polls `url` every `poll` until it answers `status`; an error if that takes over `deadline`.
 async fn answers(
@@ -36,15 +36,9 @@ async fn answers(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_without_failing_a_request() {
-    let backend = Backend::start("app").await;
-    let port = free_port();
+    let (_backend, port, yaml) = harness::one_app_on_a_free_port().await;
     let admin = local(free_port());
-    let config = ConfigDir::new(&format!(
-        "{CLASS}{}{}{}",
-        harness::service("app", &backend),
-        harness::gateway("gw", &[port]),
-        harness::route("app", "gw", "app")
-    ));
+    let config = ConfigDir::new(&yaml);
     let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .arg("--config")
         .arg(config.path())

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use harness::{free_port, local, Backend, ConfigDir, CLASS};
+use harness::{local, ConfigDir};
 use sluice_gateway::standalone::StandaloneOptions;
 use tokio::io::AsyncWriteExt;
 
@@ -37,14 +37,8 @@ async fn client_aborts_are_counted_and_not_logged_as_errors() {
         .try_init()
         .unwrap();
 
-    let backend = Backend::start("app").await;
-    let port = free_port();
-    let config = ConfigDir::new(&format!(
-        "{CLASS}{}{}{}",
-        harness::service("app", &backend),
-        harness::gateway("gw", &[port]),
-        harness::route("app", "gw", "app")
-    ));
+    let (_backend, port, yaml) = harness::one_app_on_a_free_port().await;
+    let config = ConfigDir::new(&yaml);
     let running = harness::start_with(StandaloneOptions::for_tests(config.path())).await;
     let aborts = &running.metrics().edge.client_aborts;
     for _ in 0..5 {

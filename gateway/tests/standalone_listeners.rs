@@ -102,14 +102,8 @@ async fn shutdown_closes_idle_keep_alive_connections_without_waiting_out_the_gra
     use std::time::{Duration, Instant};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    let backend = Backend::start("app").await;
-    let port = free_port();
-    let config = ConfigDir::new(&format!(
-        "{CLASS}{}{}{}",
-        service("app", &backend),
-        gateway("gw", &[port]),
-        route("app", "gw", "app")
-    ));
+    let (_backend, port, yaml) = one_app_on_a_free_port().await;
+    let config = ConfigDir::new(&yaml);
     let mut opts = StandaloneOptions::for_tests(config.path());
     opts.shutdown_grace = Duration::from_secs(30);
     let running = start_with(opts).await;

@@ -67,14 +67,7 @@ async fn hot_reload_under_continuous_traffic_fails_no_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_config_keeps_the_old_snapshot_serving_and_config_shows_the_error() {
-    let backend = Backend::start("app").await;
-    let port = free_port();
-    let good = format!(
-        "{CLASS}{}{}{}",
-        service("app", &backend),
-        gateway("gw", &[port]),
-        route("app", "gw", "app")
-    );
+    let (_backend, port, good) = one_app_on_a_free_port().await;
     let config = ConfigDir::new(&good);
     let running = start(&config).await;
     let generation = running.store().load().generation;
@@ -120,14 +113,7 @@ async fn broken_config_keeps_the_old_snapshot_serving_and_config_shows_the_error
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_is_false_until_the_first_snapshot_then_a_fixed_file_is_picked_up() {
-    let backend = Backend::start("app").await;
-    let port = free_port();
-    let good = format!(
-        "{CLASS}{}{}{}",
-        service("app", &backend),
-        gateway("gw", &[port]),
-        route("app", "gw", "app")
-    );
+    let (_backend, port, good) = one_app_on_a_free_port().await;
     let config = ConfigDir::new("kind: Gateway\nspec: [not, a, map");
     let running = start(&config).await;
 

@@ -91,6 +91,25 @@ spec:
     )
 }
 
+/// A started `app` backend, a free port and [`one_app`]'s configuration for the two.
+pub async fn one_app_on_a_free_port() -> (Backend, u16, String) {
+    let backend = Backend::start("app").await;
+    let port = crate::free_port();
+    let yaml = one_app(&backend, port);
+    (backend, port, yaml)
+}
+
+/// The whole configuration of one app: the class, Service `app` for `backend`, Gateway `gw` on
+/// `port` and HTTPRoute `app` from `gw` to `app`.
+pub fn one_app(backend: &Backend, port: u16) -> String {
+    format!(
+        "{CLASS}{}{}{}",
+        service("app", backend),
+        gateway("gw", &[port]),
+        route("app", "gw", "app")
+    )
+}
+
 /// A config directory holding one `config.yaml`, rewritten atomically (write, then rename).
 pub struct ConfigDir {
     dir: tempfile::TempDir,

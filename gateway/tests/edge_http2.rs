@@ -30,6 +30,14 @@ async fn edge() -> Edge {
     .await
 }
 
+/// An edge and a connection to it past the settings exchange.
+async fn connected() -> (Edge, Conn) {
+    let edge = edge().await;
+    let mut conn = Conn::open(edge.addr).await;
+    conn.server_settings().await;
+    (edge, conn)
+}
+
 fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     let len = payload.len() as u32;
     let mut out = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
@@ -135,6 +143,20 @@ impl Conn {
         }
     }
 
+    /// Sends a GET on stream 1 and returns the payload of its response HEADERS.
+    async fn get_on_stream_1(&mut self) -> Vec<u8> {
+        self.tcp
+            .write_all(&frame(HEADERS, END_HEADERS | END_STREAM, 1, &get_block()))
+            .await
+            .unwrap();
+        loop {
+            let (kind, _, stream, payload) = self.next().await.expect("a response");
+            if kind == HEADERS && stream == 1 {
+                return payload;
+            }
+        }
+    }
+
     /// Reads frames until the connection ends; returns whether a GOAWAY came.
     async fn until_closed(&mut self) -> bool {
         let mut goaway = false;
@@ -160,24 +182,13 @@ async fn settings_advertise_the_stream_and_header_list_limits() {
         "{settings:?}"
     );
     // And it serves.
-    conn.tcp
-        .write_all(&frame(HEADERS, END_HEADERS | END_STREAM, 1, &get_block()))
-        .await
-        .unwrap();
-    loop {
-        let (kind, _, stream, payload) = conn.next().await.expect("a response");
-        if kind == HEADERS && stream == 1 {
-            assert_eq!(payload[0], 0x88, "indexed :status 200");
-            break;
-        }
-    }
+    let payload = conn.get_on_stream_1().await;
+    assert_eq!(payload[0], 0x88, "indexed :status 200");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_over_the_limit_are_refused() {
-    let edge = edge().await;
-    let mut conn = Conn::open(edge.addr).await;
-    conn.server_settings().await;
+    let (_edge, mut conn) = connected().await;
     // 150 requests opened at once, each waiting for its body, so none can finish early.
     let mut burst = Vec::new();
     for i in 0..150u32 {
@@ -208,9 +219,7 @@ async fn streams_over_the_limit_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_header_block_never_reaches_the_backend() {
-    let edge = edge().await;
-    let mut conn = Conn::open(edge.addr).await;
-    conn.server_settings().await;
+    let (edge, mut conn) = connected().await;
     let mut block = get_block_with_big_header(100 * 1024);
     block.extend(std::iter::repeat_n(b'v', 100 * 1024));
     // HEADERS then CONTINUATIONs of at most the default 16 KiB frame size.
@@ -242,9 +251,7 @@ async fn an_oversized_header_block_never_reaches_the_backend() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_continuation_flood_is_cut_off() {
-    let edge = edge().await;
-    let mut conn = Conn::open(edge.addr).await;
-    conn.server_settings().await;
+    let (edge, mut conn) = connected().await;
     // Announces a 16 MiB value and never ends the header block.
     let block = get_block_with_big_header(16 * 1024 * 1024);
     let writer = {
@@ -285,9 +292,7 @@ async fn a_continuation_flood_is_cut_off() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rapid_resets_end_in_goaway_and_sluice_keeps_serving() {
-    let edge = edge().await;
-    let mut conn = Conn::open(edge.addr).await;
-    conn.server_settings().await;
+    let (edge, mut conn) = connected().await;
     let mut burst = Vec::new();
     for i in 0..2000u32 {
         let stream = 2 * i + 1;
@@ -304,17 +309,7 @@ async fn rapid_resets_end_in_goaway_and_sluice_keeps_serving() {
     // Sluice is still healthy for everyone else.
     let mut fresh = Conn::open(edge.addr).await;
     fresh.server_settings().await;
-    fresh
-        .tcp
-        .write_all(&frame(HEADERS, END_HEADERS | END_STREAM, 1, &get_block()))
-        .await
-        .unwrap();
-    loop {
-        let (kind, _, stream, _) = fresh.next().await.expect("a response");
-        if kind == HEADERS && stream == 1 {
-            break;
-        }
-    }
+    fresh.get_on_stream_1().await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     // Only the fresh client's request (and at most a few of the flood) reached the backend.
     assert!(

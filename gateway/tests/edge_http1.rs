@@ -135,17 +135,13 @@ async fn ambiguous_requests_are_refused_and_nothing_reaches_the_backend() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_request_behind_a_good_one_is_refused_after_the_good_one_is_answered() {
     let edge = edge().await;
+    let good_then_bad = format!(
+        "{}GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1, 1\r\n\r\nx{}",
+        get("/ok"),
+        get("/never")
+    );
     let mut client = Client::connect(edge.addr).await;
-    client
-        .send(
-            format!(
-                "{}GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1, 1\r\n\r\nx{}",
-                get("/ok"),
-                get("/never")
-            )
-            .as_bytes(),
-        )
-        .await;
+    client.send(good_then_bad.as_bytes()).await;
     let first = client.response().await.unwrap();
     assert_eq!((first.status, first.body_text().as_str()), (200, "/ok"));
     assert_eq!(client.response().await.unwrap().status, 400);
@@ -156,12 +152,11 @@ async fn a_bad_request_behind_a_good_one_is_refused_after_the_good_one_is_answer
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_chunk_framing_mid_body_fails_the_request_with_400() {
     let edge = edge().await;
+    // The first chunk-size line ends in a bare LF.
+    let bad_chunk =
+        b"POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\r\n0\r\n\r\n";
     let mut client = Client::connect(edge.addr).await;
-    client
-        .send(
-            b"POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\r\n0\r\n\r\n",
-        )
-        .await;
+    client.send(bad_chunk).await;
     let response = client.response().await.unwrap();
     assert_eq!(response.status, 400);
     client.closed().await;

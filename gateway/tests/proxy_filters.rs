@@ -78,13 +78,7 @@ async fn response_headers_are_modified_on_the_way_back() {
             .send()
             .await
             .expect("request");
-        let values = |n: &str| {
-            resp.headers()
-                .get_all(n)
-                .iter()
-                .map(|v| v.to_str().expect("ascii").to_string())
-                .collect::<Vec<_>>()
-        };
+        let values = |n: &str| header_values(resp.headers(), n);
         assert_eq!(values("x-set"), ["set-value"]);
         assert_eq!(values("x-add"), ["from-backend", "added"]);
         assert!(values("x-remove").is_empty());

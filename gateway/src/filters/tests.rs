@@ -1,6 +1,6 @@
 //! Filter tests, using the Gateway API spec's own examples.
 
-use http::HeaderValue;
+use sluice_test_support::proxy::{header_values, headers};
 
 use super::*;
 
@@ -15,6 +15,11 @@ fn replace_prefix(path: &str, matched: &str, replacement: &str) -> String {
         &prefix(matched),
     )
     .expect("prefix match")
+}
+
+/// `modifier` applied to `path`, which the route matched exactly.
+fn rewrite_exact_match(modifier: PathModifier, path: &str) -> Result<String, FilterError> {
+    rewrite_path(&modifier, path, &PathMatch::Exact(path.into()))
 }
 
 #[test]
@@ -50,21 +55,13 @@ fn replace_prefix_under_the_root_prefix_prepends() {
 
 #[test]
 fn replace_prefix_without_a_prefix_match_is_an_error() {
-    let r = rewrite_path(
-        &PathModifier::ReplacePrefixMatch("/x".into()),
-        "/foo",
-        &PathMatch::Exact("/foo".into()),
-    );
+    let r = rewrite_exact_match(PathModifier::ReplacePrefixMatch("/x".into()), "/foo");
     assert!(matches!(r, Err(FilterError::PrefixWithoutPrefixMatch)));
 }
 
 #[test]
 fn replace_full_path_ignores_the_match() {
-    let r = rewrite_path(
-        &PathModifier::ReplaceFullPath("/new".into()),
-        "/old/path",
-        &PathMatch::Exact("/old/path".into()),
-    );
+    let r = rewrite_exact_match(PathModifier::ReplaceFullPath("/new".into()), "/old/path");
     assert_eq!(r.expect("full path").as_str(), "/new");
 }
 
@@ -94,101 +91,80 @@ fn location(r: &Redirect, req: &RequestUrl<'_>) -> String {
     redirect_location(r, req, &prefix("/a")).expect("location")
 }
 
+/// Checks each case: a redirect, the request's scheme and listener port, the Location wanted.
+fn assert_locations(cases: &[(Redirect, &'static str, u16, &str)]) {
+    for (r, scheme, port, want) in cases {
+        let got = location(r, &url(scheme, *port));
+        assert_eq!(got, *want, "{r:?} for {scheme} on port {port}");
+    }
+}
+
 #[test]
 fn redirect_defaults_to_the_request_url_without_default_port() {
-    assert_eq!(
-        location(&redirect(), &url("http", 80)),
-        "http://example.com/a/b?x=1"
-    );
-    assert_eq!(
-        location(&redirect(), &url("http", 8080)),
-        "http://example.com:8080/a/b?x=1",
-        "with no scheme change the listener port is kept"
-    );
+    assert_locations(&[
+        (redirect(), "http", 80, "http://example.com/a/b?x=1"),
+        // With no scheme change the listener port is kept.
+        (redirect(), "http", 8080, "http://example.com:8080/a/b?x=1"),
+    ]);
 }
 
 #[test]
 fn redirect_scheme_change_uses_the_schemes_well_known_port() {
-    let r = Redirect {
-        scheme: Some("https".into()),
+    let to = |scheme: &str| Redirect {
+        scheme: Some(scheme.into()),
         ..redirect()
     };
-    assert_eq!(
-        location(&r, &url("http", 8080)),
-        "https://example.com/a/b?x=1"
-    );
-    let r = Redirect {
-        scheme: Some("http".into()),
-        ..redirect()
-    };
-    assert_eq!(
-        location(&r, &url("https", 8443)),
-        "http://example.com/a/b?x=1"
-    );
+    assert_locations(&[
+        (to("https"), "http", 8080, "https://example.com/a/b?x=1"),
+        (to("http"), "https", 8443, "http://example.com/a/b?x=1"),
+    ]);
 }
 
 #[test]
 fn redirect_explicit_port_is_kept_unless_default_for_scheme() {
-    let r = Redirect {
-        scheme: Some("https".into()),
-        port: Some(8443),
+    let to = |scheme: Option<&str>, port| Redirect {
+        scheme: scheme.map(Into::into),
+        port: Some(port),
         ..redirect()
     };
-    assert_eq!(
-        location(&r, &url("http", 80)),
-        "https://example.com:8443/a/b?x=1"
-    );
-    let r = Redirect {
-        scheme: Some("https".into()),
-        port: Some(443),
-        ..redirect()
-    };
-    assert_eq!(
-        location(&r, &url("http", 80)),
-        "https://example.com/a/b?x=1"
-    );
-    let r = Redirect {
-        port: Some(80),
-        ..redirect()
-    };
-    assert_eq!(
-        location(&r, &url("https", 443)),
-        "https://example.com:80/a/b?x=1"
-    );
+    assert_locations(&[
+        (
+            to(Some("https"), 8443),
+            "http",
+            80,
+            "https://example.com:8443/a/b?x=1",
+        ),
+        (
+            to(Some("https"), 443),
+            "http",
+            80,
+            "https://example.com/a/b?x=1",
+        ),
+        (to(None, 80), "https", 443, "https://example.com:80/a/b?x=1"),
+    ]);
 }
 
 #[test]
 fn redirect_hostname_and_paths() {
-    let r = Redirect {
+    let full = Redirect {
         hostname: Some("other.example.org".into()),
         path: Some(PathModifier::ReplaceFullPath("/full".into())),
         ..redirect()
     };
-    assert_eq!(
-        location(&r, &url("http", 80)),
-        "http://other.example.org/full?x=1"
-    );
-    let r = Redirect {
+    let prefix = Redirect {
         path: Some(PathModifier::ReplacePrefixMatch("/z".into())),
         ..redirect()
     };
-    assert_eq!(location(&r, &url("http", 80)), "http://example.com/z/b?x=1");
+    assert_locations(&[
+        (full, "http", 80, "http://other.example.org/full?x=1"),
+        (prefix, "http", 80, "http://example.com/z/b?x=1"),
+    ]);
 }
 
 // === header modifiers ===
 
 fn modifier() -> HeaderModifier {
-    HeaderModifier {
-        set: vec![(
-            HeaderName::from_static("x-set"),
-            HeaderValue::from_static("new"),
-        )],
-        add: vec![(
-            HeaderName::from_static("x-add"),
-            HeaderValue::from_static("more"),
-        )],
-        remove: vec![HeaderName::from_static("x-remove")],
-    }
+    headers(&[("x-set", "new")], &[("x-add", "more")], &["x-remove"])
 }
 
 #[test]
@@ -200,13 +176,7 @@ fn request_header_modifier_sets_adds_and_removes() {
     req.append_header("X-Remove", "gone").expect("header");
     req.append_header("X-Keep", "kept").expect("header");
     apply_header_modifier(&modifier(), &mut req).expect("modify");
-    let values = |name| {
-        req.headers
-            .get_all(name)
-            .iter()
-            .map(|v| v.to_str().expect("ascii").to_string())
-            .collect::<Vec<_>>()
-    };
+    let values = |name| header_values(&req.headers, name);
     assert_eq!(values("x-set"), ["new"]);
     assert_eq!(values("x-add"), ["first", "more"]);
     assert!(values("x-remove").is_empty());

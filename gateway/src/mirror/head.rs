@@ -127,7 +127,7 @@ fn suffixed_host(host: &str, suffix: &str) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use sluice_controller::snapshot::HeaderModifier;
+    use sluice_test_support::proxy::headers;
 
     fn primary(method: &str, path: &[u8], headers: &[(&str, &str)]) -> RequestHeader {
         let mut h = RequestHeader::build(method, path, None).unwrap();
@@ -200,17 +200,7 @@ mod tests {
         );
         let options = MirrorSettings {
             host_suffix: Some("-shadow".into()),
-            headers: HeaderModifier {
-                set: vec![(
-                    HeaderName::from_static("x-k"),
-                    HeaderValue::from_static("new"),
-                )],
-                add: vec![(
-                    HeaderName::from_static("x-mirror"),
-                    HeaderValue::from_static("1"),
-                )],
-                remove: vec![HeaderName::from_static("x-drop")],
-            },
+            headers: headers(&[("x-k", "new")], &[("x-mirror", "1")], &["x-drop"]),
             ..MirrorSettings::default()
         };
         let m = mirror_head(p.clone(), false, &options);

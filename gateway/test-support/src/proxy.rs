@@ -482,3 +482,11 @@ pub fn headers(
         remove: remove.iter().map(|k| HeaderName::from_static(k)).collect(),
     }
 }
+
+/// Every value of `name` in `map`, in order, as text.
+pub fn header_values(map: &http::HeaderMap, name: &str) -> Vec<String> {
+    map.get_all(name)
+        .iter()
+        .map(|v| v.to_str().expect("ascii").to_string())
+        .collect()
+}

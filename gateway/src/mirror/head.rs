@@ -129,7 +129,12 @@ mod tests {
     use super::*;
     use sluice_test_support::proxy::headers;
 
-    fn primary(method: &str, path: &[u8], headers: &[(&str, &str)]) -> RequestHeader {
+    /// A primary request for `/` with these headers.
+    fn primary(method: &str, headers: &[(&str, &str)]) -> RequestHeader {
+        primary_at(method, b"/", headers)
+    }
+
+    fn primary_at(method: &str, path: &[u8], headers: &[(&str, &str)]) -> RequestHeader {
         let mut h = RequestHeader::build(method, path, None).unwrap();
         for (k, v) in headers {
             h.append_header(k.to_string(), *v).unwrap();
@@ -139,7 +144,7 @@ mod tests {
 
     #[test]
     fn hop_by_hop_and_expect_are_removed_and_the_rest_kept_in_order() {
-        let p = primary(
+        let p = primary_at(
             "POST",
             b"/a/b?x=1&y=%2F",
             &[
@@ -173,11 +178,7 @@ mod tests {
 
     #[test]
     fn a_body_of_unknown_length_is_sent_chunked() {
-        let p = primary(
-            "POST",
-            b"/",
-            &[("host", "h"), ("transfer-encoding", "chunked")],
-        );
+        let p = primary("POST", &[("host", "h"), ("transfer-encoding", "chunked")]);
         let m = mirror_head(p.clone(), true, &MirrorSettings::default());
         assert_eq!(m.headers.get("transfer-encoding").unwrap(), "chunked");
         assert!(!m.headers.contains_key("content-length"));
@@ -195,7 +196,6 @@ mod tests {
     fn options_suffix_the_host_and_modify_mirror_only_headers() {
         let p = primary(
             "GET",
-            b"/",
             &[("host", "a.com:80"), ("x-drop", "1"), ("x-k", "old")],
         );
         let options = MirrorSettings {
@@ -216,12 +216,11 @@ mod tests {
     fn upgrade_and_connect_are_not_mirrorable() {
         let ws = primary(
             "GET",
-            b"/",
             &[("connection", "upgrade"), ("upgrade", "websocket")],
         );
         assert_eq!(check_mirrorable(&ws), Err(NotMirrorable::Upgrade));
-        let connect = primary("CONNECT", b"/", &[]);
+        let connect = primary("CONNECT", &[]);
         assert_eq!(check_mirrorable(&connect), Err(NotMirrorable::Upgrade));
-        assert_eq!(check_mirrorable(&primary("GET", b"/", &[])), Ok(()));
+        assert_eq!(check_mirrorable(&primary("GET", &[])), Ok(()));
     }
 }

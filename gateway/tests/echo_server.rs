@@ -29,23 +29,41 @@ async fn start(pod: Arc<EchoPod>, port: EchoPort) -> SocketAddr {
     addr
 }
 
+/// A pod of [`identity`] serving `port` on 127.0.0.1:0.
+async fn start_pod(port: EchoPort) -> (Arc<EchoPod>, SocketAddr) {
+    let pod = Arc::new(EchoPod::new(identity()));
+    let addr = start(pod.clone(), port).await;
+    (pod, addr)
+}
+
+/// Sends `request`, which must be answered within [`LIMIT`].
+async fn send(request: reqwest::RequestBuilder) -> reqwest::Response {
+    tokio::time::timeout(LIMIT, request.send())
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+/// `GET url` with a fresh default client, answered within [`LIMIT`].
+async fn get(url: String) -> reqwest::Response {
+    tokio::time::timeout(LIMIT, reqwest::get(url))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn echo_answers_json_describing_the_request() {
-    let pod = Arc::new(EchoPod::new(identity()));
-    let addr = start(pod.clone(), EchoPort::Http).await;
+    let (pod, addr) = start_pod(EchoPort::Http).await;
     let client = reqwest::Client::new();
-    let response = tokio::time::timeout(
-        LIMIT,
+    let response = send(
         client
             .get(format!("http://{addr}/v2/example?x=1&y=%20"))
             .header("host", "example.com:8080")
             .header("x-echo-set-header", "X-Foo: bar, X-Foo: baz")
-            .header("x-multi", "a")
-            .send(),
+            .header("x-multi", "a"),
     )
-    .await
-    .unwrap()
-    .unwrap();
+    .await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "application/json");
     assert_eq!(response.headers()["x-content-type-options"], "nosniff");
@@ -72,16 +90,12 @@ async fn echo_answers_json_describing_the_request() {
 
 #[tokio::test]
 async fn status_path_and_health_answer_without_echo() {
-    let pod = Arc::new(EchoPod::new(identity()));
-    let addr = start(pod.clone(), EchoPort::Http).await;
+    let (pod, addr) = start_pod(EchoPort::Http).await;
     let client = reqwest::Client::new();
     let get = |path: &'static str| {
         let client = client.clone();
         async move {
-            let r = tokio::time::timeout(LIMIT, client.get(format!("http://{addr}{path}")).send())
-                .await
-                .unwrap()
-                .unwrap();
+            let r = send(client.get(format!("http://{addr}{path}"))).await;
             (r.status().as_u16(), r.text().await.unwrap())
         }
     };
@@ -93,32 +107,18 @@ async fn status_path_and_health_answer_without_echo() {
 
 #[tokio::test]
 async fn delay_query_holds_the_answer() {
-    let pod = Arc::new(EchoPod::new(identity()));
-    let addr = start(pod, EchoPort::Http).await;
+    let (_, addr) = start_pod(EchoPort::Http).await;
     let started = std::time::Instant::now();
-    let response = tokio::time::timeout(
-        LIMIT,
-        reqwest::get(format!("http://{addr}/slow?delay=200ms")),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let response = get(format!("http://{addr}/slow?delay=200ms")).await;
     assert_eq!(response.status(), 200);
     assert!(started.elapsed() >= Duration::from_millis(200));
-    let bad = tokio::time::timeout(
-        LIMIT,
-        reqwest::get(format!("http://{addr}/slow?delay=forever")),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let bad = get(format!("http://{addr}/slow?delay=forever")).await;
     assert_eq!(bad.status(), 400);
 }
 
 #[tokio::test]
 async fn retry_simulator_resets_then_succeeds() {
-    let pod = Arc::new(EchoPod::new(identity()));
-    let addr = start(pod, EchoPort::Http).await;
+    let (_, addr) = start_pod(EchoPort::Http).await;
     let request = b"GET /retry/x?uuid=abc&succeedAfter=1 HTTP/1.1\r\nHost: a\r\n\r\n";
 
     let mut first = TcpStream::connect(addr).await.unwrap();
@@ -132,43 +132,22 @@ async fn retry_simulator_resets_then_succeeds() {
         "no HTTP response on a failed attempt"
     );
 
-    let ok = tokio::time::timeout(
-        LIMIT,
-        reqwest::get(format!("http://{addr}/retry/x?uuid=abc&succeedAfter=1")),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let ok = get(format!("http://{addr}/retry/x?uuid=abc&succeedAfter=1")).await;
     assert_eq!(ok.status(), 200);
 
-    let coded = tokio::time::timeout(
-        LIMIT,
-        reqwest::get(format!(
-            "http://{addr}/retry/x?uuid=def&succeedAfter=1&responseCode=503"
-        )),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let coded = get(format!(
+        "http://{addr}/retry/x?uuid=def&succeedAfter=1&responseCode=503"
+    ))
+    .await;
     assert_eq!(coded.status(), 503);
-    let missing = tokio::time::timeout(
-        LIMIT,
-        reqwest::get(format!("http://{addr}/retry/x?succeedAfter=1")),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let missing = get(format!("http://{addr}/retry/x?succeedAfter=1")).await;
     assert_eq!(missing.status(), 400);
 }
 
 #[tokio::test]
 async fn h2c_port_wants_http2_and_serves_prior_knowledge() {
-    let pod = Arc::new(EchoPod::new(identity()));
-    let addr = start(pod, EchoPort::H2c).await;
-    let h1 = tokio::time::timeout(LIMIT, reqwest::get(format!("http://{addr}/")))
-        .await
-        .unwrap()
-        .unwrap();
+    let (_, addr) = start_pod(EchoPort::H2c).await;
+    let h1 = get(format!("http://{addr}/")).await;
     assert_eq!(h1.status(), 400);
     assert_eq!(h1.text().await.unwrap(), "Expected h2c request");
 
@@ -176,10 +155,7 @@ async fn h2c_port_wants_http2_and_serves_prior_knowledge() {
         .http2_prior_knowledge()
         .build()
         .unwrap();
-    let h2 = tokio::time::timeout(LIMIT, client.get(format!("http://{addr}/h2")).send())
-        .await
-        .unwrap()
-        .unwrap();
+    let h2 = send(client.get(format!("http://{addr}/h2"))).await;
     assert_eq!(h2.status(), 200);
     let body: Value = serde_json::from_str(&h2.text().await.unwrap()).unwrap();
     assert_eq!(body["proto"], "HTTP/2.0");
@@ -204,15 +180,7 @@ async fn https_port_reports_tls_details() {
         .resolve("abc.example.com", addr)
         .build()
         .unwrap();
-    let response = tokio::time::timeout(
-        LIMIT,
-        client
-            .get(format!("https://abc.example.com:{}/tls", addr.port()))
-            .send(),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let response = send(client.get(format!("https://abc.example.com:{}/tls", addr.port()))).await;
     assert_eq!(response.status(), 200);
     let body: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
     assert_eq!(body["tls"]["serverName"], "abc.example.com");
@@ -236,17 +204,13 @@ async fn echo_body_mode_returns_a_posted_body() {
         Arc::new(EchoPod::new(identity()).with_body_mode(sluice_gateway::echo::BodyMode::EchoBody));
     let addr = start(pod.clone(), EchoPort::Http).await;
     let client = reqwest::Client::new();
-    let response = tokio::time::timeout(
-        LIMIT,
+    let response = send(
         client
             .post(format!("http://{addr}/mirror"))
             .header("content-type", "text/plain")
-            .body("Hello world")
-            .send(),
+            .body("Hello world"),
     )
-    .await
-    .unwrap()
-    .unwrap();
+    .await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "text/plain");
     assert_eq!(response.text().await.unwrap(), "Hello world");
@@ -263,8 +227,7 @@ async fn websocket_endpoint_echoes_text_and_binary_frames() {
     use futures::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
 
-    let pod = Arc::new(EchoPod::new(identity()));
-    let addr = start(pod.clone(), EchoPort::Http).await;
+    let (pod, addr) = start_pod(EchoPort::Http).await;
     let stream = TcpStream::connect(addr).await.unwrap();
     let (mut ws, response) = tokio::time::timeout(
         LIMIT,
@@ -288,9 +251,6 @@ async fn websocket_endpoint_echoes_text_and_binary_frames() {
     }
     assert_eq!(pod.log().entries()[0].uri, "/ws");
 
-    let plain = tokio::time::timeout(LIMIT, reqwest::get(format!("http://{addr}/ws")))
-        .await
-        .unwrap()
-        .unwrap();
+    let plain = get(format!("http://{addr}/ws")).await;
     assert_eq!(plain.status(), 400, "a plain GET is not a handshake");
 }

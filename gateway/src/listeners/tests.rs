@@ -118,6 +118,11 @@ impl Harness {
         Harness::serving(|address| vec![http_bind(address)]).await
     }
 
+    /// A harness serving one HTTPS bind of these listeners on a free port.
+    async fn serving_https(listeners: Vec<Listener>) -> (Harness, SocketAddr) {
+        Harness::serving(|address| vec![https_bind(address, listeners)]).await
+    }
+
     async fn shutdown(self) {
         self.manager.shutdown(Duration::from_secs(1)).await;
     }
@@ -311,15 +316,10 @@ async fn tls_get(
 #[tokio::test]
 async fn sni_selects_the_listener_certificate_and_alpn_selects_h2() {
     let (a, b) = (cert("a.example.com"), cert("b.example.com"));
-    let (gw, address) = Harness::serving(|address| {
-        vec![https_bind(
-            address,
-            vec![
-                tls_listener("a", Some("a.example.com"), &a),
-                tls_listener("b", Some("b.example.com"), &b),
-            ],
-        )]
-    })
+    let (gw, address) = Harness::serving_https(vec![
+        tls_listener("a", Some("a.example.com"), &a),
+        tls_listener("b", Some("b.example.com"), &b),
+    ])
     .await;
 
     for (host, trusted, other) in [("a.example.com", &a, &b), ("b.example.com", &b, &a)] {
@@ -347,15 +347,10 @@ async fn sni_selects_the_listener_certificate_and_alpn_selects_h2() {
 #[tokio::test]
 async fn certificate_change_applies_without_rebinding() {
     let (old, new) = (cert("a.example.com"), cert("a.example.com"));
-    let bind = |address, c: &TestCert| {
-        vec![https_bind(
-            address,
-            vec![tls_listener("a", Some("a.example.com"), c)],
-        )]
-    };
-    let (gw, address) = Harness::serving(|address| bind(address, &old)).await;
+    let listener = |c: &TestCert| vec![tls_listener("a", Some("a.example.com"), c)];
+    let (gw, address) = Harness::serving_https(listener(&old)).await;
     assert!(tls_get(&[&old], "a.example.com", address).await.is_ok());
-    gw.publish(bind(address, &new)).await;
+    gw.publish(vec![https_bind(address, listener(&new))]).await;
     assert!(tls_get(&[&new], "a.example.com", address).await.is_ok());
     assert!(tls_get(&[&old], "a.example.com", address).await.is_err());
     gw.shutdown().await;
@@ -364,15 +359,10 @@ async fn certificate_change_applies_without_rebinding() {
 #[tokio::test]
 async fn handshake_without_sni_uses_the_listener_without_hostname() {
     let (named, default) = (cert("a.example.com"), cert("default.example.com"));
-    let (gw, address) = Harness::serving(|address| {
-        vec![https_bind(
-            address,
-            vec![
-                tls_listener("a", Some("a.example.com"), &named),
-                tls_listener("any", None, &default),
-            ],
-        )]
-    })
+    let (gw, address) = Harness::serving_https(vec![
+        tls_listener("a", Some("a.example.com"), &named),
+        tls_listener("any", None, &default),
+    ])
     .await;
 
     let mut roots = rustls::RootCertStore::empty();

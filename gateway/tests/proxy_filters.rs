@@ -24,14 +24,16 @@ async fn request_headers_are_set_added_and_removed_before_the_backend() {
         let b = EchoBackend::start("b").await;
         let f = Filter::RequestHeaders(set_add_remove());
         let gw = Gateway::one_rule(action(vec![f], vec![to(&b)])).await;
-        let resp = client()
-            .get(gw.url("/"))
-            .header("x-set", "original")
-            .header("x-add", "existing")
-            .header("x-remove", "gone")
-            .send()
-            .await
-            .expect("request");
+        let resp = gw
+            .get_with(
+                "/",
+                &[
+                    ("x-set", "original"),
+                    ("x-add", "existing"),
+                    ("x-remove", "gone"),
+                ],
+            )
+            .await;
         let echoed = Echoed::from(resp).await;
         assert_eq!(echoed.header("x-set"), ["set-value"]);
         assert_eq!(echoed.header("x-add"), ["existing", "added"]);
@@ -70,14 +72,16 @@ async fn response_headers_are_modified_on_the_way_back() {
         let b = EchoBackend::start("b").await;
         let f = Filter::ResponseHeaders(set_add_remove());
         let gw = Gateway::one_rule(action(vec![f], vec![to(&b)])).await;
-        let resp = client()
-            .get(gw.url("/"))
-            .header("x-respond-header", "x-set=from-backend")
-            .header("x-respond-header", "x-add=from-backend")
-            .header("x-respond-header", "x-remove=from-backend")
-            .send()
-            .await
-            .expect("request");
+        let resp = gw
+            .get_with(
+                "/",
+                &[
+                    ("x-respond-header", "x-set=from-backend"),
+                    ("x-respond-header", "x-add=from-backend"),
+                    ("x-respond-header", "x-remove=from-backend"),
+                ],
+            )
+            .await;
         let values = |n: &str| header_values(resp.headers(), n);
         assert_eq!(values("x-set"), ["set-value"]);
         assert_eq!(values("x-add"), ["from-backend", "added"]);
@@ -114,16 +118,14 @@ async fn redirect_answers_without_touching_a_backend() {
         })
         .await;
         let resp = gw
-            .get_with_header("/old/page?q=1", "host", "www.example.com")
+            .get_with("/old/page?q=1", &[("host", "www.example.com")])
             .await;
         assert_eq!(resp.status(), 301);
         assert_eq!(
             resp.headers()["location"],
             "https://secure.example.com/new/page?q=1"
         );
-        let resp = gw
-            .get_with_header("/same/x", "host", "www.example.com")
-            .await;
+        let resp = gw.get_with("/same/x", &[("host", "www.example.com")]).await;
         assert_eq!(resp.status(), 302);
         let want = format!("http://www.example.com:{}/elsewhere", gw.addr.port());
         assert_eq!(
@@ -162,7 +164,7 @@ async fn url_rewrite_changes_host_and_prefix_and_keeps_the_query() {
         })
         .await;
         let resp = gw
-            .get_with_header("/v1/users?id=7", "host", "public.example.com")
+            .get_with("/v1/users?id=7", &[("host", "public.example.com")])
             .await;
         let echoed = Echoed::from(resp).await;
         assert_eq!(echoed.path(), "/v2/users?id=7");
@@ -177,8 +179,7 @@ async fn url_rewrite_changes_host_and_prefix_and_keeps_the_query() {
 #[tokio::test]
 async fn mirror_receives_the_head_as_modified_by_earlier_filters_only() {
     bounded(async {
-        let primary = EchoBackend::start("primary").await;
-        let shadow = EchoBackend::start("shadow").await;
+        let [primary, shadow] = EchoBackend::start_each(["primary", "shadow"]).await;
         let registry = prometheus::Registry::new();
         let engine = MirrorEngine::new(
             MirrorOptions::default(),

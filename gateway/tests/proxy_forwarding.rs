@@ -18,13 +18,15 @@ async fn forwarded_headers_describe_the_client() {
     bounded(async {
         let b = EchoBackend::start("b").await;
         let gw = Gateway::forwarding_to(&b).await;
-        let resp = client()
-            .get(gw.url("/"))
-            .header("host", "app.example.com:8080")
-            .header("x-forwarded-for", "203.0.113.9")
-            .send()
-            .await
-            .expect("request");
+        let resp = gw
+            .get_with(
+                "/",
+                &[
+                    ("host", "app.example.com:8080"),
+                    ("x-forwarded-for", "203.0.113.9"),
+                ],
+            )
+            .await;
         let echoed = Echoed::from(resp).await;
         assert_eq!(echoed.header("x-forwarded-for"), ["203.0.113.9, 127.0.0.1"]);
         assert_eq!(echoed.header("x-forwarded-proto"), ["http"]);
@@ -91,7 +93,7 @@ async fn request_timeout_answers_504() {
         };
         let gw = Gateway::one_rule(with_timeouts(&b, timeouts)).await;
         let started = Instant::now();
-        let resp = gw.get_with_header("/", "x-delay-ms", "2000").await;
+        let resp = gw.get_with("/", &[("x-delay-ms", "2000")]).await;
         assert_eq!(resp.status(), 504);
         assert!(
             started.elapsed() < Duration::from_millis(1500),
@@ -113,7 +115,7 @@ async fn backend_request_timeout_answers_504() {
             backend_request: Some(Duration::from_millis(200)),
         };
         let gw = Gateway::one_rule(with_timeouts(&b, timeouts)).await;
-        let resp = gw.get_with_header("/", "x-delay-ms", "2000").await;
+        let resp = gw.get_with("/", &[("x-delay-ms", "2000")]).await;
         assert_eq!(resp.status(), 504);
         let text = gw.metrics.encode_text().expect("metrics");
         assert!(text.contains(r#"code="504""#), "{text}");
@@ -124,8 +126,7 @@ async fn backend_request_timeout_answers_504() {
 #[tokio::test]
 async fn in_flight_request_keeps_its_snapshot_across_a_reload() {
     bounded(async {
-        let old = EchoBackend::start("old").await;
-        let new = EchoBackend::start("new").await;
+        let [old, new] = EchoBackend::start_each(["old", "new"]).await;
         let gw = Gateway::forwarding_to(&old).await;
         let c = client();
         let slow = tokio::spawn(c.get(gw.url("/")).header("x-delay-ms", "300").send());

@@ -1,7 +1,5 @@
 //! End to end through `ProxyApp`: HTTP/2 on either side of the proxy.
 
-use std::collections::BTreeMap;
-
 use sluice_controller::snapshot::{BackendProtocol, RouteGroup, RouteTable};
 use sluice_gateway::proxy::ProxySettings;
 
@@ -10,29 +8,19 @@ use sluice_test_support::proxy::*;
 #[tokio::test]
 async fn h2c_clients_are_routed_by_authority_when_enabled() {
     bounded(async {
-        let by_host = EchoBackend::start("by-host").await;
-        let fallback = EchoBackend::start("fallback").await;
+        let [by_host, fallback] = EchoBackend::start_each(["by-host", "fallback"]).await;
         let settings = ProxySettings {
             downstream_h2c: true,
             ..ProxySettings::default()
         };
         let gw = Gateway::start_with(settings, |addr| {
-            let mut exact = BTreeMap::new();
-            exact.insert(
-                "127.0.0.1".to_string(),
-                RouteGroup::new(vec![entry(
-                    "host",
-                    prefix("/"),
-                    action(vec![], vec![to(&by_host)]),
-                )]),
-            );
+            let exact = exact_hosts(vec![(
+                "127.0.0.1",
+                vec![forward("host", prefix("/"), &by_host)],
+            )]);
             let routes = RouteTable {
                 exact,
-                any: RouteGroup::new(vec![entry(
-                    "any",
-                    prefix("/"),
-                    action(vec![], vec![to(&fallback)]),
-                )]),
+                any: RouteGroup::new(vec![forward("any", prefix("/"), &fallback)]),
                 ..RouteTable::default()
             };
             snapshot(addr, routes)

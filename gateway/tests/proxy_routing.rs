@@ -14,43 +14,23 @@ use sluice_test_support::servers;
 #[tokio::test]
 async fn most_specific_match_wins_across_hostname_groups_and_paths() {
     bounded(async {
-        let exact = EchoBackend::start("exact").await;
-        let wild = EchoBackend::start("wild").await;
-        let api = EchoBackend::start("api").await;
-        let post = EchoBackend::start("post").await;
-        let root = EchoBackend::start("root").await;
+        let [exact, wild, api, post, root] =
+            EchoBackend::start_each(["exact", "wild", "api", "post", "root"]).await;
         let gw = Gateway::start(|addr| {
-            let mut exact_group = BTreeMap::new();
-            exact_group.insert(
-                "foo.example.com".to_string(),
-                RouteGroup::new(vec![entry(
-                    "exact",
-                    prefix("/"),
-                    action(vec![], vec![to(&exact)]),
-                )]),
-            );
+            let exact_group = exact_hosts(vec![(
+                "foo.example.com",
+                vec![forward("exact", prefix("/"), &exact)],
+            )]);
             let routes = RouteTable {
                 exact: exact_group,
                 wildcard: vec![(
                     wildcard("*.example.com"),
-                    RouteGroup::new(vec![entry(
-                        "wild",
-                        prefix("/"),
-                        action(vec![], vec![to(&wild)]),
-                    )]),
+                    RouteGroup::new(vec![forward("wild", prefix("/"), &wild)]),
                 )],
                 any: RouteGroup::new(vec![
-                    entry(
-                        "post",
-                        with_method(prefix("/api"), Method::POST),
-                        action(vec![], vec![to(&post)]),
-                    ),
-                    entry(
-                        "api",
-                        path(PathMatch::Prefix("/api".into())),
-                        action(vec![], vec![to(&api)]),
-                    ),
-                    entry("root", prefix("/"), action(vec![], vec![to(&root)])),
+                    forward("post", with_method(prefix("/api"), Method::POST), &post),
+                    forward("api", path(PathMatch::Prefix("/api".into())), &api),
+                    forward("root", prefix("/"), &root),
                 ]),
             };
             snapshot(addr, routes)
@@ -86,17 +66,9 @@ async fn most_specific_match_wins_across_hostname_groups_and_paths() {
 async fn unmatched_request_gets_404() {
     bounded(async {
         let api = EchoBackend::start("api").await;
-        let gw = Gateway::start(|addr| {
-            snapshot(
-                addr,
-                any(vec![entry(
-                    "api",
-                    prefix("/api"),
-                    action(vec![], vec![to(&api)]),
-                )]),
-            )
-        })
-        .await;
+        let gw =
+            Gateway::start(|addr| snapshot(addr, any(vec![forward("api", prefix("/api"), &api)])))
+                .await;
         let resp = gw.get("/other").await;
         assert_eq!(resp.status(), 404);
         let text = gw.metrics.encode_text().expect("metrics");
@@ -164,9 +136,7 @@ async fn invalid_or_missing_backends_get_500_and_no_endpoints_503() {
 #[tokio::test]
 async fn weights_split_traffic_in_proportion() {
     bounded(async {
-        let a = EchoBackend::start("a").await;
-        let b = EchoBackend::start("b").await;
-        let never = EchoBackend::start("never").await;
+        let [a, b, never] = EchoBackend::start_each(["a", "b", "never"]).await;
         let gw = Gateway::start(|addr| {
             let backends = vec![
                 weighted(3, BackendTarget::Service(a.backend())),
@@ -206,17 +176,7 @@ async fn a_refused_endpoint_is_retried_once_on_the_next_endpoint() {
             vec![dead, up.addr],
             BackendProtocol::Http1,
         );
-        let gw = Gateway::start(|addr| {
-            snapshot(
-                addr,
-                any(vec![entry(
-                    "mixed",
-                    prefix("/"),
-                    action(vec![], vec![backend]),
-                )]),
-            )
-        })
-        .await;
+        let gw = Gateway::one_rule(action(vec![], vec![backend])).await;
         let c = client();
         for _ in 0..4 {
             let resp = c
@@ -236,17 +196,7 @@ async fn a_dead_backend_gets_502() {
     bounded(async {
         let dead = servers::down().await;
         let backend = service_of("default/dead:80", vec![dead], BackendProtocol::Http1);
-        let gw = Gateway::start(|addr| {
-            snapshot(
-                addr,
-                any(vec![entry(
-                    "dead",
-                    prefix("/"),
-                    action(vec![], vec![backend]),
-                )]),
-            )
-        })
-        .await;
+        let gw = Gateway::one_rule(action(vec![], vec![backend])).await;
         let resp = gw.get("/").await;
         assert_eq!(resp.status(), 502);
         let text = gw.metrics.encode_text().expect("metrics");

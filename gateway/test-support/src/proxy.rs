@@ -84,14 +84,13 @@ impl Gateway {
         format!("http://{}{}", self.addr, path)
     }
 
-    /// `GET path` with one extra request header, with [`client`].
-    pub async fn get_with_header(&self, path: &str, name: &str, value: &str) -> reqwest::Response {
-        client()
-            .get(self.url(path))
-            .header(name, value)
-            .send()
-            .await
-            .expect("request")
+    /// `GET path` with these request headers, in order, with [`client`].
+    pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+        let mut request = client().get(self.url(path));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send().await.expect("request")
     }
 
     /// Connects and writes `request` as given, for what a client library would normalise.
@@ -173,6 +172,18 @@ pub struct EchoBackend {
 impl EchoBackend {
     pub async fn start(name: &str) -> EchoBackend {
         EchoBackend::serve(name, false).await
+    }
+
+    /// One backend per name, started in order.
+    pub async fn start_each<const N: usize>(names: [&str; N]) -> [EchoBackend; N] {
+        let mut started = Vec::with_capacity(N);
+        for name in names {
+            started.push(EchoBackend::start(name).await);
+        }
+        match started.try_into() {
+            Ok(all) => all,
+            Err(_) => unreachable!("one backend was started per name"),
+        }
     }
 
     /// Speaks HTTP/2 with prior knowledge only (h2c), like a `kubernetes.io/h2c` Service.
@@ -431,6 +442,19 @@ pub fn entry(route: &str, matcher: RequestMatch, action: Arc<RuleAction>) -> Rou
         matcher,
         action,
     }
+}
+
+/// An entry `name` matching `matcher` that forwards to `backend`, with no filters.
+pub fn forward(name: &str, matcher: RequestMatch, backend: &EchoBackend) -> RouteEntry {
+    entry(name, matcher, action(vec![], vec![to(backend)]))
+}
+
+/// The exact-hostname groups of a route table, one group of entries per host.
+pub fn exact_hosts(groups: Vec<(&str, Vec<RouteEntry>)>) -> BTreeMap<String, RouteGroup> {
+    groups
+        .into_iter()
+        .map(|(host, entries)| (host.to_string(), RouteGroup::new(entries)))
+        .collect()
 }
 
 /// One HTTP bind at `addr` with one hostname-less listener of gateway `default/gw`.

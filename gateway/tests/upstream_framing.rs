@@ -74,6 +74,24 @@ async fn gateway_to(addr: SocketAddr) -> Gateway {
     .await
 }
 
+/// A gateway in front of a keep-alive upstream that echoes request bodies, and its accepts.
+async fn to_echoing_upstream() -> (Gateway, Arc<AtomicUsize>) {
+    let (addr, accepts) = upstream(|_, tcp| keep_alive(tcp, "")).await;
+    (gateway_to(addr).await, accepts)
+}
+
+/// The next request on `client` is answered `fresh`: by the upstream's second connection.
+async fn answered_by_a_new_connection(client: &mut Client, accepts: &AtomicUsize) {
+    client.send(b"GET /next HTTP/1.1\r\nHost: h\r\n\r\n").await;
+    let resp = client.response().await.expect("a response");
+    assert_eq!((resp.status, resp.body_text().as_str()), (200, "fresh"));
+    assert_eq!(
+        accepts.load(Ordering::SeqCst),
+        2,
+        "a new upstream connection"
+    );
+}
+
 /// Reads from `tcp` until `needle` has arrived; returns everything read.
 async fn read_through(tcp: &mut (impl AsyncReadExt + Unpin), needle: &[u8]) -> Vec<u8> {
     let mut got = Vec::new();
@@ -151,14 +169,7 @@ async fn an_upstream_answering_before_the_body_gets_no_more_of_it_and_is_not_reu
         );
 
         let mut next = Client::connect(gw.addr).await;
-        next.send(b"GET /next HTTP/1.1\r\nHost: h\r\n\r\n").await;
-        let resp = next.response().await.expect("a response");
-        assert_eq!((resp.status, resp.body_text().as_str()), (200, "fresh"));
-        assert_eq!(
-            accepts.load(Ordering::SeqCst),
-            2,
-            "a new upstream connection"
-        );
+        answered_by_a_new_connection(&mut next, &accepts).await;
     })
     .await;
 }
@@ -193,14 +204,7 @@ async fn a_response_with_both_framings_is_read_as_chunked_and_what_follows_is_ne
         assert!(!first.contains("content-length"), "{first}");
         assert!(first.ends_with("\r\n2\r\nok\r\n0\r\n\r\n"), "{first}");
 
-        client.send(b"GET /b HTTP/1.1\r\nHost: h\r\n\r\n").await;
-        let second = client.response().await.expect("a response");
-        assert_eq!((second.status, second.body_text().as_str()), (200, "fresh"));
-        assert_eq!(
-            accepts.load(Ordering::SeqCst),
-            2,
-            "a new upstream connection"
-        );
+        answered_by_a_new_connection(&mut client, &accepts).await;
     })
     .await;
 }
@@ -208,8 +212,7 @@ async fn a_response_with_both_framings_is_read_as_chunked_and_what_follows_is_ne
 #[tokio::test]
 async fn a_keep_alive_upstream_connection_is_reused_after_complete_exchanges() {
     bounded(async {
-        let (addr, accepts) = upstream(|_, tcp| keep_alive(tcp, "")).await;
-        let gw = gateway_to(addr).await;
+        let (gw, accepts) = to_echoing_upstream().await;
         let mut client = Client::connect(gw.addr).await;
         for body in ["first", "second"] {
             let request = format!(
@@ -231,8 +234,7 @@ async fn a_keep_alive_upstream_connection_is_reused_after_complete_exchanges() {
 #[tokio::test]
 async fn expect_100_continue_still_brings_the_body_to_the_upstream() {
     bounded(async {
-        let (addr, accepts) = upstream(|_, tcp| keep_alive(tcp, "")).await;
-        let gw = gateway_to(addr).await;
+        let (gw, accepts) = to_echoing_upstream().await;
         let mut client = Client::connect(gw.addr).await;
         client
             .send(b"POST /up HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")

@@ -114,6 +114,13 @@ mod tests {
         (client.unwrap(), accepted.unwrap().0)
     }
 
+    fn watching(proxy_side: &TcpStream) -> UpstreamConn {
+        UpstreamConn {
+            fd: proxy_side.as_raw_fd(),
+            answered_early: false,
+        }
+    }
+
     #[test]
     fn only_a_final_answer_before_the_body_ends_is_early() {
         assert!(answers_early(413, false));
@@ -146,10 +153,7 @@ mod tests {
     #[tokio::test]
     async fn an_early_answer_ends_the_body_and_later_writes_fail() {
         let (mut proxy_side, mut upstream) = pair().await;
-        let mut conn = UpstreamConn {
-            fd: proxy_side.as_raw_fd(),
-            answered_early: false,
-        };
+        let mut conn = watching(&proxy_side);
         proxy_side.write_all(b"queued").await.unwrap();
         conn.on_response_head(&head(413, Some("4")), false, false);
         assert!(conn.answered_early());
@@ -179,10 +183,7 @@ mod tests {
     #[tokio::test]
     async fn an_answer_after_the_body_changes_nothing() {
         let (mut proxy_side, mut upstream) = pair().await;
-        let mut conn = UpstreamConn {
-            fd: proxy_side.as_raw_fd(),
-            answered_early: false,
-        };
+        let mut conn = watching(&proxy_side);
         conn.on_response_head(&head(200, Some("2")), false, true);
         conn.on_response_end();
         assert!(!conn.answered_early());

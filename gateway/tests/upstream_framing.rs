@@ -11,7 +11,7 @@ use sluice_test_support::proxy::*;
 use sluice_test_support::raw::Client;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 /// Large enough that the socket buffers between proxy and upstream cannot hold it all.
 const LARGE_BODY: usize = 16 << 20;
@@ -123,8 +123,10 @@ async fn drain(tcp: &mut TcpStream) -> (usize, bool) {
 async fn an_upstream_answering_before_the_body_gets_no_more_of_it_and_is_not_reused() {
     bounded(async {
         let (after_tx, mut after_rx) = mpsc::unbounded_channel();
+        let client_answered = Arc::new(Notify::new());
+        let answered = client_answered.clone();
         let (addr, accepts) = upstream(move |n, mut tcp| {
-            let after_tx = after_tx.clone();
+            let (after_tx, answered) = (after_tx.clone(), answered.clone());
             async move {
                 if n > 0 {
                     return keep_alive(tcp, "fresh").await;
@@ -132,6 +134,9 @@ async fn an_upstream_answering_before_the_body_gets_no_more_of_it_and_is_not_reu
                 read_head(&mut tcp).await;
                 let answer = b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 4\r\n\r\nbig!";
                 if tcp.write_all(answer).await.is_ok() {
+                    // Reads none of the body until the client has the answer, as an upstream
+                    // that refuses a body does; then counts what the proxy still sent.
+                    answered.notified().await;
                     let _ = after_tx.send(drain(&mut tcp).await);
                 }
             }
@@ -157,6 +162,7 @@ async fn an_upstream_answering_before_the_body_gets_no_more_of_it_and_is_not_reu
         let text = String::from_utf8_lossy(&got);
         assert!(text.starts_with("HTTP/1.1 413"), "{text}");
         assert!(text.ends_with("big!"), "{text}");
+        client_answered.notify_one();
 
         let (after, ended) = after_rx.recv().await.expect("the upstream's count");
         assert!(

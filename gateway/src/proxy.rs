@@ -8,8 +8,10 @@
 //!   connection goes to the backend's next endpoint.
 //! - `upstream_request_filter`: `X-Forwarded-*`. Hop-by-hop request fields are stripped by
 //!   Pingora's standard upstream request policy (WebSocket upgrades pass through).
-//! - `upstream_response_filter` / `response_filter`: hop-by-hop response fields, then the
-//!   ResponseHeaderModifier filters.
+//! - `connected_to_upstream`: notes the HTTP/1 upstream socket, so that an answer arriving
+//!   before the request body was sent stops the body and keeps the connection out of the pool.
+//! - `upstream_response_filter` / `response_filter`: that early-answer check, hop-by-hop
+//!   response fields, then the ResponseHeaderModifier filters.
 //! - `fail_to_connect` / `fail_to_proxy`: retry policy and error status (timeouts → 504).
 //! - `logging`: metrics and the access log line.
 
@@ -25,6 +27,7 @@ use async_trait::async_trait;
 use pingora_core::apps::HttpServerOptions;
 use pingora_core::protocols::http::v2::server::default_h2_options;
 use pingora_core::protocols::l4::socket::SocketAddr as PingoraAddr;
+use pingora_core::protocols::Digest;
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorSource, ErrorType, Result};
@@ -39,7 +42,7 @@ use crate::edge::{self, reject::BodyRejected, EdgeLimits, Violation};
 use crate::filters;
 use crate::metrics::Metrics;
 use crate::mirror::{MirrorEngine, Pace};
-use crate::upstream::{self, UpstreamSettings};
+use crate::upstream::{self, UpstreamConn, UpstreamSettings};
 use request::Outcome;
 
 pub type ProxyApp = HttpProxy<SluiceProxy>;
@@ -291,18 +294,36 @@ impl ProxyHttp for SluiceProxy {
         )
     }
 
-    async fn upstream_response_filter(
+    async fn connected_to_upstream(
         &self,
         _session: &mut Session,
-        upstream_response: &mut ResponseHeader,
-        _ctx: &mut RequestCtx,
+        _reused: bool,
+        peer: &HttpPeer,
+        fd: std::os::unix::io::RawFd,
+        _digest: Option<&Digest>,
+        ctx: &mut RequestCtx,
     ) -> Result<()> {
+        ctx.upstream = UpstreamConn::of(peer, fd);
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(conn) = ctx.upstream.as_mut() {
+            let is_head = session.req_header().method == http::Method::HEAD;
+            conn.on_response_head(upstream_response, is_head, session.is_body_done());
+        }
         headers::strip_hop_by_hop(upstream_response);
         Ok(())
     }
 
-    /// Once the route's request timeout has run out, a response still streaming is cut off: its
-    /// head is already out, so the client sees a truncated response instead of a 504.
+    /// At the response's end, a connection that answered early is shut for reading too, so the
+    /// pool drops it. Once the route's request timeout has run out, a response still streaming
+    /// is cut off: its head is already out, so the client sees a truncated response, not a 504.
     fn upstream_response_body_filter(
         &self,
         _session: &mut Session,
@@ -310,6 +331,11 @@ impl ProxyHttp for SluiceProxy {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<std::time::Duration>> {
+        if end_of_stream {
+            if let Some(conn) = ctx.upstream.take() {
+                conn.on_response_end();
+            }
+        }
         if !end_of_stream && ctx.deadline.is_some_and(|d| Instant::now() >= d) {
             return Error::e_explain(
                 REQUEST_TIMEOUT,

@@ -1,5 +1,7 @@
 //! Backend choice (weighted, then round-robin over ready endpoints) and the Pingora peer for it.
 
+mod early_answer;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,6 +9,8 @@ use std::time::Duration;
 use pingora_core::upstreams::peer::HttpPeer;
 use rand::Rng;
 use sluice_controller::snapshot::{Backend, BackendProtocol, BackendTarget, RuleAction};
+
+pub use early_answer::UpstreamConn;
 
 /// How to reach backends; the defaults suit an in-cluster gateway.
 #[derive(Debug, Clone)]

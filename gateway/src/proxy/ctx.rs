@@ -9,7 +9,7 @@ use sluice_controller::snapshot::{Filter, RouteId, RuleAction};
 
 use crate::edge::Violation;
 use crate::mirror::MirrorSet;
-use crate::upstream::Chosen;
+use crate::upstream::{Chosen, UpstreamConn};
 
 /// Lives from the request head to the `logging` phase.
 pub struct RequestCtx {
@@ -38,6 +38,9 @@ pub struct RequestCtx {
     pub mirrors: Option<MirrorSet>,
     /// The edge guard refused this request (its head is the guard's marker, not the client's).
     pub rejected: Option<Violation>,
+    /// This attempt's HTTP/1 upstream connection, watched for an answer that comes before the
+    /// request body has been sent.
+    pub upstream: Option<UpstreamConn>,
 }
 
 impl RequestCtx {
@@ -55,6 +58,7 @@ impl RequestCtx {
             attempts: 0,
             mirrors: None,
             rejected: None,
+            upstream: None,
         }
     }
 

@@ -181,6 +181,50 @@ async fn an_upstream_answering_before_the_body_gets_no_more_of_it_and_is_not_reu
 }
 
 #[tokio::test]
+async fn an_upstream_answering_2xx_during_an_upload_gets_all_of_it_and_is_not_reused() {
+    const UPLOAD: usize = 1 << 20;
+    bounded(async {
+        let (got_tx, mut got_rx) = mpsc::unbounded_channel();
+        let (addr, accepts) = upstream(move |n, mut tcp| {
+            let got_tx = got_tx.clone();
+            async move {
+                if n > 0 {
+                    return keep_alive(tcp, "fresh").await;
+                }
+                let head = read_head(&mut tcp).await;
+                // Full duplex: the answer goes out first, then the upload is read whole.
+                let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\naccepted";
+                if tcp.write_all(answer).await.is_ok() {
+                    let mut body = vec![0u8; content_length(&head)];
+                    let read = tcp.read_exact(&mut body).await.map(|_| body.len());
+                    let _ = got_tx.send(read.unwrap_or(0));
+                }
+            }
+        })
+        .await;
+        let gw = gateway_to(addr).await;
+
+        let mut client = Client::connect(gw.addr).await;
+        let head = format!("POST /stream HTTP/1.1\r\nHost: h\r\nContent-Length: {UPLOAD}\r\n\r\n");
+        client.send(head.as_bytes()).await;
+        client.send(&vec![b'x'; 64 << 10]).await;
+        let answered = read_through(&mut client.tcp, b"accepted").await;
+        let answered = String::from_utf8_lossy(&answered);
+        assert!(answered.starts_with("HTTP/1.1 200"), "{answered}");
+        client.send(&vec![b'y'; UPLOAD - (64 << 10)]).await;
+        assert_eq!(
+            got_rx.recv().await.expect("the upstream's count"),
+            UPLOAD,
+            "the whole upload reached the upstream after its early 2xx"
+        );
+
+        let mut next = Client::connect(gw.addr).await;
+        answered_by_a_new_connection(&mut next, &accepts).await;
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_response_with_both_framings_is_read_as_chunked_and_what_follows_is_never_relayed() {
     bounded(async {
         let (addr, accepts) = upstream(|n, mut tcp| async move {

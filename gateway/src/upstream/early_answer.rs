@@ -36,8 +36,10 @@ impl UpstreamConn {
         })
     }
 
-    /// At each response head. A final answer while the request body is still arriving stops the
-    /// body; an answer with no body to read closes both sides at once.
+    /// At each response head. A final answer while the request body is still arriving keeps the
+    /// connection out of the pool. A refusal (3xx to 5xx: RFC 9112 §9.3 says to stop sending)
+    /// also stops the body, and one with no body to read closes both sides at once. A 2xx is a
+    /// full-duplex exchange (a streaming upload answered while it runs): its body goes on.
     pub fn on_response_head(&mut self, head: &ResponseHeader, is_head: bool, body_done: bool) {
         let status = head.status.as_u16();
         if self.answered_early || !answers_early(status, body_done) {
@@ -45,11 +47,13 @@ impl UpstreamConn {
         }
         self.answered_early = true;
         tracing::debug!(status, "upstream answered before the request body was sent");
-        self.shut(if bodiless(head, is_head) {
-            Shutdown::Both
-        } else {
-            Shutdown::Write
-        });
+        let bodiless = bodiless(head, is_head);
+        match (refuses_body(status), bodiless) {
+            (true, true) => self.shut(Shutdown::Both),
+            (true, false) => self.shut(Shutdown::Write),
+            (false, true) => self.shut(Shutdown::Read),
+            (false, false) => {}
+        }
     }
 
     /// When the response has been read whole.
@@ -74,6 +78,11 @@ impl UpstreamConn {
 /// A final answer (1xx, 101 included, are not) while the request body is still arriving.
 fn answers_early(status: u16, request_body_done: bool) -> bool {
     status >= 200 && !request_body_done
+}
+
+/// An answer that says the upstream does not want the rest of the body.
+fn refuses_body(status: u16) -> bool {
+    status >= 300
 }
 
 /// Nothing follows this head on the wire (RFC 9112 §6.3: HEAD, 204, 304, `Content-Length: 0`).
@@ -177,6 +186,38 @@ mod tests {
             eof.await.unwrap().unwrap(),
             0,
             "a read after the answer sees its end"
+        );
+    }
+
+    #[test]
+    fn only_a_refusal_stops_the_body() {
+        assert!(refuses_body(413));
+        assert!(refuses_body(307));
+        assert!(refuses_body(500));
+        assert!(!refuses_body(200));
+        assert!(!refuses_body(206));
+    }
+
+    #[tokio::test]
+    async fn an_early_2xx_lets_the_body_go_on_but_is_never_pooled() {
+        let (mut proxy_side, mut upstream) = pair().await;
+        let mut conn = watching(&proxy_side);
+        conn.on_response_head(&head(200, None), false, false);
+        assert!(conn.answered_early());
+        proxy_side
+            .write_all(b"rest of a streaming upload")
+            .await
+            .unwrap();
+        let mut got = [0u8; 26];
+        upstream.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"rest of a streaming upload");
+        conn.on_response_end();
+        let mut byte = [0u8; 1];
+        let eof = tokio::time::timeout(Duration::from_secs(5), proxy_side.read(&mut byte));
+        assert_eq!(
+            eof.await.unwrap().unwrap(),
+            0,
+            "the pool's check reads end of stream and drops the connection"
         );
     }
 

@@ -20,8 +20,9 @@ use sluice_gateway::metrics::Metrics;
 use sluice_gateway::mirror::{MirrorEngine, MirrorMetrics, MirrorOptions, Outcome};
 use sluice_gateway::proxy::{self as app, ProxySettings};
 use sluice_gateway::{tls, transport};
-use sluice_test_support::mirror::{label, ROUTE};
+use sluice_test_support::mirror::{self, label, ROUTE};
 use sluice_test_support::proxy;
+use sluice_test_support::raw::{self, RawBackend};
 use sluice_test_support::servers::{self, Received, Server};
 use sluice_test_support::within;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -511,4 +512,28 @@ async fn a_rewritten_hostname_reaches_an_h2c_mirror_when_the_client_speaks_http2
     assert_eq!(fx.outcome().await, Outcome::Completed);
     assert_eq!(host(&m).unwrap(), "rewritten.test");
     assert!(m.complete);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suffixed_host_reaches_an_http1_mirror_of_an_absolute_form_request() {
+    let (primary, _at_primary) = servers::recording(200).await;
+    let shadow = RawBackend::start().await;
+    let options = MirrorOptions {
+        settings: suffixing("-shadow"),
+        ..MirrorOptions::default()
+    };
+    let at = SocketAddr::from(([127, 0, 0, 1], shadow.port));
+    let gw = mirror::Gateway::mirroring_all_with(primary.addr, MIRROR, at, options).await;
+    let mut client = raw::Client::connect(gw.addr).await;
+    client
+        .send(b"GET http://app.test/abs?q=%2F HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        .await;
+    let answer = within("the primary's answer", LIMIT, client.response()).await;
+    assert_eq!(answer.map(|r| r.status), Some(200));
+    gw.all_completed(MIRROR, 1).await;
+    let seen = shadow.seen();
+    // In absolute form the target's authority would override Host at the mirror (RFC 9112
+    // §3.2.2) and the suffix would be lost: the copy goes in origin form.
+    assert_eq!(seen[0].path(), "/abs?q=%2F");
+    assert_eq!(seen[0].header("host").as_deref(), Some("app.test-shadow"));
 }

@@ -5,6 +5,7 @@ use std::net::Ipv4Addr;
 use http::header::{self, HeaderName, HeaderValue};
 use http::uri::{Authority, Uri};
 use http::{Method, Version};
+use pingora_http::authority::{raw_target_authority, RawTargetAuthority};
 use pingora_http::RequestHeader;
 
 use sluice_controller::mirror_settings::MirrorSettings;
@@ -137,28 +138,46 @@ pub(super) fn mirror_head(
     head
 }
 
-/// An HTTP/2 client's request names its authority in the URI as well as (now) in `Host`; when
-/// the copy's `Host` changed (host suffix, URLRewrite hostname, a mirror header), the URI must
-/// change with it, or an h2c mirror's client refuses "Host header differs from URI authority".
-/// An HTTP/1.1 request in origin form has no URI authority and is left alone.
+/// The request target must name the same authority as the copy's `Host` once that changed (host
+/// suffix, URLRewrite hostname, a mirror header):
+/// - an HTTP/2 client's request carries it in the URI, and an h2c mirror's client refuses "Host
+///   header differs from URI authority": the URI authority takes the new `Host`;
+/// - an HTTP/1.1 absolute-form target (`GET http://a.com/x`) overrides `Host` at the mirror
+///   (RFC 9112 §3.2.2), so the suffix would be lost: the copy goes in origin form, its path and
+///   query byte for byte, and `Host` alone names the authority.
+///
+/// An origin-form target has no authority and is left alone.
 fn authority_follows_host(head: &mut RequestHeader) {
-    let Some(current) = head.uri.authority() else {
+    let Some(host) = head.headers.get(header::HOST).cloned() else {
         return;
     };
-    let Some(host) = head.headers.get(header::HOST) else {
-        return;
-    };
-    if host.as_bytes() == current.as_str().as_bytes() {
+    if let Some(current) = head.uri.authority() {
+        if host.as_bytes() == current.as_str().as_bytes() {
+            return;
+        }
+        let Ok(authority) = Authority::try_from(host.as_bytes()) else {
+            return;
+        };
+        let mut parts = head.uri.clone().into_parts();
+        parts.authority = Some(authority);
+        if let Ok(uri) = Uri::from_parts(parts) {
+            head.set_uri(uri);
+        }
         return;
     }
-    let Ok(authority) = Authority::try_from(host.as_bytes()) else {
-        return;
+    let origin_form = match raw_target_authority(head.raw_path()) {
+        RawTargetAuthority::Absolute {
+            authority,
+            path_and_query,
+            ..
+        } if authority != host.as_bytes() => match path_and_query {
+            [] => b"/".to_vec(),
+            bytes => bytes.to_vec(),
+        },
+        _ => return,
     };
-    let mut parts = head.uri.clone().into_parts();
-    parts.authority = Some(authority);
-    if let Ok(uri) = Uri::from_parts(parts) {
-        head.set_uri(uri);
-    }
+    // A target Pingora parsed once parses again; if not, the copy keeps the original.
+    let _ = head.set_raw_path(&origin_form);
 }
 
 /// `example.com:8080` + `-shadow` → `example.com-shadow:8080` (the suffix goes on the host name,
@@ -355,5 +374,21 @@ mod tests {
         assert_eq!(m.headers.get("host").unwrap(), "a.com-shadow:8443");
         assert_eq!(m.uri.authority().unwrap().as_str(), "a.com-shadow:8443");
         assert_eq!(m.raw_path(), b"/x?y=1");
+    }
+
+    #[test]
+    fn an_absolute_form_target_goes_in_origin_form_when_the_host_changes() {
+        let options = MirrorSettings {
+            host_suffix: Some("-shadow".into()),
+            ..MirrorSettings::default()
+        };
+        let p = primary_at("GET", b"http://a.com/x?y=%2F", &[("host", "a.com")]);
+        let m = mirror_head(p, false, BackendProtocol::Http1, &options);
+        assert_eq!(m.headers.get("host").unwrap(), "a.com-shadow");
+        assert_eq!(m.raw_path(), b"/x?y=%2F");
+        // Host unchanged: the target is sent as the client wrote it.
+        let p = primary_at("GET", b"http://a.com/x", &[("host", "a.com")]);
+        let m = mirror_head(p, false, BackendProtocol::Http1, &MirrorSettings::default());
+        assert_eq!(m.raw_path(), b"http://a.com/x");
     }
 }

@@ -35,8 +35,8 @@ const HOP_BY_HOP: [HeaderName; 10] = [
     HeaderName::from_static("http2-settings"),
 ];
 
-/// Only the upgrades the proxy really tunnels stop the copy: WebSocket (the one Gateway API
-/// routes) and `CONNECT` (which covers HTTP/2's extended CONNECT for WebSocket). Any other
+/// Only the upgrades the proxy really tunnels stop the copy: WebSocket (the only upgrade Gateway
+/// API routes carry) and `CONNECT` (HTTP/2's extended CONNECT for WebSocket included). Any other
 /// `Upgrade` (`h2c` from `curl --http2`, Java's HttpClient) is an offer the backend may ignore,
 /// so the request is an ordinary exchange and the copy goes without the offer.
 pub(super) fn check_mirrorable(primary: &RequestHeader) -> Result<(), NotMirrorable> {

@@ -212,6 +212,8 @@ impl MirrorEngine {
 }
 
 fn sampled(fraction: Fraction) -> bool {
+    // A validated snapshot never holds a zero denominator (translation rejects the rule, and
+    // the CRD forbids it); the guard keeps `random_range(0..0)` from panicking all the same.
     if fraction.numerator == 0 || fraction.denominator == 0 {
         return false;
     }
@@ -340,7 +342,7 @@ impl MirrorSet {
         let job = Job {
             engine: engine.clone(),
             peer,
-            head: head::mirror_head(head, has_body, &engine.options.settings),
+            head: head::mirror_head(head, has_body, backend.protocol, &engine.options.settings),
             chunks: rx,
             state: state_rx,
             route,

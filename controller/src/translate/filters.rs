@@ -327,6 +327,8 @@ mod tests {
             assert!(mirror(&mirror_spec(Some(101), None), "ns", r).is_err());
             assert!(mirror(&mirror_spec(None, Some((3, Some(2)))), "ns", r).is_err());
             assert!(mirror(&mirror_spec(None, Some((1, Some(0)))), "ns", r).is_err());
+            // 0/0 is not "never": a zero denominator invalidates the rule (docs/mirroring.md).
+            assert!(mirror(&mirror_spec(None, Some((0, Some(0)))), "ns", r).is_err());
             assert!(mirror(&mirror_spec(Some(1), Some((1, None))), "ns", r).is_err());
             // Valid fraction, but the backend does not exist: unresolved, not invalid.
             let unresolved = mirror(&mirror_spec(None, Some((1, None))), "ns", r).expect("valid");

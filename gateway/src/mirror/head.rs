@@ -1,23 +1,28 @@
 //! Turns the request head the primary sends into the head a mirror receives.
 
+use std::net::Ipv4Addr;
+
 use http::header::{self, HeaderName, HeaderValue};
+use http::uri::{Authority, Uri};
 use http::{Method, Version};
+use pingora_http::authority::{raw_target_authority, RawTargetAuthority};
 use pingora_http::RequestHeader;
 
 use sluice_controller::mirror_settings::MirrorSettings;
+use sluice_controller::snapshot::BackendProtocol;
 
 /// Why a request is never copied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NotMirrorable {
-    /// `Upgrade` (WebSocket, h2c upgrade) or `CONNECT`: the exchange after the head is a tunnel
-    /// whose bytes cannot be replayed to a second peer without that peer answering the handshake.
+    /// `Upgrade: websocket` or `CONNECT`: the exchange after the head is a tunnel whose bytes
+    /// cannot be replayed to a second peer without that peer answering the handshake.
     Upgrade,
 }
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1) plus `Expect`: they describe the client's connection to
-/// the gateway, not the request, and `Expect: 100-continue` would make the mirror wait for a
-/// `100` that the body stream does not need.
-const HOP_BY_HOP: [HeaderName; 9] = [
+/// Hop-by-hop headers (RFC 9110 §7.6.1, and `HTTP2-Settings`, RFC 7540 §3.2.1, which only
+/// means something with an `Upgrade: h2c`): they describe the client's connection to the
+/// gateway, not the request.
+const HOP_BY_HOP: [HeaderName; 10] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -27,21 +32,39 @@ const HOP_BY_HOP: [HeaderName; 9] = [
     header::TRAILER,
     header::TRANSFER_ENCODING,
     header::UPGRADE,
+    HeaderName::from_static("http2-settings"),
 ];
 
+/// Only the upgrades the proxy really tunnels stop the copy: WebSocket (the only upgrade Gateway
+/// API routes carry) and `CONNECT` (HTTP/2's extended CONNECT for WebSocket included). Any other
+/// `Upgrade` (`h2c` from `curl --http2`, Java's HttpClient) is an offer the backend may ignore,
+/// so the request is an ordinary exchange and the copy goes without the offer.
 pub(super) fn check_mirrorable(primary: &RequestHeader) -> Result<(), NotMirrorable> {
-    if primary.method == Method::CONNECT || primary.headers.contains_key(header::UPGRADE) {
+    let websocket = primary
+        .headers
+        .get_all(header::UPGRADE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| {
+            // `websocket` or `websocket/13`: the protocol name is what counts.
+            let name = token.trim().split('/').next().unwrap_or_default();
+            name.eq_ignore_ascii_case("websocket")
+        });
+    if primary.method == Method::CONNECT || websocket {
         return Err(NotMirrorable::Upgrade);
     }
     Ok(())
 }
 
 /// The mirror's head, made from a copy of the primary's: same method and raw path, the
-/// headers minus hop-by-hop ones, framed as HTTP/1.1 with the body length the primary announced
-/// (chunked when unknown).
+/// headers minus hop-by-hop ones and `Expect`, framed for `protocol` with the body length the
+/// primary announced: chunked when unknown, only to an HTTP/1.1 mirror (HTTP/2 frames its own
+/// body and forbids `Transfer-Encoding`, RFC 9113 §8.2.2).
 pub(super) fn mirror_head(
     mut head: RequestHeader,
     has_body: bool,
+    protocol: BackendProtocol,
     options: &MirrorSettings,
 ) -> RequestHeader {
     head.set_version(Version::HTTP_11);
@@ -64,6 +87,8 @@ pub(super) fn mirror_head(
         for name in HOP_BY_HOP.iter().chain(listed.iter()) {
             head.remove_header(name);
         }
+        // `Expect: 100-continue` would make the mirror wait for a `100` that the body stream
+        // does not need (the gateway already answered the client's).
         head.remove_header(&header::EXPECT);
     }
 
@@ -86,14 +111,17 @@ pub(super) fn mirror_head(
     }
 
     if has_body {
-        if !head.headers.contains_key(header::CONTENT_LENGTH) {
+        let unknown_length = !head.headers.contains_key(header::CONTENT_LENGTH);
+        if unknown_length && protocol != BackendProtocol::H2c {
             let _ = head.insert_header(
                 header::TRANSFER_ENCODING,
                 HeaderValue::from_static("chunked"),
             );
         }
-    } else {
-        head.remove_header(&header::CONTENT_LENGTH);
+    } else if head.headers.contains_key(header::CONTENT_LENGTH) {
+        // A bodiless request that announced `Content-Length: 0` (a POST or PUT without data,
+        // RFC 9110 §8.6) keeps it: a server that requires a length would answer 411 otherwise.
+        let _ = head.insert_header(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
     }
 
     let modifier = &options.headers;
@@ -106,21 +134,68 @@ pub(super) fn mirror_head(
     for name in &modifier.remove {
         head.remove_header(name);
     }
+    authority_follows_host(&mut head);
     head
 }
 
-/// `example.com:8080` + `-shadow` → `example.com-shadow:8080` (the suffix goes on the host name,
-/// as Envoy does, so the port stays valid).
-fn suffixed_host(host: &str, suffix: &str) -> String {
-    // A bracketed IPv6 literal keeps its colons inside the brackets.
-    let port_at = match host.rfind(':') {
-        Some(i) if !host[i..].contains(']') => Some(i),
-        _ => None,
+/// The request target must name the same authority as the copy's `Host` once that changed (host
+/// suffix, URLRewrite hostname, a mirror header):
+/// - an HTTP/2 client's request carries it in the URI, and an h2c mirror's client refuses "Host
+///   header differs from URI authority": the URI authority takes the new `Host`;
+/// - an HTTP/1.1 absolute-form target (`GET http://a.com/x`) overrides `Host` at the mirror
+///   (RFC 9112 §3.2.2), so the suffix would be lost: the copy goes in origin form, its path and
+///   query byte for byte, and `Host` alone names the authority.
+///
+/// An origin-form target has no authority and is left alone.
+fn authority_follows_host(head: &mut RequestHeader) {
+    let Some(host) = head.headers.get(header::HOST).cloned() else {
+        return;
     };
-    match port_at {
-        Some(i) => format!("{}{}{}", &host[..i], suffix, &host[i..]),
-        None => format!("{host}{suffix}"),
+    if let Some(current) = head.uri.authority() {
+        if host.as_bytes() == current.as_str().as_bytes() {
+            return;
+        }
+        let Ok(authority) = Authority::try_from(host.as_bytes()) else {
+            return;
+        };
+        let mut parts = head.uri.clone().into_parts();
+        parts.authority = Some(authority);
+        if let Ok(uri) = Uri::from_parts(parts) {
+            head.set_uri(uri);
+        }
+        return;
     }
+    let origin_form = match raw_target_authority(head.raw_path()) {
+        RawTargetAuthority::Absolute {
+            authority,
+            path_and_query,
+            ..
+        } if authority != host.as_bytes() => match path_and_query {
+            [] => b"/".to_vec(),
+            bytes => bytes.to_vec(),
+        },
+        _ => return,
+    };
+    // A target Pingora parsed once parses again; if not, the copy keeps the original.
+    let _ = head.set_raw_path(&origin_form);
+}
+
+/// `example.com:8080` + `-shadow` → `example.com-shadow:8080` (the suffix goes on the host name,
+/// as Envoy does, so the port stays valid). An IP literal (`[::1]:80`, `10.0.0.1`) is returned
+/// unchanged: a suffix would make it an invalid host (RFC 3986 §3.2.2) or a different name.
+fn suffixed_host(host: &str, suffix: &str) -> String {
+    if host.starts_with('[') {
+        return host.to_string();
+    }
+    let (name, port) = match host.rfind(':') {
+        Some(i) => host.split_at(i),
+        None => (host, ""),
+    };
+    // More colons than a port separator: an unbracketed IPv6 address, not a host name.
+    if name.parse::<Ipv4Addr>().is_ok() || name.contains(':') {
+        return host.to_string();
+    }
+    format!("{name}{suffix}{port}")
 }
 
 #[cfg(test)]
@@ -158,7 +233,12 @@ mod tests {
                 ("te", "trailers"),
             ],
         );
-        let m = mirror_head(p.clone(), true, &MirrorSettings::default());
+        let m = mirror_head(
+            p.clone(),
+            true,
+            BackendProtocol::Http1,
+            &MirrorSettings::default(),
+        );
         assert_eq!(m.method, Method::POST);
         assert_eq!(m.raw_path(), b"/a/b?x=1&y=%2F");
         assert_eq!(m.headers.get("host").unwrap(), "example.com");
@@ -179,7 +259,12 @@ mod tests {
     #[test]
     fn a_body_of_unknown_length_is_sent_chunked() {
         let p = primary("POST", &[("host", "h"), ("transfer-encoding", "chunked")]);
-        let m = mirror_head(p.clone(), true, &MirrorSettings::default());
+        let m = mirror_head(
+            p.clone(),
+            true,
+            BackendProtocol::Http1,
+            &MirrorSettings::default(),
+        );
         assert_eq!(m.headers.get("transfer-encoding").unwrap(), "chunked");
         assert!(!m.headers.contains_key("content-length"));
     }
@@ -188,8 +273,18 @@ mod tests {
     fn host_suffix_goes_before_the_port() {
         assert_eq!(suffixed_host("a.com", "-shadow"), "a.com-shadow");
         assert_eq!(suffixed_host("a.com:8080", "-shadow"), "a.com-shadow:8080");
-        assert_eq!(suffixed_host("[::1]:80", "-s"), "[::1]-s:80");
-        assert_eq!(suffixed_host("[::1]", "-s"), "[::1]-s");
+    }
+
+    #[test]
+    fn host_suffix_leaves_ip_literals_unchanged() {
+        for ip in ["[::1]:80", "[::1]", "10.0.0.1", "10.0.0.1:8080", "::1"] {
+            assert_eq!(suffixed_host(ip, "-s"), ip);
+        }
+        // A name that merely starts with digits is still a name.
+        assert_eq!(
+            suffixed_host("10.0.0.1.nip.io:80", "-s"),
+            "10.0.0.1.nip.io-s:80"
+        );
     }
 
     #[test]
@@ -203,7 +298,7 @@ mod tests {
             headers: headers(&[("x-k", "new")], &[("x-mirror", "1")], &["x-drop"]),
             ..MirrorSettings::default()
         };
-        let m = mirror_head(p.clone(), false, &options);
+        let m = mirror_head(p.clone(), false, BackendProtocol::Http1, &options);
         assert_eq!(m.headers.get("host").unwrap(), "a.com-shadow:80");
         assert_eq!(m.headers.get("x-k").unwrap(), "new");
         assert_eq!(m.headers.get("x-mirror").unwrap(), "1");
@@ -213,14 +308,87 @@ mod tests {
     }
 
     #[test]
-    fn upgrade_and_connect_are_not_mirrorable() {
-        let ws = primary(
-            "GET",
-            &[("connection", "upgrade"), ("upgrade", "websocket")],
-        );
-        assert_eq!(check_mirrorable(&ws), Err(NotMirrorable::Upgrade));
+    fn websocket_and_connect_are_not_mirrorable() {
+        for upgrade in ["websocket", "WebSocket", "foo, websocket/13"] {
+            let ws = primary("GET", &[("connection", "upgrade"), ("upgrade", upgrade)]);
+            assert_eq!(
+                check_mirrorable(&ws),
+                Err(NotMirrorable::Upgrade),
+                "{upgrade}"
+            );
+        }
         let connect = primary("CONNECT", &[]);
         assert_eq!(check_mirrorable(&connect), Err(NotMirrorable::Upgrade));
         assert_eq!(check_mirrorable(&primary("GET", &[])), Ok(()));
+    }
+
+    #[test]
+    fn an_h2c_upgrade_offer_is_mirrored_without_the_offer() {
+        let p = primary(
+            "GET",
+            &[
+                ("host", "h"),
+                ("connection", "Upgrade, HTTP2-Settings"),
+                ("upgrade", "h2c"),
+                ("http2-settings", "AAMAAABkAAQCAAAAAAIAAAAA"),
+            ],
+        );
+        assert_eq!(check_mirrorable(&p), Ok(()));
+        let m = mirror_head(p, false, BackendProtocol::Http1, &MirrorSettings::default());
+        for gone in ["connection", "upgrade", "http2-settings"] {
+            assert!(!m.headers.contains_key(gone), "{gone} should be removed");
+        }
+    }
+
+    #[test]
+    fn a_body_of_unknown_length_to_an_h2c_mirror_has_no_transfer_encoding() {
+        let p = primary("POST", &[("host", "h"), ("transfer-encoding", "chunked")]);
+        let m = mirror_head(p, true, BackendProtocol::H2c, &MirrorSettings::default());
+        assert!(!m.headers.contains_key("transfer-encoding"));
+        assert!(!m.headers.contains_key("content-length"));
+    }
+
+    #[test]
+    fn an_empty_post_keeps_content_length_zero() {
+        let p = primary("POST", &[("host", "h"), ("content-length", "0")]);
+        let m = mirror_head(p, false, BackendProtocol::Http1, &MirrorSettings::default());
+        assert_eq!(m.headers.get("content-length").unwrap(), "0");
+        let get = mirror_head(
+            primary("GET", &[("host", "h")]),
+            false,
+            BackendProtocol::Http1,
+            &MirrorSettings::default(),
+        );
+        assert!(!get.headers.contains_key("content-length"));
+    }
+
+    #[test]
+    fn the_uri_authority_follows_a_suffixed_host() {
+        let mut p = primary("GET", &[]);
+        p.set_uri(Uri::from_static("https://a.com:8443/x?y=1"));
+        let options = MirrorSettings {
+            host_suffix: Some("-shadow".into()),
+            ..MirrorSettings::default()
+        };
+        let m = mirror_head(p, false, BackendProtocol::H2c, &options);
+        assert_eq!(m.headers.get("host").unwrap(), "a.com-shadow:8443");
+        assert_eq!(m.uri.authority().unwrap().as_str(), "a.com-shadow:8443");
+        assert_eq!(m.raw_path(), b"/x?y=1");
+    }
+
+    #[test]
+    fn an_absolute_form_target_goes_in_origin_form_when_the_host_changes() {
+        let options = MirrorSettings {
+            host_suffix: Some("-shadow".into()),
+            ..MirrorSettings::default()
+        };
+        let p = primary_at("GET", b"http://a.com/x?y=%2F", &[("host", "a.com")]);
+        let m = mirror_head(p, false, BackendProtocol::Http1, &options);
+        assert_eq!(m.headers.get("host").unwrap(), "a.com-shadow");
+        assert_eq!(m.raw_path(), b"/x?y=%2F");
+        // Host unchanged: the target is sent as the client wrote it.
+        let p = primary_at("GET", b"http://a.com/x", &[("host", "a.com")]);
+        let m = mirror_head(p, false, BackendProtocol::Http1, &MirrorSettings::default());
+        assert_eq!(m.raw_path(), b"http://a.com/x");
     }
 }

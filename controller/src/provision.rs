@@ -17,6 +17,7 @@ pub mod edge_params;
 pub mod manifests;
 pub mod mirror_params;
 pub mod params;
+pub mod probe;
 mod state;
 mod triggers;
 
@@ -42,6 +43,7 @@ use self::manifests::{
     DataPlaneObjects, Workload, GATEWAY_LABEL, GATEWAY_NAMESPACE_LABEL, MANAGED_BY,
 };
 use self::params::{DataPlaneParams, ParametersRefError};
+use self::probe::PodProbeConfig;
 pub use self::state::{DataPlanes, ProvisionedDataPlane, Provisioning};
 use crate::publish::Store;
 use crate::resources::Resources;
@@ -105,6 +107,7 @@ pub struct Provisioner {
     store: Arc<Store>,
     provisioning: watch::Sender<Arc<Provisioning>>,
     recorder: Recorder,
+    probe: PodProbeConfig,
 }
 
 impl Provisioner {
@@ -125,7 +128,14 @@ impl Provisioner {
             store,
             provisioning: watch::channel(Arc::new(Provisioning::default())).0,
             recorder: Recorder::new(client_for_events, "sluice-controller".into()),
+            probe: PodProbeConfig::default(),
         }
+    }
+
+    /// Other bounds for asking unready data-plane pods which ports they could not bind.
+    pub fn with_probe(mut self, probe: PodProbeConfig) -> Provisioner {
+        self.probe = probe;
+        self
     }
 
     /// What the status writer overlays on GatewayClass and Gateway statuses.
@@ -166,15 +176,53 @@ impl Provisioner {
                     changed
                 });
             }
-            tokio::select! {
-                r = self.resources.changed() => if r.is_err() { return },
-                r = self.leader.changed() => if r.is_err() { return },
-                _ = changed.notified() => {}
-                _ = tokio::time::sleep(self.config.resync) => {}
+            // Bind failures show in no watched object: ask the pods again while any is short.
+            loop {
+                let short = self
+                    .provisioning
+                    .borrow()
+                    .data_planes
+                    .values()
+                    .any(|p| p.short_of_pods);
+                tokio::select! {
+                    r = self.resources.changed() => if r.is_err() { return },
+                    r = self.leader.changed() => if r.is_err() { return },
+                    _ = changed.notified() => {}
+                    _ = tokio::time::sleep(self.config.resync) => {}
+                    _ = tokio::time::sleep(self.probe.interval), if short => {
+                        if *self.leader.borrow() {
+                            self.reprobe().await;
+                        }
+                        continue;
+                    }
+                }
+                break;
             }
             // One reconcile for a burst (the objects one reconcile applies, a rollout's updates).
             tokio::time::sleep(DEBOUNCE).await;
         }
+    }
+
+    /// Asks the pods of every data plane short of pods again, without reconciling anything.
+    async fn reprobe(&self) {
+        let mut next = (**self.provisioning.borrow()).clone();
+        for (key, plane) in &mut next.data_planes {
+            if let (true, Some((ns, name))) = (plane.short_of_pods, key.split_once('/')) {
+                plane.unbound_ports = self.unbound_ports(ns, name).await;
+            }
+        }
+        self.provisioning.send_if_modified(|current| {
+            let changed = **current != next;
+            if changed {
+                *current = Arc::new(next);
+            }
+            changed
+        });
+    }
+
+    async fn unbound_ports(&self, ns: &str, name: &str) -> BTreeMap<u16, String> {
+        let selector = manifests::pod_selector(name);
+        probe::unbound_ports(&self.client, ns, &selector, &self.probe).await
     }
 
     /// Validates the parameters of every Sluice GatewayClass and provisions every accepted Gateway
@@ -237,7 +285,12 @@ impl Provisioner {
             }
             let objects = manifests::build(gateway, params, &self.config.image);
             let plane = match self.apply_all(&objects, &ns).await {
-                Ok(plane) => plane,
+                Ok(mut plane) => {
+                    if plane.short_of_pods {
+                        plane.unbound_ports = self.unbound_ports(&ns, &name).await;
+                    }
+                    plane
+                }
                 Err(e) => {
                     tracing::warn!("provisioning {key}: {e}");
                     ProvisionedDataPlane::pending(format!(
@@ -389,41 +442,45 @@ impl Provisioner {
         .await?;
         let deployments = Api::<Deployment>::namespaced(client.clone(), ns);
         let daemon_sets = Api::<DaemonSet>::namespaced(client.clone(), ns);
-        let available = match &objects.workload {
+        // `(available pods, wanted pods)`.
+        let (available, wanted) = match &objects.workload {
             Workload::Deployment(d) => {
                 delete_if_present(&daemon_sets, &d.name_any()).await?;
                 let d = apply(deployments, d).await?;
-                d.status.and_then(|s| s.available_replicas).unwrap_or(0) > 0
+                let wanted = d.spec.and_then(|s| s.replicas).unwrap_or(1);
+                let available = d.status.and_then(|s| s.available_replicas);
+                (available.unwrap_or(0), wanted)
             }
             Workload::DaemonSet(ds) => {
                 delete_if_present(&deployments, &ds.name_any()).await?;
                 let ds = apply(daemon_sets, ds).await?;
-                ds.status.and_then(|s| s.number_available).unwrap_or(0) > 0
+                let status = ds.status.unwrap_or_default();
+                (
+                    status.number_available.unwrap_or(0),
+                    status.desired_number_scheduled,
+                )
             }
         };
+        let short_of_pods = available < wanted;
+        let available = available > 0;
         let addresses = service_addresses(&service);
         let name = service.name_any();
-        Ok(if !available {
-            ProvisionedDataPlane {
-                programmed: false,
-                reason: reasons::PENDING,
-                message: format!("waiting for an available data-plane pod of {name}"),
-                addresses,
-            }
+        let (programmed, reason, message) = if !available {
+            let waiting = format!("waiting for an available data-plane pod of {name}");
+            (false, reasons::PENDING, waiting)
         } else if addresses.is_empty() {
-            ProvisionedDataPlane {
-                programmed: false,
-                reason: reasons::ADDRESS_NOT_ASSIGNED,
-                message: format!("waiting for Service {name} to get an address"),
-                addresses,
-            }
+            let waiting = format!("waiting for Service {name} to get an address");
+            (false, reasons::ADDRESS_NOT_ASSIGNED, waiting)
         } else {
-            ProvisionedDataPlane {
-                programmed: true,
-                reason: reasons::PROGRAMMED,
-                message: String::new(),
-                addresses,
-            }
+            (true, reasons::PROGRAMMED, String::new())
+        };
+        Ok(ProvisionedDataPlane {
+            programmed,
+            reason,
+            message,
+            addresses,
+            short_of_pods,
+            unbound_ports: BTreeMap::new(),
         })
     }
 

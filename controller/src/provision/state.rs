@@ -19,6 +19,14 @@ pub struct ProvisionedDataPlane {
     /// `(type, value)` for the Gateway's `status.addresses`: external IPs and load-balancer
     /// ingress, else the cluster IP.
     pub addresses: Vec<(String, String)>,
+    /// Fewer pods available than wanted: its unready pods are asked, every
+    /// [`PodProbeConfig::interval`], which listener ports they could not bind.
+    ///
+    /// [`PodProbeConfig::interval`]: super::probe::PodProbeConfig::interval
+    pub short_of_pods: bool,
+    /// Listener port -> why a data-plane pod could not bind it (`pod NAME: error`), for
+    /// `PortUnavailable` on the listeners of that port.
+    pub unbound_ports: BTreeMap<u16, String>,
 }
 
 /// Keyed `namespace/name`.
@@ -54,7 +62,7 @@ impl ProvisionedDataPlane {
             programmed: false,
             reason: reasons::PENDING,
             message,
-            addresses: Vec::new(),
+            ..ProvisionedDataPlane::default()
         }
     }
 }

@@ -7,11 +7,12 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use clap::Parser;
 use serde_json::{json, Value};
 use sluice_controller::leader::LeaseConfig;
-use sluice_gateway::cli::{Cli, Command};
-use sluice_gateway::kube_mode::{self, ControllerOptions, KubeRunning};
+use sluice_gateway::kube_mode::{self, ControllerOptions, KubeRunning, ProxyOptions};
+use sluice_gateway::listeners::{BindBackoff, Drain};
+use sluice_gateway::mirror::MirrorOptions;
+use sluice_gateway::proxy::ProxySettings;
 use sluice_testing::{objects, until, FakeApiServer};
 use tokio::net::TcpListener;
 
@@ -19,22 +20,24 @@ const WAIT: Duration = Duration::from_secs(20);
 const GW: &str = "gateway.networking.k8s.io/v1";
 
 async fn start_proxy(server: &FakeApiServer) -> KubeRunning {
-    let args = [
-        "sluice",
-        "proxy",
-        "--gateway=demo/web",
-        "--admin-address=127.0.0.1:0",
-        "--listen-address=127.0.0.1",
-        "--shutdown-grace=200ms",
+    let opts = ProxyOptions {
+        gateway: ("demo".into(), "web".into()),
+        admin_address: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        listen_address: Ipv4Addr::LOCALHOST.into(),
+        proxy: ProxySettings::default(),
+        mirror: MirrorOptions::default(),
+        drain: Drain {
+            delay: Duration::ZERO,
+            grace: Duration::from_millis(200),
+        },
         // Retries stay frequent however long the port was held, so the flip back is quick.
-        "--bind-retry-max=500ms",
-    ];
-    let cli = Cli::try_parse_from(args).expect("proxy flags");
-    let Some(Command::Proxy(args)) = cli.command else {
-        panic!("sluice proxy");
+        bind_retry: BindBackoff {
+            cap: Duration::from_millis(500),
+            ..BindBackoff::default()
+        },
     };
     let client = server.client_as("proxy").expect("client");
-    kube_mode::start_proxy(args.into_options(), client)
+    kube_mode::start_proxy(opts, client)
         .await
         .expect("proxy starts")
 }

@@ -473,9 +473,11 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
                 "the fake pod proxy forwards GET only",
             ));
         }
-        let pod = shared
-            .store()
-            .get(target.kind, target.namespace.as_deref(), pod_proxy::pod_name(name));
+        let pod = shared.store().get(
+            target.kind,
+            target.namespace.as_deref(),
+            pod_proxy::pod_name(name),
+        );
         return match pod {
             Ok(pod) => pod_proxy::forward(&pod, name, path).await,
             Err(e) => error(&e),

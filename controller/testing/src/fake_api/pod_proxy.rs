@@ -27,7 +27,11 @@ pub(super) async fn forward(pod: &Value, name_and_port: &str, path: &str) -> Res
     let port = match name_and_port.split_once(':') {
         None => Ok(80),
         Some((_, port)) => port.parse::<u16>().map_err(|_| {
-            ApiError::new(400, "BadRequest", format!("bad pod port in {name_and_port}"))
+            ApiError::new(
+                400,
+                "BadRequest",
+                format!("bad pod port in {name_and_port}"),
+            )
         }),
     };
     let ip = pod
@@ -53,7 +57,11 @@ pub(super) async fn forward(pod: &Value, name_and_port: &str, path: &str) -> Res
     }
 }
 
-async fn get(ip: &str, port: u16, path: &str) -> Result<Response<Body>, Box<dyn std::error::Error>> {
+async fn get(
+    ip: &str,
+    port: u16,
+    path: &str,
+) -> Result<Response<Body>, Box<dyn std::error::Error>> {
     let tcp = TcpStream::connect((ip, port)).await?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
     tokio::spawn(connection);

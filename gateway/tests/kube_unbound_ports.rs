@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use sluice_controller::leader::LeaseConfig;
+use sluice_controller::provision::probe::PodProbeConfig;
 use sluice_gateway::kube_mode::{self, ControllerOptions, KubeRunning, ProxyOptions};
 use sluice_gateway::listeners::{BindBackoff, Drain};
 use sluice_gateway::mirror::MirrorOptions;
@@ -42,17 +43,28 @@ async fn start_proxy(server: &FakeApiServer) -> KubeRunning {
         .expect("proxy starts")
 }
 
-async fn start_controller(server: &FakeApiServer) -> KubeRunning {
+/// When the controller asks the unready pod again.
+struct Timings {
+    /// The provisioner's safety-net reconcile, which asks it.
+    resync: Duration,
+    /// Lease renewals, each of which also wakes the provisioner (a reconcile, which asks it).
+    renew: Duration,
+    /// The probe's own bounds.
+    probe: PodProbeConfig,
+}
+
+async fn start_controller(server: &FakeApiServer, timings: Timings) -> KubeRunning {
     let mut lease = LeaseConfig::new("sluice-system", "sluice-controller", "controller");
-    lease.retry_period = Duration::from_millis(100);
+    lease.retry_period = timings.renew;
+    lease.renew_deadline = lease.renew_deadline.max(timings.renew * 2);
+    lease.lease_duration = lease.lease_duration.max(timings.renew * 3);
     let opts = ControllerOptions {
         admin_address: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
         lease,
         dataplane_image: "example.test/sluice:dev".into(),
     };
     let client = server.client_as("controller").expect("client");
-    // A short resync: every reconcile asks the unready pod again.
-    kube_mode::start_controller(opts, client, Duration::from_millis(100))
+    kube_mode::start_controller_with(opts, client, timings.resync, timings.probe)
         .await
         .expect("controller starts")
 }
@@ -97,8 +109,16 @@ fn condition(
     ))
 }
 
-#[tokio::test]
-async fn a_port_the_data_plane_cannot_bind_is_port_unavailable_until_its_retry_binds_it() {
+/// A Gateway `demo/web` whose one listener port the test holds, its proxy, a controller, and the
+/// pod the Deployment would have made, pointing at the proxy's admin listener.
+struct Cluster {
+    server: FakeApiServer,
+    blocker: TcpListener,
+    proxy: KubeRunning,
+    controller: KubeRunning,
+}
+
+async fn cluster(timings: Timings) -> Cluster {
     let blocker = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .await
         .expect("blocker");
@@ -113,8 +133,7 @@ async fn a_port_the_data_plane_cannot_bind_is_port_unavailable_until_its_retry_b
         server.create(object).expect("seed");
     }
     let proxy = start_proxy(&server).await;
-    let controller = start_controller(&server).await;
-
+    let controller = start_controller(&server, timings).await;
     let deployment = until("the data-plane Deployment", WAIT, || {
         server.get("apps/v1", "Deployment", Some("demo"), "sluice-web")
     })
@@ -127,37 +146,103 @@ async fn a_port_the_data_plane_cannot_bind_is_port_unavailable_until_its_retry_b
     server
         .set_status("v1", "Pod", Some("demo"), "sluice-web-0", status)
         .expect("pod status");
+    Cluster {
+        server,
+        blocker,
+        proxy,
+        controller,
+    }
+}
 
-    let (_, reason, message) = until("the listener PortUnavailable", WAIT, || {
-        condition(&server, true, "Accepted").filter(|(s, ..)| s == "False")
+impl Cluster {
+    /// Waits for the listener's `PortUnavailable` and checks every condition it changes.
+    async fn port_unavailable(&self) {
+        let server = &self.server;
+        let port = self.blocker.local_addr().expect("blocker address").port();
+        let (_, reason, message) = until("the listener PortUnavailable", WAIT, || {
+            condition(server, true, "Accepted").filter(|(s, ..)| s == "False")
+        })
+        .await;
+        assert_eq!(reason, "PortUnavailable");
+        assert!(
+            message.starts_with(&format!("cannot listen on port {port}: pod sluice-web-0: ")),
+            "names the port, the pod and the bind error: {message}"
+        );
+        let port_unavailable = Some(("False".to_string(), "PortUnavailable".to_string()));
+        let listener_programmed = condition(server, true, "Programmed").map(|(s, r, _)| (s, r));
+        assert_eq!(listener_programmed, port_unavailable);
+        let gateway_programmed = condition(server, false, "Programmed").map(|(s, r, _)| (s, r));
+        assert_eq!(gateway_programmed, port_unavailable);
+    }
+
+    /// Waits for the reconcile the last Gateway status write woke (the kube source republishes;
+    /// every reconcile applies the Deployment), so that nothing is left to wake the provisioner.
+    async fn reconciled_after_the_last_status_write(&self) {
+        until("a reconcile after the last status write", WAIT, || {
+            let writes = self.server.writes();
+            let last = writes
+                .iter()
+                .rposition(|w| w.path.ends_with("/gateways/web/status"))?;
+            writes[last..]
+                .iter()
+                .any(|w| w.path.ends_with("/deployments/sluice-web"))
+                .then_some(())
+        })
+        .await;
+    }
+
+    /// Frees the port and waits for the listener to recover once the proxy's retry binds it.
+    async fn free_the_port_and_recover(self) {
+        let Cluster {
+            server,
+            blocker,
+            proxy,
+            controller,
+        } = self;
+        drop(blocker);
+        until("the listener Accepted again", WAIT, || {
+            condition(&server, true, "Accepted").filter(|(s, ..)| s == "True")
+        })
+        .await;
+        let (status, reason, _) = condition(&server, false, "Programmed").expect("Programmed");
+        assert_eq!(
+            (status.as_str(), reason.as_str()),
+            ("False", "Pending"),
+            "the Deployment has no available pod yet: the provisioner's reason again"
+        );
+        proxy.shutdown().await;
+        controller.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn a_port_the_data_plane_cannot_bind_is_port_unavailable_until_its_retry_binds_it() {
+    // Every reconcile (a short resync here) asks the unready pod.
+    let cluster = cluster(Timings {
+        resync: Duration::from_millis(100),
+        renew: Duration::from_millis(100),
+        probe: PodProbeConfig::default(),
     })
     .await;
-    assert_eq!(reason, "PortUnavailable");
-    assert!(
-        message.starts_with(&format!("cannot listen on port {port}: pod sluice-web-0: ")),
-        "names the port, the pod and the bind error: {message}"
-    );
-    assert_eq!(
-        condition(&server, true, "Programmed").map(|(s, r, _)| (s, r)),
-        Some(("False".into(), "PortUnavailable".into()))
-    );
-    assert_eq!(
-        condition(&server, false, "Programmed").map(|(s, r, _)| (s, r)),
-        Some(("False".into(), "PortUnavailable".into()))
-    );
+    cluster.port_unavailable().await;
+    cluster.free_the_port_and_recover().await;
+}
 
-    // The port is freed: the proxy's retry binds it, its report turns empty, the listener recovers.
-    drop(blocker);
-    until("the listener Accepted again", WAIT, || {
-        condition(&server, true, "Accepted").filter(|(s, ..)| s == "True")
+#[tokio::test]
+async fn an_unready_pod_is_asked_again_every_interval_without_a_reconcile() {
+    // No resync and no renewal within the test, and the port freed only once the provisioner is
+    // idle: the proxy's retry binds it without a word to the API server and the Deployment still
+    // has no available pod, so only the probe interval can notice the recovery.
+    let cluster = cluster(Timings {
+        resync: Duration::from_secs(3600),
+        renew: Duration::from_secs(60),
+        probe: PodProbeConfig {
+            interval: Duration::from_millis(100),
+            ..PodProbeConfig::default()
+        },
     })
     .await;
-    let (status, reason, _) = condition(&server, false, "Programmed").expect("Programmed");
-    assert_eq!(
-        (status.as_str(), reason.as_str()),
-        ("False", "Pending"),
-        "the Deployment has no available pod yet: the provisioner's reason again"
-    );
-    proxy.shutdown().await;
-    controller.shutdown().await;
+    cluster.port_unavailable().await;
+    cluster.reconciled_after_the_last_status_write().await;
+    cluster.free_the_port_and_recover().await;
 }

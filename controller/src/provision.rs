@@ -167,14 +167,7 @@ impl Provisioner {
             if let (true, Some(resources)) = (leading, resources) {
                 let previous = self.provisioning.borrow().clone();
                 let next = self.reconcile(&resources, &previous).await;
-                self.record_transitions(&resources, &previous, &next).await;
-                self.provisioning.send_if_modified(|current| {
-                    let changed = **current != next;
-                    if changed {
-                        *current = Arc::new(next);
-                    }
-                    changed
-                });
+                self.publish(&resources, &previous, next).await;
             }
             // Bind failures show in no watched object: ask the pods again while any is short.
             loop {
@@ -190,8 +183,12 @@ impl Provisioner {
                     _ = changed.notified() => {}
                     _ = tokio::time::sleep(self.config.resync) => {}
                     _ = tokio::time::sleep(self.probe.interval), if short => {
-                        if *self.leader.borrow() {
-                            self.reprobe().await;
+                        let resources = self.resources.borrow().clone();
+                        let leading = *self.leader.borrow();
+                        if let (true, Some(resources)) = (leading, resources) {
+                            let previous = self.provisioning.borrow().clone();
+                            let next = self.reprobe(&previous).await;
+                            self.publish(&resources, &previous, next).await;
                         }
                         continue;
                     }
@@ -203,14 +200,21 @@ impl Provisioner {
         }
     }
 
-    /// Asks the pods of every data plane short of pods again, without reconciling anything.
-    async fn reprobe(&self) {
-        let mut next = (**self.provisioning.borrow()).clone();
+    /// `previous` with the pods of every data plane short of pods asked again; nothing else is
+    /// reconciled.
+    async fn reprobe(&self, previous: &Provisioning) -> Provisioning {
+        let mut next = previous.clone();
         for (key, plane) in &mut next.data_planes {
             if let (true, Some((ns, name))) = (plane.short_of_pods, key.split_once('/')) {
                 plane.unbound_ports = self.unbound_ports(ns, name).await;
             }
         }
+        next
+    }
+
+    /// Records the Events of what changed and hands `next` to the status writer if it differs.
+    async fn publish(&self, resources: &Resources, previous: &Provisioning, next: Provisioning) {
+        self.record_transitions(resources, previous, &next).await;
         self.provisioning.send_if_modified(|current| {
             let changed = **current != next;
             if changed {
@@ -329,7 +333,10 @@ impl Provisioner {
             if before == Some((ok, reason)) {
                 continue;
             }
-            let warning = matches!(reason, reasons::INVALID | INVALID_PARAMETERS);
+            let warning = matches!(
+                reason,
+                reasons::INVALID | INVALID_PARAMETERS | reasons::PORT_UNAVAILABLE
+            );
             let event = Event {
                 type_: if warning {
                     EventType::Warning

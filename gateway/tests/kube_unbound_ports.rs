@@ -173,6 +173,13 @@ impl Cluster {
         assert_eq!(listener_programmed, port_unavailable);
         let gateway_programmed = condition(server, false, "Programmed").map(|(s, r, _)| (s, r));
         assert_eq!(gateway_programmed, port_unavailable);
+        until("a PortUnavailable Event on the Gateway", WAIT, || {
+            let events = server.list("events.k8s.io/v1", "Event");
+            events
+                .into_iter()
+                .find(|e| e["reason"] == "PortUnavailable")
+        })
+        .await;
     }
 
     /// Waits for the reconcile the last Gateway status write woke (the kube source republishes;

@@ -81,12 +81,22 @@ impl Provisioning {
         }
     }
 
-    /// `(programmed, reason, what an Event says)` for the Gateway `key`, if it has a verdict.
+    /// `(programmed, reason, what an Event says)` for the Gateway `key`, if it has a verdict; a
+    /// port its pods could not bind comes first, as it does in the Gateway's status.
     pub(super) fn gateway_state(&self, key: &str) -> Option<(bool, &'static str, String)> {
         if let Some(message) = self.rejected_gateways.get(key) {
             return Some((false, INVALID_PARAMETERS, message.clone()));
         }
         let plane = self.data_planes.get(key)?;
+        if !plane.unbound_ports.is_empty() {
+            let ports: Vec<String> = plane
+                .unbound_ports
+                .iter()
+                .map(|(port, error)| format!("port {port}: {error}"))
+                .collect();
+            let note = format!("cannot listen on {}", ports.join("; "));
+            return Some((false, reasons::PORT_UNAVAILABLE, note));
+        }
         let note = if plane.programmed {
             let addresses: Vec<&str> = plane.addresses.iter().map(|(_, v)| v.as_str()).collect();
             format!("data plane available at {}", addresses.join(", "))
@@ -94,5 +104,31 @@ impl Provisioning {
             plane.message.clone()
         };
         Some((plane.programmed, plane.reason, note))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_port_the_pods_could_not_bind_is_the_gateways_state() {
+        let plane = ProvisionedDataPlane {
+            unbound_ports: BTreeMap::from([(80, "pod p: Address in use".to_string())]),
+            short_of_pods: true,
+            ..ProvisionedDataPlane::pending("waiting for an available data-plane pod".into())
+        };
+        let provisioning = Provisioning {
+            data_planes: BTreeMap::from([("demo/web".to_string(), plane)]),
+            ..Provisioning::default()
+        };
+        assert_eq!(
+            provisioning.gateway_state("demo/web"),
+            Some((
+                false,
+                reasons::PORT_UNAVAILABLE,
+                "cannot listen on port 80: pod p: Address in use".to_string()
+            ))
+        );
     }
 }

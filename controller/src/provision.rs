@@ -44,7 +44,7 @@ use self::manifests::{
 };
 use self::params::{DataPlaneParams, ParametersRefError};
 use self::probe::PodProbeConfig;
-pub use self::state::{DataPlanes, ProvisionedDataPlane, Provisioning};
+pub use self::state::{DataPlanes, GatewayKey, ProvisionedDataPlane, Provisioning};
 use crate::publish::Store;
 use crate::resources::Resources;
 use crate::status::conditions::reasons::{self, INVALID_PARAMETERS};
@@ -205,8 +205,8 @@ impl Provisioner {
     async fn reprobe(&self, previous: &Provisioning) -> Provisioning {
         let mut next = previous.clone();
         for (key, plane) in &mut next.data_planes {
-            if let (true, Some((ns, name))) = (plane.short_of_pods, key.split_once('/')) {
-                plane.unbound_ports = self.unbound_ports(ns, name).await;
+            if plane.short_of_pods {
+                plane.unbound_ports = self.unbound_ports(&key.namespace, &key.name).await;
             }
         }
         next
@@ -259,9 +259,11 @@ impl Provisioner {
             let Some(verdict) = classes.get(class) else {
                 continue;
             };
-            let ns = gateway.namespace().unwrap_or_default();
-            let name = gateway.name_any();
-            let key = format!("{ns}/{name}");
+            let key = GatewayKey::of(gateway);
+            let GatewayKey {
+                namespace: ns,
+                name,
+            } = &key;
             // Its data plane, if it has one, keeps its permissions until the Gateway is gone.
             bindings.insert(manifests::binding_name(gateway));
             let params = match verdict {
@@ -278,7 +280,7 @@ impl Provisioner {
                     continue;
                 }
             };
-            let accepted = statuses.gateway(&ns, &name).is_some_and(|s| {
+            let accepted = statuses.gateway(ns, name).is_some_and(|s| {
                 s.conditions
                     .iter()
                     .flatten()
@@ -288,10 +290,10 @@ impl Provisioner {
                 continue;
             }
             let objects = manifests::build(gateway, params, &self.config.image);
-            let plane = match self.apply_all(&objects, &ns).await {
+            let plane = match self.apply_all(&objects, ns).await {
                 Ok(mut plane) => {
                     if plane.short_of_pods {
-                        plane.unbound_ports = self.unbound_ports(&ns, &name).await;
+                        plane.unbound_ports = self.unbound_ports(ns, name).await;
                     }
                     plane
                 }
@@ -321,11 +323,7 @@ impl Provisioner {
         new: &Provisioning,
     ) {
         for gateway in &resources.gateways {
-            let key = format!(
-                "{}/{}",
-                gateway.namespace().unwrap_or_default(),
-                gateway.name_any()
-            );
+            let key = GatewayKey::of(gateway);
             let Some((ok, reason, note)) = new.gateway_state(&key) else {
                 continue;
             };

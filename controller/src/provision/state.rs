@@ -3,8 +3,21 @@
 //! data plane.
 
 use std::collections::BTreeMap;
+use std::fmt;
+
+use gateway_api::apis::experimental::gateways::Gateway;
+use kube::ResourceExt;
 
 use crate::status::conditions::reasons::{self, INVALID_PARAMETERS};
+
+/// Which Gateway: its namespace and name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GatewayKey {
+    /// The Gateway's namespace.
+    pub namespace: String,
+    /// The Gateway's name.
+    pub name: String,
+}
 
 /// A Gateway's provisioned data plane as the provisioner sees it (the gateway crate's
 /// `dataplane` module is the process that serves it, not this view).
@@ -29,8 +42,8 @@ pub struct ProvisionedDataPlane {
     pub unbound_ports: BTreeMap<u16, String>,
 }
 
-/// Keyed `namespace/name`.
-pub type DataPlanes = BTreeMap<String, ProvisionedDataPlane>;
+/// Each provisioned Gateway's data plane.
+pub type DataPlanes = BTreeMap<GatewayKey, ProvisionedDataPlane>;
 
 /// What the provisioner adds to the statuses translation computed.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -42,10 +55,37 @@ pub struct Provisioning {
     /// GatewayClasses whose `parametersRef` cannot be used, by name: the error, for
     /// `Accepted: False` with reason `InvalidParameters`.
     pub invalid_classes: BTreeMap<String, String>,
-    /// Gateways of those classes, keyed `namespace/name`: not accepted, not provisioned.
-    pub rejected_gateways: BTreeMap<String, String>,
-    /// The data plane of every provisioned Gateway, keyed `namespace/name`.
+    /// Gateways of those classes: not accepted, not provisioned.
+    pub rejected_gateways: BTreeMap<GatewayKey, String>,
+    /// The data plane of every provisioned Gateway.
     pub data_planes: DataPlanes,
+}
+
+// === impl GatewayKey ===
+
+impl GatewayKey {
+    /// The Gateway `namespace/name`.
+    pub fn new(namespace: &str, name: &str) -> GatewayKey {
+        GatewayKey {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        }
+    }
+
+    /// The key of `gateway`.
+    pub fn of(gateway: &Gateway) -> GatewayKey {
+        GatewayKey {
+            namespace: gateway.namespace().unwrap_or_default(),
+            name: gateway.name_any(),
+        }
+    }
+}
+
+/// `namespace/name`, as logs and messages name a Gateway.
+impl fmt::Display for GatewayKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
 }
 
 // === impl ProvisionedDataPlane ===
@@ -71,19 +111,18 @@ impl ProvisionedDataPlane {
 
 impl Provisioning {
     /// Copies `previous`'s verdict on the Gateway `key`.
-    pub(super) fn carry_gateway(&mut self, previous: &Provisioning, key: &str) {
+    pub(super) fn carry_gateway(&mut self, previous: &Provisioning, key: &GatewayKey) {
         if let Some(message) = previous.rejected_gateways.get(key) {
-            self.rejected_gateways
-                .insert(key.to_string(), message.clone());
+            self.rejected_gateways.insert(key.clone(), message.clone());
         }
         if let Some(plane) = previous.data_planes.get(key) {
-            self.data_planes.insert(key.to_string(), plane.clone());
+            self.data_planes.insert(key.clone(), plane.clone());
         }
     }
 
     /// `(programmed, reason, what an Event says)` for the Gateway `key`, if it has a verdict; a
     /// port its pods could not bind comes first, as it does in the Gateway's status.
-    pub(super) fn gateway_state(&self, key: &str) -> Option<(bool, &'static str, String)> {
+    pub(super) fn gateway_state(&self, key: &GatewayKey) -> Option<(bool, &'static str, String)> {
         if let Some(message) = self.rejected_gateways.get(key) {
             return Some((false, INVALID_PARAMETERS, message.clone()));
         }
@@ -119,11 +158,11 @@ mod tests {
             ..ProvisionedDataPlane::pending("waiting for an available data-plane pod".into())
         };
         let provisioning = Provisioning {
-            data_planes: BTreeMap::from([("demo/web".to_string(), plane)]),
+            data_planes: BTreeMap::from([(GatewayKey::new("demo", "web"), plane)]),
             ..Provisioning::default()
         };
         assert_eq!(
-            provisioning.gateway_state("demo/web"),
+            provisioning.gateway_state(&GatewayKey::new("demo", "web")),
             Some((
                 false,
                 reasons::PORT_UNAVAILABLE,

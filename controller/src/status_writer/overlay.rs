@@ -6,7 +6,7 @@
 use gateway_api::apis::experimental::gateways::GatewayStatusAddresses;
 use serde_json::{json, Value};
 
-use crate::provision::{ProvisionedDataPlane, Provisioning};
+use crate::provision::{GatewayKey, ProvisionedDataPlane, Provisioning};
 use crate::snapshot::Snapshot;
 use crate::status::conditions::reasons::{self, INVALID_PARAMETERS};
 use crate::status::conditions::types;
@@ -27,7 +27,7 @@ pub(super) fn unbound_in_data_plane(
     };
     let plane = provisioning
         .data_planes
-        .get(&format!("{ns}/{}", key.name))?;
+        .get(&GatewayKey::new(ns, &key.name))?;
     if plane.unbound_ports.is_empty() {
         return None;
     }
@@ -58,7 +58,7 @@ pub(super) fn overlay_provisioning(
             }
         }
         (Kind::Gateway, Some(ns)) => {
-            let key = format!("{ns}/{}", key.name);
+            let key = GatewayKey::new(ns, &key.name);
             if let Some(message) = provisioning.rejected_gateways.get(&key) {
                 reject_gateway(status, message);
             } else if let Some(dp) = provisioning.data_planes.get(&key) {
@@ -171,7 +171,7 @@ mod tests {
         "addresses": [{"type": "IPAddress", "value": "10.0.0.1"}]});
         let provisioning = Provisioning {
             rejected_gateways: BTreeMap::from([(
-                "demo/web".to_string(),
+                GatewayKey::new("demo", "web"),
                 "GatewayClass sluice: ConfigMap sluice-system/knobs not found".to_string(),
             )]),
             ..Provisioning::default()

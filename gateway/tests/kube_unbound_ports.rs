@@ -182,15 +182,19 @@ impl Cluster {
         .await;
     }
 
-    /// Waits for the reconcile the last Gateway status write woke (the kube source republishes;
-    /// every reconcile applies the Deployment), so that nothing is left to wake the provisioner.
-    async fn reconciled_after_the_last_status_write(&self) {
-        until("a reconcile after the last status write", WAIT, || {
+    /// Wakes the provisioner once more (the Deployment's status changes, as its controller would
+    /// change it; still no available pod) and waits for that reconcile, the last one anything
+    /// wakes: status writes do not (the controller's Resources leave statuses out).
+    async fn provisioner_woken_once_more(&self) {
+        let before = self.server.writes().len();
+        let status = json!({"replicas": 1, "unavailableReplicas": 1});
+        self.server
+            .set_status("apps/v1", "Deployment", Some("demo"), "sluice-web", status)
+            .expect("deployment status");
+        until("the reconcile the Deployment change woke", WAIT, || {
             let writes = self.server.writes();
-            let last = writes
-                .iter()
-                .rposition(|w| w.path.ends_with("/gateways/web/status"))?;
-            writes[last..]
+            writes
+                .get(before..)?
                 .iter()
                 .any(|w| w.path.ends_with("/deployments/sluice-web"))
                 .then_some(())
@@ -237,9 +241,9 @@ async fn a_port_the_data_plane_cannot_bind_is_port_unavailable_until_its_retry_b
 
 #[tokio::test]
 async fn an_unready_pod_is_asked_again_every_interval_without_a_reconcile() {
-    // No resync and no renewal within the test, and the port freed only once the provisioner is
-    // idle: the proxy's retry binds it without a word to the API server and the Deployment still
-    // has no available pod, so only the probe interval can notice the recovery.
+    // No resync and no renewal within the test, and the port freed only after the last reconcile
+    // anything wakes: the proxy's retry binds it without a word to the API server and the
+    // Deployment still has no available pod, so only the probe interval notices the recovery.
     let cluster = cluster(Timings {
         resync: Duration::from_secs(3600),
         renew: Duration::from_secs(60),
@@ -250,6 +254,6 @@ async fn an_unready_pod_is_asked_again_every_interval_without_a_reconcile() {
     })
     .await;
     cluster.port_unavailable().await;
-    cluster.reconciled_after_the_last_status_write().await;
+    cluster.provisioner_woken_once_more().await;
     cluster.free_the_port_and_recover().await;
 }

@@ -32,7 +32,7 @@ pub struct PodProbeConfig {
     /// Between passes while some data plane is not fully available (a bind retry that succeeds
     /// makes the pod ready, which the Deployment watch reports at once; this catches the rest).
     pub interval: Duration,
-    /// For one pod's answer, the API server's proxying included.
+    /// For one pod's answer, the API server's proxying included; also for listing the pods.
     pub deadline: Duration,
     /// Unready pods asked per Gateway and pass: they all run the same configuration, so a few
     /// tell as much as all of them.
@@ -57,6 +57,11 @@ enum ProbeError {
         namespace: String,
         #[source]
         source: kube::Error,
+    },
+    #[error("listing the data-plane pods in {namespace} took longer than {deadline:?}")]
+    ListTimeout {
+        namespace: String,
+        deadline: Duration,
     },
     #[error("building the pod proxy request")]
     Request(#[source] http::Error),
@@ -86,14 +91,24 @@ pub(super) async fn unbound_ports(
     config: &PodProbeConfig,
 ) -> BTreeMap<u16, String> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let list = match pods.list(&ListParams::default().labels(selector)).await {
-        Ok(list) => list,
-        Err(source) => {
+    let params = ListParams::default().labels(selector);
+    let listing = pods.list(&params);
+    let list = match tokio::time::timeout(config.deadline, listing).await {
+        Ok(Ok(list)) => list,
+        Ok(Err(source)) => {
             let e = ProbeError::List {
                 namespace: namespace.to_string(),
                 source,
             };
             tracing::warn!("{}", super::params::error_chain(&e));
+            return BTreeMap::new();
+        }
+        Err(_) => {
+            let e = ProbeError::ListTimeout {
+                namespace: namespace.to_string(),
+                deadline: config.deadline,
+            };
+            tracing::warn!("{e}");
             return BTreeMap::new();
         }
     };

@@ -17,6 +17,7 @@ pub mod edge_params;
 pub mod manifests;
 pub mod mirror_params;
 pub mod params;
+pub mod probe;
 mod state;
 mod triggers;
 
@@ -42,7 +43,8 @@ use self::manifests::{
     DataPlaneObjects, Workload, GATEWAY_LABEL, GATEWAY_NAMESPACE_LABEL, MANAGED_BY,
 };
 use self::params::{DataPlaneParams, ParametersRefError};
-pub use self::state::{DataPlanes, ProvisionedDataPlane, Provisioning};
+use self::probe::PodProbeConfig;
+pub use self::state::{DataPlanes, GatewayKey, ProvisionedDataPlane, Provisioning};
 use crate::publish::Store;
 use crate::resources::Resources;
 use crate::status::conditions::reasons::{self, INVALID_PARAMETERS};
@@ -105,6 +107,7 @@ pub struct Provisioner {
     store: Arc<Store>,
     provisioning: watch::Sender<Arc<Provisioning>>,
     recorder: Recorder,
+    probe: PodProbeConfig,
 }
 
 impl Provisioner {
@@ -125,7 +128,14 @@ impl Provisioner {
             store,
             provisioning: watch::channel(Arc::new(Provisioning::default())).0,
             recorder: Recorder::new(client_for_events, "sluice-controller".into()),
+            probe: PodProbeConfig::default(),
         }
+    }
+
+    /// Other bounds for asking unready data-plane pods which ports they could not bind.
+    pub fn with_probe(mut self, probe: PodProbeConfig) -> Provisioner {
+        self.probe = probe;
+        self
     }
 
     /// What the status writer overlays on GatewayClass and Gateway statuses.
@@ -157,24 +167,66 @@ impl Provisioner {
             if let (true, Some(resources)) = (leading, resources) {
                 let previous = self.provisioning.borrow().clone();
                 let next = self.reconcile(&resources, &previous).await;
-                self.record_transitions(&resources, &previous, &next).await;
-                self.provisioning.send_if_modified(|current| {
-                    let changed = **current != next;
-                    if changed {
-                        *current = Arc::new(next);
-                    }
-                    changed
-                });
+                self.publish(&resources, &previous, next).await;
             }
-            tokio::select! {
-                r = self.resources.changed() => if r.is_err() { return },
-                r = self.leader.changed() => if r.is_err() { return },
-                _ = changed.notified() => {}
-                _ = tokio::time::sleep(self.config.resync) => {}
+            // Bind failures show in no watched object: ask the pods again while any is short.
+            loop {
+                let short = self
+                    .provisioning
+                    .borrow()
+                    .data_planes
+                    .values()
+                    .any(|p| p.short_of_pods);
+                tokio::select! {
+                    r = self.resources.changed() => if r.is_err() { return },
+                    r = self.leader.changed() => if r.is_err() { return },
+                    _ = changed.notified() => {}
+                    _ = tokio::time::sleep(self.config.resync) => {}
+                    _ = tokio::time::sleep(self.probe.interval), if short => {
+                        let resources = self.resources.borrow().clone();
+                        let leading = *self.leader.borrow();
+                        if let (true, Some(resources)) = (leading, resources) {
+                            let previous = self.provisioning.borrow().clone();
+                            let next = self.reprobe(&previous).await;
+                            self.publish(&resources, &previous, next).await;
+                        }
+                        continue;
+                    }
+                }
+                break;
             }
             // One reconcile for a burst (the objects one reconcile applies, a rollout's updates).
             tokio::time::sleep(DEBOUNCE).await;
         }
+    }
+
+    /// `previous` with the pods of every data plane short of pods asked again; nothing else is
+    /// reconciled.
+    async fn reprobe(&self, previous: &Provisioning) -> Provisioning {
+        let mut next = previous.clone();
+        for (key, plane) in &mut next.data_planes {
+            if plane.short_of_pods {
+                plane.unbound_ports = self.unbound_ports(&key.namespace, &key.name).await;
+            }
+        }
+        next
+    }
+
+    /// Records the Events of what changed and hands `next` to the status writer if it differs.
+    async fn publish(&self, resources: &Resources, previous: &Provisioning, next: Provisioning) {
+        self.record_transitions(resources, previous, &next).await;
+        self.provisioning.send_if_modified(|current| {
+            let changed = **current != next;
+            if changed {
+                *current = Arc::new(next);
+            }
+            changed
+        });
+    }
+
+    async fn unbound_ports(&self, ns: &str, name: &str) -> BTreeMap<u16, String> {
+        let selector = manifests::pod_selector(name);
+        probe::unbound_ports(&self.client, ns, &selector, &self.probe).await
     }
 
     /// Validates the parameters of every Sluice GatewayClass and provisions every accepted Gateway
@@ -207,9 +259,11 @@ impl Provisioner {
             let Some(verdict) = classes.get(class) else {
                 continue;
             };
-            let ns = gateway.namespace().unwrap_or_default();
-            let name = gateway.name_any();
-            let key = format!("{ns}/{name}");
+            let key = GatewayKey::of(gateway);
+            let GatewayKey {
+                namespace: ns,
+                name,
+            } = &key;
             // Its data plane, if it has one, keeps its permissions until the Gateway is gone.
             bindings.insert(manifests::binding_name(gateway));
             let params = match verdict {
@@ -226,7 +280,7 @@ impl Provisioner {
                     continue;
                 }
             };
-            let accepted = statuses.gateway(&ns, &name).is_some_and(|s| {
+            let accepted = statuses.gateway(ns, name).is_some_and(|s| {
                 s.conditions
                     .iter()
                     .flatten()
@@ -236,8 +290,13 @@ impl Provisioner {
                 continue;
             }
             let objects = manifests::build(gateway, params, &self.config.image);
-            let plane = match self.apply_all(&objects, &ns).await {
-                Ok(plane) => plane,
+            let plane = match self.apply_all(&objects, ns).await {
+                Ok(mut plane) => {
+                    if plane.short_of_pods {
+                        plane.unbound_ports = self.unbound_ports(ns, name).await;
+                    }
+                    plane
+                }
                 Err(e) => {
                     tracing::warn!("provisioning {key}: {e}");
                     ProvisionedDataPlane::pending(format!(
@@ -264,11 +323,7 @@ impl Provisioner {
         new: &Provisioning,
     ) {
         for gateway in &resources.gateways {
-            let key = format!(
-                "{}/{}",
-                gateway.namespace().unwrap_or_default(),
-                gateway.name_any()
-            );
+            let key = GatewayKey::of(gateway);
             let Some((ok, reason, note)) = new.gateway_state(&key) else {
                 continue;
             };
@@ -276,7 +331,10 @@ impl Provisioner {
             if before == Some((ok, reason)) {
                 continue;
             }
-            let warning = matches!(reason, reasons::INVALID | INVALID_PARAMETERS);
+            let warning = matches!(
+                reason,
+                reasons::INVALID | INVALID_PARAMETERS | reasons::PORT_UNAVAILABLE
+            );
             let event = Event {
                 type_: if warning {
                     EventType::Warning
@@ -389,41 +447,45 @@ impl Provisioner {
         .await?;
         let deployments = Api::<Deployment>::namespaced(client.clone(), ns);
         let daemon_sets = Api::<DaemonSet>::namespaced(client.clone(), ns);
-        let available = match &objects.workload {
+        // `(available pods, wanted pods)`.
+        let (available, wanted) = match &objects.workload {
             Workload::Deployment(d) => {
                 delete_if_present(&daemon_sets, &d.name_any()).await?;
                 let d = apply(deployments, d).await?;
-                d.status.and_then(|s| s.available_replicas).unwrap_or(0) > 0
+                let wanted = d.spec.and_then(|s| s.replicas).unwrap_or(1);
+                let available = d.status.and_then(|s| s.available_replicas);
+                (available.unwrap_or(0), wanted)
             }
             Workload::DaemonSet(ds) => {
                 delete_if_present(&deployments, &ds.name_any()).await?;
                 let ds = apply(daemon_sets, ds).await?;
-                ds.status.and_then(|s| s.number_available).unwrap_or(0) > 0
+                let status = ds.status.unwrap_or_default();
+                (
+                    status.number_available.unwrap_or(0),
+                    status.desired_number_scheduled,
+                )
             }
         };
+        let short_of_pods = available < wanted;
+        let available = available > 0;
         let addresses = service_addresses(&service);
         let name = service.name_any();
-        Ok(if !available {
-            ProvisionedDataPlane {
-                programmed: false,
-                reason: reasons::PENDING,
-                message: format!("waiting for an available data-plane pod of {name}"),
-                addresses,
-            }
+        let (programmed, reason, message) = if !available {
+            let waiting = format!("waiting for an available data-plane pod of {name}");
+            (false, reasons::PENDING, waiting)
         } else if addresses.is_empty() {
-            ProvisionedDataPlane {
-                programmed: false,
-                reason: reasons::ADDRESS_NOT_ASSIGNED,
-                message: format!("waiting for Service {name} to get an address"),
-                addresses,
-            }
+            let waiting = format!("waiting for Service {name} to get an address");
+            (false, reasons::ADDRESS_NOT_ASSIGNED, waiting)
         } else {
-            ProvisionedDataPlane {
-                programmed: true,
-                reason: reasons::PROGRAMMED,
-                message: String::new(),
-                addresses,
-            }
+            (true, reasons::PROGRAMMED, String::new())
+        };
+        Ok(ProvisionedDataPlane {
+            programmed,
+            reason,
+            message,
+            addresses,
+            short_of_pods,
+            unbound_ports: BTreeMap::new(),
         })
     }
 

@@ -27,7 +27,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use self::merge::{carry_transition_times, merge_route_parents, now};
-use self::overlay::overlay_provisioning;
+use self::overlay::{overlay_provisioning, unbound_in_data_plane};
 use crate::provision::Provisioning;
 use crate::publish::Store;
 use crate::sources::kube::ClaimedRoutes;
@@ -133,11 +133,13 @@ impl StatusWriter {
         let provisioning = self.provisioning.borrow().clone();
         let mut wanted = Vec::new();
         for (key, status) in &snapshot.statuses.objects {
-            let mut desired = serde_json::to_value(status).map_err(StatusWriteError::Encode)?;
             let provisioned_kind = matches!(key.kind, Kind::GatewayClass | Kind::Gateway);
             if provisioned_kind && !provisioning.reconciled {
                 continue;
             }
+            let unbound = unbound_in_data_plane(&snapshot, key, status, &provisioning);
+            let status = unbound.as_ref().unwrap_or(status);
+            let mut desired = serde_json::to_value(status).map_err(StatusWriteError::Encode)?;
             overlay_provisioning(&mut desired, key, &provisioning);
             wanted.push((key.clone(), desired));
         }

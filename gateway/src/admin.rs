@@ -1,4 +1,5 @@
-//! The admin listener: object statuses, reload outcome, health, readiness and Prometheus metrics.
+//! The admin listener: object statuses, reload outcome, health, readiness, the listener report
+//! the controller reads through the pod proxy, and Prometheus metrics.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -12,6 +13,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
+use sluice_controller::provision::probe::LISTENERS_PATH;
 use sluice_controller::publish::{ReloadOutcome, Store};
 use sluice_controller::status::unbound::with_unbound;
 use sluice_controller::translate::Timestamp;
@@ -23,6 +25,7 @@ use crate::listeners::ListenerStatus;
 use crate::metrics::Metrics;
 
 const YAML: &str = "application/yaml";
+const JSON: &str = "application/json";
 const TEXT: &str = "text/plain; charset=utf-8";
 const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -125,7 +128,7 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 pub fn respond(state: &AdminState, method: &Method, path: &str) -> Response<Full<Bytes>> {
     let known = matches!(
         path,
-        "/status" | "/config" | "/healthz" | "/readyz" | "/metrics"
+        "/status" | "/config" | "/healthz" | "/readyz" | "/metrics" | LISTENERS_PATH
     );
     if !known {
         return reply(StatusCode::NOT_FOUND, TEXT, "not found\n".into());
@@ -145,6 +148,12 @@ pub fn respond(state: &AdminState, method: &Method, path: &str) -> Response<Full
         "/status" => statuses(state),
         "/config" => yaml(&ConfigReport::new(state)),
         "/healthz" => reply(StatusCode::OK, TEXT, "ok\n".into()),
+        // In cluster mode the controller learns from this why a pod is not ready (the data plane
+        // may not write statuses itself); the controller's `ListenerReport` reads it.
+        LISTENERS_PATH => match serde_json::to_string(&*state.listeners.borrow()) {
+            Ok(text) => reply(StatusCode::OK, JSON, text),
+            Err(e) => internal_error(&e),
+        },
         "/readyz" if state.listeners.borrow().draining => reply(
             StatusCode::SERVICE_UNAVAILABLE,
             TEXT,

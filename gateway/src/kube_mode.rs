@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_controller::leader::{self, LeaseConfig};
+use sluice_controller::provision::probe::PodProbeConfig;
 use sluice_controller::provision::{Provisioner, ProvisionerConfig};
 use sluice_controller::publish::Store;
 use sluice_controller::sources::kube::{KubeSource, Mode};
@@ -129,6 +130,17 @@ pub async fn start_controller(
     client: kube::Client,
     resync: Duration,
 ) -> Result<KubeRunning, KubeModeError> {
+    start_controller_with(opts, client, resync, PodProbeConfig::default()).await
+}
+
+/// [`start_controller`] with other bounds for asking unready data-plane pods which ports they
+/// could not bind (tests shorten the interval).
+pub async fn start_controller_with(
+    opts: ControllerOptions,
+    client: kube::Client,
+    resync: Duration,
+    probe: PodProbeConfig,
+) -> Result<KubeRunning, KubeModeError> {
     let (store, metrics) = dataplane::observed_store()?;
     // The controller binds no Gateway sockets: its listener status never changes.
     let (_, no_listeners) = watch::channel(ListenerStatus::default());
@@ -153,7 +165,8 @@ pub async fn start_controller(
         leader.clone(),
         resources,
         store.clone(),
-    );
+    )
+    .with_probe(probe);
     let writer = StatusWriter::new(
         client,
         store.clone(),

@@ -92,12 +92,11 @@ pub fn binding_name(gateway: &Gateway) -> String {
 }
 
 /// The Gateway's name as a label value (at most 63 characters, [`shortened`] beyond).
-fn gateway_label(gateway: &Gateway) -> String {
-    let name = gateway.name_any();
+fn gateway_label(name: &str) -> String {
     if name.len() <= MAX_LABEL {
-        name
+        name.to_string()
     } else {
-        shortened(&name, &name, MAX_LABEL)
+        shortened(name, name, MAX_LABEL)
     }
 }
 
@@ -123,14 +122,27 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 }
 
 fn selector_labels(gateway: &Gateway) -> BTreeMap<String, String> {
+    selector_labels_of(&gateway.name_any())
+}
+
+fn selector_labels_of(gateway_name: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         ("app.kubernetes.io/name".to_string(), "sluice".to_string()),
         (
             "app.kubernetes.io/component".to_string(),
             "dataplane".to_string(),
         ),
-        (GATEWAY_LABEL.to_string(), gateway_label(gateway)),
+        (GATEWAY_LABEL.to_string(), gateway_label(gateway_name)),
     ])
+}
+
+/// The label selector of the data-plane pods of the Gateway `gateway_name` (in its namespace).
+pub fn pod_selector(gateway_name: &str) -> String {
+    let labels: Vec<String> = selector_labels_of(gateway_name)
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    labels.join(",")
 }
 
 /// Gateway `spec.infrastructure` labels first, so ours win on a clash (selectors depend on them).
@@ -485,11 +497,32 @@ mod tests {
     }
 
     #[test]
+    fn the_pod_selector_is_the_workload_selector() {
+        let gw = gateway("demo", "web");
+        let objects = build(&gw, &DataPlaneParams::default(), "img");
+        let Workload::Deployment(d) = &objects.workload else {
+            panic!("a Deployment by default");
+        };
+        let wanted = d
+            .spec
+            .as_ref()
+            .and_then(|s| s.selector.match_labels.clone())
+            .unwrap_or_default();
+        let selector = pod_selector("web");
+        let parsed: BTreeMap<String, String> = selector
+            .split(',')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(parsed, wanted);
+    }
+
+    #[test]
     fn short_gateway_names_give_readable_object_names() {
         let gw = gateway("demo", "web");
         assert_eq!(object_name(&gw), "sluice-web");
         assert_eq!(binding_name(&gw), "sluice-dataplane-demo.web");
-        assert_eq!(gateway_label(&gw), "web");
+        assert_eq!(gateway_label(&gw.name_any()), "web");
     }
 
     #[test]
@@ -513,9 +546,9 @@ mod tests {
             Some(name.as_str())
         );
 
-        let label = gateway_label(&gw);
+        let label = gateway_label(&gw.name_any());
         assert!(is_label_value(&label), "{label}");
-        assert_ne!(label, gateway_label(&sibling));
+        assert_ne!(label, gateway_label(&sibling.name_any()));
         for labels in [
             objects.service.metadata.labels.clone(),
             objects

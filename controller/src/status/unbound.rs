@@ -1,9 +1,12 @@
 //! Statuses while some listener addresses cannot be bound: what translation promised, corrected
-//! by what the data plane could actually open.
+//! by what the data plane could actually open. Standalone mode knows the addresses itself
+//! ([`with_unbound`]); in cluster mode the controller learns the ports from the data-plane pods
+//! ([`with_unbound_ports`]).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
+use gateway_api::apis::experimental::gateways::GatewayStatus;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 use super::conditions::{reasons, types};
@@ -32,40 +35,71 @@ pub fn with_unbound(
                 continue;
             };
             let key = StatusKey::gateway(namespace, name);
-            let Some(ObjectStatus::Gateway(status)) = report.objects.get_mut(&key) else {
-                continue;
-            };
-            let generation = status
-                .conditions
-                .iter()
-                .flatten()
-                .find_map(|c| c.observed_generation);
-            let not = |type_: &str| {
-                condition(
-                    type_,
-                    false,
-                    reasons::PORT_UNAVAILABLE,
-                    message.clone(),
-                    generation,
-                    now,
-                )
-            };
-            replace(
-                status.conditions.get_or_insert_with(Vec::new),
-                not(types::PROGRAMMED),
-            );
-            for l in status
-                .listeners
-                .iter_mut()
-                .flatten()
-                .filter(|l| l.name == listener.name)
-            {
-                replace(&mut l.conditions, not(types::ACCEPTED));
-                replace(&mut l.conditions, not(types::PROGRAMMED));
+            if let Some(ObjectStatus::Gateway(status)) = report.objects.get_mut(&key) {
+                mark_unbound(status, &listener.name, &message, now);
             }
         }
     }
     report
+}
+
+/// `status` of the Gateway `namespace/name` with every listener on a port of `unbound` (listener
+/// port -> bind error, as a data-plane pod reported it) Accepted and Programmed False
+/// (PortUnavailable) and the Gateway Programmed False. Which listener has which port comes from
+/// `snapshot`'s binds, the listeners translation found ready to serve.
+pub fn with_unbound_ports(
+    snapshot: &Snapshot,
+    (namespace, name): (&str, &str),
+    status: &GatewayStatus,
+    unbound: &BTreeMap<u16, String>,
+    now: Timestamp,
+) -> GatewayStatus {
+    let mut status = status.clone();
+    let label = format!("{namespace}/{name}");
+    for bind in &snapshot.binds {
+        let port = bind.address.port();
+        let Some(error) = unbound.get(&port) else {
+            continue;
+        };
+        let message = format!("cannot listen on port {port}: {error}; retrying");
+        for listener in bind.listeners.iter().filter(|l| l.gateway == label) {
+            mark_unbound(&mut status, &listener.name, &message, now);
+        }
+    }
+    status
+}
+
+/// The listener `listener` Accepted and Programmed False (PortUnavailable) with `message`, and its
+/// Gateway Programmed False.
+fn mark_unbound(status: &mut GatewayStatus, listener: &str, message: &str, now: Timestamp) {
+    let generation = status
+        .conditions
+        .iter()
+        .flatten()
+        .find_map(|c| c.observed_generation);
+    let not = |type_: &str| {
+        condition(
+            type_,
+            false,
+            reasons::PORT_UNAVAILABLE,
+            message,
+            generation,
+            now,
+        )
+    };
+    replace(
+        status.conditions.get_or_insert_with(Vec::new),
+        not(types::PROGRAMMED),
+    );
+    for l in status
+        .listeners
+        .iter_mut()
+        .flatten()
+        .filter(|l| l.name == listener)
+    {
+        replace(&mut l.conditions, not(types::ACCEPTED));
+        replace(&mut l.conditions, not(types::PROGRAMMED));
+    }
 }
 
 /// Replaces the condition of the same type, keeping its transition time if the status is the same.
@@ -88,34 +122,92 @@ mod tests {
     use crate::resources::Resources;
     use crate::translate::{translate, TranslateOptions};
 
-    #[test]
-    fn a_listener_on_an_unbindable_address_is_port_unavailable_and_its_gateway_not_programmed() {
-        let yaml = "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\n\
-            metadata: {name: sluice}\nspec: {controllerName: sluice.dev/gateway-controller}\n---\n\
-            apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: gw}\n\
-            spec:\n  gatewayClassName: sluice\n  listeners:\n  - {name: http, port: 8080, protocol: HTTP}\n";
-        let loaded = Resources::from_yaml_documents(Path::new("t.yaml"), yaml).expect("valid");
+    /// Gateway `default/gw` with the given listeners (`{name: .., port: .., protocol: HTTP}` lines).
+    fn translated(listeners: &str) -> Snapshot {
+        let yaml = format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\n\
+            metadata: {{name: sluice}}\nspec: {{controllerName: sluice.dev/gateway-controller}}\n---\n\
+            apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: gw}}\n\
+            spec:\n  gatewayClassName: sluice\n  listeners:\n{listeners}"
+        );
+        let loaded = Resources::from_yaml_documents(Path::new("t.yaml"), &yaml).expect("valid");
         let options = TranslateOptions {
             listen_address: "127.0.0.1".parse().expect("ip"),
             ..TranslateOptions::default()
         };
-        let t = translate(&loaded.resources, &options, Timestamp::UNIX_EPOCH);
+        translate(&loaded.resources, &options, Timestamp::UNIX_EPOCH).snapshot
+    }
+
+    /// `(status, reason)` of the condition `type_`.
+    fn state(conditions: &[Condition], type_: &str) -> Option<(String, String)> {
+        conditions
+            .iter()
+            .find(|c| c.type_ == type_)
+            .map(|c| (c.status.clone(), c.reason.clone()))
+    }
+
+    #[test]
+    fn listeners_on_a_port_a_pod_could_not_bind_are_port_unavailable_and_the_others_untouched() {
+        let snapshot = translated(
+            "  - {name: http, port: 80, protocol: HTTP}\n  - {name: alt, port: 8080, protocol: HTTP}\n",
+        );
+        let Some(ObjectStatus::Gateway(translated)) =
+            snapshot.statuses.get(&StatusKey::gateway("default", "gw"))
+        else {
+            panic!("no Gateway status");
+        };
+        let unbound = BTreeMap::from([(80, "pod sluice-gw-1: Address in use".to_string())]);
+        let gw = ("default", "gw");
+        let status = with_unbound_ports(&snapshot, gw, translated, &unbound, Timestamp::UNIX_EPOCH);
+        let conditions = status.conditions.as_deref().unwrap_or_default();
+        let programmed = conditions.iter().find(|c| c.type_ == "Programmed");
+        assert_eq!(
+            programmed.map(|c| (c.reason.as_str(), c.message.as_str())),
+            Some((
+                reasons::PORT_UNAVAILABLE,
+                "cannot listen on port 80: pod sluice-gw-1: Address in use; retrying"
+            ))
+        );
+        let listener = |name: &str| {
+            status
+                .listeners
+                .iter()
+                .flatten()
+                .find(|l| l.name == name)
+                .map(|l| l.conditions.clone())
+                .unwrap_or_default()
+        };
+        let not = Some(("False".to_string(), reasons::PORT_UNAVAILABLE.to_string()));
+        assert_eq!(state(&listener("http"), "Accepted"), not);
+        assert_eq!(state(&listener("http"), "Programmed"), not);
+        assert_eq!(
+            state(&listener("alt"), "Accepted"),
+            Some(("True".into(), "Accepted".into()))
+        );
+
+        let other = ("default", "other");
+        let untouched = with_unbound_ports(
+            &snapshot,
+            other,
+            translated,
+            &unbound,
+            Timestamp::UNIX_EPOCH,
+        );
+        assert_eq!(&untouched, translated, "only the named Gateway's listeners");
+    }
+
+    #[test]
+    fn a_listener_on_an_unbindable_address_is_port_unavailable_and_its_gateway_not_programmed() {
+        let snapshot = translated("  - {name: http, port: 8080, protocol: HTTP}\n");
         let key = StatusKey::gateway("default", "gw");
         let gateway = |report: &StatusReport| match report.get(&key) {
             Some(ObjectStatus::Gateway(s)) => s.clone(),
             other => panic!("no Gateway status: {other:?}"),
         };
-        let status_of = |conds: &[Condition], t: &str| {
-            conds
-                .iter()
-                .find(|c| c.type_ == t)
-                .map(|c| (c.status.clone(), c.reason.clone()))
-        };
-
-        let untouched = with_unbound(&t.snapshot, &BTreeMap::new(), Timestamp::UNIX_EPOCH);
+        let untouched = with_unbound(&snapshot, &BTreeMap::new(), Timestamp::UNIX_EPOCH);
         let gw = gateway(&untouched);
         assert_eq!(
-            status_of(gw.conditions.as_deref().unwrap_or_default(), "Programmed"),
+            state(gw.conditions.as_deref().unwrap_or_default(), "Programmed"),
             Some(("True".into(), "Programmed".into()))
         );
 
@@ -123,7 +215,7 @@ mod tests {
             "127.0.0.1:8080".parse().expect("addr"),
             "Address in use".to_string(),
         )]);
-        let gw = gateway(&with_unbound(&t.snapshot, &failed, Timestamp::UNIX_EPOCH));
+        let gw = gateway(&with_unbound(&snapshot, &failed, Timestamp::UNIX_EPOCH));
         let programmed = gw
             .conditions
             .as_deref()
@@ -148,7 +240,7 @@ mod tests {
             .cloned()
             .expect("listener");
         assert_eq!(
-            status_of(&listener.conditions, "Accepted"),
+            state(&listener.conditions, "Accepted"),
             Some(("False".into(), reasons::PORT_UNAVAILABLE.into()))
         );
     }

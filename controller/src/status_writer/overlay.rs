@@ -1,14 +1,49 @@
 //! The provisioner's view ([`Provisioning`]) laid over the statuses translation computed:
 //! `Accepted: False` / `InvalidParameters` on a class with unusable parameters and on its
-//! Gateways, and a Gateway's `addresses` and `Programmed` from its data plane.
+//! Gateways, a Gateway's `addresses` and `Programmed` from its data plane, and `PortUnavailable`
+//! on the listeners whose port its pods could not bind.
 
 use gateway_api::apis::experimental::gateways::GatewayStatusAddresses;
 use serde_json::{json, Value};
 
-use crate::provision::{ProvisionedDataPlane, Provisioning};
+use crate::provision::{GatewayKey, ProvisionedDataPlane, Provisioning};
+use crate::snapshot::Snapshot;
 use crate::status::conditions::reasons::{self, INVALID_PARAMETERS};
 use crate::status::conditions::types;
-use crate::status::{Kind, StatusKey};
+use crate::status::unbound::with_unbound_ports;
+use crate::status::{Kind, ObjectStatus, StatusKey};
+use crate::translate::Timestamp;
+
+/// The Gateway status `key` names corrected for the ports its data-plane pods reported they could
+/// not bind; `None` when there is nothing to correct.
+pub(super) fn unbound_in_data_plane(
+    snapshot: &Snapshot,
+    key: &StatusKey,
+    status: &ObjectStatus,
+    provisioning: &Provisioning,
+) -> Option<ObjectStatus> {
+    let (ObjectStatus::Gateway(gateway), Some(ns)) = (status, key.namespace.as_deref()) else {
+        return None;
+    };
+    let plane = provisioning
+        .data_planes
+        .get(&GatewayKey::new(ns, &key.name))?;
+    if plane.unbound_ports.is_empty() {
+        return None;
+    }
+    // Translation's time, not the clock: the desired status stays the same from one sync to the
+    // next, and the write stamps every condition whose status changed anyway (`merge`).
+    let at = gateway
+        .conditions
+        .iter()
+        .flatten()
+        .map(|c| c.last_transition_time.0)
+        .next()
+        .unwrap_or(Timestamp::UNIX_EPOCH);
+    let names = (ns, key.name.as_str());
+    let corrected = with_unbound_ports(snapshot, names, gateway, &plane.unbound_ports, at);
+    Some(ObjectStatus::Gateway(corrected))
+}
 
 /// Applies what the provisioner knows to the status of the object `key` names.
 pub(super) fn overlay_provisioning(
@@ -23,7 +58,7 @@ pub(super) fn overlay_provisioning(
             }
         }
         (Kind::Gateway, Some(ns)) => {
-            let key = format!("{ns}/{}", key.name);
+            let key = GatewayKey::new(ns, &key.name);
             if let Some(message) = provisioning.rejected_gateways.get(&key) {
                 reject_gateway(status, message);
             } else if let Some(dp) = provisioning.data_planes.get(&key) {
@@ -136,7 +171,7 @@ mod tests {
         "addresses": [{"type": "IPAddress", "value": "10.0.0.1"}]});
         let provisioning = Provisioning {
             rejected_gateways: BTreeMap::from([(
-                "demo/web".to_string(),
+                GatewayKey::new("demo", "web"),
                 "GatewayClass sluice: ConfigMap sluice-system/knobs not found".to_string(),
             )]),
             ..Provisioning::default()

@@ -8,8 +8,11 @@
 //! [`FakeApiServer::restore`], so clients see a real outage. Each client made with
 //! [`FakeApiServer::client_as`] is logged under its own user name, so a test can tell who wrote.
 //! [`FakeApiServer::forbid`] refuses a user's requests with 403, as a missing RBAC grant does.
+//! `GET pods/NAME:PORT/proxy/PATH` is forwarded to the pod's `status.podIP` ([`pod_proxy`]), so a
+//! test can stand a local server in for a pod.
 
 pub mod kinds;
+mod pod_proxy;
 pub mod store;
 
 use std::convert::Infallible;
@@ -462,6 +465,24 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
         }
         None => {}
     }
+    if let (Some(path), Some(name)) = (&target.proxy, &target.name) {
+        if method != Method::GET {
+            return error(&ApiError::new(
+                405,
+                "MethodNotAllowed",
+                "the fake pod proxy forwards GET only",
+            ));
+        }
+        let pod = shared.store().get(
+            target.kind,
+            target.namespace.as_deref(),
+            pod_proxy::pod_name(name),
+        );
+        return match pod {
+            Ok(pod) => pod_proxy::forward(&pod, name, path).await,
+            Err(e) => error(&e),
+        };
+    }
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -705,6 +726,7 @@ fn watch(
                     namespace,
                     name: None,
                     status: false,
+                    proxy: None,
                 };
                 let deadline = tokio::time::sleep(Duration::from_secs(timeout));
                 tokio::pin!(deadline);

@@ -66,6 +66,28 @@ async fn readyz_turns_ready_with_the_first_snapshot() {
 }
 
 #[tokio::test]
+async fn listeners_reports_the_unbound_addresses_in_the_controllers_format() {
+    let (tx, listeners) = watch::channel(ListenerStatus::default());
+    let state = AdminState {
+        listeners,
+        ..state()
+    };
+    let address: SocketAddr = "0.0.0.0:80".parse().unwrap();
+    tx.send_modify(|s| {
+        s.failed
+            .insert(address, "Address already in use (os error 98)".into());
+    });
+    let (code, body) = get(&state, "/listeners").await;
+    assert_eq!(code, StatusCode::OK);
+    let report: sluice_controller::provision::probe::ListenerReport =
+        serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        report.failed.get(&address).map(String::as_str),
+        Some("Address already in use (os error 98)")
+    );
+}
+
+#[tokio::test]
 async fn config_reports_the_generation_and_the_last_rejection() {
     let state = published();
     let body = get_ok(&state, "/config").await;

@@ -51,6 +51,7 @@ const GW: &str = "gateway.networking.k8s.io";
 pub static KINDS: &[Kind] = &[
     kind("", "v1", "namespaces", "Namespace", false, true, false),
     kind("", "v1", "services", "Service", true, true, false),
+    kind("", "v1", "pods", "Pod", true, true, false),
     kind("", "v1", "secrets", "Secret", true, false, false),
     kind("", "v1", "configmaps", "ConfigMap", true, false, false),
     kind(
@@ -144,6 +145,8 @@ pub struct Target {
     pub namespace: Option<String>,
     pub name: Option<String>,
     pub status: bool,
+    /// `pods/NAME:PORT/proxy/PATH`: the path to forward to the pod (`name` is `NAME:PORT`).
+    pub proxy: Option<String>,
 }
 
 /// Parses `/api/v1/...` and `/apis/GROUP/VERSION/...` paths; `None` for anything else.
@@ -162,10 +165,11 @@ pub fn parse_path(path: &str) -> Option<Target> {
         }),
         _ => (None, rest.to_vec()),
     };
-    let (plural, name, status) = match rest.as_slice() {
-        [plural] => (*plural, None, false),
-        [plural, name] => (*plural, Some(*name), false),
-        [plural, name, "status"] => (*plural, Some(*name), true),
+    let (plural, name, status, proxy) = match rest.as_slice() {
+        [plural] => (*plural, None, false, None),
+        [plural, name] => (*plural, Some(*name), false, None),
+        [plural, name, "status"] => (*plural, Some(*name), true, None),
+        ["pods", name, "proxy", path @ ..] => ("pods", Some(*name), false, Some(path.join("/"))),
         _ => return None,
     };
     let kind = by_plural(group, version, plural)?;
@@ -177,6 +181,7 @@ pub fn parse_path(path: &str) -> Option<Target> {
         namespace: namespace.map(str::to_string),
         name: name.map(str::to_string),
         status,
+        proxy: proxy.map(|p| format!("/{p}")),
     })
 }
 
@@ -210,5 +215,10 @@ mod tests {
             "namespaced get needs a namespace"
         );
         assert!(parse_path("/healthz").is_none());
+        let t = parse_path("/api/v1/namespaces/a/pods/p-1:9901/proxy/listeners").expect("proxy");
+        assert_eq!(
+            (t.kind.kind, t.name.as_deref(), t.proxy.as_deref()),
+            ("Pod", Some("p-1:9901"), Some("/listeners"))
+        );
     }
 }

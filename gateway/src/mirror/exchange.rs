@@ -1,11 +1,12 @@
-//! One mirror request on the wire: connect from the pool, stream the head and body, read and
-//! discard the answer, give the connection back only after a clean exchange.
+//! One mirror request on the wire: connect from the pool, stream the head and body while reading
+//! and discarding the answer, give the connection back only after a clean exchange.
 
 use std::future::pending;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use pingora_core::protocols::http::client::HttpSession;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_http::RequestHeader;
 use tokio::sync::{mpsc, watch};
@@ -17,6 +18,11 @@ use super::{AbortReason, MirrorEngine as Engine, Outcome};
 /// Queued chunks are written in batches of up to this many bytes: one syscall (and one chunk
 /// frame when chunked) per batch instead of per 16–64 KiB read from the client.
 const BATCH_BYTES: usize = 256 * 1024;
+
+/// A batch is written in pieces of at most this many bytes, and whatever the mirror has answered
+/// meanwhile is read between two pieces: a mirror that answers while it reads never has more
+/// than one piece's echo waiting for us, far below the socket buffers.
+const WRITE_BYTES: usize = 64 * 1024;
 
 /// A body chunk waiting for the mirror; its reservation frees the budget when it is dropped.
 pub(super) struct Chunk {
@@ -114,7 +120,7 @@ async fn exchange(
     engine: &Engine,
     peer: &HttpPeer,
     head: RequestHeader,
-    mut chunks: mpsc::UnboundedReceiver<Chunk>,
+    chunks: mpsc::UnboundedReceiver<Chunk>,
     state: &watch::Receiver<State>,
     route: &str,
     mirror: &str,
@@ -127,62 +133,146 @@ async fn exchange(
             return Outcome::ConnectError;
         }
     };
+    let mut request = RequestSide::new(chunks);
     if let Err(e) = session.write_request_header(Box::new(head)).await {
         debug!(%mirror, error = %e, "mirror request head write failed");
         return Outcome::UpstreamError;
     }
     let bytes_metric = engine.metrics.bytes.with_label_values(&[route, mirror]);
-    while let Some(first) = chunks.recv().await {
-        let (batch, reservations) = gather(first, &mut chunks);
-        let len = batch.len() as u64;
-        if let Err(e) = session.write_request_body(batch, false).await {
-            debug!(%mirror, error = %e, "mirror request body write failed");
-            return Outcome::UpstreamError;
-        }
-        drop(reservations);
-        bytes_metric.inc_by(len);
-        stats.bytes += len;
-    }
-    // The sender is gone: either the body is complete or the copy was abandoned.
-    let current = *state.borrow();
-    match current {
-        State::BodyComplete => {}
-        State::Aborted(reason) => return Outcome::from(reason),
-        State::Streaming => return Outcome::AbortedClient,
-    }
-    if let Err(e) = session.finish_request_body().await {
-        debug!(%mirror, error = %e, "mirror request body finish failed");
-        return Outcome::UpstreamError;
-    }
-    let status = loop {
-        if let Err(e) = session.read_response_header().await {
-            debug!(%mirror, error = %e, "mirror response head read failed");
-            return Outcome::UpstreamError;
-        }
-        let Some(status) = session.response_header().map(|h| h.status.as_u16()) else {
-            return Outcome::UpstreamError;
+    let mut response = ResponseSide::default();
+    // Full duplex: the answer is read while the body is written, so a mirror that answers as it
+    // reads (an echo, a gRPC bidirectional stream) is never blocked by its own unread answer,
+    // which would stop it reading the body and fill the copy's budget. Reads go first: whatever
+    // the mirror has already answered is drained before the next write.
+    while !(request.done && response.done) {
+        let step = tokio::select! {
+            biased;
+            read = response.read(&mut session), if !response.done => Step::Read(read),
+            next = request.next(), if !request.done => Step::Write(next),
         };
-        // Informational answers are followed by the real one (101 never is: not mirrored).
-        if !(100..200).contains(&status) || status == 101 {
-            break status;
-        }
-    };
-    stats.status = Some(status);
-    loop {
-        match session.read_response_body().await {
-            Ok(Some(_)) => {}
-            Ok(None) => break,
-            Err(e) => {
-                debug!(%mirror, error = %e, "mirror response body read failed");
+        match step {
+            Step::Read(Err(e)) => {
+                debug!(%mirror, error = %e, "mirror response read failed");
                 return Outcome::UpstreamError;
+            }
+            Step::Read(Ok(())) => {
+                if response.done && !request.done {
+                    // The mirror answered before it had the whole body: the rest would be
+                    // unread bytes on the connection, read as the next copy's request. Stop
+                    // here and close the connection instead of pooling it.
+                    stats.status = response.status;
+                    session.shutdown().await;
+                    return Outcome::Completed;
+                }
+            }
+            Step::Write(Some(piece)) => {
+                let len = piece.len() as u64;
+                if let Err(e) = session.write_request_body(piece, false).await {
+                    debug!(%mirror, error = %e, "mirror request body write failed");
+                    return Outcome::UpstreamError;
+                }
+                request.written();
+                bytes_metric.inc_by(len);
+                stats.bytes += len;
+            }
+            Step::Write(None) => {
+                // The sender is gone: either the body is complete or the copy was abandoned.
+                let current = *state.borrow();
+                match current {
+                    State::BodyComplete => {}
+                    State::Aborted(reason) => return Outcome::from(reason),
+                    State::Streaming => return Outcome::AbortedClient,
+                }
+                if let Err(e) = session.finish_request_body().await {
+                    debug!(%mirror, error = %e, "mirror request body finish failed");
+                    return Outcome::UpstreamError;
+                }
+                request.done = true;
             }
         }
     }
+    stats.status = response.status;
     engine
         .connector
         .release_http_session(session, peer, Some(engine.options.pool_idle_timeout))
         .await;
     Outcome::Completed
+}
+
+/// What one turn of the duplex loop did.
+enum Step {
+    Read(pingora_error::Result<()>),
+    /// The next piece of body to write, or `None` once the queue is closed.
+    Write(Option<Bytes>),
+}
+
+/// The body on its way to the mirror: a batch being written in pieces, and the queue behind it.
+struct RequestSide {
+    chunks: mpsc::UnboundedReceiver<Chunk>,
+    /// The rest of the batch being written, with the reservations it still holds.
+    batch: Option<(Bytes, Vec<Reservation>)>,
+    /// Every byte was written and the body finished.
+    done: bool,
+}
+
+impl RequestSide {
+    fn new(chunks: mpsc::UnboundedReceiver<Chunk>) -> RequestSide {
+        RequestSide {
+            chunks,
+            batch: None,
+            done: false,
+        }
+    }
+
+    /// The next piece to write: at most [`WRITE_BYTES`] of the current batch, or of the next
+    /// batch gathered from the queue. Cancel-safe: a batch taken from the queue is kept here.
+    async fn next(&mut self) -> Option<Bytes> {
+        if self.batch.as_ref().is_none_or(|(b, _)| b.is_empty()) {
+            let first = self.chunks.recv().await?;
+            self.batch = Some(gather(first, &mut self.chunks));
+        }
+        let (batch, _) = self.batch.as_mut()?;
+        let piece = batch.split_to(batch.len().min(WRITE_BYTES));
+        Some(piece)
+    }
+
+    /// The last piece was written: once its batch is empty its budget is freed.
+    fn written(&mut self) {
+        if self.batch.as_ref().is_some_and(|(b, _)| b.is_empty()) {
+            self.batch = None;
+        }
+    }
+}
+
+/// The mirror's answer, read and discarded as it arrives.
+#[derive(Default)]
+struct ResponseSide {
+    status: Option<u16>,
+    done: bool,
+}
+
+impl ResponseSide {
+    /// Reads the next part of the answer: the head (informational ones skipped), then body
+    /// pieces until the end. Cancel-safe, as Pingora's own duplex proxy loop relies on.
+    async fn read(&mut self, session: &mut HttpSession) -> pingora_error::Result<()> {
+        if self.status.is_none() {
+            session.read_response_header().await?;
+            let Some(status) = session.response_header().map(|h| h.status.as_u16()) else {
+                return Err(pingora_error::Error::explain(
+                    pingora_error::ErrorType::InvalidHTTPHeader,
+                    "mirror answered without a head",
+                ));
+            };
+            // Informational answers are followed by the real one (101 never is: not mirrored).
+            if !(100..200).contains(&status) || status == 101 {
+                self.status = Some(status);
+                self.done = session.response_done();
+            }
+            return Ok(());
+        }
+        self.done = session.read_response_body().await?.is_none() || session.response_done();
+        Ok(())
+    }
 }
 
 /// Joins whatever is already queued behind `first`, up to [`BATCH_BYTES`].

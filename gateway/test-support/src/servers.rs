@@ -1,4 +1,5 @@
-//! Test backends for mirroring: healthy, down, blackhole, slow and erroring, on 127.0.0.1:0.
+//! Test backends for mirroring: healthy, down, blackhole, slow, erroring, full-duplex and early
+//! answering, on 127.0.0.1:0.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -317,4 +318,165 @@ where
         accepted,
         task,
     }
+}
+
+/// A request head read off a raw HTTP/1.1 connection.
+struct RawHead {
+    method: String,
+    path: String,
+    headers: http::HeaderMap,
+    content_length: u64,
+}
+
+impl RawHead {
+    fn received(self, body: &[u8], complete: bool) -> Received {
+        Received {
+            method: self.method,
+            path: self.path,
+            headers: self.headers,
+            body_len: body.len() as u64,
+            sha256: sha256(body),
+            complete,
+        }
+    }
+}
+
+/// Reads the next request head; `pending` holds what was read past it (the body, or the next
+/// request). `None` when the peer closed first. Whatever precedes the head's end is parsed as a
+/// head, garbage included, so a server fed leftover body bytes reports them as its method.
+async fn raw_head(stream: &mut TcpStream, pending: &mut Vec<u8>) -> Option<RawHead> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let end = loop {
+        if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end;
+        }
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => pending.extend_from_slice(&buf[..n]),
+        }
+    };
+    let text = String::from_utf8_lossy(&pending[..end]).into_owned();
+    pending.drain(..end + 4);
+    let mut lines = text.split("\r\n");
+    let mut words = lines.next().unwrap_or("").split(' ');
+    let method = words.next().unwrap_or("").to_string();
+    let path = words.next().unwrap_or("").to_string();
+    let mut headers = http::HeaderMap::new();
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(name.trim().as_bytes()),
+            http::HeaderValue::from_str(value.trim()),
+        ) {
+            headers.append(name, value);
+        }
+    }
+    let content_length = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    Some(RawHead {
+        method,
+        path,
+        headers,
+        content_length,
+    })
+}
+
+/// A full-duplex HTTP/1.1 server: it answers 200 as soon as a head with `Content-Length` arrives
+/// and echoes the body as it reads it, so it stops reading whenever its echo is not read. Reports
+/// each request once its body is in.
+pub async fn echoing() -> (Server, mpsc::UnboundedReceiver<Received>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let server = accepting(Conns::EndWithServer, move |mut stream| {
+        let tx = tx.clone();
+        async move {
+            let mut pending = Vec::new();
+            let mut buf = vec![0u8; 64 * 1024];
+            while let Some(head) = raw_head(&mut stream, &mut pending).await {
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n",
+                    head.content_length
+                );
+                if stream.write_all(answer.as_bytes()).await.is_err() {
+                    return;
+                }
+                let mut body = Vec::new();
+                let mut complete = true;
+                while (body.len() as u64) < head.content_length {
+                    if pending.is_empty() {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => {
+                                complete = false;
+                                break;
+                            }
+                            Ok(n) => pending.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let want =
+                        usize::try_from(head.content_length).unwrap_or(usize::MAX) - body.len();
+                    let piece: Vec<u8> = pending.drain(..want.min(pending.len())).collect();
+                    if stream.write_all(&piece).await.is_err() {
+                        complete = false;
+                        break;
+                    }
+                    body.extend_from_slice(&piece);
+                }
+                let _ = tx.send(head.received(&body, complete));
+                if !complete {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    (server, rx)
+}
+
+/// An HTTP/1.1 server that answers `400` with an empty body, keeping the connection, as soon as a
+/// head whose path starts with `/early` arrives, and never reads that request's body: its bytes
+/// stay on the connection and are parsed as the next head. Other requests get their body read and
+/// `200`. Reports the `/early` request (body empty, not complete) when it answers it, and every
+/// other head (garbage included) once read.
+pub async fn answering_early() -> (Server, mpsc::UnboundedReceiver<Received>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let server = accepting(Conns::EndWithServer, move |mut stream| {
+        let tx = tx.clone();
+        async move {
+            let mut pending = Vec::new();
+            let mut buf = vec![0u8; 64 * 1024];
+            while let Some(head) = raw_head(&mut stream, &mut pending).await {
+                if head.path.starts_with("/early") {
+                    let answered = stream
+                        .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+                        .await;
+                    let _ = tx.send(head.received(&[], false));
+                    if answered.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                let len = usize::try_from(head.content_length).unwrap_or(usize::MAX);
+                while pending.len() < len {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => pending.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let body: Vec<u8> = pending.drain(..len).collect();
+                let answered = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                    .await;
+                let _ = tx.send(head.received(&body, true));
+                if answered.is_err() {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    (server, rx)
 }

@@ -341,22 +341,75 @@ impl RawHead {
     }
 }
 
-/// Reads the next request head; `pending` holds what was read past it (the body, or the next
-/// request). `None` when the peer closed first. Whatever precedes the head's end is parsed as a
-/// head, garbage included, so a server fed leftover body bytes reports them as its method.
-async fn raw_head(stream: &mut TcpStream, pending: &mut Vec<u8>) -> Option<RawHead> {
-    let mut buf = vec![0u8; 64 * 1024];
+/// One raw HTTP/1.1 connection and the bytes read from it but not yet consumed.
+struct RawConn {
+    stream: TcpStream,
+    pending: Vec<u8>,
+    buf: Vec<u8>,
+}
+
+impl RawConn {
+    /// Reads more into `pending`; false when the peer closed.
+    async fn read_more(&mut self) -> bool {
+        match self.stream.read(&mut self.buf).await {
+            Ok(0) | Err(_) => false,
+            Ok(n) => {
+                self.pending.extend_from_slice(&self.buf[..n]);
+                true
+            }
+        }
+    }
+
+    /// Takes up to `n` bytes of what was read.
+    fn take(&mut self, n: usize) -> Vec<u8> {
+        self.pending.drain(..n.min(self.pending.len())).collect()
+    }
+}
+
+/// A raw HTTP/1.1 server whose connections end with it: each request head goes, with the
+/// connection, to `on_request`, which hands the connection back to serve the next request on it
+/// (or `None` to close it).
+async fn raw_requests<F, Fut>(on_request: F) -> (Server, mpsc::UnboundedReceiver<Received>)
+where
+    F: Fn(RawConn, RawHead, mpsc::UnboundedSender<Received>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Option<RawConn>> + Send + 'static,
+{
+    let (tx, rx) = mpsc::unbounded_channel();
+    let server = accepting(Conns::EndWithServer, move |stream| {
+        let (tx, on_request) = (tx.clone(), on_request.clone());
+        async move {
+            let mut conn = RawConn {
+                stream,
+                pending: Vec::new(),
+                buf: vec![0u8; 64 * 1024],
+            };
+            while let Some(head) = raw_head(&mut conn).await {
+                match on_request(conn, head, tx.clone()).await {
+                    Some(next) => conn = next,
+                    None => return,
+                }
+            }
+        }
+    })
+    .await;
+    (server, rx)
+}
+
+/// Reads the next request head off `conn`, leaving what follows it (the body, or the next
+/// request) pending. `None` when the peer closed first. Whatever precedes the head's end is
+/// parsed as a head, garbage included, so a server fed leftover body bytes reports them as its
+/// method.
+async fn raw_head(conn: &mut RawConn) -> Option<RawHead> {
     let end = loop {
-        if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+        if let Some(end) = conn.pending.windows(4).position(|w| w == b"\r\n\r\n") {
             break end;
         }
-        match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => pending.extend_from_slice(&buf[..n]),
+        if !conn.read_more().await {
+            return None;
         }
     };
-    let text = String::from_utf8_lossy(&pending[..end]).into_owned();
-    pending.drain(..end + 4);
+    let text = String::from_utf8_lossy(&conn.pending[..end]).into_owned();
+    conn.pending.drain(..end + 4);
     let mut lines = text.split("\r\n");
     let mut words = lines.next().unwrap_or("").split(' ');
     let method = words.next().unwrap_or("").to_string();
@@ -390,50 +443,31 @@ async fn raw_head(stream: &mut TcpStream, pending: &mut Vec<u8>) -> Option<RawHe
 /// and echoes the body as it reads it, so it stops reading whenever its echo is not read. Reports
 /// each request once its body is in.
 pub async fn echoing() -> (Server, mpsc::UnboundedReceiver<Received>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let server = accepting(Conns::EndWithServer, move |mut stream| {
-        let tx = tx.clone();
-        async move {
-            let mut pending = Vec::new();
-            let mut buf = vec![0u8; 64 * 1024];
-            while let Some(head) = raw_head(&mut stream, &mut pending).await {
-                let answer = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n",
-                    head.content_length
-                );
-                if stream.write_all(answer.as_bytes()).await.is_err() {
-                    return;
-                }
-                let mut body = Vec::new();
-                let mut complete = true;
-                while (body.len() as u64) < head.content_length {
-                    if pending.is_empty() {
-                        match stream.read(&mut buf).await {
-                            Ok(0) | Err(_) => {
-                                complete = false;
-                                break;
-                            }
-                            Ok(n) => pending.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    let want =
-                        usize::try_from(head.content_length).unwrap_or(usize::MAX) - body.len();
-                    let piece: Vec<u8> = pending.drain(..want.min(pending.len())).collect();
-                    if stream.write_all(&piece).await.is_err() {
-                        complete = false;
-                        break;
-                    }
-                    body.extend_from_slice(&piece);
-                }
-                let _ = tx.send(head.received(&body, complete));
-                if !complete {
-                    return;
-                }
+    raw_requests(|mut conn, head, tx| async move {
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n",
+            head.content_length
+        );
+        conn.stream.write_all(answer.as_bytes()).await.ok()?;
+        let len = usize::try_from(head.content_length).unwrap_or(usize::MAX);
+        let mut body = Vec::new();
+        let mut complete = true;
+        while body.len() < len {
+            if conn.pending.is_empty() && !conn.read_more().await {
+                complete = false;
+                break;
             }
+            let piece = conn.take(len - body.len());
+            if conn.stream.write_all(&piece).await.is_err() {
+                complete = false;
+                break;
+            }
+            body.extend_from_slice(&piece);
         }
+        let _ = tx.send(head.received(&body, complete));
+        complete.then_some(conn)
     })
-    .await;
-    (server, rx)
+    .await
 }
 
 /// An HTTP/1.1 server that answers `400` with an empty body, keeping the connection, as soon as a
@@ -442,41 +476,28 @@ pub async fn echoing() -> (Server, mpsc::UnboundedReceiver<Received>) {
 /// `200`. Reports the `/early` request (body empty, not complete) when it answers it, and every
 /// other head (garbage included) once read.
 pub async fn answering_early() -> (Server, mpsc::UnboundedReceiver<Received>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let server = accepting(Conns::EndWithServer, move |mut stream| {
-        let tx = tx.clone();
-        async move {
-            let mut pending = Vec::new();
-            let mut buf = vec![0u8; 64 * 1024];
-            while let Some(head) = raw_head(&mut stream, &mut pending).await {
-                if head.path.starts_with("/early") {
-                    let answered = stream
-                        .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
-                        .await;
-                    let _ = tx.send(head.received(&[], false));
-                    if answered.is_err() {
-                        return;
-                    }
-                    continue;
-                }
-                let len = usize::try_from(head.content_length).unwrap_or(usize::MAX);
-                while pending.len() < len {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => pending.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let body: Vec<u8> = pending.drain(..len).collect();
-                let answered = stream
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
-                    .await;
-                let _ = tx.send(head.received(&body, true));
-                if answered.is_err() {
-                    return;
-                }
+    raw_requests(|mut conn, head, tx| async move {
+        if head.path.starts_with("/early") {
+            let answered = conn
+                .stream
+                .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+                .await;
+            let _ = tx.send(head.received(&[], false));
+            return answered.is_ok().then_some(conn);
+        }
+        let len = usize::try_from(head.content_length).unwrap_or(usize::MAX);
+        while conn.pending.len() < len {
+            if !conn.read_more().await {
+                return None;
             }
         }
+        let body = conn.take(len);
+        let answered = conn
+            .stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+            .await;
+        let _ = tx.send(head.received(&body, true));
+        answered.is_ok().then_some(conn)
     })
-    .await;
-    (server, rx)
+    .await
 }

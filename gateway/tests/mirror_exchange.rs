@@ -112,7 +112,7 @@ async fn a_copy_keeps_the_forwarded_headers_its_connection_header_names() {
 
 // === item 5: full duplex ===
 
-// Not fixed yet: the copy reads the answer between the pieces it writes, but Pingora's HTTP/1
+// Not fixed yet: the copy reads the answer between its writes, but Pingora's HTTP/1
 // session cannot read while one of its writes is blocked, so a mirror whose answer keeps pace
 // with the body (this echo) still stalls both directions once the socket buffers fill. Run with
 // `--ignored` to see it; docs/mirroring.md "Known limits".

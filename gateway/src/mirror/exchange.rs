@@ -19,11 +19,6 @@ use super::{AbortReason, MirrorEngine as Engine, Outcome};
 /// frame when chunked) per batch instead of per 16–64 KiB read from the client.
 const BATCH_BYTES: usize = 256 * 1024;
 
-/// A batch is written in pieces of at most this many bytes, and whatever the mirror has answered
-/// meanwhile is read between two pieces: a mirror that answers while it reads never has more
-/// than one piece's echo waiting for us, far below the socket buffers.
-const WRITE_BYTES: usize = 64 * 1024;
-
 /// A body chunk waiting for the mirror; its reservation frees the budget when it is dropped.
 pub(super) struct Chunk {
     pub data: Bytes,
@@ -120,7 +115,7 @@ async fn exchange(
     engine: &Engine,
     peer: &HttpPeer,
     head: RequestHeader,
-    chunks: mpsc::UnboundedReceiver<Chunk>,
+    mut chunks: mpsc::UnboundedReceiver<Chunk>,
     state: &watch::Receiver<State>,
     route: &str,
     mirror: &str,
@@ -133,22 +128,23 @@ async fn exchange(
             return Outcome::ConnectError;
         }
     };
-    let mut request = RequestSide::new(chunks);
     if let Err(e) = session.write_request_header(Box::new(head)).await {
         debug!(%mirror, error = %e, "mirror request head write failed");
         return Outcome::UpstreamError;
     }
     let bytes_metric = engine.metrics.bytes.with_label_values(&[route, mirror]);
     let mut response = ResponseSide::default();
-    // Full duplex: the answer is read while the body is written, so a mirror that answers as it
-    // reads (an echo, a gRPC bidirectional stream) is never blocked by its own unread answer,
-    // which would stop it reading the body and fill the copy's budget. Reads go first: whatever
-    // the mirror has already answered is drained before the next write.
-    while !(request.done && response.done) {
+    // Every byte was written and the body finished.
+    let mut request_done = false;
+    // The answer is read as it arrives, between two writes, not only after the body: an answer
+    // that is complete while the body is still being written is seen as early. Reads go first,
+    // so whatever the mirror has already answered is drained before the next write. (A write
+    // that blocks still blocks reading: Pingora's session cannot do both at once.)
+    while !(request_done && response.done) {
         let step = tokio::select! {
             biased;
             read = response.read(&mut session), if !response.done => Step::Read(read),
-            next = request.next(), if !request.done => Step::Write(next),
+            next = chunks.recv(), if !request_done => Step::Write(next),
         };
         match step {
             Step::Read(Err(e)) => {
@@ -156,7 +152,7 @@ async fn exchange(
                 return Outcome::UpstreamError;
             }
             Step::Read(Ok(())) => {
-                if response.done && !request.done {
+                if response.done && !request_done {
                     // The mirror answered before it had the whole body: the rest would be
                     // unread bytes on the connection, read as the next copy's request. Stop
                     // here and close the connection instead of pooling it.
@@ -165,13 +161,14 @@ async fn exchange(
                     return Outcome::Completed;
                 }
             }
-            Step::Write(Some(piece)) => {
-                let len = piece.len() as u64;
-                if let Err(e) = session.write_request_body(piece, false).await {
+            Step::Write(Some(first)) => {
+                let (batch, reservations) = gather(first, &mut chunks);
+                let len = batch.len() as u64;
+                if let Err(e) = session.write_request_body(batch, false).await {
                     debug!(%mirror, error = %e, "mirror request body write failed");
                     return Outcome::UpstreamError;
                 }
-                request.written();
+                drop(reservations);
                 bytes_metric.inc_by(len);
                 stats.bytes += len;
             }
@@ -187,7 +184,7 @@ async fn exchange(
                     debug!(%mirror, error = %e, "mirror request body finish failed");
                     return Outcome::UpstreamError;
                 }
-                request.done = true;
+                request_done = true;
             }
         }
     }
@@ -199,49 +196,11 @@ async fn exchange(
     Outcome::Completed
 }
 
-/// What one turn of the duplex loop did.
+/// What one turn of the exchange loop did.
 enum Step {
     Read(pingora_error::Result<()>),
-    /// The next piece of body to write, or `None` once the queue is closed.
-    Write(Option<Bytes>),
-}
-
-/// The body on its way to the mirror: a batch being written in pieces, and the queue behind it.
-struct RequestSide {
-    chunks: mpsc::UnboundedReceiver<Chunk>,
-    /// The rest of the batch being written, with the reservations it still holds.
-    batch: Option<(Bytes, Vec<Reservation>)>,
-    /// Every byte was written and the body finished.
-    done: bool,
-}
-
-impl RequestSide {
-    fn new(chunks: mpsc::UnboundedReceiver<Chunk>) -> RequestSide {
-        RequestSide {
-            chunks,
-            batch: None,
-            done: false,
-        }
-    }
-
-    /// The next piece to write: at most [`WRITE_BYTES`] of the current batch, or of the next
-    /// batch gathered from the queue. Cancel-safe: a batch taken from the queue is kept here.
-    async fn next(&mut self) -> Option<Bytes> {
-        if self.batch.as_ref().is_none_or(|(b, _)| b.is_empty()) {
-            let first = self.chunks.recv().await?;
-            self.batch = Some(gather(first, &mut self.chunks));
-        }
-        let (batch, _) = self.batch.as_mut()?;
-        let piece = batch.split_to(batch.len().min(WRITE_BYTES));
-        Some(piece)
-    }
-
-    /// The last piece was written: once its batch is empty its budget is freed.
-    fn written(&mut self) {
-        if self.batch.as_ref().is_some_and(|(b, _)| b.is_empty()) {
-            self.batch = None;
-        }
-    }
+    /// The next queued chunk, or `None` once the queue is closed.
+    Write(Option<Chunk>),
 }
 
 /// The mirror's answer, read and discarded as it arrives.

@@ -191,6 +191,40 @@ pub fn set_request_path(req: &mut RequestHeader, path: &str) -> Result<(), Filte
         .map_err(|source| FilterError::Target { target, source })
 }
 
+/// Sends `req` to `host`: the `Host` header and, when the target carries one (an HTTP/2 request's
+/// `:authority`, an absolute-form target), the URI authority too. Pingora rebuilds `Host` from
+/// the URI authority when it converts an HTTP/2 request for an HTTP/1.1 backend, so changing
+/// the header alone would be undone for the primary.
+pub fn set_request_host(req: &mut RequestHeader, host: &str) -> Result<(), FilterError> {
+    req.insert_header(http::header::HOST, host)
+        .map_err(|source| FilterError::Header {
+            name: http::header::HOST,
+            source,
+        })?;
+    // A non-UTF-8 target cannot be rebuilt from the URI without losing its bytes; Pingora
+    // refuses it anyway once Host and authority disagree.
+    if req.uri.authority().is_none() || !req.raw_path_is_utf8() {
+        return Ok(());
+    }
+    let mut parts = req.uri.clone().into_parts();
+    let rebuilt = http::uri::Authority::try_from(host)
+        .map_err(|e| e.into())
+        .and_then(|authority| {
+            parts.authority = Some(authority);
+            http::Uri::from_parts(parts).map_err(http::Error::from)
+        })
+        .map_err(|e: http::Error| FilterError::Target {
+            target: host.to_string(),
+            source: pingora_error::Error::because(
+                pingora_error::ErrorType::InvalidHTTPHeader,
+                "rewritten hostname is not a valid authority",
+                e,
+            ),
+        })?;
+    req.set_uri(rebuilt);
+    Ok(())
+}
+
 #[cfg(test)]
 #[path = "filters/tests.rs"]
 mod tests;

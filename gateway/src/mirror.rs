@@ -301,10 +301,12 @@ impl MirrorSet {
     }
 
     /// Sends every queued copy. `prepare` adds to each mirror head what the proxy adds to every
-    /// upstream request (`X-Forwarded-*`). Requests the gateway answers itself never get here,
-    /// so their copies are dropped uncounted. The in-flight cap is applied now.
+    /// upstream request (`X-Forwarded-*`), after the hop-by-hop fields are gone, as Pingora does
+    /// for the primary. Requests the gateway answers itself never get here, so their copies are
+    /// dropped uncounted. The in-flight cap is applied now.
     pub fn launch(&mut self, mut prepare: impl FnMut(&mut RequestHeader)) {
         for mut pending in std::mem::take(&mut self.pending) {
+            head::strip_hop_by_hop(&mut pending.head);
             prepare(&mut pending.head);
             self.spawn(pending);
         }

@@ -17,6 +17,7 @@
 
 mod ctx;
 mod headers;
+mod refusal;
 mod request;
 
 use std::net::SocketAddr;
@@ -34,7 +35,7 @@ use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, HttpProxy, ProxyHttp, Session};
 use sluice_controller::publish::Store;
-use sluice_controller::snapshot::Filter;
+use sluice_controller::snapshot::{BackendProtocol, Filter};
 
 pub use ctx::RequestCtx;
 
@@ -234,6 +235,13 @@ impl ProxyHttp for SluiceProxy {
         }
         ctx.attempts += 1;
         if let Some(m) = ctx.mirrors.as_mut() {
+            let h2_backend = chosen.backend.protocol == BackendProtocol::H2c;
+            if let Some(why) = refusal::refused_upstream(session.req_header(), h2_backend) {
+                // Pingora answers 400 after this phase: the backend never sees the request,
+                // so neither does a mirror.
+                tracing::debug!(why, "request refused upstream: copies dropped");
+                m.on_primary_done();
+            }
             // Queued copies go out now that the request is proxied, with the same
             // X-Forwarded-* the primary gets in upstream_request_filter.
             let client = inet(session.client_addr()).map(|a| a.ip());

@@ -206,3 +206,22 @@ fn set_request_path_keeps_the_query() {
     assert_eq!(req.raw_path(), b"/new?a=1&b=2");
     assert_eq!(req.uri.path(), "/new");
 }
+
+#[test]
+fn a_rewritten_hostname_moves_the_uri_authority_with_the_host_header() {
+    // An HTTP/2 request: its target carries the `:authority`.
+    let uri: http::Uri = "http://old.example:8080/a?b=1".parse().expect("uri");
+    let mut req = RequestHeader::build("GET", b"/", None).expect("head");
+    req.set_uri(uri);
+    set_request_host(&mut req, "new.example").expect("rewrite");
+    assert_eq!(req.headers.get("host").expect("host"), "new.example");
+    assert_eq!(req.uri.authority().map(|a| a.as_str()), Some("new.example"));
+    assert_eq!(req.uri.scheme_str(), Some("http"));
+    assert_eq!(req.raw_path(), b"/a?b=1");
+
+    // An origin-form HTTP/1.1 target has no authority to move.
+    let mut req = RequestHeader::build("GET", b"/a?b=1", None).expect("head");
+    set_request_host(&mut req, "new.example").expect("rewrite");
+    assert_eq!(req.headers.get("host").expect("host"), "new.example");
+    assert_eq!(req.raw_path(), b"/a?b=1");
+}

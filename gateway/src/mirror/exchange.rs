@@ -1,11 +1,12 @@
-//! One mirror request on the wire: connect from the pool, stream the head and body, read and
-//! discard the answer, give the connection back only after a clean exchange.
+//! One mirror request on the wire: connect from the pool, stream the head and body while reading
+//! and discarding the answer, give the connection back only after a clean exchange.
 
 use std::future::pending;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use pingora_core::protocols::http::client::HttpSession;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_http::RequestHeader;
 use tokio::sync::{mpsc, watch};
@@ -132,57 +133,105 @@ async fn exchange(
         return Outcome::UpstreamError;
     }
     let bytes_metric = engine.metrics.bytes.with_label_values(&[route, mirror]);
-    while let Some(first) = chunks.recv().await {
-        let (batch, reservations) = gather(first, &mut chunks);
-        let len = batch.len() as u64;
-        if let Err(e) = session.write_request_body(batch, false).await {
-            debug!(%mirror, error = %e, "mirror request body write failed");
-            return Outcome::UpstreamError;
-        }
-        drop(reservations);
-        bytes_metric.inc_by(len);
-        stats.bytes += len;
-    }
-    // The sender is gone: either the body is complete or the copy was abandoned.
-    let current = *state.borrow();
-    match current {
-        State::BodyComplete => {}
-        State::Aborted(reason) => return Outcome::from(reason),
-        State::Streaming => return Outcome::AbortedClient,
-    }
-    if let Err(e) = session.finish_request_body().await {
-        debug!(%mirror, error = %e, "mirror request body finish failed");
-        return Outcome::UpstreamError;
-    }
-    let status = loop {
-        if let Err(e) = session.read_response_header().await {
-            debug!(%mirror, error = %e, "mirror response head read failed");
-            return Outcome::UpstreamError;
-        }
-        let Some(status) = session.response_header().map(|h| h.status.as_u16()) else {
-            return Outcome::UpstreamError;
+    let mut response = ResponseSide::default();
+    // Every byte was written and the body finished.
+    let mut request_done = false;
+    // The answer is read as it arrives, between two writes, not only after the body: an answer
+    // that is complete while the body is still being written is seen as early. Reads go first,
+    // so whatever the mirror has already answered is drained before the next write. (A write
+    // that blocks still blocks reading: Pingora's session cannot do both at once.)
+    while !(request_done && response.done) {
+        let step = tokio::select! {
+            biased;
+            read = response.read(&mut session), if !response.done => Step::Read(read),
+            next = chunks.recv(), if !request_done => Step::Write(next),
         };
-        // Informational answers are followed by the real one (101 never is: not mirrored).
-        if !(100..200).contains(&status) || status == 101 {
-            break status;
-        }
-    };
-    stats.status = Some(status);
-    loop {
-        match session.read_response_body().await {
-            Ok(Some(_)) => {}
-            Ok(None) => break,
-            Err(e) => {
-                debug!(%mirror, error = %e, "mirror response body read failed");
+        match step {
+            Step::Read(Err(e)) => {
+                debug!(%mirror, error = %e, "mirror response read failed");
                 return Outcome::UpstreamError;
+            }
+            Step::Read(Ok(())) => {
+                if response.done && !request_done {
+                    // The mirror answered before it had the whole body: the rest would be
+                    // unread bytes on the connection, read as the next copy's request. Stop
+                    // here and close the connection instead of pooling it.
+                    stats.status = response.status;
+                    session.shutdown().await;
+                    return Outcome::Completed;
+                }
+            }
+            Step::Write(Some(first)) => {
+                let (batch, reservations) = gather(first, &mut chunks);
+                let len = batch.len() as u64;
+                if let Err(e) = session.write_request_body(batch, false).await {
+                    debug!(%mirror, error = %e, "mirror request body write failed");
+                    return Outcome::UpstreamError;
+                }
+                drop(reservations);
+                bytes_metric.inc_by(len);
+                stats.bytes += len;
+            }
+            Step::Write(None) => {
+                // The sender is gone: either the body is complete or the copy was abandoned.
+                let current = *state.borrow();
+                match current {
+                    State::BodyComplete => {}
+                    State::Aborted(reason) => return Outcome::from(reason),
+                    State::Streaming => return Outcome::AbortedClient,
+                }
+                if let Err(e) = session.finish_request_body().await {
+                    debug!(%mirror, error = %e, "mirror request body finish failed");
+                    return Outcome::UpstreamError;
+                }
+                request_done = true;
             }
         }
     }
+    stats.status = response.status;
     engine
         .connector
         .release_http_session(session, peer, Some(engine.options.pool_idle_timeout))
         .await;
     Outcome::Completed
+}
+
+/// What one turn of the exchange loop did.
+enum Step {
+    Read(pingora_error::Result<()>),
+    /// The next queued chunk, or `None` once the queue is closed.
+    Write(Option<Chunk>),
+}
+
+/// The mirror's answer, read and discarded as it arrives.
+#[derive(Default)]
+struct ResponseSide {
+    status: Option<u16>,
+    done: bool,
+}
+
+impl ResponseSide {
+    /// Reads the next part of the answer: the head (informational ones skipped), then body
+    /// pieces until the end. Cancel-safe, as Pingora's own duplex proxy loop relies on.
+    async fn read(&mut self, session: &mut HttpSession) -> pingora_error::Result<()> {
+        if self.status.is_none() {
+            session.read_response_header().await?;
+            let Some(status) = session.response_header().map(|h| h.status.as_u16()) else {
+                return Err(pingora_error::Error::explain(
+                    pingora_error::ErrorType::InvalidHTTPHeader,
+                    "mirror answered without a head",
+                ));
+            };
+            // Informational answers are followed by the real one (101 never is: not mirrored).
+            if !(100..200).contains(&status) || status == 101 {
+                self.status = Some(status);
+                self.done = session.response_done();
+            }
+            return Ok(());
+        }
+        self.done = session.read_response_body().await?.is_none() || session.response_done();
+        Ok(())
+    }
 }
 
 /// Joins whatever is already queued behind `first`, up to [`BATCH_BYTES`].

@@ -68,29 +68,7 @@ pub(super) fn mirror_head(
     options: &MirrorSettings,
 ) -> RequestHeader {
     head.set_version(Version::HTTP_11);
-
-    // Most requests carry none: one pass over the names present beats ten absent lookups.
-    if head
-        .headers
-        .keys()
-        .any(|n| HOP_BY_HOP.contains(n) || n == header::EXPECT)
-    {
-        // Names listed in `Connection` are hop-by-hop too.
-        let listed: Vec<HeaderName> = head
-            .headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-            .collect();
-        for name in HOP_BY_HOP.iter().chain(listed.iter()) {
-            head.remove_header(name);
-        }
-        // `Expect: 100-continue` would make the mirror wait for a `100` that the body stream
-        // does not need (the gateway already answered the client's).
-        head.remove_header(&header::EXPECT);
-    }
+    strip_hop_by_hop(&mut head);
 
     // An HTTP/2 client sends `:authority` instead of `Host`; HTTP/1.1 requires `Host`.
     if !head.headers.contains_key(header::HOST) {
@@ -136,6 +114,35 @@ pub(super) fn mirror_head(
     }
     authority_follows_host(&mut head);
     head
+}
+
+/// Removes the hop-by-hop fields, those `Connection` names and `Expect`. [`mirror_head`] does it
+/// too; the proxy calls it first, before adding its `X-Forwarded-*`, so a client's
+/// `Connection: x-forwarded-for` cannot remove what the gateway itself adds.
+pub(super) fn strip_hop_by_hop(head: &mut RequestHeader) {
+    // Most requests carry none: one pass over the names present beats ten absent lookups.
+    if !head
+        .headers
+        .keys()
+        .any(|n| HOP_BY_HOP.contains(n) || n == header::EXPECT)
+    {
+        return;
+    }
+    // Names listed in `Connection` are hop-by-hop too.
+    let listed: Vec<HeaderName> = head
+        .headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in HOP_BY_HOP.iter().chain(listed.iter()) {
+        head.remove_header(name);
+    }
+    // `Expect: 100-continue` would make the mirror wait for a `100` that the body stream does
+    // not need (the gateway already answered the client's).
+    head.remove_header(&header::EXPECT);
 }
 
 /// The request target must name the same authority as the copy's `Host` once that changed (host

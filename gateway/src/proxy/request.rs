@@ -161,11 +161,7 @@ fn apply(
             Filter::UrlRewrite(rw) => {
                 let req = session.req_header_mut();
                 if let Some(host) = &rw.hostname {
-                    req.insert_header(http::header::HOST, host.as_str())
-                        .map_err(|source| FilterError::Header {
-                            name: http::header::HOST,
-                            source,
-                        })?;
+                    filters::set_request_host(req, host)?;
                 }
                 if let Some(p) = &rw.path {
                     let path = filters::rewrite_path(p, req.uri.path(), path_match)?;

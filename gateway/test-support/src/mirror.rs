@@ -53,6 +53,24 @@ impl Gateway {
         filters: Vec<Filter>,
         options: MirrorOptions,
     ) -> Gateway {
+        Gateway::start_with(primary, filters, options, false).await
+    }
+
+    /// [`Gateway::start`] whose listener also takes HTTP/2 with prior knowledge (h2c clients).
+    pub async fn start_h2c(
+        primary: SocketAddr,
+        filters: Vec<Filter>,
+        options: MirrorOptions,
+    ) -> Gateway {
+        Gateway::start_with(primary, filters, options, true).await
+    }
+
+    async fn start_with(
+        primary: SocketAddr,
+        filters: Vec<Filter>,
+        options: MirrorOptions,
+        downstream_h2c: bool,
+    ) -> Gateway {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let store = Store::new();
@@ -62,6 +80,7 @@ impl Gateway {
         let engine = MirrorEngine::new(options, mirror_metrics);
         let settings = ProxySettings {
             mirror: Some(engine.clone()),
+            downstream_h2c,
             ..ProxySettings::default()
         };
         let shutdown = proxy::serve(listener, store, metrics.clone(), settings);

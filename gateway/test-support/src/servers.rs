@@ -1,4 +1,5 @@
-//! Test backends for mirroring: healthy, down, blackhole, slow and erroring, on 127.0.0.1:0.
+//! Test backends for mirroring: healthy, down, blackhole, slow, erroring, full-duplex and early
+//! answering, on 127.0.0.1:0.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -317,4 +318,186 @@ where
         accepted,
         task,
     }
+}
+
+/// A request head read off a raw HTTP/1.1 connection.
+struct RawHead {
+    method: String,
+    path: String,
+    headers: http::HeaderMap,
+    content_length: u64,
+}
+
+impl RawHead {
+    fn received(self, body: &[u8], complete: bool) -> Received {
+        Received {
+            method: self.method,
+            path: self.path,
+            headers: self.headers,
+            body_len: body.len() as u64,
+            sha256: sha256(body),
+            complete,
+        }
+    }
+}
+
+/// One raw HTTP/1.1 connection and the bytes read from it but not yet consumed.
+struct RawConn {
+    stream: TcpStream,
+    pending: Vec<u8>,
+    buf: Vec<u8>,
+}
+
+impl RawConn {
+    /// Reads more into `pending`; false when the peer closed.
+    async fn read_more(&mut self) -> bool {
+        match self.stream.read(&mut self.buf).await {
+            Ok(0) | Err(_) => false,
+            Ok(n) => {
+                self.pending.extend_from_slice(&self.buf[..n]);
+                true
+            }
+        }
+    }
+
+    /// Takes up to `n` bytes of what was read.
+    fn take(&mut self, n: usize) -> Vec<u8> {
+        self.pending.drain(..n.min(self.pending.len())).collect()
+    }
+}
+
+/// A raw HTTP/1.1 server whose connections end with it: each request head goes, with the
+/// connection, to `on_request`, which hands the connection back to serve the next request on it
+/// (or `None` to close it).
+async fn raw_requests<F, Fut>(on_request: F) -> (Server, mpsc::UnboundedReceiver<Received>)
+where
+    F: Fn(RawConn, RawHead, mpsc::UnboundedSender<Received>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Option<RawConn>> + Send + 'static,
+{
+    let (tx, rx) = mpsc::unbounded_channel();
+    let server = accepting(Conns::EndWithServer, move |stream| {
+        let (tx, on_request) = (tx.clone(), on_request.clone());
+        async move {
+            let mut conn = RawConn {
+                stream,
+                pending: Vec::new(),
+                buf: vec![0u8; 64 * 1024],
+            };
+            while let Some(head) = raw_head(&mut conn).await {
+                match on_request(conn, head, tx.clone()).await {
+                    Some(next) => conn = next,
+                    None => return,
+                }
+            }
+        }
+    })
+    .await;
+    (server, rx)
+}
+
+/// Reads the next request head off `conn`, leaving what follows it (the body, or the next
+/// request) pending. `None` when the peer closed first. Whatever precedes the head's end is
+/// parsed as a head, garbage included, so a server fed leftover body bytes reports them as its
+/// method.
+async fn raw_head(conn: &mut RawConn) -> Option<RawHead> {
+    let end = loop {
+        if let Some(end) = conn.pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end;
+        }
+        if !conn.read_more().await {
+            return None;
+        }
+    };
+    let text = String::from_utf8_lossy(&conn.pending[..end]).into_owned();
+    conn.pending.drain(..end + 4);
+    let mut lines = text.split("\r\n");
+    let mut words = lines.next().unwrap_or("").split(' ');
+    let method = words.next().unwrap_or("").to_string();
+    let path = words.next().unwrap_or("").to_string();
+    let mut headers = http::HeaderMap::new();
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(name.trim().as_bytes()),
+            http::HeaderValue::from_str(value.trim()),
+        ) {
+            headers.append(name, value);
+        }
+    }
+    let content_length = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    Some(RawHead {
+        method,
+        path,
+        headers,
+        content_length,
+    })
+}
+
+/// A full-duplex HTTP/1.1 server: it answers 200 as soon as a head with `Content-Length` arrives
+/// and echoes the body as it reads it, so it stops reading whenever its echo is not read. Reports
+/// each request once its body is in.
+pub async fn echoing() -> (Server, mpsc::UnboundedReceiver<Received>) {
+    raw_requests(|mut conn, head, tx| async move {
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n",
+            head.content_length
+        );
+        conn.stream.write_all(answer.as_bytes()).await.ok()?;
+        let len = usize::try_from(head.content_length).unwrap_or(usize::MAX);
+        let mut body = Vec::new();
+        let mut complete = true;
+        while body.len() < len {
+            if conn.pending.is_empty() && !conn.read_more().await {
+                complete = false;
+                break;
+            }
+            let piece = conn.take(len - body.len());
+            if conn.stream.write_all(&piece).await.is_err() {
+                complete = false;
+                break;
+            }
+            body.extend_from_slice(&piece);
+        }
+        let _ = tx.send(head.received(&body, complete));
+        complete.then_some(conn)
+    })
+    .await
+}
+
+/// An HTTP/1.1 server that answers `400` with an empty body, keeping the connection, as soon as a
+/// head whose path starts with `/early` arrives, and never reads that request's body: its bytes
+/// stay on the connection and are parsed as the next head. Other requests get their body read and
+/// `200`. Reports the `/early` request (body empty, not complete) when it answers it, and every
+/// other head (garbage included) once read.
+pub async fn answering_early() -> (Server, mpsc::UnboundedReceiver<Received>) {
+    raw_requests(|mut conn, head, tx| async move {
+        if head.path.starts_with("/early") {
+            let answered = conn
+                .stream
+                .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+                .await;
+            let _ = tx.send(head.received(&[], false));
+            return answered.is_ok().then_some(conn);
+        }
+        let len = usize::try_from(head.content_length).unwrap_or(usize::MAX);
+        while conn.pending.len() < len {
+            if !conn.read_more().await {
+                return None;
+            }
+        }
+        let body = conn.take(len);
+        let answered = conn
+            .stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+            .await;
+        let _ = tx.send(head.received(&body, true));
+        answered.is_ok().then_some(conn)
+    })
+    .await
 }

@@ -1,0 +1,232 @@
+//! Mirror fidelity on the wire (issue #17 items 3, 5, 7, 8): a request Pingora refuses is not
+//! copied, a copy keeps the gateway's own `X-Forwarded-*`, a mirror that answers while reading
+//! gets a large upload whole, an early answer does not poison the pooled connection, and a
+//! URLRewrite hostname reaches the primary of an HTTP/2 client.
+
+use sluice_test_support::mirror as gateway;
+use sluice_test_support::raw;
+use sluice_test_support::servers::{self, Received};
+use sluice_test_support::within;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use gateway::{mirror, Gateway};
+use pingora_http::RequestHeader;
+use sluice_controller::mirror_settings::MirrorSettings;
+use sluice_controller::snapshot::{Backend, BackendProtocol, Filter, Fraction, Mirror, UrlRewrite};
+use sluice_gateway::mirror::{MirrorEngine, MirrorMetrics, MirrorOptions, MirrorSet, Outcome};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// The next request a recording server reports, waited for within [`LIMIT`].
+async fn received(what: &str, reports: &mut UnboundedReceiver<Received>) -> Received {
+    within(what, LIMIT, reports.recv())
+        .await
+        .unwrap_or_else(|| panic!("{what}: the server stopped reporting"))
+}
+
+fn header<'a>(r: &'a Received, name: &str) -> Option<&'a str> {
+    r.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn body(len: usize) -> Bytes {
+    Bytes::from((0..len).map(|i| (i * 7 % 253) as u8).collect::<Vec<u8>>())
+}
+
+// === item 3: only requests that reach the backend are copied ===
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_pingora_refuses_with_400_are_not_mirrored() {
+    let (primary, mut at_primary) = servers::recording(200).await;
+    let (shadow, mut at_mirror) = servers::recording(200).await;
+    let gw = Gateway::mirroring_all(primary.addr, "refused", shadow.addr).await;
+    for connection in ["host", "x-forwarded-for, keep-alive", "x-forwarded-host"] {
+        let mut client = raw::Client::connect(gw.addr).await;
+        let request = format!(
+            "GET /refused HTTP/1.1\r\nhost: example.com\r\nconnection: {connection}\r\n\r\n"
+        );
+        client.send(request.as_bytes()).await;
+        let resp = client.response().await.expect("an answer");
+        assert_eq!(resp.status, 400, "Connection: {connection}");
+    }
+    // A request that is proxied, after the refused ones: by the time its copy is counted, any
+    // copy of the refused ones would have been too.
+    let resp = gateway::client()
+        .get(gw.url("/after"))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(received("primary", &mut at_primary).await.path, "/after");
+    assert_eq!(received("mirror", &mut at_mirror).await.path, "/after");
+    gw.all_completed("refused", 1).await;
+    assert_eq!(
+        gw.total("refused"),
+        1,
+        "only the proxied request was copied"
+    );
+    assert_eq!(shadow.accepted(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_keeps_the_forwarded_headers_its_connection_header_names() {
+    let (shadow, mut at_mirror) = servers::recording(200).await;
+    let registry = prometheus::Registry::new();
+    let engine = MirrorEngine::new(
+        MirrorOptions::default(),
+        MirrorMetrics::register(&registry).expect("register"),
+    );
+    let mirror = Mirror {
+        backend: Arc::new(Backend::new(
+            "default/shadow:80".into(),
+            vec![shadow.addr],
+            BackendProtocol::Http1,
+        )),
+        fraction: Fraction::ALL,
+    };
+    let mut head = RequestHeader::build("GET", b"/fwd", None).expect("head");
+    for (name, value) in [
+        ("host", "example.com"),
+        ("connection", "x-forwarded-for, x-private"),
+        ("x-forwarded-for", "6.6.6.6"),
+        ("x-private", "hop"),
+    ] {
+        head.append_header(name, value).expect("header");
+    }
+    let mut set = MirrorSet::new(engine.clone());
+    set.start(&mirror, &head, "default/web", false);
+    // What the proxy's X-Forwarded-* pass does to the copy.
+    set.launch(|h| {
+        h.insert_header("x-forwarded-for", "192.0.2.7")
+            .expect("header");
+    });
+    let m = received("mirror", &mut at_mirror).await;
+    assert_eq!(m.path, "/fwd");
+    assert_eq!(header(&m, "x-forwarded-for"), Some("192.0.2.7"));
+    assert_eq!(header(&m, "x-private"), None, "nominated fields still go");
+    assert_eq!(header(&m, "connection"), None);
+}
+
+// === item 5: full duplex ===
+
+// Not fixed yet: the copy reads the answer between its writes, but Pingora's HTTP/1
+// session cannot read while one of its writes is blocked, so a mirror whose answer keeps pace
+// with the body (this echo) still stalls both directions once the socket buffers fill. Run with
+// `--ignored` to see it; docs/mirroring.md "Known limits".
+#[ignore = "issue #17 item 5: needs a mirror writer that does not block the reader"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_that_answers_while_reading_gets_a_large_upload_whole() {
+    let (primary, mut at_primary) = servers::recording(200).await;
+    let (shadow, mut at_mirror) = servers::echoing().await;
+    // A small budget: a copy that stops reading the echo falls 2 MiB behind within the upload.
+    let options = MirrorOptions {
+        settings: MirrorSettings {
+            request_buffer_bytes: 2 * 1024 * 1024,
+            ..MirrorSettings::default()
+        },
+        ..MirrorOptions::default()
+    };
+    let gw = Gateway::mirroring_all_with(primary.addr, "duplex", shadow.addr, options).await;
+    let data = body(40 * 1024 * 1024 + 3);
+    let sha = servers::sha256(&data);
+    let resp = within(
+        "the upload",
+        LIMIT,
+        gateway::client().post(gw.url("/duplex")).body(data).send(),
+    )
+    .await
+    .expect("response");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(received("primary", &mut at_primary).await.sha256, sha);
+    let m = received("mirror", &mut at_mirror).await;
+    assert!(m.complete, "the mirror got the whole body");
+    assert_eq!(m.sha256, sha);
+    gw.all_completed("duplex", 1).await;
+}
+
+// === item 8: an early answer closes the connection ===
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_answer_to_an_unread_body_does_not_poison_the_next_copy() {
+    let (primary, mut at_primary) = servers::recording(200).await;
+    let (shadow, mut at_mirror) = servers::answering_early().await;
+    let gw = Gateway::mirroring_all(primary.addr, "early", shadow.addr).await;
+    // The body has no CRLF in it, so a mirror reading it as a head runs on into the next one.
+    let half = vec![b'a'; 16 * 1024];
+    let mut client = raw::Client::connect(gw.addr).await;
+    let head = format!(
+        "POST /early HTTP/1.1\r\nhost: example.com\r\ncontent-length: {}\r\n\r\n",
+        2 * half.len()
+    );
+    client.send(head.as_bytes()).await;
+    client.send(&half).await;
+    // The mirror has answered before the second half of the body exists.
+    let early = received("the early answer", &mut at_mirror).await;
+    assert_eq!(early.path, "/early");
+    client.send(&half).await;
+    let resp = client.response().await.expect("the primary's answer");
+    assert_eq!(resp.status, 200);
+    assert_eq!(
+        received("primary", &mut at_primary).await.body_len,
+        32 * 1024
+    );
+    gw.settled("early", 1).await;
+    assert_eq!(gw.count("early", Outcome::Completed), 1);
+
+    let resp = gateway::client()
+        .get(gw.url("/next"))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(resp.status(), 200);
+    let next = received("the next copy", &mut at_mirror).await;
+    assert_eq!(
+        next.method, "GET",
+        "the next copy starts on a clean connection"
+    );
+    assert_eq!(next.path, "/next");
+    gw.all_completed("early", 2).await;
+    assert_eq!(
+        shadow.accepted(),
+        2,
+        "the answered-early connection was not pooled"
+    );
+}
+
+// === item 7: URLRewrite hostname for an HTTP/2 client ===
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn url_rewrite_hostname_reaches_the_primary_of_an_http2_client() {
+    let (primary, mut at_primary) = servers::recording(200).await;
+    let (shadow, mut at_mirror) = servers::recording(200).await;
+    let rewrite = Filter::UrlRewrite(UrlRewrite {
+        hostname: Some("rewritten.example".into()),
+        path: None,
+    });
+    let gw = Gateway::start_h2c(
+        primary.addr,
+        vec![rewrite, mirror("renamed", shadow.addr, Fraction::ALL)],
+        MirrorOptions::default(),
+    )
+    .await;
+    let resp = within(
+        "an h2c request",
+        LIMIT,
+        sluice_test_support::proxy::h2c_client()
+            .get(gw.url("/host?x=1"))
+            .send(),
+    )
+    .await
+    .expect("response");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    let p = received("primary", &mut at_primary).await;
+    assert_eq!(p.path, "/host?x=1");
+    assert_eq!(header(&p, "host"), Some("rewritten.example"));
+    let m = received("mirror", &mut at_mirror).await;
+    assert_eq!(header(&m, "host"), Some("rewritten.example"));
+    gw.all_completed("renamed", 1).await;
+}

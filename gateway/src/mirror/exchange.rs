@@ -153,12 +153,21 @@ async fn exchange(
             }
             Step::Read(Ok(())) => {
                 if response.done && !request_done {
-                    // The mirror answered before it had the whole body: the rest would be
-                    // unread bytes on the connection, read as the next copy's request. Stop
-                    // here and close the connection instead of pooling it.
-                    stats.status = response.status;
-                    session.shutdown().await;
-                    return Outcome::Completed;
+                    if !body_fully_queued(&chunks, state) {
+                        // The mirror answered before it had the whole body: the rest would be
+                        // unread bytes on the connection, read as the next copy's request.
+                        // Stop here and close the connection instead of pooling it.
+                        stats.status = response.status;
+                        session.shutdown().await;
+                        return Outcome::Completed;
+                    }
+                    // Everything was written (a bodiless copy's answer can beat the loop's
+                    // turn that notices the closed queue): end the body and pool as usual.
+                    if let Err(e) = session.finish_request_body().await {
+                        debug!(%mirror, error = %e, "mirror request body finish failed");
+                        return Outcome::UpstreamError;
+                    }
+                    request_done = true;
                 }
             }
             Step::Write(Some(first)) => {
@@ -194,6 +203,14 @@ async fn exchange(
         .release_http_session(session, peer, Some(engine.options.pool_idle_timeout))
         .await;
     Outcome::Completed
+}
+
+/// Every chunk of a complete body has been written: none is queued and no more will come.
+fn body_fully_queued(
+    chunks: &mpsc::UnboundedReceiver<Chunk>,
+    state: &watch::Receiver<State>,
+) -> bool {
+    chunks.is_closed() && chunks.is_empty() && matches!(*state.borrow(), State::BodyComplete)
 }
 
 /// What one turn of the exchange loop did.

@@ -15,6 +15,7 @@ pub mod mirror_settings;
 pub mod precedence;
 pub mod provision;
 pub mod publish;
+pub mod replica;
 pub mod resources;
 pub mod snapshot;
 pub mod sources;

@@ -1,9 +1,13 @@
-//! Dev-only test support: an in-process fake Kubernetes API server, object builders, and bounded
-//! waiting ([`until`], [`within`]) for every suite.
+//! Dev-only test support: an in-process fake Kubernetes API server, object builders, the
+//! cluster-mode suites' shared set-up, and bounded waiting ([`until`], [`within`]) for every
+//! suite.
 
+pub mod cluster;
 pub mod fake_api;
 pub mod objects;
+pub mod tasks;
 pub mod wait;
 
 pub use fake_api::FakeApiServer;
+pub use tasks::AbortOnDrop;
 pub use wait::{until, within};

@@ -18,6 +18,16 @@ pub struct CertError {
     source: rcgen::Error,
 }
 
+impl CertError {
+    /// Wraps an rcgen failure while making certificate `what`.
+    fn making(what: &str) -> impl Fn(rcgen::Error) -> CertError + Copy + '_ {
+        move |source| CertError {
+            what: what.to_owned(),
+            source,
+        }
+    }
+}
+
 struct Ca {
     cert: rcgen::Certificate,
     key: KeyPair,
@@ -126,16 +136,13 @@ impl Generated {
 }
 
 fn ca(what: &str) -> Result<Ca, CertError> {
-    let err = |source| CertError {
-        what: what.to_owned(),
-        source,
-    };
+    let err = CertError::making(what);
     let mut params = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, "gatewayapi");
-    dn.push(DnType::OrganizationName, "Kubernetes Gateway API");
-    dn.push(DnType::CountryName, "US");
-    params.distinguished_name = dn;
+    params.distinguished_name = distinguished_name(&[
+        (DnType::CommonName, "gatewayapi"),
+        (DnType::OrganizationName, "Kubernetes Gateway API"),
+        (DnType::CountryName, "US"),
+    ]);
     params.serial_number = Some(SerialNumber::from(2024u64.to_be_bytes().to_vec()));
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.key_usages = vec![
@@ -152,15 +159,12 @@ fn ca(what: &str) -> Result<Ca, CertError> {
 }
 
 fn leaf(what: &str, hosts: &[&str], usage: Usage, issuer: Option<&Ca>) -> Result<Leaf, CertError> {
-    let err = |source| CertError {
-        what: what.to_owned(),
-        source,
-    };
+    let err = CertError::making(what);
     let mut params = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, "default");
-    dn.push(DnType::OrganizationName, "Acme Co");
-    params.distinguished_name = dn;
+    params.distinguished_name = distinguished_name(&[
+        (DnType::CommonName, "default"),
+        (DnType::OrganizationName, "Acme Co"),
+    ]);
     params.serial_number = Some(SerialNumber::from(rand::random::<[u8; 16]>().to_vec()));
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![
@@ -183,6 +187,14 @@ fn leaf(what: &str, hosts: &[&str], usage: Usage, issuer: Option<&Ca>) -> Result
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),
     })
+}
+
+fn distinguished_name(parts: &[(DnType, &str)]) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    for (kind, value) in parts {
+        dn.push(kind.clone(), *value);
+    }
+    dn
 }
 
 /// IP literal -> IP SAN; DNS name (leading `*.` allowed) -> DNS SAN; anything else -> URI SAN.

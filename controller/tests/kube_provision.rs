@@ -139,17 +139,7 @@ async fn an_accepted_gateway_gets_its_data_plane_and_is_programmed_once_availabl
     })
     .await;
     set_load_balancer_ip(&server, "demo", "sluice-web", "203.0.113.7");
-    until("Programmed True", LIMIT, || {
-        programmed(&server).filter(|(s, _)| s == "True")
-    })
-    .await;
-    let gateway = server
-        .get(GW, "Gateway", Some("demo"), "web")
-        .expect("gateway");
-    assert_eq!(
-        gateway["status"]["addresses"],
-        json!([{"type": "IPAddress", "value": "203.0.113.7"}])
-    );
+    until_programmed_at(&server, "203.0.113.7").await;
 
     let events = server.list("events.k8s.io/v1", "Event");
     let reasons: Vec<&str> = events.iter().filter_map(|e| e["reason"].as_str()).collect();
@@ -196,6 +186,21 @@ async fn a_daemonset_class_gets_a_daemonset_on_the_host_network() {
     assert!(web_deployment(&server).is_none());
     let svc = until("the Service", LIMIT, || web_service(&server)).await;
     assert_eq!(svc["spec"]["type"], "NodePort");
+}
+
+/// Waits for `Programmed: True`, then checks that the Gateway's one address is `ip`.
+async fn until_programmed_at(server: &FakeApiServer, ip: &str) {
+    until("Programmed True", LIMIT, || {
+        programmed(server).filter(|(s, _)| s == "True")
+    })
+    .await;
+    let gateway = server
+        .get(GW, "Gateway", Some("demo"), "web")
+        .expect("gateway");
+    assert_eq!(
+        gateway["status"]["addresses"],
+        json!([{"type": "IPAddress", "value": ip}])
+    );
 }
 
 /// `(status, reason, message)` of a condition in an object's status.
@@ -377,17 +382,7 @@ async fn a_deployment_becoming_available_programs_the_gateway_without_a_resync()
         .and_then(|s| s["spec"]["clusterIP"].as_str().map(str::to_string))
         .expect("a cluster IP");
     set_available(&server, "demo", "sluice-web", 1);
-    until("Programmed True", LIMIT, || {
-        programmed(&server).filter(|(s, _)| s == "True")
-    })
-    .await;
-    let gateway = server
-        .get(GW, "Gateway", Some("demo"), "web")
-        .expect("gateway");
-    assert_eq!(
-        gateway["status"]["addresses"],
-        json!([{"type": "IPAddress", "value": cluster_ip}])
-    );
+    until_programmed_at(&server, &cluster_ip).await;
 
     // Once things are quiet, only the Deployment watch can notice the pod going and coming back.
     for (available, wanted) in [(0, "False"), (1, "True")] {

@@ -5,9 +5,11 @@ use gateway_api::apis::experimental::httproutes::{
     HttpRouteRulesFiltersRequestHeaderModifier as HeaderMod,
     HttpRouteRulesFiltersRequestMirror as MirrorSpec,
     HttpRouteRulesFiltersRequestRedirect as RedirectSpec,
+    HttpRouteRulesFiltersRequestRedirectPath as RedirectPath,
     HttpRouteRulesFiltersRequestRedirectPathType as RedirectPathType,
     HttpRouteRulesFiltersRequestRedirectScheme as Scheme, HttpRouteRulesFiltersType as Type,
     HttpRouteRulesFiltersUrlRewrite as RewriteSpec,
+    HttpRouteRulesFiltersUrlRewritePath as RewritePath,
     HttpRouteRulesFiltersUrlRewritePathType as RewritePathType,
 };
 use http::{HeaderName, HeaderValue};
@@ -163,26 +165,7 @@ fn redirect(r: &RedirectSpec) -> Result<Redirect, FilterError> {
         c @ (301 | 302 | 303 | 307 | 308) => c as u16,
         c => return Err(FilterError::RedirectStatusCode(c)),
     };
-    let missing = |path_type, field| FilterError::MissingPathValue {
-        filter: "redirect",
-        path_type,
-        field,
-    };
-    let path = match &r.path {
-        None => None,
-        Some(p) => Some(match p.r#type {
-            RedirectPathType::ReplaceFullPath => PathModifier::ReplaceFullPath(
-                p.replace_full_path
-                    .clone()
-                    .ok_or_else(|| missing("ReplaceFullPath", "replaceFullPath"))?,
-            ),
-            RedirectPathType::ReplacePrefixMatch => PathModifier::ReplacePrefixMatch(
-                p.replace_prefix_match
-                    .clone()
-                    .ok_or_else(|| missing("ReplacePrefixMatch", "replacePrefixMatch"))?,
-            ),
-        }),
-    };
+    let path = path_modifier("redirect", r.path.as_ref().map(PathSpec::from))?;
     check_hostname(r.hostname.as_deref())?;
     Ok(Redirect {
         scheme: r.scheme.as_ref().map(|s| match s {
@@ -214,31 +197,63 @@ fn check_hostname(h: Option<&str>) -> Result<(), FilterError> {
 }
 
 fn rewrite(r: &RewriteSpec) -> Result<UrlRewrite, FilterError> {
-    let missing = |path_type, field| FilterError::MissingPathValue {
-        filter: "urlRewrite",
-        path_type,
-        field,
-    };
-    let path = match &r.path {
-        None => None,
-        Some(p) => Some(match p.r#type {
-            RewritePathType::ReplaceFullPath => PathModifier::ReplaceFullPath(
-                p.replace_full_path
-                    .clone()
-                    .ok_or_else(|| missing("ReplaceFullPath", "replaceFullPath"))?,
-            ),
-            RewritePathType::ReplacePrefixMatch => PathModifier::ReplacePrefixMatch(
-                p.replace_prefix_match
-                    .clone()
-                    .ok_or_else(|| missing("ReplacePrefixMatch", "replacePrefixMatch"))?,
-            ),
-        }),
-    };
+    let path = path_modifier("urlRewrite", r.path.as_ref().map(PathSpec::from))?;
     check_hostname(r.hostname.as_deref())?;
     Ok(UrlRewrite {
         hostname: r.hostname.clone(),
         path,
     })
+}
+
+/// A redirect's or a rewrite's path as written: the value its type asks for, if set.
+enum PathSpec<'a> {
+    ReplaceFullPath(Option<&'a String>),
+    ReplacePrefixMatch(Option<&'a String>),
+}
+
+/// The generated redirect and rewrite path types differ only in name; one conversion serves both.
+macro_rules! path_spec_from {
+    ($($path:ty: $path_type:ident),+) => {$(
+        impl<'a> From<&'a $path> for PathSpec<'a> {
+            fn from(p: &'a $path) -> Self {
+                match p.r#type {
+                    $path_type::ReplaceFullPath => {
+                        PathSpec::ReplaceFullPath(p.replace_full_path.as_ref())
+                    }
+                    $path_type::ReplacePrefixMatch => {
+                        PathSpec::ReplacePrefixMatch(p.replace_prefix_match.as_ref())
+                    }
+                }
+            }
+        }
+    )+};
+}
+
+path_spec_from!(RedirectPath: RedirectPathType, RewritePath: RewritePathType);
+
+/// `filter` (`redirect` or `urlRewrite`) names the filter in the error.
+fn path_modifier(
+    filter: &'static str,
+    path: Option<PathSpec<'_>>,
+) -> Result<Option<PathModifier>, FilterError> {
+    let missing = |path_type, field| FilterError::MissingPathValue {
+        filter,
+        path_type,
+        field,
+    };
+    Ok(Some(match path {
+        None => return Ok(None),
+        Some(PathSpec::ReplaceFullPath(value)) => PathModifier::ReplaceFullPath(
+            value
+                .cloned()
+                .ok_or_else(|| missing("ReplaceFullPath", "replaceFullPath"))?,
+        ),
+        Some(PathSpec::ReplacePrefixMatch(value)) => PathModifier::ReplacePrefixMatch(
+            value
+                .cloned()
+                .ok_or_else(|| missing("ReplacePrefixMatch", "replacePrefixMatch"))?,
+        ),
+    }))
 }
 
 /// The outer `Err` invalidates the rule (bad fraction); the inner one is an unresolved backend.
@@ -276,16 +291,8 @@ fn mirror(
         }
         (None, None) => Fraction::ALL,
     };
-    let b = &m.backend_ref;
-    let r = BackendRef {
-        group: b.group.as_deref(),
-        kind: b.kind.as_deref(),
-        name: &b.name,
-        namespace: b.namespace.as_deref(),
-        port: b.port,
-    };
     Ok(resolver
-        .resolve(route_namespace, &r)
+        .resolve(route_namespace, &BackendRef::from(&m.backend_ref))
         .map(|backend| Mirror { backend, fraction }))
 }
 

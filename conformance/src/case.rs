@@ -24,7 +24,7 @@ pub use request::{
 };
 pub use status::{
     ConditionSpec, Conditions, ListenerConditions, ListenerExpect, ListenerSelection, ParentExpect,
-    StatusCheck,
+    ParentRefExpect, StatusCheck,
 };
 
 #[derive(Debug, thiserror::Error)]

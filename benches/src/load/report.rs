@@ -149,6 +149,12 @@ pub fn table(inputs: &Inputs<'_>) -> String {
     out
 }
 
+/// `a`'s throughput over `b`'s, and how a target row shows it.
+fn throughput_ratio(a: &Summary, b: &Summary) -> (f64, String) {
+    let r = a.rps / b.rps.max(1e-9);
+    (r, format!("{:.0} vs {:.0} req/s = {r:.2}×", a.rps, b.rps))
+}
+
 /// One row per target of the issue: what it asks, what was measured, met or missed by how much.
 pub fn targets(inputs: &Inputs<'_>) -> String {
     let get = |mode, kind| {
@@ -223,19 +229,13 @@ pub fn targets(inputs: &Inputs<'_>) -> String {
     let e_fast = get(MirrorMode::Fast, Kind::Envoy);
     check(
         "mirror: throughput ≥ 2.5× nginx + mirror",
-        s_fast.zip(n_fast).map(|(s, n)| {
-            let r = s.rps / n.rps.max(1e-9);
-            (r, format!("{:.0} vs {:.0} req/s = {r:.2}×", s.rps, n.rps))
-        }),
+        s_fast.zip(n_fast).map(|(s, n)| throughput_ratio(s, n)),
         Some(2.5),
         true,
     );
     check(
         "mirror: throughput ≥ 1.5× Envoy + mirror",
-        s_fast.zip(e_fast).map(|(s, e)| {
-            let r = s.rps / e.rps.max(1e-9);
-            (r, format!("{:.0} vs {:.0} req/s = {r:.2}×", s.rps, e.rps))
-        }),
+        s_fast.zip(e_fast).map(|(s, e)| throughput_ratio(s, e)),
         Some(1.5),
         true,
     );
@@ -259,14 +259,11 @@ pub fn targets(inputs: &Inputs<'_>) -> String {
         check(
             &format!("{name} mirror: throughput ≥ 0.95× the fast-mirror run"),
             s.zip(s_fast).map(|(s, f)| {
-                let r = s.rps / f.rps.max(1e-9);
+                let (r, text) = throughput_ratio(s, f);
                 let mirrored = s
                     .mirrored_pct
                     .map_or(String::new(), |p| format!(", {p:.1} % mirrored"));
-                (
-                    r,
-                    format!("{:.0} vs {:.0} req/s = {r:.2}×{mirrored}", s.rps, f.rps),
-                )
+                (r, format!("{text}{mirrored}"))
             }),
             Some(0.95),
             true,

@@ -52,6 +52,11 @@ fn generation(view: &View<'_>, key: &ObjectKey) -> Result<i64, String> {
         .ok_or_else(|| format!("{key} is not among the applied objects"))
 }
 
+/// The array at `key` of `object`; empty when there is none.
+fn items<'a>(object: &'a Value, key: &str) -> &'a [Value] {
+    conditions(object.get(key))
+}
+
 fn conditions(value: Option<&Value>) -> &[Value] {
     value
         .and_then(Value::as_array)
@@ -264,11 +269,7 @@ fn gateway(check: &StatusCheck, view: &View<'_>) -> Result<(), String> {
     let status = status_of(view, &key)?;
     let gw_conditions = conditions(status.get("conditions"));
     let latest = || at_generation(gw_conditions, generation_now, &key.to_string());
-    let listeners = status
-        .get("listeners")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let listeners = items(status, "listeners");
     if check.latest_observed_generation {
         latest()?;
         generation_changed(check, view, &key)?;
@@ -293,13 +294,13 @@ fn gateway(check: &StatusCheck, view: &View<'_>) -> Result<(), String> {
     if let Some(lc) = &check.listener_conditions {
         match &lc.listeners {
             ListenerSelection::All(_) => {
-                for l in &listeners {
+                for l in listeners {
                     listener_has(&key, l, &lc.conditions)?;
                 }
             }
             ListenerSelection::Named(names) => {
                 for name in names {
-                    let l = find_listener(&listeners, name)
+                    let l = find_listener(listeners, name)
                         .ok_or_else(|| format!("{key}: no status for listener {name}"))?;
                     listener_has(&key, l, &lc.conditions)?;
                 }
@@ -316,7 +317,7 @@ fn gateway(check: &StatusCheck, view: &View<'_>) -> Result<(), String> {
             ));
         }
         for want in expected {
-            let l = find_listener(&listeners, &want.name)
+            let l = find_listener(listeners, &want.name)
                 .ok_or_else(|| format!("{key}: no status for listener {}", want.name))?;
             if let Some(attached) = want.attached_routes {
                 let got = l.get("attachedRoutes").and_then(Value::as_i64);
@@ -328,11 +329,7 @@ fn gateway(check: &StatusCheck, view: &View<'_>) -> Result<(), String> {
                 }
             }
             if let Some(kinds) = &want.supported_kinds {
-                let got = l
-                    .get("supportedKinds")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default();
+                let got = items(l, "supportedKinds");
                 if kinds.is_empty() && !got.is_empty() {
                     return Err(format!(
                         "{key} listener {}: supportedKinds {got:?}, expected none",
@@ -367,7 +364,7 @@ fn gateway(check: &StatusCheck, view: &View<'_>) -> Result<(), String> {
         if !ok {
             return Err(format!(
                 "{key}: expected no attached routes, listeners: {}",
-                Value::Array(listeners)
+                Value::Array(listeners.to_vec())
             ));
         }
     }
@@ -384,11 +381,7 @@ fn gateway(check: &StatusCheck, view: &View<'_>) -> Result<(), String> {
         }
     }
     if let Some(sa) = &check.status_addresses {
-        let addresses = status
-            .get("addresses")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
+        let addresses = items(status, "addresses");
         let value_of = |a: &Value| {
             a.get("value")
                 .and_then(Value::as_str)
@@ -468,13 +461,9 @@ fn policy(check: &StatusCheck, view: &View<'_>) -> Result<(), String> {
     let key = key_of(check);
     let generation_now = generation(view, &key)?;
     let status = status_of(view, &key)?;
-    let ancestors = status
-        .get("ancestors")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let ancestors = items(status, "ancestors");
     let all_latest =
-        || entries_at_generation(&ancestors, generation_now, &format!("{key} ancestor"));
+        || entries_at_generation(ancestors, generation_now, &format!("{key} ancestor"));
     if check.latest_observed_generation {
         all_latest()?;
         generation_changed(check, view, &key)?;
@@ -483,7 +472,7 @@ fn policy(check: &StatusCheck, view: &View<'_>) -> Result<(), String> {
         all_latest()?;
         let expected = check.conditions.clone().unwrap_or_default();
         entry_with_conditions(
-            &ancestors,
+            ancestors,
             "ancestors",
             "ancestorRef",
             ancestor,

@@ -85,23 +85,13 @@ pub(super) fn compile(
     resolver: &mut Resolver<'_, '_>,
     unresolved: &mut Vec<UnresolvedRef>,
 ) -> Result<Option<Filter>, FilterError> {
-    let missing = |field| FilterError::MissingField {
-        filter: f.r#type.clone(),
-        field,
-    };
     Ok(Some(match f.r#type {
         Type::RequestHeaderModifier => {
-            let m = f
-                .request_header_modifier
-                .as_ref()
-                .ok_or_else(|| missing("requestHeaderModifier"))?;
+            let m = required(f, &f.request_header_modifier, "requestHeaderModifier")?;
             Filter::RequestHeaders(header_modifier(m)?)
         }
         Type::ResponseHeaderModifier => {
-            let m = f
-                .response_header_modifier
-                .as_ref()
-                .ok_or_else(|| missing("responseHeaderModifier"))?;
+            let m = required(f, &f.response_header_modifier, "responseHeaderModifier")?;
             // Same shape as the request modifier; reuse its validation.
             let as_request: HeaderMod = serde_json::to_value(m)
                 .and_then(serde_json::from_value)
@@ -109,24 +99,15 @@ pub(super) fn compile(
             Filter::ResponseHeaders(header_modifier(&as_request)?)
         }
         Type::RequestRedirect => {
-            let r = f
-                .request_redirect
-                .as_ref()
-                .ok_or_else(|| missing("requestRedirect"))?;
+            let r = required(f, &f.request_redirect, "requestRedirect")?;
             Filter::Redirect(redirect(r)?)
         }
         Type::UrlRewrite => {
-            let r = f
-                .url_rewrite
-                .as_ref()
-                .ok_or_else(|| missing("urlRewrite"))?;
+            let r = required(f, &f.url_rewrite, "urlRewrite")?;
             Filter::UrlRewrite(rewrite(r)?)
         }
         Type::RequestMirror => {
-            let m = f
-                .request_mirror
-                .as_ref()
-                .ok_or_else(|| missing("requestMirror"))?;
+            let m = required(f, &f.request_mirror, "requestMirror")?;
             match mirror(m, route_namespace, resolver)? {
                 Ok(m) => Filter::Mirror(m),
                 Err(u) => {
@@ -139,6 +120,18 @@ pub(super) fn compile(
         Type::Cors => return Err(FilterError::Unsupported("CORS")),
         Type::ExternalAuth => return Err(FilterError::Unsupported("ExternalAuth")),
     }))
+}
+
+/// The field named by the filter's type, which must be set.
+fn required<'a, T>(
+    f: &HttpRouteRulesFilters,
+    value: &'a Option<T>,
+    field: &'static str,
+) -> Result<&'a T, FilterError> {
+    value.as_ref().ok_or_else(|| FilterError::MissingField {
+        filter: f.r#type.clone(),
+        field,
+    })
 }
 
 fn header_modifier(m: &HeaderMod) -> Result<HeaderModifier, FilterError> {
@@ -344,24 +337,21 @@ mod tests {
         });
     }
 
+    /// A modifier that sets one header.
+    fn setting(name: &str, value: &str) -> HeaderMod {
+        HeaderMod {
+            set: Some(vec![Set {
+                name: name.into(),
+                value: value.into(),
+            }]),
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn invalid_header_names_and_values_are_errors() {
-        let m = HeaderMod {
-            set: Some(vec![Set {
-                name: "bad name".into(),
-                value: "v".into(),
-            }]),
-            ..Default::default()
-        };
-        assert!(header_modifier(&m).is_err());
-        let m = HeaderMod {
-            set: Some(vec![Set {
-                name: "x-ok".into(),
-                value: "line\nbreak".into(),
-            }]),
-            ..Default::default()
-        };
-        assert!(header_modifier(&m).is_err());
+        assert!(header_modifier(&setting("bad name", "v")).is_err());
+        assert!(header_modifier(&setting("x-ok", "line\nbreak")).is_err());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 
+use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use sluice_controller::resources::Resources;
 
@@ -88,26 +89,12 @@ impl Topology {
         let mut r = Resources::default();
         for object in self.objects() {
             let kind = object["kind"].as_str().unwrap_or_default().to_string();
-            let decode = |source| FixtureError::Decode {
-                kind: kind.clone(),
-                source,
-            };
             match kind.as_str() {
-                "GatewayClass" => r
-                    .gateway_classes
-                    .push(serde_json::from_value(object).map_err(decode)?),
-                "Gateway" => r
-                    .gateways
-                    .push(serde_json::from_value(object).map_err(decode)?),
-                "Service" => r
-                    .services
-                    .push(serde_json::from_value(object).map_err(decode)?),
-                "EndpointSlice" => r
-                    .endpoint_slices
-                    .push(serde_json::from_value(object).map_err(decode)?),
-                _ => r
-                    .http_routes
-                    .push(serde_json::from_value(object).map_err(decode)?),
+                "GatewayClass" => r.gateway_classes.push(decode(&kind, object)?),
+                "Gateway" => r.gateways.push(decode(&kind, object)?),
+                "Service" => r.services.push(decode(&kind, object)?),
+                "EndpointSlice" => r.endpoint_slices.push(decode(&kind, object)?),
+                _ => r.http_routes.push(decode(&kind, object)?),
             }
         }
         // The loader's invariant: every list sorted by namespace/name.
@@ -119,6 +106,14 @@ impl Topology {
             .sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
         Ok(r)
     }
+}
+
+/// Decodes a generated `object` of `kind` into the type `translate` reads.
+fn decode<T: DeserializeOwned>(kind: &str, object: Value) -> Result<T, FixtureError> {
+    serde_json::from_value(object).map_err(|source| FixtureError::Decode {
+        kind: kind.to_string(),
+        source,
+    })
 }
 
 /// The host of the `i`th extra route of the `Hosts` shape, and the path of the `Paths` shape.

@@ -382,12 +382,8 @@ async fn listen(
 
 fn container_env(container: &Value, pod: &str, namespace: &str) -> BTreeMap<String, String> {
     let mut env = BTreeMap::new();
-    for var in container
-        .get("env")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    // A missing `env` indexes as null: no variables.
+    for var in container["env"].as_array().into_iter().flatten() {
         let Some(name) = var.get("name").and_then(Value::as_str) else {
             continue;
         };

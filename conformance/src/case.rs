@@ -24,7 +24,7 @@ pub use request::{
 };
 pub use status::{
     ConditionSpec, Conditions, ListenerConditions, ListenerExpect, ListenerSelection, ParentExpect,
-    StatusCheck,
+    ParentRefExpect, StatusCheck,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -214,28 +214,18 @@ impl Case {
                 source,
             })?;
         let _ = step.notes;
-        let mut actions = Vec::new();
-        if let Some(checks) = step.status {
-            actions.push(Action::Status(checks));
-        }
-        if let Some(entries) = step.requests {
-            actions.push(Action::Requests(entries));
-        }
-        if let Some(yaml) = step.apply {
-            actions.push(Action::Apply(yaml));
-        }
-        if let Some(patches) = step.patch {
-            actions.push(Action::Patch(patches));
-        }
-        if let Some(objects) = step.delete {
-            actions.push(Action::Delete(objects));
-        }
-        if let Some(duration) = step.sleep {
-            actions.push(Action::Sleep(duration));
-        }
-        if let Some(fill) = step.fill_endpoint_slices {
-            actions.push(Action::FillEndpointSlices(fill));
-        }
+        let mut actions: Vec<Action> = [
+            step.status.map(Action::Status),
+            step.requests.map(Action::Requests),
+            step.apply.map(Action::Apply),
+            step.patch.map(Action::Patch),
+            step.delete.map(Action::Delete),
+            step.sleep.map(Action::Sleep),
+            step.fill_endpoint_slices.map(Action::FillEndpointSlices),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         let count = actions.len();
         let (Some(action), 1) = (actions.pop(), count) else {
             return Err(CaseError::Invalid {

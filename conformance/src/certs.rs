@@ -18,6 +18,16 @@ pub struct CertError {
     source: rcgen::Error,
 }
 
+impl CertError {
+    /// Wraps an rcgen failure while making certificate `what`.
+    fn making(what: &str) -> impl Fn(rcgen::Error) -> CertError + Copy + '_ {
+        move |source| CertError {
+            what: what.to_owned(),
+            source,
+        }
+    }
+}
+
 struct Ca {
     cert: rcgen::Certificate,
     key: KeyPair,
@@ -34,136 +44,105 @@ enum Usage {
     Client,
 }
 
+const INFRA: &str = "gateway-conformance-infra";
+const WEB_BACKEND: &str = "gateway-conformance-web-backend";
+
 /// Every generated object, as Kubernetes manifests.
 pub fn generated_objects() -> Result<Vec<Value>, CertError> {
-    let infra = "gateway-conformance-infra";
-    let mut objects = Vec::new();
-
-    let web = leaf("certificate", &["*"], Usage::Server, None)?;
-    objects.push(tls_secret(
-        "gateway-conformance-web-backend",
-        "certificate",
-        &web,
-    ));
-    let validity = leaf(
+    let mut out = Generated::default();
+    out.server(WEB_BACKEND, "certificate", &["*"], None)?;
+    out.server(
+        INFRA,
         "tls-validity-checks-certificate",
         &["*", "*.org", "*.wildcard.org"],
-        Usage::Server,
         None,
     )?;
-    objects.push(tls_secret(
-        infra,
-        "tls-validity-checks-certificate",
-        &validity,
-    ));
-    let unused = ca("web-backend-cm")?;
-    objects.push(ca_config_map(
-        "gateway-conformance-web-backend",
-        "web-backend-cm",
-        &unused,
-    ));
+    out.ca(WEB_BACKEND, "web-backend-cm")?;
 
-    let ca1 = ca("tls-validity-checks-ca-certificate")?;
-    objects.push(ca_config_map(
-        infra,
-        "tls-validity-checks-ca-certificate",
-        &ca1,
-    ));
-    let client1 = leaf(
-        "tls-validity-checks-client-certificate",
-        &[],
-        Usage::Client,
-        Some(&ca1),
-    )?;
-    objects.push(tls_secret(
-        infra,
-        "tls-validity-checks-client-certificate",
-        &client1,
-    ));
+    let ca1 = out.ca(INFRA, "tls-validity-checks-ca-certificate")?;
+    out.client(INFRA, "tls-validity-checks-client-certificate", &ca1)?;
 
-    let ca2 = ca("tls-validity-checks-per-port-ca-certificate")?;
-    objects.push(ca_config_map(
-        infra,
-        "tls-validity-checks-per-port-ca-certificate",
+    let ca2 = out.ca(INFRA, "tls-validity-checks-per-port-ca-certificate")?;
+    out.client(
+        INFRA,
+        "tls-validity-checks-per-port-client-certificate",
         &ca2,
-    ));
-    let client2 = leaf(
-        "tls-validity-checks-per-port-client-certificate",
-        &[],
-        Usage::Client,
-        Some(&ca2),
     )?;
-    objects.push(tls_secret(
-        infra,
-        "tls-validity-checks-per-port-client-certificate",
-        &client2,
-    ));
 
-    let ca3 = ca("tls-checks-ca-certificate")?;
-    objects.push(ca_config_map(infra, "tls-checks-ca-certificate", &ca3));
-    let checks = leaf(
+    let ca3 = out.ca(INFRA, "tls-checks-ca-certificate")?;
+    out.server(
+        INFRA,
         "tls-checks-certificate",
         &[
             "abc.example.com",
             "spiffe://abc.example.com/test-identity",
             "other.example.com",
         ],
-        Usage::Server,
         Some(&ca3),
     )?;
-    objects.push(tls_secret(infra, "tls-checks-certificate", &checks));
-    let checks_client = leaf(
-        "tls-checks-client-certificate",
-        &[],
-        Usage::Client,
-        Some(&ca3),
-    )?;
-    objects.push(tls_secret(
-        infra,
-        "tls-checks-client-certificate",
-        &checks_client,
-    ));
-    for namespace in [infra, "gateway-conformance-app-backend"] {
-        let passthrough = leaf(
-            "tls-passthrough-checks-certificate",
-            &["abc.example.com"],
-            Usage::Server,
-            Some(&ca3),
-        )?;
-        objects.push(tls_secret(
+    out.client(INFRA, "tls-checks-client-certificate", &ca3)?;
+    for namespace in [INFRA, "gateway-conformance-app-backend"] {
+        out.server(
             namespace,
             "tls-passthrough-checks-certificate",
-            &passthrough,
-        ));
+            &["abc.example.com"],
+            Some(&ca3),
+        )?;
     }
-    let terminate = leaf(
+    out.server(
+        INFRA,
         "tls-terminate-checks-certificate",
         &["tls.example.com"],
-        Usage::Server,
         Some(&ca3),
     )?;
-    objects.push(tls_secret(
-        infra,
-        "tls-terminate-checks-certificate",
-        &terminate,
-    ));
 
-    let mismatch = ca("mismatch-ca-certificate")?;
-    objects.push(ca_config_map(infra, "mismatch-ca-certificate", &mismatch));
-    Ok(objects)
+    out.ca(INFRA, "mismatch-ca-certificate")?;
+    Ok(out.0)
+}
+
+/// The objects generated so far, in upstream's order; each certificate is named after the
+/// object that holds it.
+#[derive(Default)]
+struct Generated(Vec<Value>);
+
+impl Generated {
+    /// A CA and its ConfigMap `namespace/name` (`ca.crt`).
+    fn ca(&mut self, namespace: &str, name: &str) -> Result<Ca, CertError> {
+        let ca = ca(name)?;
+        self.0.push(ca_config_map(namespace, name, &ca));
+        Ok(ca)
+    }
+
+    /// A server certificate for `hosts` (self-signed without an `issuer`) in TLS Secret
+    /// `namespace/name`.
+    fn server(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        hosts: &[&str],
+        issuer: Option<&Ca>,
+    ) -> Result<(), CertError> {
+        let leaf = leaf(name, hosts, Usage::Server, issuer)?;
+        self.0.push(tls_secret(namespace, name, &leaf));
+        Ok(())
+    }
+
+    /// A client certificate signed by `issuer` in TLS Secret `namespace/name`.
+    fn client(&mut self, namespace: &str, name: &str, issuer: &Ca) -> Result<(), CertError> {
+        let leaf = leaf(name, &[], Usage::Client, Some(issuer))?;
+        self.0.push(tls_secret(namespace, name, &leaf));
+        Ok(())
+    }
 }
 
 fn ca(what: &str) -> Result<Ca, CertError> {
-    let err = |source| CertError {
-        what: what.to_owned(),
-        source,
-    };
+    let err = CertError::making(what);
     let mut params = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, "gatewayapi");
-    dn.push(DnType::OrganizationName, "Kubernetes Gateway API");
-    dn.push(DnType::CountryName, "US");
-    params.distinguished_name = dn;
+    params.distinguished_name = distinguished_name(&[
+        (DnType::CommonName, "gatewayapi"),
+        (DnType::OrganizationName, "Kubernetes Gateway API"),
+        (DnType::CountryName, "US"),
+    ]);
     params.serial_number = Some(SerialNumber::from(2024u64.to_be_bytes().to_vec()));
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.key_usages = vec![
@@ -180,15 +159,12 @@ fn ca(what: &str) -> Result<Ca, CertError> {
 }
 
 fn leaf(what: &str, hosts: &[&str], usage: Usage, issuer: Option<&Ca>) -> Result<Leaf, CertError> {
-    let err = |source| CertError {
-        what: what.to_owned(),
-        source,
-    };
+    let err = CertError::making(what);
     let mut params = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, "default");
-    dn.push(DnType::OrganizationName, "Acme Co");
-    params.distinguished_name = dn;
+    params.distinguished_name = distinguished_name(&[
+        (DnType::CommonName, "default"),
+        (DnType::OrganizationName, "Acme Co"),
+    ]);
     params.serial_number = Some(SerialNumber::from(rand::random::<[u8; 16]>().to_vec()));
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![
@@ -211,6 +187,14 @@ fn leaf(what: &str, hosts: &[&str], usage: Usage, issuer: Option<&Ca>) -> Result
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),
     })
+}
+
+fn distinguished_name(parts: &[(DnType, &str)]) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    for (kind, value) in parts {
+        dn.push(kind.clone(), *value);
+    }
+    dn
 }
 
 /// IP literal -> IP SAN; DNS name (leading `*.` allowed) -> DNS SAN; anything else -> URI SAN.

@@ -12,6 +12,7 @@ use http::header::{HeaderName, HeaderValue, HOST};
 use serde::Deserialize;
 
 use crate::case::{HttpRequest, Protocol};
+use crate::error_chain;
 
 pub use check::{check_response, Captured, Verdict};
 pub use traffic::{run_entry, EntryContext, PodLog};
@@ -243,17 +244,6 @@ fn bracket_ip(addr: SocketAddr) -> String {
         SocketAddr::V4(v4) => v4.ip().to_string(),
         SocketAddr::V6(v6) => format!("[{}]", v6.ip()),
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// The echo JSON of §2.1, as far as the checks read it.

@@ -18,6 +18,9 @@ pub mod status_check;
 pub mod suite;
 pub mod websocket;
 
+/// An error and its sources on one line.
+pub use sluice_controller::error_chain;
+
 /// A fresh random (version 4) UUID, as upstream uses for request ids and retry keys.
 pub fn uuid() -> String {
     let mut bytes: [u8; 16] = rand::random();
@@ -32,16 +35,4 @@ pub fn uuid() -> String {
         &hex[16..20],
         &hex[20..32]
     )
-}
-
-/// An error and its sources on one line.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

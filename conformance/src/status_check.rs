@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::case::{ConditionSpec, Conditions, ListenerSelection, StatusCheck};
+use crate::case::{ConditionSpec, Conditions, ListenerSelection, ParentRefExpect, StatusCheck};
 use crate::objects::{ObjectKey, ObjectStore};
 
 const DEFAULT_GROUP: &str = "gateway.networking.k8s.io";
@@ -50,6 +50,11 @@ fn generation(view: &View<'_>, key: &ObjectKey) -> Result<i64, String> {
     view.objects
         .generation(key)
         .ok_or_else(|| format!("{key} is not among the applied objects"))
+}
+
+/// The array at `key` of `object`; empty when there is none.
+fn items<'a>(object: &'a Value, key: &str) -> &'a [Value] {
+    conditions(object.get(key))
 }
 
 fn conditions(value: Option<&Value>) -> &[Value] {
@@ -100,6 +105,59 @@ fn describe_condition(c: &Value) -> String {
     format!("{}={}/{}", field("type"), field("status"), field("reason"))
 }
 
+/// Every entry of a route's `status.parents` or a policy's `status.ancestors` was written for
+/// `generation`; `what` names the entry in the error.
+fn entries_at_generation(entries: &[Value], generation: i64, what: &str) -> Result<(), String> {
+    for entry in entries {
+        at_generation(conditions(entry.get("conditions")), generation, what)?;
+    }
+    Ok(())
+}
+
+/// Some entry of `status.<list>` whose `<reference>` (`parentRef`, `ancestorRef`) names
+/// `target` has the `expected` conditions; else the last mismatch.
+fn entry_with_conditions(
+    entries: &[Value],
+    list: &str,
+    reference: &str,
+    target: &ParentRefExpect,
+    expected: &Conditions,
+    key: &ObjectKey,
+) -> Result<(), String> {
+    let field = |entry: &Value, name: &str| {
+        entry
+            .pointer(&format!("/{reference}/{name}"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let candidates: Vec<&Value> = entries
+        .iter()
+        .filter(|e| {
+            field(e, "name").as_deref() == Some(target.name.as_str())
+                && field(e, "namespace")
+                    .is_none_or(|ns| Some(ns.as_str()) == target.namespace.as_deref())
+        })
+        .collect();
+    if candidates.is_empty() {
+        return Err(format!("{key}: no status.{list} entry for {}", target.name));
+    }
+    let mut last = String::new();
+    let found = candidates.iter().any(|e| {
+        match has_conditions(conditions(e.get("conditions")), expected, &key.to_string()) {
+            Ok(()) => true,
+            Err(why) => {
+                last = why;
+                false
+            }
+        }
+    });
+    if found {
+        Ok(())
+    } else {
+        Err(last)
+    }
+}
+
 fn generation_changed(check: &StatusCheck, view: &View<'_>, key: &ObjectKey) -> Result<(), String> {
     if !check.generation_changed {
         return Ok(());
@@ -130,16 +188,7 @@ fn route(check: &StatusCheck, view: &View<'_>) -> Result<(), String> {
         Err(_) if check.no_accepted_parents => &empty,
         Err(why) => return Err(why),
     };
-    let all_latest = || -> Result<(), String> {
-        for p in parents {
-            at_generation(
-                conditions(p.get("conditions")),
-                generation_now,
-                &format!("{key} parent"),
-            )?;
-        }
-        Ok(())
-    };
+    let all_latest = || entries_at_generation(parents, generation_now, &format!("{key} parent"));
     if check.latest_observed_generation {
         all_latest()?;
         generation_changed(check, view, &key)?;
@@ -170,33 +219,7 @@ fn route(check: &StatusCheck, view: &View<'_>) -> Result<(), String> {
     if let Some(parent) = &check.parent {
         all_latest()?;
         let expected = check.conditions.clone().unwrap_or_default();
-        let candidates: Vec<&Value> = parents
-            .iter()
-            .filter(|p| {
-                p.pointer("/parentRef/name").and_then(Value::as_str) == Some(parent.name.as_str())
-                    && p.pointer("/parentRef/namespace")
-                        .and_then(Value::as_str)
-                        .is_none_or(|ns| Some(ns) == parent.namespace.as_deref())
-            })
-            .collect();
-        if candidates.is_empty() {
-            return Err(format!(
-                "{key}: no status.parents entry for {}",
-                parent.name
-            ));
-        }
-        let mut last = String::new();
-        if !candidates.iter().any(|p| {
-            match has_conditions(conditions(p.get("conditions")), &expected, &key.to_string()) {
-                Ok(()) => true,
-                Err(why) => {
-                    last = why;
-                    false
-                }
-            }
-        }) {
-            return Err(last);
-        }
+        entry_with_conditions(parents, "parents", "parentRef", parent, &expected, &key)?;
     }
     if let Some(expected_parents) = &check.parents {
         let namespace_required = check.namespace_required.unwrap_or(true);
@@ -246,11 +269,7 @@ fn gateway(check: &StatusCheck, view: &View<'_>) -> Result<(), String> {
     let status = status_of(view, &key)?;
     let gw_conditions = conditions(status.get("conditions"));
     let latest = || at_generation(gw_conditions, generation_now, &key.to_string());
-    let listeners = status
-        .get("listeners")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let listeners = items(status, "listeners");
     if check.latest_observed_generation {
         latest()?;
         generation_changed(check, view, &key)?;
@@ -275,13 +294,13 @@ fn gateway(check: &StatusCheck, view: &View<'_>) -> Result<(), String> {
     if let Some(lc) = &check.listener_conditions {
         match &lc.listeners {
             ListenerSelection::All(_) => {
-                for l in &listeners {
+                for l in listeners {
                     listener_has(&key, l, &lc.conditions)?;
                 }
             }
             ListenerSelection::Named(names) => {
                 for name in names {
-                    let l = find_listener(&listeners, name)
+                    let l = find_listener(listeners, name)
                         .ok_or_else(|| format!("{key}: no status for listener {name}"))?;
                     listener_has(&key, l, &lc.conditions)?;
                 }
@@ -298,7 +317,7 @@ fn gateway(check: &StatusCheck, view: &View<'_>) -> Result<(), String> {
             ));
         }
         for want in expected {
-            let l = find_listener(&listeners, &want.name)
+            let l = find_listener(listeners, &want.name)
                 .ok_or_else(|| format!("{key}: no status for listener {}", want.name))?;
             if let Some(attached) = want.attached_routes {
                 let got = l.get("attachedRoutes").and_then(Value::as_i64);
@@ -310,11 +329,7 @@ fn gateway(check: &StatusCheck, view: &View<'_>) -> Result<(), String> {
                 }
             }
             if let Some(kinds) = &want.supported_kinds {
-                let got = l
-                    .get("supportedKinds")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default();
+                let got = items(l, "supportedKinds");
                 if kinds.is_empty() && !got.is_empty() {
                     return Err(format!(
                         "{key} listener {}: supportedKinds {got:?}, expected none",
@@ -349,7 +364,7 @@ fn gateway(check: &StatusCheck, view: &View<'_>) -> Result<(), String> {
         if !ok {
             return Err(format!(
                 "{key}: expected no attached routes, listeners: {}",
-                Value::Array(listeners)
+                Value::Array(listeners.to_vec())
             ));
         }
     }
@@ -366,11 +381,7 @@ fn gateway(check: &StatusCheck, view: &View<'_>) -> Result<(), String> {
         }
     }
     if let Some(sa) = &check.status_addresses {
-        let addresses = status
-            .get("addresses")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
+        let addresses = items(status, "addresses");
         let value_of = |a: &Value| {
             a.get("value")
                 .and_then(Value::as_str)
@@ -450,21 +461,9 @@ fn policy(check: &StatusCheck, view: &View<'_>) -> Result<(), String> {
     let key = key_of(check);
     let generation_now = generation(view, &key)?;
     let status = status_of(view, &key)?;
-    let ancestors = status
-        .get("ancestors")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let all_latest = || -> Result<(), String> {
-        for a in &ancestors {
-            at_generation(
-                conditions(a.get("conditions")),
-                generation_now,
-                &format!("{key} ancestor"),
-            )?;
-        }
-        Ok(())
-    };
+    let ancestors = items(status, "ancestors");
+    let all_latest =
+        || entries_at_generation(ancestors, generation_now, &format!("{key} ancestor"));
     if check.latest_observed_generation {
         all_latest()?;
         generation_changed(check, view, &key)?;
@@ -472,35 +471,14 @@ fn policy(check: &StatusCheck, view: &View<'_>) -> Result<(), String> {
     if let Some(ancestor) = &check.ancestor {
         all_latest()?;
         let expected = check.conditions.clone().unwrap_or_default();
-        let candidates: Vec<&Value> = ancestors
-            .iter()
-            .filter(|a| {
-                a.pointer("/ancestorRef/name").and_then(Value::as_str)
-                    == Some(ancestor.name.as_str())
-                    && a.pointer("/ancestorRef/namespace")
-                        .and_then(Value::as_str)
-                        .is_none_or(|ns| Some(ns) == ancestor.namespace.as_deref())
-            })
-            .collect();
-        if candidates.is_empty() {
-            return Err(format!(
-                "{key}: no status.ancestors entry for {}",
-                ancestor.name
-            ));
-        }
-        let mut last = String::new();
-        let found = candidates.iter().any(|a| {
-            match has_conditions(conditions(a.get("conditions")), &expected, &key.to_string()) {
-                Ok(()) => true,
-                Err(why) => {
-                    last = why;
-                    false
-                }
-            }
-        });
-        if !found {
-            return Err(last);
-        }
+        entry_with_conditions(
+            ancestors,
+            "ancestors",
+            "ancestorRef",
+            ancestor,
+            &expected,
+            &key,
+        )?;
     }
     Ok(())
 }

@@ -15,6 +15,7 @@ pub mod mirror_settings;
 pub mod precedence;
 pub mod provision;
 pub mod publish;
+pub mod replica;
 pub mod resources;
 pub mod snapshot;
 pub mod sources;
@@ -28,3 +29,16 @@ pub const CONTROLLER_NAME: &str = "sluice.dev/gateway-controller";
 
 /// The field manager of every object and status Sluice server-side-applies.
 pub const FIELD_MANAGER: &str = "sluice";
+
+/// `error: cause: cause`, the whole chain on one line: what a condition message or a report
+/// shows.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}

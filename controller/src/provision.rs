@@ -61,6 +61,8 @@ pub struct ProvisionerConfig {
     pub image: String,
     /// The safety-net reconcile period; changes are noticed by watches long before.
     pub resync: Duration,
+    /// Bounds for asking unready data-plane pods which ports they could not bind.
+    pub probe: PodProbeConfig,
 }
 
 /// Why a reconcile of the data-plane objects failed; it is retried on the next wake-up.
@@ -107,7 +109,6 @@ pub struct Provisioner {
     store: Arc<Store>,
     provisioning: watch::Sender<Arc<Provisioning>>,
     recorder: Recorder,
-    probe: PodProbeConfig,
 }
 
 impl Provisioner {
@@ -128,14 +129,7 @@ impl Provisioner {
             store,
             provisioning: watch::channel(Arc::new(Provisioning::default())).0,
             recorder: Recorder::new(client_for_events, "sluice-controller".into()),
-            probe: PodProbeConfig::default(),
         }
-    }
-
-    /// Other bounds for asking unready data-plane pods which ports they could not bind.
-    pub fn with_probe(mut self, probe: PodProbeConfig) -> Provisioner {
-        self.probe = probe;
-        self
     }
 
     /// What the status writer overlays on GatewayClass and Gateway statuses.
@@ -182,7 +176,7 @@ impl Provisioner {
                     r = self.leader.changed() => if r.is_err() { return },
                     _ = changed.notified() => {}
                     _ = tokio::time::sleep(self.config.resync) => {}
-                    _ = tokio::time::sleep(self.probe.interval), if short => {
+                    _ = tokio::time::sleep(self.config.probe.interval), if short => {
                         let resources = self.resources.borrow().clone();
                         let leading = *self.leader.borrow();
                         if let (true, Some(resources)) = (leading, resources) {
@@ -226,7 +220,7 @@ impl Provisioner {
 
     async fn unbound_ports(&self, ns: &str, name: &str) -> BTreeMap<u16, String> {
         let selector = manifests::pod_selector(name);
-        probe::unbound_ports(&self.client, ns, &selector, &self.probe).await
+        probe::unbound_ports(&self.client, ns, &selector, &self.config.probe).await
     }
 
     /// Validates the parameters of every Sluice GatewayClass and provisions every accepted Gateway

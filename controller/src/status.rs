@@ -178,19 +178,18 @@ mod tests {
     }
 
     #[test]
-    fn unchanged_condition_keeps_its_transition_time() {
-        let old = class_report(true, 100);
-        let mut new = class_report(true, 200);
-        new.carry_transition_times(&old);
-        assert_eq!(first_time(&new), ts(100));
-    }
-
-    #[test]
-    fn changed_condition_gets_the_new_transition_time() {
-        let old = class_report(false, 100);
-        let mut new = class_report(true, 200);
-        new.carry_transition_times(&old);
-        assert_eq!(first_time(&new), ts(200));
+    fn a_condition_keeps_its_transition_time_only_while_unchanged() {
+        // (case, the old report's status, the transition time the new report keeps)
+        let cases = [
+            ("unchanged condition keeps its transition time", true, 100),
+            ("changed condition gets the new transition time", false, 200),
+        ];
+        for (case, old_status, kept) in cases {
+            let old = class_report(old_status, 100);
+            let mut new = class_report(true, 200);
+            new.carry_transition_times(&old);
+            assert_eq!(first_time(&new), ts(kept), "{case}");
+        }
     }
 
     #[test]

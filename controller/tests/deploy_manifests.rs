@@ -17,27 +17,17 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBind
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
+use sluice_testing::files::files_under;
 
 fn deploy_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
 }
 
-fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .expect("deploy/ is readable")
-        .map(|e| e.expect("directory entry").path())
-        .collect();
-    entries.sort();
-    for path in entries {
-        if path.is_dir() {
-            yaml_files(&path, out);
-        } else if matches!(
-            path.extension().and_then(|e| e.to_str()),
-            Some("yaml" | "yml")
-        ) {
-            out.push(path);
-        }
-    }
+fn is_yaml(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml")
+    )
 }
 
 /// The first difference between what was written and what the type kept, as a JSON path.
@@ -178,8 +168,7 @@ fn documents(file: &Path) -> Vec<Value> {
 
 #[test]
 fn every_deploy_manifest_decodes_into_its_type() {
-    let mut files = Vec::new();
-    yaml_files(&deploy_dir(), &mut files);
+    let files = files_under(&deploy_dir(), &is_yaml);
     assert!(files.len() >= 10, "deploy/ holds the base and examples");
     let mut failures = Vec::new();
     let mut kinds = Vec::new();

@@ -1,9 +1,10 @@
 //! FileSource end to end: a file in a tempdir, watched; rewrites publish, broken YAML is rejected.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use sluice_controller::publish::{ReloadOutcome, Store};
 use sluice_controller::sources::file::FileSource;
 use sluice_controller::translate::{Timestamp, TranslateOptions};
@@ -66,22 +67,35 @@ fn route_prefix(store: &Store) -> Option<String> {
     }
 }
 
-fn route_generation(store: &Store) -> Option<i64> {
+/// The first condition of Gateway `default/gw`.
+fn gateway_condition(store: &Store) -> Option<Condition> {
+    let snap = store.load();
+    let gateway = snap.statuses.gateway("default", "gw")?;
+    gateway.conditions.as_ref()?.first().cloned()
+}
+
+/// The first condition of route `default/r` for its first parent.
+fn route_condition(store: &Store) -> Option<Condition> {
     let snap = store.load();
     let route = snap.statuses.http_route("default", "r")?;
-    route
-        .parents
-        .first()?
-        .conditions
-        .first()?
-        .observed_generation
+    route.parents.first()?.conditions.first().cloned()
+}
+
+fn route_generation(store: &Store) -> Option<i64> {
+    route_condition(store)?.observed_generation
+}
+
+/// A temporary directory holding `sluice.yaml`, whose route matches `/one`.
+fn config_file() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("sluice.yaml");
+    write_atomically(&file, &config("/one"));
+    (dir, file)
 }
 
 #[tokio::test]
 async fn rewritten_file_publishes_and_broken_yaml_keeps_the_last_snapshot() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("sluice.yaml");
-    write_atomically(&file, &config("/one"));
+    let (_dir, file) = config_file();
 
     let store = Store::new();
     let mut source = FileSource::new(&file, options(), store.clone());
@@ -129,9 +143,7 @@ async fn rewritten_file_publishes_and_broken_yaml_keeps_the_last_snapshot() {
 
 #[tokio::test]
 async fn unchanged_files_do_not_publish_and_unchanged_conditions_keep_their_time() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("sluice.yaml");
-    write_atomically(&file, &config("/one"));
+    let (dir, file) = config_file();
     let store = Store::new();
     // A clock that moves a minute on every reading, so a kept time is visible.
     fn ticking() -> Timestamp {
@@ -148,29 +160,15 @@ async fn unchanged_files_do_not_publish_and_unchanged_conditions_keep_their_time
     );
 
     let gateway_time = |store: &Store| {
-        let snap = store.load();
-        let gw = snap
-            .statuses
-            .gateway("default", "gw")
-            .expect("gateway status")
-            .clone();
-        gw.conditions.expect("conditions")[0]
+        gateway_condition(store)
+            .expect("gateway condition")
             .last_transition_time
-            .clone()
     };
     let before = gateway_time(&store);
     write_atomically(&file, &config("/changed"));
     assert_eq!(source.load_once().expect("valid"), 2);
     assert_eq!(gateway_time(&store), before, "the Gateway did not change");
-    let route_time = |store: &Store| {
-        let snap = store.load();
-        let r = snap
-            .statuses
-            .http_route("default", "r")
-            .expect("route status")
-            .clone();
-        r.parents[0].conditions[0].clone()
-    };
+    let route_time = |store: &Store| route_condition(store).expect("route condition");
     // The route's spec changed, so its observedGeneration moved, but Accepted stayed True.
     assert_eq!(route_time(&store).observed_generation, Some(2));
     assert_eq!(route_time(&store).last_transition_time, before);

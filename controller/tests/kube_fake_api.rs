@@ -81,6 +81,20 @@ async fn create_assigns_identity_and_generation_follows_spec_changes() {
     );
 }
 
+/// The first event of a watch on `api` from resourceVersion `rv`.
+async fn first_event(
+    api: &Api<ConfigMap>,
+    params: &WatchParams,
+    rv: &str,
+) -> WatchEvent<ConfigMap> {
+    let mut events = api.watch(params, rv).await.expect("watch opens").boxed();
+    timeout(LIMIT, events.next())
+        .await
+        .expect("in time")
+        .expect("an event")
+        .expect("ok")
+}
+
 #[tokio::test]
 async fn watch_resumes_from_a_resource_version_and_a_compacted_one_is_gone() {
     let server = server_with_namespace("demo").await;
@@ -100,29 +114,11 @@ async fn watch_resumes_from_a_resource_version_and_a_compacted_one_is_gone() {
         .await
         .expect("b");
 
-    let mut events = api
-        .watch(&WatchParams::default().timeout(5), &rv)
-        .await
-        .expect("watch")
-        .boxed();
-    let first = timeout(LIMIT, events.next())
-        .await
-        .expect("in time")
-        .expect("an event")
-        .expect("ok");
+    let first = first_event(&api, &WatchParams::default().timeout(5), &rv).await;
     assert!(matches!(first, WatchEvent::Added(c) if c.metadata.name.as_deref() == Some("b")));
 
     server.compact();
-    let mut stale = api
-        .watch(&WatchParams::default(), &rv)
-        .await
-        .expect("watch opens")
-        .boxed();
-    let gone = timeout(LIMIT, stale.next())
-        .await
-        .expect("in time")
-        .expect("an event")
-        .expect("ok");
+    let gone = first_event(&api, &WatchParams::default(), &rv).await;
     assert!(matches!(gone, WatchEvent::Error(e) if e.code == 410));
 }
 

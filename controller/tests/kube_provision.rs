@@ -4,19 +4,17 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use sluice_controller::provision::{Provisioner, ProvisionerConfig};
+use sluice_controller::provision::ProvisionerConfig;
 use sluice_controller::publish::Store;
-use sluice_controller::sources::kube::{KubeSource, Mode};
-use sluice_controller::status_writer::StatusWriter;
-use sluice_controller::translate::TranslateOptions;
-use sluice_testing::{objects, until, FakeApiServer};
+use sluice_controller::replica;
+use sluice_testing::cluster::{self, condition, set_available, set_load_balancer_ip};
+use sluice_testing::{objects, until, AbortOnDrop, FakeApiServer};
 use tokio::sync::watch;
 
 const LIMIT: Duration = Duration::from_secs(20);
 const GW: &str = "gateway.networking.k8s.io/v1";
 
 async fn server_with(params: &[(&str, &str)]) -> FakeApiServer {
-    let server = FakeApiServer::start().await.expect("fake API server");
     let mut class = objects::gateway_class();
     class["spec"]["parametersRef"] =
         json!({"group": "", "kind": "ConfigMap", "name": "knobs", "namespace": "sluice-system"});
@@ -27,81 +25,57 @@ async fn server_with(params: &[(&str, &str)]) -> FakeApiServer {
     let mut gateway = objects::gateway("demo", "web", 80);
     gateway["spec"]["infrastructure"] =
         json!({"labels": {"team": "edge"}, "annotations": {"cost-center": "42"}});
-    for object in [
+    cluster::seeded([
         objects::namespace("demo"),
         objects::namespace("sluice-system"),
-        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "knobs", "namespace": "sluice-system"}, "data": data}),
+        knobs(Value::Object(data)),
         class,
         gateway,
-    ] {
-        server.create(object).expect("seed object");
-    }
-    server
+    ])
+    .await
 }
 
 /// Longer than any test: whatever happens, happens because a watch noticed a change.
 const NO_RESYNC: Duration = Duration::from_secs(3600);
 
-/// A leading controller: source, provisioner and status writer. Only a test that needs repeated
-/// reconciles of an unchanged world passes a short `resync`.
-fn start_controller(server: &FakeApiServer, resync: Duration) -> Vec<tokio::task::JoinHandle<()>> {
+/// A leading controller: the replica `sluice controller` runs, always holding the Lease. Only a
+/// test that needs repeated reconciles of an unchanged world passes a short `resync`.
+fn start_controller(server: &FakeApiServer, resync: Duration) -> AbortOnDrop {
     let client = server.client_as("controller").expect("client");
-    let store = Store::new();
-    let source = KubeSource::new(
-        client.clone(),
-        TranslateOptions::default(),
-        store.clone(),
-        Mode::Controller,
-    );
-    let resources = source.resources();
-    let claimed = source.claimed_routes();
     let (leader_tx, leader) = watch::channel(true);
     let config = ProvisionerConfig {
         image: "example.test/sluice:dev".into(),
         resync,
+        probe: Default::default(),
     };
-    let provisioner = Provisioner::new(
-        client.clone(),
-        config,
-        leader.clone(),
-        resources,
-        store.clone(),
-    );
-    let writer = StatusWriter::new(client, store, leader, provisioner.provisioning(), claimed);
-    let keep_leading = tokio::spawn(async move {
+    let mut tasks = replica::spawn(client, Store::new(), leader, config);
+    tasks.push(tokio::spawn(async move {
         leader_tx.closed().await;
-    });
-    vec![
-        source.spawn(),
-        provisioner.spawn(),
-        writer.spawn(),
-        keep_leading,
-    ]
+    }));
+    AbortOnDrop(tasks)
+}
+
+/// The provisioned Deployment of Gateway `demo/web`.
+fn web_deployment(server: &FakeApiServer) -> Option<Value> {
+    server.get("apps/v1", "Deployment", Some("demo"), "sluice-web")
+}
+
+/// The provisioned Service of Gateway `demo/web`.
+fn web_service(server: &FakeApiServer) -> Option<Value> {
+    server.get("v1", "Service", Some("demo"), "sluice-web")
 }
 
 fn programmed(server: &FakeApiServer) -> Option<(String, String)> {
-    let gw = server.get(GW, "Gateway", Some("demo"), "web")?;
-    let c = gw
-        .pointer("/status/conditions")?
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == "Programmed")?
-        .clone();
-    Some((
-        c["status"].as_str()?.to_string(),
-        c["reason"].as_str()?.to_string(),
-    ))
+    let (status, reason, _) = gateway_condition(server, "Programmed")?;
+    Some((status, reason))
 }
 
 #[tokio::test]
 async fn an_accepted_gateway_gets_its_data_plane_and_is_programmed_once_available() {
     let server = server_with(&[("replicas", "3"), ("serviceType", "LoadBalancer")]).await;
-    let tasks = start_controller(&server, NO_RESYNC);
+    let _tasks = start_controller(&server, NO_RESYNC);
 
-    let deployment = until("the Deployment", LIMIT, || {
-        server.get("apps/v1", "Deployment", Some("demo"), "sluice-web")
-    })
-    .await;
+    let deployment = until("the Deployment", LIMIT, || web_deployment(&server)).await;
     let gateway = server
         .get(GW, "Gateway", Some("demo"), "web")
         .expect("gateway");
@@ -128,10 +102,7 @@ async fn an_accepted_gateway_gets_its_data_plane_and_is_programmed_once_availabl
         "port 80"
     );
 
-    let service = until("the Service", LIMIT, || {
-        server.get("v1", "Service", Some("demo"), "sluice-web")
-    })
-    .await;
+    let service = until("the Service", LIMIT, || web_service(&server)).await;
     assert_eq!(service["spec"]["type"], "LoadBalancer");
     assert_eq!(service["spec"]["ports"][0]["port"], 80);
     assert!(server
@@ -163,39 +134,13 @@ async fn an_accepted_gateway_gets_its_data_plane_and_is_programmed_once_availabl
     assert_eq!(pending.1, "Pending");
 
     // The Deployment controller reports a ready pod, the cloud an address.
-    server
-        .set_status(
-            "apps/v1",
-            "Deployment",
-            Some("demo"),
-            "sluice-web",
-            json!({"availableReplicas": 1}),
-        )
-        .expect("deployment status");
+    set_available(&server, "demo", "sluice-web", 1);
     until("AddressNotAssigned", LIMIT, || {
         programmed(&server).filter(|(_, r)| r == "AddressNotAssigned")
     })
     .await;
-    server
-        .set_status(
-            "v1",
-            "Service",
-            Some("demo"),
-            "sluice-web",
-            json!({"loadBalancer": {"ingress": [{"ip": "203.0.113.7"}]}}),
-        )
-        .expect("service status");
-    until("Programmed True", LIMIT, || {
-        programmed(&server).filter(|(s, _)| s == "True")
-    })
-    .await;
-    let gateway = server
-        .get(GW, "Gateway", Some("demo"), "web")
-        .expect("gateway");
-    assert_eq!(
-        gateway["status"]["addresses"],
-        json!([{"type": "IPAddress", "value": "203.0.113.7"}])
-    );
+    set_load_balancer_ip(&server, "demo", "sluice-web", "203.0.113.7");
+    until_programmed_at(&server, "203.0.113.7").await;
 
     let events = server.list("events.k8s.io/v1", "Event");
     let reasons: Vec<&str> = events.iter().filter_map(|e| e["reason"].as_str()).collect();
@@ -209,12 +154,8 @@ async fn an_accepted_gateway_gets_its_data_plane_and_is_programmed_once_availabl
     server
         .delete(GW, "Gateway", Some("demo"), "web")
         .expect("deleted");
-    assert!(server
-        .get("apps/v1", "Deployment", Some("demo"), "sluice-web")
-        .is_none());
-    assert!(server
-        .get("v1", "Service", Some("demo"), "sluice-web")
-        .is_none());
+    assert!(web_deployment(&server).is_none());
+    assert!(web_service(&server).is_none());
     until("the binding to be removed", LIMIT, || {
         server
             .get(
@@ -227,7 +168,6 @@ async fn an_accepted_gateway_gets_its_data_plane_and_is_programmed_once_availabl
             .then_some(())
     })
     .await;
-    tasks.iter().for_each(|t| t.abort());
 }
 
 #[tokio::test]
@@ -238,31 +178,36 @@ async fn a_daemonset_class_gets_a_daemonset_on_the_host_network() {
         ("serviceType", "NodePort"),
     ])
     .await;
-    let tasks = start_controller(&server, NO_RESYNC);
+    let _tasks = start_controller(&server, NO_RESYNC);
     let ds = until("the DaemonSet", LIMIT, || {
         server.get("apps/v1", "DaemonSet", Some("demo"), "sluice-web")
     })
     .await;
     assert_eq!(ds["spec"]["template"]["spec"]["hostNetwork"], true);
-    assert!(server
-        .get("apps/v1", "Deployment", Some("demo"), "sluice-web")
-        .is_none());
-    let svc = until("the Service", LIMIT, || {
-        server.get("v1", "Service", Some("demo"), "sluice-web")
+    assert!(web_deployment(&server).is_none());
+    let svc = until("the Service", LIMIT, || web_service(&server)).await;
+    assert_eq!(svc["spec"]["type"], "NodePort");
+}
+
+/// Waits for `Programmed: True`, then checks that the Gateway's one address is `ip`.
+async fn until_programmed_at(server: &FakeApiServer, ip: &str) {
+    until("Programmed True", LIMIT, || {
+        programmed(server).filter(|(s, _)| s == "True")
     })
     .await;
-    assert_eq!(svc["spec"]["type"], "NodePort");
-    tasks.iter().for_each(|t| t.abort());
+    let gateway = server
+        .get(GW, "Gateway", Some("demo"), "web")
+        .expect("gateway");
+    assert_eq!(
+        gateway["status"]["addresses"],
+        json!([{"type": "IPAddress", "value": ip}])
+    );
 }
 
 /// `(status, reason, message)` of a condition in an object's status.
 fn condition_of(object: Option<Value>, type_: &str) -> Option<(String, String, String)> {
-    let c = object?
-        .pointer("/status/conditions")?
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == type_)?
-        .clone();
+    let object = object?;
+    let c = condition(&object, "/status/conditions", type_)?;
     Some((
         c["status"].as_str()?.to_string(),
         c["reason"].as_str()?.to_string(),
@@ -286,7 +231,7 @@ fn knobs(data: Value) -> Value {
 #[tokio::test]
 async fn invalid_class_parameters_reject_the_class_and_its_gateways_until_fixed() {
     let server = server_with(&[("replica", "2")]).await;
-    let tasks = start_controller(&server, NO_RESYNC);
+    let _tasks = start_controller(&server, NO_RESYNC);
     let (status, _, message) = until("GatewayClass InvalidParameters", LIMIT, || {
         class_accepted(&server).filter(|(_, r, _)| r == "InvalidParameters")
     })
@@ -310,9 +255,7 @@ async fn invalid_class_parameters_reject_the_class_and_its_gateways_until_fixed(
         (programmed.0.as_str(), programmed.1.as_str()),
         ("False", "Invalid")
     );
-    assert!(server
-        .get("apps/v1", "Deployment", Some("demo"), "sluice-web")
-        .is_none());
+    assert!(web_deployment(&server).is_none());
     let events = server.list("events.k8s.io/v1", "Event");
     assert!(
         events
@@ -329,16 +272,12 @@ async fn invalid_class_parameters_reject_the_class_and_its_gateways_until_fixed(
         class_accepted(&server).filter(|(s, _, _)| s == "True")
     })
     .await;
-    let deployment = until("the Deployment", LIMIT, || {
-        server.get("apps/v1", "Deployment", Some("demo"), "sluice-web")
-    })
-    .await;
+    let deployment = until("the Deployment", LIMIT, || web_deployment(&server)).await;
     assert_eq!(deployment["spec"]["replicas"], 2);
     until("Gateway Accepted", LIMIT, || {
         gateway_condition(&server, "Accepted").filter(|(s, _, _)| s == "True")
     })
     .await;
-    tasks.iter().for_each(|t| t.abort());
 }
 
 #[tokio::test]
@@ -347,7 +286,7 @@ async fn a_missing_parameters_config_map_rejects_the_class_until_it_exists() {
     server
         .delete("v1", "ConfigMap", Some("sluice-system"), "knobs")
         .expect("deleted");
-    let tasks = start_controller(&server, NO_RESYNC);
+    let _tasks = start_controller(&server, NO_RESYNC);
     let (_, reason, message) = until("GatewayClass not accepted", LIMIT, || {
         class_accepted(&server).filter(|(s, _, _)| s == "False")
     })
@@ -360,10 +299,7 @@ async fn a_missing_parameters_config_map_rejects_the_class_until_it_exists() {
         class_accepted(&server).filter(|(s, _, _)| s == "True")
     })
     .await;
-    until("the Deployment", LIMIT, || {
-        server.get("apps/v1", "Deployment", Some("demo"), "sluice-web")
-    })
-    .await;
+    until("the Deployment", LIMIT, || web_deployment(&server)).await;
     until("Programmed False Pending", LIMIT, || {
         programmed(&server).filter(|(_, r)| r == "Pending")
     })
@@ -382,7 +318,6 @@ async fn a_missing_parameters_config_map_rejects_the_class_until_it_exists() {
         class_accepted(&server).filter(|(s, _, _)| s == "True")
     })
     .await;
-    tasks.iter().for_each(|t| t.abort());
 }
 
 #[tokio::test]
@@ -394,7 +329,7 @@ async fn a_parameters_ref_of_the_wrong_kind_rejects_the_class_and_its_gateways()
     class["spec"]["parametersRef"] =
         json!({"group": "", "kind": "Secret", "name": "knobs", "namespace": "sluice-system"});
     server.apply(class).expect("class with a Secret reference");
-    let tasks = start_controller(&server, NO_RESYNC);
+    let _tasks = start_controller(&server, NO_RESYNC);
     // Translation rejects the class first; the provisioner's message says what to do.
     until("the provisioner's InvalidParameters", LIMIT, || {
         class_accepted(&server).filter(|(s, r, m)| {
@@ -406,20 +341,14 @@ async fn a_parameters_ref_of_the_wrong_kind_rejects_the_class_and_its_gateways()
         gateway_condition(&server, "Accepted").filter(|(_, r, _)| r == "InvalidParameters")
     })
     .await;
-    assert!(server
-        .get("apps/v1", "Deployment", Some("demo"), "sluice-web")
-        .is_none());
-    tasks.iter().for_each(|t| t.abort());
+    assert!(web_deployment(&server).is_none());
 }
 
 #[tokio::test]
 async fn reconciling_an_unchanged_gateway_writes_nothing() {
     let server = server_with(&[]).await;
-    let tasks = start_controller(&server, Duration::from_millis(100));
-    until("the Deployment", LIMIT, || {
-        server.get("apps/v1", "Deployment", Some("demo"), "sluice-web")
-    })
-    .await;
+    let _tasks = start_controller(&server, Duration::from_millis(100));
+    until("the Deployment", LIMIT, || web_deployment(&server)).await;
     let rv = |kind: &str, api: &str| {
         server
             .get(api, kind, Some("demo"), "sluice-web")
@@ -437,59 +366,28 @@ async fn reconciling_an_unchanged_gateway_writes_nothing() {
         before,
         "applies changed nothing"
     );
-    tasks.iter().for_each(|t| t.abort());
 }
 
 #[tokio::test]
 async fn a_deployment_becoming_available_programs_the_gateway_without_a_resync() {
     let server = server_with(&[("serviceType", "ClusterIP")]).await;
-    let tasks = start_controller(&server, NO_RESYNC);
-    until("the Deployment", LIMIT, || {
-        server.get("apps/v1", "Deployment", Some("demo"), "sluice-web")
-    })
-    .await;
+    let _tasks = start_controller(&server, NO_RESYNC);
+    until("the Deployment", LIMIT, || web_deployment(&server)).await;
     until("Programmed False Pending", LIMIT, || {
         programmed(&server).filter(|(s, r)| s == "False" && r == "Pending")
     })
     .await;
     // A ClusterIP Service has its address at once (the fake API server allocates it); only an
     // available pod is missing.
-    let cluster_ip = server
-        .get("v1", "Service", Some("demo"), "sluice-web")
+    let cluster_ip = web_service(&server)
         .and_then(|s| s["spec"]["clusterIP"].as_str().map(str::to_string))
         .expect("a cluster IP");
-    server
-        .set_status(
-            "apps/v1",
-            "Deployment",
-            Some("demo"),
-            "sluice-web",
-            json!({"availableReplicas": 1}),
-        )
-        .expect("deployment status");
-    until("Programmed True", LIMIT, || {
-        programmed(&server).filter(|(s, _)| s == "True")
-    })
-    .await;
-    let gateway = server
-        .get(GW, "Gateway", Some("demo"), "web")
-        .expect("gateway");
-    assert_eq!(
-        gateway["status"]["addresses"],
-        json!([{"type": "IPAddress", "value": cluster_ip}])
-    );
+    set_available(&server, "demo", "sluice-web", 1);
+    until_programmed_at(&server, &cluster_ip).await;
 
     // Once things are quiet, only the Deployment watch can notice the pod going and coming back.
     for (available, wanted) in [(0, "False"), (1, "True")] {
-        server
-            .set_status(
-                "apps/v1",
-                "Deployment",
-                Some("demo"),
-                "sluice-web",
-                json!({ "availableReplicas": available }),
-            )
-            .expect("deployment status");
+        set_available(&server, "demo", "sluice-web", available);
         until("Programmed to follow the pod", LIMIT, || {
             programmed(&server).filter(|(s, _)| s == wanted)
         })
@@ -500,11 +398,7 @@ async fn a_deployment_becoming_available_programs_the_gateway_without_a_resync()
     server
         .delete("v1", "Service", Some("demo"), "sluice-web")
         .expect("deleted");
-    until("the Service again", LIMIT, || {
-        server.get("v1", "Service", Some("demo"), "sluice-web")
-    })
-    .await;
-    tasks.iter().for_each(|t| t.abort());
+    until("the Service again", LIMIT, || web_service(&server)).await;
 }
 
 #[tokio::test]
@@ -515,7 +409,7 @@ async fn a_253_character_gateway_name_gets_short_object_names_found_by_label() {
     server
         .create(objects::gateway("demo", &long, 8080))
         .expect("long-named Gateway");
-    let tasks = start_controller(&server, NO_RESYNC);
+    let _tasks = start_controller(&server, NO_RESYNC);
     let gateway = server
         .get(GW, "Gateway", Some("demo"), &long)
         .expect("gateway");
@@ -559,10 +453,9 @@ async fn a_253_character_gateway_name_gets_short_object_names_found_by_label() {
         .contains(&json!(format!("--gateway=demo/{long}"))));
     // The short Gateway beside it keeps its readable names.
     until("the other Gateway's Service", LIMIT, || {
-        server.get("v1", "Service", Some("demo"), "sluice-web")
+        web_service(&server)
     })
     .await;
-    tasks.iter().for_each(|t| t.abort());
 }
 
 #[tokio::test]
@@ -574,11 +467,8 @@ async fn mirror_parameters_become_proxy_flags_and_bad_ones_reject_the_class() {
         ("mirrorAccessLog", "true"),
     ])
     .await;
-    let tasks = start_controller(&server, NO_RESYNC);
-    let deployment = until("the Deployment", LIMIT, || {
-        server.get("apps/v1", "Deployment", Some("demo"), "sluice-web")
-    })
-    .await;
+    let _tasks = start_controller(&server, NO_RESYNC);
+    let deployment = until("the Deployment", LIMIT, || web_deployment(&server)).await;
     let args = deployment["spec"]["template"]["spec"]["containers"][0]["args"].clone();
     for flag in [
         "--mirror-host-suffix=-shadow",
@@ -603,5 +493,4 @@ async fn mirror_parameters_become_proxy_flags_and_bad_ones_reject_the_class() {
         message.ends_with("mirrorMaxInflight must be a non-negative integer, not \"lots\""),
         "{message}"
     );
-    tasks.iter().for_each(|t| t.abort());
 }

@@ -9,7 +9,7 @@ use sluice_controller::publish::Store;
 use sluice_controller::snapshot::Snapshot;
 use sluice_controller::sources::kube::{KubeSource, Mode};
 use sluice_controller::translate::TranslateOptions;
-use sluice_testing::{objects, within, FakeApiServer};
+use sluice_testing::{cluster, objects, within, AbortOnDrop, FakeApiServer};
 
 const LIMIT: Duration = Duration::from_secs(15);
 
@@ -17,32 +17,42 @@ fn backend() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9))
 }
 
-async fn seeded_server() -> FakeApiServer {
-    let server = FakeApiServer::start().await.expect("fake API server");
-    for object in [
+/// A seeded server and the data-plane source of Gateway `demo/web` watching it, once it has
+/// published its first snapshot: `(source, server, store, first snapshot)`. The source comes
+/// first so it stops before the server; a test binds it by name, as `_` would stop it at once.
+async fn running() -> (AbortOnDrop, FakeApiServer, Arc<Store>, Arc<Snapshot>) {
+    let server = cluster::seeded([
         objects::namespace("demo"),
         objects::gateway_class(),
         objects::gateway("demo", "web", 8000),
         objects::service("demo", "echo", 8080),
         objects::endpoint_slice("demo", "echo", "http", &[backend()]),
         objects::http_route("demo", "echo", "web", "/", "echo", 8080),
-    ] {
-        server.create(object).expect("seed object");
-    }
-    server
-}
-
-fn data_plane_source(server: &FakeApiServer, store: Arc<Store>) -> KubeSource {
+    ])
+    .await;
     let options = TranslateOptions {
         only_gateway: Some(("demo".into(), "web".into())),
         ..TranslateOptions::default()
     };
-    KubeSource::new(
+    let store = Store::new();
+    let source = KubeSource::new(
         server.client_as("proxy").expect("client"),
         options,
-        store,
+        store.clone(),
         Mode::DataPlane,
-    )
+    );
+    let source = AbortOnDrop(vec![source.spawn()]);
+    let first = until(&store, "the first snapshot", |s| !s.binds.is_empty()).await;
+    (source, server, store, first)
+}
+
+/// Points route `demo/echo` at `prefix`.
+fn move_route(server: &FakeApiServer, prefix: &str) {
+    server
+        .apply(objects::http_route(
+            "demo", "echo", "web", prefix, "echo", 8080,
+        ))
+        .expect("route updated");
 }
 
 /// Waits until the store's snapshot satisfies `ok`.
@@ -73,10 +83,7 @@ fn route_prefixes(s: &Snapshot) -> Vec<String> {
 
 #[tokio::test]
 async fn the_first_snapshot_holds_the_gateway_and_its_route() {
-    let server = seeded_server().await;
-    let store = Store::new();
-    let task = data_plane_source(&server, store.clone()).spawn();
-    let snapshot = until(&store, "the first snapshot", |s| !s.binds.is_empty()).await;
+    let (_, _, _, snapshot) = running().await;
     assert_eq!(
         snapshot.generation, 1,
         "one snapshot after the initial lists, not one per kind"
@@ -93,21 +100,13 @@ async fn the_first_snapshot_holds_the_gateway_and_its_route() {
         .iter()
         .flatten()
         .any(|c| c.type_ == "Accepted" && c.status == "True"));
-    task.abort();
 }
 
 #[tokio::test]
 async fn a_route_change_converges_and_a_status_write_does_not_republish() {
-    let server = seeded_server().await;
-    let store = Store::new();
-    let task = data_plane_source(&server, store.clone()).spawn();
-    until(&store, "the first snapshot", |s| !s.binds.is_empty()).await;
+    let (_source, server, store, _) = running().await;
 
-    server
-        .apply(objects::http_route(
-            "demo", "echo", "web", "/v2", "echo", 8080,
-        ))
-        .expect("route updated");
+    move_route(&server, "/v2");
     let snapshot = until(&store, "the /v2 route", |s| {
         route_prefixes(s).iter().any(|p| p.contains("/v2"))
     })
@@ -136,28 +135,15 @@ async fn a_route_change_converges_and_a_status_write_does_not_republish() {
         generation + 1,
         "the status write caused no snapshot of its own"
     );
-    task.abort();
 }
 
 #[tokio::test]
 async fn an_outage_keeps_the_last_snapshot_and_changes_converge_after_it() {
-    let server = seeded_server().await;
-    let store = Store::new();
-    let task = data_plane_source(&server, store.clone()).spawn();
-    let before = until(&store, "the first snapshot", |s| !s.binds.is_empty()).await;
+    let (_source, server, store, first) = running().await;
 
     server.outage();
     // Changes made "while the source cannot see them" (straight into the store).
-    server
-        .apply(objects::http_route(
-            "demo",
-            "echo",
-            "web",
-            "/after-outage",
-            "echo",
-            8080,
-        ))
-        .expect("route updated");
+    move_route(&server, "/after-outage");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         store.is_ready(),
@@ -165,7 +151,7 @@ async fn an_outage_keeps_the_last_snapshot_and_changes_converge_after_it() {
     );
     assert_eq!(
         store.load().generation,
-        before.generation,
+        first.generation,
         "nothing published while away"
     );
 
@@ -176,32 +162,18 @@ async fn an_outage_keeps_the_last_snapshot_and_changes_converge_after_it() {
             .any(|p| p.contains("/after-outage"))
     })
     .await;
-    task.abort();
 }
 
 #[tokio::test]
 async fn a_compacted_history_relists_and_still_converges() {
-    let server = seeded_server().await;
-    let store = Store::new();
-    let task = data_plane_source(&server, store.clone()).spawn();
-    until(&store, "the first snapshot", |s| !s.binds.is_empty()).await;
+    let (_source, server, store, _) = running().await;
 
     server.outage();
-    server
-        .apply(objects::http_route(
-            "demo",
-            "echo",
-            "web",
-            "/relisted",
-            "echo",
-            8080,
-        ))
-        .expect("route updated");
+    move_route(&server, "/relisted");
     server.compact();
     server.restore().await.expect("restored");
     until(&store, "the relisted route", |s| {
         route_prefixes(s).iter().any(|p| p.contains("/relisted"))
     })
     .await;
-    task.abort();
 }

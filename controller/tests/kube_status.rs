@@ -4,15 +4,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use sluice_controller::leader::{self, LeaseConfig};
+use sluice_controller::leader;
 use sluice_controller::provision::Provisioning;
 use sluice_controller::publish::Store;
-use sluice_controller::sources::kube::{ClaimedRoutes, KubeSource, Mode};
+use sluice_controller::sources::kube::{ClaimedRoutes, KubeSource};
 use sluice_controller::status_writer::StatusWriter;
-use sluice_controller::translate::TranslateOptions;
 use sluice_controller::CONTROLLER_NAME;
 use sluice_controller::FIELD_MANAGER;
-use sluice_testing::{objects, until, FakeApiServer};
+use sluice_testing::cluster::{self, condition, fast_lease};
+use sluice_testing::{objects, until, AbortOnDrop, FakeApiServer};
 use tokio::sync::watch;
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -27,8 +27,7 @@ fn no_data_planes() -> Provisioning {
 }
 
 async fn seeded_server() -> FakeApiServer {
-    let server = FakeApiServer::start().await.expect("fake API server");
-    for object in [
+    cluster::seeded([
         objects::namespace("demo"),
         objects::namespace("sluice-system"),
         objects::gateway_class(),
@@ -41,15 +40,13 @@ async fn seeded_server() -> FakeApiServer {
             &["127.0.0.1:9".parse().expect("addr")],
         ),
         objects::http_route("demo", "echo", "web", "/", "echo", 8080),
-    ] {
-        server.create(object).expect("seed object");
-    }
-    server
+    ])
+    .await
 }
 
 /// One controller replica: its own client, source, store, Lease candidate and status writer.
 struct Replica {
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    _tasks: AbortOnDrop,
     leader: watch::Receiver<bool>,
 }
 
@@ -57,39 +54,16 @@ impl Replica {
     fn start(server: &FakeApiServer, identity: &str) -> Replica {
         let client = server.client_as(identity).expect("client");
         let store = Store::new();
-        let source = KubeSource::new(
-            client.clone(),
-            TranslateOptions::default(),
-            store.clone(),
-            Mode::Controller,
-        );
-        let mut lease = LeaseConfig::new("sluice-system", "sluice-controller", identity);
-        lease.lease_duration = Duration::from_secs(3);
-        lease.renew_deadline = Duration::from_secs(2);
-        lease.retry_period = Duration::from_millis(100);
-        let (election, leader) = leader::spawn(client.clone(), lease);
+        let source = KubeSource::controller(client.clone(), store.clone());
+        let (election, leader) = leader::spawn(client.clone(), fast_lease(identity));
         let claimed = source.claimed_routes();
         let (_dp_tx, dp_rx) = watch::channel(Arc::new(no_data_planes()));
         let writer = StatusWriter::new(client, store, leader.clone(), dp_rx, claimed);
         Replica {
-            tasks: vec![source.spawn(), election, writer.spawn()],
+            _tasks: AbortOnDrop(vec![source.spawn(), election, writer.spawn()]),
             leader,
         }
     }
-
-    fn stop(&self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-    }
-}
-
-fn condition<'a>(status: &'a Value, pointer: &str, type_: &str) -> Option<&'a Value> {
-    status
-        .pointer(pointer)?
-        .as_array()?
-        .iter()
-        .find(|c| c.get("type").and_then(Value::as_str) == Some(type_))
 }
 
 fn route_parent_condition(
@@ -105,6 +79,16 @@ fn route_parent_condition(
     ))
 }
 
+/// Creates route `name` (prefix `/name`, to `echo`) and waits for its Accepted condition.
+async fn new_route_gets_status(server: &FakeApiServer, name: &str, what: &str) {
+    let route = objects::http_route("demo", name, "web", &format!("/{name}"), "echo", 8080);
+    server.create(route).expect("route");
+    until(what, LIMIT, || {
+        route_parent_condition(server, name, "Accepted")
+    })
+    .await;
+}
+
 fn successful_status_writes(server: &FakeApiServer) -> Vec<String> {
     server
         .writes()
@@ -117,7 +101,7 @@ fn successful_status_writes(server: &FakeApiServer) -> Vec<String> {
 #[tokio::test]
 async fn the_leader_writes_statuses_with_server_side_apply() {
     let server = seeded_server().await;
-    let replica = Replica::start(&server, "controller-a");
+    let _replica = Replica::start(&server, "controller-a");
     let class = until("GatewayClass Accepted", LIMIT, || {
         let c = server.get(GW, "GatewayClass", None, "sluice")?;
         let accepted = condition(&c, "/status/conditions", "Accepted")?;
@@ -154,7 +138,6 @@ async fn the_leader_writes_statuses_with_server_side_apply() {
             && m["subresource"] == "status"),
         "{managers:?}"
     );
-    replica.stop();
 }
 
 #[tokio::test]
@@ -162,13 +145,7 @@ async fn only_real_changes_are_written_even_by_a_new_leader() {
     let server = seeded_server().await;
     let client = server.client_as("controller-a").expect("client");
     let store = Store::new();
-    let source = KubeSource::new(
-        client.clone(),
-        TranslateOptions::default(),
-        store.clone(),
-        Mode::Controller,
-    )
-    .spawn();
+    let source = KubeSource::controller(client.clone(), store.clone()).spawn();
     let mut generations = store.subscribe();
     tokio::time::timeout(LIMIT, generations.changed())
         .await
@@ -211,7 +188,7 @@ async fn a_route_to_a_missing_service_gets_a_resolved_refs_condition() {
             80,
         ))
         .expect("route");
-    let replica = Replica::start(&server, "controller-a");
+    let _replica = Replica::start(&server, "controller-a");
     let (status, reason) = until("ResolvedRefs on the broken route", LIMIT, || {
         route_parent_condition(&server, "broken", "ResolvedRefs")
     })
@@ -220,7 +197,6 @@ async fn a_route_to_a_missing_service_gets_a_resolved_refs_condition() {
         (status.as_str(), reason.as_str()),
         ("False", "BackendNotFound")
     );
-    replica.stop();
 }
 
 #[tokio::test]
@@ -256,26 +232,15 @@ async fn leader_failover_keeps_a_single_writer() {
         !*first.leader.borrow(),
         "the partitioned leader stepped down"
     );
-    server
-        .create(objects::http_route(
-            "demo", "late", "web", "/late", "echo", 8080,
-        ))
-        .expect("route");
-    until("the new leader's status on the new route", LIMIT, || {
-        route_parent_condition(&server, "late", "Accepted")
-    })
-    .await;
+    new_route_gets_status(&server, "late", "the new leader's status on the new route").await;
 
     // Healing the partition does not make the old leader write again.
     server.unblock(first_name);
-    server
-        .create(objects::http_route(
-            "demo", "later", "web", "/later", "echo", 8080,
-        ))
-        .expect("route");
-    until("the status of the route made after healing", LIMIT, || {
-        route_parent_condition(&server, "later", "Accepted")
-    })
+    new_route_gets_status(
+        &server,
+        "later",
+        "the status of the route made after healing",
+    )
     .await;
     let writers = successful_status_writes(&server);
     let handover = writers
@@ -287,8 +252,6 @@ async fn leader_failover_keeps_a_single_writer() {
         "after the handover only the new leader writes: {writers:?}"
     );
     assert!(writers[..handover].iter().all(|u| u == first_name));
-    a.stop();
-    b.stop();
 }
 
 const OTHER_CONTROLLER: &str = "example.net/other-controller";
@@ -348,7 +311,7 @@ async fn a_removed_parent_ref_drops_our_route_status_entry_and_keeps_other_contr
             json!({"parents": [parent_entry(OTHER_CONTROLLER, "elsewhere")]}),
         )
         .expect("the other controller's status");
-    let replica = Replica::start(&server, "controller-a");
+    let _replica = Replica::start(&server, "controller-a");
     until("our entry beside theirs", LIMIT, || {
         let parents = route_parents(&server, "echo");
         (parents == [theirs("elsewhere"), ours("web")]).then_some(())
@@ -361,13 +324,12 @@ async fn a_removed_parent_ref_drops_our_route_status_entry_and_keeps_other_contr
         (route_parents(&server, "echo") == [theirs("elsewhere")]).then_some(())
     })
     .await;
-    replica.stop();
 }
 
 #[tokio::test]
 async fn deleting_a_gateway_removes_our_entry_from_its_routes() {
     let server = seeded_server().await;
-    let replica = Replica::start(&server, "controller-a");
+    let _replica = Replica::start(&server, "controller-a");
     until("our entry", LIMIT, || {
         (route_parents(&server, "echo") == [ours("web")]).then_some(())
     })
@@ -387,7 +349,6 @@ async fn deleting_a_gateway_removes_our_entry_from_its_routes() {
         Some(&json!([])),
         "parents is required"
     );
-    replica.stop();
 }
 
 #[tokio::test]
@@ -407,10 +368,9 @@ async fn a_stale_entry_left_while_no_controller_ran_is_removed_by_the_next_leade
             json!({"parents": [parent_entry(CONTROLLER_NAME, "gone"), parent_entry(OTHER_CONTROLLER, "gone")]}),
         )
         .expect("status left behind");
-    let replica = Replica::start(&server, "controller-a");
+    let _replica = Replica::start(&server, "controller-a");
     until("the stale entry removed", LIMIT, || {
         (route_parents(&server, "orphan") == [theirs("gone")]).then_some(())
     })
     .await;
-    replica.stop();
 }

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use sluice_controller::resources::Resources;
+use sluice_testing::files::files_under;
 
 /// Golden inputs that are refused on purpose: they test the translator's defences.
 const INVALID_ON_PURPOSE: &[&str] = &[
@@ -16,22 +17,12 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.expect("dir entry").path())
-        .collect();
-    entries.sort();
-    for path in entries {
-        if path.is_dir() {
-            yaml_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "yaml")
+fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+    files_under(dir, &|path| {
+        path.extension().is_some_and(|e| e == "yaml")
             // Kustomize's own file is read by kubectl, never applied as an object.
             && path.file_name().is_some_and(|n| n != "kustomization.yaml")
-        {
-            out.push(path);
-        }
-    }
+    })
 }
 
 /// The ```yaml blocks of a Markdown file that hold whole objects (not fragments of one).
@@ -63,11 +54,9 @@ fn markdown_objects(path: &Path) -> Vec<(String, String)> {
 #[test]
 fn every_shipped_yaml_is_one_a_cluster_accepts() {
     let root = repo();
-    let mut files = Vec::new();
-    yaml_files(&root.join("gateway/demo"), &mut files);
-    yaml_files(&root.join("deploy/examples"), &mut files);
-    let mut golden = Vec::new();
-    yaml_files(&root.join("controller/tests/golden"), &mut golden);
+    let mut files = yaml_files(&root.join("gateway/demo"));
+    files.extend(yaml_files(&root.join("deploy/examples")));
+    let golden = yaml_files(&root.join("controller/tests/golden"));
     files.extend(golden.into_iter().filter(|p| {
         let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
         name.ends_with(".in.yaml") && !INVALID_ON_PURPOSE.contains(&name)

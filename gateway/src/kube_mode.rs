@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use sluice_controller::leader::{self, LeaseConfig};
 use sluice_controller::provision::probe::PodProbeConfig;
-use sluice_controller::provision::{Provisioner, ProvisionerConfig};
+use sluice_controller::provision::ProvisionerConfig;
 use sluice_controller::publish::Store;
+use sluice_controller::replica;
 use sluice_controller::sources::kube::{KubeSource, Mode};
-use sluice_controller::status_writer::StatusWriter;
 use sluice_controller::translate::TranslateOptions;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -147,43 +147,19 @@ pub async fn start_controller_with(
     let admin =
         dataplane::start_admin(opts.admin_address, &store, &Arc::new(metrics), no_listeners)
             .await?;
-    let source = KubeSource::new(
-        client.clone(),
-        TranslateOptions::default(),
-        store.clone(),
-        Mode::Controller,
-    );
-    let resources = source.resources();
-    let claimed = source.claimed_routes();
     let (election, leader) = leader::spawn(client.clone(), opts.lease);
-    let provisioner = Provisioner::new(
-        client.clone(),
-        ProvisionerConfig {
-            image: opts.dataplane_image,
-            resync,
-        },
-        leader.clone(),
-        resources,
-        store.clone(),
-    )
-    .with_probe(probe);
-    let writer = StatusWriter::new(
-        client,
-        store.clone(),
-        leader.clone(),
-        provisioner.provisioning(),
-        claimed,
-    );
+    let config = ProvisionerConfig {
+        image: opts.dataplane_image,
+        resync,
+        probe,
+    };
+    let mut tasks = replica::spawn(client, store.clone(), leader.clone(), config);
+    tasks.push(election);
     Ok(KubeRunning {
         store,
         admin,
         listeners: None,
-        tasks: vec![
-            source.spawn(),
-            election,
-            provisioner.spawn(),
-            writer.spawn(),
-        ],
+        tasks,
         leader: Some(leader),
         drain: Drain::default(),
     })

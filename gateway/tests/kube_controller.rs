@@ -6,21 +6,17 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use serde_json::Value;
-use sluice_controller::leader::LeaseConfig;
 use sluice_gateway::kube_mode::{self, ControllerOptions, KubeRunning};
+use sluice_testing::cluster::{self, condition, fast_lease, set_available, set_load_balancer_ip};
 use sluice_testing::{objects, until, FakeApiServer};
 
 const WAIT: Duration = Duration::from_secs(20);
 const GW: &str = "gateway.networking.k8s.io/v1";
 
 async fn replica(server: &FakeApiServer, identity: &str) -> KubeRunning {
-    let mut lease = LeaseConfig::new("sluice-system", "sluice-controller", identity);
-    lease.lease_duration = Duration::from_secs(3);
-    lease.renew_deadline = Duration::from_secs(2);
-    lease.retry_period = Duration::from_millis(100);
     let opts = ControllerOptions {
         admin_address: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-        lease,
+        lease: fast_lease(identity),
         dataplane_image: "example.test/sluice:dev".into(),
     };
     kube_mode::start_controller(
@@ -34,25 +30,19 @@ async fn replica(server: &FakeApiServer, identity: &str) -> KubeRunning {
 
 fn gateway_condition(server: &FakeApiServer, type_: &str) -> Option<String> {
     let gw = server.get(GW, "Gateway", Some("demo"), "web")?;
-    gw.pointer("/status/conditions")?
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == type_)
-        .and_then(|c| c["status"].as_str())
-        .map(str::to_string)
+    let status = condition(&gw, "/status/conditions", type_)?["status"].as_str()?;
+    Some(status.to_string())
 }
 
 #[tokio::test]
 async fn two_controller_replicas_provision_once_and_fail_over() {
-    let server = FakeApiServer::start().await.expect("fake API server");
-    for object in [
+    let server = cluster::seeded([
         objects::namespace("demo"),
         objects::namespace("sluice-system"),
         objects::gateway_class(),
         objects::gateway("demo", "web", 8000),
-    ] {
-        server.create(object).expect("seed");
-    }
+    ])
+    .await;
     let a = replica(&server, "controller-a").await;
     let b = replica(&server, "controller-b").await;
 
@@ -90,24 +80,8 @@ async fn two_controller_replicas_provision_once_and_fail_over() {
         follower.is_leader().then_some(())
     })
     .await;
-    server
-        .set_status(
-            "apps/v1",
-            "Deployment",
-            Some("demo"),
-            "sluice-web",
-            serde_json::json!({"availableReplicas": 1}),
-        )
-        .expect("deployment status");
-    server
-        .set_status(
-            "v1",
-            "Service",
-            Some("demo"),
-            "sluice-web",
-            serde_json::json!({"loadBalancer": {"ingress": [{"ip": "203.0.113.9"}]}}),
-        )
-        .expect("service status");
+    set_available(&server, "demo", "sluice-web", 1);
+    set_load_balancer_ip(&server, "demo", "sluice-web", "203.0.113.9");
     until("Programmed True from the new leader", WAIT, || {
         (gateway_condition(&server, "Programmed")? == "True").then_some(())
     })

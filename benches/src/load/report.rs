@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::propagation::{Memory, Propagation};
 use super::proxies::Kind;
-use super::run::{Key, MirrorMode, Sample, Workload, WrkLoadKey};
+use super::run::{Key, Latency, MirrorMode, Sample, Workload, WrkLoadKey};
 
 /// Medians over the repeats (errors are summed: one error in any run is worth seeing).
 #[derive(Debug, Clone, Copy, Default)]
@@ -20,9 +20,7 @@ pub struct Summary {
     pub mirrored_pct: Option<f64>,
     pub errors: u64,
     pub missed: u64,
-    pub p50_ms: Option<f64>,
-    pub p99_ms: Option<f64>,
-    pub p999_ms: Option<f64>,
+    pub latency: Latency,
 }
 
 pub fn median(values: impl IntoIterator<Item = f64>) -> Option<f64> {
@@ -51,9 +49,11 @@ pub fn summarize(samples: &[Sample]) -> Summary {
         mirrored_pct: mo(|s| s.mirrored_pct),
         errors: samples.iter().map(|s| s.errors).sum(),
         missed: samples.iter().map(|s| s.missed).sum(),
-        p50_ms: mo(|s| s.p50_ms),
-        p99_ms: mo(|s| s.p99_ms),
-        p999_ms: mo(|s| s.p999_ms),
+        latency: Latency {
+            p50_ms: mo(|s| s.latency.p50_ms),
+            p99_ms: mo(|s| s.latency.p99_ms),
+            p999_ms: mo(|s| s.latency.p999_ms),
+        },
     }
 }
 
@@ -86,7 +86,7 @@ pub fn table(inputs: &Inputs<'_>) -> String {
     let direct_p99 = inputs
         .results
         .get(&(Workload::Paced, MirrorMode::None, None))
-        .and_then(|s| s.p99_ms);
+        .and_then(|s| s.latency.p99_ms);
     for (&(workload, mode, kind), s) in &inputs.results {
         let nginx = inputs.results.get(&(workload, mode, Some(Kind::Nginx)));
         // nginx is the reference; the direct baseline is compared with nothing.
@@ -100,7 +100,7 @@ pub fn table(inputs: &Inputs<'_>) -> String {
         };
         let paced = workload == Workload::Paced;
         let proxy = kind.map_or("direct (no proxy)".to_string(), |k| k.to_string());
-        let added = |x: &Summary| Some(x.p99_ms? - direct_p99?);
+        let added = |x: &Summary| Some(x.latency.p99_ms? - direct_p99?);
         let _ = writeln!(
             out,
             "| {workload} | {mode} | {proxy} | {} | {} | {} | {} | {} | {} | {} | {} |",
@@ -115,12 +115,12 @@ pub fn table(inputs: &Inputs<'_>) -> String {
                 cell(Some(s.cpu_us), base(&|n| Some(n.cpu_us)), 1)
             },
             if paced {
-                cell(s.p50_ms, base(&|n| n.p50_ms), 2)
+                cell(s.latency.p50_ms, base(&|n| n.latency.p50_ms), 2)
             } else {
                 "–".into()
             },
             if paced {
-                cell(s.p99_ms, base(&|n| n.p99_ms), 2)
+                cell(s.latency.p99_ms, base(&|n| n.latency.p99_ms), 2)
             } else {
                 "–".into()
             },
@@ -149,6 +149,12 @@ pub fn table(inputs: &Inputs<'_>) -> String {
     out
 }
 
+/// `a`'s throughput over `b`'s, and how a target row shows it.
+fn throughput_ratio(a: &Summary, b: &Summary) -> (f64, String) {
+    let r = a.rps / b.rps.max(1e-9);
+    (r, format!("{:.0} vs {:.0} req/s = {r:.2}×", a.rps, b.rps))
+}
+
 /// One row per target of the issue: what it asks, what was measured, met or missed by how much.
 pub fn targets(inputs: &Inputs<'_>) -> String {
     let get = |mode, kind| {
@@ -162,7 +168,7 @@ pub fn targets(inputs: &Inputs<'_>) -> String {
         ))
     };
     let paced = |mode, kind| inputs.results.get(&(Workload::Paced, mode, kind));
-    let direct_p99 = paced(MirrorMode::None, None).and_then(|s| s.p99_ms);
+    let direct_p99 = paced(MirrorMode::None, None).and_then(|s| s.latency.p99_ms);
     let mut rows: Vec<(String, String, String)> = Vec::new();
     let mut check = |target: &str,
                      measured: Option<(f64, String)>,
@@ -201,7 +207,7 @@ pub fn targets(inputs: &Inputs<'_>) -> String {
         n_plain.map(|n| n.cpu_us),
         false,
     );
-    let added = |s: Option<&Summary>| Some(s?.p99_ms? - direct_p99?);
+    let added = |s: Option<&Summary>| Some(s?.latency.p99_ms? - direct_p99?);
     let s_added = added(paced(MirrorMode::None, Some(Kind::Sluice)));
     let n_added = added(paced(MirrorMode::None, Some(Kind::Nginx)));
     check(
@@ -223,19 +229,13 @@ pub fn targets(inputs: &Inputs<'_>) -> String {
     let e_fast = get(MirrorMode::Fast, Kind::Envoy);
     check(
         "mirror: throughput ≥ 2.5× nginx + mirror",
-        s_fast.zip(n_fast).map(|(s, n)| {
-            let r = s.rps / n.rps.max(1e-9);
-            (r, format!("{:.0} vs {:.0} req/s = {r:.2}×", s.rps, n.rps))
-        }),
+        s_fast.zip(n_fast).map(|(s, n)| throughput_ratio(s, n)),
         Some(2.5),
         true,
     );
     check(
         "mirror: throughput ≥ 1.5× Envoy + mirror",
-        s_fast.zip(e_fast).map(|(s, e)| {
-            let r = s.rps / e.rps.max(1e-9);
-            (r, format!("{:.0} vs {:.0} req/s = {r:.2}×", s.rps, e.rps))
-        }),
+        s_fast.zip(e_fast).map(|(s, e)| throughput_ratio(s, e)),
         Some(1.5),
         true,
     );
@@ -259,20 +259,17 @@ pub fn targets(inputs: &Inputs<'_>) -> String {
         check(
             &format!("{name} mirror: throughput ≥ 0.95× the fast-mirror run"),
             s.zip(s_fast).map(|(s, f)| {
-                let r = s.rps / f.rps.max(1e-9);
+                let (r, text) = throughput_ratio(s, f);
                 let mirrored = s
                     .mirrored_pct
                     .map_or(String::new(), |p| format!(", {p:.1} % mirrored"));
-                (
-                    r,
-                    format!("{:.0} vs {:.0} req/s = {r:.2}×{mirrored}", s.rps, f.rps),
-                )
+                (r, format!("{text}{mirrored}"))
             }),
             Some(0.95),
             true,
         );
-        let p = paced(mode, Some(Kind::Sluice)).and_then(|s| s.p99_ms);
-        let f = paced(MirrorMode::Fast, Some(Kind::Sluice)).and_then(|s| s.p99_ms);
+        let p = paced(mode, Some(Kind::Sluice)).and_then(|s| s.latency.p99_ms);
+        let f = paced(MirrorMode::Fast, Some(Kind::Sluice)).and_then(|s| s.latency.p99_ms);
         // "Unchanged": within 10 % or 0.2 ms of the fast-mirror p99, whichever is larger, since
         // p99 at 2,000 req/s moves by about that between identical runs on this machine.
         check(

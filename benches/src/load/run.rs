@@ -108,9 +108,26 @@ pub struct Sample {
     pub errors: u64,
     /// Fixed-rate requests never sent because the proxy could not keep up.
     pub missed: u64,
+    pub latency: Latency,
+}
+
+/// Latency percentiles, ms; `None` for a closed-loop run, which the paced generator did not time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Latency {
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
     pub p999_ms: Option<f64>,
+}
+
+impl Latency {
+    /// The percentiles of a paced run.
+    fn of(out: &paced::Outcome) -> Latency {
+        Latency {
+            p50_ms: Some(out.percentile_ms(0.5)),
+            p99_ms: Some(out.percentile_ms(0.99)),
+            p999_ms: Some(out.percentile_ms(0.999)),
+        }
+    }
 }
 
 /// `None` as the proxy: the paced generator straight to the primary (the "direct" baseline).
@@ -146,9 +163,7 @@ pub fn run_matrix(
             .entry((Workload::Paced, MirrorMode::None, None))
             .or_default()
             .push(Sample {
-                p50_ms: Some(direct.percentile_ms(0.5)),
-                p99_ms: Some(direct.percentile_ms(0.99)),
-                p999_ms: Some(direct.percentile_ms(0.999)),
+                latency: Latency::of(&direct),
                 errors: direct.errors + direct.non_2xx,
                 ..Sample::default()
             });
@@ -212,9 +227,7 @@ pub fn run_matrix(
                         }
                         Workload::Paced => {
                             let out = paced(settings, proxy.addr);
-                            sample.p50_ms = Some(out.percentile_ms(0.5));
-                            sample.p99_ms = Some(out.percentile_ms(0.99));
-                            sample.p999_ms = Some(out.percentile_ms(0.999));
+                            sample.latency = Latency::of(&out);
                             sample.errors = out.errors + out.non_2xx;
                             sample.missed = out.missed;
                             sample.rps =
@@ -237,7 +250,7 @@ pub fn run_matrix(
                         "   {kind:6} mirror {mode:9} {workload:22} {:>9.0} req/s {:>6.1} µs/req p99 {} errors {} missed {}",
                         sample.rps,
                         sample.cpu_us_per_request,
-                        sample.p99_ms.map(|v| format!("{v:.2} ms")).unwrap_or_else(|| "-".into()),
+                        sample.latency.p99_ms.map(|v| format!("{v:.2} ms")).unwrap_or_else(|| "-".into()),
                         sample.errors,
                         sample.missed
                     );

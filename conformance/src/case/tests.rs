@@ -75,21 +75,20 @@ fn malformed_files_are_clear_errors() {
     assert!(matches!(empty_name, Err(CaseError::Invalid { .. })));
 }
 
+/// The steps of a case file holding `yaml`, which must parse as a case.
+fn steps_of(yaml: &str) -> Result<Vec<Step>, CaseError> {
+    Case::parse(Path::new("x.yaml"), yaml).unwrap().steps()
+}
+
 #[test]
 fn malformed_steps_name_the_step() {
     let two_actions = "name: X\nsteps:\n  - sleep: 1s\n    apply: 'a: b'\n";
-    let err = Case::parse(Path::new("x.yaml"), two_actions)
-        .unwrap()
-        .steps()
-        .unwrap_err();
+    let err = steps_of(two_actions).unwrap_err();
     assert!(err.to_string().contains("step 1"), "{err}");
     assert!(err.to_string().contains("exactly one action"), "{err}");
 
     let unknown_key = "name: X\nsteps:\n  - title: t\n    requests:\n      - request: {method: GET, path: /, bogus: 1}\n";
-    let err = Case::parse(Path::new("x.yaml"), unknown_key)
-        .unwrap()
-        .steps()
-        .unwrap_err();
+    let err = steps_of(unknown_key).unwrap_err();
     assert!(err.to_string().contains("step 1 (t)"), "{err}");
     assert!(
         crate::error_chain(&err).contains("bogus"),
@@ -99,16 +98,10 @@ fn malformed_steps_name_the_step() {
 
     let bad_status =
         "name: X\nsteps:\n  - status: [{kind: Gateway, conditions: {Accepted: [1]}}]\n";
-    assert!(Case::parse(Path::new("x.yaml"), bad_status)
-        .unwrap()
-        .steps()
-        .is_err());
+    assert!(steps_of(bad_status).is_err());
 
     let both_patches = "name: X\nsteps:\n  - patch: [{apiVersion: v1, kind: K, name: n, jsonPatch: [], mergePatch: {}}]\n";
-    let err = Case::parse(Path::new("x.yaml"), both_patches)
-        .unwrap()
-        .steps()
-        .unwrap_err();
+    let err = steps_of(both_patches).unwrap_err();
     assert!(
         err.to_string()
             .contains("exactly one of jsonPatch, mergePatch"),
@@ -135,10 +128,7 @@ fn every_shared_case_file_parses() {
 #[test]
 fn websocket_entries_parse_with_their_frames() {
     let text = "name: W\nsteps:\n  - requests:\n      - websocket: {path: /ws, subprotocol: '', origin: 'ws://gateway/x'}\n        expect:\n          echo:\n            - {text: hi}\n            - binary: [1, 2]\n";
-    let steps = Case::parse(Path::new("w.yaml"), text)
-        .unwrap()
-        .steps()
-        .unwrap();
+    let steps = steps_of(text).unwrap();
     let Action::Requests(entries) = &steps[0].action else {
         panic!("requests step")
     };

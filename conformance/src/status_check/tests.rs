@@ -5,7 +5,8 @@ use serde_json::json;
 use super::*;
 use crate::objects::ApplyRules;
 
-fn store() -> ObjectStore {
+/// HTTPRoute `ns/r` and Gateway `ns/gw`, then `more` (YAML, may be empty).
+fn store(more: &str) -> ObjectStore {
     let mut store = ObjectStore::default();
     let rules = ApplyRules {
         gateway_class_name: "sluice".into(),
@@ -13,16 +14,23 @@ fn store() -> ObjectStore {
         usable_addresses: vec![],
         unusable_addresses: vec![],
     };
+    let yaml = format!(
+        "kind: HTTPRoute\nmetadata: {{name: r, namespace: ns}}\nspec: {{}}\n---\n\
+         kind: Gateway\nmetadata: {{name: gw, namespace: ns}}\nspec: {{listeners: []}}\n{more}"
+    );
     store
-        .apply_yaml(
-            "kind: HTTPRoute\nmetadata: {name: r, namespace: ns}\nspec: {}\n---\n\
-             kind: Gateway\nmetadata: {name: gw, namespace: ns}\nspec: {listeners: []}\n",
-            &rules,
-            "t",
-            &|s| s.to_owned(),
-        )
+        .apply_yaml(&yaml, &rules, "t", &|s| s.to_owned())
         .unwrap();
     store
+}
+
+fn view<'a>(statuses: &'a Value, objects: &'a ObjectStore, controller_name: &'a str) -> View<'a> {
+    View {
+        statuses,
+        objects,
+        controller_name,
+        namespaces_with_pods: &[],
+    }
 }
 
 fn check(yaml: &str) -> StatusCheck {
@@ -31,18 +39,13 @@ fn check(yaml: &str) -> StatusCheck {
 
 #[test]
 fn route_parent_conditions_need_latest_generation() {
-    let objects = store();
+    let objects = store("");
     let statuses = json!({"HTTPRoute/ns/r": {"parents": [{
         "parentRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw"},
         "controllerName": "sluice.dev/gateway-controller",
         "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted", "observedGeneration": 1}]
     }]}});
-    let view = View {
-        statuses: &statuses,
-        objects: &objects,
-        controller_name: "sluice.dev/gateway-controller",
-        namespaces_with_pods: &[],
-    };
+    let view = view(&statuses, &objects, "sluice.dev/gateway-controller");
     let parent = check("{kind: HTTPRoute, namespace: ns, name: r, parent: {name: gw, namespace: ns}, conditions: {Accepted: True/Accepted}}");
     assert_eq!(evaluate(&parent, &view), Ok(()));
     let parents = check(
@@ -76,7 +79,7 @@ fn route_parent_conditions_need_latest_generation() {
 
 #[test]
 fn gateway_listener_checks() {
-    let objects = store();
+    let objects = store("");
     let statuses = json!({"Gateway/ns/gw": {
         "addresses": [{"type": "IPAddress", "value": "127.0.0.1"}],
         "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted", "observedGeneration": 1}],
@@ -84,12 +87,7 @@ fn gateway_listener_checks() {
             "supportedKinds": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute"}],
             "conditions": [{"type": "Programmed", "status": "True", "reason": "Programmed", "observedGeneration": 1}]}]
     }});
-    let view = View {
-        statuses: &statuses,
-        objects: &objects,
-        controller_name: "c",
-        namespaces_with_pods: &[],
-    };
+    let view = view(&statuses, &objects, "c");
     let ok = check(
         "{kind: Gateway, namespace: ns, name: gw, address: true, listenerConditions: {listeners: '*', conditions: {Programmed: 'True'}}, \
          listeners: [{name: http, attachedRoutes: 1, supportedKinds: [{kind: HTTPRoute}], conditions: {Programmed: 'True'}}]}",
@@ -109,32 +107,14 @@ fn gateway_listener_checks() {
 
 #[test]
 fn policy_ancestor_conditions() {
-    let mut objects = store();
-    let rules = ApplyRules {
-        gateway_class_name: "sluice".into(),
-        controller_name: None,
-        usable_addresses: vec![],
-        unusable_addresses: vec![],
-    };
-    objects
-        .apply_yaml(
-            "kind: BackendTLSPolicy\nmetadata: {name: p, namespace: ns}\nspec: {}\n",
-            &rules,
-            "t",
-            &|s| s.to_owned(),
-        )
-        .unwrap();
+    let objects =
+        store("---\nkind: BackendTLSPolicy\nmetadata: {name: p, namespace: ns}\nspec: {}\n");
     let statuses = json!({"BackendTLSPolicy/ns/p": {"ancestors": [{
         "ancestorRef": {"name": "gw", "namespace": "ns"},
         "controllerName": "c",
         "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted", "observedGeneration": 1}]
     }]}});
-    let view = View {
-        statuses: &statuses,
-        objects: &objects,
-        controller_name: "c",
-        namespaces_with_pods: &[],
-    };
+    let view = view(&statuses, &objects, "c");
     let ok = check("{kind: BackendTLSPolicy, namespace: ns, name: p, ancestor: {name: gw, namespace: ns}, conditions: {Accepted: True/Accepted}}");
     assert_eq!(evaluate(&ok, &view), Ok(()));
     let other = check("{kind: BackendTLSPolicy, namespace: ns, name: p, ancestor: {name: other, namespace: ns}, conditions: {Accepted: 'True'}}");

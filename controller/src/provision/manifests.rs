@@ -145,14 +145,19 @@ pub fn pod_selector(gateway_name: &str) -> String {
     labels.join(",")
 }
 
-/// Gateway `spec.infrastructure` labels first, so ours win on a clash (selectors depend on them).
-fn labels(gateway: &Gateway) -> BTreeMap<String, String> {
-    let mut labels: BTreeMap<String, String> = gateway
+/// The Gateway's `spec.infrastructure.labels`, for every object and pod it gets.
+fn infrastructure_labels(gateway: &Gateway) -> BTreeMap<String, String> {
+    gateway
         .spec
         .infrastructure
         .as_ref()
         .and_then(|i| i.labels.clone())
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// Gateway `spec.infrastructure` labels first, so ours win on a clash (selectors depend on them).
+fn labels(gateway: &Gateway) -> BTreeMap<String, String> {
+    let mut labels = infrastructure_labels(gateway);
     labels.extend(selector_labels(gateway));
     labels.insert(MANAGED_BY.into(), "sluice".into());
     labels.insert(
@@ -330,12 +335,7 @@ fn pod_template(
     namespace: &str,
 ) -> PodTemplateSpec {
     let ports = listener_ports(gateway);
-    let mut pod_labels = gateway
-        .spec
-        .infrastructure
-        .as_ref()
-        .and_then(|i| i.labels.clone())
-        .unwrap_or_default();
+    let mut pod_labels = infrastructure_labels(gateway);
     pod_labels.extend(selector_labels(gateway));
     let mut pod_annotations = annotations(gateway).unwrap_or_default();
     pod_annotations.insert("prometheus.io/scrape".into(), "true".into());

@@ -13,6 +13,9 @@ use super::edge_params::{self, EdgeParams};
 use super::mirror_params;
 use crate::mirror_settings::MirrorSettings;
 
+// The provisioner's messages and the condition message use the one chain format.
+pub use crate::error_chain;
+
 /// The `kind` key: which workload runs a Gateway's data plane.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WorkloadKind {
@@ -142,18 +145,6 @@ pub enum ParametersRefError {
         #[source]
         source: ParamsError,
     },
-}
-
-/// `error: cause: cause`, the whole chain on one line: what a condition message shows.
-pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 impl DataPlaneParams {

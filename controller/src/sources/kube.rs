@@ -92,6 +92,11 @@ impl KubeSource {
         }
     }
 
+    /// The controller's source: every Gateway, translated with the default options.
+    pub fn controller(client: Client, store: Arc<Store>) -> KubeSource {
+        KubeSource::new(client, TranslateOptions::default(), store, Mode::Controller)
+    }
+
     /// HTTPRoutes whose live status has an entry of ours (controller mode only; always empty
     /// for a data plane, which never writes status).
     pub fn claimed_routes(&self) -> watch::Receiver<Arc<ClaimedRoutes>> {

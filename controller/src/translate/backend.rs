@@ -4,6 +4,9 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+use gateway_api::apis::experimental::httproutes::{
+    HttpRouteRulesBackendRefs, HttpRouteRulesFiltersRequestMirrorBackendRef,
+};
 use k8s_openapi::api::core::v1::ServicePort;
 
 use super::index::Index;
@@ -20,6 +23,28 @@ pub(super) struct BackendRef<'a> {
     pub namespace: Option<&'a str>,
     pub port: Option<i32>,
 }
+
+/// One conversion for every generated type that carries a backendRef's fields.
+macro_rules! backend_ref_from {
+    ($($generated:ty),+) => {$(
+        impl<'a> std::convert::From<&'a $generated> for BackendRef<'a> {
+            fn from(b: &'a $generated) -> Self {
+                BackendRef {
+                    group: b.group.as_deref(),
+                    kind: b.kind.as_deref(),
+                    name: &b.name,
+                    namespace: b.namespace.as_deref(),
+                    port: b.port,
+                }
+            }
+        }
+    )+};
+}
+
+backend_ref_from!(
+    HttpRouteRulesBackendRefs,
+    HttpRouteRulesFiltersRequestMirrorBackendRef
+);
 
 /// Why a backendRef did not resolve: the route's `ResolvedRefs` is False.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -5,9 +5,11 @@ use gateway_api::apis::experimental::httproutes::{
     HttpRouteRulesFiltersRequestHeaderModifier as HeaderMod,
     HttpRouteRulesFiltersRequestMirror as MirrorSpec,
     HttpRouteRulesFiltersRequestRedirect as RedirectSpec,
+    HttpRouteRulesFiltersRequestRedirectPath as RedirectPath,
     HttpRouteRulesFiltersRequestRedirectPathType as RedirectPathType,
     HttpRouteRulesFiltersRequestRedirectScheme as Scheme, HttpRouteRulesFiltersType as Type,
     HttpRouteRulesFiltersUrlRewrite as RewriteSpec,
+    HttpRouteRulesFiltersUrlRewritePath as RewritePath,
     HttpRouteRulesFiltersUrlRewritePathType as RewritePathType,
 };
 use http::{HeaderName, HeaderValue};
@@ -83,23 +85,13 @@ pub(super) fn compile(
     resolver: &mut Resolver<'_, '_>,
     unresolved: &mut Vec<UnresolvedRef>,
 ) -> Result<Option<Filter>, FilterError> {
-    let missing = |field| FilterError::MissingField {
-        filter: f.r#type.clone(),
-        field,
-    };
     Ok(Some(match f.r#type {
         Type::RequestHeaderModifier => {
-            let m = f
-                .request_header_modifier
-                .as_ref()
-                .ok_or_else(|| missing("requestHeaderModifier"))?;
+            let m = required(f, &f.request_header_modifier, "requestHeaderModifier")?;
             Filter::RequestHeaders(header_modifier(m)?)
         }
         Type::ResponseHeaderModifier => {
-            let m = f
-                .response_header_modifier
-                .as_ref()
-                .ok_or_else(|| missing("responseHeaderModifier"))?;
+            let m = required(f, &f.response_header_modifier, "responseHeaderModifier")?;
             // Same shape as the request modifier; reuse its validation.
             let as_request: HeaderMod = serde_json::to_value(m)
                 .and_then(serde_json::from_value)
@@ -107,24 +99,15 @@ pub(super) fn compile(
             Filter::ResponseHeaders(header_modifier(&as_request)?)
         }
         Type::RequestRedirect => {
-            let r = f
-                .request_redirect
-                .as_ref()
-                .ok_or_else(|| missing("requestRedirect"))?;
+            let r = required(f, &f.request_redirect, "requestRedirect")?;
             Filter::Redirect(redirect(r)?)
         }
         Type::UrlRewrite => {
-            let r = f
-                .url_rewrite
-                .as_ref()
-                .ok_or_else(|| missing("urlRewrite"))?;
+            let r = required(f, &f.url_rewrite, "urlRewrite")?;
             Filter::UrlRewrite(rewrite(r)?)
         }
         Type::RequestMirror => {
-            let m = f
-                .request_mirror
-                .as_ref()
-                .ok_or_else(|| missing("requestMirror"))?;
+            let m = required(f, &f.request_mirror, "requestMirror")?;
             match mirror(m, route_namespace, resolver)? {
                 Ok(m) => Filter::Mirror(m),
                 Err(u) => {
@@ -137,6 +120,18 @@ pub(super) fn compile(
         Type::Cors => return Err(FilterError::Unsupported("CORS")),
         Type::ExternalAuth => return Err(FilterError::Unsupported("ExternalAuth")),
     }))
+}
+
+/// The field named by the filter's type, which must be set.
+fn required<'a, T>(
+    f: &HttpRouteRulesFilters,
+    value: &'a Option<T>,
+    field: &'static str,
+) -> Result<&'a T, FilterError> {
+    value.as_ref().ok_or_else(|| FilterError::MissingField {
+        filter: f.r#type.clone(),
+        field,
+    })
 }
 
 fn header_modifier(m: &HeaderMod) -> Result<HeaderModifier, FilterError> {
@@ -163,26 +158,7 @@ fn redirect(r: &RedirectSpec) -> Result<Redirect, FilterError> {
         c @ (301 | 302 | 303 | 307 | 308) => c as u16,
         c => return Err(FilterError::RedirectStatusCode(c)),
     };
-    let missing = |path_type, field| FilterError::MissingPathValue {
-        filter: "redirect",
-        path_type,
-        field,
-    };
-    let path = match &r.path {
-        None => None,
-        Some(p) => Some(match p.r#type {
-            RedirectPathType::ReplaceFullPath => PathModifier::ReplaceFullPath(
-                p.replace_full_path
-                    .clone()
-                    .ok_or_else(|| missing("ReplaceFullPath", "replaceFullPath"))?,
-            ),
-            RedirectPathType::ReplacePrefixMatch => PathModifier::ReplacePrefixMatch(
-                p.replace_prefix_match
-                    .clone()
-                    .ok_or_else(|| missing("ReplacePrefixMatch", "replacePrefixMatch"))?,
-            ),
-        }),
-    };
+    let path = path_modifier("redirect", r.path.as_ref().map(PathSpec::from))?;
     check_hostname(r.hostname.as_deref())?;
     Ok(Redirect {
         scheme: r.scheme.as_ref().map(|s| match s {
@@ -214,31 +190,63 @@ fn check_hostname(h: Option<&str>) -> Result<(), FilterError> {
 }
 
 fn rewrite(r: &RewriteSpec) -> Result<UrlRewrite, FilterError> {
-    let missing = |path_type, field| FilterError::MissingPathValue {
-        filter: "urlRewrite",
-        path_type,
-        field,
-    };
-    let path = match &r.path {
-        None => None,
-        Some(p) => Some(match p.r#type {
-            RewritePathType::ReplaceFullPath => PathModifier::ReplaceFullPath(
-                p.replace_full_path
-                    .clone()
-                    .ok_or_else(|| missing("ReplaceFullPath", "replaceFullPath"))?,
-            ),
-            RewritePathType::ReplacePrefixMatch => PathModifier::ReplacePrefixMatch(
-                p.replace_prefix_match
-                    .clone()
-                    .ok_or_else(|| missing("ReplacePrefixMatch", "replacePrefixMatch"))?,
-            ),
-        }),
-    };
+    let path = path_modifier("urlRewrite", r.path.as_ref().map(PathSpec::from))?;
     check_hostname(r.hostname.as_deref())?;
     Ok(UrlRewrite {
         hostname: r.hostname.clone(),
         path,
     })
+}
+
+/// A redirect's or a rewrite's path as written: the value its type asks for, if set.
+enum PathSpec<'a> {
+    ReplaceFullPath(Option<&'a String>),
+    ReplacePrefixMatch(Option<&'a String>),
+}
+
+/// The generated redirect and rewrite path types differ only in name; one conversion serves both.
+macro_rules! path_spec_from {
+    ($($path:ty: $path_type:ident),+) => {$(
+        impl<'a> From<&'a $path> for PathSpec<'a> {
+            fn from(p: &'a $path) -> Self {
+                match p.r#type {
+                    $path_type::ReplaceFullPath => {
+                        PathSpec::ReplaceFullPath(p.replace_full_path.as_ref())
+                    }
+                    $path_type::ReplacePrefixMatch => {
+                        PathSpec::ReplacePrefixMatch(p.replace_prefix_match.as_ref())
+                    }
+                }
+            }
+        }
+    )+};
+}
+
+path_spec_from!(RedirectPath: RedirectPathType, RewritePath: RewritePathType);
+
+/// `filter` (`redirect` or `urlRewrite`) names the filter in the error.
+fn path_modifier(
+    filter: &'static str,
+    path: Option<PathSpec<'_>>,
+) -> Result<Option<PathModifier>, FilterError> {
+    let missing = |path_type, field| FilterError::MissingPathValue {
+        filter,
+        path_type,
+        field,
+    };
+    Ok(Some(match path {
+        None => return Ok(None),
+        Some(PathSpec::ReplaceFullPath(value)) => PathModifier::ReplaceFullPath(
+            value
+                .cloned()
+                .ok_or_else(|| missing("ReplaceFullPath", "replaceFullPath"))?,
+        ),
+        Some(PathSpec::ReplacePrefixMatch(value)) => PathModifier::ReplacePrefixMatch(
+            value
+                .cloned()
+                .ok_or_else(|| missing("ReplacePrefixMatch", "replacePrefixMatch"))?,
+        ),
+    }))
 }
 
 /// The outer `Err` invalidates the rule (bad fraction); the inner one is an unresolved backend.
@@ -276,16 +284,8 @@ fn mirror(
         }
         (None, None) => Fraction::ALL,
     };
-    let b = &m.backend_ref;
-    let r = BackendRef {
-        group: b.group.as_deref(),
-        kind: b.kind.as_deref(),
-        name: &b.name,
-        namespace: b.namespace.as_deref(),
-        port: b.port,
-    };
     Ok(resolver
-        .resolve(route_namespace, &r)
+        .resolve(route_namespace, &BackendRef::from(&m.backend_ref))
         .map(|backend| Mirror { backend, fraction }))
 }
 
@@ -339,24 +339,21 @@ mod tests {
         });
     }
 
+    /// A modifier that sets one header.
+    fn setting(name: &str, value: &str) -> HeaderMod {
+        HeaderMod {
+            set: Some(vec![Set {
+                name: name.into(),
+                value: value.into(),
+            }]),
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn invalid_header_names_and_values_are_errors() {
-        let m = HeaderMod {
-            set: Some(vec![Set {
-                name: "bad name".into(),
-                value: "v".into(),
-            }]),
-            ..Default::default()
-        };
-        assert!(header_modifier(&m).is_err());
-        let m = HeaderMod {
-            set: Some(vec![Set {
-                name: "x-ok".into(),
-                value: "line\nbreak".into(),
-            }]),
-            ..Default::default()
-        };
-        assert!(header_modifier(&m).is_err());
+        assert!(header_modifier(&setting("bad name", "v")).is_err());
+        assert!(header_modifier(&setting("x-ok", "line\nbreak")).is_err());
     }
 
     #[test]

@@ -105,48 +105,40 @@ mod tests {
         assert_eq!(intersect(None, &[]), Some(vec![None]));
     }
 
+    /// What a route with `routes` hostnames attaches as on a listener for `listener`.
+    fn attached(listener: &str, routes: &[&str]) -> Option<Vec<Option<Hostname>>> {
+        intersect(Some(&h(listener)), &hs(routes))
+    }
+
+    /// Attached under exactly one hostname.
+    fn only(hostname: &str) -> Option<Vec<Option<Hostname>>> {
+        Some(vec![Some(h(hostname))])
+    }
+
     #[test]
     fn listener_wildcard_keeps_matching_route_hostnames() {
-        let l = h("*.example.com");
-        assert_eq!(
-            intersect(
-                Some(&l),
-                &hs(&["foo.example.com", "example.com", "bar.other.org"])
-            ),
-            Some(vec![Some(h("foo.example.com"))])
-        );
+        let routes = ["foo.example.com", "example.com", "bar.other.org"];
+        assert_eq!(attached("*.example.com", &routes), only("foo.example.com"));
     }
 
     #[test]
     fn route_wildcard_narrows_to_the_exact_listener() {
-        let l = h("foo.example.com");
-        assert_eq!(
-            intersect(Some(&l), &hs(&["*.example.com"])),
-            Some(vec![Some(l.clone())])
-        );
+        let narrowed = attached("foo.example.com", &["*.example.com"]);
+        assert_eq!(narrowed, only("foo.example.com"));
     }
 
     #[test]
     fn nested_wildcards_take_the_more_specific() {
-        let l = h("*.example.com");
-        assert_eq!(
-            intersect(Some(&l), &hs(&["*.foo.example.com"])),
-            Some(vec![Some(h("*.foo.example.com"))])
-        );
-        let l = h("*.foo.example.com");
-        assert_eq!(
-            intersect(Some(&l), &hs(&["*.example.com"])),
-            Some(vec![Some(l.clone())])
-        );
+        let narrower_route = attached("*.example.com", &["*.foo.example.com"]);
+        assert_eq!(narrower_route, only("*.foo.example.com"));
+        let narrower_listener = attached("*.foo.example.com", &["*.example.com"]);
+        assert_eq!(narrower_listener, only("*.foo.example.com"));
     }
 
     #[test]
     fn disjoint_hostnames_do_not_intersect() {
-        let l = h("foo.example.com");
-        assert_eq!(
-            intersect(Some(&l), &hs(&["bar.example.com", "*.other.com"])),
-            None
-        );
+        let routes = ["bar.example.com", "*.other.com"];
+        assert_eq!(attached("foo.example.com", &routes), None);
     }
 
     #[test]

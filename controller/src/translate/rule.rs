@@ -142,14 +142,7 @@ fn compile_rule(
             None => 1,
             Some(w) => u32::try_from(w).map_err(|_| RuleError::NegativeWeight(w))?,
         };
-        let r = BackendRef {
-            group: b.group.as_deref(),
-            kind: b.kind.as_deref(),
-            name: &b.name,
-            namespace: b.namespace.as_deref(),
-            port: b.port,
-        };
-        let target = match resolver.resolve(namespace, &r) {
+        let target = match resolver.resolve(namespace, &BackendRef::from(b)) {
             Ok(backend) => BackendTarget::Service(backend),
             Err(u) => {
                 let reason = u.to_string();

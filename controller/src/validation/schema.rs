@@ -51,6 +51,35 @@ impl Walk<'_> {
         });
     }
 
+    /// An object's or a list's size against the schema's `[max, min]` keywords, with
+    /// kube-apiserver's messages (its maximum message says "items" for objects too).
+    fn count(
+        &mut self,
+        schema: &Json,
+        path: &FieldPath,
+        count: usize,
+        [max_key, min_key]: [&str; 2],
+        noun: &str,
+    ) {
+        let count = count as u64;
+        if let Some(max) = schema.get(max_key).and_then(Json::as_u64) {
+            if count > max {
+                self.error(
+                    path,
+                    format!("Too many: {count}: must have at most {max} items"),
+                );
+            }
+        }
+        if let Some(min) = schema.get(min_key).and_then(Json::as_u64) {
+            if count < min {
+                self.error(
+                    path,
+                    format!("Invalid value: {count}: should have at least {min} {noun}"),
+                );
+            }
+        }
+    }
+
     fn node(&mut self, schema: &Json, value: &mut Json, path: &mut FieldPath) {
         let before = self.errors.len();
         if value.is_null() {
@@ -168,25 +197,13 @@ impl Walk<'_> {
                 }
             }
         }
-        if let Some(max) = schema.get("maxProperties").and_then(Json::as_u64) {
-            if map.len() as u64 > max {
-                self.error(
-                    path,
-                    format!("Too many: {}: must have at most {max} items", map.len()),
-                );
-            }
-        }
-        if let Some(min) = schema.get("minProperties").and_then(Json::as_u64) {
-            if (map.len() as u64) < min {
-                self.error(
-                    path,
-                    format!(
-                        "Invalid value: {}: should have at least {min} properties",
-                        map.len()
-                    ),
-                );
-            }
-        }
+        self.count(
+            schema,
+            path,
+            map.len(),
+            ["maxProperties", "minProperties"],
+            "properties",
+        );
     }
 
     /// Returns the duplicates of a `set` or `map` list, for the caller to report after the rules.
@@ -196,25 +213,7 @@ impl Walk<'_> {
         items: &mut [Json],
         path: &mut FieldPath,
     ) -> Vec<FieldError> {
-        if let Some(max) = schema.get("maxItems").and_then(Json::as_u64) {
-            if items.len() as u64 > max {
-                self.error(
-                    path,
-                    format!("Too many: {}: must have at most {max} items", items.len()),
-                );
-            }
-        }
-        if let Some(min) = schema.get("minItems").and_then(Json::as_u64) {
-            if (items.len() as u64) < min {
-                self.error(
-                    path,
-                    format!(
-                        "Invalid value: {}: should have at least {min} items",
-                        items.len()
-                    ),
-                );
-            }
-        }
+        self.count(schema, path, items.len(), ["maxItems", "minItems"], "items");
         if let Some(item_schema) = schema.get("items") {
             for (i, item) in items.iter_mut().enumerate() {
                 path.push_index(i);

@@ -15,6 +15,9 @@ use kube::Client;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::backoff::Backoff;
+use crate::error_chain;
+
 /// Where the Lease lives and its timings; [`LeaseConfig::new`] gives client-go's defaults.
 #[derive(Debug, Clone)]
 pub struct LeaseConfig {
@@ -107,13 +110,15 @@ pub fn spawn(
                     if !*tx.borrow() {
                         tracing::info!(identity = %config.identity, "became leader");
                     }
-                    tx.send_replace(true);
+                    // Only a change wakes the provisioner and the status writer, not every
+                    // renewal (every retry period).
+                    tx.send_if_modified(|leading| !std::mem::replace(leading, true));
                 }
                 Err(e) => {
                     let expired = last_renewed.is_none_or(|t| t.elapsed() >= config.renew_deadline);
                     if *tx.borrow() && (expired || matches!(e, LeaseError::HeldByOther(_))) {
                         tracing::warn!(identity = %config.identity, "stepping down: {e}");
-                        tx.send_replace(false);
+                        tx.send_if_modified(|leading| std::mem::replace(leading, false));
                         last_renewed = None;
                     } else if !*tx.borrow() && matches!(e, LeaseError::HeldByOther(_)) {
                         tracing::debug!("not leader: {e}");
@@ -124,49 +129,6 @@ pub fn spawn(
         }
     });
     (task, rx)
-}
-
-/// `error: cause: cause`, since a Lease failure's reason (NotFound, Forbidden) is in its source.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        // kube's errors often print their source inline already.
-        let cause = s.to_string();
-        if !text.contains(&cause) {
-            text.push_str(&format!(": {cause}"));
-        }
-        source = s.source();
-    }
-    text
-}
-
-/// Doubles the wait after each failed request, up to [`Backoff::MAX`]; the base on success.
-struct Backoff {
-    base: Duration,
-    current: Duration,
-}
-
-impl Backoff {
-    const MAX: Duration = Duration::from_secs(30);
-
-    fn new(base: Duration) -> Backoff {
-        Backoff {
-            base,
-            current: base,
-        }
-    }
-
-    fn next(&mut self) -> Duration {
-        let wait = self.current;
-        self.current = (self.current * 2).min(Self::MAX.max(self.base));
-        wait
-    }
-
-    fn reset(&mut self) -> Duration {
-        self.current = self.base;
-        self.base
-    }
 }
 
 async fn try_acquire_or_renew(api: &Api<Lease>, config: &LeaseConfig) -> Result<(), LeaseError> {

@@ -9,6 +9,7 @@
 
 #![warn(missing_docs)]
 
+mod backoff;
 pub mod features;
 pub mod leader;
 pub mod mirror_settings;
@@ -30,14 +31,18 @@ pub const CONTROLLER_NAME: &str = "sluice.dev/gateway-controller";
 /// The field manager of every object and status Sluice server-side-applies.
 pub const FIELD_MANAGER: &str = "sluice";
 
-/// `error: cause: cause`, the whole chain on one line: what a condition message or a report
-/// shows.
+/// `error: cause: cause`, the whole chain on one line: what a condition message, a log line or a
+/// report shows (a Lease failure's reason, NotFound or Forbidden, is in its source). A cause the
+/// text already shows is not repeated: kube's errors often print their source inline.
 pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut message = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
         source = cause.source();
     }
     message

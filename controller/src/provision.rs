@@ -45,6 +45,7 @@ use self::manifests::{
 use self::params::{DataPlaneParams, ParametersRefError};
 use self::probe::PodProbeConfig;
 pub use self::state::{DataPlanes, GatewayKey, ProvisionedDataPlane, Provisioning};
+use crate::backoff::Backoff;
 use crate::publish::Store;
 use crate::resources::Resources;
 use crate::status::conditions::reasons::{self, INVALID_PARAMETERS};
@@ -53,6 +54,8 @@ use crate::{CONTROLLER_NAME, FIELD_MANAGER};
 
 /// How long a wake-up waits for more changes before reconciling.
 const DEBOUNCE: Duration = Duration::from_millis(20);
+/// The first wait before a reconcile with a failed request is tried again; it doubles up to 30 s.
+const RETRY: Duration = Duration::from_secs(1);
 
 /// Settings of the [`Provisioner`] from the controller's command line.
 #[derive(Debug, Clone)]
@@ -155,12 +158,22 @@ impl Provisioner {
             self.resources.clone(),
             &changed,
         );
+        // A reconcile with a failed request is retried on its own pace.
+        let mut backoff = Backoff::new(RETRY);
         loop {
             let resources = self.resources.borrow_and_update().clone();
             let leading = *self.leader.borrow_and_update();
+            let mut retry_in = None;
             if let (true, Some(resources)) = (leading, resources) {
                 let previous = self.provisioning.borrow().clone();
                 let next = self.reconcile(&resources, &previous).await;
+                if next.incomplete {
+                    let wait = backoff.next();
+                    tracing::debug!(retry_in = ?wait, "provisioning incomplete, retrying");
+                    retry_in = Some(wait);
+                } else {
+                    backoff.reset();
+                }
                 self.publish(&resources, &previous, next).await;
             }
             // Bind failures show in no watched object: ask the pods again while any is short.
@@ -175,6 +188,7 @@ impl Provisioner {
                     r = self.resources.changed() => if r.is_err() { return },
                     r = self.leader.changed() => if r.is_err() { return },
                     _ = changed.notified() => {}
+                    _ = tokio::time::sleep(retry_in.unwrap_or_default()), if retry_in.is_some() => {}
                     _ = tokio::time::sleep(self.config.resync) => {}
                     _ = tokio::time::sleep(self.config.probe.interval), if short => {
                         let resources = self.resources.borrow().clone();
@@ -239,6 +253,7 @@ impl Provisioner {
                         .insert((*class).to_string(), message.clone());
                 }
                 ClassParams::Unknown => {
+                    out.incomplete = true;
                     if let Some(message) = previous.invalid_classes.get(*class) {
                         out.invalid_classes
                             .insert((*class).to_string(), message.clone());
@@ -292,6 +307,7 @@ impl Provisioner {
                     plane
                 }
                 Err(e) => {
+                    out.incomplete = true;
                     tracing::warn!("provisioning {key}: {e}");
                     ProvisionedDataPlane::pending(format!(
                         "the data plane could not be provisioned: {}",
@@ -302,6 +318,7 @@ impl Provisioner {
             out.data_planes.insert(key, plane);
         }
         if let Err(e) = self.delete_stale_bindings(&bindings).await {
+            out.incomplete = true;
             tracing::warn!("cleaning up data-plane ClusterRoleBindings: {e}");
         }
         out

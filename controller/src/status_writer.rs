@@ -28,6 +28,7 @@ use tokio::sync::watch;
 
 use self::merge::{carry_transition_times, merge_route_parents, now};
 use self::overlay::{overlay_provisioning, unbound_in_data_plane};
+use crate::backoff::Backoff;
 use crate::provision::Provisioning;
 use crate::publish::Store;
 use crate::sources::kube::ClaimedRoutes;
@@ -36,6 +37,8 @@ use crate::FIELD_MANAGER;
 
 /// Rewrite everything now and then, in case someone else changed a status behind our back.
 const RESYNC: Duration = Duration::from_secs(60);
+/// The first wait before a failed status write is tried again; it doubles up to 30 s.
+const RETRY: Duration = Duration::from_millis(500);
 
 /// Bounds one write, client retries included, so a deposed leader does not keep retrying.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -108,16 +111,27 @@ impl StatusWriter {
         // Without a provisioner (its sender dropped) its view simply never changes.
         let mut provisioning_open = true;
         let mut claimed_open = true;
+        // A failed write is retried on its own pace, not only at the next change or resync.
+        let mut backoff = Backoff::new(RETRY);
         loop {
+            let mut retry_in = None;
             if *self.leader.borrow_and_update() && self.store.is_ready() {
-                if let Err(e) = self.sync().await {
-                    tracing::warn!("status write failed, will retry: {e}");
+                match self.sync().await {
+                    Ok(_) => {
+                        backoff.reset();
+                    }
+                    Err(e) => {
+                        let wait = backoff.next();
+                        tracing::warn!(retry_in = ?wait, "status write failed: {e}");
+                        retry_in = Some(wait);
+                    }
                 }
             } else {
                 // A future term starts from what the API server holds, not from our memory.
                 self.written.clear();
             }
             tokio::select! {
+                _ = tokio::time::sleep(retry_in.unwrap_or_default()), if retry_in.is_some() => {}
                 r = generations.changed() => if r.is_err() { return },
                 r = self.leader.changed() => if r.is_err() { return },
                 r = self.provisioning.changed(), if provisioning_open => provisioning_open = r.is_ok(),

@@ -374,3 +374,33 @@ async fn a_stale_entry_left_while_no_controller_ran_is_removed_by_the_next_leade
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_refused_status_write_is_retried_without_another_change() {
+    let server = seeded_server().await;
+    // A leader that never renews (no Lease task) and nothing else changing: only the writer's
+    // own retry can bring the statuses once the API server lets its writes through.
+    let store = Store::new();
+    let source = KubeSource::controller(server.client_as("source").expect("client"), store.clone());
+    let claimed = source.claimed_routes();
+    let (_leader_tx, leader) = watch::channel(true);
+    let (_dp_tx, dp_rx) = watch::channel(Arc::new(no_data_planes()));
+    server.forbid("writer");
+    let writer = StatusWriter::new(
+        server.client_as("writer").expect("client"),
+        store,
+        leader,
+        dp_rx,
+        claimed,
+    );
+    let _tasks = AbortOnDrop(vec![source.spawn(), writer.spawn()]);
+    until("a refused status write", LIMIT, || {
+        (server.refused_requests("writer") > 0).then_some(())
+    })
+    .await;
+    server.permit("writer");
+    until("route Accepted after the retry", LIMIT, || {
+        route_parent_condition(&server, "echo", "Accepted")
+    })
+    .await;
+}

@@ -270,7 +270,7 @@ async fn reconcile<A>(
                 sockets.insert(address, socket);
             }
             Err(e) => {
-                let error = error_chain(&e);
+                let error = sluice_controller::error_chain(&e);
                 let failures = before.map_or(1, |u| u.failures.saturating_add(1));
                 let retry_in = shared.options.bind_retry.delay(failures);
                 // The same error again is the expected state of a held port: said once.
@@ -290,17 +290,6 @@ async fn reconcile<A>(
             }
         }
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]

@@ -59,6 +59,9 @@ pub struct Provisioning {
     pub rejected_gateways: BTreeMap<GatewayKey, String>,
     /// The data plane of every provisioned Gateway.
     pub data_planes: DataPlanes,
+    /// An API request of this reconcile failed (applying, deleting, reading parameters): the
+    /// provisioner tries again on its retry pace, not only at the next change or resync.
+    pub incomplete: bool,
 }
 
 // === impl GatewayKey ===

@@ -80,6 +80,8 @@ struct Shared {
     store: Mutex<ObjectStore>,
     /// Users whose requests are refused, and how.
     refused: Mutex<std::collections::HashMap<String, Refusal>>,
+    /// How many requests each user had refused so far.
+    refusals: Mutex<std::collections::HashMap<String, usize>>,
     writes: Mutex<Vec<Write>>,
     bookmark_interval: Duration,
 }
@@ -113,6 +115,7 @@ impl FakeApiServer {
         let shared = Arc::new(Shared {
             store: Mutex::new(ObjectStore::new()),
             refused: Mutex::new(Default::default()),
+            refusals: Mutex::new(Default::default()),
             writes: Mutex::new(Vec::new()),
             bookmark_interval,
         });
@@ -261,6 +264,18 @@ impl FakeApiServer {
 
     pub fn permit(&self, user: &str) {
         self.refuse(user, None);
+    }
+
+    /// How many requests from `user` were refused (blocked or forbidden) so far: a test waits for
+    /// a refused attempt instead of sleeping.
+    pub fn refused_requests(&self, user: &str) -> usize {
+        self.shared
+            .refusals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(user)
+            .copied()
+            .unwrap_or(0)
     }
 
     fn refuse(&self, user: &str, how: Option<Refusal>) {
@@ -444,6 +459,14 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
         .unwrap_or_else(PoisonError::into_inner)
         .get(&user)
         .copied();
+    if refusal.is_some() {
+        *shared
+            .refusals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(user.clone())
+            .or_default() += 1;
+    }
     match refusal {
         Some(Refusal::Partitioned) => {
             return error(&ApiError::new(

@@ -191,7 +191,14 @@ impl Framer {
         // passes the check has no bare CR, LF or NUL, so the byte-by-byte scan below would pass
         // it too; it runs only when the head is unfinished or refused, to refuse it exactly as
         // it always did (the first bad framing byte wins over the rest of the check).
-        if let Some(end) = head_end(input, scanned.saturating_sub(3)) {
+        // A read that holds exactly one head ends with its CRLFCRLF: checking it as it is also
+        // proves no earlier CRLFCRLF ends it sooner (the empty line would fail the check).
+        let end = if input.ends_with(b"\r\n\r\n") {
+            Some(input.len())
+        } else {
+            head_end(input, scanned.saturating_sub(3))
+        };
+        if let Some(end) = end {
             if let Ok(info) = head::check(&input[..end], &self.limits) {
                 return self.passed(end, info);
             }

@@ -82,6 +82,7 @@ impl EdgeStream {
     }
 
     /// Hands on proven bytes or the marker, if there are any.
+    #[inline]
     fn hand_on(&mut self, out: &mut ReadBuf<'_>) -> bool {
         if let Some((marker, sent)) = self.marker.as_mut() {
             let n = (marker.len() - *sent).min(out.remaining());

@@ -179,7 +179,8 @@ mod fuzz {
                 (any::<usize>(), prop::sample::select(vec![b'\r', b'\n', 0, b' ', b':', b'a'])),
                 0..3,
             ),
-            keep in any::<usize>(),
+            tail in prop::sample::select(vec!["", "next"]),
+            keep in prop::option::of(any::<usize>()),
             max_request_line in prop::sample::select(vec![8, 30, 8 * 1024]),
             max_header_bytes in prop::sample::select(vec![10, 64 * 1024]),
         ) {
@@ -188,11 +189,14 @@ mod fuzz {
                 input.extend_from_slice(f.as_bytes());
                 input.extend_from_slice(b"\r\n");
             }
-            input.extend_from_slice(b"\r\nnext");
+            input.extend_from_slice(b"\r\n");
+            input.extend_from_slice(tail.as_bytes());
             for (at, byte) in mutations {
                 input.insert(at % (input.len() + 1), byte);
             }
-            input.truncate(keep % (input.len() + 1));
+            if let Some(keep) = keep {
+                input.truncate(keep % (input.len() + 1));
+            }
             let limits = EdgeLimits { max_request_line, max_header_bytes, ..EdgeLimits::default() };
             let mut quick = Framer::new(limits);
             let mut scan = Framer::new(limits);

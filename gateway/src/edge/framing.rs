@@ -106,11 +106,14 @@ impl Framer {
 
     /// Between messages with no byte of the next head seen: the connection is idle.
     pub fn at_message_start(&self) -> bool {
-        self.state
-            == State::Head {
+        // A pattern, not `==`: the derived `PartialEq` was an out-of-line call on every read.
+        matches!(
+            self.state,
+            State::Head {
                 scanned: 0,
                 line_end: None,
             }
+        )
     }
 
     /// Inside an unfinished request head.
@@ -124,7 +127,7 @@ impl Framer {
     }
 
     pub fn awaiting_upgrade(&self) -> bool {
-        self.state == State::AwaitUpgrade
+        matches!(self.state, State::AwaitUpgrade)
     }
 
     /// The response to the upgrade request is known: 101 switches to a tunnel.
@@ -176,7 +179,7 @@ impl Framer {
         step
     }
 
-    fn head(&mut self, input: &[u8], scanned: usize, mut line_end: Option<usize>) -> Step {
+    fn head(&mut self, input: &[u8], scanned: usize, line_end: Option<usize>) -> Step {
         // A request line never starts with CR, so a head scanned this little is still blank lines.
         if scanned < 2 {
             let blank = input.chunks(2).take_while(|pair| *pair == b"\r\n").count();
@@ -184,6 +187,28 @@ impl Framer {
                 return Step::Discard(blank * 2);
             }
         }
+        // Most heads arrive whole and sound: find the end and check the head once. A head that
+        // passes the check has no bare CR, LF or NUL, so the byte-by-byte scan below would pass
+        // it too; it runs only when the head is unfinished or refused, to refuse it exactly as
+        // it always did (the first bad framing byte wins over the rest of the check).
+        // A read that holds exactly one head ends with its CRLFCRLF: checking it as it is also
+        // proves no earlier CRLFCRLF ends it sooner (the empty line would fail the check).
+        let end = if input.ends_with(b"\r\n\r\n") {
+            Some(input.len())
+        } else {
+            head_end(input, scanned.saturating_sub(3))
+        };
+        if let Some(end) = end {
+            if let Ok(info) = head::check(&input[..end], &self.limits) {
+                return self.passed(end, info);
+            }
+        }
+        self.scan_head(input, scanned, line_end)
+    }
+
+    /// The head framed byte by byte: refuses at the first bad framing byte, and keeps an
+    /// unfinished head's progress so the next read resumes where this one stopped.
+    fn scan_head(&mut self, input: &[u8], scanned: usize, mut line_end: Option<usize>) -> Step {
         let limits = &self.limits;
         // One pass over the bytes that frame a head, resumed a little before the last scan
         // so a CRLF or CRLFCRLF split across reads is seen whole. A bare LF or CR (or a NUL)
@@ -228,10 +253,14 @@ impl Framer {
             };
             return Step::NeedMore;
         };
-        let info = match head::check(&input[..end], limits) {
-            Ok(info) => info,
-            Err(v) => return Step::Refuse(v),
-        };
+        match head::check(&input[..end], limits) {
+            Ok(info) => self.passed(end, info),
+            Err(v) => Step::Refuse(v),
+        }
+    }
+
+    /// The first `end` bytes are a checked head: pass them and expect what `info` says follows.
+    fn passed(&mut self, end: usize, info: head::HeadInfo) -> Step {
         self.heads += 1;
         self.state = match info.body {
             BodyFraming::None if info.upgrade => State::AwaitUpgrade,
@@ -398,6 +427,20 @@ impl Framer {
             Step::Pass(i)
         }
     }
+}
+
+/// Where the head at the front of `input` ends (just past its CRLFCRLF), looking for an end no
+/// earlier than `from`: the line feeds are found by `memchr`, and only they are looked at.
+fn head_end(input: &[u8], from: usize) -> Option<usize> {
+    let mut at = from;
+    while let Some(i) = memchr::memchr(b'\n', input.get(at..)?) {
+        let lf = at + i;
+        if lf >= 3 && input[lf - 3..lf] == *b"\r\n\r" {
+            return Some(lf + 1);
+        }
+        at = lf + 1;
+    }
+    None
 }
 
 #[cfg(test)]

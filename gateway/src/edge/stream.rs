@@ -44,6 +44,8 @@ pub struct EdgeStream {
     header_deadline: Option<Pin<Box<Sleep>>>,
     /// When an idle keep-alive connection is closed; one timer per connection, reset per wait.
     keepalive: Option<Pin<Box<Sleep>>>,
+    /// The waker `keepalive` was last polled with in this idle period.
+    keepalive_waker: Option<Waker>,
     /// Waiting for the next request since `idle_since`.
     idle: bool,
     idle_since: Instant,
@@ -70,6 +72,7 @@ impl EdgeStream {
             // The first request's head is due client_header_timeout after accept.
             header_deadline: Some(Box::pin(tokio::time::sleep(limits.client_header_timeout))),
             keepalive: None,
+            keepalive_waker: None,
             idle: false,
             idle_since: Instant::now(),
             eof: false,
@@ -79,6 +82,7 @@ impl EdgeStream {
     }
 
     /// Hands on proven bytes or the marker, if there are any.
+    #[inline]
     fn hand_on(&mut self, out: &mut ReadBuf<'_>) -> bool {
         if let Some((marker, sent)) = self.marker.as_mut() {
             let n = (marker.len() - *sent).min(out.remaining());
@@ -288,6 +292,15 @@ impl EdgeStream {
         if !self.idle {
             self.idle = true;
             self.idle_since = Instant::now();
+        } else if self.keepalive.as_ref().is_some_and(|t| !t.is_elapsed())
+            && self
+                .keepalive_waker
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            // Polled already in this idle period by this task: the timer wakes it when it
+            // fires, so a second wait costs a load, not another poll of the timer.
+            return false;
         }
         let due = self.idle_since + self.limits.keepalive_timeout;
         let timer = self
@@ -295,6 +308,10 @@ impl EdgeStream {
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
         loop {
             if timer.as_mut().poll(cx).is_pending() {
+                match &mut self.keepalive_waker {
+                    Some(waker) => waker.clone_from(cx.waker()),
+                    None => self.keepalive_waker = Some(cx.waker().clone()),
+                }
                 return false;
             }
             if Instant::now() >= due {

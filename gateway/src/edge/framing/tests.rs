@@ -166,6 +166,53 @@ mod fuzz {
     proptest! {
         #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
 
+        /// A head checked whole on the quick path gets the verdict the byte-by-byte scan gives
+        /// it: the same step (the same violation when refused) and the same state after it.
+        #[test]
+        fn the_quick_path_agrees_with_the_byte_scan(
+            line in "(GET|POST|G T) (/[a-z]{0,6}|http://a/|x) HTTP/1\\.(1|0)",
+            fields in proptest::collection::vec(
+                "(Host|Content-Length|Transfer-Encoding|Upgrade|X-A)(:| :)( ?)(a|5|chunked|ws|\t)",
+                0..4,
+            ),
+            mutations in proptest::collection::vec(
+                (any::<usize>(), prop::sample::select(vec![b'\r', b'\n', 0, b' ', b':', b'a'])),
+                0..3,
+            ),
+            tail in prop::sample::select(vec!["", "next"]),
+            keep in prop::option::of(any::<usize>()),
+            max_request_line in prop::sample::select(vec![8, 30, 8 * 1024]),
+            max_header_bytes in prop::sample::select(vec![10, 64 * 1024]),
+        ) {
+            let mut input = format!("{line}\r\n").into_bytes();
+            for f in &fields {
+                input.extend_from_slice(f.as_bytes());
+                input.extend_from_slice(b"\r\n");
+            }
+            input.extend_from_slice(b"\r\n");
+            input.extend_from_slice(tail.as_bytes());
+            for (at, byte) in mutations {
+                input.insert(at % (input.len() + 1), byte);
+            }
+            if let Some(keep) = keep {
+                input.truncate(keep % (input.len() + 1));
+            }
+            let limits = EdgeLimits { max_request_line, max_header_bytes, ..EdgeLimits::default() };
+            let mut quick = Framer::new(limits);
+            let mut scan = Framer::new(limits);
+            let step = quick.advance(&input);
+            if !matches!(step, Step::Discard(_)) {
+                let mut expected = scan.scan_head(&input, 0, None);
+                if let Step::Refuse(v) = expected {
+                    scan.state = State::Refused(v);
+                    expected = Step::Refuse(v);
+                }
+                prop_assert_eq!(step, expected);
+                prop_assert_eq!(quick.state, scan.state);
+                prop_assert_eq!(quick.heads(), scan.heads());
+            }
+        }
+
         /// However a byte stream is cut into reads, the framer passes the same bytes and
         /// reaches the same verdict; it never passes more than it was given.
         #[test]

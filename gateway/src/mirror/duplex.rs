@@ -17,8 +17,8 @@ use tracing::debug;
 use super::exchange::{gather, Chunk, ResponseSide, State, Stats};
 use super::{halves, Outcome};
 
-/// Bodies this large, or of unknown length, are written full duplex. Smaller ones fit the
-/// socket buffers whatever the mirror does, and keep their connection poolable.
+/// Bodies this large, or of unknown length, are written full duplex. Smaller ones are a few
+/// batches, with the answer read between them, and keep their connection poolable.
 const DUPLEX_BYTES: u64 = 1024 * 1024;
 
 /// Whether a copy's body is large enough, or open-ended enough, to need full duplex.
@@ -50,7 +50,6 @@ pub(super) async fn exchange(
     stats: &mut Stats,
 ) -> Outcome {
     let mirror = body.mirror;
-
     let (reading, writing) = halves::split(stream);
     let mut reader = HttpSession::H1(Http1Session::new(Box::new(reading)));
     let mut writer = Http1Session::new(Box::new(writing));
@@ -64,8 +63,8 @@ pub(super) async fn exchange(
         debug!(%mirror, error = %e, "mirror request head write failed");
         return Outcome::UpstreamError;
     }
-    // The answer is read on a task of its own: an echoing mirror sends as much as it receives,
-    // and reading it on the writer's task would halve the copy's throughput.
+    // The answer is read on a task of its own, so reading never waits for the writer's turn
+    // (an echoing mirror sends as much as it receives).
     let mut answer = Answer(tokio::spawn(read_answer(reader)));
     // An answer complete before the body is written ends the copy as the pooled path does: the
     // rest of the body is not sent, and the connection is closed.
@@ -145,4 +144,34 @@ async fn write_body(
         return Err(Outcome::UpstreamError);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head_with(name: &str, value: &str) -> RequestHeader {
+        let mut head = RequestHeader::build("POST", b"/", None).expect("head");
+        head.insert_header(name.to_owned(), value).expect("header");
+        head
+    }
+
+    #[test]
+    fn bodies_of_a_mebibyte_or_more_are_written_full_duplex() {
+        assert!(wanted(&head_with("content-length", "1048576")));
+        assert!(!wanted(&head_with("content-length", "1048575")));
+    }
+
+    #[test]
+    fn bodies_of_unknown_length_are_written_full_duplex() {
+        assert!(wanted(&head_with("transfer-encoding", "chunked")));
+    }
+
+    #[test]
+    fn bodiless_and_unparsable_lengths_keep_the_pooled_loop() {
+        assert!(!wanted(
+            &RequestHeader::build("GET", b"/", None).expect("head")
+        ));
+        assert!(!wanted(&head_with("content-length", "lots")));
+    }
 }

@@ -16,7 +16,9 @@
 //! See `docs/mirroring.md` for the semantics and every bound and metric.
 
 mod budget;
+mod duplex;
 mod exchange;
+mod halves;
 mod head;
 pub mod metrics;
 

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info};
 
 use super::budget::{InflightSlot, Reservation};
-use super::{AbortReason, MirrorEngine as Engine, Outcome};
+use super::{duplex, AbortReason, MirrorEngine as Engine, Outcome};
 
 /// Queued chunks are written in batches of up to this many bytes: one syscall (and one chunk
 /// frame when chunked) per batch instead of per 16–64 KiB read from the client.
@@ -47,9 +47,9 @@ pub(super) struct Job {
 
 /// What the exchange learnt, for metrics and the access log.
 #[derive(Default)]
-struct Stats {
-    status: Option<u16>,
-    bytes: u64,
+pub(super) struct Stats {
+    pub status: Option<u16>,
+    pub bytes: u64,
 }
 
 pub(super) async fn run(job: Job) {
@@ -128,11 +128,26 @@ async fn exchange(
             return Outcome::ConnectError;
         }
     };
+    let bytes_metric = engine.metrics.bytes.with_label_values(&[route, mirror]);
+    // A large HTTP/1.1 body is written while the answer is read, not between writes (below):
+    // a mirror answering as it reads could otherwise fill both directions and stall. HTTP/2
+    // copies keep the loop below.
+    session = match session {
+        HttpSession::H1(h1) if duplex::wanted(&head) => {
+            let body = duplex::Body {
+                chunks,
+                state,
+                bytes_metric: &bytes_metric,
+                mirror,
+            };
+            return duplex::exchange(h1.into_inner(), head, body, stats).await;
+        }
+        other => other,
+    };
     if let Err(e) = session.write_request_header(Box::new(head)).await {
         debug!(%mirror, error = %e, "mirror request head write failed");
         return Outcome::UpstreamError;
     }
-    let bytes_metric = engine.metrics.bytes.with_label_values(&[route, mirror]);
     let mut response = ResponseSide::default();
     // Every byte was written and the body finished.
     let mut request_done = false;
@@ -222,15 +237,15 @@ enum Step {
 
 /// The mirror's answer, read and discarded as it arrives.
 #[derive(Default)]
-struct ResponseSide {
-    status: Option<u16>,
-    done: bool,
+pub(super) struct ResponseSide {
+    pub status: Option<u16>,
+    pub done: bool,
 }
 
 impl ResponseSide {
     /// Reads the next part of the answer: the head (informational ones skipped), then body
     /// pieces until the end. Cancel-safe, as Pingora's own duplex proxy loop relies on.
-    async fn read(&mut self, session: &mut HttpSession) -> pingora_error::Result<()> {
+    pub(super) async fn read(&mut self, session: &mut HttpSession) -> pingora_error::Result<()> {
         if self.status.is_none() {
             session.read_response_header().await?;
             let Some(status) = session.response_header().map(|h| h.status.as_u16()) else {
@@ -252,7 +267,10 @@ impl ResponseSide {
 }
 
 /// Joins whatever is already queued behind `first`, up to [`BATCH_BYTES`].
-fn gather(first: Chunk, chunks: &mut mpsc::UnboundedReceiver<Chunk>) -> (Bytes, Vec<Reservation>) {
+pub(super) fn gather(
+    first: Chunk,
+    chunks: &mut mpsc::UnboundedReceiver<Chunk>,
+) -> (Bytes, Vec<Reservation>) {
     let mut reservations = vec![first.reservation];
     let data = first.data;
     let mut batch: Option<BytesMut> = None;

@@ -1,0 +1,177 @@
+//! The body phase of a large HTTP/1.1 mirror copy, full duplex: one session writes the body on
+//! the connection's write half while another reads and discards the answer on its read half.
+//! A mirror that answers while it reads (an echo) keeps draining the body instead of stalling
+//! both directions until the copy's budget overflows. The connection is closed afterwards:
+//! Pingora pools a connection only through the session that both wrote and read it.
+
+use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+use pingora_core::protocols::http::client::HttpSession;
+use pingora_core::protocols::http::v1::client::HttpSession as Http1Session;
+use pingora_core::protocols::Stream;
+use pingora_http::RequestHeader;
+use prometheus::IntCounter;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::debug;
+
+use super::exchange::{gather, Chunk, ResponseSide, State, Stats};
+use super::{halves, Outcome};
+
+/// Bodies this large, or of unknown length, are written full duplex. Smaller ones are a few
+/// batches, with the answer read between them, and keep their connection poolable.
+const DUPLEX_BYTES: u64 = 1024 * 1024;
+
+/// Whether a copy's body is large enough, or open-ended enough, to need full duplex.
+pub(super) fn wanted(head: &RequestHeader) -> bool {
+    let headers = &head.headers;
+    if headers.contains_key(TRANSFER_ENCODING) {
+        return true;
+    }
+    headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .is_some_and(|len| len >= DUPLEX_BYTES)
+}
+
+/// Everything the body phase needs from the exchange.
+pub(super) struct Body<'a> {
+    pub chunks: mpsc::UnboundedReceiver<Chunk>,
+    pub state: &'a watch::Receiver<State>,
+    pub bytes_metric: &'a IntCounter,
+    pub mirror: &'a str,
+}
+
+/// Sends `head` and the body on `stream` while reading the answer; the connection is closed.
+pub(super) async fn exchange(
+    stream: Stream,
+    head: RequestHeader,
+    body: Body<'_>,
+    stats: &mut Stats,
+) -> Outcome {
+    let mirror = body.mirror;
+    let (reading, writing) = halves::split(stream);
+    let mut reader = HttpSession::H1(Http1Session::new(Box::new(reading)));
+    let mut writer = Http1Session::new(Box::new(writing));
+    // The reading half discards this copy of the head; its session learns the method from it
+    // (the answer to a HEAD has no body).
+    let heads = async {
+        reader.write_request_header(Box::new(head.clone())).await?;
+        writer.write_request_header(Box::new(head)).await
+    };
+    if let Err(e) = heads.await {
+        debug!(%mirror, error = %e, "mirror request head write failed");
+        return Outcome::UpstreamError;
+    }
+    // The answer is read on a task of its own, so reading never waits for the writer's turn
+    // (an echoing mirror sends as much as it receives).
+    let mut answer = Answer(tokio::spawn(read_answer(reader)));
+    // An answer complete before the body is written ends the copy as the pooled path does: the
+    // rest of the body is not sent, and the connection is closed.
+    let read = tokio::select! {
+        read = &mut answer.0 => read,
+        written = write_body(&mut writer, body, &mut stats.bytes) => match written {
+            Ok(()) => (&mut answer.0).await,
+            Err(outcome) => return outcome,
+        },
+    };
+    match read {
+        Ok(Ok(status)) => {
+            stats.status = status;
+            Outcome::Completed
+        }
+        Ok(Err(e)) => {
+            debug!(%mirror, error = %e, "mirror response read failed");
+            Outcome::UpstreamError
+        }
+        Err(e) => {
+            debug!(%mirror, error = %e, "mirror response reader failed");
+            Outcome::UpstreamError
+        }
+    }
+}
+
+/// The task reading a copy's answer, stopped with the copy however it ends.
+struct Answer(JoinHandle<pingora_error::Result<Option<u16>>>);
+
+impl Drop for Answer {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Reads and discards the whole answer; its status.
+async fn read_answer(mut reader: HttpSession) -> pingora_error::Result<Option<u16>> {
+    let mut response = ResponseSide::default();
+    while !response.done {
+        response.read(&mut reader).await?;
+    }
+    Ok(response.status)
+}
+
+/// Writes every queued chunk and ends the body, or says why the copy stopped.
+async fn write_body(
+    writer: &mut Http1Session,
+    body: Body<'_>,
+    bytes: &mut u64,
+) -> Result<(), Outcome> {
+    let Body {
+        mut chunks,
+        state,
+        bytes_metric,
+        mirror,
+    } = body;
+    while let Some(first) = chunks.recv().await {
+        let (batch, reservations) = gather(first, &mut chunks);
+        let len = batch.len() as u64;
+        if let Err(e) = writer.write_body(&batch).await {
+            debug!(%mirror, error = %e, "mirror request body write failed");
+            return Err(Outcome::UpstreamError);
+        }
+        drop(reservations);
+        bytes_metric.inc_by(len);
+        *bytes += len;
+    }
+    // The sender is gone: either the body is complete or the copy was abandoned.
+    let current = *state.borrow();
+    match current {
+        State::BodyComplete => {}
+        State::Aborted(reason) => return Err(Outcome::from(reason)),
+        State::Streaming => return Err(Outcome::AbortedClient),
+    }
+    if let Err(e) = writer.finish_body().await {
+        debug!(%mirror, error = %e, "mirror request body finish failed");
+        return Err(Outcome::UpstreamError);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head_with(name: &str, value: &str) -> RequestHeader {
+        let mut head = RequestHeader::build("POST", b"/", None).expect("head");
+        head.insert_header(name.to_owned(), value).expect("header");
+        head
+    }
+
+    #[test]
+    fn bodies_of_a_mebibyte_or_more_are_written_full_duplex() {
+        assert!(wanted(&head_with("content-length", "1048576")));
+        assert!(!wanted(&head_with("content-length", "1048575")));
+    }
+
+    #[test]
+    fn bodies_of_unknown_length_are_written_full_duplex() {
+        assert!(wanted(&head_with("transfer-encoding", "chunked")));
+    }
+
+    #[test]
+    fn bodiless_and_unparsable_lengths_keep_the_pooled_loop() {
+        assert!(!wanted(
+            &RequestHeader::build("GET", b"/", None).expect("head")
+        ));
+        assert!(!wanted(&head_with("content-length", "lots")));
+    }
+}

@@ -269,9 +269,12 @@ async fn large_upload_is_mirrored_intact(mib: usize) {
     );
 }
 
+/// Three times the default 8 MiB per-copy budget: the body can only arrive whole by streaming.
+/// (At 48 MiB, a dev build on a loaded 2-core machine let the mirror fall a budget behind the
+/// primary about once in ten runs: a speed race, not a fidelity fault.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthy_mirror_receives_a_large_upload_intact() {
-    large_upload_is_mirrored_intact(48).await;
+    large_upload_is_mirrored_intact(24).await;
 }
 
 /// `cargo test -p sluice-gateway --test mirror_proxy -- --ignored --nocapture` (slow in dev).

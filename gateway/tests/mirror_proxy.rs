@@ -113,7 +113,7 @@ async fn every_mirror_filter_gets_its_own_copy() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fraction_samples_within_three_sigma() {
+async fn fraction_samples_within_four_sigma() {
     const N: u64 = 2000;
     let (primary, _p) = servers::recording(200).await;
     let (shadow, _m) = servers::recording(200).await;
@@ -156,10 +156,12 @@ async fn fraction_samples_within_three_sigma() {
     })
     .await;
     let copies = settled as f64;
+    // Four sigma: a correct sampler fails this about once in 16,000 runs (three sigma was once
+    // in 370, too often for CI); 25 % or 35 % sampling still falls outside the band.
     assert!(
-        (copies - mean).abs() <= 3.0 * sigma,
+        (copies - mean).abs() <= 4.0 * sigma,
         "{copies} copies of {N} at 30% (band {mean} ± {})",
-        3.0 * sigma
+        4.0 * sigma
     );
     assert_eq!(gw.count("sampled", Outcome::Completed), settled);
 }

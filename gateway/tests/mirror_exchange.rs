@@ -187,6 +187,48 @@ async fn a_mirror_answering_more_than_it_reads_is_drained_while_the_body_is_writ
     gw.all_completed("amplified", 1).await;
 }
 
+// An h2c mirror that answers as it reads (a gRPC bidirectional stream), 64 bytes per body byte:
+// while a copy blocks in one body write, the answer to that write alone overfills Pingora's
+// 8 MiB HTTP/2 receive window, the mirror stops reading, and a copy that reads the answer only
+// between writes waits on flow control until the mirror timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2c_mirror_answering_as_it_reads_gets_a_large_upload_whole() {
+    let (primary, mut at_primary) = servers::recording(200).await;
+    let (shadow, mut at_mirror) = servers::echoing_h2c(64).await;
+    let h2c_mirror = Filter::Mirror(Mirror {
+        backend: Arc::new(Backend::new(
+            gateway::label("echoing"),
+            vec![shadow.addr],
+            BackendProtocol::H2c,
+        )),
+        fraction: Fraction::ALL,
+    });
+    // The budget holds the whole body: only a stalled exchange can fail the copy.
+    let options = MirrorOptions {
+        settings: MirrorSettings {
+            request_buffer_bytes: 32 * 1024 * 1024,
+            ..MirrorSettings::default()
+        },
+        ..MirrorOptions::default()
+    };
+    let gw = Gateway::start(primary.addr, vec![h2c_mirror], options).await;
+    let data = body(2 * 1024 * 1024 + 5);
+    let len = data.len() as u64;
+    let resp = within(
+        "the upload",
+        LIMIT,
+        gateway::client().post(gw.url("/echoing")).body(data).send(),
+    )
+    .await
+    .expect("response");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(received("primary", &mut at_primary).await.body_len, len);
+    let got = received("mirror", &mut at_mirror).await;
+    assert!(got.complete, "the mirror's body ended early");
+    assert_eq!(got.body_len, len, "the mirror read the whole body");
+    gw.all_completed("echoing", 1).await;
+}
+
 /// An HTTP/1.1 mirror answering each body byte with [`AMPLIFY`] bytes as it reads it; reports
 /// how many body bytes each request got before it ended or the connection did.
 async fn amplifying_mirror() -> (std::net::SocketAddr, UnboundedReceiver<u64>) {

@@ -1,12 +1,19 @@
-//! The body phase of a large HTTP/1.1 mirror copy, full duplex: one session writes the body on
-//! the connection's write half while another reads and discards the answer on its read half.
-//! A mirror that answers while it reads (an echo) keeps draining the body instead of stalling
-//! both directions until the copy's budget overflows. The connection is closed afterwards:
-//! Pingora pools a connection only through the session that both wrote and read it.
+//! The body phase of a mirror copy, full duplex: the body is written while the answer is read
+//! and discarded, so a mirror that answers while it reads (an echo, a gRPC bidirectional
+//! stream) keeps draining the body instead of stalling both directions until the copy's budget
+//! overflows or its timeout fires.
+//! - HTTP/1.1 (large or open-ended bodies): one session writes the body on the connection's
+//!   write half while another reads on its read half. The connection is closed afterwards:
+//!   Pingora pools a connection only through the session that both wrote and read it.
+//! - h2c (every body): the stream's own sender, taken from the session, writes while the session
+//!   reads, in one task; the connection stays pooled (a stream ended early is reset alone).
 
+use bytes::Bytes;
+use h2::SendStream;
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use pingora_core::protocols::http::client::HttpSession;
 use pingora_core::protocols::http::v1::client::HttpSession as Http1Session;
+use pingora_core::protocols::http::v2;
 use pingora_core::protocols::Stream;
 use pingora_http::RequestHeader;
 use prometheus::IntCounter;
@@ -91,6 +98,67 @@ pub(super) async fn exchange(
     }
 }
 
+/// Sends an h2c copy's body on `sender` (taken from `session` after the head) while `session`
+/// reads the answer. An answer that ends first ends the copy: the rest of the body is not sent.
+pub(super) async fn exchange_h2(
+    session: &mut HttpSession,
+    mut sender: SendStream<Bytes>,
+    body: Body<'_>,
+    stats: &mut Stats,
+) -> Outcome {
+    let mirror = body.mirror;
+    let mut response = ResponseSide::default();
+    let write = write_body(&mut sender, body, &mut stats.bytes);
+    tokio::pin!(write);
+    let mut written = false;
+    while !(written && response.done) {
+        tokio::select! {
+            read = response.read(session), if !response.done => {
+                if let Err(e) = read {
+                    debug!(%mirror, error = %e, "mirror response read failed");
+                    return Outcome::UpstreamError;
+                }
+                if response.done {
+                    break;
+                }
+            }
+            done = &mut write, if !written => match done {
+                Ok(()) => written = true,
+                Err(outcome) => return outcome,
+            },
+        }
+    }
+    stats.status = response.status;
+    Outcome::Completed
+}
+
+/// Where a copy's body goes: an HTTP/1.1 session's writer or an HTTP/2 stream's sender.
+trait BodySink {
+    async fn send(&mut self, batch: Bytes) -> pingora_error::Result<()>;
+    async fn finish(&mut self) -> pingora_error::Result<()>;
+}
+
+impl BodySink for Http1Session {
+    async fn send(&mut self, batch: Bytes) -> pingora_error::Result<()> {
+        self.write_body(&batch).await.map(drop)
+    }
+
+    async fn finish(&mut self) -> pingora_error::Result<()> {
+        self.finish_body().await.map(drop)
+    }
+}
+
+impl BodySink for SendStream<Bytes> {
+    // The engine's mirror timeout bounds the whole exchange, flow-control waits included.
+    async fn send(&mut self, batch: Bytes) -> pingora_error::Result<()> {
+        v2::write_body(self, batch, false, None).await
+    }
+
+    async fn finish(&mut self) -> pingora_error::Result<()> {
+        v2::write_body(self, Bytes::new(), true, None).await
+    }
+}
+
 /// The task reading a copy's answer, stopped with the copy however it ends.
 struct Answer(JoinHandle<pingora_error::Result<Option<u16>>>);
 
@@ -111,7 +179,7 @@ async fn read_answer(mut reader: HttpSession) -> pingora_error::Result<Option<u1
 
 /// Writes every queued chunk and ends the body, or says why the copy stopped.
 async fn write_body(
-    writer: &mut Http1Session,
+    writer: &mut impl BodySink,
     body: Body<'_>,
     bytes: &mut u64,
 ) -> Result<(), Outcome> {
@@ -124,7 +192,7 @@ async fn write_body(
     while let Some(first) = chunks.recv().await {
         let (batch, reservations) = gather(first, &mut chunks);
         let len = batch.len() as u64;
-        if let Err(e) = writer.write_body(&batch).await {
+        if let Err(e) = writer.send(batch).await {
             debug!(%mirror, error = %e, "mirror request body write failed");
             return Err(Outcome::UpstreamError);
         }
@@ -139,7 +207,7 @@ async fn write_body(
         State::Aborted(reason) => return Err(Outcome::from(reason)),
         State::Streaming => return Err(Outcome::AbortedClient),
     }
-    if let Err(e) = writer.finish_body().await {
+    if let Err(e) = writer.finish().await {
         debug!(%mirror, error = %e, "mirror request body finish failed");
         return Err(Outcome::UpstreamError);
     }

@@ -130,8 +130,7 @@ async fn exchange(
     };
     let bytes_metric = engine.metrics.bytes.with_label_values(&[route, mirror]);
     // A large HTTP/1.1 body is written while the answer is read, not between writes (below):
-    // a mirror answering as it reads could otherwise fill both directions and stall. HTTP/2
-    // copies keep the loop below.
+    // a mirror answering as it reads could otherwise fill both directions and stall.
     session = match session {
         HttpSession::H1(h1) if duplex::wanted(&head) => {
             let body = duplex::Body {
@@ -147,6 +146,27 @@ async fn exchange(
     if let Err(e) = session.write_request_header(Box::new(head)).await {
         debug!(%mirror, error = %e, "mirror request head write failed");
         return Outcome::UpstreamError;
+    }
+    // An h2c copy's body goes on the stream's own sender while the session reads the answer:
+    // a mirror answering as it reads would otherwise hold a write on flow control.
+    if let Some(sender) = match &mut session {
+        HttpSession::H2(h2) => h2.take_request_body_writer(),
+        HttpSession::H1(_) | HttpSession::Custom(_) => None,
+    } {
+        let body = duplex::Body {
+            chunks,
+            state,
+            bytes_metric: &bytes_metric,
+            mirror,
+        };
+        let outcome = duplex::exchange_h2(&mut session, sender, body, stats).await;
+        if outcome == Outcome::Completed {
+            engine
+                .connector
+                .release_http_session(session, peer, Some(engine.options.pool_idle_timeout))
+                .await;
+        }
+        return outcome;
     }
     let mut response = ResponseSide::default();
     // Every byte was written and the body finished.

@@ -504,3 +504,71 @@ pub async fn answering_early() -> (Server, mpsc::UnboundedReceiver<Received>) {
     })
     .await
 }
+
+/// An h2c server that answers as it reads, like a gRPC bidirectional stream: the response head at
+/// once, then each request body piece sent back `times` times as it arrives, with one piece in
+/// flight. It reads no more of the body while its answer is not taken, so a client that reads
+/// the answer only between writes can stall on HTTP/2 flow control. Reports each request once
+/// its body ended.
+pub async fn echoing_h2c(times: usize) -> (Server, mpsc::UnboundedReceiver<Received>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let server = accepting(Conns::Outlive, move |stream| {
+        let tx = tx.clone();
+        async move {
+            let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let tx = tx.clone();
+                async move {
+                    let (parts, mut body) = req.into_parts();
+                    let (out, answer) = mpsc::channel(1);
+                    tokio::spawn(async move {
+                        let mut data = Vec::new();
+                        let mut complete = true;
+                        while let Some(frame) = body.frame().await {
+                            let Ok(frame) = frame else {
+                                complete = false;
+                                break;
+                            };
+                            if let Ok(piece) = frame.into_data() {
+                                data.extend_from_slice(&piece);
+                                for _ in 0..times {
+                                    if out.send(piece.clone()).await.is_err() {
+                                        complete = false;
+                                    }
+                                }
+                                if !complete {
+                                    break;
+                                }
+                            }
+                        }
+                        let len = data.len() as u64;
+                        let _ = tx.send(Received::new(parts, len, sha256(&data), complete));
+                    });
+                    Ok::<_, Infallible>(http::Response::new(Pieces(answer)))
+                }
+            });
+            let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        }
+    })
+    .await;
+    (server, rx)
+}
+
+/// A response body made of the pieces a channel delivers, ending when its sender is gone.
+struct Pieces(mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for Pieces {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        self.get_mut()
+            .0
+            .poll_recv(cx)
+            .map(|piece| piece.map(|p| Ok(hyper::body::Frame::data(p))))
+    }
+}

@@ -36,6 +36,30 @@ fn body(len: usize) -> Bytes {
     Bytes::from((0..len).map(|i| (i * 7 % 253) as u8).collect::<Vec<u8>>())
 }
 
+/// Mirror options whose per-copy budget holds `mib` MiB: only a stalled exchange can fail a copy
+/// of a body that size.
+fn budget_of_mib(mib: usize) -> MirrorOptions {
+    MirrorOptions {
+        settings: MirrorSettings {
+            request_buffer_bytes: mib * 1024 * 1024,
+            ..MirrorSettings::default()
+        },
+        ..MirrorOptions::default()
+    }
+}
+
+/// POSTs `data` to `path` through `gw`; the primary must answer 200 within [`LIMIT`].
+async fn upload(gw: &Gateway, path: &str, data: Bytes) {
+    let resp = within(
+        "the upload",
+        LIMIT,
+        gateway::client().post(gw.url(path)).body(data).send(),
+    )
+    .await
+    .expect("response");
+    assert_eq!(resp.status(), 200);
+}
+
 // === item 3: only requests that reach the backend are copied ===
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,24 +146,11 @@ async fn a_mirror_that_answers_while_reading_gets_a_large_upload_whole() {
     // on scheduling noise of a busy machine. (On loopback the socket buffers are large enough
     // that the old between-writes reading did not deadlock, only lagged: with this budget it
     // passes too. The duplex writer is what keeps a copy going when buffers are small.)
-    let options = MirrorOptions {
-        settings: MirrorSettings {
-            request_buffer_bytes: 16 * 1024 * 1024,
-            ..MirrorSettings::default()
-        },
-        ..MirrorOptions::default()
-    };
+    let options = budget_of_mib(16);
     let gw = Gateway::mirroring_all_with(primary.addr, "duplex", shadow.addr, options).await;
     let data = body(40 * 1024 * 1024 + 3);
     let sha = servers::sha256(&data);
-    let resp = within(
-        "the upload",
-        LIMIT,
-        gateway::client().post(gw.url("/duplex")).body(data).send(),
-    )
-    .await
-    .expect("response");
-    assert_eq!(resp.status(), 200);
+    upload(&gw, "/duplex", data).await;
     assert_eq!(received("primary", &mut at_primary).await.sha256, sha);
     let m = received("mirror", &mut at_mirror).await;
     assert!(m.complete, "the mirror got the whole body");
@@ -158,27 +169,11 @@ async fn a_mirror_answering_more_than_it_reads_is_drained_while_the_body_is_writ
     let (primary, mut at_primary) = servers::recording(200).await;
     let (shadow, mut at_mirror) = amplifying_mirror().await;
     // The budget holds the whole body: only a stalled exchange can fail the copy.
-    let options = MirrorOptions {
-        settings: MirrorSettings {
-            request_buffer_bytes: 16 * 1024 * 1024,
-            ..MirrorSettings::default()
-        },
-        ..MirrorOptions::default()
-    };
+    let options = budget_of_mib(16);
     let gw = Gateway::mirroring_all_with(primary.addr, "amplified", shadow, options).await;
     let data = body(4 * 1024 * 1024 + 5);
     let len = data.len() as u64;
-    let resp = within(
-        "the upload",
-        LIMIT,
-        gateway::client()
-            .post(gw.url("/amplified"))
-            .body(data)
-            .send(),
-    )
-    .await
-    .expect("response");
-    assert_eq!(resp.status(), 200);
+    upload(&gw, "/amplified", data).await;
     assert_eq!(received("primary", &mut at_primary).await.body_len, len);
     let read = within("the mirror", LIMIT, at_mirror.recv())
         .await
@@ -204,24 +199,11 @@ async fn an_h2c_mirror_answering_as_it_reads_gets_a_large_upload_whole() {
         fraction: Fraction::ALL,
     });
     // The budget holds the whole body: only a stalled exchange can fail the copy.
-    let options = MirrorOptions {
-        settings: MirrorSettings {
-            request_buffer_bytes: 32 * 1024 * 1024,
-            ..MirrorSettings::default()
-        },
-        ..MirrorOptions::default()
-    };
+    let options = budget_of_mib(32);
     let gw = Gateway::start(primary.addr, vec![h2c_mirror], options).await;
     let data = body(2 * 1024 * 1024 + 5);
     let len = data.len() as u64;
-    let resp = within(
-        "the upload",
-        LIMIT,
-        gateway::client().post(gw.url("/echoing")).body(data).send(),
-    )
-    .await
-    .expect("response");
-    assert_eq!(resp.status(), 200);
+    upload(&gw, "/echoing", data).await;
     assert_eq!(received("primary", &mut at_primary).await.body_len, len);
     let got = received("mirror", &mut at_mirror).await;
     assert!(got.complete, "the mirror's body ended early");

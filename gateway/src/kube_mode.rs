@@ -48,6 +48,8 @@ pub struct ControllerOptions {
     pub lease: LeaseConfig,
     /// The image provisioned data planes run.
     pub dataplane_image: String,
+    /// How unready data-plane pods are asked which listener ports they could not bind.
+    pub pod_probe: PodProbeConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -130,17 +132,6 @@ pub async fn start_controller(
     client: kube::Client,
     resync: Duration,
 ) -> Result<KubeRunning, KubeModeError> {
-    start_controller_with(opts, client, resync, PodProbeConfig::default()).await
-}
-
-/// [`start_controller`] with other bounds for asking unready data-plane pods which ports they
-/// could not bind (tests shorten the interval).
-pub async fn start_controller_with(
-    opts: ControllerOptions,
-    client: kube::Client,
-    resync: Duration,
-    probe: PodProbeConfig,
-) -> Result<KubeRunning, KubeModeError> {
     let (store, metrics) = dataplane::observed_store()?;
     // The controller binds no Gateway sockets: its listener status never changes.
     let (_, no_listeners) = watch::channel(ListenerStatus::default());
@@ -151,7 +142,7 @@ pub async fn start_controller_with(
     let config = ProvisionerConfig {
         image: opts.dataplane_image,
         resync,
-        probe,
+        probe: opts.pod_probe,
     };
     let mut tasks = replica::spawn(client, store.clone(), leader.clone(), config);
     tasks.push(election);

@@ -18,6 +18,7 @@ async fn replica(server: &FakeApiServer, identity: &str) -> KubeRunning {
         admin_address: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
         lease: fast_lease(identity),
         dataplane_image: "example.test/sluice:dev".into(),
+        pod_probe: Default::default(),
     };
     kube_mode::start_controller(
         opts,

@@ -47,7 +47,7 @@ async fn start_proxy(server: &FakeApiServer) -> KubeRunning {
 struct Timings {
     /// The provisioner's safety-net reconcile, which asks it.
     resync: Duration,
-    /// Lease renewals, each of which also wakes the provisioner (a reconcile, which asks it).
+    /// Lease renewals (they wake nothing but the Lease task).
     renew: Duration,
     /// The probe's own bounds.
     probe: PodProbeConfig,
@@ -62,9 +62,10 @@ async fn start_controller(server: &FakeApiServer, timings: Timings) -> KubeRunni
         admin_address: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
         lease,
         dataplane_image: "example.test/sluice:dev".into(),
+        pod_probe: timings.probe,
     };
     let client = server.client_as("controller").expect("client");
-    kube_mode::start_controller_with(opts, client, timings.resync, timings.probe)
+    kube_mode::start_controller(opts, client, timings.resync)
         .await
         .expect("controller starts")
 }

@@ -1,11 +1,13 @@
 //! Flags of `sluice proxy` (a provisioned data plane) and `sluice controller`.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
 
 use clap::Args;
 use sluice_controller::leader::LeaseConfig;
+use sluice_controller::provision::probe::PodProbeConfig;
 
-use super::edge_args::EdgeArgs;
+use super::edge_args::{parse_duration, EdgeArgs};
 use super::listener_args::ListenerArgs;
 use super::mirror_args::MirrorArgs;
 use crate::edge::limits::raise_fd_limit;
@@ -57,6 +59,17 @@ pub struct ControllerArgs {
     /// Required: the image provisioned data planes run (the controller's own image).
     #[arg(long, env = "SLUICE_DATAPLANE_IMAGE")]
     pub dataplane_image: String,
+    /// How often unready data-plane pods are asked which listener ports they could not bind,
+    /// while a Gateway's data plane is short of available pods [default: 10s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub pod_probe_interval: Option<Duration>,
+    /// Deadline for one pod's answer through the API server's pod proxy, and for listing the
+    /// pods [default: 2s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub pod_probe_timeout: Option<Duration>,
+    /// Unready pods asked per Gateway and pass [default: 3].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub pod_probe_max_pods: Option<u16>,
 }
 
 /// The kernel's host name; `sluice-controller` where it cannot be read (not Linux).
@@ -98,10 +111,18 @@ impl ProxyArgs {
 
 impl ControllerArgs {
     pub fn into_options(self) -> ControllerOptions {
+        let defaults = PodProbeConfig::default();
         ControllerOptions {
             admin_address: self.admin_address,
             lease: LeaseConfig::new(&self.lease_namespace, &self.lease_name, &self.identity),
             dataplane_image: self.dataplane_image,
+            pod_probe: PodProbeConfig {
+                interval: self.pod_probe_interval.unwrap_or(defaults.interval),
+                deadline: self.pod_probe_timeout.unwrap_or(defaults.deadline),
+                max_pods: self
+                    .pod_probe_max_pods
+                    .map_or(defaults.max_pods, usize::from),
+            },
         }
     }
 }
@@ -131,6 +152,46 @@ mod tests {
         .expect("controller");
         assert!(matches!(cli.command, Some(Command::Controller(a)) if a.identity == "pod-a"));
         assert!(Cli::try_parse_from(["sluice", "proxy", "--gateway", "web"]).is_err());
+    }
+
+    fn controller_options(flags: &[&str]) -> Result<ControllerOptions, clap::Error> {
+        let args = [
+            "sluice",
+            "controller",
+            "--dataplane-image=example.test/sluice:1",
+        ];
+        let cli = Cli::try_parse_from(args.iter().chain(flags))?;
+        match cli.command {
+            Some(Command::Controller(a)) => Ok(a.into_options()),
+            _ => panic!("not the controller subcommand"),
+        }
+    }
+
+    #[test]
+    fn the_pod_probe_bounds_have_defaults_and_flags() {
+        let defaults = controller_options(&[]).expect("defaults");
+        assert_eq!(defaults.pod_probe, PodProbeConfig::default());
+        let set = controller_options(&[
+            "--pod-probe-interval=30s",
+            "--pod-probe-timeout=500ms",
+            "--pod-probe-max-pods=5",
+        ])
+        .expect("flags");
+        assert_eq!(
+            set.pod_probe,
+            PodProbeConfig {
+                interval: Duration::from_secs(30),
+                deadline: Duration::from_millis(500),
+                max_pods: 5,
+            }
+        );
+        for bad in [
+            "--pod-probe-interval=0s",
+            "--pod-probe-timeout=soon",
+            "--pod-probe-max-pods=0",
+        ] {
+            assert!(controller_options(&[bad]).is_err(), "{bad} was accepted");
+        }
     }
 
     #[test]

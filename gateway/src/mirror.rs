@@ -15,6 +15,7 @@
 //!
 //! See `docs/mirroring.md` for the semantics and every bound and metric.
 
+mod body;
 mod budget;
 mod duplex;
 mod exchange;

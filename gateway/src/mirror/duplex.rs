@@ -13,7 +13,6 @@ use h2::SendStream;
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use pingora_core::protocols::http::client::HttpSession;
 use pingora_core::protocols::http::v1::client::HttpSession as Http1Session;
-use pingora_core::protocols::http::v2;
 use pingora_core::protocols::Stream;
 use pingora_http::RequestHeader;
 use prometheus::IntCounter;
@@ -21,7 +20,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::debug;
 
-use super::exchange::{gather, Chunk, ResponseSide, State, Stats};
+use super::body::{end_body, send_batch, BodySink};
+use super::exchange::{Chunk, ResponseSide, State, Stats};
 use super::{halves, Outcome};
 
 /// Bodies this large, or of unknown length, are written full duplex. Smaller ones are a few
@@ -132,33 +132,6 @@ pub(super) async fn exchange_h2(
     Outcome::Completed
 }
 
-/// Where a copy's body goes: an HTTP/1.1 session's writer or an HTTP/2 stream's sender.
-trait BodySink {
-    async fn send(&mut self, batch: Bytes) -> pingora_error::Result<()>;
-    async fn finish(&mut self) -> pingora_error::Result<()>;
-}
-
-impl BodySink for Http1Session {
-    async fn send(&mut self, batch: Bytes) -> pingora_error::Result<()> {
-        self.write_body(&batch).await.map(drop)
-    }
-
-    async fn finish(&mut self) -> pingora_error::Result<()> {
-        self.finish_body().await.map(drop)
-    }
-}
-
-impl BodySink for SendStream<Bytes> {
-    // The engine's mirror timeout bounds the whole exchange, flow-control waits included.
-    async fn send(&mut self, batch: Bytes) -> pingora_error::Result<()> {
-        v2::write_body(self, batch, false, None).await
-    }
-
-    async fn finish(&mut self) -> pingora_error::Result<()> {
-        v2::write_body(self, Bytes::new(), true, None).await
-    }
-}
-
 /// The task reading a copy's answer, stopped with the copy however it ends.
 struct Answer(JoinHandle<pingora_error::Result<Option<u16>>>);
 
@@ -190,28 +163,9 @@ async fn write_body(
         mirror,
     } = body;
     while let Some(first) = chunks.recv().await {
-        let (batch, reservations) = gather(first, &mut chunks);
-        let len = batch.len() as u64;
-        if let Err(e) = writer.send(batch).await {
-            debug!(%mirror, error = %e, "mirror request body write failed");
-            return Err(Outcome::UpstreamError);
-        }
-        drop(reservations);
-        bytes_metric.inc_by(len);
-        *bytes += len;
+        send_batch(writer, first, &mut chunks, bytes_metric, bytes, mirror).await?;
     }
-    // The sender is gone: either the body is complete or the copy was abandoned.
-    let current = *state.borrow();
-    match current {
-        State::BodyComplete => {}
-        State::Aborted(reason) => return Err(Outcome::from(reason)),
-        State::Streaming => return Err(Outcome::AbortedClient),
-    }
-    if let Err(e) = writer.finish().await {
-        debug!(%mirror, error = %e, "mirror request body finish failed");
-        return Err(Outcome::UpstreamError);
-    }
-    Ok(())
+    end_body(writer, state, mirror).await
 }
 
 #[cfg(test)]

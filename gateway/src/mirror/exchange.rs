@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info};
 
 use super::budget::{InflightSlot, Reservation};
-use super::{duplex, AbortReason, MirrorEngine as Engine, Outcome};
+use super::{body, duplex, AbortReason, MirrorEngine as Engine, Outcome};
 
 /// Queued chunks are written in batches of up to this many bytes: one syscall (and one chunk
 /// frame when chunked) per batch instead of per 16–64 KiB read from the client.
@@ -206,27 +206,23 @@ async fn exchange(
                 }
             }
             Step::Write(Some(first)) => {
-                let (batch, reservations) = gather(first, &mut chunks);
-                let len = batch.len() as u64;
-                if let Err(e) = session.write_request_body(batch, false).await {
-                    debug!(%mirror, error = %e, "mirror request body write failed");
-                    return Outcome::UpstreamError;
+                let written = body::send_batch(
+                    &mut session,
+                    first,
+                    &mut chunks,
+                    &bytes_metric,
+                    &mut stats.bytes,
+                    mirror,
+                )
+                .await;
+                if let Err(outcome) = written {
+                    return outcome;
                 }
-                drop(reservations);
-                bytes_metric.inc_by(len);
-                stats.bytes += len;
             }
             Step::Write(None) => {
                 // The sender is gone: either the body is complete or the copy was abandoned.
-                let current = *state.borrow();
-                match current {
-                    State::BodyComplete => {}
-                    State::Aborted(reason) => return Outcome::from(reason),
-                    State::Streaming => return Outcome::AbortedClient,
-                }
-                if let Err(e) = session.finish_request_body().await {
-                    debug!(%mirror, error = %e, "mirror request body finish failed");
-                    return Outcome::UpstreamError;
+                if let Err(outcome) = body::end_body(&mut session, state, mirror).await {
+                    return outcome;
                 }
                 request_done = true;
             }

@@ -13,7 +13,7 @@ use gateway_api::apis::experimental::gatewayclasses::GatewayClass;
 use gateway_api::apis::experimental::gateways::Gateway;
 use gateway_api::apis::experimental::httproutes::HttpRoute;
 use gateway_api::apis::experimental::referencegrants::ReferenceGrant;
-use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
@@ -45,6 +45,8 @@ pub struct Resources {
     pub secrets: Vec<Secret>,
     /// Namespaces, for listeners' `allowedRoutes.namespaces.selector`.
     pub namespaces: Vec<Namespace>,
+    /// ConfigMaps: the CA certificates (`ca.crt`) that TLS validation settings refer to.
+    pub config_maps: Vec<ConfigMap>,
 }
 
 /// The result of loading YAML: the objects, and warnings about valid objects of kinds Sluice does
@@ -198,6 +200,7 @@ impl Resources {
         each("EndpointSlice", &mut self.endpoint_slices, &mut f);
         each("Secret", &mut self.secrets, &mut f);
         each("Namespace", &mut self.namespaces, &mut f);
+        each("ConfigMap", &mut self.config_maps, &mut f);
     }
 
     /// A SHA-256 over every object as loaded, metadata included: equal digests, same input.
@@ -225,6 +228,7 @@ impl Resources {
         each(&mut hasher, "EndpointSlice", &self.endpoint_slices);
         each(&mut hasher, "Secret", &self.secrets);
         each(&mut hasher, "Namespace", &self.namespaces);
+        each(&mut hasher, "ConfigMap", &self.config_maps);
         hasher.finalize().into()
     }
 
@@ -244,6 +248,7 @@ impl Resources {
         by_key(&mut self.endpoint_slices);
         by_key(&mut self.secrets);
         by_key(&mut self.namespaces);
+        by_key(&mut self.config_maps);
     }
 }
 

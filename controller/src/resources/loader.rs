@@ -214,6 +214,7 @@ impl Loader {
             "ReferenceGrant" => r.reference_grants.push(decode(json, namespace)?),
             "Service" => r.services.push(decode(json, namespace)?),
             "EndpointSlice" => r.endpoint_slices.push(decode(json, namespace)?),
+            "ConfigMap" => r.config_maps.push(decode(json, namespace)?),
             "Secret" => {
                 let mut secret: Secret = decode(json, namespace)?;
                 merge_string_data(&mut secret);

@@ -17,7 +17,7 @@ use gateway_api::apis::experimental::gatewayclasses::GatewayClass;
 use gateway_api::apis::experimental::gateways::Gateway;
 use gateway_api::apis::experimental::httproutes::HttpRoute;
 use gateway_api::apis::experimental::referencegrants::ReferenceGrant;
-use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::reflector::{self, Store as Reader};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -72,6 +72,7 @@ struct Readers {
     endpoint_slices: Reader<EndpointSlice>,
     secrets: Reader<Secret>,
     namespaces: Reader<Namespace>,
+    config_maps: Reader<ConfigMap>,
 }
 
 impl KubeSource {
@@ -127,6 +128,7 @@ impl KubeSource {
             endpoint_slices: reflect(&mut watchers, &self.client, all(), &changed),
             secrets: reflect(&mut watchers, &self.client, secrets, &changed),
             namespaces: reflect(&mut watchers, &self.client, all(), &changed),
+            config_maps: reflect(&mut watchers, &self.client, all(), &changed),
         };
         if readers.wait_until_ready().await.is_err() {
             tracing::error!("a watcher stopped before its first list; the kube source ends");
@@ -215,7 +217,8 @@ impl Readers {
         self.services.wait_until_ready().await?;
         self.endpoint_slices.wait_until_ready().await?;
         self.secrets.wait_until_ready().await?;
-        self.namespaces.wait_until_ready().await
+        self.namespaces.wait_until_ready().await?;
+        self.config_maps.wait_until_ready().await
     }
 
     /// Read before statuses are stripped: the one place live route statuses are looked at.
@@ -249,6 +252,7 @@ impl Readers {
             endpoint_slices: snapshot_of(&self.endpoint_slices),
             secrets: snapshot_of(&self.secrets),
             namespaces: snapshot_of(&self.namespaces),
+            config_maps: snapshot_of(&self.config_maps),
         }
     }
 }
@@ -301,6 +305,7 @@ impl StripStatus for Service {}
 impl StripStatus for EndpointSlice {}
 impl StripStatus for Secret {}
 impl StripStatus for Namespace {}
+impl StripStatus for ConfigMap {}
 
 fn now() -> Timestamp {
     Timestamp::now()

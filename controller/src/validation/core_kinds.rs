@@ -19,7 +19,7 @@ pub(super) const KINDS: &[(&str, &str, bool)] = &[
     ("v1", "Secret", true),
     ("v1", "Namespace", true),
     ("discovery.k8s.io/v1", "EndpointSlice", true),
-    ("v1", "ConfigMap", false),
+    ("v1", "ConfigMap", true),
     ("v1", "Pod", false),
     ("v1", "ServiceAccount", false),
     ("apps/v1", "Deployment", false),

@@ -50,6 +50,7 @@ pub struct Sender {
 #[derive(Debug, Clone)]
 pub struct Received {
     pub status: u16,
+    /// `HTTP/1.1`, `HTTP/2.0`: how Go's `Response.Proto` spells it, which `expect.protocol` compares.
     pub version: String,
     pub headers: Vec<(String, String)>,
     pub body: String,

@@ -75,6 +75,11 @@ pub fn check_response(
         .as_ref()
         .map(|s| s.codes())
         .unwrap_or_else(|| vec![200]);
+    // A timeout answers any expected timeout, whichever of the two codes (upstream `IsTimeoutError`).
+    let is_timeout = |code: &u16| matches!(code, 408 | 504);
+    if is_timeout(&response.status) && expected_codes.iter().any(is_timeout) {
+        return (Verdict::Pass, captured);
+    }
     if !expected_codes.contains(&response.status) {
         return (
             Verdict::NotYet(format!(
@@ -85,8 +90,16 @@ pub fn check_response(
             captured,
         );
     }
-    if matches!(response.status, 408 | 504) {
-        return (Verdict::Pass, captured);
+    if let Some(protocol) = &expect.protocol {
+        if *protocol != response.version {
+            return (
+                Verdict::NotYet(format!(
+                    "expected response protocol {protocol}, got {}",
+                    response.version
+                )),
+                captured,
+            );
+        }
     }
     let content_type = header(response, "content-type").unwrap_or_default();
     if content_type == "application/json" {

@@ -117,3 +117,43 @@ fn redirects_compare_scheme_host_port_and_path() {
         Verdict::NotYet(_)
     ));
 }
+
+#[test]
+fn response_protocol_is_compared_when_expected() {
+    let mut expect = expect_backend("b1");
+    expect.protocol = Some("HTTP/2.0".into());
+    let h1 = check_response(&expect, &Ok(echo("b1-abc-def", "/p")), "/p", "GET", &[]).0;
+    assert!(matches!(h1, Verdict::NotYet(ref why) if why.contains("HTTP/1.1")));
+    let mut h2 = echo("b1-abc-def", "/p");
+    h2.version = "HTTP/2.0".into();
+    assert_eq!(
+        check_response(&expect, &Ok(h2), "/p", "GET", &[]).0,
+        Verdict::Pass
+    );
+}
+
+#[test]
+fn either_timeout_status_answers_an_expected_timeout() {
+    let expect = Expect {
+        status: Some(StatusSet::One(504)),
+        protocol: Some("HTTP/2.0".into()),
+        ..Expect::default()
+    };
+    let timeout = |status| Received {
+        status,
+        version: "HTTP/1.1".into(),
+        headers: Vec::new(),
+        body: String::new(),
+    };
+    for status in [408, 504] {
+        assert_eq!(
+            check_response(&expect, &Ok(timeout(status)), "/", "GET", &[]).0,
+            Verdict::Pass,
+            "{status} passes without further checks"
+        );
+    }
+    assert!(matches!(
+        check_response(&expect, &Ok(timeout(503)), "/", "GET", &[]).0,
+        Verdict::NotYet(_)
+    ));
+}

@@ -5,6 +5,7 @@
 //! admitted as the API server would (see `validation`); unknown kinds are errors.
 
 mod lines;
+mod listener_set;
 mod loader;
 
 use std::path::{Path, PathBuf};
@@ -20,6 +21,9 @@ use kube::Resource;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+pub use self::listener_set::{
+    ListenerSet, ListenerSetParentRef, ListenerSetSpec, ListenerSetStatus,
+};
 use self::loader::Loader;
 use crate::validation::FieldError;
 
@@ -45,6 +49,8 @@ pub struct Resources {
     pub secrets: Vec<Secret>,
     /// Namespaces, for listeners' `allowedRoutes.namespaces.selector`.
     pub namespaces: Vec<Namespace>,
+    /// ListenerSets: more listeners for a Gateway whose `allowedListeners` admits them.
+    pub listener_sets: Vec<ListenerSet>,
 }
 
 /// The result of loading YAML: the objects, and warnings about valid objects of kinds Sluice does
@@ -198,6 +204,7 @@ impl Resources {
         each("EndpointSlice", &mut self.endpoint_slices, &mut f);
         each("Secret", &mut self.secrets, &mut f);
         each("Namespace", &mut self.namespaces, &mut f);
+        each("ListenerSet", &mut self.listener_sets, &mut f);
     }
 
     /// A SHA-256 over every object as loaded, metadata included: equal digests, same input.
@@ -225,6 +232,7 @@ impl Resources {
         each(&mut hasher, "EndpointSlice", &self.endpoint_slices);
         each(&mut hasher, "Secret", &self.secrets);
         each(&mut hasher, "Namespace", &self.namespaces);
+        each(&mut hasher, "ListenerSet", &self.listener_sets);
         hasher.finalize().into()
     }
 
@@ -244,6 +252,7 @@ impl Resources {
         by_key(&mut self.endpoint_slices);
         by_key(&mut self.secrets);
         by_key(&mut self.namespaces);
+        by_key(&mut self.listener_sets);
     }
 }
 

@@ -27,7 +27,7 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
 use crate::publish::Store;
-use crate::resources::Resources;
+use crate::resources::{ListenerSet, Resources};
 use crate::status::StatusKey;
 use crate::translate::{translate, Timestamp, TranslateOptions};
 use crate::CONTROLLER_NAME;
@@ -72,6 +72,7 @@ struct Readers {
     endpoint_slices: Reader<EndpointSlice>,
     secrets: Reader<Secret>,
     namespaces: Reader<Namespace>,
+    listener_sets: Reader<ListenerSet>,
 }
 
 impl KubeSource {
@@ -127,6 +128,7 @@ impl KubeSource {
             endpoint_slices: reflect(&mut watchers, &self.client, all(), &changed),
             secrets: reflect(&mut watchers, &self.client, secrets, &changed),
             namespaces: reflect(&mut watchers, &self.client, all(), &changed),
+            listener_sets: reflect(&mut watchers, &self.client, all(), &changed),
         };
         if readers.wait_until_ready().await.is_err() {
             tracing::error!("a watcher stopped before its first list; the kube source ends");
@@ -215,7 +217,8 @@ impl Readers {
         self.services.wait_until_ready().await?;
         self.endpoint_slices.wait_until_ready().await?;
         self.secrets.wait_until_ready().await?;
-        self.namespaces.wait_until_ready().await
+        self.namespaces.wait_until_ready().await?;
+        self.listener_sets.wait_until_ready().await
     }
 
     /// Read before statuses are stripped: the one place live route statuses are looked at.
@@ -249,6 +252,7 @@ impl Readers {
             endpoint_slices: snapshot_of(&self.endpoint_slices),
             secrets: snapshot_of(&self.secrets),
             namespaces: snapshot_of(&self.namespaces),
+            listener_sets: snapshot_of(&self.listener_sets),
         }
     }
 }
@@ -292,6 +296,11 @@ impl StripStatus for Gateway {
     }
 }
 impl StripStatus for HttpRoute {
+    fn strip_status(&mut self) {
+        self.status = None;
+    }
+}
+impl StripStatus for ListenerSet {
     fn strip_status(&mut self) {
         self.status = None;
     }

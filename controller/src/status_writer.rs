@@ -31,6 +31,7 @@ use self::overlay::{overlay_provisioning, unbound_in_data_plane};
 use crate::backoff::Backoff;
 use crate::provision::Provisioning;
 use crate::publish::Store;
+use crate::resources::ListenerSet;
 use crate::sources::kube::ClaimedRoutes;
 use crate::status::{Kind, StatusKey};
 use crate::FIELD_MANAGER;
@@ -49,7 +50,7 @@ const CONFLICT_ATTEMPTS: u32 = 3;
 /// Why one status write failed; the writer logs it and retries on the next wake-up.
 #[derive(Debug, thiserror::Error)]
 pub enum StatusWriteError {
-    /// A Gateway or HTTPRoute key without a namespace.
+    /// A Gateway, HTTPRoute or ListenerSet key without a namespace.
     #[error("status key {0} names no object")]
     Key(StatusKey),
     /// The API server refused the patch or could not be reached.
@@ -191,6 +192,14 @@ impl StatusWriter {
                 (Kind::HttpRoute, Some(ns)) => {
                     self.write(
                         Api::<HttpRoute>::namespaced(self.client.clone(), ns),
+                        &key,
+                        &desired,
+                    )
+                    .await
+                }
+                (Kind::ListenerSet, Some(ns)) => {
+                    self.write(
+                        Api::<ListenerSet>::namespaced(self.client.clone(), ns),
                         &key,
                         &desired,
                     )

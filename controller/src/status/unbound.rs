@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use gateway_api::apis::experimental::gateways::GatewayStatus;
+use gateway_api::apis::experimental::gateways::{GatewayStatus, GatewayStatusListeners};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 use super::conditions::{reasons, types};
@@ -34,9 +34,32 @@ pub fn with_unbound(
             let Some((namespace, name)) = listener.gateway.split_once('/') else {
                 continue;
             };
-            let key = StatusKey::gateway(namespace, name);
-            if let Some(ObjectStatus::Gateway(status)) = report.objects.get_mut(&key) {
-                mark_unbound(status, &listener.name, &message, now);
+            // A ListenerSet's listener is marked in the ListenerSet's status, which is not
+            // programmed then; the Gateway's own listeners still are.
+            let set = listener
+                .listener_set
+                .as_deref()
+                .and_then(|s| s.split_once('/'));
+            let key = match set {
+                Some((namespace, name)) => StatusKey::listener_set(namespace, name),
+                None => StatusKey::gateway(namespace, name),
+            };
+            match report.objects.get_mut(&key) {
+                Some(ObjectStatus::Gateway(status)) => mark_unbound(
+                    &mut status.conditions,
+                    &mut status.listeners,
+                    &listener.name,
+                    &message,
+                    now,
+                ),
+                Some(ObjectStatus::ListenerSet(status)) => mark_unbound(
+                    &mut status.conditions,
+                    &mut status.listeners,
+                    &listener.name,
+                    &message,
+                    now,
+                ),
+                _ => {}
             }
         }
     }
@@ -62,18 +85,34 @@ pub fn with_unbound_ports(
             continue;
         };
         let message = format!("cannot listen on port {port}: {error}; retrying");
-        for listener in bind.listeners.iter().filter(|l| l.gateway == label) {
-            mark_unbound(&mut status, &listener.name, &message, now);
+        // Only the Gateway's own listeners: a ListenerSet's may share a name with one of them.
+        let own = bind
+            .listeners
+            .iter()
+            .filter(|l| l.gateway == label && l.listener_set.is_none());
+        for listener in own {
+            mark_unbound(
+                &mut status.conditions,
+                &mut status.listeners,
+                &listener.name,
+                &message,
+                now,
+            );
         }
     }
     status
 }
 
 /// The listener `listener` Accepted and Programmed False (PortUnavailable) with `message`, and its
-/// Gateway Programmed False.
-fn mark_unbound(status: &mut GatewayStatus, listener: &str, message: &str, now: Timestamp) {
-    let generation = status
-        .conditions
+/// Gateway (or ListenerSet) Programmed False: `conditions` and `listeners` are its status's.
+fn mark_unbound(
+    conditions: &mut Option<Vec<Condition>>,
+    listeners: &mut Option<Vec<GatewayStatusListeners>>,
+    listener: &str,
+    message: &str,
+    now: Timestamp,
+) {
+    let generation = conditions
         .iter()
         .flatten()
         .find_map(|c| c.observed_generation);
@@ -88,11 +127,10 @@ fn mark_unbound(status: &mut GatewayStatus, listener: &str, message: &str, now: 
         )
     };
     replace(
-        status.conditions.get_or_insert_with(Vec::new),
+        conditions.get_or_insert_with(Vec::new),
         not(types::PROGRAMMED),
     );
-    for l in status
-        .listeners
+    for l in listeners
         .iter_mut()
         .flatten()
         .filter(|l| l.name == listener)

@@ -41,6 +41,11 @@ impl ListenerSetState<'_> {
     pub(super) fn label(&self) -> String {
         format!("{}/{}", self.namespace, self.name)
     }
+
+    /// Why its Gateway does not admit it; `None` when its listeners were merged.
+    pub(super) fn rejection(&self) -> Option<&Verdict> {
+        self.rejection.as_ref()
+    }
 }
 
 /// Hands every ListenerSet to the Gateway its `parentRef` names, when that Gateway is being

@@ -229,7 +229,18 @@ impl Attachment<'_> {
         attached: &mut BTreeSet<(usize, usize)>,
     ) -> Verdict {
         let gi = parent.gateway;
-        let parent_label = match parent.listener_set.and_then(|s| gw.listener_sets.get(s)) {
+        let set = parent.listener_set.and_then(|s| gw.listener_sets.get(s));
+        if let Some(rejected) = set.and_then(|s| s.rejection()) {
+            return Verdict::no(
+                reasons::NO_MATCHING_PARENT,
+                format!(
+                    "ListenerSet {} has no listener on its Gateway: {}",
+                    set.map(|s| s.label()).unwrap_or_default(),
+                    rejected.message
+                ),
+            );
+        }
+        let parent_label = match set {
             Some(set) => format!("ListenerSet {}", set.label()),
             None => format!("Gateway {}", gw.label()),
         };

@@ -1,0 +1,121 @@
+//! ListenerSets in cluster mode, against the fake API server: the kube source watches them and
+//! the status writer writes their status, the Gateway's `attachedListenerSets` and the status of
+//! routes attached to them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use sluice_controller::leader;
+use sluice_controller::provision::Provisioning;
+use sluice_controller::publish::Store;
+use sluice_controller::sources::kube::KubeSource;
+use sluice_controller::status_writer::StatusWriter;
+use sluice_testing::cluster::{self, condition, fast_lease};
+use sluice_testing::{objects, until, AbortOnDrop, FakeApiServer};
+use tokio::sync::watch;
+
+const LIMIT: Duration = Duration::from_secs(20);
+const GW: &str = "gateway.networking.k8s.io/v1";
+
+fn listener_set(namespace: &str, name: &str, hostname: &str) -> Value {
+    json!({
+        "apiVersion": GW,
+        "kind": "ListenerSet",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "parentRef": {"name": "web", "namespace": "demo"},
+            "listeners": [{"name": "extra", "port": 8000, "protocol": "HTTP", "hostname": hostname}],
+        },
+    })
+}
+
+/// A controller replica (source, Lease candidate, status writer) with no provisioner.
+fn start_controller(server: &FakeApiServer) -> AbortOnDrop {
+    let client = server.client_as("controller").expect("client");
+    let store = Store::new();
+    let source = KubeSource::controller(client.clone(), store.clone());
+    let (election, leader) = leader::spawn(client.clone(), fast_lease("controller"));
+    let claimed = source.claimed_routes();
+    let provisioning = Provisioning {
+        reconciled: true,
+        ..Provisioning::default()
+    };
+    let (_tx, rx) = watch::channel(Arc::new(provisioning));
+    let writer = StatusWriter::new(client, store, leader, rx, claimed);
+    AbortOnDrop(vec![source.spawn(), election, writer.spawn()])
+}
+
+/// `(status, reason)` of condition `type_` at `pointer` of the object, once it has one.
+fn condition_of(object: &Value, pointer: &str, type_: &str) -> Option<(String, String)> {
+    let c = condition(object, pointer, type_)?;
+    Some((
+        c.get("status")?.as_str()?.to_string(),
+        c.get("reason")?.as_str()?.to_string(),
+    ))
+}
+
+fn pair(status: &str, reason: &str) -> (String, String) {
+    (status.to_string(), reason.to_string())
+}
+
+#[tokio::test]
+async fn listener_sets_admitted_by_the_gateway_get_statuses_and_carry_routes() {
+    let mut gateway = objects::gateway("demo", "web", 8000);
+    gateway["spec"]["allowedListeners"] = json!({"namespaces": {"from": "Same"}});
+    let mut route = objects::http_route("demo", "via-set", "web", "/", "echo", 8080);
+    route["spec"]["parentRefs"] = json!([{"kind": "ListenerSet", "name": "extra"}]);
+    let server = cluster::seeded([
+        objects::namespace("demo"),
+        objects::namespace("other"),
+        objects::namespace("sluice-system"),
+        objects::gateway_class(),
+        gateway,
+        objects::service("demo", "echo", 8080),
+        listener_set("demo", "extra", "extra.example.com"),
+        listener_set("other", "elsewhere", "elsewhere.example.com"),
+        route,
+    ])
+    .await;
+    let _controller = start_controller(&server);
+
+    let admitted = until("the admitted ListenerSet is Programmed", LIMIT, || {
+        let ls = server.get(GW, "ListenerSet", Some("demo"), "extra")?;
+        (condition_of(&ls, "/status/conditions", "Programmed")? == pair("True", "Programmed"))
+            .then_some(ls)
+    })
+    .await;
+    assert_eq!(
+        condition_of(&admitted, "/status/conditions", "Accepted"),
+        Some(pair("True", "Accepted"))
+    );
+    assert_eq!(admitted["status"]["listeners"][0]["name"], "extra");
+    assert_eq!(admitted["status"]["listeners"][0]["attachedRoutes"], 1);
+
+    until(
+        "the other namespace's ListenerSet is NotAllowed",
+        LIMIT,
+        || {
+            let ls = server.get(GW, "ListenerSet", Some("other"), "elsewhere")?;
+            (condition_of(&ls, "/status/conditions", "Accepted")? == pair("False", "NotAllowed"))
+                .then_some(())
+        },
+    )
+    .await;
+    until("the Gateway counts one attached ListenerSet", LIMIT, || {
+        let gw = server.get(GW, "Gateway", Some("demo"), "web")?;
+        (gw.pointer("/status/attachedListenerSets")? == 1).then_some(())
+    })
+    .await;
+    let route = until("the route's ListenerSet parent is Accepted", LIMIT, || {
+        let r = server.get(GW, "HTTPRoute", Some("demo"), "via-set")?;
+        (condition_of(&r, "/status/parents/0/conditions", "Accepted")? == pair("True", "Accepted"))
+            .then_some(r)
+    })
+    .await;
+    assert_eq!(
+        route["status"]["parents"][0]["parentRef"]["kind"],
+        "ListenerSet"
+    );
+    assert_eq!(route["status"]["parents"][0]["parentRef"]["name"], "extra");
+}

@@ -168,7 +168,11 @@ mod tests {
             apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: gw}}\n\
             spec:\n  gatewayClassName: sluice\n  listeners:\n{listeners}"
         );
-        let loaded = Resources::from_yaml_documents(Path::new("t.yaml"), &yaml).expect("valid");
+        translated_yaml(&yaml)
+    }
+
+    fn translated_yaml(yaml: &str) -> Snapshot {
+        let loaded = Resources::from_yaml_documents(Path::new("t.yaml"), yaml).expect("valid");
         let options = TranslateOptions {
             listen_address: "127.0.0.1".parse().expect("ip"),
             ..TranslateOptions::default()
@@ -281,5 +285,47 @@ mod tests {
             state(&listener.conditions, "Accepted"),
             Some(("False".into(), reasons::PORT_UNAVAILABLE.into()))
         );
+    }
+
+    #[test]
+    fn an_unbound_listener_set_listener_is_marked_in_the_listener_set_not_in_the_gateway() {
+        // The ListenerSet's listener has the name of one of the Gateway's, on another port.
+        let snapshot = translated(
+            "  - {name: http, port: 80, protocol: HTTP}\n  allowedListeners: {namespaces: {from: Same}}\n\
+             ---\napiVersion: gateway.networking.k8s.io/v1\nkind: ListenerSet\nmetadata: {name: extra}\n\
+             spec:\n  parentRef: {name: gw}\n  listeners:\n  - {name: http, port: 8080, protocol: HTTP}\n",
+        );
+        let gateway_key = StatusKey::gateway("default", "gw");
+        let set_key = StatusKey::listener_set("default", "extra");
+        let failed = BTreeMap::from([(
+            "127.0.0.1:8080".parse().expect("addr"),
+            "Address in use".to_string(),
+        )]);
+        let report = with_unbound(&snapshot, &failed, Timestamp::UNIX_EPOCH);
+        let Some(ObjectStatus::ListenerSet(set)) = report.get(&set_key) else {
+            panic!("no ListenerSet status");
+        };
+        let not = Some(("False".to_string(), reasons::PORT_UNAVAILABLE.to_string()));
+        assert_eq!(
+            state(set.conditions.as_deref().unwrap_or_default(), "Programmed"),
+            not
+        );
+        let listener = set.listeners.as_deref().unwrap_or_default().first();
+        let conditions = listener.map(|l| l.conditions.clone()).unwrap_or_default();
+        assert_eq!(state(&conditions, "Accepted"), not);
+        assert_eq!(
+            report.get(&gateway_key),
+            snapshot.statuses.get(&gateway_key),
+            "the Gateway's own listener http is served"
+        );
+
+        // In a cluster the pod reports ports: 8080 is no listener of the Gateway's own.
+        let Some(ObjectStatus::Gateway(translated)) = snapshot.statuses.get(&gateway_key) else {
+            panic!("no Gateway status");
+        };
+        let unbound = BTreeMap::from([(8080, "Address in use".to_string())]);
+        let gw = ("default", "gw");
+        let status = with_unbound_ports(&snapshot, gw, translated, &unbound, Timestamp::UNIX_EPOCH);
+        assert_eq!(&status, translated);
     }
 }

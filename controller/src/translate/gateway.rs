@@ -201,17 +201,7 @@ impl<'a> GatewayState<'a> {
             return r.clone();
         }
         let valid = self.own_listeners().filter(|l| l.accepted.ok).count();
-        if valid == 0 {
-            Verdict::no(reasons::LISTENERS_NOT_VALID, "no listener is valid")
-        } else if valid < self.own_listeners().count() {
-            Verdict {
-                ok: true,
-                reason: reasons::LISTENERS_NOT_VALID,
-                message: "some listeners are not valid".into(),
-            }
-        } else {
-            Verdict::yes(reasons::ACCEPTED)
-        }
+        listeners_verdict(valid, self.own_listeners().count())
     }
 
     pub(super) fn is_programmed(&self) -> bool {
@@ -424,6 +414,22 @@ impl<'a> ListenerState<'a> {
             name: self.spec.name.clone(),
             supported_kinds: Some(self.supported_kinds.clone()),
         }
+    }
+}
+
+/// `Accepted` of a Gateway or ListenerSet with `valid` of its `total` listeners valid: True while
+/// one is, with reason `ListenersNotValid` unless all are.
+pub(super) fn listeners_verdict(valid: usize, total: usize) -> Verdict {
+    if valid == 0 {
+        Verdict::no(reasons::LISTENERS_NOT_VALID, "no listener is valid")
+    } else if valid < total {
+        Verdict {
+            ok: true,
+            reason: reasons::LISTENERS_NOT_VALID,
+            message: "some listeners are not valid".into(),
+        }
+    } else {
+        Verdict::yes(reasons::ACCEPTED)
     }
 }
 

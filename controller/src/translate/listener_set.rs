@@ -14,7 +14,7 @@ use gateway_api::apis::experimental::gateways::{
 };
 use kube::Resource;
 
-use super::gateway::{selector_matches, GatewayState, ListenerState, Owner};
+use super::gateway::{listeners_verdict, selector_matches, GatewayState, ListenerState, Owner};
 use super::index::{namespace_of, Index};
 use super::verdict::{cond, Verdict};
 use super::{Timestamp, GATEWAY_GROUP};
@@ -225,19 +225,10 @@ pub(super) fn accepted(gw: &GatewayState<'_>, set: usize) -> Verdict {
             format!("Gateway {} is not accepted", gw.label()),
         );
     }
-    let total = listeners_of(gw, set).count();
+    // Ready, not only accepted: a ListenerSet whose only listener lacks its certificate is not
+    // accepted (ListenerSetReferenceGrant), whereas a Gateway in that state is.
     let ready = listeners_of(gw, set).filter(|l| l.is_ready()).count();
-    if ready == 0 {
-        Verdict::no(reasons::LISTENERS_NOT_VALID, "no listener is valid")
-    } else if ready < total {
-        Verdict {
-            ok: true,
-            reason: reasons::LISTENERS_NOT_VALID,
-            message: "some listeners are not valid".into(),
-        }
-    } else {
-        Verdict::yes(reasons::ACCEPTED)
-    }
+    listeners_verdict(ready, listeners_of(gw, set).count())
 }
 
 fn programmed(gw: &GatewayState<'_>, set: usize) -> Verdict {

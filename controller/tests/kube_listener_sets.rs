@@ -1,14 +1,15 @@
-//! ListenerSets in cluster mode, against the fake API server: the kube source watches them and
-//! the status writer writes their status, the Gateway's `attachedListenerSets` and the status of
-//! routes attached to them.
+//! ListenerSets in cluster mode, against the fake API server: the kube source watches them, the
+//! status writer writes their status, the Gateway's `attachedListenerSets` and the status of
+//! routes attached to them, and the provisioner exposes their ports on the Gateway's data plane.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use sluice_controller::leader;
-use sluice_controller::provision::Provisioning;
+use sluice_controller::provision::{ProvisionerConfig, Provisioning};
 use sluice_controller::publish::Store;
+use sluice_controller::replica;
 use sluice_controller::sources::kube::KubeSource;
 use sluice_controller::status_writer::StatusWriter;
 use sluice_testing::cluster::{self, condition, fast_lease};
@@ -18,16 +19,24 @@ use tokio::sync::watch;
 const LIMIT: Duration = Duration::from_secs(20);
 const GW: &str = "gateway.networking.k8s.io/v1";
 
-fn listener_set(namespace: &str, name: &str, hostname: &str) -> Value {
+/// ListenerSet `namespace/name` for Gateway `demo/web`, one HTTP listener `extra` on `port`.
+fn listener_set(namespace: &str, name: &str, hostname: &str, port: u16) -> Value {
     json!({
         "apiVersion": GW,
         "kind": "ListenerSet",
         "metadata": {"name": name, "namespace": namespace},
         "spec": {
             "parentRef": {"name": "web", "namespace": "demo"},
-            "listeners": [{"name": "extra", "port": 8000, "protocol": "HTTP", "hostname": hostname}],
+            "listeners": [{"name": "extra", "port": port, "protocol": "HTTP", "hostname": hostname}],
         },
     })
+}
+
+/// Gateway `demo/web` (HTTP on `port`) admitting ListenerSets of its own namespace.
+fn gateway_admitting_its_namespace(port: u16) -> Value {
+    let mut gateway = objects::gateway("demo", "web", port);
+    gateway["spec"]["allowedListeners"] = json!({"namespaces": {"from": "Same"}});
+    gateway
 }
 
 /// A controller replica (source, Lease candidate, status writer) with no provisioner.
@@ -61,8 +70,7 @@ fn pair(status: &str, reason: &str) -> (String, String) {
 
 #[tokio::test]
 async fn listener_sets_admitted_by_the_gateway_get_statuses_and_carry_routes() {
-    let mut gateway = objects::gateway("demo", "web", 8000);
-    gateway["spec"]["allowedListeners"] = json!({"namespaces": {"from": "Same"}});
+    let gateway = gateway_admitting_its_namespace(8000);
     let mut route = objects::http_route("demo", "via-set", "web", "/", "echo", 8080);
     route["spec"]["parentRefs"] = json!([{"kind": "ListenerSet", "name": "extra"}]);
     let server = cluster::seeded([
@@ -72,8 +80,8 @@ async fn listener_sets_admitted_by_the_gateway_get_statuses_and_carry_routes() {
         objects::gateway_class(),
         gateway,
         objects::service("demo", "echo", 8080),
-        listener_set("demo", "extra", "extra.example.com"),
-        listener_set("other", "elsewhere", "elsewhere.example.com"),
+        listener_set("demo", "extra", "extra.example.com", 8000),
+        listener_set("other", "elsewhere", "elsewhere.example.com", 8000),
         route,
     ])
     .await;
@@ -118,4 +126,48 @@ async fn listener_sets_admitted_by_the_gateway_get_statuses_and_carry_routes() {
         "ListenerSet"
     );
     assert_eq!(route["status"]["parents"][0]["parentRef"]["name"], "extra");
+}
+
+#[tokio::test]
+async fn the_data_plane_exposes_the_ports_of_admitted_listener_sets_only() {
+    let server = cluster::seeded([
+        objects::namespace("demo"),
+        objects::namespace("other"),
+        objects::namespace("sluice-system"),
+        objects::gateway_class(),
+        gateway_admitting_its_namespace(80),
+        listener_set("demo", "extra", "extra.example.com", 8443),
+        listener_set("other", "elsewhere", "elsewhere.example.com", 9000),
+    ])
+    .await;
+    let client = server.client_as("controller").expect("client");
+    let (leader_tx, leader) = watch::channel(true);
+    let config = ProvisionerConfig {
+        image: "example.test/sluice:dev".into(),
+        resync: Duration::from_secs(3600),
+        probe: Default::default(),
+    };
+    let _tasks = AbortOnDrop(replica::spawn(client, Store::new(), leader, config));
+
+    let ports = until(
+        "the data-plane Service exposes the ListenerSet's port",
+        LIMIT,
+        || {
+            let service = server.get("v1", "Service", Some("demo"), "sluice-web")?;
+            let ports: Vec<i64> = service
+                .pointer("/spec/ports")?
+                .as_array()?
+                .iter()
+                .filter_map(|p| p["port"].as_i64())
+                .collect();
+            ports.contains(&8443).then_some(ports)
+        },
+    )
+    .await;
+    assert_eq!(
+        ports,
+        [80, 8443],
+        "not the port of the ListenerSet it does not admit"
+    );
+    drop(leader_tx);
 }

@@ -27,7 +27,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use self::merge::{carry_transition_times, merge_route_parents, now};
-use self::overlay::{overlay_provisioning, unbound_in_data_plane};
+use self::overlay::{overlay_listener_set, overlay_provisioning, unbound_in_data_plane};
 use crate::backoff::Backoff;
 use crate::provision::Provisioning;
 use crate::publish::Store;
@@ -148,7 +148,10 @@ impl StatusWriter {
         let provisioning = self.provisioning.borrow().clone();
         let mut wanted = Vec::new();
         for (key, status) in &snapshot.statuses.objects {
-            let provisioned_kind = matches!(key.kind, Kind::GatewayClass | Kind::Gateway);
+            let provisioned_kind = matches!(
+                key.kind,
+                Kind::GatewayClass | Kind::Gateway | Kind::ListenerSet
+            );
             if provisioned_kind && !provisioning.reconciled {
                 continue;
             }
@@ -156,6 +159,7 @@ impl StatusWriter {
             let status = unbound.as_ref().unwrap_or(status);
             let mut desired = serde_json::to_value(status).map_err(StatusWriteError::Encode)?;
             overlay_provisioning(&mut desired, key, &provisioning);
+            overlay_listener_set(&mut desired, key, &snapshot, &provisioning);
             wanted.push((key.clone(), desired));
         }
         // A route that no longer names any of our Gateways (parentRef removed, Gateway deleted

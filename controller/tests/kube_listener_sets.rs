@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use sluice_controller::leader;
-use sluice_controller::provision::{ProvisionerConfig, Provisioning};
+use sluice_controller::provision::{
+    GatewayKey, ProvisionedDataPlane, ProvisionerConfig, Provisioning,
+};
 use sluice_controller::publish::Store;
 use sluice_controller::replica;
 use sluice_controller::sources::kube::KubeSource;
@@ -39,17 +41,14 @@ fn gateway_admitting_its_namespace(port: u16) -> Value {
     gateway
 }
 
-/// A controller replica (source, Lease candidate, status writer) with no provisioner.
-fn start_controller(server: &FakeApiServer) -> AbortOnDrop {
+/// A controller replica (source, Lease candidate, status writer) whose provisioner's view is
+/// `provisioning`, with no provisioner running.
+fn start_controller(server: &FakeApiServer, provisioning: Provisioning) -> AbortOnDrop {
     let client = server.client_as("controller").expect("client");
     let store = Store::new();
     let source = KubeSource::controller(client.clone(), store.clone());
     let (election, leader) = leader::spawn(client.clone(), fast_lease("controller"));
     let claimed = source.claimed_routes();
-    let provisioning = Provisioning {
-        reconciled: true,
-        ..Provisioning::default()
-    };
     let (_tx, rx) = watch::channel(Arc::new(provisioning));
     let writer = StatusWriter::new(client, store, leader, rx, claimed);
     AbortOnDrop(vec![source.spawn(), election, writer.spawn()])
@@ -62,6 +61,19 @@ fn condition_of(object: &Value, pointer: &str, type_: &str) -> Option<(String, S
         c.get("status")?.as_str()?.to_string(),
         c.get("reason")?.as_str()?.to_string(),
     ))
+}
+
+/// The provisioner's view with Gateway `demo/web`'s data plane available, or not yet provisioned.
+fn web_data_plane(available: bool) -> Provisioning {
+    let plane = ProvisionedDataPlane {
+        programmed: available,
+        ..ProvisionedDataPlane::not_yet_provisioned()
+    };
+    Provisioning {
+        reconciled: true,
+        data_planes: [(GatewayKey::new("demo", "web"), plane)].into(),
+        ..Provisioning::default()
+    }
 }
 
 fn pair(status: &str, reason: &str) -> (String, String) {
@@ -85,7 +97,7 @@ async fn listener_sets_admitted_by_the_gateway_get_statuses_and_carry_routes() {
         route,
     ])
     .await;
-    let _controller = start_controller(&server);
+    let _controller = start_controller(&server, web_data_plane(true));
 
     let admitted = until("the admitted ListenerSet is Programmed", LIMIT, || {
         let ls = server.get(GW, "ListenerSet", Some("demo"), "extra")?;
@@ -170,4 +182,31 @@ async fn the_data_plane_exposes_the_ports_of_admitted_listener_sets_only() {
         "not the port of the ListenerSet it does not admit"
     );
     drop(leader_tx);
+}
+
+#[tokio::test]
+async fn a_listener_set_is_not_programmed_while_its_gateways_data_plane_is_not() {
+    let server = cluster::seeded([
+        objects::namespace("demo"),
+        objects::namespace("sluice-system"),
+        objects::gateway_class(),
+        gateway_admitting_its_namespace(8000),
+        listener_set("demo", "extra", "extra.example.com", 8000),
+    ])
+    .await;
+    let _controller = start_controller(&server, web_data_plane(false));
+    let ls = until("the ListenerSet has a status", LIMIT, || {
+        let ls = server.get(GW, "ListenerSet", Some("demo"), "extra")?;
+        condition(&ls, "/status/conditions", "Programmed")?;
+        Some(ls)
+    })
+    .await;
+    assert_eq!(
+        condition_of(&ls, "/status/conditions", "Programmed"),
+        Some(pair("False", "ParentNotProgrammed"))
+    );
+    assert_eq!(
+        condition_of(&ls, "/status/conditions", "Accepted"),
+        Some(pair("True", "Accepted"))
+    );
 }

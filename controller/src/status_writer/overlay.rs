@@ -73,6 +73,45 @@ pub(super) fn overlay_provisioning(
     }
 }
 
+/// A ListenerSet whose listeners its Gateway's data plane serves is `Programmed` only while that
+/// data plane is (the provisioner's view of the Gateway, as [`overlay_provisioning`] lays it
+/// over the Gateway's own status). Its Gateway is the one the snapshot binds its listeners for.
+pub(super) fn overlay_listener_set(
+    status: &mut Value,
+    key: &StatusKey,
+    snapshot: &Snapshot,
+    provisioning: &Provisioning,
+) {
+    let (Kind::ListenerSet, Some(ns)) = (key.kind, key.namespace.as_deref()) else {
+        return;
+    };
+    let label = format!("{ns}/{}", key.name);
+    let parent = snapshot
+        .binds
+        .iter()
+        .flat_map(|b| &b.listeners)
+        .find(|l| l.listener_set.as_deref() == Some(label.as_str()))
+        .and_then(|l| l.gateway.split_once('/'));
+    let Some((gw_ns, gw_name)) = parent else {
+        return;
+    };
+    let gateway = GatewayKey::new(gw_ns, gw_name);
+    let served = !provisioning.rejected_gateways.contains_key(&gateway)
+        && provisioning
+            .data_planes
+            .get(&gateway)
+            .is_some_and(|dp| dp.programmed);
+    if !served {
+        let message = format!("Gateway {gw_ns}/{gw_name} is not programmed");
+        set_condition(
+            status,
+            types::PROGRAMMED,
+            reasons::PARENT_NOT_PROGRAMMED,
+            &message,
+        );
+    }
+}
+
 /// A Gateway of a class with unusable parameters: not accepted, not programmed (nor any of its
 /// listeners), and no address.
 fn reject_gateway(status: &mut Value, message: &str) {

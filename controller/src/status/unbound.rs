@@ -11,7 +11,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 use super::conditions::{reasons, types};
 use super::{condition, ObjectStatus, StatusKey, StatusReport};
-use crate::snapshot::Snapshot;
+use crate::resources::ListenerSetStatus;
+use crate::snapshot::{Listener, Snapshot};
 use crate::translate::Timestamp;
 
 /// `snapshot.statuses` with every listener bound to a `failed` address Accepted and Programmed
@@ -79,28 +80,62 @@ pub fn with_unbound_ports(
 ) -> GatewayStatus {
     let mut status = status.clone();
     let label = format!("{namespace}/{name}");
+    // Only the Gateway's own listeners: a ListenerSet's may share a name with one of them.
+    let own = |l: &Listener| l.gateway == label && l.listener_set.is_none();
+    for (listener, message) in unbound_listeners(snapshot, unbound, own) {
+        mark_unbound(
+            &mut status.conditions,
+            &mut status.listeners,
+            &listener.name,
+            &message,
+            now,
+        );
+    }
+    status
+}
+
+/// As [`with_unbound_ports`], for the ListenerSet `namespace/name`, whose listeners the data plane
+/// of its Gateway serves: they are marked in its status, which is then not programmed.
+pub fn with_unbound_listener_set_ports(
+    snapshot: &Snapshot,
+    (namespace, name): (&str, &str),
+    status: &ListenerSetStatus,
+    unbound: &BTreeMap<u16, String>,
+    now: Timestamp,
+) -> ListenerSetStatus {
+    let mut status = status.clone();
+    let label = format!("{namespace}/{name}");
+    let its_own = |l: &Listener| l.listener_set.as_deref() == Some(label.as_str());
+    for (listener, message) in unbound_listeners(snapshot, unbound, its_own) {
+        mark_unbound(
+            &mut status.conditions,
+            &mut status.listeners,
+            &listener.name,
+            &message,
+            now,
+        );
+    }
+    status
+}
+
+/// The listeners `pick` selects on a port of `unbound`, each with the message its conditions get.
+fn unbound_listeners<'s>(
+    snapshot: &'s Snapshot,
+    unbound: &BTreeMap<u16, String>,
+    pick: impl Fn(&Listener) -> bool,
+) -> Vec<(&'s Listener, String)> {
+    let mut out = Vec::new();
     for bind in &snapshot.binds {
         let port = bind.address.port();
         let Some(error) = unbound.get(&port) else {
             continue;
         };
         let message = format!("cannot listen on port {port}: {error}; retrying");
-        // Only the Gateway's own listeners: a ListenerSet's may share a name with one of them.
-        let own = bind
-            .listeners
-            .iter()
-            .filter(|l| l.gateway == label && l.listener_set.is_none());
-        for listener in own {
-            mark_unbound(
-                &mut status.conditions,
-                &mut status.listeners,
-                &listener.name,
-                &message,
-                now,
-            );
+        for listener in bind.listeners.iter().filter(|l| pick(l)) {
+            out.push((listener, message.clone()));
         }
     }
-    status
+    out
 }
 
 /// The listener `listener` Accepted and Programmed False (PortUnavailable) with `message`, and its
@@ -327,5 +362,26 @@ mod tests {
         let gw = ("default", "gw");
         let status = with_unbound_ports(&snapshot, gw, translated, &unbound, Timestamp::UNIX_EPOCH);
         assert_eq!(&status, translated);
+        let Some(ObjectStatus::ListenerSet(translated)) = snapshot.statuses.get(&set_key) else {
+            panic!("no ListenerSet status");
+        };
+        let set = ("default", "extra");
+        let status = with_unbound_listener_set_ports(
+            &snapshot,
+            set,
+            translated,
+            &unbound,
+            Timestamp::UNIX_EPOCH,
+        );
+        let listener = status.listeners.as_deref().unwrap_or_default().first();
+        let conditions = listener.map(|l| l.conditions.clone()).unwrap_or_default();
+        assert_eq!(state(&conditions, "Programmed"), not);
+        assert_eq!(
+            state(
+                status.conditions.as_deref().unwrap_or_default(),
+                "Programmed"
+            ),
+            not
+        );
     }
 }

@@ -45,22 +45,8 @@ pub fn with_unbound(
                 Some((namespace, name)) => StatusKey::listener_set(namespace, name),
                 None => StatusKey::gateway(namespace, name),
             };
-            match report.objects.get_mut(&key) {
-                Some(ObjectStatus::Gateway(status)) => mark_unbound(
-                    &mut status.conditions,
-                    &mut status.listeners,
-                    &listener.name,
-                    &message,
-                    now,
-                ),
-                Some(ObjectStatus::ListenerSet(status)) => mark_unbound(
-                    &mut status.conditions,
-                    &mut status.listeners,
-                    &listener.name,
-                    &message,
-                    now,
-                ),
-                _ => {}
+            if let Some((conditions, listeners)) = report.objects.get_mut(&key).and_then(parts) {
+                mark_unbound(conditions, listeners, &listener.name, &message, now);
             }
         }
     }
@@ -82,15 +68,8 @@ pub fn with_unbound_ports(
     let label = format!("{namespace}/{name}");
     // Only the Gateway's own listeners: a ListenerSet's may share a name with one of them.
     let own = |l: &Listener| l.gateway == label && l.listener_set.is_none();
-    for (listener, message) in unbound_listeners(snapshot, unbound, own) {
-        mark_unbound(
-            &mut status.conditions,
-            &mut status.listeners,
-            &listener.name,
-            &message,
-            now,
-        );
-    }
+    let parts = (&mut status.conditions, &mut status.listeners);
+    mark_unbound_ports(snapshot, unbound, own, parts, now);
     status
 }
 
@@ -106,25 +85,33 @@ pub fn with_unbound_listener_set_ports(
     let mut status = status.clone();
     let label = format!("{namespace}/{name}");
     let its_own = |l: &Listener| l.listener_set.as_deref() == Some(label.as_str());
-    for (listener, message) in unbound_listeners(snapshot, unbound, its_own) {
-        mark_unbound(
-            &mut status.conditions,
-            &mut status.listeners,
-            &listener.name,
-            &message,
-            now,
-        );
-    }
+    let parts = (&mut status.conditions, &mut status.listeners);
+    mark_unbound_ports(snapshot, unbound, its_own, parts, now);
     status
 }
 
-/// The listeners `pick` selects on a port of `unbound`, each with the message its conditions get.
-fn unbound_listeners<'s>(
-    snapshot: &'s Snapshot,
+/// The conditions and listener statuses of a Gateway's or a ListenerSet's status.
+type Parts<'a> = (
+    &'a mut Option<Vec<Condition>>,
+    &'a mut Option<Vec<GatewayStatusListeners>>,
+);
+
+fn parts(status: &mut ObjectStatus) -> Option<Parts<'_>> {
+    match status {
+        ObjectStatus::Gateway(s) => Some((&mut s.conditions, &mut s.listeners)),
+        ObjectStatus::ListenerSet(s) => Some((&mut s.conditions, &mut s.listeners)),
+        _ => None,
+    }
+}
+
+/// Marks in `parts` every listener `pick` selects on a port of `unbound`.
+fn mark_unbound_ports(
+    snapshot: &Snapshot,
     unbound: &BTreeMap<u16, String>,
     pick: impl Fn(&Listener) -> bool,
-) -> Vec<(&'s Listener, String)> {
-    let mut out = Vec::new();
+    (conditions, listeners): Parts<'_>,
+    now: Timestamp,
+) {
     for bind in &snapshot.binds {
         let port = bind.address.port();
         let Some(error) = unbound.get(&port) else {
@@ -132,10 +119,9 @@ fn unbound_listeners<'s>(
         };
         let message = format!("cannot listen on port {port}: {error}; retrying");
         for listener in bind.listeners.iter().filter(|l| pick(l)) {
-            out.push((listener, message.clone()));
+            mark_unbound(conditions, listeners, &listener.name, &message, now);
         }
     }
-    out
 }
 
 /// The listener `listener` Accepted and Programmed False (PortUnavailable) with `message`, and its

@@ -22,7 +22,8 @@ pub struct View<'a> {
 pub fn evaluate(check: &StatusCheck, view: &View<'_>) -> Result<(), String> {
     match check.kind.as_str() {
         "NamespaceReadiness" => namespace_readiness(check, view),
-        "Gateway" => gateway(check, view),
+        // A ListenerSet's status has the shape of a Gateway's (conditions, listeners).
+        "Gateway" | "ListenerSet" => gateway(check, view),
         "GatewayClass" => gateway_class(check, view),
         "BackendTLSPolicy" => policy(check, view),
         kind if kind.ends_with("Route") => route(check, view),
@@ -292,6 +293,10 @@ fn gateway(check: &StatusCheck, view: &View<'_>) -> Result<(), String> {
         }
     }
     if let Some(lc) = &check.listener_conditions {
+        // FORMAT.md §5: a ListenerSet's conditions must be current for this check too.
+        if check.kind == "ListenerSet" {
+            latest()?;
+        }
         match &lc.listeners {
             ListenerSelection::All(_) => {
                 for l in listeners {

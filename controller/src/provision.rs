@@ -48,6 +48,7 @@ pub use self::state::{DataPlanes, GatewayKey, ProvisionedDataPlane, Provisioning
 use crate::backoff::Backoff;
 use crate::publish::Store;
 use crate::resources::Resources;
+use crate::snapshot::Snapshot;
 use crate::status::conditions::reasons::{self, INVALID_PARAMETERS};
 use crate::status::conditions::types;
 use crate::{CONTROLLER_NAME, FIELD_MANAGER};
@@ -240,7 +241,8 @@ impl Provisioner {
     /// Validates the parameters of every Sluice GatewayClass and provisions every accepted Gateway
     /// of a class whose parameters are valid. `previous` stands in for what could not be read.
     pub async fn reconcile(&self, resources: &Resources, previous: &Provisioning) -> Provisioning {
-        let statuses = self.store.load().statuses.clone();
+        let snapshot = self.store.load();
+        let statuses = snapshot.statuses.clone();
         let mut out = Provisioning {
             reconciled: true,
             ..Provisioning::default()
@@ -298,7 +300,8 @@ impl Provisioner {
             if !accepted {
                 continue;
             }
-            let objects = manifests::build(gateway, params, &self.config.image);
+            let set_ports = listener_set_ports(&snapshot, &key);
+            let objects = manifests::build(gateway, &set_ports, params, &self.config.image);
             let plane = match self.apply_all(&objects, ns).await {
                 Ok(mut plane) => {
                     if plane.short_of_pods {
@@ -517,6 +520,22 @@ impl Provisioner {
         }
         Ok(())
     }
+}
+
+/// The ports translation binds for ListenerSet listeners of the Gateway `key`: only the
+/// controller's translation knows which ListenerSets the Gateway admits and which listeners won.
+fn listener_set_ports(snapshot: &Snapshot, key: &GatewayKey) -> Vec<u16> {
+    let label = format!("{}/{}", key.namespace, key.name);
+    snapshot
+        .binds
+        .iter()
+        .filter(|b| {
+            b.listeners
+                .iter()
+                .any(|l| l.gateway == label && l.listener_set.is_some())
+        })
+        .map(|b| b.address.port())
+        .collect()
 }
 
 fn api_error(action: &'static str, kind: &str, name: &str, source: kube::Error) -> ProvisionError {

@@ -5,6 +5,7 @@
 //! admitted as the API server would (see `validation`); unknown kinds are errors.
 
 mod lines;
+mod listener_set;
 mod loader;
 
 use std::path::{Path, PathBuf};
@@ -20,6 +21,9 @@ use kube::Resource;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+pub use self::listener_set::{
+    ListenerSet, ListenerSetParentRef, ListenerSetSpec, ListenerSetStatus,
+};
 use self::loader::Loader;
 use crate::validation::FieldError;
 
@@ -47,6 +51,8 @@ pub struct Resources {
     pub namespaces: Vec<Namespace>,
     /// ConfigMaps: the CA certificates (`ca.crt`) that TLS validation settings refer to.
     pub config_maps: Vec<ConfigMap>,
+    /// ListenerSets: more listeners for a Gateway whose `allowedListeners` admits them.
+    pub listener_sets: Vec<ListenerSet>,
 }
 
 /// The result of loading YAML: the objects, and warnings about valid objects of kinds Sluice does
@@ -201,6 +207,7 @@ impl Resources {
         each("Secret", &mut self.secrets, &mut f);
         each("Namespace", &mut self.namespaces, &mut f);
         each("ConfigMap", &mut self.config_maps, &mut f);
+        each("ListenerSet", &mut self.listener_sets, &mut f);
     }
 
     /// A SHA-256 over every object as loaded, metadata included: equal digests, same input.
@@ -229,6 +236,7 @@ impl Resources {
         each(&mut hasher, "Secret", &self.secrets);
         each(&mut hasher, "Namespace", &self.namespaces);
         each(&mut hasher, "ConfigMap", &self.config_maps);
+        each(&mut hasher, "ListenerSet", &self.listener_sets);
         hasher.finalize().into()
     }
 
@@ -249,6 +257,7 @@ impl Resources {
         by_key(&mut self.secrets);
         by_key(&mut self.namespaces);
         by_key(&mut self.config_maps);
+        by_key(&mut self.listener_sets);
     }
 }
 

@@ -119,6 +119,10 @@ pub struct Listener {
     pub gateway: String,
     /// The listener's `name` (the parentRef `sectionName`).
     pub name: String,
+    /// `namespace/name` of the ListenerSet declaring it; `None` for the Gateway's own listeners.
+    /// Its status is then among the ListenerSet's, not the Gateway's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listener_set: Option<String>,
     /// The listener's `hostname`; `None` matches every host.
     pub hostname: Option<Hostname>,
     /// For HTTPS listeners: the certificate served when SNI selects this listener.

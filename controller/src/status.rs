@@ -13,11 +13,13 @@ pub use self::key::{Kind, StatusKey};
 use std::collections::BTreeMap;
 
 use gateway_api::apis::experimental::gatewayclasses::GatewayClassStatus;
-use gateway_api::apis::experimental::gateways::GatewayStatus;
+use gateway_api::apis::experimental::gateways::{GatewayStatus, GatewayStatusListeners};
 use gateway_api::apis::experimental::httproutes::HttpRouteStatus;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
+
+use crate::resources::ListenerSetStatus;
 
 /// Statuses by object; a `BTreeMap`, so serialization is sorted and byte-stable.
 #[derive(Debug, Default, Clone, PartialEq, Serialize)]
@@ -37,6 +39,8 @@ pub enum ObjectStatus {
     Gateway(GatewayStatus),
     /// An HTTPRoute's status: one entry per parentRef Sluice serves.
     HttpRoute(HttpRouteStatus),
+    /// A ListenerSet's status: its conditions and listeners.
+    ListenerSet(ListenerSetStatus),
 }
 
 impl StatusReport {
@@ -84,12 +88,11 @@ impl StatusReport {
                 }
                 (ObjectStatus::Gateway(new), ObjectStatus::Gateway(old)) => {
                     carry(&mut new.conditions, &old.conditions);
-                    for l in new.listeners.iter_mut().flatten() {
-                        let old_l = old.listeners.iter().flatten().find(|o| o.name == l.name);
-                        if let Some(old_l) = old_l {
-                            carry_vec(&mut l.conditions, &old_l.conditions);
-                        }
-                    }
+                    carry_listeners(&mut new.listeners, &old.listeners);
+                }
+                (ObjectStatus::ListenerSet(new), ObjectStatus::ListenerSet(old)) => {
+                    carry(&mut new.conditions, &old.conditions);
+                    carry_listeners(&mut new.listeners, &old.listeners);
                 }
                 (ObjectStatus::HttpRoute(new), ObjectStatus::HttpRoute(old)) => {
                     for p in &mut new.parents {
@@ -102,6 +105,18 @@ impl StatusReport {
                 }
                 _ => {}
             }
+        }
+    }
+}
+
+fn carry_listeners(
+    new: &mut Option<Vec<GatewayStatusListeners>>,
+    old: &Option<Vec<GatewayStatusListeners>>,
+) {
+    for l in new.iter_mut().flatten() {
+        let old_l = old.iter().flatten().find(|o| o.name == l.name);
+        if let Some(old_l) = old_l {
+            carry_vec(&mut l.conditions, &old_l.conditions);
         }
     }
 }

@@ -27,10 +27,11 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use self::merge::{carry_transition_times, merge_route_parents, now};
-use self::overlay::{overlay_provisioning, unbound_in_data_plane};
+use self::overlay::{overlay_listener_set, overlay_provisioning, unbound_in_data_plane};
 use crate::backoff::Backoff;
 use crate::provision::Provisioning;
 use crate::publish::Store;
+use crate::resources::ListenerSet;
 use crate::sources::kube::ClaimedRoutes;
 use crate::status::{Kind, StatusKey};
 use crate::FIELD_MANAGER;
@@ -49,7 +50,7 @@ const CONFLICT_ATTEMPTS: u32 = 3;
 /// Why one status write failed; the writer logs it and retries on the next wake-up.
 #[derive(Debug, thiserror::Error)]
 pub enum StatusWriteError {
-    /// A Gateway or HTTPRoute key without a namespace.
+    /// A Gateway, HTTPRoute or ListenerSet key without a namespace.
     #[error("status key {0} names no object")]
     Key(StatusKey),
     /// The API server refused the patch or could not be reached.
@@ -147,7 +148,10 @@ impl StatusWriter {
         let provisioning = self.provisioning.borrow().clone();
         let mut wanted = Vec::new();
         for (key, status) in &snapshot.statuses.objects {
-            let provisioned_kind = matches!(key.kind, Kind::GatewayClass | Kind::Gateway);
+            let provisioned_kind = matches!(
+                key.kind,
+                Kind::GatewayClass | Kind::Gateway | Kind::ListenerSet
+            );
             if provisioned_kind && !provisioning.reconciled {
                 continue;
             }
@@ -155,6 +159,7 @@ impl StatusWriter {
             let status = unbound.as_ref().unwrap_or(status);
             let mut desired = serde_json::to_value(status).map_err(StatusWriteError::Encode)?;
             overlay_provisioning(&mut desired, key, &provisioning);
+            overlay_listener_set(&mut desired, key, &snapshot, &provisioning);
             wanted.push((key.clone(), desired));
         }
         // A route that no longer names any of our Gateways (parentRef removed, Gateway deleted
@@ -191,6 +196,14 @@ impl StatusWriter {
                 (Kind::HttpRoute, Some(ns)) => {
                     self.write(
                         Api::<HttpRoute>::namespaced(self.client.clone(), ns),
+                        &key,
+                        &desired,
+                    )
+                    .await
+                }
+                (Kind::ListenerSet, Some(ns)) => {
+                    self.write(
+                        Api::<ListenerSet>::namespaced(self.client.clone(), ns),
                         &key,
                         &desired,
                     )

@@ -16,6 +16,7 @@ pub mod findings;
 mod gateway;
 mod hostname;
 mod index;
+mod listener_set;
 mod matches;
 mod reference_grant;
 mod route;
@@ -115,6 +116,12 @@ pub fn translate(
         .collect();
     // Oldest first: when Gateways share a socket, the older one keeps a contested listener.
     gateways.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+    listener_set::attach(
+        &resources.listener_sets,
+        &mut gateways,
+        &index,
+        &mut warnings,
+    );
 
     let assigned = addresses::assign(&mut gateways, options);
 
@@ -140,6 +147,12 @@ pub fn translate(
         report
             .objects
             .insert(gw.status_key(), ObjectStatus::Gateway(gw.status(now)));
+        for (set, state) in gw.listener_sets.iter().enumerate() {
+            let status = listener_set::status(gw, set, now);
+            report
+                .objects
+                .insert(state.status_key(), ObjectStatus::ListenerSet(status));
+        }
     }
 
     Translation {

@@ -1,4 +1,5 @@
-//! Standalone mode end to end: HTTPS listeners, certificates chosen by SNI, HTTP/2 by ALPN.
+//! Standalone mode end to end: HTTPS listeners (a Gateway's and a ListenerSet's), certificates chosen by
+//! SNI, HTTP/2 by ALPN.
 
 #![allow(clippy::unwrap_used)]
 
@@ -132,6 +133,79 @@ async fn sni_chooses_between_two_certificates_and_alpn_serves_h2() {
                 .await
                 .is_err(),
             "{host} is served its own certificate, not the other listener's"
+        );
+    }
+    running.shutdown().await;
+}
+
+/// ListenerSet `team` for Gateway `gw`: one HTTPS listener `{hostname}` on `port`.
+fn https_listener_set(port: u16, hostname: &str, secret: &str) -> String {
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: ListenerSet
+metadata: {{name: team, namespace: default}}
+spec:
+  parentRef: {{name: gw}}
+  listeners:
+  - name: https
+    protocol: HTTPS
+    port: {port}
+    hostname: {hostname}
+    tls:
+      certificateRefs:
+      - {{kind: Secret, name: {secret}}}
+---
+"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_set_serves_its_own_certificate_on_the_gateways_https_port() {
+    let backend = Backend::start("app").await;
+    let port = free_port();
+    let (a, b) = (cert("a.example.com"), cert("b.example.com"));
+    let gateway = https_gateway(port, &[("a.example.com", "cert-a")]).replace(
+        "  listeners:\n",
+        "  allowedListeners: {namespaces: {from: Same}}\n  listeners:\n",
+    );
+    let route = "apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: app, namespace: default}
+spec:
+  parentRefs:
+  - {name: gw}
+  - {kind: ListenerSet, name: team}
+  rules:
+  - backendRefs:
+    - {name: app, port: 8080}
+---
+";
+    let yaml = format!(
+        "{CLASS}{}{}{}{gateway}{}{route}",
+        secret("cert-a", &a),
+        secret("cert-b", &b),
+        service("app", &backend),
+        https_listener_set(port, "b.example.com", "cert-b"),
+    );
+    let config = ConfigDir::new(&yaml);
+    let running = start(&config).await;
+    assert_eq!(running.listener_status().serving, vec![local(port)]);
+
+    for (host, right, wrong) in [("a.example.com", &a, &b), ("b.example.com", &b, &a)] {
+        let url = format!("https://{host}:{port}/tls");
+        let response = client_for(host, local(port), right)
+            .get(&url)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{host}");
+        assert!(
+            client_for(host, local(port), wrong)
+                .get(&url)
+                .send()
+                .await
+                .is_err(),
+            "{host} is served its own listener's certificate"
         );
     }
     running.shutdown().await;

@@ -99,7 +99,7 @@ fn gateway_listener_checks() {
     assert!(evaluate(&two_routes, &view)
         .unwrap_err()
         .contains("attachedRoutes"));
-    let unknown = check("{kind: ListenerSet, namespace: ns, name: p}");
+    let unknown = check("{kind: XMesh, namespace: ns, name: p}");
     assert!(evaluate(&unknown, &view)
         .unwrap_err()
         .contains("not supported"));

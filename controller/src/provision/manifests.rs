@@ -208,13 +208,14 @@ fn owner(gateway: &Gateway) -> Option<OwnerReference> {
     })
 }
 
-/// The distinct listener ports, sorted.
-fn listener_ports(gateway: &Gateway) -> Vec<u16> {
+/// The distinct listener ports, the Gateway's own and `listener_set_ports`, sorted.
+fn listener_ports(gateway: &Gateway, listener_set_ports: &[u16]) -> Vec<u16> {
     let mut ports: Vec<u16> = gateway
         .spec
         .listeners
         .iter()
         .filter_map(|l| u16::try_from(l.port).ok())
+        .chain(listener_set_ports.iter().copied())
         .collect();
     ports.sort_unstable();
     ports.dedup();
@@ -235,8 +236,14 @@ fn static_addresses(gateway: &Gateway) -> Vec<String> {
 }
 
 /// Every object of `gateway`'s data plane under `params`; `default_image` unless the params name
-/// one.
-pub fn build(gateway: &Gateway, params: &DataPlaneParams, default_image: &str) -> DataPlaneObjects {
+/// one. `listener_set_ports` are the ports of the ListenerSet listeners the Gateway serves, which
+/// its Service and pods expose as they do its own listeners' ports.
+pub fn build(
+    gateway: &Gateway,
+    listener_set_ports: &[u16],
+    params: &DataPlaneParams,
+    default_image: &str,
+) -> DataPlaneObjects {
     let name = object_name(gateway);
     let namespace = gateway.namespace().unwrap_or_default();
     let service_account = ServiceAccount {
@@ -258,7 +265,14 @@ pub fn build(gateway: &Gateway, params: &DataPlaneParams, default_image: &str) -
             ..Subject::default()
         }]),
     };
-    let template = pod_template(gateway, params, default_image, &name, &namespace);
+    let template = pod_template(
+        gateway,
+        listener_set_ports,
+        params,
+        default_image,
+        &name,
+        &namespace,
+    );
     let selector = LabelSelector {
         match_labels: Some(selector_labels(gateway)),
         ..LabelSelector::default()
@@ -294,7 +308,7 @@ pub fn build(gateway: &Gateway, params: &DataPlaneParams, default_image: &str) -
             external_ips: Some(static_addresses(gateway)).filter(|ips| !ips.is_empty()),
             selector: Some(selector_labels(gateway)),
             ports: Some(
-                listener_ports(gateway)
+                listener_ports(gateway, listener_set_ports)
                     .into_iter()
                     .map(|p| ServicePort {
                         name: Some(format!("p-{p}")),
@@ -329,12 +343,13 @@ pub fn build(gateway: &Gateway, params: &DataPlaneParams, default_image: &str) -
 
 fn pod_template(
     gateway: &Gateway,
+    listener_set_ports: &[u16],
     params: &DataPlaneParams,
     default_image: &str,
     name: &str,
     namespace: &str,
 ) -> PodTemplateSpec {
-    let ports = listener_ports(gateway);
+    let ports = listener_ports(gateway, listener_set_ports);
     let mut pod_labels = infrastructure_labels(gateway);
     pod_labels.extend(selector_labels(gateway));
     let mut pod_annotations = annotations(gateway).unwrap_or_default();
@@ -475,7 +490,7 @@ mod tests {
     fn static_addresses_become_the_services_external_ips() {
         let mut gw = gateway("demo", "web");
         assert_eq!(
-            build(&gw, &DataPlaneParams::default(), "img")
+            build(&gw, &[], &DataPlaneParams::default(), "img")
                 .service
                 .spec
                 .and_then(|s| s.external_ips),
@@ -486,7 +501,7 @@ mod tests {
             {"value": "2001:db8::7"},
         ]))
         .expect("addresses");
-        let ips = build(&gw, &DataPlaneParams::default(), "img")
+        let ips = build(&gw, &[], &DataPlaneParams::default(), "img")
             .service
             .spec
             .and_then(|s| s.external_ips);
@@ -499,7 +514,7 @@ mod tests {
     #[test]
     fn the_pod_selector_is_the_workload_selector() {
         let gw = gateway("demo", "web");
-        let objects = build(&gw, &DataPlaneParams::default(), "img");
+        let objects = build(&gw, &[], &DataPlaneParams::default(), "img");
         let Workload::Deployment(d) = &objects.workload else {
             panic!("a Deployment by default");
         };
@@ -531,7 +546,7 @@ mod tests {
         assert_eq!(long.len(), 253);
         let other = format!("{}.{}", "a".repeat(126), "c".repeat(126));
         let (gw, sibling) = (gateway("demo", &long), gateway("demo", &other));
-        let objects = build(&gw, &DataPlaneParams::default(), "img");
+        let objects = build(&gw, &[], &DataPlaneParams::default(), "img");
 
         let name = object_name(&gw);
         assert!(is_dns_label(&name), "{name}");

@@ -212,6 +212,7 @@ impl Loader {
             "Gateway" => r.gateways.push(decode(json, namespace)?),
             "HTTPRoute" => r.http_routes.push(decode(json, namespace)?),
             "ReferenceGrant" => r.reference_grants.push(decode(json, namespace)?),
+            "ListenerSet" => r.listener_sets.push(decode(json, namespace)?),
             "Service" => r.services.push(decode(json, namespace)?),
             "EndpointSlice" => r.endpoint_slices.push(decode(json, namespace)?),
             "ConfigMap" => r.config_maps.push(decode(json, namespace)?),

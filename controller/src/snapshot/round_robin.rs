@@ -87,6 +87,7 @@ mod tests {
                 listeners: vec![Listener {
                     gateway: "default/gw".into(),
                     name: "http".into(),
+                    listener_set: None,
                     hostname: None,
                     tls: None,
                     routes: RouteTable {

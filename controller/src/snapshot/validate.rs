@@ -99,13 +99,28 @@ impl Snapshot {
         let Some(ObjectStatus::Gateway(status)) = status else {
             return Err(broken("names a Gateway without a status"));
         };
-        let listed = status
-            .listeners
-            .iter()
+        // A ListenerSet's listener is listed in the ListenerSet's status, the Gateway's own in
+        // the Gateway's.
+        let listeners = match &listener.listener_set {
+            None => status.listeners.as_deref(),
+            Some(set) => {
+                let Some((namespace, name)) = set.split_once('/') else {
+                    return Err(broken("does not name its ListenerSet as namespace/name"));
+                };
+                match self.statuses.get(&StatusKey::listener_set(namespace, name)) {
+                    Some(ObjectStatus::ListenerSet(status)) => status.listeners.as_deref(),
+                    _ => return Err(broken("names a ListenerSet without a status")),
+                }
+            }
+        };
+        let listed = listeners
+            .into_iter()
             .flatten()
             .any(|l| l.name == listener.name);
         if !listed {
-            return Err(broken("is not among its Gateway's status listeners"));
+            return Err(broken(
+                "is not among its Gateway's or ListenerSet's status listeners",
+            ));
         }
         let table = &listener.routes;
         for (host, entries) in &table.exact {
@@ -261,6 +276,7 @@ mod tests {
         Listener {
             gateway: "default/gw".into(),
             name: "http".into(),
+            listener_set: None,
             hostname: None,
             tls: None,
             routes,

@@ -27,7 +27,7 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
 use crate::publish::Store;
-use crate::resources::Resources;
+use crate::resources::{ListenerSet, Resources};
 use crate::status::StatusKey;
 use crate::translate::{translate, Timestamp, TranslateOptions};
 use crate::CONTROLLER_NAME;
@@ -73,6 +73,7 @@ struct Readers {
     secrets: Reader<Secret>,
     namespaces: Reader<Namespace>,
     config_maps: Reader<ConfigMap>,
+    listener_sets: Reader<ListenerSet>,
 }
 
 impl KubeSource {
@@ -129,6 +130,7 @@ impl KubeSource {
             secrets: reflect(&mut watchers, &self.client, secrets, &changed),
             namespaces: reflect(&mut watchers, &self.client, all(), &changed),
             config_maps: reflect(&mut watchers, &self.client, all(), &changed),
+            listener_sets: reflect(&mut watchers, &self.client, all(), &changed),
         };
         if readers.wait_until_ready().await.is_err() {
             tracing::error!("a watcher stopped before its first list; the kube source ends");
@@ -218,7 +220,8 @@ impl Readers {
         self.endpoint_slices.wait_until_ready().await?;
         self.secrets.wait_until_ready().await?;
         self.namespaces.wait_until_ready().await?;
-        self.config_maps.wait_until_ready().await
+        self.config_maps.wait_until_ready().await?;
+        self.listener_sets.wait_until_ready().await
     }
 
     /// Read before statuses are stripped: the one place live route statuses are looked at.
@@ -253,6 +256,7 @@ impl Readers {
             secrets: snapshot_of(&self.secrets),
             namespaces: snapshot_of(&self.namespaces),
             config_maps: snapshot_of(&self.config_maps),
+            listener_sets: snapshot_of(&self.listener_sets),
         }
     }
 }
@@ -296,6 +300,11 @@ impl StripStatus for Gateway {
     }
 }
 impl StripStatus for HttpRoute {
+    fn strip_status(&mut self) {
+        self.status = None;
+    }
+}
+impl StripStatus for ListenerSet {
     fn strip_status(&mut self) {
         self.status = None;
     }

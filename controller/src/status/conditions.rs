@@ -90,6 +90,13 @@ pub mod reasons {
         BACKEND_NOT_FOUND = "BackendNotFound";
         /// Route `ResolvedRefs: False`: a backendRef of a kind other than Service.
         INVALID_KIND = "InvalidKind";
+        /// ListenerSet `Accepted`/`Programmed: False`: its Gateway's `allowedListeners` does not
+        /// admit its namespace.
+        NOT_ALLOWED = "NotAllowed";
+        /// ListenerSet `Accepted: False`: its Gateway is not accepted.
+        PARENT_NOT_ACCEPTED = "ParentNotAccepted";
+        /// ListenerSet `Programmed: False`: its Gateway is not programmed.
+        PARENT_NOT_PROGRAMMED = "ParentNotProgrammed";
     }
 }
 
@@ -146,6 +153,8 @@ pub const CONDITIONS: &[ConditionReasons] = &[
             r::UNSUPPORTED_PROTOCOL,
             r::PORT_UNAVAILABLE,
             r::UNSUPPORTED_VALUE,
+            r::PROTOCOL_CONFLICT,
+            r::HOSTNAME_CONFLICT,
         ],
     },
     ConditionReasons {
@@ -166,7 +175,37 @@ pub const CONDITIONS: &[ConditionReasons] = &[
     ConditionReasons {
         object: "Listener",
         condition: t::PROGRAMMED,
-        reasons: &[r::PROGRAMMED, r::PORT_UNAVAILABLE, r::INVALID],
+        reasons: &[
+            r::PROGRAMMED,
+            r::PORT_UNAVAILABLE,
+            r::INVALID,
+            r::PROTOCOL_CONFLICT,
+            r::HOSTNAME_CONFLICT,
+        ],
+    },
+    ConditionReasons {
+        object: "ListenerSet",
+        condition: t::ACCEPTED,
+        reasons: &[
+            r::ACCEPTED,
+            r::NOT_ALLOWED,
+            r::PARENT_NOT_ACCEPTED,
+            r::LISTENERS_NOT_VALID,
+            r::INVALID,
+        ],
+    },
+    ConditionReasons {
+        object: "ListenerSet",
+        condition: t::PROGRAMMED,
+        reasons: &[
+            r::PROGRAMMED,
+            r::NOT_ALLOWED,
+            r::PARENT_NOT_ACCEPTED,
+            r::LISTENERS_NOT_VALID,
+            r::PARENT_NOT_PROGRAMMED,
+            r::PORT_UNAVAILABLE,
+            r::INVALID,
+        ],
     },
     ConditionReasons {
         object: "HTTPRoute parent",

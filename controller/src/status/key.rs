@@ -14,6 +14,8 @@ pub enum Kind {
     Gateway,
     /// An `HTTPRoute`.
     HttpRoute,
+    /// A `ListenerSet`.
+    ListenerSet,
 }
 
 impl Kind {
@@ -23,6 +25,7 @@ impl Kind {
             Kind::GatewayClass => "GatewayClass",
             Kind::Gateway => "Gateway",
             Kind::HttpRoute => "HTTPRoute",
+            Kind::ListenerSet => "ListenerSet",
         }
     }
 }
@@ -70,6 +73,15 @@ impl StatusKey {
     pub fn http_route(namespace: &str, name: &str) -> StatusKey {
         StatusKey {
             kind: Kind::HttpRoute,
+            namespace: Some(namespace.to_string()),
+            name: name.to_string(),
+        }
+    }
+
+    /// The key of ListenerSet `namespace/name`.
+    pub fn listener_set(namespace: &str, name: &str) -> StatusKey {
+        StatusKey {
+            kind: Kind::ListenerSet,
             namespace: Some(namespace.to_string()),
             name: name.to_string(),
         }

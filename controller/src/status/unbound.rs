@@ -6,12 +6,13 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use gateway_api::apis::experimental::gateways::GatewayStatus;
+use gateway_api::apis::experimental::gateways::{GatewayStatus, GatewayStatusListeners};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 use super::conditions::{reasons, types};
 use super::{condition, ObjectStatus, StatusKey, StatusReport};
-use crate::snapshot::Snapshot;
+use crate::resources::ListenerSetStatus;
+use crate::snapshot::{Listener, Snapshot};
 use crate::translate::Timestamp;
 
 /// `snapshot.statuses` with every listener bound to a `failed` address Accepted and Programmed
@@ -34,9 +35,18 @@ pub fn with_unbound(
             let Some((namespace, name)) = listener.gateway.split_once('/') else {
                 continue;
             };
-            let key = StatusKey::gateway(namespace, name);
-            if let Some(ObjectStatus::Gateway(status)) = report.objects.get_mut(&key) {
-                mark_unbound(status, &listener.name, &message, now);
+            // A ListenerSet's listener is marked in the ListenerSet's status, which is not
+            // programmed then; the Gateway's own listeners still are.
+            let set = listener
+                .listener_set
+                .as_deref()
+                .and_then(|s| s.split_once('/'));
+            let key = match set {
+                Some((namespace, name)) => StatusKey::listener_set(namespace, name),
+                None => StatusKey::gateway(namespace, name),
+            };
+            if let Some((conditions, listeners)) = report.objects.get_mut(&key).and_then(parts) {
+                mark_unbound(conditions, listeners, &listener.name, &message, now);
             }
         }
     }
@@ -56,24 +66,74 @@ pub fn with_unbound_ports(
 ) -> GatewayStatus {
     let mut status = status.clone();
     let label = format!("{namespace}/{name}");
+    // Only the Gateway's own listeners: a ListenerSet's may share a name with one of them.
+    let own = |l: &Listener| l.gateway == label && l.listener_set.is_none();
+    let parts = (&mut status.conditions, &mut status.listeners);
+    mark_unbound_ports(snapshot, unbound, own, parts, now);
+    status
+}
+
+/// As [`with_unbound_ports`], for the ListenerSet `namespace/name`, whose listeners the data plane
+/// of its Gateway serves: they are marked in its status, which is then not programmed.
+pub fn with_unbound_listener_set_ports(
+    snapshot: &Snapshot,
+    (namespace, name): (&str, &str),
+    status: &ListenerSetStatus,
+    unbound: &BTreeMap<u16, String>,
+    now: Timestamp,
+) -> ListenerSetStatus {
+    let mut status = status.clone();
+    let label = format!("{namespace}/{name}");
+    let its_own = |l: &Listener| l.listener_set.as_deref() == Some(label.as_str());
+    let parts = (&mut status.conditions, &mut status.listeners);
+    mark_unbound_ports(snapshot, unbound, its_own, parts, now);
+    status
+}
+
+/// The conditions and listener statuses of a Gateway's or a ListenerSet's status.
+type Parts<'a> = (
+    &'a mut Option<Vec<Condition>>,
+    &'a mut Option<Vec<GatewayStatusListeners>>,
+);
+
+fn parts(status: &mut ObjectStatus) -> Option<Parts<'_>> {
+    match status {
+        ObjectStatus::Gateway(s) => Some((&mut s.conditions, &mut s.listeners)),
+        ObjectStatus::ListenerSet(s) => Some((&mut s.conditions, &mut s.listeners)),
+        _ => None,
+    }
+}
+
+/// Marks in `parts` every listener `pick` selects on a port of `unbound`.
+fn mark_unbound_ports(
+    snapshot: &Snapshot,
+    unbound: &BTreeMap<u16, String>,
+    pick: impl Fn(&Listener) -> bool,
+    (conditions, listeners): Parts<'_>,
+    now: Timestamp,
+) {
     for bind in &snapshot.binds {
         let port = bind.address.port();
         let Some(error) = unbound.get(&port) else {
             continue;
         };
         let message = format!("cannot listen on port {port}: {error}; retrying");
-        for listener in bind.listeners.iter().filter(|l| l.gateway == label) {
-            mark_unbound(&mut status, &listener.name, &message, now);
+        for listener in bind.listeners.iter().filter(|l| pick(l)) {
+            mark_unbound(conditions, listeners, &listener.name, &message, now);
         }
     }
-    status
 }
 
 /// The listener `listener` Accepted and Programmed False (PortUnavailable) with `message`, and its
-/// Gateway Programmed False.
-fn mark_unbound(status: &mut GatewayStatus, listener: &str, message: &str, now: Timestamp) {
-    let generation = status
-        .conditions
+/// Gateway (or ListenerSet) Programmed False: `conditions` and `listeners` are its status's.
+fn mark_unbound(
+    conditions: &mut Option<Vec<Condition>>,
+    listeners: &mut Option<Vec<GatewayStatusListeners>>,
+    listener: &str,
+    message: &str,
+    now: Timestamp,
+) {
+    let generation = conditions
         .iter()
         .flatten()
         .find_map(|c| c.observed_generation);
@@ -88,11 +148,10 @@ fn mark_unbound(status: &mut GatewayStatus, listener: &str, message: &str, now: 
         )
     };
     replace(
-        status.conditions.get_or_insert_with(Vec::new),
+        conditions.get_or_insert_with(Vec::new),
         not(types::PROGRAMMED),
     );
-    for l in status
-        .listeners
+    for l in listeners
         .iter_mut()
         .flatten()
         .filter(|l| l.name == listener)
@@ -130,7 +189,11 @@ mod tests {
             apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: gw}}\n\
             spec:\n  gatewayClassName: sluice\n  listeners:\n{listeners}"
         );
-        let loaded = Resources::from_yaml_documents(Path::new("t.yaml"), &yaml).expect("valid");
+        translated_yaml(&yaml)
+    }
+
+    fn translated_yaml(yaml: &str) -> Snapshot {
+        let loaded = Resources::from_yaml_documents(Path::new("t.yaml"), yaml).expect("valid");
         let options = TranslateOptions {
             listen_address: "127.0.0.1".parse().expect("ip"),
             ..TranslateOptions::default()
@@ -242,6 +305,69 @@ mod tests {
         assert_eq!(
             state(&listener.conditions, "Accepted"),
             Some(("False".into(), reasons::PORT_UNAVAILABLE.into()))
+        );
+    }
+
+    #[test]
+    fn an_unbound_listener_set_listener_is_marked_in_the_listener_set_not_in_the_gateway() {
+        // The ListenerSet's listener has the name of one of the Gateway's, on another port.
+        let snapshot = translated(
+            "  - {name: http, port: 80, protocol: HTTP}\n  allowedListeners: {namespaces: {from: Same}}\n\
+             ---\napiVersion: gateway.networking.k8s.io/v1\nkind: ListenerSet\nmetadata: {name: extra}\n\
+             spec:\n  parentRef: {name: gw}\n  listeners:\n  - {name: http, port: 8080, protocol: HTTP}\n",
+        );
+        let gateway_key = StatusKey::gateway("default", "gw");
+        let set_key = StatusKey::listener_set("default", "extra");
+        let failed = BTreeMap::from([(
+            "127.0.0.1:8080".parse().expect("addr"),
+            "Address in use".to_string(),
+        )]);
+        let report = with_unbound(&snapshot, &failed, Timestamp::UNIX_EPOCH);
+        let Some(ObjectStatus::ListenerSet(set)) = report.get(&set_key) else {
+            panic!("no ListenerSet status");
+        };
+        let not = Some(("False".to_string(), reasons::PORT_UNAVAILABLE.to_string()));
+        assert_eq!(
+            state(set.conditions.as_deref().unwrap_or_default(), "Programmed"),
+            not
+        );
+        let listener = set.listeners.as_deref().unwrap_or_default().first();
+        let conditions = listener.map(|l| l.conditions.clone()).unwrap_or_default();
+        assert_eq!(state(&conditions, "Accepted"), not);
+        assert_eq!(
+            report.get(&gateway_key),
+            snapshot.statuses.get(&gateway_key),
+            "the Gateway's own listener http is served"
+        );
+
+        // In a cluster the pod reports ports: 8080 is no listener of the Gateway's own.
+        let Some(ObjectStatus::Gateway(translated)) = snapshot.statuses.get(&gateway_key) else {
+            panic!("no Gateway status");
+        };
+        let unbound = BTreeMap::from([(8080, "Address in use".to_string())]);
+        let gw = ("default", "gw");
+        let status = with_unbound_ports(&snapshot, gw, translated, &unbound, Timestamp::UNIX_EPOCH);
+        assert_eq!(&status, translated);
+        let Some(ObjectStatus::ListenerSet(translated)) = snapshot.statuses.get(&set_key) else {
+            panic!("no ListenerSet status");
+        };
+        let set = ("default", "extra");
+        let status = with_unbound_listener_set_ports(
+            &snapshot,
+            set,
+            translated,
+            &unbound,
+            Timestamp::UNIX_EPOCH,
+        );
+        let listener = status.listeners.as_deref().unwrap_or_default().first();
+        let conditions = listener.map(|l| l.conditions.clone()).unwrap_or_default();
+        assert_eq!(state(&conditions, "Programmed"), not);
+        assert_eq!(
+            state(
+                status.conditions.as_deref().unwrap_or_default(),
+                "Programmed"
+            ),
+            not
         );
     }
 }

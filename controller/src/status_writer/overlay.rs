@@ -10,39 +10,63 @@ use crate::provision::{GatewayKey, ProvisionedDataPlane, Provisioning};
 use crate::snapshot::Snapshot;
 use crate::status::conditions::reasons::{self, INVALID_PARAMETERS};
 use crate::status::conditions::types;
-use crate::status::unbound::with_unbound_ports;
+use crate::status::unbound::{with_unbound_listener_set_ports, with_unbound_ports};
 use crate::status::{Kind, ObjectStatus, StatusKey};
 use crate::translate::Timestamp;
 
-/// The Gateway status `key` names corrected for the ports its data-plane pods reported they could
-/// not bind; `None` when there is nothing to correct.
+/// The Gateway or ListenerSet status `key` names corrected for the ports its (Gateway's)
+/// data-plane pods reported they could not bind; `None` when there is nothing to correct.
 pub(super) fn unbound_in_data_plane(
     snapshot: &Snapshot,
     key: &StatusKey,
     status: &ObjectStatus,
     provisioning: &Provisioning,
 ) -> Option<ObjectStatus> {
-    let (ObjectStatus::Gateway(gateway), Some(ns)) = (status, key.namespace.as_deref()) else {
-        return None;
+    let ns = key.namespace.as_deref()?;
+    let (gateway, conditions) = match status {
+        ObjectStatus::Gateway(s) => (GatewayKey::new(ns, &key.name), &s.conditions),
+        ObjectStatus::ListenerSet(s) => (
+            listener_set_gateway(snapshot, ns, &key.name)?,
+            &s.conditions,
+        ),
+        _ => return None,
     };
-    let plane = provisioning
-        .data_planes
-        .get(&GatewayKey::new(ns, &key.name))?;
+    let plane = provisioning.data_planes.get(&gateway)?;
     if plane.unbound_ports.is_empty() {
         return None;
     }
     // Translation's time, not the clock: the desired status stays the same from one sync to the
     // next, and the write stamps every condition whose status changed anyway (`merge`).
-    let at = gateway
-        .conditions
+    let at = conditions
         .iter()
         .flatten()
         .map(|c| c.last_transition_time.0)
         .next()
         .unwrap_or(Timestamp::UNIX_EPOCH);
     let names = (ns, key.name.as_str());
-    let corrected = with_unbound_ports(snapshot, names, gateway, &plane.unbound_ports, at);
-    Some(ObjectStatus::Gateway(corrected))
+    let unbound = &plane.unbound_ports;
+    Some(match status {
+        ObjectStatus::ListenerSet(s) => ObjectStatus::ListenerSet(with_unbound_listener_set_ports(
+            snapshot, names, s, unbound, at,
+        )),
+        ObjectStatus::Gateway(s) => {
+            ObjectStatus::Gateway(with_unbound_ports(snapshot, names, s, unbound, at))
+        }
+        other => other.clone(),
+    })
+}
+
+/// The Gateway whose data plane serves the listeners of ListenerSet `namespace/name`, as the
+/// snapshot binds them; `None` when none of them is bound.
+fn listener_set_gateway(snapshot: &Snapshot, namespace: &str, name: &str) -> Option<GatewayKey> {
+    let label = format!("{namespace}/{name}");
+    let listener = snapshot
+        .binds
+        .iter()
+        .flat_map(|b| &b.listeners)
+        .find(|l| l.listener_set.as_deref() == Some(label.as_str()))?;
+    let (gw_ns, gw_name) = listener.gateway.split_once('/')?;
+    Some(GatewayKey::new(gw_ns, gw_name))
 }
 
 /// Applies what the provisioner knows to the status of the object `key` names.
@@ -70,6 +94,40 @@ pub(super) fn overlay_provisioning(
             }
         }
         _ => {}
+    }
+}
+
+/// A ListenerSet whose listeners its Gateway's data plane serves is `Programmed` only while that
+/// data plane is (the provisioner's view of the Gateway, as [`overlay_provisioning`] lays it
+/// over the Gateway's own status). Its Gateway is the one the snapshot binds its listeners for.
+pub(super) fn overlay_listener_set(
+    status: &mut Value,
+    key: &StatusKey,
+    snapshot: &Snapshot,
+    provisioning: &Provisioning,
+) {
+    let (Kind::ListenerSet, Some(ns)) = (key.kind, key.namespace.as_deref()) else {
+        return;
+    };
+    let Some(gateway) = listener_set_gateway(snapshot, ns, &key.name) else {
+        return;
+    };
+    let served = !provisioning.rejected_gateways.contains_key(&gateway)
+        && provisioning
+            .data_planes
+            .get(&gateway)
+            .is_some_and(|dp| dp.programmed);
+    if !served {
+        let message = format!(
+            "Gateway {}/{} is not programmed",
+            gateway.namespace, gateway.name
+        );
+        set_condition(
+            status,
+            types::PROGRAMMED,
+            reasons::PARENT_NOT_PROGRAMMED,
+            &message,
+        );
     }
 }
 

@@ -25,6 +25,7 @@ pub(super) fn assemble(gateways: &mut [GatewayState<'_>]) -> Vec<Bind> {
         }
         let label = gw.label();
         let addresses = gw.addresses.clone();
+        let set_labels: Vec<String> = gw.listener_sets.iter().map(|s| s.label()).collect();
         for l in gw.listeners.iter_mut() {
             let (Some(protocol), Some(port), true) = (l.protocol, l.port, l.is_ready()) else {
                 continue;
@@ -58,6 +59,10 @@ pub(super) fn assemble(gateways: &mut [GatewayState<'_>]) -> Vec<Bind> {
                 let listener = Listener {
                     gateway: label.clone(),
                     name: l.name().to_string(),
+                    listener_set: l
+                        .owner
+                        .listener_set
+                        .and_then(|i| set_labels.get(i).cloned()),
                     hostname: l.hostname.clone(),
                     tls: l.tls.clone(),
                     routes: route_table(entries.clone()),

@@ -16,6 +16,7 @@ use kube::Resource;
 use rustls::sign::CertifiedKey;
 
 use super::index::{namespace_of, Index};
+use super::listener_set::ListenerSetState;
 use super::verdict::{cond, Verdict};
 use super::{Timestamp, GATEWAY_GROUP};
 use crate::features::SUPPORTED_FEATURES;
@@ -88,18 +89,33 @@ pub(super) struct GatewayState<'a> {
     pub addresses: Vec<IpAddr>,
     /// A reason the Gateway is accepted but cannot be programmed (addresses).
     pub unprogrammable: Option<Verdict>,
+    /// The Gateway's own listeners, then those of each attached ListenerSet in precedence
+    /// order (their `origin` says which).
     pub listeners: Vec<ListenerState<'a>>,
+    /// The ListenerSets naming this Gateway as parent, attached or not, in precedence order.
+    pub listener_sets: Vec<ListenerSetState<'a>>,
+}
+
+/// Who declares a listener: the namespace its `allowedRoutes: Same` and certificateRefs are
+/// relative to, and the kind a ReferenceGrant must name.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Owner<'a> {
+    pub kind: &'static str,
+    pub namespace: &'a str,
+    /// `None` for the Gateway itself; else the index in `GatewayState::listener_sets`.
+    pub listener_set: Option<usize>,
 }
 
 pub(super) struct ListenerState<'a> {
     pub spec: &'a GatewayListeners,
+    pub owner: Owner<'a>,
     pub protocol: Option<BindProtocol>,
     pub port: Option<u16>,
     pub hostname: Option<Hostname>,
     /// The listener accepts HTTPRoutes.
     pub http_routes: bool,
     supported_kinds: Vec<GatewayStatusListenersSupportedKinds>,
-    accepted: Verdict,
+    pub(super) accepted: Verdict,
     resolved: Verdict,
     pub conflicted: Option<Verdict>,
     pub tls: Option<Arc<CertifiedKey>>,
@@ -134,11 +150,16 @@ impl<'a> GatewayState<'a> {
                     )
                 })
         };
+        let owner = Owner {
+            kind: "Gateway",
+            namespace,
+            listener_set: None,
+        };
         let mut listeners: Vec<ListenerState<'a>> = gw
             .spec
             .listeners
             .iter()
-            .map(|l| ListenerState::new(l, namespace, index))
+            .map(|l| ListenerState::new(l, owner, index))
             .collect();
         mark_conflicts(&mut listeners);
         GatewayState {
@@ -150,7 +171,15 @@ impl<'a> GatewayState<'a> {
             addresses: Vec::new(),
             unprogrammable: None,
             listeners,
+            listener_sets: Vec::new(),
         }
+    }
+
+    /// The Gateway's own listeners, without those of ListenerSets.
+    pub(super) fn own_listeners(&self) -> impl Iterator<Item = &ListenerState<'a>> {
+        self.listeners
+            .iter()
+            .filter(|l| l.owner.listener_set.is_none())
     }
 
     /// Oldest first, then by namespace/name.
@@ -167,22 +196,12 @@ impl<'a> GatewayState<'a> {
         format!("{}/{}", self.namespace, self.name)
     }
 
-    fn accepted(&self) -> Verdict {
+    pub(super) fn accepted(&self) -> Verdict {
         if let Some(r) = &self.rejection {
             return r.clone();
         }
-        let valid = self.listeners.iter().filter(|l| l.accepted.ok).count();
-        if valid == 0 {
-            Verdict::no(reasons::LISTENERS_NOT_VALID, "no listener is valid")
-        } else if valid < self.listeners.len() {
-            Verdict {
-                ok: true,
-                reason: reasons::LISTENERS_NOT_VALID,
-                message: "some listeners are not valid".into(),
-            }
-        } else {
-            Verdict::yes(reasons::ACCEPTED)
-        }
+        let valid = self.own_listeners().filter(|l| l.accepted.ok).count();
+        listeners_verdict(valid, self.own_listeners().count())
     }
 
     pub(super) fn is_programmed(&self) -> bool {
@@ -204,10 +223,12 @@ impl<'a> GatewayState<'a> {
         let generation = self.generation;
         let programmed = self.is_programmed();
         let listeners = self
-            .listeners
-            .iter()
+            .own_listeners()
             .map(|l| l.status(programmed, generation, now))
             .collect();
+        let attached_sets = (0..self.listener_sets.len())
+            .filter(|set| super::listener_set::accepted(self, *set).ok)
+            .count();
         GatewayStatus {
             addresses: (!self.addresses.is_empty()).then(|| {
                 self.addresses
@@ -218,7 +239,13 @@ impl<'a> GatewayState<'a> {
                     })
                     .collect()
             }),
-            attached_listener_sets: None,
+            // Only a Gateway that admits ListenerSets reports how many it has.
+            attached_listener_sets: self
+                .gw
+                .spec
+                .allowed_listeners
+                .is_some()
+                .then(|| i32::try_from(attached_sets).unwrap_or(i32::MAX)),
             conditions: Some(vec![
                 cond(types::ACCEPTED, &self.accepted(), generation, now),
                 cond(types::PROGRAMMED, &self.programmed(), generation, now),
@@ -231,7 +258,7 @@ impl<'a> GatewayState<'a> {
 // === impl ListenerState ===
 
 impl<'a> ListenerState<'a> {
-    fn new(spec: &'a GatewayListeners, gateway_namespace: &str, index: &Index<'_>) -> Self {
+    pub(super) fn new(spec: &'a GatewayListeners, owner: Owner<'a>, index: &Index<'_>) -> Self {
         let protocol = match spec.protocol.as_str() {
             "HTTP" => Some(BindProtocol::Http),
             "HTTPS" => Some(BindProtocol::Https),
@@ -291,7 +318,7 @@ impl<'a> ListenerState<'a> {
 
         let mut tls = None;
         if protocol == Some(BindProtocol::Https) {
-            match super::tls::resolve(gateway_namespace, spec, index) {
+            match super::tls::resolve(owner.kind, owner.namespace, spec, index) {
                 Ok(key) => tls = Some(key),
                 Err(e) if resolved.ok => resolved = Verdict::no(e.reason(), e.to_string()),
                 Err(_) => {}
@@ -300,6 +327,7 @@ impl<'a> ListenerState<'a> {
 
         ListenerState {
             spec,
+            owner,
             protocol,
             port,
             hostname: hostname.flatten(),
@@ -323,13 +351,9 @@ impl<'a> ListenerState<'a> {
         &self.spec.name
     }
 
-    /// `allowedRoutes.namespaces` (default `Same`) admits routes from `route_namespace`.
-    pub(super) fn allows_namespace(
-        &self,
-        gateway_namespace: &str,
-        route_namespace: &str,
-        index: &Index<'_>,
-    ) -> bool {
+    /// `allowedRoutes.namespaces` (default `Same`: the namespace of the Gateway or ListenerSet
+    /// declaring the listener) admits routes from `route_namespace`.
+    pub(super) fn allows_namespace(&self, route_namespace: &str, index: &Index<'_>) -> bool {
         let namespaces = self
             .spec
             .allowed_routes
@@ -340,7 +364,7 @@ impl<'a> ListenerState<'a> {
             .unwrap_or(&From::Same);
         match from {
             From::All => true,
-            From::Same => gateway_namespace == route_namespace,
+            From::Same => self.owner.namespace == route_namespace,
             From::Selector => match namespaces.and_then(|n| n.selector.as_ref()) {
                 Some(selector) => {
                     selector_matches(selector, &index.namespace_labels(route_namespace))
@@ -350,7 +374,7 @@ impl<'a> ListenerState<'a> {
         }
     }
 
-    fn status(
+    pub(super) fn status(
         &self,
         gateway_programmed: bool,
         generation: Option<i64>,
@@ -368,13 +392,16 @@ impl<'a> ListenerState<'a> {
                 message: String::new(),
             },
         };
-        let programmed = if gateway_programmed && self.is_ready() {
-            Verdict::yes(reasons::PROGRAMMED)
-        } else {
-            Verdict::no(
+        let programmed = match &self.conflicted {
+            _ if gateway_programmed && self.is_ready() => Verdict::yes(reasons::PROGRAMMED),
+            // A ListenerSet's listener that lost to one of higher precedence says why.
+            Some(c) if self.owner.listener_set.is_some() => {
+                Verdict::no(c.reason, c.message.clone())
+            }
+            _ => Verdict::no(
                 reasons::INVALID,
                 "the listener is not ready to serve traffic",
-            )
+            ),
         };
         GatewayStatusListeners {
             attached_routes: self.attached_routes,
@@ -387,6 +414,22 @@ impl<'a> ListenerState<'a> {
             name: self.spec.name.clone(),
             supported_kinds: Some(self.supported_kinds.clone()),
         }
+    }
+}
+
+/// `Accepted` of a Gateway or ListenerSet with `valid` of its `total` listeners valid: True while
+/// one is, with reason `ListenersNotValid` unless all are.
+pub(super) fn listeners_verdict(valid: usize, total: usize) -> Verdict {
+    if valid == 0 {
+        Verdict::no(reasons::LISTENERS_NOT_VALID, "no listener is valid")
+    } else if valid < total {
+        Verdict {
+            ok: true,
+            reason: reasons::LISTENERS_NOT_VALID,
+            message: "some listeners are not valid".into(),
+        }
+    } else {
+        Verdict::yes(reasons::ACCEPTED)
     }
 }
 
@@ -435,7 +478,7 @@ fn mark_conflicts(listeners: &mut [ListenerState<'_>]) {
 }
 
 /// Label selector semantics (matchLabels AND matchExpressions).
-fn selector_matches(selector: &Selector, labels: &BTreeMap<String, String>) -> bool {
+pub(super) fn selector_matches(selector: &Selector, labels: &BTreeMap<String, String>) -> bool {
     let labels_ok = selector
         .match_labels
         .iter()

@@ -35,29 +35,47 @@ pub(super) fn translate(
     let name = route.metadata.name.as_deref().unwrap_or("");
     let generation = route.metadata.generation;
     let parent_refs = route.spec.parent_refs.as_deref().unwrap_or(&[]);
-    let ours: Vec<(&HttpRouteParentRefs, usize)> = parent_refs
+    let ours: Vec<(&HttpRouteParentRefs, Parent)> = parent_refs
         .iter()
         .filter_map(|p| {
             let group = p.group.as_deref().unwrap_or(GATEWAY_GROUP);
             let kind = p.kind.as_deref().unwrap_or("Gateway");
-            if group != GATEWAY_GROUP || kind != "Gateway" {
+            if group != GATEWAY_GROUP {
                 return None;
             }
-            let gw_ns = p.namespace.as_deref().unwrap_or(namespace);
-            let found = gateways
-                .iter()
-                .position(|g| g.namespace == gw_ns && g.name == p.name);
-            let exists = index.resources.gateways.iter().any(|g| {
-                namespace_of(&g.metadata) == gw_ns && g.metadata.name.as_deref() == Some(&p.name)
-            });
-            // A Gateway of another class (or filtered out by only_gateway) is simply not ours.
+            let parent_ns = p.namespace.as_deref().unwrap_or(namespace);
+            let (found, exists) = match kind {
+                "Gateway" => (
+                    gateways
+                        .iter()
+                        .position(|g| g.namespace == parent_ns && g.name == p.name)
+                        .map(|gateway| Parent {
+                            gateway,
+                            listener_set: None,
+                        }),
+                    index.resources.gateways.iter().any(|g| {
+                        namespace_of(&g.metadata) == parent_ns
+                            && g.metadata.name.as_deref() == Some(&p.name)
+                    }),
+                ),
+                "ListenerSet" => (
+                    find_listener_set(gateways, parent_ns, &p.name),
+                    index.resources.listener_sets.iter().any(|s| {
+                        namespace_of(&s.metadata) == parent_ns
+                            && s.metadata.name.as_deref() == Some(&p.name)
+                    }),
+                ),
+                _ => return None,
+            };
+            // A Gateway of another class (or filtered out by only_gateway), or a ListenerSet of
+            // such a Gateway, is simply not ours.
             if found.is_none() && !exists {
                 warnings.push(format!(
-                    "HTTPRoute {namespace}/{name}: parentRef Gateway {gw_ns}/{} does not exist",
+                    "HTTPRoute {namespace}/{name}: parentRef {kind} {parent_ns}/{} does not exist",
                     p.name
                 ));
             }
-            found.map(|i| (p, i))
+            found.map(|parent| (p, parent))
         })
         .collect();
     if ours.is_empty() {
@@ -96,22 +114,29 @@ pub(super) fn translate(
 
     let mut attached = BTreeSet::new();
     let mut parents: Vec<HttpRouteStatusParents> = Vec::new();
-    for (p, gi) in ours {
-        let Some(gw) = gateways.get_mut(gi) else {
+    for (p, parent) in ours {
+        let Some(gw) = gateways.get_mut(parent.gateway) else {
             continue;
+        };
+        let (kind, parent_namespace) = match parent.listener_set {
+            None => ("Gateway", gw.namespace),
+            Some(set) => (
+                "ListenerSet",
+                gw.listener_sets.get(set).map_or("", |s| s.namespace),
+            ),
         };
         let parent_ref = HttpRouteStatusParentsParentRef {
             group: Some(GATEWAY_GROUP.into()),
-            kind: Some("Gateway".into()),
+            kind: Some(kind.into()),
             name: p.name.clone(),
-            namespace: Some(gw.namespace.to_string()),
+            namespace: Some(parent_namespace.to_string()),
             port: p.port,
             section_name: p.section_name.clone(),
         };
         if parents.iter().any(|s| s.parent_ref == parent_ref) {
             continue;
         }
-        let accepted = attachment.attach(p, gi, gw, index, &mut attached);
+        let accepted = attachment.attach(p, parent, gw, index, &mut attached);
         let mut conditions: Vec<Condition> =
             vec![cond(types::ACCEPTED, &accepted, generation, now)];
         if let Some(pi) = &partially_invalid {
@@ -125,6 +150,28 @@ pub(super) fn translate(
         });
     }
     Some(HttpRouteStatus { parents })
+}
+
+/// What a parentRef names: a Gateway being translated, or one of its ListenerSets.
+#[derive(Debug, Clone, Copy)]
+struct Parent {
+    /// Index in the translated Gateways.
+    gateway: usize,
+    /// Index in that Gateway's `listener_sets`; `None` for the Gateway itself.
+    listener_set: Option<usize>,
+}
+
+/// The ListenerSet `namespace/name` among the translated Gateways' ListenerSets.
+fn find_listener_set(gateways: &[GatewayState<'_>], namespace: &str, name: &str) -> Option<Parent> {
+    gateways.iter().enumerate().find_map(|(gateway, gw)| {
+        gw.listener_sets
+            .iter()
+            .position(|s| s.namespace == namespace && s.name == name)
+            .map(|set| Parent {
+                gateway,
+                listener_set: Some(set),
+            })
+    })
 }
 
 /// `Err` holds the hostnames that are not valid.
@@ -170,20 +217,38 @@ struct Attachment<'r> {
 }
 
 impl Attachment<'_> {
-    /// Attaches to the listeners `p` selects on `gw`; returns the parent's Accepted verdict.
-    /// `attached` holds (gateway, listener) pairs already counted for this route.
+    /// Attaches to the listeners `p` selects on `gw` (its own, or those of one of its
+    /// ListenerSets); returns the parent's Accepted verdict. `attached` holds (gateway,
+    /// listener) pairs already counted for this route.
     fn attach(
         &self,
         p: &HttpRouteParentRefs,
-        gi: usize,
+        parent: Parent,
         gw: &mut GatewayState<'_>,
         index: &Index<'_>,
         attached: &mut BTreeSet<(usize, usize)>,
     ) -> Verdict {
+        let gi = parent.gateway;
+        let set = parent.listener_set.and_then(|s| gw.listener_sets.get(s));
+        if let Some(rejected) = set.and_then(|s| s.rejection()) {
+            return Verdict::no(
+                reasons::NO_MATCHING_PARENT,
+                format!(
+                    "ListenerSet {} has no listener on its Gateway: {}",
+                    set.map(|s| s.label()).unwrap_or_default(),
+                    rejected.message
+                ),
+            );
+        }
+        let parent_label = match set {
+            Some(set) => format!("ListenerSet {}", set.label()),
+            None => format!("Gateway {}", gw.label()),
+        };
         let candidates: Vec<usize> = gw
             .listeners
             .iter()
             .enumerate()
+            .filter(|(_, l)| l.owner.listener_set == parent.listener_set)
             .filter(|(_, l)| p.section_name.as_deref().is_none_or(|s| s == l.name()))
             .filter(|(_, l)| {
                 p.port
@@ -201,22 +266,21 @@ impl Attachment<'_> {
             }
             return Verdict::no(
                 reasons::NO_MATCHING_PARENT,
-                format!("Gateway {} has no listener {}", gw.label(), what.join(" ")),
+                format!("{parent_label} has no listener {}", what.join(" ")),
             );
         }
-        let gw_namespace = gw.namespace;
         let allowed: Vec<usize> = candidates
             .into_iter()
             .filter(|i| {
-                gw.listeners.get(*i).is_some_and(|l| {
-                    l.http_routes && l.allows_namespace(gw_namespace, self.namespace, index)
-                })
+                gw.listeners
+                    .get(*i)
+                    .is_some_and(|l| l.http_routes && l.allows_namespace(self.namespace, index))
             })
             .collect();
         if allowed.is_empty() {
             return Verdict::no(
                 reasons::NOT_ALLOWED_BY_LISTENERS,
-                format!("no listener of Gateway {} allows this route", gw.label()),
+                format!("no listener of {parent_label} allows this route"),
             );
         }
         let hostnames = match self.hostnames {

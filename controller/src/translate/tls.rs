@@ -25,8 +25,12 @@ pub(super) enum CertificateRefError {
         kind: String,
         name: String,
     },
-    #[error("no ReferenceGrant allows this Gateway to use Secret {namespace}/{name}")]
-    NotPermitted { namespace: String, name: String },
+    #[error("no ReferenceGrant allows this {owner} to use Secret {namespace}/{name}")]
+    NotPermitted {
+        owner: &'static str,
+        namespace: String,
+        name: String,
+    },
     #[error("Secret {namespace}/{name} not found")]
     NotFound { namespace: String, name: String },
     /// The Secret's problem is part of the message a status shows, so it is not also a
@@ -75,9 +79,11 @@ impl CertificateRefError {
 }
 
 /// The certificate of the first ref; `Err` if any ref does not resolve, since the spec wants
-/// every ref valid before the listener is programmed.
+/// every ref valid before the listener is programmed. `owner_kind` in `owner_namespace` (a
+/// Gateway, or a ListenerSet) is what a ReferenceGrant must allow.
 pub(super) fn resolve(
-    gateway_namespace: &str,
+    owner_kind: &'static str,
+    owner_namespace: &str,
     listener: &GatewayListeners,
     index: &Index<'_>,
 ) -> Result<Arc<CertifiedKey>, CertificateRefError> {
@@ -97,14 +103,14 @@ pub(super) fn resolve(
                 name: r.name.clone(),
             });
         }
-        let namespace = r.namespace.as_deref().unwrap_or(gateway_namespace);
+        let namespace = r.namespace.as_deref().unwrap_or(owner_namespace);
         let secret = || (namespace.to_string(), r.name.clone());
         let allowed = reference_grant::permitted(
             &index.resources.reference_grants,
             &From {
                 group: GATEWAY_GROUP,
-                kind: "Gateway",
-                namespace: gateway_namespace,
+                kind: owner_kind,
+                namespace: owner_namespace,
             },
             &To {
                 group: "",
@@ -115,7 +121,11 @@ pub(super) fn resolve(
         );
         if !allowed {
             let (namespace, name) = secret();
-            return Err(CertificateRefError::NotPermitted { namespace, name });
+            return Err(CertificateRefError::NotPermitted {
+                owner: owner_kind,
+                namespace,
+                name,
+            });
         }
         let Some(found) = index.secret(namespace, &r.name) else {
             let (namespace, name) = secret();

@@ -227,7 +227,7 @@ mod tests {
                 "listeners": [{"name": "http", "port": 8000, "protocol": "HTTP"}]},
         }))
         .expect("a Gateway");
-        let objects = manifests::build(&gateway, &params, "img");
+        let objects = manifests::build(&gateway, &[], &params, "img");
         let manifests::Workload::Deployment(deployment) = objects.workload else {
             panic!("a Deployment by default");
         };

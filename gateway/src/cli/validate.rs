@@ -68,6 +68,7 @@ fn summary(path: &std::path::Path, loaded: &LoadedConfig, warnings: usize) -> St
         ("EndpointSlice", r.endpoint_slices.len()),
         ("Secret", r.secrets.len()),
         ("Namespace", r.namespaces.len()),
+        ("ListenerSet", r.listener_sets.len()),
     ]
     .into_iter()
     .filter(|(_, n)| *n > 0)

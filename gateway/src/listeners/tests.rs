@@ -50,6 +50,7 @@ fn listener(name: &str, hostname: Option<&str>, tls: Option<Arc<CertifiedKey>>) 
     Listener {
         gateway: "default/gw".into(),
         name: name.into(),
+        listener_set: None,
         hostname: hostname.and_then(Hostname::parse),
         tls,
         routes: RouteTable::default(),

@@ -242,6 +242,7 @@ fn snapshot() -> Snapshot {
     let listener = |name: &str, hostname: Option<Hostname>, routes| Listener {
         gateway: "default/gw".into(),
         name: name.into(),
+        listener_set: None,
         hostname,
         tls: None,
         routes,

@@ -30,6 +30,7 @@ fn bind(listeners: Vec<(Option<&str>, Option<Arc<CertifiedKey>>)>) -> Bind {
             .map(|(i, (hostname, tls))| Listener {
                 gateway: "default/gw".into(),
                 name: format!("l{i}"),
+                listener_set: None,
                 hostname: hostname.and_then(Hostname::parse),
                 tls,
                 routes: RouteTable::default(),

@@ -467,6 +467,7 @@ pub fn snapshot(addr: SocketAddr, routes: RouteTable) -> Snapshot {
             listeners: vec![Listener {
                 gateway: "default/gw".into(),
                 name: "http".into(),
+                listener_set: None,
                 hostname: None,
                 tls: None,
                 routes,

@@ -19,6 +19,7 @@ use gateway_api::apis::experimental::httproutes::HttpRoute;
 use gateway_api::apis::experimental::referencegrants::ReferenceGrant;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::ListParams;
 use kube::runtime::reflector::{self, Store as Reader};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -26,6 +27,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
+use crate::backoff::Backoff;
 use crate::publish::Store;
 use crate::resources::{ListenerSet, Resources};
 use crate::status::StatusKey;
@@ -130,7 +132,7 @@ impl KubeSource {
             secrets: reflect(&mut watchers, &self.client, secrets, &changed),
             namespaces: reflect(&mut watchers, &self.client, all(), &changed),
             config_maps: reflect(&mut watchers, &self.client, all(), &changed),
-            listener_sets: reflect(&mut watchers, &self.client, all(), &changed),
+            listener_sets: reflect_optional(&mut watchers, &self.client, all(), &changed),
         };
         if readers.wait_until_ready().await.is_err() {
             tracing::error!("a watcher stopped before its first list; the kube source ends");
@@ -204,6 +206,65 @@ where
                 Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
                 Ok(_) => changed.notify_one(),
                 Err(e) => tracing::warn!(kind = %K::kind(&K::DynamicType::default()), "watch failed, backing off: {e}"),
+            }
+        }
+    });
+    reader
+}
+
+/// How often a kind whose CRD is not installed is looked for again.
+const MISSING_CRD_RECHECK: Duration = Duration::from_secs(30);
+
+/// [`reflect`] for a kind whose CRD a cluster may lack (ListenerSet came with Gateway API v1.5):
+/// while the API server answers 404 for it, the store is ready and empty, so the other kinds are
+/// still served, and it is looked for again every [`MISSING_CRD_RECHECK`]; once the CRD is
+/// installed the watcher starts on the same store.
+fn reflect_optional<K>(
+    watchers: &mut JoinSet<()>,
+    client: &Client,
+    config: watcher::Config,
+    changed: &Arc<Notify>,
+) -> Reader<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    let (reader, mut writer) = reflector::store::<K>();
+    let api: Api<K> = Api::all(client.clone());
+    let changed = changed.clone();
+    watchers.spawn(async move {
+        let kind = K::kind(&K::DynamicType::default()).into_owned();
+        let mut reported_missing = false;
+        let mut backoff = Backoff::new(Duration::from_millis(500));
+        loop {
+            let wait = match api.list_metadata(&ListParams::default().limit(1)).await {
+                Ok(_) => break,
+                Err(kube::Error::Api(status)) if status.is_not_found() => {
+                    if !reported_missing {
+                        tracing::warn!(%kind, "the API server does not serve this kind (CRD not installed): none is read until it is");
+                        writer.apply_watcher_event(&watcher::Event::InitDone);
+                        changed.notify_one();
+                        reported_missing = true;
+                    }
+                    MISSING_CRD_RECHECK
+                }
+                Err(e) => {
+                    tracing::warn!(%kind, "cannot list, retrying: {e}");
+                    backoff.next()
+                }
+            };
+            tokio::time::sleep(wait).await;
+        }
+        if reported_missing {
+            tracing::info!(%kind, "the API server now serves this kind; watching it");
+        }
+        let stream = watcher(api, config).default_backoff().reflect(writer);
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
+                Ok(_) => changed.notify_one(),
+                Err(e) => tracing::warn!(%kind, "watch failed, backing off: {e}"),
             }
         }
     });

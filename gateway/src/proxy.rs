@@ -484,6 +484,7 @@ impl ProxyHttp for SluiceProxy {
             route = ctx.route_label(),
             backend = ctx.backend_label(),
             code,
+            retries = ctx.retries,
             micros = elapsed.as_micros() as u64,
             error = e
                 .map(|e| e.to_string())

@@ -141,24 +141,18 @@ async fn retry_on_listed_code_reaches_next_attempt() {
     .await;
 }
 
+/// A status not listed is answered at once; when every attempt answers a listed status, the
+/// last answer is the client's.
 #[tokio::test]
-async fn a_status_not_listed_is_answered_as_is() {
+async fn unlisted_and_last_answers_go_to_the_client_as_they_are() {
     bounded(async {
-        let b = Scripted::start(vec![Act::Status(500)]).await;
-        let gw = Gateway::one_rule(rule(&b, vec![], Timeouts::default(), policy(&[503], 2))).await;
-        assert_eq!(text(gw.get("/").await).await, (500, "attempt 0".into()));
-        assert_eq!(b.attempts(), 1);
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn the_last_attempts_answer_goes_to_the_client() {
-    bounded(async {
-        let b = Scripted::start(vec![Act::Status(502); 5]).await;
-        let gw = Gateway::one_rule(rule(&b, vec![], Timeouts::default(), policy(&[502], 2))).await;
-        assert_eq!(text(gw.get("/").await).await, (502, "attempt 2".into()));
-        assert_eq!(b.attempts(), 3);
+        for (answer, answered, attempts) in [(500, "attempt 0", 1), (503, "attempt 2", 3)] {
+            let b = Scripted::start(vec![Act::Status(answer); 5]).await;
+            let action = rule(&b, vec![], Timeouts::default(), policy(&[503], 2));
+            let gw = Gateway::one_rule(action).await;
+            assert_eq!(text(gw.get("/").await).await, (answer, answered.into()));
+            assert_eq!(b.attempts(), attempts);
+        }
     })
     .await;
 }
@@ -179,38 +173,44 @@ async fn connection_resets_are_retried_and_exhausted_retries_answer_503() {
     .await;
 }
 
+/// Pingora's retry buffer (`BODY_BUF_LIMIT` in pingora-core 0.9, not configurable).
+const REPLAY_BUFFER: usize = 64 * 1024;
+
+/// POSTs `len` body bytes to a rule retrying 500 twice, at a backend answering 500 to the first
+/// two attempts: the client's answer and the body length of each attempt.
+async fn post_to_failing_backend(len: usize) -> ((u16, String), Vec<usize>) {
+    let b = Scripted::start(vec![Act::Status(500); 2]).await;
+    let gw = Gateway::one_rule(rule(&b, vec![], Timeouts::default(), policy(&[500], 2))).await;
+    let resp = client()
+        .post(gw.url("/"))
+        .body(vec![7u8; len])
+        .send()
+        .await
+        .expect("send");
+    (text(resp).await, b.bodies())
+}
+
 #[tokio::test]
-async fn small_bodies_are_replayed_whole_on_retry() {
+async fn bodies_that_fit_the_replay_buffer_are_replayed_whole() {
     bounded(async {
-        let b = Scripted::start(vec![Act::Status(500)]).await;
-        let gw = Gateway::one_rule(rule(&b, vec![], Timeouts::default(), policy(&[500], 1))).await;
-        let resp = client()
-            .post(gw.url("/"))
-            .body(vec![7u8; 16 * 1024])
-            .send()
-            .await
-            .expect("send");
-        assert_eq!(text(resp).await, (200, "attempt 1".into()));
-        assert_eq!(b.bodies(), vec![16 * 1024, 16 * 1024]);
+        for len in [16 * 1024, REPLAY_BUFFER] {
+            let (answer, bodies) = post_to_failing_backend(len).await;
+            assert_eq!(answer, (200, "attempt 2".into()), "{len}");
+            assert_eq!(bodies, vec![len; 3]);
+        }
     })
     .await;
 }
 
-/// Pingora replays at most 64 KiB of request body; past that the first answer stands.
+/// A body past the replay buffer went to the backend once; its first answer stands.
 #[tokio::test]
 async fn retries_never_duplicate_a_non_replayable_body() {
     bounded(async {
-        let b = Scripted::start(vec![Act::Status(500); 3]).await;
-        let gw = Gateway::one_rule(rule(&b, vec![], Timeouts::default(), policy(&[500], 2))).await;
-        let resp = client()
-            .post(gw.url("/"))
-            .body(vec![7u8; 1024 * 1024])
-            .send()
-            .await
-            .expect("send");
-        assert_eq!(text(resp).await, (500, "attempt 0".into()));
-        assert_eq!(b.bodies(), vec![1024 * 1024]);
-        assert_eq!(retries(&gw, "status"), 0);
+        for len in [REPLAY_BUFFER + 1, 1024 * 1024] {
+            let (answer, bodies) = post_to_failing_backend(len).await;
+            assert_eq!(answer, (500, "attempt 0".into()), "{len}");
+            assert_eq!(bodies, vec![len]);
+        }
     })
     .await;
 }

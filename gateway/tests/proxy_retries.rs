@@ -331,3 +331,50 @@ async fn retries_are_capped_by_the_retry_settings() {
     })
     .await;
 }
+
+/// An h2c backend (HTTP/2 prior knowledge) answering 503 to its first `failures` requests.
+async fn h2c_failing(failures: usize) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    let addr = raw_backend(move |tcp| {
+        let seen = seen.clone();
+        async move {
+            let service = hyper::service::service_fn(move |_req| {
+                let n = seen.fetch_add(1, Ordering::SeqCst);
+                let status = if n < failures { 503 } else { 200 };
+                async move {
+                    let mut resp = http::Response::new(http_body_util::Full::new(
+                        bytes::Bytes::from(format!("attempt {n}")),
+                    ));
+                    *resp.status_mut() =
+                        http::StatusCode::from_u16(status).expect("a valid status");
+                    Ok::<_, std::convert::Infallible>(resp)
+                }
+            });
+            let io = hyper_util::rt::TokioIo::new(tcp);
+            let executor = hyper_util::rt::TokioExecutor::new();
+            let _ = hyper::server::conn::http2::Builder::new(executor)
+                .serve_connection(io, service)
+                .await;
+        }
+    })
+    .await;
+    (addr, count)
+}
+
+/// Pingora's HTTP/2 upstream path runs the same filters: an h2c Service is retried alike.
+#[tokio::test]
+async fn h2c_backends_are_retried_on_listed_codes() {
+    bounded(async {
+        let (addr, count) = h2c_failing(2).await;
+        let to = service_at("default/h2:80", addr, BackendProtocol::H2c);
+        let action = Arc::new(
+            RuleAction::new(vec![], vec![to], Timeouts::default()).with_retry(policy(&[503], 2)),
+        );
+        let gw = Gateway::one_rule(action).await;
+        assert_eq!(text(gw.get("/").await).await, (200, "attempt 2".into()));
+        assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 3);
+    })
+    .await;
+}

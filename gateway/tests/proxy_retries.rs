@@ -215,6 +215,31 @@ async fn retries_never_duplicate_a_non_replayable_body() {
     .await;
 }
 
+/// Sluice answers `Expect: 100-continue` itself; that interim answer does not stop a retry.
+#[tokio::test]
+async fn a_request_answered_100_continue_is_still_retried() {
+    bounded(async {
+        let b = Scripted::start(vec![Act::Status(500)]).await;
+        let gw = Gateway::one_rule(rule(&b, vec![], Timeouts::default(), policy(&[500], 1))).await;
+        let mut tcp = gw
+            .send_raw(
+                "POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\
+                 Connection: close\r\n\r\nhello",
+            )
+            .await;
+        let mut raw = Vec::new();
+        tcp.read_to_end(&mut raw).await.expect("read");
+        let raw = String::from_utf8_lossy(&raw);
+        assert!(raw.starts_with("HTTP/1.1 100"), "{raw}");
+        assert!(
+            raw.contains("HTTP/1.1 200") && raw.ends_with("attempt 1"),
+            "{raw}"
+        );
+        assert_eq!(b.bodies(), vec![5, 5]);
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn mirror_is_sent_once_however_many_attempts() {
     bounded(async {

@@ -21,10 +21,13 @@ pub(super) const RETRY_STATUS: ErrorType = ErrorType::Custom("RetryableStatus");
 const RETRIES_EXHAUSTED: ErrorType = ErrorType::HTTPStatus(503);
 
 /// Whether this request may be sent again at all, whatever failed: the rule has a policy,
-/// nothing of a response has reached the client, the body read so far can be replayed, and
-/// the route's request timeout has not run out.
+/// nothing of a final response has reached the client (the `100 Continue` Sluice answers to
+/// `Expect` does not count), the body read so far can be replayed, and the route's request
+/// timeout has not run out.
 fn can_resend(session: &Session, ctx: &RequestCtx) -> bool {
-    session.response_written().is_none()
+    session
+        .response_written()
+        .is_none_or(|r| r.status.is_informational())
         && !session.as_ref().retry_buffer_truncated()
         && ctx.deadline.is_none_or(|d| Instant::now() < d)
 }

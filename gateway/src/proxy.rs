@@ -225,6 +225,9 @@ impl ProxyHttp for SluiceProxy {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
+        // A new attempt has no connection yet; the last one's socket may already be closed and
+        // its descriptor reused, so it must not be shut by this attempt's early-answer check.
+        ctx.upstream = None;
         if let Some(wait) = ctx.retry_wait.take() {
             // The backoff never outlasts the request timeout: the check below answers 504 then.
             let left = ctx

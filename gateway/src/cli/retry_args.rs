@@ -1,4 +1,6 @@
-//! Command-line flags for the bounds of route rule retries (see docs/request-lifecycle.md).
+//! Command-line flags for the bounds of route rule retries (see docs/request-lifecycle.md); the
+//! provisioner sets them from the class parameters' `maxRetries`, `defaultRetries` and
+//! `defaultRetryBackoff` (controller/src/provision/edge_params.rs), checked as they are here.
 
 use std::time::Duration;
 
@@ -12,10 +14,10 @@ use crate::upstream::retry::RetrySettings;
 pub struct RetryArgs {
     /// Most retries of one request, whatever a route's `retry.attempts` asks; 0 turns rule
     /// retries off [default: 10].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=100))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32))]
     pub max_retries: Option<u32>,
     /// Retries of a rule whose `retry` sets no `attempts` [default: 1].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=100))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32))]
     pub default_retries: Option<u32>,
     /// First wait before a retry when a rule's `retry` sets no `backoff`; waits double up to
     /// ten times this [default: 25ms].
@@ -72,7 +74,7 @@ mod tests {
     #[test]
     fn bad_values_are_refused() {
         for arg in [
-            "--max-retries=101",
+            "--default-retries=x",
             "--max-retries=-1",
             "--default-retry-backoff=0s",
         ] {

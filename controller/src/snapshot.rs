@@ -289,6 +289,9 @@ pub struct RuleAction {
     total_weight: u32,
     /// The rule's request and backend-request timeouts.
     pub timeouts: Timeouts,
+    /// The rule's `retry`; `None` when it has none (left out of golden files then).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryPolicy>,
 }
 
 impl RuleAction {
@@ -302,7 +305,14 @@ impl RuleAction {
             backends,
             total_weight,
             timeouts,
+            retry: None,
         }
+    }
+
+    /// The action with the rule's `retry` policy.
+    pub fn with_retry(mut self, retry: Option<RetryPolicy>) -> Self {
+        self.retry = retry;
+        self
     }
 
     /// Sum of the backends' weights; 0 means no backend may be chosen (500, as the spec says).
@@ -320,6 +330,26 @@ pub struct Timeouts {
     /// HTTPRoute `timeouts.backendRequest`: one attempt to the backend.
     #[serde(with = "ser::opt_duration")]
     pub backend_request: Option<Duration>,
+}
+
+/// HTTPRoute rule `retry` (GEP-1731): when a failed attempt is sent again.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct RetryPolicy {
+    /// `codes`: response statuses that are retried, sorted, each once. Connection errors and
+    /// backendRequest timeouts are retried whatever the codes.
+    pub codes: Vec<u16>,
+    /// `attempts`: retries after the first attempt; `None` leaves it to the data plane's default.
+    pub attempts: Option<u32>,
+    /// `backoff`: the least wait before a retry; `None` leaves it to the data plane's default.
+    #[serde(with = "ser::opt_duration")]
+    pub backoff: Option<Duration>,
+}
+
+impl RetryPolicy {
+    /// Whether a response with this status is retried.
+    pub fn retries_status(&self, status: u16) -> bool {
+        self.codes.binary_search(&status).is_ok()
+    }
 }
 
 /// One backendRef of a rule, with its share of the traffic.

@@ -51,6 +51,7 @@ golden_cases! {
     malformed_field => "malformed-field",
     mirror_filters => "mirror-filters",
     precedence_across_routes => "precedence-across-routes",
+    retry_timeouts => "retry-timeouts",
     weights => "weights",
 }
 

@@ -7,6 +7,7 @@ pub mod edge_args;
 pub mod kube_args;
 pub mod listener_args;
 pub mod mirror_args;
+pub mod retry_args;
 pub mod validate;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -64,6 +65,8 @@ pub struct GatewayArgs {
     pub edge: edge_args::EdgeArgs,
     #[command(flatten)]
     pub listeners: listener_args::ListenerArgs,
+    #[command(flatten)]
+    pub retry: retry_args::RetryArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -131,6 +134,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 mirror,
                 edge,
                 listeners,
+                retry,
             } = cli.gateway;
             // clap enforces --config without a subcommand; an empty path fails to load visibly.
             let mut opts = StandaloneOptions::new(config.unwrap_or_default());
@@ -141,6 +145,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             opts.bind_retry = listeners.bind_retry();
             let drain = edge.drain();
             opts.proxy.edge = edge.into_limits(crate::edge::limits::raise_fd_limit());
+            opts.proxy.upstream.retry = retry.into_settings();
             opts.drain_delay = drain.delay;
             opts.shutdown_grace = drain.grace;
             let running = standalone::start(opts).await?;

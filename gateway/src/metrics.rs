@@ -41,6 +41,10 @@ pub struct Metrics {
     /// `sluice_request_duration_seconds{gateway,route}`: from the request head arriving to the
     /// response finishing (or failing).
     pub duration: HistogramVec,
+    /// `sluice_upstream_retries_total{route,reason}`: attempts sent again under a rule's `retry`
+    /// policy, by why the previous attempt failed (`status`, `connection_error`,
+    /// `backend_timeout`).
+    pub retries: IntCounterVec,
     /// `sluice_downstream_*`: client connections and what the edge guard refused.
     pub edge: EdgeMetrics,
 }
@@ -70,6 +74,17 @@ impl Metrics {
             &["gateway", "route"],
         )
         .map_err(MetricsError::Register)?;
+        let retries = IntCounterVec::new(
+            Opts::new(
+                "sluice_upstream_retries_total",
+                "Upstream attempts retried under a route rule's retry policy.",
+            ),
+            &["route", "reason"],
+        )
+        .map_err(MetricsError::Register)?;
+        registry
+            .register(Box::new(retries.clone()))
+            .map_err(MetricsError::Register)?;
         registry
             .register(Box::new(requests.clone()))
             .map_err(MetricsError::Register)?;
@@ -82,6 +97,7 @@ impl Metrics {
             registry,
             requests,
             duration,
+            retries,
             edge,
         })
     }
@@ -109,6 +125,11 @@ impl Metrics {
         self.duration
             .with_label_values(&[gateway, route])
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// One retry of an upstream attempt on `route`, for `reason`.
+    pub fn record_retry(&self, route: &str, reason: &str) {
+        self.retries.with_label_values(&[route, reason]).inc();
     }
 
     /// The Prometheus text exposition of every metric in the registry, for `/metrics`.

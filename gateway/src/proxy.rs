@@ -4,21 +4,24 @@
 //! - `request_filter`: load one snapshot, route, run filters in order (header changes, redirect,
 //!   URL rewrite, mirrors), choose the backend. Answers 404 (no route), 500 (no usable or an
 //!   invalid backendRef), 503 (no ready endpoint) or the redirect itself.
-//! - `upstream_peer`: the chosen endpoint with the route's timeouts; a retry after a refused
-//!   connection goes to the backend's next endpoint.
+//! - `upstream_peer`: the chosen endpoint with the route's timeouts; a retry waits its backoff
+//!   (within the request timeout) and goes to the same backendRef's next endpoint.
 //! - `upstream_request_filter`: `X-Forwarded-*`. Hop-by-hop request fields are stripped by
 //!   Pingora's standard upstream request policy (WebSocket upgrades pass through).
 //! - `connected_to_upstream`: notes the HTTP/1 upstream socket, so that an answer arriving
 //!   before the request body was sent stops the body and keeps the connection out of the pool.
-//! - `upstream_response_filter` / `response_filter`: that early-answer check, hop-by-hop
-//!   response fields, then the ResponseHeaderModifier filters.
-//! - `fail_to_connect` / `fail_to_proxy`: retry policy and error status (timeouts → 504).
+//! - `upstream_response_filter` / `response_filter`: a status the rule's `retry` lists fails the
+//!   attempt (so Pingora retries it), then that early-answer check, hop-by-hop response fields,
+//!   then the ResponseHeaderModifier filters.
+//! - `fail_to_connect` / `error_while_proxy`: the retry decision (`retrying`).
+//! - `fail_to_proxy`: the error status (timeouts → 504).
 //! - `logging`: metrics and the access log line.
 
 mod ctx;
 mod headers;
 mod refusal;
 mod request;
+mod retrying;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,7 +36,7 @@ use pingora_core::server::configuration::ServerConf;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
-use pingora_proxy::{FailToProxy, HttpProxy, ProxyHttp, Session};
+use pingora_proxy::{FailToProxy, HttpProxy, ProxyHttp, ProxyWarnLogContext, Session};
 use sluice_controller::publish::Store;
 use sluice_controller::snapshot::{BackendProtocol, Filter};
 
@@ -95,8 +98,9 @@ pub struct SluiceProxy {
 /// bind) accepted them.
 pub fn new_app(store: Arc<Store>, metrics: Arc<Metrics>, settings: ProxySettings) -> Arc<ProxyApp> {
     let conf = ServerConf {
-        // One retry at most, and only where fail_to_connect or Pingora's reuse policy allows it.
-        max_retries: 2,
+        // Pingora's bound on tries per request: the first, a rule's retries, and one more for
+        // a refused connect or a stale pooled connection (retried once, see `fallback_retry`).
+        max_retries: settings.upstream.retry.max_retries as usize + 2,
         ..ServerConf::default()
     };
     let mut server_options = HttpServerOptions::default();
@@ -221,6 +225,16 @@ impl ProxyHttp for SluiceProxy {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
+        // A new attempt has no connection yet; the last one's socket may already be closed and
+        // its descriptor reused, so it must not be shut by this attempt's early-answer check.
+        ctx.upstream = None;
+        if let Some(wait) = ctx.retry_wait.take() {
+            // The backoff never outlasts the request timeout: the check below answers 504 then.
+            let left = ctx
+                .deadline
+                .map_or(wait, |d| d.saturating_duration_since(Instant::now()));
+            tokio::time::sleep(wait.min(left)).await;
+        }
         let Some(chosen) = ctx.chosen.as_mut() else {
             return Error::e_explain(
                 NO_BACKEND_CHOSEN,
@@ -272,19 +286,56 @@ impl ProxyHttp for SluiceProxy {
         Ok(Box::new(peer))
     }
 
-    /// One retry, only for a refused connection: nothing reached the backend, so resending is
-    /// safe even for a POST, and another endpoint may well be up. Other connect errors (timeouts)
-    /// already cost the client time; retrying them would double it.
+    /// The rule's `retry` policy first. Without one (or once it is done): one retry, only for a
+    /// refused connection: nothing reached the backend, so resending is safe even for a POST, and
+    /// another endpoint may well be up. Other connect errors (timeouts) already cost the client
+    /// time; retrying them would double it.
     fn fail_to_connect(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         _peer: &HttpPeer,
         ctx: &mut RequestCtx,
-        mut e: Box<Error>,
+        e: Box<Error>,
     ) -> Box<Error> {
-        let refused = matches!(e.etype(), ErrorType::ConnectRefused);
-        e.set_retry(refused && ctx.attempts < 2);
-        e
+        let settings = &self.settings.upstream.retry;
+        retrying::on_error(session, ctx, settings, &self.metrics, e, |e, ctx| {
+            let refused = matches!(e.etype(), ErrorType::ConnectRefused);
+            e.set_retry(refused && fallback_retry(ctx));
+        })
+    }
+
+    /// The rule's `retry` policy first; without one, Pingora's own policy (an idempotent request
+    /// whose pooled connection turned out stale is sent once more).
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let e = e.more_context(format!("Peer: {peer}"));
+        let settings = &self.settings.upstream.retry;
+        let idempotent = session.req_header().method.is_idempotent();
+        let truncated = session.as_ref().retry_buffer_truncated();
+        retrying::on_error(session, ctx, settings, &self.metrics, e, |e, ctx| {
+            if idempotent && !truncated && fallback_retry(ctx) {
+                e.retry.decide_reuse(client_reused);
+            } else {
+                e.set_retry(false);
+            }
+        })
+    }
+
+    /// Retries are logged by `retrying` with their reason; Pingora's line would repeat it.
+    fn suppress_proxy_warn_log(
+        &self,
+        _session: &Session,
+        ctx: &RequestCtx,
+        _e: &Error,
+        context: ProxyWarnLogContext,
+    ) -> bool {
+        matches!(context, ProxyWarnLogContext::UpstreamRetry) && ctx.retry_wait.is_some()
     }
 
     async fn upstream_request_filter(
@@ -321,6 +372,11 @@ impl ProxyHttp for SluiceProxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        let status = upstream_response.status.as_u16();
+        let settings = &self.settings.upstream.retry;
+        if let Some(e) = retrying::on_status(session, ctx, settings, &self.metrics, status) {
+            return Err(e);
+        }
         if let Some(conn) = ctx.upstream.as_mut() {
             let is_head = session.req_header().method == http::Method::HEAD;
             conn.on_response_head(upstream_response, is_head, session.is_body_done());
@@ -431,6 +487,7 @@ impl ProxyHttp for SluiceProxy {
             route = ctx.route_label(),
             backend = ctx.backend_label(),
             code,
+            retries = ctx.retries,
             micros = elapsed.as_micros() as u64,
             error = e
                 .map(|e| e.to_string())
@@ -438,6 +495,12 @@ impl ProxyHttp for SluiceProxy {
             "request"
         );
     }
+}
+
+/// Whether Sluice's own retry (without a rule policy) is still open: at most one per request,
+/// the rule's retries not counted.
+fn fallback_retry(ctx: &RequestCtx) -> bool {
+    ctx.attempts.saturating_sub(ctx.retries) < 2
 }
 
 /// Answers a request the edge guard refused, and closes the connection after it.

@@ -1,6 +1,7 @@
 //! Backend choice (weighted, then round-robin over ready endpoints) and the Pingora peer for it.
 
 mod early_answer;
+pub mod retry;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,6 +26,8 @@ pub struct UpstreamSettings {
     pub idle_timeout: Duration,
     /// Concurrent streams on one h2c connection.
     pub max_h2_streams: usize,
+    /// Bounds and defaults of rule `retry` policies.
+    pub retry: retry::RetrySettings,
 }
 
 impl Default for UpstreamSettings {
@@ -35,6 +38,7 @@ impl Default for UpstreamSettings {
             write_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(60),
             max_h2_streams: 100,
+            retry: retry::RetrySettings::default(),
         }
     }
 }

@@ -28,6 +28,14 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("keepaliveTimeout", "--keepalive-timeout", Kind::Duration),
     ("drainDelay", "--drain-delay", Kind::DurationOrZero),
     ("shutdownGrace", "--shutdown-grace", Kind::Duration),
+    // Bounds of HTTPRoute rule retries (gateway/src/cli/retry_args.rs).
+    ("maxRetries", "--max-retries", Kind::Count(0)),
+    ("defaultRetries", "--default-retries", Kind::Count(0)),
+    (
+        "defaultRetryBackoff",
+        "--default-retry-backoff",
+        Kind::Duration,
+    ),
 ];
 
 /// Provisioned pods wait this long after SIGTERM, not ready but accepting, so the Service's
@@ -144,6 +152,7 @@ mod tests {
         assert!(p.set("maxHeaderBytes", "32768").expect("valid"));
         assert!(p.set("clientHeaderTimeout", "2s").expect("valid"));
         assert!(p.set("drainDelay", "0s").expect("zero is fine"));
+        assert!(p.set("maxRetries", "0").expect("zero turns retries off"));
         assert!(!p.set("mirrorTimeoutMs", "5").expect("not an edge key"));
         assert_eq!(
             p.args(),
@@ -151,6 +160,7 @@ mod tests {
                 "--max-header-bytes=32768",
                 "--client-header-timeout=2s",
                 "--shutdown-grace=45s",
+                "--max-retries=0",
                 "--drain-delay=0ms",
             ]
         );
@@ -173,6 +183,8 @@ mod tests {
             ("clientBodyTimeout", "0s"),
             ("keepaliveTimeout", "60"),
             ("drainDelay", "soon"),
+            ("maxRetries", "-1"),
+            ("defaultRetryBackoff", "0s"),
         ] {
             let err = EdgeParams::default().set(key, value).expect_err(key);
             assert!(err.to_string().contains(key), "{err}");

@@ -319,6 +319,7 @@ mod tests {
                 filters: Vec::new(),
             }],
             total_weight: 3,
+            retry: None,
             timeouts: Timeouts::default(),
         });
         let prefix = crate::snapshot::PathMatch::Prefix("/".into());

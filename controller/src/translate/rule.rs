@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use gateway_api::apis::experimental::httproutes::{HttpRoute, HttpRouteRules};
+use gateway_api::apis::experimental::httproutes::{HttpRoute, HttpRouteRules, HttpRouteRulesRetry};
 
 use super::backend::{BackendRef, Resolver, UnresolvedRef};
 use super::duration;
@@ -11,8 +11,8 @@ use super::filters::{self, FilterError};
 use super::index::namespace_of;
 use super::matches::{self, MatchError};
 use crate::snapshot::{
-    BackendTarget, Filter, PathMatch, PathModifier, RequestMatch, RuleAction, Timeouts,
-    WeightedBackend,
+    BackendTarget, Filter, PathMatch, PathModifier, RequestMatch, RetryPolicy, RuleAction,
+    Timeouts, WeightedBackend,
 };
 use crate::status::conditions::reasons;
 
@@ -33,6 +33,12 @@ pub(super) enum RuleError {
     Timeout { field: &'static str, value: String },
     #[error("timeouts.backendRequest must not exceed timeouts.request")]
     BackendTimeoutOverRequest,
+    #[error("retry.backoff {0:?} is not a valid duration")]
+    RetryBackoff(String),
+    #[error("retry.codes {0} is not a status between 400 and 599")]
+    RetryCode(i64),
+    #[error("retry.attempts {0} is not a positive number")]
+    RetryAttempts(i64),
 }
 
 /// A rule dropped as invalid, and why.
@@ -169,7 +175,10 @@ fn compile_rule(
         index,
         name: rule.name.clone(),
         matches,
-        action: Arc::new(RuleAction::new(rule_filters, backends, timeouts(rule)?)),
+        action: Arc::new(
+            RuleAction::new(rule_filters, backends, timeouts(rule)?)
+                .with_retry(rule.retry.as_ref().map(retry).transpose()?),
+        ),
     })
 }
 
@@ -227,4 +236,76 @@ fn timeouts(rule: &HttpRouteRules) -> Result<Timeouts, RuleError> {
         request,
         backend_request,
     })
+}
+
+/// The rule's `retry`, checked as the CRD's schema checks it (a file source has no API server).
+fn retry(r: &HttpRouteRulesRetry) -> Result<RetryPolicy, RuleError> {
+    let mut codes = Vec::new();
+    for &code in r.codes.iter().flatten() {
+        match u16::try_from(code) {
+            Ok(c) if (400..=599).contains(&c) => codes.push(c),
+            _ => return Err(RuleError::RetryCode(code)),
+        }
+    }
+    codes.sort_unstable();
+    codes.dedup();
+    let attempts = match r.attempts {
+        None => None,
+        // More retries than u32 holds are capped by the data plane anyway.
+        Some(n) if n >= 1 => Some(u32::try_from(n).unwrap_or(u32::MAX)),
+        Some(n) => return Err(RuleError::RetryAttempts(n)),
+    };
+    let backoff = match r.backoff.as_deref() {
+        None => None,
+        Some(s) => Some(duration::parse(s).ok_or_else(|| RuleError::RetryBackoff(s.to_string()))?),
+    };
+    Ok(RetryPolicy {
+        codes,
+        attempts,
+        backoff,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn policy(
+        codes: Vec<i64>,
+        attempts: Option<i64>,
+        backoff: Option<&str>,
+    ) -> HttpRouteRulesRetry {
+        HttpRouteRulesRetry {
+            attempts,
+            backoff: backoff.map(str::to_string),
+            codes: Some(codes),
+        }
+    }
+
+    #[test]
+    fn retry_codes_are_sorted_once_and_durations_parsed() {
+        let p = retry(&policy(vec![503, 500, 503], Some(3), Some("1s100ms"))).expect("valid");
+        assert_eq!(p.codes, vec![500, 503]);
+        assert_eq!(p.attempts, Some(3));
+        assert_eq!(p.backoff, Some(Duration::from_millis(1100)));
+        assert!(p.retries_status(503) && !p.retries_status(502));
+    }
+
+    #[test]
+    fn retry_values_the_schema_forbids_drop_the_rule() {
+        assert!(matches!(
+            retry(&policy(vec![200], None, None)),
+            Err(RuleError::RetryCode(200))
+        ));
+        assert!(matches!(
+            retry(&policy(vec![], Some(0), None)),
+            Err(RuleError::RetryAttempts(0))
+        ));
+        assert!(matches!(
+            retry(&policy(vec![], None, Some("soon"))),
+            Err(RuleError::RetryBackoff(_))
+        ));
+    }
 }

@@ -13,6 +13,7 @@ use super::mirror_args::MirrorArgs;
 use crate::edge::limits::raise_fd_limit;
 use crate::kube_mode::{ControllerOptions, ProxyOptions};
 use crate::proxy::ProxySettings;
+use crate::upstream::UpstreamSettings;
 
 /// The data plane of one Gateway, configured from the Kubernetes API.
 #[derive(Debug, Clone, Args)]
@@ -37,6 +38,9 @@ pub struct ProxyArgs {
     /// The same flags as standalone mode.
     #[command(flatten)]
     pub listeners: ListenerArgs,
+    /// The same flags as standalone mode.
+    #[command(flatten)]
+    pub retry: super::retry_args::RetryArgs,
 }
 
 /// The controller: statuses and data-plane provisioning, one leader at a time.
@@ -100,6 +104,10 @@ impl ProxyArgs {
             listen_address: self.listen_address,
             proxy: ProxySettings {
                 edge: self.edge.into_limits(raise_fd_limit()),
+                upstream: UpstreamSettings {
+                    retry: self.retry.into_settings(),
+                    ..UpstreamSettings::default()
+                },
                 ..ProxySettings::default()
             },
             mirror: self.mirror.into_options(),

@@ -33,6 +33,10 @@ pub struct RequestCtx {
     pub deadline: Option<Instant>,
     /// Upstream attempts made so far (connect retries included).
     pub attempts: u32,
+    /// Retries the rule's `retry` policy has asked for so far.
+    pub retries: u32,
+    /// The backoff to wait before the next attempt, set when a retry is decided.
+    pub retry_wait: Option<Duration>,
     /// Copies of this request for `RequestMirror` filters, started in filter order by
     /// `request_filter` with the head as modified by the filters before each mirror.
     pub mirrors: Option<MirrorSet>,
@@ -56,6 +60,8 @@ impl RequestCtx {
             original_host: None,
             deadline: None,
             attempts: 0,
+            retries: 0,
+            retry_wait: None,
             mirrors: None,
             rejected: None,
             upstream: None,

@@ -4,6 +4,7 @@
 //! the last good configuration is better than silently dropping a route over a typo. Objects are
 //! admitted as the API server would (see `validation`); unknown kinds are errors.
 
+pub mod backend_tls_policy;
 mod lines;
 mod loader;
 
@@ -20,6 +21,7 @@ use kube::Resource;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use self::backend_tls_policy::BackendTLSPolicy;
 use self::loader::Loader;
 use crate::validation::FieldError;
 
@@ -47,6 +49,8 @@ pub struct Resources {
     pub namespaces: Vec<Namespace>,
     /// ConfigMaps: the CA certificates (`ca.crt`) that TLS validation settings refer to.
     pub config_maps: Vec<ConfigMap>,
+    /// BackendTLSPolicies: TLS settings for the Services (ports) they target.
+    pub backend_tls_policies: Vec<BackendTLSPolicy>,
 }
 
 /// The result of loading YAML: the objects, and warnings about valid objects of kinds Sluice does
@@ -201,6 +205,7 @@ impl Resources {
         each("Secret", &mut self.secrets, &mut f);
         each("Namespace", &mut self.namespaces, &mut f);
         each("ConfigMap", &mut self.config_maps, &mut f);
+        each("BackendTLSPolicy", &mut self.backend_tls_policies, &mut f);
     }
 
     /// A SHA-256 over every object as loaded, metadata included: equal digests, same input.
@@ -229,6 +234,7 @@ impl Resources {
         each(&mut hasher, "Secret", &self.secrets);
         each(&mut hasher, "Namespace", &self.namespaces);
         each(&mut hasher, "ConfigMap", &self.config_maps);
+        each(&mut hasher, "BackendTLSPolicy", &self.backend_tls_policies);
         hasher.finalize().into()
     }
 
@@ -249,6 +255,7 @@ impl Resources {
         by_key(&mut self.secrets);
         by_key(&mut self.namespaces);
         by_key(&mut self.config_maps);
+        by_key(&mut self.backend_tls_policies);
     }
 }
 

@@ -18,6 +18,8 @@ use gateway_api::apis::experimental::gateways::Gateway;
 use gateway_api::apis::experimental::httproutes::HttpRoute;
 use gateway_api::apis::experimental::referencegrants::ReferenceGrant;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
+
+use crate::resources::backend_tls_policy::BackendTLSPolicy;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::reflector::{self, Store as Reader};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -73,6 +75,7 @@ struct Readers {
     secrets: Reader<Secret>,
     namespaces: Reader<Namespace>,
     config_maps: Reader<ConfigMap>,
+    backend_tls_policies: Reader<BackendTLSPolicy>,
 }
 
 impl KubeSource {
@@ -129,6 +132,7 @@ impl KubeSource {
             secrets: reflect(&mut watchers, &self.client, secrets, &changed),
             namespaces: reflect(&mut watchers, &self.client, all(), &changed),
             config_maps: reflect(&mut watchers, &self.client, all(), &changed),
+            backend_tls_policies: reflect(&mut watchers, &self.client, all(), &changed),
         };
         if readers.wait_until_ready().await.is_err() {
             tracing::error!("a watcher stopped before its first list; the kube source ends");
@@ -218,7 +222,8 @@ impl Readers {
         self.endpoint_slices.wait_until_ready().await?;
         self.secrets.wait_until_ready().await?;
         self.namespaces.wait_until_ready().await?;
-        self.config_maps.wait_until_ready().await
+        self.config_maps.wait_until_ready().await?;
+        self.backend_tls_policies.wait_until_ready().await
     }
 
     /// Read before statuses are stripped: the one place live route statuses are looked at.
@@ -253,6 +258,7 @@ impl Readers {
             secrets: snapshot_of(&self.secrets),
             namespaces: snapshot_of(&self.namespaces),
             config_maps: snapshot_of(&self.config_maps),
+            backend_tls_policies: snapshot_of(&self.backend_tls_policies),
         }
     }
 }
@@ -306,6 +312,11 @@ impl StripStatus for EndpointSlice {}
 impl StripStatus for Secret {}
 impl StripStatus for Namespace {}
 impl StripStatus for ConfigMap {}
+impl StripStatus for BackendTLSPolicy {
+    fn strip_status(&mut self) {
+        self.status = None;
+    }
+}
 
 fn now() -> Timestamp {
     Timestamp::now()

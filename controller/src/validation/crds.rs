@@ -12,7 +12,13 @@ pub const GATEWAY_API_VERSION: &str = "v1.6.1";
 pub const GROUP: &str = "gateway.networking.k8s.io";
 
 /// Kinds translation reads; the other CRDs' objects are validated, then ignored with a warning.
-const USED: &[&str] = &["GatewayClass", "Gateway", "HTTPRoute", "ReferenceGrant"];
+const USED: &[&str] = &[
+    "GatewayClass",
+    "Gateway",
+    "HTTPRoute",
+    "ReferenceGrant",
+    "BackendTLSPolicy",
+];
 
 struct Embedded {
     kind: &'static str,

@@ -31,6 +31,7 @@ use self::overlay::{overlay_provisioning, unbound_in_data_plane};
 use crate::backoff::Backoff;
 use crate::provision::Provisioning;
 use crate::publish::Store;
+use crate::resources::backend_tls_policy::BackendTLSPolicy;
 use crate::sources::kube::ClaimedRoutes;
 use crate::status::{Kind, StatusKey};
 use crate::FIELD_MANAGER;
@@ -191,6 +192,14 @@ impl StatusWriter {
                 (Kind::HttpRoute, Some(ns)) => {
                     self.write(
                         Api::<HttpRoute>::namespaced(self.client.clone(), ns),
+                        &key,
+                        &desired,
+                    )
+                    .await
+                }
+                (Kind::BackendTlsPolicy, Some(ns)) => {
+                    self.write(
+                        Api::<BackendTLSPolicy>::namespaced(self.client.clone(), ns),
                         &key,
                         &desired,
                     )

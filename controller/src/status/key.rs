@@ -14,6 +14,8 @@ pub enum Kind {
     Gateway,
     /// An `HTTPRoute`.
     HttpRoute,
+    /// A `BackendTLSPolicy`.
+    BackendTlsPolicy,
 }
 
 impl Kind {
@@ -23,6 +25,7 @@ impl Kind {
             Kind::GatewayClass => "GatewayClass",
             Kind::Gateway => "Gateway",
             Kind::HttpRoute => "HTTPRoute",
+            Kind::BackendTlsPolicy => "BackendTLSPolicy",
         }
     }
 }
@@ -70,6 +73,15 @@ impl StatusKey {
     pub fn http_route(namespace: &str, name: &str) -> StatusKey {
         StatusKey {
             kind: Kind::HttpRoute,
+            namespace: Some(namespace.to_string()),
+            name: name.to_string(),
+        }
+    }
+
+    /// The key of BackendTLSPolicy `namespace/name`.
+    pub fn backend_tls_policy(namespace: &str, name: &str) -> StatusKey {
+        StatusKey {
+            kind: Kind::BackendTlsPolicy,
             namespace: Some(namespace.to_string()),
             name: name.to_string(),
         }

@@ -123,6 +123,15 @@ pub static KINDS: &[Kind] = &[
         false,
         true,
     ),
+    kind(
+        GW,
+        "v1",
+        "backendtlspolicies",
+        "BackendTLSPolicy",
+        true,
+        true,
+        true,
+    ),
 ];
 
 pub fn by_plural(group: &str, version: &str, plural: &str) -> Option<&'static Kind> {

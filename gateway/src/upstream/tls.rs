@@ -63,6 +63,9 @@ impl TlsOrigin {
         }));
         // HTTP/1.1 inside TLS: no ALPN is offered.
         peer.options.set_http_version(1, 1);
+        // Pingora would park the connection in its pool, then refuse to reuse it (a virtual
+        // socket has no fd to check); closing it at once frees the backend's slot instead.
+        peer.options.idle_timeout = Some(Duration::ZERO);
     }
 
     fn config(&self) -> Arc<ClientConfig> {

@@ -26,7 +26,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
-use self::merge::{carry_transition_times, merge_route_parents, now};
+use self::merge::{carry_transition_times, merge_policy_ancestors, merge_route_parents, now};
 use self::overlay::{overlay_provisioning, unbound_in_data_plane};
 use crate::backoff::Backoff;
 use crate::provision::Provisioning;
@@ -252,8 +252,10 @@ impl StatusWriter {
             let live = serde_json::to_value(&live).map_err(StatusWriteError::Encode)?;
             let live_status = live.get("status").cloned().unwrap_or(Value::Null);
             let mut desired = desired.clone();
-            if key.kind == Kind::HttpRoute {
-                merge_route_parents(&mut desired, &live_status);
+            match key.kind {
+                Kind::HttpRoute => merge_route_parents(&mut desired, &live_status),
+                Kind::BackendTlsPolicy => merge_policy_ancestors(&mut desired, &live_status),
+                Kind::GatewayClass | Kind::Gateway => {}
             }
             carry_transition_times(&mut desired, &live_status, &now());
             if live_status == desired {

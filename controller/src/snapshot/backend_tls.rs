@@ -211,3 +211,63 @@ impl ServerCertVerifier for PolicyVerifier {
         self.chain.supported_verify_schemes()
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn ca() -> CertificateDer<'static> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.self_signed(&key).unwrap().der().clone()
+    }
+
+    fn build(
+        hostname: &str,
+        roots: &[CertificateDer<'static>],
+    ) -> Result<BackendTls, BackendTlsError> {
+        BackendTls::new("ns/p".into(), hostname, vec![], Trust::System, roots)
+    }
+
+    #[test]
+    fn settings_without_a_usable_root_or_hostname_are_errors() {
+        assert!(matches!(
+            build("a.example.com", &[]),
+            Err(BackendTlsError::NoRoots)
+        ));
+        let garbage = CertificateDer::from(vec![1u8, 2, 3]);
+        assert!(matches!(
+            build("a.example.com", &[garbage]),
+            Err(BackendTlsError::NoRoots)
+        ));
+        assert!(matches!(
+            build("not a name!", &[ca()]),
+            Err(BackendTlsError::Hostname(_))
+        ));
+        assert!(build("a.example.com", &[ca()]).is_ok());
+    }
+
+    #[test]
+    fn the_fingerprint_changes_with_any_setting_and_not_otherwise() {
+        let root = [ca()];
+        let print = |host: &str, sans: Vec<SanName>, roots: &[CertificateDer<'static>]| {
+            BackendTls::new("ns/p".into(), host, sans, Trust::System, roots)
+                .unwrap()
+                .fingerprint
+        };
+        let base = print("a.example.com", vec![], &root);
+        assert_eq!(base, print("a.example.com", vec![], &root));
+        assert_ne!(base, print("b.example.com", vec![], &root));
+        assert_ne!(
+            base,
+            print(
+                "a.example.com",
+                vec![SanName::Uri("spiffe://x".into())],
+                &root
+            )
+        );
+        assert_ne!(base, print("a.example.com", vec![], &[ca()]));
+    }
+}

@@ -216,6 +216,12 @@ fn evaluate<'a>(policy: &'a BackendTLSPolicy, index: &Index<'a>) -> Evaluated<'a
         .collect();
     let built = BackendTls::new(label.clone(), &v.hostname, subject_alt_names, trust, &roots);
     let (accepted, mode) = match built {
+        // "Connections using an invalid CACertificateRef MUST fail" (the CRD): with one ref
+        // invalid the policy stays Accepted when others are usable, but nothing is sent.
+        Ok(_) if !resolved.ok => (
+            Verdict::yes(reasons::ACCEPTED),
+            BackendTlsMode::Refuse { policy: label },
+        ),
         Ok(tls) => (
             Verdict::yes(reasons::ACCEPTED),
             BackendTlsMode::Verify(Arc::new(tls)),

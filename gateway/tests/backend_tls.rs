@@ -106,6 +106,19 @@ async fn gateway_to(backend: Arc<Backend>) -> Gateway {
     .await
 }
 
+/// Reads one request head (through the blank line) byte by byte.
+async fn read_head(stream: &mut (impl tokio::io::AsyncRead + Unpin)) -> String {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        match stream.read(&mut byte).await {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
 async fn json(resp: reqwest::Response) -> Value {
     serde_json::from_str(&resp.text().await.unwrap()).unwrap()
 }
@@ -305,5 +318,46 @@ async fn mirror_over_tls_honours_backend_tls_policy() {
     assert!(
         bad_pod.log().is_empty(),
         "the unverified mirror got a request"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_connection_to_a_tls_backend_resumes_the_session() {
+    use tokio::io::AsyncWriteExt;
+
+    let ca = Pki::new("ca");
+    let (cert, key) = ca.issue(vec![dns(HOST)]);
+    let config = tls_server_config(&cert, &key, None).unwrap();
+    let kinds = Arc::new(Mutex::new(Vec::new()));
+    let seen = kinds.clone();
+    let addr = proxy::raw_backend(move |tcp| {
+        let (config, seen) = (config.clone(), seen.clone());
+        async move {
+            let Ok(mut tls) = tokio_rustls::TlsAcceptor::from(config).accept(tcp).await else {
+                return;
+            };
+            seen.lock().unwrap().push(tls.get_ref().1.handshake_kind());
+            let head = read_head(&mut tls).await;
+            if head.is_empty() {
+                return;
+            }
+            let answer = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+            let _ = tls.write_all(answer.as_bytes()).await;
+            let _ = tls.shutdown().await;
+        }
+    })
+    .await;
+    let gw = gateway_to(tls_backend("resumed", addr, &ca, vec![])).await;
+    for i in 0..2 {
+        let resp = within("the TLS backend", LIMIT, gw.get(&format!("/{i}"))).await;
+        assert_eq!(resp.status(), 200);
+    }
+    let kinds = kinds.lock().unwrap().clone();
+    assert_eq!(
+        kinds,
+        [
+            Some(rustls::HandshakeKind::Full),
+            Some(rustls::HandshakeKind::Resumed)
+        ]
     );
 }

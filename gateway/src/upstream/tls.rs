@@ -7,10 +7,11 @@
 //! it would bring a second `rustls-native-certs`. The primary and mirror legs both connect
 //! through Pingora's connectors with this L4 step, so they verify alike. Pingora 0.9 does not
 //! reuse a connection whose socket has no fd (see docs/tls.md), so each TLS request opens its
-//! own connection.
+//! own connection; sessions resume across them.
 
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -31,9 +32,14 @@ use tokio_rustls::TlsConnector;
 
 use crate::transport::delegate_async_io;
 
+/// Client configs kept for session resumption, at most (see [`TlsOrigin::config`]).
+const MAX_CONFIGS: usize = 256;
+
 /// How one peer reaches its backend over TLS.
 #[derive(Debug)]
 pub struct TlsOrigin {
+    /// The peer's `group_key`: one per policy and client certificate.
+    key: u64,
     tls: Arc<BackendTls>,
     client_certificate: Option<Arc<CertifiedKey>>,
     connect_timeout: Duration,
@@ -57,6 +63,7 @@ impl TlsOrigin {
         }
         peer.group_key = key.finish();
         peer.options.custom_l4 = Some(Arc::new(TlsOrigin {
+            key: peer.group_key,
             tls: tls.clone(),
             client_certificate: client_certificate.cloned(),
             connect_timeout,
@@ -68,7 +75,28 @@ impl TlsOrigin {
         peer.options.idle_timeout = Some(Duration::ZERO);
     }
 
+    /// One config per policy and client certificate, shared by every connection made under
+    /// them, so TLS sessions resume (rustls keeps tickets in the config): as Pingora opens a
+    /// connection per request here, a resumed handshake is what is left to save. Bounded: the
+    /// cache starts over past [`MAX_CONFIGS`] keys (configurations come and go with policies).
     fn config(&self) -> Arc<ClientConfig> {
+        static CONFIGS: OnceLock<Mutex<HashMap<u64, Arc<ClientConfig>>>> = OnceLock::new();
+        let mut configs = CONFIGS
+            .get_or_init(Mutex::default)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(config) = configs.get(&self.key) {
+            return config.clone();
+        }
+        if configs.len() >= MAX_CONFIGS {
+            configs.clear();
+        }
+        let config = self.build_config();
+        configs.insert(self.key, config.clone());
+        config
+    }
+
+    fn build_config(&self) -> Arc<ClientConfig> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = match ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()

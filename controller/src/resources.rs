@@ -4,6 +4,7 @@
 //! the last good configuration is better than silently dropping a route over a typo. Objects are
 //! admitted as the API server would (see `validation`); unknown kinds are errors.
 
+pub mod backend_tls_policy;
 mod lines;
 mod listener_set;
 mod loader;
@@ -21,6 +22,7 @@ use kube::Resource;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use self::backend_tls_policy::BackendTLSPolicy;
 pub use self::listener_set::{
     ListenerSet, ListenerSetParentRef, ListenerSetSpec, ListenerSetStatus,
 };
@@ -53,6 +55,8 @@ pub struct Resources {
     pub config_maps: Vec<ConfigMap>,
     /// ListenerSets: more listeners for a Gateway whose `allowedListeners` admits them.
     pub listener_sets: Vec<ListenerSet>,
+    /// BackendTLSPolicies: TLS settings for the Services (ports) they target.
+    pub backend_tls_policies: Vec<BackendTLSPolicy>,
 }
 
 /// The result of loading YAML: the objects, and warnings about valid objects of kinds Sluice does
@@ -208,6 +212,7 @@ impl Resources {
         each("Namespace", &mut self.namespaces, &mut f);
         each("ConfigMap", &mut self.config_maps, &mut f);
         each("ListenerSet", &mut self.listener_sets, &mut f);
+        each("BackendTLSPolicy", &mut self.backend_tls_policies, &mut f);
     }
 
     /// A SHA-256 over every object as loaded, metadata included: equal digests, same input.
@@ -237,6 +242,7 @@ impl Resources {
         each(&mut hasher, "Namespace", &self.namespaces);
         each(&mut hasher, "ConfigMap", &self.config_maps);
         each(&mut hasher, "ListenerSet", &self.listener_sets);
+        each(&mut hasher, "BackendTLSPolicy", &self.backend_tls_policies);
         hasher.finalize().into()
     }
 
@@ -258,6 +264,7 @@ impl Resources {
         by_key(&mut self.namespaces);
         by_key(&mut self.config_maps);
         by_key(&mut self.listener_sets);
+        by_key(&mut self.backend_tls_policies);
     }
 }
 

@@ -20,12 +20,16 @@ use serde::Serialize;
 
 use crate::status::StatusReport;
 
+mod backend_tls;
 mod round_robin;
 mod route_group;
 #[cfg(test)]
 mod test_entries;
 mod validate;
 
+pub use backend_tls::{
+    BackendTls, BackendTlsError, BackendTlsMode, PolicyVerifier, SanName, Trust,
+};
 pub use route_group::{Candidates, RouteGroup};
 pub use validate::SnapshotError;
 
@@ -39,6 +43,10 @@ pub struct Snapshot {
     /// The status every object would get in a cluster, from the same translation.
     #[serde(skip)]
     pub statuses: Arc<StatusReport>,
+    /// The client certificate each Gateway (`namespace/name`) presents to TLS backends
+    /// (`spec.tls.backend.clientCertificateRef`).
+    #[serde(skip)]
+    pub backend_client_certificates: BTreeMap<String, Arc<rustls::sign::CertifiedKey>>,
 }
 
 impl Snapshot {
@@ -385,6 +393,9 @@ pub struct Backend {
     pub endpoints: Vec<SocketAddr>,
     /// How to speak to the endpoints.
     pub protocol: BackendProtocol,
+    /// TLS to the endpoints, from the BackendTLSPolicy targeting this Service port.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<BackendTlsMode>,
     #[serde(skip)]
     next: AtomicUsize,
 }
@@ -396,8 +407,15 @@ impl Backend {
             name,
             endpoints,
             protocol,
+            tls: None,
             next: AtomicUsize::new(0),
         }
+    }
+
+    /// The same backend, connected to with `tls`.
+    pub fn with_tls(mut self, tls: Option<BackendTlsMode>) -> Backend {
+        self.tls = tls;
+        self
     }
 
     /// Where the rotation stands: the number of picks made so far.

@@ -19,6 +19,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
 
+use crate::resources::backend_tls_policy::PolicyStatus;
 use crate::resources::ListenerSetStatus;
 
 /// Statuses by object; a `BTreeMap`, so serialization is sorted and byte-stable.
@@ -41,6 +42,8 @@ pub enum ObjectStatus {
     HttpRoute(HttpRouteStatus),
     /// A ListenerSet's status: its conditions and listeners.
     ListenerSet(ListenerSetStatus),
+    /// A BackendTLSPolicy's status: one entry per Gateway it affects.
+    BackendTlsPolicy(PolicyStatus),
 }
 
 impl StatusReport {
@@ -100,6 +103,17 @@ impl StatusReport {
                             old.parents.iter().find(|o| o.parent_ref == p.parent_ref)
                         {
                             carry_vec(&mut p.conditions, &old_p.conditions);
+                        }
+                    }
+                }
+                (ObjectStatus::BackendTlsPolicy(new), ObjectStatus::BackendTlsPolicy(old)) => {
+                    for a in &mut new.ancestors {
+                        if let Some(old_a) = old
+                            .ancestors
+                            .iter()
+                            .find(|o| o.ancestor_ref == a.ancestor_ref)
+                        {
+                            carry_vec(&mut a.conditions, &old_a.conditions);
                         }
                     }
                 }

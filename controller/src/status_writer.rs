@@ -26,11 +26,12 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
-use self::merge::{carry_transition_times, merge_route_parents, now};
+use self::merge::{carry_transition_times, merge_policy_ancestors, merge_route_parents, now};
 use self::overlay::{overlay_listener_set, overlay_provisioning, unbound_in_data_plane};
 use crate::backoff::Backoff;
 use crate::provision::Provisioning;
 use crate::publish::Store;
+use crate::resources::backend_tls_policy::BackendTLSPolicy;
 use crate::resources::ListenerSet;
 use crate::sources::kube::ClaimedRoutes;
 use crate::status::{Kind, StatusKey};
@@ -209,6 +210,14 @@ impl StatusWriter {
                     )
                     .await
                 }
+                (Kind::BackendTlsPolicy, Some(ns)) => {
+                    self.write(
+                        Api::<BackendTLSPolicy>::namespaced(self.client.clone(), ns),
+                        &key,
+                        &desired,
+                    )
+                    .await
+                }
                 _ => Err(StatusWriteError::Key(key.clone())),
             };
             match result {
@@ -256,8 +265,10 @@ impl StatusWriter {
             let live = serde_json::to_value(&live).map_err(StatusWriteError::Encode)?;
             let live_status = live.get("status").cloned().unwrap_or(Value::Null);
             let mut desired = desired.clone();
-            if key.kind == Kind::HttpRoute {
-                merge_route_parents(&mut desired, &live_status);
+            match key.kind {
+                Kind::HttpRoute => merge_route_parents(&mut desired, &live_status),
+                Kind::BackendTlsPolicy => merge_policy_ancestors(&mut desired, &live_status),
+                Kind::GatewayClass | Kind::Gateway | Kind::ListenerSet => {}
             }
             carry_transition_times(&mut desired, &live_status, &now());
             if live_status == desired {

@@ -9,6 +9,7 @@
 
 mod addresses;
 mod backend;
+mod backend_tls;
 mod binds;
 pub mod duration;
 mod filters;
@@ -125,7 +126,8 @@ pub fn translate(
 
     let assigned = addresses::assign(&mut gateways, options);
 
-    let mut resolver = backend::Resolver::new(&index);
+    let policies = backend_tls::BackendTlsPolicies::new(&index);
+    let mut resolver = backend::Resolver::new(&index).with_backend_tls(policies.modes());
     for route in &resources.http_routes {
         let status = route::translate(
             route,
@@ -140,6 +142,19 @@ pub fn translate(
             report.objects.insert(key, ObjectStatus::HttpRoute(status));
         }
     }
+
+    let served_gateways = gateways
+        .iter()
+        .map(|g| (g.namespace.to_string(), g.name.to_string()))
+        .collect();
+    policies.statuses(&resources.http_routes, &served_gateways, now, &mut report);
+    let backend_client_certificates = gateways
+        .iter()
+        .filter_map(|g| match &g.backend_client_certificate {
+            Some(Ok(key)) => Some((g.label(), key.clone())),
+            _ => None,
+        })
+        .collect();
 
     let binds = binds::assemble(&mut gateways);
 
@@ -160,6 +175,7 @@ pub fn translate(
             generation: 0,
             binds,
             statuses: Arc::new(report),
+            backend_client_certificates,
         },
         warnings,
         assigned_addresses: assigned,

@@ -38,6 +38,7 @@ golden_cases! {
     address_pool => "address-pool",
     allowed_routes_selector => "allowed-routes-selector",
     backend_protocols => "backend-protocols",
+    backend_tls_policies => "backend-tls-policies",
     basic_route => "basic-route",
     cross_namespace_reference_grant => "cross-namespace-reference-grant",
     hostname_intersection => "hostname-intersection",

@@ -404,3 +404,41 @@ async fn a_refused_status_write_is_retried_without_another_change() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_backend_tls_policy_gets_an_ancestor_status_for_the_gateway_using_its_service() {
+    let server = seeded_server().await;
+    server
+        .create(json!({
+            "apiVersion": GW,
+            "kind": "BackendTLSPolicy",
+            "metadata": {"name": "echo-tls", "namespace": "demo", "generation": 1},
+            "spec": {
+                "targetRefs": [{"group": "", "kind": "Service", "name": "echo"}],
+                "validation": {
+                    "caCertificateRefs": [{"group": "", "kind": "ConfigMap", "name": "missing-ca"}],
+                    "hostname": "echo.demo"
+                }
+            }
+        }))
+        .expect("policy");
+    let _replica = Replica::start(&server, "controller-a");
+    let policy = until("the policy's ancestor status", LIMIT, || {
+        let p = server.get(GW, "BackendTLSPolicy", Some("demo"), "echo-tls")?;
+        condition(&p, "/status/ancestors/0/conditions", "Accepted")?;
+        Some(p)
+    })
+    .await;
+    let ancestor = policy.pointer("/status/ancestors/0").expect("ancestor");
+    assert_eq!(ancestor["ancestorRef"]["name"], "web");
+    assert_eq!(ancestor["controllerName"], CONTROLLER_NAME);
+    let accepted =
+        condition(&policy, "/status/ancestors/0/conditions", "Accepted").expect("Accepted");
+    assert_eq!(
+        (accepted["status"].as_str(), accepted["reason"].as_str()),
+        (Some("False"), Some("NoValidCACertificate"))
+    );
+    let resolved =
+        condition(&policy, "/status/ancestors/0/conditions", "ResolvedRefs").expect("ResolvedRefs");
+    assert_eq!(resolved["reason"], "InvalidCACertificateRef");
+}

@@ -32,8 +32,9 @@ use pingora_core::connectors::ConnectorOptions;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_http::RequestHeader;
 use rand::Rng;
+use rustls::sign::CertifiedKey;
 use sluice_controller::mirror_settings::MirrorSettings;
-use sluice_controller::snapshot::{Backend, BackendProtocol, Fraction, Mirror};
+use sluice_controller::snapshot::{Backend, BackendProtocol, BackendTlsMode, Fraction, Mirror};
 use tokio::sync::{mpsc, watch};
 use tracing::debug;
 
@@ -203,12 +204,25 @@ impl MirrorEngine {
         self.budget.buffered()
     }
 
-    fn peer(&self, backend: &Backend) -> Option<HttpPeer> {
+    /// `None` when the backend has no ready endpoint or an invalid BackendTLSPolicy (nothing
+    /// may be sent to it then). A policy's TLS settings apply exactly as on the primary leg.
+    fn peer(
+        &self,
+        backend: &Backend,
+        client_certificate: Option<&Arc<CertifiedKey>>,
+    ) -> Option<HttpPeer> {
+        if crate::upstream::is_refused(backend) {
+            return None;
+        }
         let addr = backend.pick_endpoint()?;
         let mut peer = HttpPeer::new(addr, false, String::new());
         peer.options.connection_timeout = Some(self.options.connect_timeout);
         if backend.protocol == BackendProtocol::H2c {
             peer.options.set_http_version(2, 2);
+        }
+        if let Some(BackendTlsMode::Verify(tls)) = &backend.tls {
+            let timeout = self.options.connect_timeout;
+            crate::upstream::TlsOrigin::apply(&mut peer, tls, client_certificate, timeout);
         }
         Some(peer)
     }
@@ -238,6 +252,8 @@ pub struct MirrorSet {
     forwarded: u64,
     /// Body bytes seen in the current primary attempt; a retry replays from 0.
     attempt_offset: u64,
+    /// What the Gateway presents to mirrors reached over TLS.
+    client_certificate: Option<Arc<CertifiedKey>>,
 }
 
 /// A sampled copy, with the head as it was when its filter ran.
@@ -273,7 +289,14 @@ impl MirrorSet {
             copies: Vec::new(),
             forwarded: 0,
             attempt_offset: 0,
+            client_certificate: None,
         }
+    }
+
+    /// Copies to TLS mirrors present `certificate` (the Gateway's backend client certificate).
+    pub fn with_client_certificate(mut self, certificate: Option<Arc<CertifiedKey>>) -> Self {
+        self.client_certificate = certificate;
+        self
     }
 
     /// Decides whether `mirror` gets a copy of this request: sampling and the upgrade check
@@ -317,8 +340,8 @@ impl MirrorSet {
 
     fn spawn(&mut self, pending: Pending) {
         let engine = &self.engine;
-        let Some(peer) = engine.peer(&pending.backend) else {
-            debug!(mirror = %pending.backend.name, "mirror backend has no ready endpoint");
+        let Some(peer) = engine.peer(&pending.backend, self.client_certificate.as_ref()) else {
+            debug!(mirror = %pending.backend.name, "mirror backend has no ready endpoint or an invalid BackendTLSPolicy");
             pending.skip(engine, Outcome::ConnectError);
             return;
         };

@@ -282,6 +282,7 @@ impl ProxyHttp for SluiceProxy {
             chosen.endpoint,
             timeout,
             &self.settings.upstream,
+            ctx.backend_client_certificate.as_ref(),
         );
         Ok(Box::new(peer))
     }

@@ -23,6 +23,7 @@ use tokio::net::TcpStream;
 use crate::edge::{EdgeLimits, EdgeStream};
 
 pub use buffered_tcp::{BufferedTcp, WRITE_BUFFER};
+pub(crate) use delegate::delegate_async_io;
 pub use tls_conn::TlsConn;
 
 /// A plain-HTTP connection as the proxy serves it: `TCP_NODELAY` (without it, small responses

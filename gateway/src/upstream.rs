@@ -2,6 +2,7 @@
 
 mod early_answer;
 pub mod retry;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,9 +10,13 @@ use std::time::Duration;
 
 use pingora_core::upstreams::peer::HttpPeer;
 use rand::Rng;
-use sluice_controller::snapshot::{Backend, BackendProtocol, BackendTarget, RuleAction};
+use rustls::sign::CertifiedKey;
+use sluice_controller::snapshot::{
+    Backend, BackendProtocol, BackendTarget, BackendTlsMode, RuleAction,
+};
 
 pub use early_answer::UpstreamConn;
+pub use tls::TlsOrigin;
 
 /// How to reach backends; the defaults suit an in-cluster gateway.
 #[derive(Debug, Clone)]
@@ -98,6 +103,11 @@ pub fn choose(action: &RuleAction, rng: &mut impl Rng) -> Result<Chosen, NoBacke
             index,
             reason: reason.clone(),
         }),
+        // An invalid BackendTLSPolicy: nothing goes to the backend, in clear or unverified.
+        BackendTarget::Service(backend) if is_refused(backend) => Err(NoBackend::Invalid {
+            index,
+            reason: format!("{}: its BackendTLSPolicy is not valid", backend.name),
+        }),
         BackendTarget::Service(backend) => match backend.pick_endpoint() {
             Some(endpoint) => Ok(Chosen {
                 index,
@@ -110,6 +120,11 @@ pub fn choose(action: &RuleAction, rng: &mut impl Rng) -> Result<Chosen, NoBacke
             }),
         },
     }
+}
+
+/// Whether the backend's BackendTLSPolicy is invalid, so nothing may be sent to it.
+pub fn is_refused(backend: &Backend) -> bool {
+    matches!(backend.tls, Some(BackendTlsMode::Refuse { .. }))
 }
 
 /// The index whose cumulative weight range holds `roll` (`0 <= roll < total`); a weight of 0
@@ -128,11 +143,13 @@ pub fn pick_weighted(weights: impl Iterator<Item = u32>, roll: u64) -> Option<us
 /// A peer for one endpoint. `timeout` is the time left for this attempt (the smaller of the
 /// route's backendRequest timeout and what remains of its request timeout): it bounds the
 /// connect and every read and write, so a backend that stalls longer fails the attempt.
+/// `client_certificate` is presented when the backend is reached over TLS.
 pub fn peer(
     backend: &Backend,
     endpoint: SocketAddr,
     timeout: Option<Duration>,
     settings: &UpstreamSettings,
+    client_certificate: Option<&Arc<CertifiedKey>>,
 ) -> HttpPeer {
     let mut peer = HttpPeer::new(endpoint, false, String::new());
     let opts = &mut peer.options;
@@ -148,6 +165,10 @@ pub fn peer(
             opts.max_h2_streams = settings.max_h2_streams;
         }
         BackendProtocol::Http1 | BackendProtocol::WebSocket => opts.set_http_version(1, 1),
+    }
+    if let Some(BackendTlsMode::Verify(tls)) = &backend.tls {
+        let connect = bounded(settings.connect_timeout);
+        TlsOrigin::apply(&mut peer, tls, client_certificate, connect);
     }
     peer
 }
@@ -247,6 +268,7 @@ mod tests {
             "127.0.0.1:9".parse().unwrap(),
             Some(Duration::from_millis(500)),
             &settings,
+            None,
         );
         assert_eq!(p.options.read_timeout, Some(Duration::from_millis(500)));
         assert_eq!(
@@ -255,7 +277,7 @@ mod tests {
         );
         assert_eq!(p.options.alpn.get_min_http_version(), 2);
         let b = Backend::new("b".into(), vec![], BackendProtocol::Http1);
-        let p = peer(&b, "127.0.0.1:9".parse().unwrap(), None, &settings);
+        let p = peer(&b, "127.0.0.1:9".parse().unwrap(), None, &settings, None);
         assert_eq!(p.options.read_timeout, Some(settings.read_timeout));
         assert_eq!(p.options.alpn.get_max_http_version(), 1);
     }

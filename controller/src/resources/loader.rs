@@ -216,6 +216,7 @@ impl Loader {
             "Service" => r.services.push(decode(json, namespace)?),
             "EndpointSlice" => r.endpoint_slices.push(decode(json, namespace)?),
             "ConfigMap" => r.config_maps.push(decode(json, namespace)?),
+            "BackendTLSPolicy" => r.backend_tls_policies.push(decode(json, namespace)?),
             "Secret" => {
                 let mut secret: Secret = decode(json, namespace)?;
                 merge_string_data(&mut secret);

@@ -97,6 +97,7 @@ mod tests {
                 }],
             }],
             statuses: Default::default(),
+            backend_client_certificates: Default::default(),
         }
     }
 

@@ -18,6 +18,8 @@ use gateway_api::apis::experimental::gateways::Gateway;
 use gateway_api::apis::experimental::httproutes::HttpRoute;
 use gateway_api::apis::experimental::referencegrants::ReferenceGrant;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
+
+use crate::resources::backend_tls_policy::BackendTLSPolicy;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::ListParams;
 use kube::runtime::reflector::{self, Store as Reader};
@@ -76,6 +78,7 @@ struct Readers {
     namespaces: Reader<Namespace>,
     config_maps: Reader<ConfigMap>,
     listener_sets: Reader<ListenerSet>,
+    backend_tls_policies: Reader<BackendTLSPolicy>,
 }
 
 impl KubeSource {
@@ -133,6 +136,7 @@ impl KubeSource {
             namespaces: reflect(&mut watchers, &self.client, all(), &changed),
             config_maps: reflect(&mut watchers, &self.client, all(), &changed),
             listener_sets: reflect_optional(&mut watchers, &self.client, all(), &changed),
+            backend_tls_policies: reflect_optional(&mut watchers, &self.client, all(), &changed),
         };
         if readers.wait_until_ready().await.is_err() {
             tracing::error!("a watcher stopped before its first list; the kube source ends");
@@ -282,7 +286,8 @@ impl Readers {
         self.secrets.wait_until_ready().await?;
         self.namespaces.wait_until_ready().await?;
         self.config_maps.wait_until_ready().await?;
-        self.listener_sets.wait_until_ready().await
+        self.listener_sets.wait_until_ready().await?;
+        self.backend_tls_policies.wait_until_ready().await
     }
 
     /// Read before statuses are stripped: the one place live route statuses are looked at.
@@ -318,6 +323,7 @@ impl Readers {
             namespaces: snapshot_of(&self.namespaces),
             config_maps: snapshot_of(&self.config_maps),
             listener_sets: snapshot_of(&self.listener_sets),
+            backend_tls_policies: snapshot_of(&self.backend_tls_policies),
         }
     }
 }
@@ -376,6 +382,11 @@ impl StripStatus for EndpointSlice {}
 impl StripStatus for Secret {}
 impl StripStatus for Namespace {}
 impl StripStatus for ConfigMap {}
+impl StripStatus for BackendTLSPolicy {
+    fn strip_status(&mut self) {
+        self.status = None;
+    }
+}
 
 fn now() -> Timestamp {
     Timestamp::now()

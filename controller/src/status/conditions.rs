@@ -88,7 +88,8 @@ pub mod reasons {
         NO_MATCHING_LISTENER_HOSTNAME = "NoMatchingListenerHostname";
         /// Route `ResolvedRefs: False`: a backendRef names a Service that does not exist.
         BACKEND_NOT_FOUND = "BackendNotFound";
-        /// Route `ResolvedRefs: False`: a backendRef of a kind other than Service.
+        /// Route `ResolvedRefs: False`: a backendRef of a kind other than Service; also a
+        /// BackendTLSPolicy `caCertificateRef` of a kind other than ConfigMap.
         INVALID_KIND = "InvalidKind";
         /// ListenerSet `Accepted`/`Programmed: False`: its Gateway's `allowedListeners` does not
         /// admit its namespace.
@@ -97,6 +98,15 @@ pub mod reasons {
         PARENT_NOT_ACCEPTED = "ParentNotAccepted";
         /// ListenerSet `Programmed: False`: its Gateway is not programmed.
         PARENT_NOT_PROGRAMMED = "ParentNotProgrammed";
+        /// BackendTLSPolicy `Accepted: False`: an older policy targets the same Service port.
+        CONFLICTED = "Conflicted";
+        /// BackendTLSPolicy `Accepted: False`: no CA certificate to verify the backend with.
+        NO_VALID_CA_CERTIFICATE = "NoValidCACertificate";
+        /// BackendTLSPolicy `ResolvedRefs: False`: a missing ConfigMap, or no PEM `ca.crt` in it.
+        INVALID_CA_CERTIFICATE_REF = "InvalidCACertificateRef";
+        /// Gateway `ResolvedRefs: False`: `tls.backend.clientCertificateRef` names no usable
+        /// `kubernetes.io/tls` Secret.
+        INVALID_CLIENT_CERTIFICATE_REF = "InvalidClientCertificateRef";
     }
 }
 
@@ -143,6 +153,15 @@ pub const CONDITIONS: &[ConditionReasons] = &[
             r::PENDING,
             r::PORT_UNAVAILABLE,
             r::INVALID,
+        ],
+    },
+    ConditionReasons {
+        object: "Gateway",
+        condition: t::RESOLVED_REFS,
+        reasons: &[
+            r::RESOLVED_REFS,
+            r::INVALID_CLIENT_CERTIFICATE_REF,
+            r::REF_NOT_PERMITTED,
         ],
     },
     ConditionReasons {
@@ -233,6 +252,25 @@ pub const CONDITIONS: &[ConditionReasons] = &[
             r::INVALID_KIND,
             r::UNSUPPORTED_PROTOCOL,
             r::UNSUPPORTED_VALUE,
+        ],
+    },
+    ConditionReasons {
+        object: "BackendTLSPolicy ancestor",
+        condition: t::ACCEPTED,
+        reasons: &[
+            r::ACCEPTED,
+            r::CONFLICTED,
+            r::NO_VALID_CA_CERTIFICATE,
+            r::INVALID,
+        ],
+    },
+    ConditionReasons {
+        object: "BackendTLSPolicy ancestor",
+        condition: t::RESOLVED_REFS,
+        reasons: &[
+            r::RESOLVED_REFS,
+            r::INVALID_CA_CERTIFICATE_REF,
+            r::INVALID_KIND,
         ],
     },
 ];

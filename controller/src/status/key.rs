@@ -16,6 +16,8 @@ pub enum Kind {
     HttpRoute,
     /// A `ListenerSet`.
     ListenerSet,
+    /// A `BackendTLSPolicy`.
+    BackendTlsPolicy,
 }
 
 impl Kind {
@@ -26,6 +28,7 @@ impl Kind {
             Kind::Gateway => "Gateway",
             Kind::HttpRoute => "HTTPRoute",
             Kind::ListenerSet => "ListenerSet",
+            Kind::BackendTlsPolicy => "BackendTLSPolicy",
         }
     }
 }
@@ -82,6 +85,15 @@ impl StatusKey {
     pub fn listener_set(namespace: &str, name: &str) -> StatusKey {
         StatusKey {
             kind: Kind::ListenerSet,
+            namespace: Some(namespace.to_string()),
+            name: name.to_string(),
+        }
+    }
+
+    /// The key of BackendTLSPolicy `namespace/name`.
+    pub fn backend_tls_policy(namespace: &str, name: &str) -> StatusKey {
+        StatusKey {
+            kind: Kind::BackendTlsPolicy,
             namespace: Some(namespace.to_string()),
             name: name.to_string(),
         }

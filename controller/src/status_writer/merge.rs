@@ -10,15 +10,24 @@ use crate::CONTROLLER_NAME;
 /// `desired`'s, in place; ours that translation no longer produces dropped; new ones appended;
 /// and every other controller's entry kept as it is.
 pub(super) fn merge_route_parents(desired: &mut Value, live: &Value) {
+    merge_ours(desired, live, "parents", "parentRef");
+}
+
+/// [`merge_route_parents`] for a policy's `status.ancestors`, entries keyed by `ancestorRef`.
+pub(super) fn merge_policy_ancestors(desired: &mut Value, live: &Value) {
+    merge_ours(desired, live, "ancestors", "ancestorRef");
+}
+
+fn merge_ours(desired: &mut Value, live: &Value, list: &str, key: &str) {
     let ours: Vec<Value> = desired
-        .get("parents")
+        .get(list)
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
     let mut placed = vec![false; ours.len()];
     let mut merged = Vec::new();
     for entry in live
-        .get("parents")
+        .get(list)
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
@@ -27,9 +36,7 @@ pub(super) fn merge_route_parents(desired: &mut Value, live: &Value) {
             merged.push(entry.clone());
             continue;
         }
-        let same_parent = ours
-            .iter()
-            .position(|o| o.get("parentRef") == entry.get("parentRef"));
+        let same_parent = ours.iter().position(|o| o.get(key) == entry.get(key));
         if let Some(i) = same_parent {
             if !placed[i] {
                 placed[i] = true;
@@ -44,7 +51,7 @@ pub(super) fn merge_route_parents(desired: &mut Value, live: &Value) {
             .map(|(o, _)| o.clone()),
     );
     if let Some(map) = desired.as_object_mut() {
-        map.insert("parents".into(), Value::Array(merged));
+        map.insert(list.into(), Value::Array(merged));
     }
 }
 
@@ -63,10 +70,12 @@ pub(super) fn carry_transition_times(desired: &mut Value, live: &Value, now: &st
         }
         (Value::Array(d), Value::Array(l)) => {
             for item in d.iter_mut() {
-                let counterpart = ["type", "name", "parentRef"].iter().find_map(|field| {
-                    let id = item.get(*field)?;
-                    l.iter().find(|o| o.get(*field) == Some(id))
-                });
+                let counterpart = ["type", "name", "parentRef", "ancestorRef"]
+                    .iter()
+                    .find_map(|field| {
+                        let id = item.get(*field)?;
+                        l.iter().find(|o| o.get(*field) == Some(id))
+                    });
                 let Some(old) = counterpart else { continue };
                 let is_condition =
                     item.get("type").is_some() && item.get("lastTransitionTime").is_some();
@@ -160,6 +169,29 @@ mod tests {
         assert_eq!(
             none_of_ours,
             json!({"parents": [parent(other, "theirs", "Accepted")]})
+        );
+    }
+
+    #[test]
+    fn our_policy_ancestors_are_replaced_and_other_controllers_kept() {
+        let ancestor = |controller: &str, gateway: &str, reason: &str| {
+            json!({"controllerName": controller,
+                "ancestorRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": gateway},
+                "conditions": [{"type": "Accepted", "status": "True", "reason": reason}]})
+        };
+        let other = "example.net/other";
+        let live = json!({"ancestors": [
+            ancestor(other, "theirs", "Accepted"),
+            ancestor(CONTROLLER_NAME, "gw", "Accepted"),
+        ]});
+        let mut desired = json!({"ancestors": [ancestor(CONTROLLER_NAME, "gw", "Conflicted")]});
+        merge_policy_ancestors(&mut desired, &live);
+        assert_eq!(
+            desired,
+            json!({"ancestors": [
+                ancestor(other, "theirs", "Accepted"),
+                ancestor(CONTROLLER_NAME, "gw", "Conflicted"),
+            ]})
         );
     }
 }

@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::ServicePort;
 use super::index::Index;
 use super::reference_grant::{self, From, To};
 use super::GATEWAY_GROUP;
-use crate::snapshot::{Backend, BackendProtocol};
+use crate::snapshot::{Backend, BackendProtocol, BackendTlsMode};
 use crate::status::conditions::reasons;
 
 /// A backendRef as written (rule backendRefs and mirror backendRefs share this shape).
@@ -104,6 +104,8 @@ impl UnresolvedRef {
 pub(super) struct Resolver<'i, 'a> {
     index: &'i Index<'a>,
     cache: BTreeMap<(String, String, u16), Arc<Backend>>,
+    /// `(namespace, Service, port name)` -> TLS settings; no port name: the whole Service.
+    tls: BTreeMap<(String, String, Option<String>), BackendTlsMode>,
 }
 
 impl<'i, 'a> Resolver<'i, 'a> {
@@ -111,7 +113,32 @@ impl<'i, 'a> Resolver<'i, 'a> {
         Resolver {
             index,
             cache: BTreeMap::new(),
+            tls: BTreeMap::new(),
         }
+    }
+
+    /// Backends get these TLS settings (see [`super::backend_tls`]).
+    pub(super) fn with_backend_tls(
+        mut self,
+        tls: BTreeMap<(String, String, Option<String>), BackendTlsMode>,
+    ) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// The policy naming the port wins over the one naming the whole Service.
+    fn tls_for(
+        &self,
+        namespace: &str,
+        service: &str,
+        port: &ServicePort,
+    ) -> Option<BackendTlsMode> {
+        let key = |section: Option<String>| (namespace.to_string(), service.to_string(), section);
+        port.name
+            .clone()
+            .and_then(|n| self.tls.get(&key(Some(n))))
+            .or_else(|| self.tls.get(&key(None)))
+            .cloned()
     }
 
     pub(super) fn resolve(
@@ -186,11 +213,14 @@ impl<'i, 'a> Resolver<'i, 'a> {
                 app_protocol: p.to_string(),
             }
         })?;
-        let backend = Arc::new(Backend::new(
-            format!("{namespace}/{}:{port}", r.name),
-            self.endpoints(namespace, r.name, service_port),
-            protocol,
-        ));
+        let backend = Arc::new(
+            Backend::new(
+                format!("{namespace}/{}:{port}", r.name),
+                self.endpoints(namespace, r.name, service_port),
+                protocol,
+            )
+            .with_tls(self.tls_for(namespace, r.name, service_port)),
+        );
         self.cache.insert(key, backend.clone());
         Ok(backend)
     }

@@ -94,6 +94,9 @@ pub(super) struct GatewayState<'a> {
     pub listeners: Vec<ListenerState<'a>>,
     /// The ListenerSets naming this Gateway as parent, attached or not, in precedence order.
     pub listener_sets: Vec<ListenerSetState<'a>>,
+    /// `tls.backend.clientCertificateRef`, when set: the certificate presented to TLS backends,
+    /// or why the Gateway's `ResolvedRefs` is False.
+    pub backend_client_certificate: Option<Result<Arc<CertifiedKey>, Verdict>>,
 }
 
 /// Who declares a listener: the namespace its `allowedRoutes: Same` and certificateRefs are
@@ -162,7 +165,29 @@ impl<'a> GatewayState<'a> {
             .map(|l| ListenerState::new(l, owner, index))
             .collect();
         mark_conflicts(&mut listeners);
+        let backend_client_certificate = gw
+            .spec
+            .tls
+            .as_ref()
+            .and_then(|t| t.backend.as_ref())
+            .and_then(|b| b.client_certificate_ref.as_ref())
+            .map(|r| {
+                let r = super::tls::SecretRef {
+                    group: r.group.as_deref(),
+                    kind: r.kind.as_deref(),
+                    name: &r.name,
+                    namespace: r.namespace.as_deref(),
+                };
+                super::tls::secret_ref("Gateway", namespace, &r, index).map_err(|e| {
+                    let reason = match e.reason() {
+                        reasons::REF_NOT_PERMITTED => reasons::REF_NOT_PERMITTED,
+                        _ => reasons::INVALID_CLIENT_CERTIFICATE_REF,
+                    };
+                    Verdict::no(reason, format!("tls.backend.clientCertificateRef: {e}"))
+                })
+            });
         GatewayState {
+            backend_client_certificate,
             gw,
             namespace,
             name: gw.metadata.name.as_deref().unwrap_or(""),
@@ -246,10 +271,20 @@ impl<'a> GatewayState<'a> {
                 .allowed_listeners
                 .is_some()
                 .then(|| i32::try_from(attached_sets).unwrap_or(i32::MAX)),
-            conditions: Some(vec![
-                cond(types::ACCEPTED, &self.accepted(), generation, now),
-                cond(types::PROGRAMMED, &self.programmed(), generation, now),
-            ]),
+            conditions: Some({
+                let mut c = vec![
+                    cond(types::ACCEPTED, &self.accepted(), generation, now),
+                    cond(types::PROGRAMMED, &self.programmed(), generation, now),
+                ];
+                if let Some(client) = &self.backend_client_certificate {
+                    let resolved = match client {
+                        Ok(_) => Verdict::yes(reasons::RESOLVED_REFS),
+                        Err(v) => v.clone(),
+                    };
+                    c.push(cond(types::RESOLVED_REFS, &resolved, generation, now));
+                }
+                c
+            }),
             listeners: Some(listeners),
         }
     }

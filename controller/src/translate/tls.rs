@@ -94,55 +94,85 @@ pub(super) fn resolve(
         .unwrap_or(&[]);
     let mut first = None;
     for r in refs {
-        let group = r.group.as_deref().unwrap_or("");
-        let kind = r.kind.as_deref().unwrap_or("Secret");
-        if !group.is_empty() || kind != "Secret" {
-            return Err(CertificateRefError::NotASecret {
-                group: group.to_string(),
-                kind: kind.to_string(),
-                name: r.name.clone(),
-            });
-        }
-        let namespace = r.namespace.as_deref().unwrap_or(owner_namespace);
-        let secret = || (namespace.to_string(), r.name.clone());
-        let allowed = reference_grant::permitted(
-            &index.resources.reference_grants,
-            &From {
-                group: GATEWAY_GROUP,
-                kind: owner_kind,
-                namespace: owner_namespace,
-            },
-            &To {
-                group: "",
-                kind: "Secret",
-                namespace,
+        let key = secret_ref(
+            owner_kind,
+            owner_namespace,
+            &SecretRef {
+                group: r.group.as_deref(),
+                kind: r.kind.as_deref(),
                 name: &r.name,
+                namespace: r.namespace.as_deref(),
             },
-        );
-        if !allowed {
-            let (namespace, name) = secret();
-            return Err(CertificateRefError::NotPermitted {
-                owner: owner_kind,
-                namespace,
-                name,
-            });
-        }
-        let Some(found) = index.secret(namespace, &r.name) else {
-            let (namespace, name) = secret();
-            return Err(CertificateRefError::NotFound { namespace, name });
-        };
-        let key = certified_key(found).map_err(|error| {
-            let (namespace, name) = secret();
-            CertificateRefError::Unusable {
-                namespace,
-                name,
-                error,
-            }
-        })?;
+            index,
+        )?;
         first.get_or_insert(key);
     }
     // Every ref either failed above or set `first`: only an empty list leaves it unset.
     first.ok_or(CertificateRefError::NoRefs)
+}
+
+/// A Secret reference of a Gateway, as written (listener certificateRefs and
+/// `tls.backend.clientCertificateRef` share this shape).
+pub(super) struct SecretRef<'a> {
+    pub group: Option<&'a str>,
+    pub kind: Option<&'a str>,
+    pub name: &'a str,
+    pub namespace: Option<&'a str>,
+}
+
+/// The certificate and key of one Secret that `owner_kind` (a Gateway, or a ListenerSet) in
+/// `owner_namespace` refers to; a ReferenceGrant must allow that kind across namespaces.
+pub(super) fn secret_ref(
+    owner_kind: &'static str,
+    owner_namespace: &str,
+    r: &SecretRef<'_>,
+    index: &Index<'_>,
+) -> Result<Arc<CertifiedKey>, CertificateRefError> {
+    let group = r.group.unwrap_or("");
+    let kind = r.kind.unwrap_or("Secret");
+    if !group.is_empty() || kind != "Secret" {
+        return Err(CertificateRefError::NotASecret {
+            group: group.to_string(),
+            kind: kind.to_string(),
+            name: r.name.to_string(),
+        });
+    }
+    let namespace = r.namespace.unwrap_or(owner_namespace);
+    let secret = || (namespace.to_string(), r.name.to_string());
+    let allowed = reference_grant::permitted(
+        &index.resources.reference_grants,
+        &From {
+            group: GATEWAY_GROUP,
+            kind: owner_kind,
+            namespace: owner_namespace,
+        },
+        &To {
+            group: "",
+            kind: "Secret",
+            namespace,
+            name: r.name,
+        },
+    );
+    if !allowed {
+        let (namespace, name) = secret();
+        return Err(CertificateRefError::NotPermitted {
+            owner: owner_kind,
+            namespace,
+            name,
+        });
+    }
+    let Some(found) = index.secret(namespace, r.name) else {
+        let (namespace, name) = secret();
+        return Err(CertificateRefError::NotFound { namespace, name });
+    };
+    certified_key(found).map_err(|error| {
+        let (namespace, name) = secret();
+        CertificateRefError::Unusable {
+            namespace,
+            name,
+            error,
+        }
+    })
 }
 
 /// Parses a `kubernetes.io/tls` Secret's PEM `tls.crt` chain and `tls.key`.

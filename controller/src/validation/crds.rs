@@ -18,6 +18,7 @@ const USED: &[&str] = &[
     "HTTPRoute",
     "ReferenceGrant",
     "ListenerSet",
+    "BackendTLSPolicy",
 ];
 
 struct Embedded {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::HeaderValue;
+use rustls::sign::CertifiedKey;
 use sluice_controller::snapshot::{Filter, RouteId, RuleAction};
 
 use crate::edge::Violation;
@@ -16,6 +17,8 @@ pub struct RequestCtx {
     pub started: Instant,
     /// `namespace/name` of the Gateway whose listener accepted the request; empty before that.
     pub gateway: String,
+    /// The certificate that Gateway presents to TLS backends (`tls.backend.clientCertificateRef`).
+    pub backend_client_certificate: Option<Arc<CertifiedKey>>,
     /// The matched rule and what it does, shared out of the snapshot `request_filter` loaded;
     /// later phases use these, never the live store, so a reload mid-request cannot mix two
     /// configurations.
@@ -52,6 +55,7 @@ impl RequestCtx {
         RequestCtx {
             started: Instant::now(),
             gateway: String::new(),
+            backend_client_certificate: None,
             route: None,
             action: None,
             chosen: None,

@@ -74,6 +74,10 @@ pub(super) fn route_and_filter(
         }
     };
     ctx.gateway.clone_from(&matched.listener.gateway);
+    ctx.backend_client_certificate = snapshot
+        .backend_client_certificates
+        .get(&matched.listener.gateway)
+        .cloned();
     ctx.route = Some(matched.entry.route.clone());
     let action = matched.entry.action.clone();
     ctx.action = Some(action.clone());
@@ -178,9 +182,11 @@ fn apply(
                     .as_ref()
                     .map_or("", |r| r.label.as_str())
                     .to_string();
-                let set = ctx
-                    .mirrors
-                    .get_or_insert_with(|| MirrorSet::new(engine.clone()));
+                let client_certificate = &ctx.backend_client_certificate;
+                let set = ctx.mirrors.get_or_insert_with(|| {
+                    MirrorSet::new(engine.clone())
+                        .with_client_certificate(client_certificate.clone())
+                });
                 set.start(mirror, session.req_header(), &route, has_body);
             }
         }

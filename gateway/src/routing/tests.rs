@@ -265,6 +265,7 @@ fn snapshot() -> Snapshot {
             ],
         }],
         statuses: Default::default(),
+        backend_client_certificates: Default::default(),
     }
 }
 

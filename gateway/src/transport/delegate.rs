@@ -53,4 +53,4 @@ macro_rules! delegate_async_io {
     };
 }
 
-pub(super) use delegate_async_io;
+pub(crate) use delegate_async_io;

@@ -28,9 +28,10 @@ pub struct UpstreamConn {
 }
 
 impl UpstreamConn {
-    /// Only an HTTP/1 connection: an h2c connection carries other requests' streams too.
+    /// Only an HTTP/1 connection: an h2c connection carries other requests' streams too. Not a
+    /// TLS backend's either: its virtual socket has no fd (-1), and it is never reused anyway.
     pub fn of(peer: &HttpPeer, fd: RawFd) -> Option<UpstreamConn> {
-        (peer.options.alpn.get_max_http_version() == 1).then_some(UpstreamConn {
+        (fd >= 0 && peer.options.alpn.get_max_http_version() == 1).then_some(UpstreamConn {
             fd,
             answered_early: false,
         })

@@ -474,6 +474,7 @@ pub fn snapshot(addr: SocketAddr, routes: RouteTable) -> Snapshot {
             }],
         }],
         statuses: Default::default(),
+        backend_client_certificates: Default::default(),
     }
 }
 

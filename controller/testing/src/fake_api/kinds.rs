@@ -124,6 +124,15 @@ pub static KINDS: &[Kind] = &[
         true,
     ),
     kind(GW, "v1", "listenersets", "ListenerSet", true, true, true),
+    kind(
+        GW,
+        "v1",
+        "backendtlspolicies",
+        "BackendTLSPolicy",
+        true,
+        true,
+        true,
+    ),
 ];
 
 pub fn by_plural(group: &str, version: &str, plural: &str) -> Option<&'static Kind> {

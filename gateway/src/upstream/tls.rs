@@ -1,0 +1,197 @@
+//! TLS to backends with a BackendTLSPolicy: a Pingora L4 connector (`PeerOptions::custom_l4`)
+//! that opens TCP, runs a rustls handshake with the policy's verifier, SNI and the Gateway's
+//! client certificate, and hands Pingora the encrypted stream as a virtual socket.
+//!
+//! Pingora is built without its TLS features: `pingora-rustls` verifies only the SNI name
+//! against a CA list, while a policy may ask for other DNS names or URI SANs (SPIFFE IDs), and
+//! it would bring a second `rustls-native-certs`. The primary and mirror legs both connect
+//! through Pingora's connectors with this L4 step, so they verify alike. Pingora 0.9 does not
+//! reuse a connection whose socket has no fd (see docs/tls.md), so each TLS request opens its
+//! own connection; sessions resume across them.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora_core::connectors::L4Connect;
+use pingora_core::protocols::l4::socket::SocketAddr as PingoraAddr;
+use pingora_core::protocols::l4::stream::Stream;
+use pingora_core::protocols::l4::virt::{VirtualSockOpt, VirtualSocket, VirtualSocketStream};
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_error::{Error, ErrorType, OrErr, Result};
+use rustls::client::ResolvesClientCert;
+use rustls::pki_types::ServerName;
+use rustls::sign::CertifiedKey;
+use rustls::{ClientConfig, SignatureScheme};
+use sluice_controller::snapshot::BackendTls;
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+use crate::transport::delegate_async_io;
+
+/// Client configs kept for session resumption, at most (see [`TlsOrigin::config`]).
+const MAX_CONFIGS: usize = 256;
+
+/// How one peer reaches its backend over TLS.
+#[derive(Debug)]
+pub struct TlsOrigin {
+    /// The peer's `group_key`: one per policy and client certificate.
+    key: u64,
+    tls: Arc<BackendTls>,
+    client_certificate: Option<Arc<CertifiedKey>>,
+    connect_timeout: Duration,
+}
+
+impl TlsOrigin {
+    /// Makes `peer` connect with TLS: the L4 step is ours, and the pool key (`group_key`)
+    /// differs per policy and client certificate, so a connection is never shared across them.
+    pub fn apply(
+        peer: &mut HttpPeer,
+        tls: &Arc<BackendTls>,
+        client_certificate: Option<&Arc<CertifiedKey>>,
+        connect_timeout: Duration,
+    ) {
+        let mut key = std::collections::hash_map::DefaultHasher::new();
+        tls.fingerprint.hash(&mut key);
+        if let Some(c) = client_certificate {
+            for der in &c.cert {
+                der.as_ref().hash(&mut key);
+            }
+        }
+        peer.group_key = key.finish();
+        peer.options.custom_l4 = Some(Arc::new(TlsOrigin {
+            key: peer.group_key,
+            tls: tls.clone(),
+            client_certificate: client_certificate.cloned(),
+            connect_timeout,
+        }));
+        // HTTP/1.1 inside TLS: no ALPN is offered.
+        peer.options.set_http_version(1, 1);
+        // Pingora would park the connection in its pool, then refuse to reuse it (a virtual
+        // socket has no fd to check); closing it at once frees the backend's slot instead.
+        peer.options.idle_timeout = Some(Duration::ZERO);
+    }
+
+    /// One config per policy and client certificate, shared by every connection made under
+    /// them, so TLS sessions resume (rustls keeps tickets in the config): as Pingora opens a
+    /// connection per request here, a resumed handshake is what is left to save. Bounded: the
+    /// cache starts over past [`MAX_CONFIGS`] keys (configurations come and go with policies).
+    fn config(&self) -> Arc<ClientConfig> {
+        static CONFIGS: OnceLock<Mutex<HashMap<u64, Arc<ClientConfig>>>> = OnceLock::new();
+        let mut configs = CONFIGS
+            .get_or_init(Mutex::default)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(config) = configs.get(&self.key) {
+            return config.clone();
+        }
+        if configs.len() >= MAX_CONFIGS {
+            configs.clear();
+        }
+        let config = self.build_config();
+        configs.insert(self.key, config.clone());
+        config
+    }
+
+    fn build_config(&self) -> Arc<ClientConfig> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = match ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+        {
+            Ok(b) => b,
+            // The ring provider supports the default versions; this arm is unreachable in
+            // practice and falls back to the process default rather than panic.
+            Err(_) => ClientConfig::builder(),
+        };
+        let builder = builder
+            .dangerous()
+            .with_custom_certificate_verifier(self.tls.verifier.clone());
+        let config = match &self.client_certificate {
+            Some(key) => builder.with_client_cert_resolver(Arc::new(FixedClientCert(key.clone()))),
+            None => builder.with_no_client_auth(),
+        };
+        Arc::new(config)
+    }
+
+    async fn handshake(&self, addr: std::net::SocketAddr) -> Result<TlsStream<TcpStream>> {
+        let tcp = TcpStream::connect(addr)
+            .await
+            .or_err_with(ErrorType::ConnectError, || format!("connecting to {addr}"))?;
+        tcp.set_nodelay(true)
+            .or_err(ErrorType::ConnectError, "setting TCP_NODELAY")?;
+        let name = ServerName::try_from(self.tls.server_name.clone())
+            .or_err_with(ErrorType::InvalidCert, || {
+                format!("SNI {:?} is not a DNS name", self.tls.server_name)
+            })?;
+        TlsConnector::from(self.config())
+            .connect(name, tcp)
+            .await
+            .or_err_with(ErrorType::TLSHandshakeFailure, || {
+                format!("TLS to {addr} under BackendTLSPolicy {}", self.tls.policy)
+            })
+    }
+}
+
+#[async_trait]
+impl L4Connect for TlsOrigin {
+    async fn connect(&self, addr: &PingoraAddr) -> Result<Stream> {
+        let Some(inet) = addr.as_inet().copied() else {
+            return Error::e_explain(ErrorType::ConnectError, "TLS backends are IP endpoints");
+        };
+        let stream =
+            match pingora_timeout::timeout(self.connect_timeout, self.handshake(inet)).await {
+                Ok(r) => r?,
+                Err(_) => {
+                    return Error::e_explain(
+                        ErrorType::ConnectTimedout,
+                        format!(
+                            "TLS to {inet}: no handshake within {:?}",
+                            self.connect_timeout
+                        ),
+                    )
+                }
+            };
+        let socket = TlsSocket { inner: stream };
+        Ok(Stream::from(VirtualSocketStream::new(Box::new(socket))))
+    }
+}
+
+/// The encrypted stream as Pingora's virtual socket; socket options go to the TCP socket.
+#[derive(Debug)]
+struct TlsSocket {
+    inner: TlsStream<TcpStream>,
+}
+
+delegate_async_io!(TlsSocket);
+
+impl VirtualSocket for TlsSocket {
+    fn set_socket_option(&self, opt: VirtualSockOpt) -> std::io::Result<()> {
+        match opt {
+            VirtualSockOpt::NoDelay => self.inner.get_ref().0.set_nodelay(true),
+            // Keepalive is not configured on upstream peers, and options Pingora may add later
+            // do not apply to a TLS stream.
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Presents the Gateway's client certificate whenever a backend asks for one.
+#[derive(Debug)]
+struct FixedClientCert(Arc<CertifiedKey>);
+
+impl ResolvesClientCert for FixedClientCert {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}

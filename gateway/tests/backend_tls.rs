@@ -1,0 +1,363 @@
+//! TLS to backends under a BackendTLSPolicy, through the real proxy app: the primary and the
+//! mirror leg verify the backend alike, a backend that fails verification gets no plaintext,
+//! and the Gateway's client certificate is presented.
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
+use rustls::pki_types::CertificateDer;
+use serde_json::Value;
+use sluice_controller::snapshot::{
+    Backend, BackendProtocol, BackendTarget, BackendTls, BackendTlsMode, Filter, Fraction, Mirror,
+    SanName, Trust,
+};
+use sluice_gateway::echo::{serve_port, tls_server_config, EchoIdentity, EchoPod, EchoPort};
+use sluice_gateway::mirror::{MirrorOptions, Outcome};
+use sluice_test_support::mirror::{self as mirror_gw, Gateway as MirrorGateway};
+use sluice_test_support::proxy::{self, Gateway};
+use sluice_test_support::within;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpListener;
+
+const LIMIT: Duration = Duration::from_secs(30);
+const HOST: &str = "backend.example.com";
+
+/// A CA and the certificates it signs.
+struct Pki {
+    key: KeyPair,
+    cert: rcgen::Certificate,
+}
+
+impl Pki {
+    fn new(name: &str) -> Pki {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let cert = params.self_signed(&key).unwrap();
+        Pki { key, cert }
+    }
+
+    fn der(&self) -> CertificateDer<'static> {
+        self.cert.der().clone()
+    }
+
+    /// `(certificate PEM, key PEM)` for `sans`.
+    fn issue(&self, sans: Vec<SanType>) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.subject_alt_names = sans;
+        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+fn dns(name: &str) -> SanType {
+    SanType::DnsName(name.try_into().unwrap())
+}
+
+/// An echo pod serving TLS with `cert` on 127.0.0.1:0; with `client_ca`, it checks client
+/// certificates and reports them (`tls.peerCertificates`).
+async fn tls_echo(cert: &(String, String), client_ca: Option<&str>) -> (Arc<EchoPod>, SocketAddr) {
+    let config = tls_server_config(&cert.0, &cert.1, client_ca).unwrap();
+    let pod = Arc::new(EchoPod::new(EchoIdentity {
+        pod: "tls-backend".into(),
+        namespace: "default".into(),
+        service: String::new(),
+        ingress: String::new(),
+        http_port: "8443".into(),
+    }));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve_port(listener, pod.clone(), EchoPort::Https(config)));
+    (pod, addr)
+}
+
+/// The backend at `addr` behind a policy trusting `ca`, sending SNI [`HOST`].
+fn tls_backend(name: &str, addr: SocketAddr, ca: &Pki, sans: Vec<SanName>) -> Arc<Backend> {
+    let tls = BackendTls::new(
+        format!("default/{name}-policy"),
+        HOST,
+        sans,
+        Trust::ConfigMaps(vec!["default/ca".into()]),
+        &[ca.der()],
+    )
+    .unwrap();
+    Arc::new(
+        Backend::new(
+            format!("default/{name}:8080"),
+            vec![addr],
+            BackendProtocol::Http1,
+        )
+        .with_tls(Some(BackendTlsMode::Verify(Arc::new(tls)))),
+    )
+}
+
+async fn gateway_to(backend: Arc<Backend>) -> Gateway {
+    Gateway::one_rule(proxy::action(
+        vec![],
+        vec![proxy::weighted(1, BackendTarget::Service(backend))],
+    ))
+    .await
+}
+
+/// Reads one request head (through the blank line) byte by byte.
+async fn read_head(stream: &mut (impl tokio::io::AsyncRead + Unpin)) -> String {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        match stream.read(&mut byte).await {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+async fn json(resp: reqwest::Response) -> Value {
+    serde_json::from_str(&resp.text().await.unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verified_backend_is_reached_over_tls_with_the_policy_hostname_as_sni() {
+    let ca = Pki::new("ca");
+    let (pod, addr) = tls_echo(&ca.issue(vec![dns(HOST)]), None).await;
+    let gw = gateway_to(tls_backend("tls", addr, &ca, vec![])).await;
+    let resp = within("the TLS backend", LIMIT, gw.get("/hello")).await;
+    assert_eq!(resp.status(), 200);
+    let body = json(resp).await;
+    assert_eq!(body["tls"]["serverName"], HOST);
+    assert_eq!(body["path"], "/hello");
+    assert_eq!(pod.log().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subject_alt_names_replace_the_hostname_check() {
+    let ca = Pki::new("ca");
+    let spiffe = "spiffe://example.com/backend";
+    // The certificate does not carry HOST (the SNI), only a URI SAN and another DNS name.
+    let cert = ca.issue(vec![
+        SanType::URI(spiffe.try_into().unwrap()),
+        dns("other.example.com"),
+    ]);
+    let (_pod, addr) = tls_echo(&cert, None).await;
+    let cases = [
+        ("URI SAN present", vec![SanName::Uri(spiffe.into())], true),
+        (
+            "DNS SAN present",
+            vec![SanName::Hostname("other.example.com".into())],
+            true,
+        ),
+        (
+            "only absent SANs",
+            vec![
+                SanName::Uri("spiffe://example.com/other".into()),
+                SanName::Hostname(HOST.into()),
+            ],
+            false,
+        ),
+        ("no SANs: the hostname must match", vec![], false),
+    ];
+    for (case, sans, ok) in cases {
+        let gw = gateway_to(tls_backend("san", addr, &ca, sans)).await;
+        let resp = within(case, LIMIT, gw.get("/")).await;
+        assert_eq!(resp.status() == 200, ok, "{case}: {}", resp.status());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_with_an_untrusted_certificate_gets_a_5xx_and_no_plaintext() {
+    let trusted = Pki::new("trusted");
+    let other = Pki::new("other");
+    let (cert, key) = other.issue(vec![dns(HOST)]);
+    let config = tls_server_config(&cert, &key, None).unwrap();
+    // A TLS server that also records the first bytes of every connection.
+    let first_bytes = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let seen = first_bytes.clone();
+    let addr = proxy::raw_backend(move |tcp| {
+        let seen = seen.clone();
+        let config = config.clone();
+        async move {
+            let mut peeked = [0u8; 16];
+            if let Ok(n) = tcp.peek(&mut peeked).await {
+                seen.lock().unwrap().extend_from_slice(&peeked[..n]);
+            }
+            let acceptor = tokio_rustls::TlsAcceptor::from(config);
+            if let Ok(mut tls) = acceptor.accept(tcp).await {
+                let mut buf = [0u8; 64];
+                let _ = tls.read(&mut buf).await;
+            }
+        }
+    })
+    .await;
+    let gw = gateway_to(tls_backend("untrusted", addr, &trusted, vec![])).await;
+    let resp = within("the untrusted backend", LIMIT, gw.get("/secret")).await;
+    assert!(resp.status().is_server_error(), "{}", resp.status());
+    let bytes = first_bytes.lock().unwrap().clone();
+    assert_eq!(
+        bytes.first(),
+        Some(&0x16),
+        "a TLS handshake record, not HTTP"
+    );
+    assert!(!String::from_utf8_lossy(&bytes).contains("GET"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_policy_answers_500_without_connecting() {
+    let (_pod, addr) = tls_echo(&Pki::new("ca").issue(vec![dns(HOST)]), None).await;
+    let refused = Arc::new(
+        Backend::new(
+            "default/refused:8080".into(),
+            vec![addr],
+            BackendProtocol::Http1,
+        )
+        .with_tls(Some(BackendTlsMode::Refuse {
+            policy: "default/no-ca".into(),
+        })),
+    );
+    let gw = gateway_to(refused).await;
+    let resp = within("the refused backend", LIMIT, gw.get("/")).await;
+    assert_eq!(resp.status(), 500);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_presents_its_client_certificate_to_tls_backends() {
+    let ca = Pki::new("ca");
+    let (client_pem, client_key) = ca.issue(vec![dns("gateway.example.com")]);
+    let (_pod, addr) = tls_echo(&ca.issue(vec![dns(HOST)]), Some(&ca.cert.pem())).await;
+    let backend = tls_backend("mtls", addr, &ca, vec![]);
+    let certified = {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::PrivateKeyDer;
+        let certs = CertificateDer::pem_slice_iter(client_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(client_key.as_bytes()).unwrap();
+        let signing = rustls::crypto::ring::sign::any_supported_type(&key).unwrap();
+        Arc::new(rustls::sign::CertifiedKey::new(certs, signing))
+    };
+    let gw = Gateway::start(move |listen| {
+        let mut snapshot = proxy::one_rule(
+            listen,
+            proxy::action(
+                vec![],
+                vec![proxy::weighted(1, BackendTarget::Service(backend))],
+            ),
+        );
+        snapshot
+            .backend_client_certificates
+            .insert("default/gw".into(), certified);
+        snapshot
+    })
+    .await;
+    let resp = within("the mTLS backend", LIMIT, gw.get("/")).await;
+    assert_eq!(resp.status(), 200);
+    let body = json(resp).await;
+    let presented = body["tls"]["peerCertificates"][0].as_str().unwrap();
+    assert_eq!(presented.trim(), client_pem.trim());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirror_over_tls_honours_backend_tls_policy() {
+    let ca = Pki::new("ca");
+    let (primary, mut at_primary) = sluice_test_support::servers::recording(200).await;
+    // Two TLS mirrors with the same certificate: the policy of one matches it, the other's
+    // hostname does not, so that one must get no copy while the primary is unaffected.
+    let cert = ca.issue(vec![dns(HOST)]);
+    let (good_pod, good_addr) = tls_echo(&cert, None).await;
+    let (bad_pod, bad_addr) = tls_echo(&cert, None).await;
+    let good = tls_backend("good-mirror", good_addr, &ca, vec![]);
+    let bad = tls_backend(
+        "bad-mirror",
+        bad_addr,
+        &ca,
+        vec![SanName::Hostname("elsewhere.example.com".into())],
+    );
+    let filters = vec![
+        Filter::Mirror(Mirror {
+            backend: good,
+            fraction: Fraction::ALL,
+        }),
+        Filter::Mirror(Mirror {
+            backend: bad,
+            fraction: Fraction::ALL,
+        }),
+    ];
+    let gw = MirrorGateway::start(primary.addr, filters, MirrorOptions::default()).await;
+    // A small body goes out on the pooled path; a 2 MiB one on the split, full-duplex path.
+    let big = vec![b'x'; 2 * 1024 * 1024];
+    for body in [b"payload".to_vec(), big.clone()] {
+        let resp = within(
+            "the primary",
+            LIMIT,
+            mirror_gw::client().post(gw.url("/copy")).body(body).send(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(resp.status(), 200);
+        within("primary record", LIMIT, at_primary.recv())
+            .await
+            .unwrap();
+    }
+    gw.all_completed("good-mirror", 2).await;
+    gw.settled("bad-mirror", 2).await;
+    assert_eq!(gw.count("bad-mirror", Outcome::Completed), 0);
+    let mut lengths: Vec<usize> = good_pod
+        .log()
+        .entries()
+        .iter()
+        .map(|c| c.body_len)
+        .collect();
+    lengths.sort();
+    assert_eq!(lengths, ["payload".len(), big.len()]);
+    assert!(
+        bad_pod.log().is_empty(),
+        "the unverified mirror got a request"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_connection_to_a_tls_backend_resumes_the_session() {
+    use tokio::io::AsyncWriteExt;
+
+    let ca = Pki::new("ca");
+    let (cert, key) = ca.issue(vec![dns(HOST)]);
+    let config = tls_server_config(&cert, &key, None).unwrap();
+    let kinds = Arc::new(Mutex::new(Vec::new()));
+    let seen = kinds.clone();
+    let addr = proxy::raw_backend(move |tcp| {
+        let (config, seen) = (config.clone(), seen.clone());
+        async move {
+            let Ok(mut tls) = tokio_rustls::TlsAcceptor::from(config).accept(tcp).await else {
+                return;
+            };
+            seen.lock().unwrap().push(tls.get_ref().1.handshake_kind());
+            let head = read_head(&mut tls).await;
+            if head.is_empty() {
+                return;
+            }
+            let answer = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+            let _ = tls.write_all(answer.as_bytes()).await;
+            let _ = tls.shutdown().await;
+        }
+    })
+    .await;
+    let gw = gateway_to(tls_backend("resumed", addr, &ca, vec![])).await;
+    for i in 0..2 {
+        let resp = within("the TLS backend", LIMIT, gw.get(&format!("/{i}"))).await;
+        assert_eq!(resp.status(), 200);
+    }
+    let kinds = kinds.lock().unwrap().clone();
+    assert_eq!(
+        kinds,
+        [
+            Some(rustls::HandshakeKind::Full),
+            Some(rustls::HandshakeKind::Resumed)
+        ]
+    );
+}

@@ -60,16 +60,29 @@ const PINGORA_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs
 const REQUEST_TIMEOUT: ErrorType = ErrorType::HTTPStatus(504);
 
 /// How the proxy app behaves; the defaults are production settings.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct ProxySettings {
     pub upstream: UpstreamSettings,
-    /// Accept HTTP/2 with prior knowledge on plaintext connections. Off by default: a plaintext
-    /// listener speaks HTTP/1.1, and h2 comes through ALPN on TLS.
+    /// Accept HTTP/2 with prior knowledge (h2c) on plaintext connections, as the Gateway API
+    /// expects of an HTTP listener (`HTTPRouteBackendProtocolH2C` sends h2c to the Gateway).
+    /// On by default; a connection that does not open with the h2 preface is HTTP/1.1 behind
+    /// the edge guard, and h2 on TLS comes through ALPN either way.
     pub downstream_h2c: bool,
     /// Sends copies for `RequestMirror` filters; `None` skips mirrors.
     pub mirror: Option<Arc<MirrorEngine>>,
     /// What one client may cost: sizes, deadlines, the connection cap.
     pub edge: EdgeLimits,
+}
+
+impl Default for ProxySettings {
+    fn default() -> ProxySettings {
+        ProxySettings {
+            upstream: UpstreamSettings::default(),
+            downstream_h2c: true,
+            mirror: None,
+            edge: EdgeLimits::default(),
+        }
+    }
 }
 
 impl std::fmt::Debug for ProxySettings {

@@ -20,12 +20,14 @@ use serde::Serialize;
 
 use crate::status::StatusReport;
 
+mod cors;
 mod round_robin;
 mod route_group;
 #[cfg(test)]
 mod test_entries;
 mod validate;
 
+pub use cors::{Allowed, Cors, HostPattern, OriginPattern};
 pub use route_group::{Candidates, RouteGroup};
 pub use validate::SnapshotError;
 
@@ -410,6 +412,8 @@ pub enum Filter {
     UrlRewrite(UrlRewrite),
     /// `RequestMirror`: sends a copy of the request to another backend, ignoring its response.
     Mirror(Mirror),
+    /// `CORS`: answers preflight requests itself and adds the CORS fields to responses.
+    Cors(Cors),
 }
 
 /// The header edits of a `RequestHeaderModifier` or `ResponseHeaderModifier` filter.

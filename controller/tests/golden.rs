@@ -39,6 +39,7 @@ golden_cases! {
     allowed_routes_selector => "allowed-routes-selector",
     backend_protocols => "backend-protocols",
     basic_route => "basic-route",
+    cors_filter => "cors-filter",
     cross_namespace_reference_grant => "cross-namespace-reference-grant",
     hostname_intersection => "hostname-intersection",
     https_listener => "https-listener",

@@ -11,7 +11,8 @@
 //! - `connected_to_upstream`: notes the HTTP/1 upstream socket, so that an answer arriving
 //!   before the request body was sent stops the body and keeps the connection out of the pool.
 //! - `upstream_response_filter` / `response_filter`: that early-answer check, hop-by-hop
-//!   response fields, then the ResponseHeaderModifier filters.
+//!   response fields, then the ResponseHeaderModifier filters and the CORS fields of an allowed
+//!   cross-origin request (a CORS preflight is answered in `request_filter`).
 //! - `fail_to_connect` / `fail_to_proxy`: retry policy and error status (timeouts → 504).
 //! - `logging`: metrics and the access log line.
 
@@ -373,9 +374,15 @@ impl ProxyHttp for SluiceProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         for filter in ctx.filters() {
-            if let Filter::ResponseHeaders(m) = filter {
-                filters::apply_header_modifier(m, upstream_response)
-                    .map_err(|e| Error::because(BAD_FILTER, "response header filter", e))?;
+            match filter {
+                Filter::ResponseHeaders(m) => filters::apply_header_modifier(m, upstream_response)
+                    .map_err(|e| Error::because(BAD_FILTER, "response header filter", e))?,
+                Filter::Cors(c) => {
+                    if let Some(origin) = &ctx.cors_origin {
+                        filters::cors::add_response_fields(c, origin, upstream_response)?;
+                    }
+                }
+                _ => {}
             }
         }
         Ok(())

@@ -9,6 +9,7 @@ use pingora_proxy::Session;
 use sluice_controller::snapshot::{BindProtocol, Filter, PathMatch, Snapshot};
 
 use super::ctx::RequestCtx;
+use crate::filters::cors::{self, CorsRequest};
 use crate::filters::{self, FilterError, RequestUrl};
 use crate::mirror::MirrorSet;
 use crate::routing::{self, Lookup, RequestView};
@@ -21,7 +22,7 @@ pub(super) enum Outcome {
     Proxy,
     /// Answer with an error status and no body of ours beyond Pingora's error page.
     Status(u16),
-    /// Answer with this response (a redirect).
+    /// Answer with this response (a redirect, a CORS preflight answer).
     Respond(Box<ResponseHeader>),
     /// Answer with an error status and a short text/plain body saying why.
     Text(u16, String),
@@ -166,6 +167,14 @@ fn apply(
                 if let Some(p) = &rw.path {
                     let path = filters::rewrite_path(p, req.uri.path(), path_match)?;
                     filters::set_request_path(req, &path)?;
+                }
+            }
+            Filter::Cors(c) => {
+                match cors::classify(c, session.req_header()).map_err(FilterError::CorsPreflight)? {
+                    CorsRequest::Plain => {}
+                    // Answered here: a preflight never reaches the backend.
+                    CorsRequest::Preflight(resp) => return Ok(Some(Outcome::Respond(resp))),
+                    CorsRequest::Allowed(origin) => ctx.cors_origin = Some(origin),
                 }
             }
             // === mirrors ===

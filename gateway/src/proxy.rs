@@ -44,6 +44,7 @@ use crate::edge::{self, reject::BodyRejected, EdgeLimits, Violation};
 use crate::filters;
 use crate::metrics::Metrics;
 use crate::mirror::{MirrorEngine, Pace};
+use crate::transport::Handshake;
 use crate::upstream::{self, UpstreamConn, UpstreamSettings};
 use request::Outcome;
 
@@ -178,11 +179,16 @@ impl ProxyHttp for SluiceProxy {
             return Error::e_explain(NO_LOCAL_ADDRESS, "connection has no local address");
         };
         ctx.https = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        let sni = session
+            .digest()
+            .and_then(Handshake::of)
+            .and_then(|h| h.server_name.clone());
         let outcome = request::route_and_filter(
             session,
             ctx,
             &snapshot,
             local,
+            sni.as_deref(),
             self.settings.mirror.as_ref(),
         )
         .map_err(|e| Error::because(BAD_FILTER, "applying route filters", e))?;

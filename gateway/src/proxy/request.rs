@@ -47,13 +47,15 @@ fn original_host(req: &RequestHeader, raw_host: &str) -> Option<HeaderValue> {
     }
 }
 
-/// Routes the request, applies its filters in written order (rule filters, then the chosen
+/// Routes the request (answering 421 when `sni`, the TLS connection's server name, selected
+/// another listener than the request's host does), applies its filters in written order (rule filters, then the chosen
 /// backendRef's) to `session`'s request head, and records the decision in `ctx`.
 pub(super) fn route_and_filter(
     session: &mut Session,
     ctx: &mut RequestCtx,
     snapshot: &Snapshot,
     local: SocketAddr,
+    sni: Option<&str>,
     mirrors: Option<&Arc<crate::mirror::MirrorEngine>>,
 ) -> Result<Outcome, FilterError> {
     let req = session.req_header();
@@ -66,7 +68,14 @@ pub(super) fn route_and_filter(
         method: &req.method,
         headers: &req.headers,
     };
-    let matched = match routing::lookup(snapshot, local, &view) {
+    let lookup = routing::lookup(snapshot, local, &view);
+    if sni.is_some_and(|sni| lookup.misdirected(sni)) {
+        if let Some((_, listener)) = lookup.listener() {
+            ctx.gateway.clone_from(&listener.gateway);
+        }
+        return Ok(Outcome::Status(421));
+    }
+    let matched = match lookup {
         Lookup::Matched(m) => m,
         Lookup::NoBind | Lookup::NoListener { .. } => return Ok(Outcome::Status(404)),
         Lookup::NoRoute { listener, .. } => {

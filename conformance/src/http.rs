@@ -248,16 +248,7 @@ impl Sender {
             .map_err(|e| error_chain(&e))?;
         let status = response.status().as_u16();
         let version = format!("{:?}", response.version());
-        let headers = response
-            .headers()
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_owned(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
+        let headers = header_pairs(response.headers());
         let body = tokio::time::timeout(ATTEMPT_TIMEOUT, response.text())
             .await
             .map_err(|_| "timed out reading the body".to_owned())?
@@ -269,6 +260,19 @@ impl Sender {
             body,
         })
     }
+}
+
+/// A response's fields as the checks read them: names lower-case, values lossily UTF-8.
+fn header_pairs(headers: &http::HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
 }
 
 fn bracket_ip(addr: SocketAddr) -> String {

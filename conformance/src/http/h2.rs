@@ -84,16 +84,7 @@ async fn exchange(
         .map_err(|e| format!("response: {}", error_chain(&e)))?;
     let status = response.status().as_u16();
     let version = format!("{:?}", response.version());
-    let headers = response
-        .headers()
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_owned(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
+    let headers = super::header_pairs(response.headers());
     let mut data = response.into_body();
     let mut body = Vec::new();
     while let Some(chunk) = data.data().await {

@@ -100,6 +100,7 @@ impl ProxyArgs {
             listen_address: self.listen_address,
             proxy: ProxySettings {
                 edge: self.edge.into_limits(raise_fd_limit()),
+                downstream_h2c: !self.listeners.no_h2c,
                 ..ProxySettings::default()
             },
             mirror: self.mirror.into_options(),

@@ -1,6 +1,7 @@
 //! HTTP traffic of a case (FORMAT.md §4.3): building and sending one request to a Gateway over real sockets.
 
 mod check;
+mod h2;
 mod tls;
 pub(crate) mod traffic;
 
@@ -40,6 +41,8 @@ pub struct TlsMaterial {
 /// One HTTP request entry bound to its target, able to send as many attempts as needed.
 pub struct Sender {
     client: reqwest::Client,
+    /// H2 requests go out on their own connections, as Go's client sends them ([`h2`]).
+    h2: Option<h2::H2Client>,
     request: HttpRequest,
     target: SocketAddr,
     scheme: &'static str,
@@ -94,6 +97,7 @@ impl Sender {
             Protocol::Http | Protocol::Https => builder.http1_only(),
             Protocol::H2 | Protocol::H2cPriorKnowledge => builder.http2_prior_knowledge(),
         };
+        let mut h2 = None;
         // The URL names the gateway by its IP unless TLS needs a server name for SNI and verification.
         let url_host = match (&tls.server_name, secure) {
             (Some(name), true) => {
@@ -113,10 +117,23 @@ impl Sender {
                 .as_ref()
                 .map(|(c, k)| (c.as_str(), k.as_str()));
             let config = tls::client_config(tls.trust_pem.as_deref(), identity, alpn)?;
+            if request.protocol == Protocol::H2 {
+                let server_name = match &tls.server_name {
+                    Some(name) => rustls::pki_types::ServerName::try_from(name.clone())
+                        .map_err(|e| ClientError::Invalid(format!("serverName {name}: {e}")))?,
+                    None => rustls::pki_types::ServerName::from(target.ip()),
+                };
+                h2 = Some(h2::H2Client {
+                    target,
+                    config: std::sync::Arc::new(config.clone()),
+                    server_name,
+                });
+            }
             builder = builder.use_preconfigured_tls(config);
         }
         Ok(Sender {
             client: builder.build().map_err(ClientError::Build)?,
+            h2,
             request: request.clone(),
             target,
             scheme,
@@ -189,7 +206,6 @@ impl Sender {
         );
         let method =
             http::Method::from_bytes(self.request.method.as_bytes()).map_err(|e| e.to_string())?;
-        let mut builder = self.client.request(method, &url);
         let mut header_map = http::HeaderMap::new();
         for (name, value) in headers {
             let name = HeaderName::from_bytes(name.as_bytes())
@@ -197,6 +213,25 @@ impl Sender {
             let value = HeaderValue::from_str(value).map_err(|e| format!("header {name}: {e}"))?;
             header_map.append(name, value);
         }
+        header_map
+            .entry(http::header::ACCEPT_ENCODING)
+            .or_insert(HeaderValue::from_static("gzip"));
+        if let Some(h2) = &self.h2 {
+            // Go sends the request's host verbatim as :authority.
+            return tokio::time::timeout(
+                ATTEMPT_TIMEOUT,
+                h2.send(h2::H2Request {
+                    method,
+                    authority: host,
+                    path: &path,
+                    headers: header_map,
+                    body: self.request.body.clone(),
+                }),
+            )
+            .await
+            .map_err(|_| "timed out after 10s".to_owned())?;
+        }
+        let mut builder = self.client.request(method, &url);
         header_map.insert(
             HOST,
             HeaderValue::from_str(host).map_err(|e| format!("host {host}: {e}"))?,
@@ -204,9 +239,6 @@ impl Sender {
         if h1 {
             header_map.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
         }
-        header_map
-            .entry(http::header::ACCEPT_ENCODING)
-            .or_insert(HeaderValue::from_static("gzip"));
         builder = builder.headers(header_map);
         if let Some(body) = &self.request.body {
             builder = builder.body(body.clone());
@@ -217,16 +249,7 @@ impl Sender {
             .map_err(|e| error_chain(&e))?;
         let status = response.status().as_u16();
         let version = format!("{:?}", response.version());
-        let headers = response
-            .headers()
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_owned(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
+        let headers = header_pairs(response.headers());
         let body = tokio::time::timeout(ATTEMPT_TIMEOUT, response.text())
             .await
             .map_err(|_| "timed out reading the body".to_owned())?
@@ -238,6 +261,19 @@ impl Sender {
             body,
         })
     }
+}
+
+/// A response's fields as the checks read them: names lower-case, values lossily UTF-8.
+fn header_pairs(headers: &http::HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
 }
 
 fn bracket_ip(addr: SocketAddr) -> String {

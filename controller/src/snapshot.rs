@@ -21,6 +21,7 @@ use serde::Serialize;
 use crate::status::StatusReport;
 
 mod backend_tls;
+mod cors;
 mod round_robin;
 mod route_group;
 #[cfg(test)]
@@ -30,6 +31,7 @@ mod validate;
 pub use backend_tls::{
     BackendTls, BackendTlsError, BackendTlsMode, PolicyVerifier, SanName, Trust,
 };
+pub use cors::{Allowed, Cors, HostPattern, OriginPattern};
 pub use route_group::{Candidates, RouteGroup};
 pub use validate::SnapshotError;
 
@@ -462,6 +464,8 @@ pub enum Filter {
     UrlRewrite(UrlRewrite),
     /// `RequestMirror`: sends a copy of the request to another backend, ignoring its response.
     Mirror(Mirror),
+    /// `CORS`: answers preflight requests itself and adds the CORS fields to responses.
+    Cors(Cors),
 }
 
 /// The header edits of a `RequestHeaderModifier` or `ResponseHeaderModifier` filter.

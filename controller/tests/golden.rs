@@ -40,6 +40,7 @@ golden_cases! {
     backend_protocols => "backend-protocols",
     backend_tls_policies => "backend-tls-policies",
     basic_route => "basic-route",
+    cors_filter => "cors-filter",
     cross_namespace_reference_grant => "cross-namespace-reference-grant",
     hostname_intersection => "hostname-intersection",
     https_listener => "https-listener",

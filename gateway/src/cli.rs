@@ -143,6 +143,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             opts.listen_address = listen_address;
             opts.mirror = mirror.into_options();
             opts.bind_retry = listeners.bind_retry();
+            opts.proxy.downstream_h2c = !listeners.no_h2c;
             let drain = edge.drain();
             opts.proxy.edge = edge.into_limits(crate::edge::limits::raise_fd_limit());
             opts.proxy.upstream.retry = retry.into_settings();

@@ -1,4 +1,6 @@
-//! HTTPRoute filters as pure functions: header modifiers, redirect `Location`, URL rewrite.
+//! HTTPRoute filters as pure functions: header modifiers, redirect `Location`, URL rewrite, CORS.
+
+pub mod cors;
 
 use http::HeaderName;
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -16,6 +18,8 @@ pub enum FilterError {
         #[source]
         source: Box<pingora_error::Error>,
     },
+    #[error("cannot build the CORS preflight answer")]
+    CorsPreflight(#[source] Box<pingora_error::Error>),
     #[error("rewritten request target {target:?} is invalid")]
     Target {
         target: String,

@@ -12,7 +12,8 @@
 //!   before the request body was sent stops the body and keeps the connection out of the pool.
 //! - `upstream_response_filter` / `response_filter`: a status the rule's `retry` lists fails the
 //!   attempt (so Pingora retries it), then that early-answer check, hop-by-hop response fields,
-//!   then the ResponseHeaderModifier filters.
+//!   then the ResponseHeaderModifier filters and the CORS fields of an allowed cross-origin
+//!   request (a CORS preflight is answered in `request_filter`).
 //! - `fail_to_connect` / `error_while_proxy`: the retry decision (`retrying`).
 //! - `fail_to_proxy`: the error status (timeouts → 504).
 //! - `logging`: metrics and the access log line.
@@ -46,6 +47,7 @@ use crate::edge::{self, reject::BodyRejected, EdgeLimits, Violation};
 use crate::filters;
 use crate::metrics::Metrics;
 use crate::mirror::{MirrorEngine, Pace};
+use crate::transport::Handshake;
 use crate::upstream::{self, UpstreamConn, UpstreamSettings};
 use request::Outcome;
 
@@ -63,16 +65,29 @@ const PINGORA_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs
 const REQUEST_TIMEOUT: ErrorType = ErrorType::HTTPStatus(504);
 
 /// How the proxy app behaves; the defaults are production settings.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct ProxySettings {
     pub upstream: UpstreamSettings,
-    /// Accept HTTP/2 with prior knowledge on plaintext connections. Off by default: a plaintext
-    /// listener speaks HTTP/1.1, and h2 comes through ALPN on TLS.
+    /// Accept HTTP/2 with prior knowledge (h2c) on plaintext connections, as the Gateway API
+    /// expects of an HTTP listener (`HTTPRouteBackendProtocolH2C` sends h2c to the Gateway).
+    /// On by default; a connection that does not open with the h2 preface is HTTP/1.1 behind
+    /// the edge guard, and h2 on TLS comes through ALPN either way.
     pub downstream_h2c: bool,
     /// Sends copies for `RequestMirror` filters; `None` skips mirrors.
     pub mirror: Option<Arc<MirrorEngine>>,
     /// What one client may cost: sizes, deadlines, the connection cap.
     pub edge: EdgeLimits,
+}
+
+impl Default for ProxySettings {
+    fn default() -> ProxySettings {
+        ProxySettings {
+            upstream: UpstreamSettings::default(),
+            downstream_h2c: true,
+            mirror: None,
+            edge: EdgeLimits::default(),
+        }
+    }
 }
 
 impl std::fmt::Debug for ProxySettings {
@@ -168,11 +183,16 @@ impl ProxyHttp for SluiceProxy {
             return Error::e_explain(NO_LOCAL_ADDRESS, "connection has no local address");
         };
         ctx.https = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        let sni = session
+            .digest()
+            .and_then(Handshake::of)
+            .and_then(|h| h.server_name.clone());
         let outcome = request::route_and_filter(
             session,
             ctx,
             &snapshot,
             local,
+            sni.as_deref(),
             self.settings.mirror.as_ref(),
         )
         .map_err(|e| Error::because(BAD_FILTER, "applying route filters", e))?;
@@ -417,9 +437,15 @@ impl ProxyHttp for SluiceProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         for filter in ctx.filters() {
-            if let Filter::ResponseHeaders(m) = filter {
-                filters::apply_header_modifier(m, upstream_response)
-                    .map_err(|e| Error::because(BAD_FILTER, "response header filter", e))?;
+            match filter {
+                Filter::ResponseHeaders(m) => filters::apply_header_modifier(m, upstream_response)
+                    .map_err(|e| Error::because(BAD_FILTER, "response header filter", e))?,
+                Filter::Cors(c) => {
+                    if let Some(origin) = &ctx.cors_origin {
+                        filters::cors::add_response_fields(c, origin, upstream_response)?;
+                    }
+                }
+                _ => {}
             }
         }
         Ok(())

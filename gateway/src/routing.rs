@@ -73,6 +73,31 @@ pub fn lookup<'s>(snapshot: &'s Snapshot, local: SocketAddr, req: &RequestView<'
     }
 }
 
+impl<'s> Lookup<'s> {
+    /// The listener the request's host selected, if any.
+    pub fn listener(&self) -> Option<(&'s Bind, &'s Listener)> {
+        match *self {
+            Lookup::Matched(m) => Some((m.bind, m.listener)),
+            Lookup::NoRoute { bind, listener } => Some((bind, listener)),
+            Lookup::NoBind | Lookup::NoListener { .. } => None,
+        }
+    }
+
+    /// A TLS connection whose SNI (`sni`, normalised) selected one listener carries a request
+    /// whose host selects another: a client reusing (coalescing) an HTTP/2 connection for a
+    /// host whose certificate it saw covered, but which Sluice serves under another listener.
+    /// RFC 9110 §15.5.20 and the Gateway API (`GatewayHTTPSListenerDetectMisdirectedRequests`)
+    /// answer it 421, so the client opens a connection with the right SNI. A host that selects
+    /// no listener is not misdirected, only unknown (404).
+    pub fn misdirected(&self, sni: &str) -> bool {
+        let Some((bind, listener)) = self.listener() else {
+            return false;
+        };
+        bind.listener_for(sni)
+            .is_some_and(|by_sni| !std::ptr::eq(by_sni, listener))
+    }
+}
+
 /// Exact hostname group, then matching wildcard groups (longest suffix first), then `any`; the
 /// hostname group is the first precedence criterion of the spec, so a less specific group is
 /// only consulted when no entry of a more specific one matches. Within a group only the

@@ -82,16 +82,18 @@ impl ResolvesServerCert for SnapshotCertResolver {
 /// matched against one). `None` fails the handshake.
 pub fn certificate_for(bind: &Bind, sni: Option<&str>) -> Option<Arc<CertifiedKey>> {
     match sni {
-        Some(name) => {
-            let name = name.trim_end_matches('.').to_ascii_lowercase();
-            bind.listener_for(&name)?.tls.clone()
-        }
+        Some(name) => bind.listener_for(&normalize_sni(name))?.tls.clone(),
         None => bind
             .listeners
             .iter()
             .find(|l| l.hostname.is_none() && l.tls.is_some())
             .and_then(|l| l.tls.clone()),
     }
+}
+
+/// An SNI as listener hostnames are matched: lowercased, without a trailing dot.
+pub fn normalize_sni(name: &str) -> String {
+    name.trim_end_matches('.').to_ascii_lowercase()
 }
 
 #[cfg(test)]

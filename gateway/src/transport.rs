@@ -24,7 +24,7 @@ use crate::edge::{EdgeLimits, EdgeStream};
 
 pub use buffered_tcp::{BufferedTcp, WRITE_BUFFER};
 pub(crate) use delegate::delegate_async_io;
-pub use tls_conn::TlsConn;
+pub use tls_conn::{Handshake, TlsConn};
 
 /// A plain-HTTP connection as the proxy serves it: `TCP_NODELAY` (without it, small responses
 /// wait out the client's delayed ACK, ~40 ms each), the socket digest with both addresses known,

@@ -318,3 +318,59 @@ async fn rapid_resets_end_in_goaway_and_sluice_keeps_serving() {
         edge.backend.seen().len()
     );
 }
+
+/// With h2c on (the default), the first bytes are held until they are the preface or cannot be;
+/// a client that stops partway through it is still held to the header timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_h2c_preface_is_held_to_the_header_timeout() {
+    let backend = RawBackend::start().await;
+    let edge = Edge::start(backend, |opts| {
+        opts.proxy.edge.client_header_timeout = Duration::from_millis(500)
+    })
+    .await;
+    let mut tcp = TcpStream::connect(edge.addr).await.unwrap();
+    tcp.write_all(&PREFACE[..10]).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let mut rest = Vec::new();
+    tokio::time::timeout(raw::BOUND, tcp.read_to_end(&mut rest))
+        .await
+        .expect("closed within the bound")
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let answer = String::from_utf8_lossy(&rest);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer:?}"
+    );
+    assert!(edge.backend.seen().is_empty());
+}
+
+/// Only a connection's first bytes can switch it to HTTP/2: a preface after an HTTP/1 request
+/// is an HTTP/1 head (refused), never a protocol switch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_preface_after_an_http1_request_stays_http1() {
+    let edge = edge().await;
+    let mut tcp = TcpStream::connect(edge.addr).await.unwrap();
+    let mut request = b"GET /first HTTP/1.1\r\nHost: a\r\n\r\n".to_vec();
+    request.extend_from_slice(PREFACE);
+    tcp.write_all(&request).await.unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(raw::BOUND, tcp.read_to_end(&mut rest))
+        .await
+        .expect("closed within the bound")
+        .unwrap();
+    let answers = String::from_utf8_lossy(&rest);
+    assert!(answers.starts_with("HTTP/1.1 200"), "{answers:?}");
+    let second = answers
+        .match_indices("HTTP/1.1 ")
+        .nth(1)
+        .map(|(i, _)| &answers[i..]);
+    assert!(
+        second.is_some_and(|s| s.starts_with("HTTP/1.1 505") || s.starts_with("HTTP/1.1 400")),
+        "{answers:?}"
+    );
+}

@@ -16,7 +16,13 @@ struct Cert {
 }
 
 fn cert(host: &str) -> Cert {
-    let generated = rcgen::generate_simple_self_signed(vec![host.to_string()]).unwrap();
+    cert_for(&[host])
+}
+
+/// One self-signed certificate naming every host in `hosts`.
+fn cert_for(hosts: &[&str]) -> Cert {
+    let names = hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>();
+    let generated = rcgen::generate_simple_self_signed(names).unwrap();
     Cert {
         pem: generated.cert.pem(),
         key_pem: generated.key_pair.serialize_pem(),
@@ -208,5 +214,86 @@ spec:
             "{host} is served its own listener's certificate"
         );
     }
+}
+
+/// An HTTP/2 connection over TLS with SNI `sni`, trusting `trusted`; ALPN `h2` only.
+async fn h2_connection(
+    address: SocketAddr,
+    sni: &str,
+    trusted: &Cert,
+) -> h2::client::SendRequest<bytes::Bytes> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(trusted.der.clone().into()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from(sni.to_string()).unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let (sender, connection) = h2::client::handshake(tls).await.unwrap();
+    tokio::spawn(connection);
+    sender
+}
+
+/// The status of `GET /` with `:authority` `authority` on an open HTTP/2 connection.
+async fn status_on(sender: &mut h2::client::SendRequest<bytes::Bytes>, authority: &str) -> u16 {
+    let request = http::Request::get(format!("https://{authority}/"))
+        .body(())
+        .unwrap();
+    let (response, _) = sender.send_request(request, true).unwrap();
+    response.await.unwrap().status().as_u16()
+}
+
+/// A client may reuse an HTTP/2 connection for any host its certificate covers (RFC 9113
+/// §9.1.1). When that host belongs to another listener than the one SNI selected, the request is
+/// answered 421 so the client opens a connection of its own; the connection stays usable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coalesced_request_for_another_listener_is_misdirected() {
+    let backend = Backend::start("app").await;
+    let port = free_port();
+    // One certificate for both listeners: exactly what lets a browser coalesce.
+    let shared = cert_for(&["*.a.example.com", "b.example.com"]);
+    let yaml = format!(
+        "{CLASS}{}{}{}{}",
+        secret("shared", &shared),
+        service("app", &backend),
+        https_gateway(
+            port,
+            &[("'*.a.example.com'", "shared"), ("b.example.com", "shared")]
+        ),
+        route("app", "gw", "app"),
+    );
+    let config = ConfigDir::new(&yaml);
+    let running = start(&config).await;
+
+    let mut on_a = h2_connection(local(port), "x.a.example.com", &shared).await;
+    assert_eq!(status_on(&mut on_a, "x.a.example.com").await, 200);
+    assert_eq!(
+        status_on(&mut on_a, "y.a.example.com").await,
+        200,
+        "another host of the same listener is served on the connection"
+    );
+    assert_eq!(status_on(&mut on_a, "b.example.com").await, 421);
+    assert_eq!(
+        status_on(&mut on_a, "x.a.example.com").await,
+        200,
+        "still usable"
+    );
+
+    let mut on_b = h2_connection(local(port), "b.example.com", &shared).await;
+    assert_eq!(status_on(&mut on_b, "b.example.com").await, 200);
+    assert_eq!(status_on(&mut on_b, "x.a.example.com").await, 421);
+    assert_eq!(
+        status_on(&mut on_b, "unknown.example.com").await,
+        404,
+        "a host no listener serves is unknown, not misdirected"
+    );
     running.shutdown().await;
 }

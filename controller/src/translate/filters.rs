@@ -1,7 +1,7 @@
 //! HTTPRoute filters -> validated snapshot `Filter`s (header names/values parsed, mirrors resolved).
 
 use gateway_api::apis::experimental::httproutes::{
-    HttpRouteRulesBackendRefsFilters, HttpRouteRulesFilters,
+    HttpRouteRulesBackendRefsFilters, HttpRouteRulesFilters, HttpRouteRulesFiltersCors as CorsSpec,
     HttpRouteRulesFiltersRequestHeaderModifier as HeaderMod,
     HttpRouteRulesFiltersRequestMirror as MirrorSpec,
     HttpRouteRulesFiltersRequestRedirect as RedirectSpec,
@@ -12,11 +12,12 @@ use gateway_api::apis::experimental::httproutes::{
     HttpRouteRulesFiltersUrlRewritePath as RewritePath,
     HttpRouteRulesFiltersUrlRewritePathType as RewritePathType,
 };
-use http::{HeaderName, HeaderValue};
+use http::{HeaderName, HeaderValue, Method};
 
 use super::backend::{BackendRef, Resolver, UnresolvedRef};
 use crate::snapshot::{
-    Filter, Fraction, HeaderModifier, Mirror, PathModifier, Redirect, UrlRewrite,
+    Allowed, Cors, Filter, Fraction, HeaderModifier, Mirror, OriginPattern, PathModifier, Redirect,
+    UrlRewrite,
 };
 use crate::status::conditions::reasons;
 
@@ -55,6 +56,14 @@ pub(super) enum FilterError {
     MirrorPercent(i32),
     #[error("requestMirror fraction {numerator}/{denominator} is not valid")]
     MirrorFraction { numerator: i32, denominator: i32 },
+    #[error("cors allowOrigins {0:?} is not an origin")]
+    CorsOrigin(String),
+    #[error("cors allowMethods {0:?} is not a method")]
+    CorsMethod(String),
+    #[error("cors {field} cannot hold '*' alongside other values")]
+    CorsWildcardMixed { field: &'static str },
+    #[error("cors maxAge {0} is not a positive number of seconds")]
+    CorsMaxAge(i32),
 }
 
 // === impl FilterError ===
@@ -117,7 +126,7 @@ pub(super) fn compile(
             }
         }
         Type::ExtensionRef => return Err(FilterError::Unsupported("ExtensionRef")),
-        Type::Cors => return Err(FilterError::Unsupported("CORS")),
+        Type::Cors => Filter::Cors(cors(required(f, &f.cors, "cors")?)?),
         Type::ExternalAuth => return Err(FilterError::Unsupported("ExternalAuth")),
     }))
 }
@@ -249,6 +258,66 @@ fn path_modifier(
     }))
 }
 
+/// The spec's default `Access-Control-Max-Age`, in seconds.
+const CORS_DEFAULT_MAX_AGE: u32 = 5;
+
+/// The CRD's schema and CEL already hold these rules for the API server; a route from a file
+/// reaches translate without them, so they are checked here too.
+fn cors(c: &CorsSpec) -> Result<Cors, FilterError> {
+    let allow_origins = c
+        .allow_origins
+        .iter()
+        .flatten()
+        .map(|o| OriginPattern::parse(o).ok_or_else(|| FilterError::CorsOrigin(o.clone())))
+        .collect::<Result<Vec<_>, _>>()?;
+    if allow_origins.len() > 1 && allow_origins.contains(&OriginPattern::Any) {
+        return Err(FilterError::CorsWildcardMixed {
+            field: "allowOrigins",
+        });
+    }
+    let method = |m: &str| {
+        Method::from_bytes(m.as_bytes()).map_err(|_| FilterError::CorsMethod(m.to_string()))
+    };
+    let header = |h: &str| {
+        HeaderName::from_bytes(h.as_bytes()).map_err(|_| FilterError::HeaderName(h.into()))
+    };
+    let max_age = match c.max_age {
+        None => CORS_DEFAULT_MAX_AGE,
+        Some(s) => u32::try_from(s)
+            .ok()
+            .filter(|s| *s > 0)
+            .ok_or(FilterError::CorsMaxAge(s))?,
+    };
+    Ok(Cors {
+        allow_origins,
+        allow_credentials: c.allow_credentials.unwrap_or(false),
+        allow_methods: allowed("allowMethods", c.allow_methods.as_deref(), method)?,
+        allow_headers: allowed("allowHeaders", c.allow_headers.as_deref(), header)?,
+        expose_headers: allowed("exposeHeaders", c.expose_headers.as_deref(), header)?,
+        max_age,
+    })
+}
+
+/// A CORS list: `["*"]` is the wildcard, anything else a list of values `parse` accepts.
+fn allowed<T>(
+    field: &'static str,
+    values: Option<&[String]>,
+    parse: impl Fn(&str) -> Result<T, FilterError>,
+) -> Result<Allowed<T>, FilterError> {
+    let values = values.unwrap_or_default();
+    if values.iter().any(|v| v == "*") {
+        return match values.len() {
+            1 => Ok(Allowed::Any),
+            _ => Err(FilterError::CorsWildcardMixed { field }),
+        };
+    }
+    values
+        .iter()
+        .map(|v| parse(v))
+        .collect::<Result<_, _>>()
+        .map(Allowed::Only)
+}
+
 /// The outer `Err` invalidates the rule (bad fraction); the inner one is an unresolved backend.
 fn mirror(
     m: &MirrorSpec,
@@ -354,6 +423,44 @@ mod tests {
     fn invalid_header_names_and_values_are_errors() {
         assert!(header_modifier(&setting("bad name", "v")).is_err());
         assert!(header_modifier(&setting("x-ok", "line\nbreak")).is_err());
+    }
+
+    fn cors_spec(origins: &[&str], methods: &[&str]) -> CorsSpec {
+        let list = |v: &[&str]| Some(v.iter().map(|s| s.to_string()).collect());
+        CorsSpec {
+            allow_origins: list(origins),
+            allow_methods: list(methods),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn cors_defaults_max_age_to_five_seconds_and_parses_its_lists() {
+        let c = cors(&cors_spec(&["https://*.bar.com"], &["GET", "OPTIONS"])).expect("valid");
+        assert_eq!(c.max_age, 5);
+        assert!(!c.allow_credentials);
+        assert_eq!(
+            c.allow_methods,
+            Allowed::Only(vec![Method::GET, Method::OPTIONS])
+        );
+        assert_eq!(c.allow_headers, Allowed::Only(vec![]));
+        assert!(c.allows_origin("https://a.b.bar.com"));
+        let any = cors(&cors_spec(&["*"], &["*"])).expect("valid");
+        assert_eq!(any.allow_origins, vec![OriginPattern::Any]);
+        assert_eq!(any.allow_methods, Allowed::Any);
+    }
+
+    #[test]
+    fn cors_refuses_what_the_crd_refuses() {
+        assert!(cors(&cors_spec(&["*", "https://a.com"], &[])).is_err());
+        assert!(cors(&cors_spec(&["https://a.com"], &["*", "GET"])).is_err());
+        assert!(cors(&cors_spec(&["a.com"], &[])).is_err());
+        assert!(cors(&cors_spec(&["https://a.com"], &["GE T"])).is_err());
+        let zero_age = CorsSpec {
+            max_age: Some(0),
+            ..Default::default()
+        };
+        assert!(cors(&zero_age).is_err());
     }
 
     #[test]

@@ -108,6 +108,7 @@ impl ProxyArgs {
                     retry: self.retry.into_settings(),
                     ..UpstreamSettings::default()
                 },
+                downstream_h2c: !self.listeners.no_h2c,
                 ..ProxySettings::default()
             },
             mirror: self.mirror.into_options(),

@@ -13,6 +13,10 @@ pub struct ListenerArgs {
     /// 250ms and doubles up to this [default: 30s].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub bind_retry_max: Option<Duration>,
+    /// Refuse HTTP/2 with prior knowledge (h2c) on plaintext listeners, which then speak
+    /// HTTP/1.1 only (HTTPS listeners still offer h2 by ALPN) [default: h2c accepted].
+    #[arg(long)]
+    pub no_h2c: bool,
 }
 
 impl ListenerArgs {
@@ -35,6 +39,14 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         listeners: ListenerArgs,
+    }
+
+    #[test]
+    fn h2c_is_accepted_unless_refused() {
+        let unset = Cli::try_parse_from(["t"]).expect("parses");
+        assert!(!unset.listeners.no_h2c);
+        let refused = Cli::try_parse_from(["t", "--no-h2c"]).expect("parses");
+        assert!(refused.listeners.no_h2c);
     }
 
     #[test]

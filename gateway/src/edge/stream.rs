@@ -117,6 +117,26 @@ impl EdgeStream {
         Some(())
     }
 
+    /// Reads until the buffered bytes are the whole h2c preface or cannot become it, the client
+    /// has stopped sending, or the header deadline has passed (then `poll_gated` answers as for
+    /// any late head).
+    fn poll_preface(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        loop {
+            let n = self.buf.len().min(H2_PREFACE.len());
+            if n == H2_PREFACE.len() || self.buf[..n] != H2_PREFACE[..n] || self.eof {
+                return Poll::Ready(Ok(()));
+            }
+            self.buf.reserve(HEAD_READ);
+            match tokio_util::io::poll_read_buf(Pin::new(&mut self.inner), cx, &mut self.buf) {
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(0)) => self.eof = true,
+                Poll::Ready(Ok(_)) => self.idle = false,
+                Poll::Pending if self.head_deadline_passed(cx) => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
     fn refuse_head(&mut self, violation: reject::Violation) {
         tracing::debug!(reason = violation.label(), "request refused at the edge");
         self.framer.refuse(violation);
@@ -511,11 +531,21 @@ impl GetSocketDigest for EdgeStream {
 
 #[async_trait]
 impl Peek for EdgeStream {
+    /// Pingora peeks at every plaintext connection it is handed (each keep-alive request too)
+    /// for the h2c preface, and takes `false` ("cannot peek") to mean HTTP/2. The inner stream's
+    /// peek waits for all 24 bytes with no deadline, which would let a silent or slow client
+    /// past the header timeout, so the guard answers it: only a connection's first bytes can
+    /// be the preface, and they are read into the guard's own buffer (where the framer finds
+    /// them) until they are the preface or cannot become it, within the header timeout. Anything
+    /// else is reported as peeked bytes that are not the preface (zeros), which keeps Pingora on
+    /// HTTP/1.
     async fn try_peek(&mut self, buf: &mut [u8]) -> std::io::Result<bool> {
-        if !self.buf.is_empty() {
-            // Already read past what a peek could see.
-            return Ok(false);
+        buf.fill(0);
+        if self.allow_h2c && self.gated && self.framer.heads() == 0 {
+            std::future::poll_fn(|cx| self.poll_preface(cx)).await?;
+            let n = buf.len().min(self.buf.len());
+            buf[..n].copy_from_slice(&self.buf[..n]);
         }
-        self.inner.try_peek(buf).await
+        Ok(true)
     }
 }

@@ -45,6 +45,8 @@ pub struct RequestCtx {
     pub mirrors: Option<MirrorSet>,
     /// The edge guard refused this request (its head is the guard's marker, not the client's).
     pub rejected: Option<Violation>,
+    /// The `Origin` of a request a `CORS` filter allowed: its response gets the CORS fields.
+    pub cors_origin: Option<HeaderValue>,
     /// This attempt's HTTP/1 upstream connection, watched for an answer that comes before the
     /// request body has been sent.
     pub upstream: Option<UpstreamConn>,
@@ -68,6 +70,7 @@ impl RequestCtx {
             retry_wait: None,
             mirrors: None,
             rejected: None,
+            cors_origin: None,
             upstream: None,
         }
     }

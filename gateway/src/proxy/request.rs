@@ -9,6 +9,7 @@ use pingora_proxy::Session;
 use sluice_controller::snapshot::{BindProtocol, Filter, PathMatch, Snapshot};
 
 use super::ctx::RequestCtx;
+use crate::filters::cors::{self, CorsRequest};
 use crate::filters::{self, FilterError, RequestUrl};
 use crate::mirror::MirrorSet;
 use crate::routing::{self, Lookup, RequestView};
@@ -21,7 +22,7 @@ pub(super) enum Outcome {
     Proxy,
     /// Answer with an error status and no body of ours beyond Pingora's error page.
     Status(u16),
-    /// Answer with this response (a redirect).
+    /// Answer with this response (a redirect, a CORS preflight answer).
     Respond(Box<ResponseHeader>),
     /// Answer with an error status and a short text/plain body saying why.
     Text(u16, String),
@@ -46,13 +47,15 @@ fn original_host(req: &RequestHeader, raw_host: &str) -> Option<HeaderValue> {
     }
 }
 
-/// Routes the request, applies its filters in written order (rule filters, then the chosen
+/// Routes the request (answering 421 when `sni`, the TLS connection's server name, selected
+/// another listener than the request's host does), applies its filters in written order (rule filters, then the chosen
 /// backendRef's) to `session`'s request head, and records the decision in `ctx`.
 pub(super) fn route_and_filter(
     session: &mut Session,
     ctx: &mut RequestCtx,
     snapshot: &Snapshot,
     local: SocketAddr,
+    sni: Option<&str>,
     mirrors: Option<&Arc<crate::mirror::MirrorEngine>>,
 ) -> Result<Outcome, FilterError> {
     let req = session.req_header();
@@ -65,7 +68,14 @@ pub(super) fn route_and_filter(
         method: &req.method,
         headers: &req.headers,
     };
-    let matched = match routing::lookup(snapshot, local, &view) {
+    let lookup = routing::lookup(snapshot, local, &view);
+    if sni.is_some_and(|sni| lookup.misdirected(sni)) {
+        if let Some((_, listener)) = lookup.listener() {
+            ctx.gateway.clone_from(&listener.gateway);
+        }
+        return Ok(Outcome::Status(421));
+    }
+    let matched = match lookup {
         Lookup::Matched(m) => m,
         Lookup::NoBind | Lookup::NoListener { .. } => return Ok(Outcome::Status(404)),
         Lookup::NoRoute { listener, .. } => {
@@ -170,6 +180,14 @@ fn apply(
                 if let Some(p) = &rw.path {
                     let path = filters::rewrite_path(p, req.uri.path(), path_match)?;
                     filters::set_request_path(req, &path)?;
+                }
+            }
+            Filter::Cors(c) => {
+                match cors::classify(c, session.req_header()).map_err(FilterError::CorsPreflight)? {
+                    CorsRequest::Plain => {}
+                    // Answered here: a preflight never reaches the backend.
+                    CorsRequest::Preflight(resp) => return Ok(Some(Outcome::Respond(resp))),
+                    CorsRequest::Allowed(origin) => ctx.cors_origin = Some(origin),
                 }
             }
             // === mirrors ===

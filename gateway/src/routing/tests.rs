@@ -351,6 +351,33 @@ fn lookup_reports_no_route_when_nothing_matches() {
 }
 
 #[test]
+fn a_host_of_another_listener_than_the_sni_is_misdirected() {
+    fn misdirected(snap: &Snapshot, host: &'static str, sni: &str) -> bool {
+        let local = "127.0.0.1:8080".parse().expect("addr");
+        lookup(snap, local, &Req::get(host, "/").view()).misdirected(sni)
+    }
+    let mut snap = snapshot();
+    // Nothing routes for nothing.test on the catch-all listener: still that listener's host.
+    snap.binds[0].listeners[1].routes.any = RouteGroup::default();
+    assert!(!misdirected(&snap, "only.example.org", "only.example.org"));
+    assert!(misdirected(&snap, "foo.example.com", "only.example.org"));
+    assert!(misdirected(&snap, "only.example.org", "foo.example.com"));
+    assert!(
+        !misdirected(&snap, "foo.example.com", "bar.example.com"),
+        "both the catch-all's"
+    );
+    assert!(
+        !misdirected(&snap, "nothing.test", "bar.example.com"),
+        "no route, same listener"
+    );
+    snap.binds[0].listeners.pop();
+    assert!(
+        !misdirected(&snap, "foo.example.com", "only.example.org"),
+        "a host no listener serves is unknown (404), not misdirected"
+    );
+}
+
+#[test]
 fn lookup_among_ten_thousand_hosts_is_fast() {
     let mut t = RouteTable::default();
     for i in 0..10_000 {

@@ -10,16 +10,42 @@ use async_trait::async_trait;
 use pingora_core::protocols::raw_connect::ProxyDigest;
 use pingora_core::protocols::tls::SslDigest;
 use pingora_core::protocols::{
-    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl,
+    Digest, GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl,
     TimingDigest, UniqueID, UniqueIDType, ALPN,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
+/// What the handshake told us that Pingora's digests have no field for.
+///
+/// It travels as the connection's `ProxyDigest` user data: Pingora hands that digest to every
+/// request of the connection, HTTP/1 and HTTP/2 alike, and has no other per-connection slot that
+/// a stream terminated outside Pingora can fill (`SslDigestExtension` is set only inside
+/// Pingora). A downstream connection has no CONNECT proxy, so the slot is otherwise unused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handshake {
+    /// The SNI the client sent, lowercased and without a trailing dot, as the certificate
+    /// resolver matched it. Shared: every request of the connection takes a copy.
+    pub server_name: Option<Arc<str>>,
+}
+
+impl Handshake {
+    /// The handshake of the connection `digest` describes; `None` for plain connections.
+    pub fn of(digest: &Digest) -> Option<&Handshake> {
+        digest
+            .proxy_digest
+            .as_ref()?
+            .user_data
+            .as_ref()?
+            .downcast_ref::<Handshake>()
+    }
+}
+
 pub struct TlsConn {
     inner: TlsStream<TcpStream>,
     ssl: Arc<SslDigest>,
+    handshake: Arc<ProxyDigest>,
     alpn: Option<ALPN>,
     socket: Arc<SocketDigest>,
     timing: [TimingDigest; 2],
@@ -30,7 +56,7 @@ impl TlsConn {
         inner: TlsStream<TcpStream>,
         socket: SocketDigest,
         accepted_at: SystemTime,
-        handshake: Duration,
+        handshake_time: Duration,
     ) -> TlsConn {
         let conn = inner.get_ref().1;
         let cipher = conn
@@ -46,7 +72,19 @@ impl TlsConn {
             b"http/1.1" => Some(ALPN::H1),
             _ => None,
         });
+        let handshake = Handshake {
+            server_name: conn
+                .server_name()
+                .map(|n| crate::tls::normalize_sni(n).into()),
+        };
+        // The response head is the CONNECT answer the digest was made for; there is none.
+        let (no_connect, ()) = http::Response::new(()).into_parts();
+        let handshake = Arc::new(ProxyDigest::new(
+            Box::new(no_connect.into()),
+            Some(Box::new(handshake)),
+        ));
         TlsConn {
+            handshake,
             ssl: Arc::new(SslDigest::new(cipher, version, None, None, Vec::new())),
             alpn,
             socket: Arc::new(socket),
@@ -58,7 +96,7 @@ impl TlsConn {
                 },
                 TimingDigest {
                     established_ts: SystemTime::now(),
-                    establishment_duration: Some(handshake),
+                    establishment_duration: Some(handshake_time),
                     offload_wait_duration: None,
                 },
             ],
@@ -113,7 +151,7 @@ impl GetTimingDigest for TlsConn {
 
 impl GetProxyDigest for TlsConn {
     fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
-        None
+        Some(self.handshake.clone())
     }
 }
 

@@ -6,6 +6,8 @@ pub(crate) mod traffic;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{HeaderName, HeaderValue, HOST};
@@ -44,6 +46,8 @@ pub struct Sender {
     target: SocketAddr,
     scheme: &'static str,
     url_host: String,
+    /// Some handshake of this sender was asked for a client certificate.
+    client_cert_requested: Arc<AtomicBool>,
 }
 
 /// What came back from one send.
@@ -101,6 +105,7 @@ impl Sender {
             }
             _ => bracket_ip(target),
         };
+        let client_cert_requested = Arc::new(AtomicBool::new(false));
         if secure {
             let alpn: &[u8] = if request.protocol == Protocol::H2 {
                 b"h2"
@@ -111,7 +116,12 @@ impl Sender {
                 .client_identity
                 .as_ref()
                 .map(|(c, k)| (c.as_str(), k.as_str()));
-            let config = tls::client_config(tls.trust_pem.as_deref(), identity, alpn)?;
+            let config = tls::client_config(
+                tls.trust_pem.as_deref(),
+                identity,
+                alpn,
+                client_cert_requested.clone(),
+            )?;
             builder = builder.use_preconfigured_tls(config);
         }
         Ok(Sender {
@@ -120,7 +130,13 @@ impl Sender {
             target,
             scheme,
             url_host,
+            client_cert_requested,
         })
+    }
+
+    /// Some TLS handshake of this sender so far was asked for a client certificate.
+    pub fn client_cert_requested(&self) -> bool {
+        self.client_cert_requested.load(Ordering::Relaxed)
     }
 
     /// Sends once with `path` (already carrying request id / uuid substitutions).

@@ -20,12 +20,14 @@ use serde::Serialize;
 
 use crate::status::StatusReport;
 
+mod client_validation;
 mod round_robin;
 mod route_group;
 #[cfg(test)]
 mod test_entries;
 mod validate;
 
+pub use client_validation::{ClientValidation, ClientValidationMode, InsecureFallback};
 pub use route_group::{Candidates, RouteGroup};
 pub use validate::SnapshotError;
 
@@ -124,6 +126,10 @@ pub struct Listener {
     /// For HTTPS listeners: the certificate served when SNI selects this listener.
     #[serde(skip)]
     pub tls: Option<Arc<rustls::sign::CertifiedKey>>,
+    /// For HTTPS listeners under a Gateway `spec.tls.frontend` validation: the client
+    /// certificate check of handshakes whose SNI selects this listener.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_validation: Option<Arc<ClientValidation>>,
     /// The HTTPRoutes attached to this listener, ready for lookup by host.
     pub routes: RouteTable,
 }

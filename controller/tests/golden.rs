@@ -40,6 +40,7 @@ golden_cases! {
     backend_protocols => "backend-protocols",
     basic_route => "basic-route",
     cross_namespace_reference_grant => "cross-namespace-reference-grant",
+    frontend_client_validation => "frontend-client-validation",
     hostname_intersection => "hostname-intersection",
     https_listener => "https-listener",
     invalid_backends => "invalid-backends",

@@ -89,6 +89,7 @@ mod tests {
                     name: "http".into(),
                     hostname: None,
                     tls: None,
+                    client_validation: None,
                     routes: RouteTable {
                         any: RouteGroup::new(vec![entry]),
                         ..RouteTable::default()

@@ -263,6 +263,7 @@ mod tests {
             name: "http".into(),
             hostname: None,
             tls: None,
+            client_validation: None,
             routes,
         }
     }

@@ -74,6 +74,15 @@ pub mod reasons {
         INVALID_ROUTE_KINDS = "InvalidRouteKinds";
         /// Listener `ResolvedRefs: False`: a missing or unusable `kubernetes.io/tls` Secret.
         INVALID_CERTIFICATE_REF = "InvalidCertificateRef";
+        /// Listener `ResolvedRefs: False`: a client-validation `caCertificateRefs` entry names a
+        /// missing ConfigMap, or one without a usable `ca.crt`.
+        INVALID_CA_CERTIFICATE_REF = "InvalidCACertificateRef";
+        /// Listener `ResolvedRefs: False`: a `caCertificateRefs` entry of a kind other than
+        /// ConfigMap.
+        INVALID_CA_CERTIFICATE_KIND = "InvalidCACertificateKind";
+        /// Listener `Accepted: False`: no `caCertificateRefs` entry of its client validation is
+        /// usable.
+        NO_VALID_CA_CERTIFICATE = "NoValidCACertificate";
         /// `ResolvedRefs: False`: a cross-namespace reference without a ReferenceGrant allowing it.
         REF_NOT_PERMITTED = "RefNotPermitted";
         /// Listener `Conflicted: True`: an older Gateway serves the socket with another protocol.
@@ -146,6 +155,7 @@ pub const CONDITIONS: &[ConditionReasons] = &[
             r::UNSUPPORTED_PROTOCOL,
             r::PORT_UNAVAILABLE,
             r::UNSUPPORTED_VALUE,
+            r::NO_VALID_CA_CERTIFICATE,
         ],
     },
     ConditionReasons {
@@ -156,6 +166,8 @@ pub const CONDITIONS: &[ConditionReasons] = &[
             r::INVALID_ROUTE_KINDS,
             r::INVALID_CERTIFICATE_REF,
             r::REF_NOT_PERMITTED,
+            r::INVALID_CA_CERTIFICATE_REF,
+            r::INVALID_CA_CERTIFICATE_KIND,
         ],
     },
     ConditionReasons {

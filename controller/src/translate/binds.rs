@@ -60,6 +60,7 @@ pub(super) fn assemble(gateways: &mut [GatewayState<'_>]) -> Vec<Bind> {
                     name: l.name().to_string(),
                     hostname: l.hostname.clone(),
                     tls: l.tls.clone(),
+                    client_validation: l.client_validation.clone(),
                     routes: route_table(entries.clone()),
                 };
                 binds

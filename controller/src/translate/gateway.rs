@@ -20,7 +20,7 @@ use super::verdict::{cond, Verdict};
 use super::{Timestamp, GATEWAY_GROUP};
 use crate::features::SUPPORTED_FEATURES;
 use crate::precedence::Rank;
-use crate::snapshot::{BindProtocol, Hostname, RouteEntry};
+use crate::snapshot::{BindProtocol, ClientValidation, Hostname, RouteEntry};
 use crate::status::conditions::{reasons, types};
 use crate::status::{ObjectStatus, StatusKey, StatusReport};
 use crate::CONTROLLER_NAME;
@@ -103,6 +103,8 @@ pub(super) struct ListenerState<'a> {
     resolved: Verdict,
     pub conflicted: Option<Verdict>,
     pub tls: Option<Arc<CertifiedKey>>,
+    /// HTTPS only: the client-certificate validation `spec.tls.frontend` gives its port.
+    pub client_validation: Option<Arc<ClientValidation>>,
     pub attached_routes: i32,
     /// Entries attached by routes, with the hostname they were attached under.
     pub entries: Vec<(Option<Hostname>, Rank, RouteEntry)>,
@@ -140,6 +142,9 @@ impl<'a> GatewayState<'a> {
             .iter()
             .map(|l| ListenerState::new(l, namespace, index))
             .collect();
+        for l in &mut listeners {
+            l.frontend_validation(gw, namespace, index);
+        }
         mark_conflicts(&mut listeners);
         GatewayState {
             gw,
@@ -309,8 +314,28 @@ impl<'a> ListenerState<'a> {
             resolved,
             conflicted: None,
             tls,
+            client_validation: None,
             attached_routes: 0,
             entries: Vec::new(),
+        }
+    }
+
+    /// The Gateway's `spec.tls.frontend` validation for this HTTPS listener's port; a reference
+    /// that does not resolve makes the listener unready, so no client gets in unchecked.
+    fn frontend_validation(&mut self, gw: &Gateway, gateway_namespace: &str, index: &Index<'_>) {
+        let (Some(BindProtocol::Https), Some(port)) = (self.protocol, self.port) else {
+            return;
+        };
+        match super::frontend_tls::resolve(gw, gateway_namespace, port, index) {
+            Ok(validation) => self.client_validation = validation,
+            Err(e) => {
+                if self.resolved.ok {
+                    self.resolved = e.resolved;
+                }
+                if let Some(accepted) = e.accepted.filter(|_| self.accepted.ok) {
+                    self.accepted = accepted;
+                }
+            }
         }
     }
 

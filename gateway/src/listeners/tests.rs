@@ -52,6 +52,7 @@ fn listener(name: &str, hostname: Option<&str>, tls: Option<Arc<CertifiedKey>>) 
         name: name.into(),
         hostname: hostname.and_then(Hostname::parse),
         tls,
+        client_validation: None,
         routes: RouteTable::default(),
     }
 }
@@ -411,3 +412,5 @@ async fn switching_a_bind_from_http_to_https_needs_no_rebind() {
     assert!(body.starts_with("tls=true"), "{body}");
     gw.shutdown().await;
 }
+
+mod client_cert;

@@ -244,6 +244,7 @@ fn snapshot() -> Snapshot {
         name: name.into(),
         hostname,
         tls: None,
+        client_validation: None,
         routes,
     };
     Snapshot {

@@ -32,6 +32,7 @@ fn bind(listeners: Vec<(Option<&str>, Option<Arc<CertifiedKey>>)>) -> Bind {
                 name: format!("l{i}"),
                 hostname: hostname.and_then(Hostname::parse),
                 tls,
+                client_validation: None,
                 routes: RouteTable::default(),
             })
             .collect(),

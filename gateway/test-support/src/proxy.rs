@@ -469,6 +469,7 @@ pub fn snapshot(addr: SocketAddr, routes: RouteTable) -> Snapshot {
                 name: "http".into(),
                 hostname: None,
                 tls: None,
+                client_validation: None,
                 routes,
             }],
         }],

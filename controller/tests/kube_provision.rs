@@ -171,6 +171,57 @@ async fn an_accepted_gateway_gets_its_data_plane_and_is_programmed_once_availabl
 }
 
 #[tokio::test]
+async fn infrastructure_labels_and_annotations_are_on_every_provisioned_object_and_pod() {
+    let server = server_with(&[]).await;
+    let _tasks = start_controller(&server, NO_RESYNC);
+
+    let deployment = until("the Deployment", LIMIT, || web_deployment(&server)).await;
+    let service = until("the Service", LIMIT, || web_service(&server)).await;
+    let account = until("the ServiceAccount", LIMIT, || {
+        server.get("v1", "ServiceAccount", Some("demo"), "sluice-web")
+    })
+    .await;
+    let budget = until("the PodDisruptionBudget", LIMIT, || {
+        server.get(
+            "policy/v1",
+            "PodDisruptionBudget",
+            Some("demo"),
+            "sluice-web",
+        )
+    })
+    .await;
+    let binding = until("the ClusterRoleBinding", LIMIT, || {
+        server.get(
+            "rbac.authorization.k8s.io/v1",
+            "ClusterRoleBinding",
+            None,
+            "sluice-dataplane-demo.web",
+        )
+    })
+    .await;
+    let pod = deployment["spec"]["template"].clone();
+    for (what, object) in [
+        ("Deployment", &deployment),
+        ("pod template", &pod),
+        ("Service", &service),
+        ("ServiceAccount", &account),
+        ("PodDisruptionBudget", &budget),
+        ("ClusterRoleBinding", &binding),
+    ] {
+        let meta = &object["metadata"];
+        assert_eq!(meta["labels"]["team"], "edge", "{what} labels");
+        assert_eq!(
+            meta["annotations"]["cost-center"], "42",
+            "{what} annotations"
+        );
+        assert_eq!(
+            meta["labels"]["gateway.networking.k8s.io/gateway-name"], "web",
+            "{what}: the Gateway API's generated-resource label"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_daemonset_class_gets_a_daemonset_on_the_host_network() {
     let server = server_with(&[
         ("kind", "DaemonSet"),

@@ -49,6 +49,7 @@ golden_cases! {
     malformed_field => "malformed-field",
     mirror_filters => "mirror-filters",
     precedence_across_routes => "precedence-across-routes",
+    service_types => "service-types",
     weights => "weights",
 }
 

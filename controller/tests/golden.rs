@@ -43,6 +43,7 @@ golden_cases! {
     frontend_client_validation => "frontend-client-validation",
     hostname_intersection => "hostname-intersection",
     https_listener => "https-listener",
+    infrastructure_parameters => "infrastructure-parameters",
     invalid_backends => "invalid-backends",
     invalid_rules => "invalid-rules",
     listener_validation => "listener-validation",

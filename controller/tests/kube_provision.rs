@@ -222,6 +222,44 @@ async fn infrastructure_labels_and_annotations_are_on_every_provisioned_object_a
 }
 
 #[tokio::test]
+async fn a_gateway_parameters_ref_overrides_its_class_parameters_for_its_data_plane_only() {
+    let mut class = objects::gateway_class();
+    class["spec"]["parametersRef"] =
+        json!({"group": "", "kind": "ConfigMap", "name": "knobs", "namespace": "sluice-system"});
+    let mut gateway = objects::gateway("demo", "web", 80);
+    gateway["spec"]["infrastructure"] =
+        json!({"parametersRef": {"group": "", "kind": "ConfigMap", "name": "web-params"}});
+    let web_params = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "web-params", "namespace": "demo"},
+        "data": {"replicas": "4"}
+    });
+    let server = cluster::seeded([
+        objects::namespace("demo"),
+        objects::namespace("sluice-system"),
+        knobs(json!({"replicas": "2", "serviceType": "NodePort"})),
+        web_params,
+        class,
+        gateway,
+    ])
+    .await;
+    let _tasks = start_controller(&server, NO_RESYNC);
+
+    let deployment = until("the Deployment", LIMIT, || web_deployment(&server)).await;
+    assert_eq!(
+        deployment["spec"]["replicas"], 4,
+        "the Gateway's own key wins"
+    );
+    let service = until("the Service", LIMIT, || web_service(&server)).await;
+    assert_eq!(
+        service["spec"]["type"], "NodePort",
+        "the class's other keys stay"
+    );
+    let accepted = until("Accepted", LIMIT, || gateway_condition(&server, "Accepted")).await;
+    assert_eq!(accepted.0, "True", "{accepted:?}");
+}
+
+#[tokio::test]
 async fn a_daemonset_class_gets_a_daemonset_on_the_host_network() {
     let server = server_with(&[
         ("kind", "DaemonSet"),

@@ -20,6 +20,8 @@ use super::verdict::{cond, Verdict};
 use super::{Timestamp, GATEWAY_GROUP};
 use crate::features::SUPPORTED_FEATURES;
 use crate::precedence::Rank;
+use crate::provision::gateway_params;
+use crate::provision::params::DataPlaneParams;
 use crate::snapshot::{BindProtocol, ClientValidation, Hostname, RouteEntry};
 use crate::status::conditions::{reasons, types};
 use crate::status::{ObjectStatus, StatusKey, StatusReport};
@@ -122,19 +124,7 @@ impl<'a> GatewayState<'a> {
                 ),
             ))
         } else {
-            gw.spec
-                .infrastructure
-                .as_ref()
-                .and_then(|i| i.parameters_ref.as_ref())
-                .map(|p| {
-                    Verdict::no(
-                        reasons::INVALID_PARAMETERS,
-                        format!(
-                            "infrastructure.parametersRef {}/{} {}: Sluice takes no parameters",
-                            p.group, p.kind, p.name
-                        ),
-                    )
-                })
+            infrastructure_parameters(gw, index)
         };
         let mut listeners: Vec<ListenerState<'a>> = gw
             .spec
@@ -231,6 +221,26 @@ impl<'a> GatewayState<'a> {
             listeners: Some(listeners),
         }
     }
+}
+
+/// `infrastructure.parametersRef`: a ConfigMap of the Gateway's namespace with data-plane
+/// parameter keys (docs/kubernetes.md); anything else rejects the Gateway. What the keys do
+/// together with the class's is the provisioner's to check.
+fn infrastructure_parameters(gw: &Gateway, index: &Index<'_>) -> Option<Verdict> {
+    let invalid = |e: &dyn std::error::Error| {
+        Verdict::no(
+            reasons::INVALID_PARAMETERS,
+            format!("infrastructure.parametersRef: {}", crate::error_chain(e)),
+        )
+    };
+    let cm = match gateway_params::config_map(gw, &index.resources.config_maps) {
+        Ok(cm) => cm?,
+        Err(e) => return Some(invalid(&e)),
+    };
+    DataPlaneParams::default()
+        .with_keys_of(cm)
+        .err()
+        .map(|e| invalid(&e))
 }
 
 // === impl ListenerState ===

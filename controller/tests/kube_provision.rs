@@ -60,6 +60,16 @@ fn web_deployment(server: &FakeApiServer) -> Option<Value> {
     server.get("apps/v1", "Deployment", Some("demo"), "sluice-web")
 }
 
+/// The provisioned ClusterRoleBinding of Gateway `demo/web`.
+fn web_binding(server: &FakeApiServer) -> Option<Value> {
+    server.get(
+        "rbac.authorization.k8s.io/v1",
+        "ClusterRoleBinding",
+        None,
+        "sluice-dataplane-demo.web",
+    )
+}
+
 /// The provisioned Service of Gateway `demo/web`.
 fn web_service(server: &FakeApiServer) -> Option<Value> {
     server.get("v1", "Service", Some("demo"), "sluice-web")
@@ -116,15 +126,7 @@ async fn an_accepted_gateway_gets_its_data_plane_and_is_programmed_once_availabl
             "sluice-web"
         )
         .is_some());
-    let binding = until("the ClusterRoleBinding", LIMIT, || {
-        server.get(
-            "rbac.authorization.k8s.io/v1",
-            "ClusterRoleBinding",
-            None,
-            "sluice-dataplane-demo.web",
-        )
-    })
-    .await;
+    let binding = until("the ClusterRoleBinding", LIMIT, || web_binding(&server)).await;
     assert_eq!(binding["roleRef"]["name"], "sluice-dataplane");
 
     let pending = until("Programmed False", LIMIT, || {
@@ -190,15 +192,7 @@ async fn infrastructure_labels_and_annotations_are_on_every_provisioned_object_a
         )
     })
     .await;
-    let binding = until("the ClusterRoleBinding", LIMIT, || {
-        server.get(
-            "rbac.authorization.k8s.io/v1",
-            "ClusterRoleBinding",
-            None,
-            "sluice-dataplane-demo.web",
-        )
-    })
-    .await;
+    let binding = until("the ClusterRoleBinding", LIMIT, || web_binding(&server)).await;
     let pod = deployment["spec"]["template"].clone();
     for (what, object) in [
         ("Deployment", &deployment),

@@ -13,9 +13,8 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
 
 use super::index::Index;
-use super::reference_grant::{self, From, To};
+use super::reference_grant;
 use super::verdict::Verdict;
-use super::GATEWAY_GROUP;
 use crate::snapshot::{ClientValidation, ClientValidationMode, InsecureFallback};
 use crate::status::conditions::reasons;
 
@@ -70,6 +69,25 @@ struct CaRef<'a> {
     namespace: Option<&'a str>,
 }
 
+/// The refs and mode of a `validation` of either generated type (default and perPort are distinct
+/// types of the same shape).
+macro_rules! settings_of {
+    ($validation:expr, $mode:ident) => {{
+        let v = $validation;
+        let refs = v.ca_certificate_refs.iter().map(|r| CaRef {
+            group: &r.group,
+            kind: &r.kind,
+            name: &r.name,
+            namespace: r.namespace.as_deref(),
+        });
+        let mode = match v.mode {
+            Some($mode::AllowInsecureFallback) => ClientValidationMode::AllowInsecureFallback,
+            _ => ClientValidationMode::AllowValidOnly,
+        };
+        (refs.collect(), mode)
+    }};
+}
+
 /// The validation that applies to `port`: its `perPort` entry if one names it (an entry without
 /// `validation` turns it off), else `default`.
 fn settings_for(gw: &Gateway, port: u16) -> Option<(Vec<CaRef<'_>>, ClientValidationMode)> {
@@ -79,32 +97,10 @@ fn settings_for(gw: &Gateway, port: u16) -> Option<(Vec<CaRef<'_>>, ClientValida
         .iter()
         .flatten()
         .find(|p| p.port == i32::from(port));
-    if let Some(entry) = per_port {
-        let v = entry.tls.validation.as_ref()?;
-        let refs = v.ca_certificate_refs.iter().map(|r| CaRef {
-            group: &r.group,
-            kind: &r.kind,
-            name: &r.name,
-            namespace: r.namespace.as_deref(),
-        });
-        let mode = match v.mode {
-            Some(PerPortMode::AllowInsecureFallback) => ClientValidationMode::AllowInsecureFallback,
-            _ => ClientValidationMode::AllowValidOnly,
-        };
-        return Some((refs.collect(), mode));
-    }
-    let v = frontend.default.validation.as_ref()?;
-    let refs = v.ca_certificate_refs.iter().map(|r| CaRef {
-        group: &r.group,
-        kind: &r.kind,
-        name: &r.name,
-        namespace: r.namespace.as_deref(),
-    });
-    let mode = match v.mode {
-        Some(DefaultMode::AllowInsecureFallback) => ClientValidationMode::AllowInsecureFallback,
-        _ => ClientValidationMode::AllowValidOnly,
-    };
-    Some((refs.collect(), mode))
+    Some(match per_port {
+        Some(entry) => settings_of!(entry.tls.validation.as_ref()?, PerPortMode),
+        None => settings_of!(frontend.default.validation.as_ref()?, DefaultMode),
+    })
 }
 
 /// The client validation of an HTTPS listener on `port`: `Ok(None)` when the Gateway asks for
@@ -187,19 +183,12 @@ fn anchors(
     }
     let namespace = r.namespace.unwrap_or(gateway_namespace);
     let label = format!("{namespace}/{}", r.name);
-    let allowed = reference_grant::permitted(
+    let allowed = reference_grant::gateway_may_use(
         &index.resources.reference_grants,
-        &From {
-            group: GATEWAY_GROUP,
-            kind: "Gateway",
-            namespace: gateway_namespace,
-        },
-        &To {
-            group: "",
-            kind: "ConfigMap",
-            namespace,
-            name: r.name,
-        },
+        gateway_namespace,
+        "ConfigMap",
+        namespace,
+        r.name,
     );
     if !allowed {
         return Err(CaRefError::NotPermitted(label));

@@ -8,8 +8,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 
 use super::index::Index;
-use super::reference_grant::{self, From, To};
-use super::GATEWAY_GROUP;
+use super::reference_grant;
 use crate::status::conditions::reasons;
 
 const TLS_SECRET_TYPE: &str = "kubernetes.io/tls";
@@ -99,19 +98,12 @@ pub(super) fn resolve(
         }
         let namespace = r.namespace.as_deref().unwrap_or(gateway_namespace);
         let secret = || (namespace.to_string(), r.name.clone());
-        let allowed = reference_grant::permitted(
+        let allowed = reference_grant::gateway_may_use(
             &index.resources.reference_grants,
-            &From {
-                group: GATEWAY_GROUP,
-                kind: "Gateway",
-                namespace: gateway_namespace,
-            },
-            &To {
-                group: "",
-                kind: "Secret",
-                namespace,
-                name: &r.name,
-            },
+            gateway_namespace,
+            "Secret",
+            namespace,
+            &r.name,
         );
         if !allowed {
             let (namespace, name) = secret();

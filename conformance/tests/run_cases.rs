@@ -207,7 +207,7 @@ async fn upstream_simple_same_namespace_case_passes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn selector_less_and_headless_services_reach_the_pods_fill_endpoint_slices_names() {
+async fn fill_endpoint_slices_wires_selector_less_and_headless_services_to_the_pods() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("base.yaml"), BASE).unwrap();
     let cases_dir = dir.path().join("cases");

@@ -48,6 +48,8 @@ pub struct Pod {
     pub namespace: String,
     pub deployment: String,
     pub labels: BTreeMap<String, String>,
+    /// Random, as an API server would assign it; EndpointSlice `targetRef`s carry it.
+    pub uid: String,
     pub ip: Ipv4Addr,
     /// `None` when the container is not an echo-basic HTTP server (the reason is in `unsupported`).
     pub echo: Option<Arc<EchoPod>>,
@@ -82,6 +84,25 @@ impl Backends {
 
     pub fn pods(&self) -> &[Pod] {
         &self.pods
+    }
+
+    /// The pods of Deployment `namespace/deployment` as `fillEndpointSlices` records them.
+    pub fn pod_addresses(
+        &self,
+        namespace: &str,
+        deployment: &str,
+    ) -> Vec<crate::fill_slices::PodAddresses> {
+        self.pods
+            .iter()
+            .filter(|p| p.namespace == namespace && p.deployment == deployment)
+            .map(|p| crate::fill_slices::PodAddresses {
+                name: p.name.clone(),
+                namespace: p.namespace.clone(),
+                uid: p.uid.clone(),
+                node_name: crate::fill_slices::NODE_NAME.to_owned(),
+                ips: vec![IpAddr::V4(p.ip)],
+            })
+            .collect()
     }
 
     /// Starts pods for new Deployments and stops those whose Deployment is gone.
@@ -171,6 +192,7 @@ impl Backends {
             namespace: namespace.to_owned(),
             deployment: deployment.to_owned(),
             labels,
+            uid: crate::uuid(),
             ip,
             echo: None,
             unsupported,

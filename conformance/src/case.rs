@@ -115,7 +115,23 @@ pub enum Action {
     Patch(Vec<Patch>),
     Delete(Vec<ObjectRef>),
     Sleep(String),
-    FillEndpointSlices(Value),
+    FillEndpointSlices(FillEndpointSlices),
+}
+
+/// `fillEndpointSlices` (FORMAT.md §3): point existing hand-made EndpointSlices at a Deployment's pods.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FillEndpointSlices {
+    pub namespace: String,
+    pub endpoint_slices: Vec<String>,
+    pub from_pods_of: PodsOf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PodsOf {
+    pub namespace: String,
+    pub deployment: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -150,7 +166,7 @@ struct RawStep {
     patch: Option<Vec<Patch>>,
     delete: Option<Vec<ObjectRef>>,
     sleep: Option<String>,
-    fill_endpoint_slices: Option<Value>,
+    fill_endpoint_slices: Option<FillEndpointSlices>,
 }
 
 // === impl Case ===

@@ -7,6 +7,8 @@ pub(crate) mod traffic;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{HeaderName, HeaderValue, HOST};
@@ -47,6 +49,8 @@ pub struct Sender {
     target: SocketAddr,
     scheme: &'static str,
     url_host: String,
+    /// Some handshake of this sender was asked for a client certificate.
+    client_cert_requested: Arc<AtomicBool>,
 }
 
 /// What came back from one send.
@@ -106,6 +110,7 @@ impl Sender {
             }
             _ => bracket_ip(target),
         };
+        let client_cert_requested = Arc::new(AtomicBool::new(false));
         if secure {
             let alpn: &[u8] = if request.protocol == Protocol::H2 {
                 b"h2"
@@ -116,7 +121,12 @@ impl Sender {
                 .client_identity
                 .as_ref()
                 .map(|(c, k)| (c.as_str(), k.as_str()));
-            let config = tls::client_config(tls.trust_pem.as_deref(), identity, alpn)?;
+            let config = tls::client_config(
+                tls.trust_pem.as_deref(),
+                identity,
+                alpn,
+                client_cert_requested.clone(),
+            )?;
             if request.protocol == Protocol::H2 {
                 let server_name = match &tls.server_name {
                     Some(name) => rustls::pki_types::ServerName::try_from(name.clone())
@@ -138,7 +148,13 @@ impl Sender {
             target,
             scheme,
             url_host,
+            client_cert_requested,
         })
+    }
+
+    /// Some TLS handshake of this sender so far was asked for a client certificate.
+    pub fn client_cert_requested(&self) -> bool {
+        self.client_cert_requested.load(Ordering::Relaxed)
     }
 
     /// Sends once with `path` (already carrying request id / uuid substitutions).

@@ -10,6 +10,7 @@ pub mod backends;
 pub mod case;
 pub mod certs;
 pub mod env;
+pub mod fill_slices;
 pub mod http;
 pub mod objects;
 pub mod report;

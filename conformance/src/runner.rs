@@ -219,8 +219,18 @@ async fn run_step(
             tokio::time::sleep(duration).await;
             Ok(())
         }
-        Action::FillEndpointSlices(_) => {
-            Err("fillEndpointSlices is not supported by this harness".to_owned())
+        Action::FillEndpointSlices(step) => {
+            let pods = env
+                .backends
+                .pod_addresses(&step.from_pods_of.namespace, &step.from_pods_of.deployment);
+            if pods.is_empty() {
+                return Err(format!(
+                    "fillEndpointSlices: Deployment {}/{} has no pods",
+                    step.from_pods_of.namespace, step.from_pods_of.deployment
+                ));
+            }
+            crate::fill_slices::fill(&mut env.objects, step, &pods)?;
+            env.publish().await.map_err(|e| chain(&e))
         }
     }
 }

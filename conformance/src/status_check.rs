@@ -2,6 +2,8 @@
 //!
 //! Every function returns `Err(why)` while the check does not hold, so the poller can report the last reason.
 
+mod generated;
+
 use serde_json::Value;
 
 use crate::case::{ConditionSpec, Conditions, ListenerSelection, ParentRefExpect, StatusCheck};
@@ -26,6 +28,7 @@ pub fn evaluate(check: &StatusCheck, view: &View<'_>) -> Result<(), String> {
         "Gateway" | "ListenerSet" => gateway(check, view),
         "GatewayClass" => gateway_class(check, view),
         "BackendTLSPolicy" => policy(check, view),
+        "GeneratedResources" => generated::generated_resources(check, view),
         kind if kind.ends_with("Route") => route(check, view),
         other => Err(format!(
             "status check kind {other} is not supported by this harness"

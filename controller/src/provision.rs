@@ -14,6 +14,7 @@
 //! ClusterRoleBinding).
 
 pub mod edge_params;
+pub mod gateway_params;
 pub mod manifests;
 pub mod mirror_params;
 pub mod params;
@@ -301,7 +302,17 @@ impl Provisioner {
                 continue;
             }
             let set_ports = listener_set_ports(&snapshot, &key);
-            let objects = manifests::build(gateway, &set_ports, params, &self.config.image);
+            // The Gateway's own parametersRef over its class's (translate has already refused a
+            // reference that is not a usable ConfigMap; only rules across keys remain).
+            let params =
+                match gateway_params::gateway_params(gateway, params, &resources.config_maps) {
+                    Ok(params) => params,
+                    Err(e) => {
+                        out.rejected_gateways.insert(key, params::error_chain(&e));
+                        continue;
+                    }
+                };
+            let objects = manifests::build(gateway, &set_ports, &params, &self.config.image);
             let plane = match self.apply_all(&objects, ns).await {
                 Ok(mut plane) => {
                     if plane.short_of_pods {

@@ -21,6 +21,7 @@ use serde::Serialize;
 use crate::status::StatusReport;
 
 mod backend_tls;
+mod client_validation;
 mod cors;
 mod round_robin;
 mod route_group;
@@ -31,6 +32,7 @@ mod validate;
 pub use backend_tls::{
     BackendTls, BackendTlsError, BackendTlsMode, PolicyVerifier, SanName, Trust,
 };
+pub use client_validation::{ClientValidation, ClientValidationMode, InsecureFallback};
 pub use cors::{Allowed, Cors, HostPattern, OriginPattern};
 pub use route_group::{Candidates, RouteGroup};
 pub use validate::SnapshotError;
@@ -138,6 +140,10 @@ pub struct Listener {
     /// For HTTPS listeners: the certificate served when SNI selects this listener.
     #[serde(skip)]
     pub tls: Option<Arc<rustls::sign::CertifiedKey>>,
+    /// For HTTPS listeners under a Gateway `spec.tls.frontend` validation: the client
+    /// certificate check of handshakes whose SNI selects this listener.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_validation: Option<Arc<ClientValidation>>,
     /// The HTTPRoutes attached to this listener, ready for lookup by host.
     pub routes: RouteTable,
 }

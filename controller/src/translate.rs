@@ -14,6 +14,7 @@ mod binds;
 pub mod duration;
 mod filters;
 pub mod findings;
+mod frontend_tls;
 mod gateway;
 mod hostname;
 mod index;

@@ -42,8 +42,10 @@ golden_cases! {
     basic_route => "basic-route",
     cors_filter => "cors-filter",
     cross_namespace_reference_grant => "cross-namespace-reference-grant",
+    frontend_client_validation => "frontend-client-validation",
     hostname_intersection => "hostname-intersection",
     https_listener => "https-listener",
+    infrastructure_parameters => "infrastructure-parameters",
     invalid_backends => "invalid-backends",
     invalid_rules => "invalid-rules",
     listener_set_attachment => "listener-set-attachment",
@@ -54,6 +56,7 @@ golden_cases! {
     mirror_filters => "mirror-filters",
     precedence_across_routes => "precedence-across-routes",
     retry_timeouts => "retry-timeouts",
+    service_types => "service-types",
     weights => "weights",
 }
 

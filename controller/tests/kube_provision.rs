@@ -60,6 +60,16 @@ fn web_deployment(server: &FakeApiServer) -> Option<Value> {
     server.get("apps/v1", "Deployment", Some("demo"), "sluice-web")
 }
 
+/// The provisioned ClusterRoleBinding of Gateway `demo/web`.
+fn web_binding(server: &FakeApiServer) -> Option<Value> {
+    server.get(
+        "rbac.authorization.k8s.io/v1",
+        "ClusterRoleBinding",
+        None,
+        "sluice-dataplane-demo.web",
+    )
+}
+
 /// The provisioned Service of Gateway `demo/web`.
 fn web_service(server: &FakeApiServer) -> Option<Value> {
     server.get("v1", "Service", Some("demo"), "sluice-web")
@@ -116,15 +126,7 @@ async fn an_accepted_gateway_gets_its_data_plane_and_is_programmed_once_availabl
             "sluice-web"
         )
         .is_some());
-    let binding = until("the ClusterRoleBinding", LIMIT, || {
-        server.get(
-            "rbac.authorization.k8s.io/v1",
-            "ClusterRoleBinding",
-            None,
-            "sluice-dataplane-demo.web",
-        )
-    })
-    .await;
+    let binding = until("the ClusterRoleBinding", LIMIT, || web_binding(&server)).await;
     assert_eq!(binding["roleRef"]["name"], "sluice-dataplane");
 
     let pending = until("Programmed False", LIMIT, || {
@@ -168,6 +170,87 @@ async fn an_accepted_gateway_gets_its_data_plane_and_is_programmed_once_availabl
             .then_some(())
     })
     .await;
+}
+
+#[tokio::test]
+async fn infrastructure_labels_and_annotations_are_on_every_provisioned_object_and_pod() {
+    let server = server_with(&[]).await;
+    let _tasks = start_controller(&server, NO_RESYNC);
+
+    let deployment = until("the Deployment", LIMIT, || web_deployment(&server)).await;
+    let service = until("the Service", LIMIT, || web_service(&server)).await;
+    let account = until("the ServiceAccount", LIMIT, || {
+        server.get("v1", "ServiceAccount", Some("demo"), "sluice-web")
+    })
+    .await;
+    let budget = until("the PodDisruptionBudget", LIMIT, || {
+        server.get(
+            "policy/v1",
+            "PodDisruptionBudget",
+            Some("demo"),
+            "sluice-web",
+        )
+    })
+    .await;
+    let binding = until("the ClusterRoleBinding", LIMIT, || web_binding(&server)).await;
+    let pod = deployment["spec"]["template"].clone();
+    for (what, object) in [
+        ("Deployment", &deployment),
+        ("pod template", &pod),
+        ("Service", &service),
+        ("ServiceAccount", &account),
+        ("PodDisruptionBudget", &budget),
+        ("ClusterRoleBinding", &binding),
+    ] {
+        let meta = &object["metadata"];
+        assert_eq!(meta["labels"]["team"], "edge", "{what} labels");
+        assert_eq!(
+            meta["annotations"]["cost-center"], "42",
+            "{what} annotations"
+        );
+        assert_eq!(
+            meta["labels"]["gateway.networking.k8s.io/gateway-name"], "web",
+            "{what}: the Gateway API's generated-resource label"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_gateway_parameters_ref_overrides_its_class_parameters_for_its_data_plane_only() {
+    let mut class = objects::gateway_class();
+    class["spec"]["parametersRef"] =
+        json!({"group": "", "kind": "ConfigMap", "name": "knobs", "namespace": "sluice-system"});
+    let mut gateway = objects::gateway("demo", "web", 80);
+    gateway["spec"]["infrastructure"] =
+        json!({"parametersRef": {"group": "", "kind": "ConfigMap", "name": "web-params"}});
+    let web_params = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "web-params", "namespace": "demo"},
+        "data": {"replicas": "4"}
+    });
+    let server = cluster::seeded([
+        objects::namespace("demo"),
+        objects::namespace("sluice-system"),
+        knobs(json!({"replicas": "2", "serviceType": "NodePort"})),
+        web_params,
+        class,
+        gateway,
+    ])
+    .await;
+    let _tasks = start_controller(&server, NO_RESYNC);
+
+    let deployment = until("the Deployment", LIMIT, || web_deployment(&server)).await;
+    assert_eq!(
+        deployment["spec"]["replicas"], 4,
+        "the Gateway's own key wins"
+    );
+    let service = until("the Service", LIMIT, || web_service(&server)).await;
+    assert_eq!(
+        service["spec"]["type"], "NodePort",
+        "the class's other keys stay"
+    );
+    let accepted = until("Accepted", LIMIT, || gateway_condition(&server, "Accepted")).await;
+    assert_eq!(accepted.0, "True", "{accepted:?}");
 }
 
 #[tokio::test]

@@ -1,20 +1,23 @@
 //! TLS termination for HTTPS binds: SNI picks the listener's certificate from the live snapshot.
 //!
 //! The resolver reads the current [`Snapshot`](sluice_controller::snapshot::Snapshot) on every
-//! handshake, so a certificate change is served by the next handshake without rebinding.
+//! handshake, so a certificate change is served by the next handshake without rebinding. A
+//! listener under client-certificate validation (Gateway `spec.tls.frontend`) is known only once
+//! the ClientHello's SNI is read, so the handshake starts lazily and then takes the server
+//! configuration that asks for that listener's client certificate.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use pingora_core::protocols::SocketDigest;
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::server::{Acceptor as HelloReader, ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 use sluice_controller::publish::Store;
-use sluice_controller::snapshot::Bind;
+use sluice_controller::snapshot::{Bind, ClientValidation, Listener};
 use tokio::net::TcpStream;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::LazyConfigAcceptor;
 
 use crate::transport::TlsConn;
 
@@ -31,30 +34,77 @@ pub enum TlsError {
     HandshakeTimeout(Duration),
 }
 
-/// The rustls acceptor for the HTTPS bind at `bind`: ring provider, ALPN `h2` then `http/1.1`.
-pub fn acceptor(store: Arc<Store>, bind: SocketAddr) -> Result<TlsAcceptor, TlsError> {
+/// The server side of TLS for one HTTPS bind.
+#[derive(Clone)]
+pub struct Acceptor {
+    store: Arc<Store>,
+    bind: SocketAddr,
+    /// For listeners without client validation: no client certificate asked for.
+    plain: Arc<ServerConfig>,
+}
+
+/// The acceptor for the HTTPS bind at `bind`: ring provider, ALPN `h2` then `http/1.1`.
+pub fn acceptor(store: Arc<Store>, bind: SocketAddr) -> Result<Acceptor, TlsError> {
+    let plain = server_config(store.clone(), bind, None)?;
+    Ok(Acceptor { store, bind, plain })
+}
+
+/// `validation`: ask for and check a client certificate with it.
+fn server_config(
+    store: Arc<Store>,
+    bind: SocketAddr,
+    validation: Option<&ClientValidation>,
+) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let builder = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(TlsError::Config)?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(SnapshotCertResolver { store, bind }));
+        .map_err(TlsError::Config)?;
+    let builder = match validation {
+        Some(v) => builder.with_client_cert_verifier(v.verifier.clone()),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(Arc::new(SnapshotCertResolver { store, bind }));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    Ok(Arc::new(config))
+}
+
+impl Acceptor {
+    /// The configuration for a ClientHello naming `sni`: the plain one unless the listener it
+    /// selects validates client certificates. Built per such handshake, which costs a few
+    /// allocations next to the handshake's public-key operations.
+    fn config_for(&self, sni: Option<&str>) -> Result<Arc<ServerConfig>, TlsError> {
+        let snapshot = self.store.load();
+        let validation = snapshot
+            .binds
+            .iter()
+            .find(|b| b.address == self.bind)
+            .and_then(|b| listener_for(b, sni))
+            .and_then(|l| l.client_validation.as_deref());
+        match validation {
+            None => Ok(self.plain.clone()),
+            Some(v) => server_config(self.store.clone(), self.bind, Some(v)),
+        }
+    }
 }
 
 /// Runs the server handshake on an accepted connection, bounded by [`HANDSHAKE_TIMEOUT`].
 pub async fn accept(
-    acceptor: &TlsAcceptor,
+    acceptor: &Acceptor,
     tcp: TcpStream,
     socket: SocketDigest,
 ) -> Result<TlsConn, TlsError> {
     let accepted_at = SystemTime::now();
     let started = Instant::now();
-    let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
+    let handshake = async {
+        let start = LazyConfigAcceptor::new(HelloReader::default(), tcp)
+            .await
+            .map_err(TlsError::Handshake)?;
+        let config = acceptor.config_for(start.client_hello().server_name())?;
+        start.into_stream(config).await.map_err(TlsError::Handshake)
+    };
+    let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
         .await
-        .map_err(|_| TlsError::HandshakeTimeout(HANDSHAKE_TIMEOUT))?
-        .map_err(TlsError::Handshake)?;
+        .map_err(|_| TlsError::HandshakeTimeout(HANDSHAKE_TIMEOUT))??;
     Ok(TlsConn::new(tls, socket, accepted_at, started.elapsed()))
 }
 
@@ -81,13 +131,17 @@ impl ResolvesServerCert for SnapshotCertResolver {
 /// listener that has a certificate and no hostname (a client that sends no name cannot be
 /// matched against one). `None` fails the handshake.
 pub fn certificate_for(bind: &Bind, sni: Option<&str>) -> Option<Arc<CertifiedKey>> {
+    listener_for(bind, sni)?.tls.clone()
+}
+
+/// The listener a handshake with `sni` is for, by the rules of [`certificate_for`].
+fn listener_for<'a>(bind: &'a Bind, sni: Option<&str>) -> Option<&'a Listener> {
     match sni {
-        Some(name) => bind.listener_for(&normalize_sni(name))?.tls.clone(),
+        Some(name) => bind.listener_for(&normalize_sni(name)),
         None => bind
             .listeners
             .iter()
-            .find(|l| l.hostname.is_none() && l.tls.is_some())
-            .and_then(|l| l.tls.clone()),
+            .find(|l| l.hostname.is_none() && l.tls.is_some()),
     }
 }
 

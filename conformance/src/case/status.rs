@@ -142,7 +142,8 @@ pub struct StatusCheck {
     pub ancestor: Option<ParentRefExpect>,
     pub namespaces: Option<Vec<String>>,
     pub notes: Option<Value>,
-    /// `GeneratedResources` fields (infrastructure propagation); not evaluated by this harness.
+    /// `GeneratedResources` fields (infrastructure propagation), evaluated on the objects the
+    /// provisioner would create (`status_check/generated.rs`).
     pub label_selector: Option<Value>,
     pub kinds: Option<Value>,
     pub labels_superset: Option<Value>,

@@ -4,21 +4,25 @@
 //! directly under a top-level domain. The verifier below keeps webpki's chain validation and falls back to
 //! Go's name matching when webpki's only objection is the name.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::WebPkiServerVerifier;
+use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::sign::CertifiedKey;
 use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 
 use super::ClientError;
 
-/// `alpn`: `http/1.1` for HTTPS, `h2` for H2.
+/// `alpn`: `http/1.1` for HTTPS, `h2` for H2. `requested` is set once a server asks for a client
+/// certificate (`clientCertRequested`, FORMAT.md §4.4), whether or not there is one to give.
 pub(super) fn client_config(
     trust_pem: Option<&str>,
     client_identity: Option<(&str, &str)>,
     alpn: &[u8],
+    requested: Arc<AtomicBool>,
 ) -> Result<rustls::ClientConfig, ClientError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
@@ -45,23 +49,51 @@ pub(super) fn client_config(
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(GoNames {
             inner: verifier,
-            provider,
+            provider: provider.clone(),
         }));
-    let mut config = match client_identity {
-        None => builder.with_no_client_auth(),
+    let key = match client_identity {
+        None => None,
         Some((cert_pem, key_pem)) => {
             let certs = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| ClientError::Invalid(format!("client certificate PEM: {e}")))?;
             let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
                 .map_err(|e| ClientError::Invalid(format!("client key PEM: {e}")))?;
-            builder
-                .with_client_auth_cert(certs, key)
-                .map_err(|e| ClientError::Invalid(format!("client identity: {e}")))?
+            let signer = provider
+                .key_provider
+                .load_private_key(key)
+                .map_err(|e| ClientError::Invalid(format!("client identity: {e}")))?;
+            Some(Arc::new(CertifiedKey::new(certs, signer)))
         }
     };
+    let mut config =
+        builder.with_client_cert_resolver(Arc::new(RecordingIdentity { key, requested }));
     config.alpn_protocols = vec![alpn.to_vec()];
     Ok(config)
+}
+
+/// Presents the configured identity (if any) and notes that the server asked for one.
+#[derive(Debug)]
+struct RecordingIdentity {
+    key: Option<Arc<CertifiedKey>>,
+    requested: Arc<AtomicBool>,
+}
+
+impl ResolvesClientCert for RecordingIdentity {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        // rustls calls this only when the server sent a CertificateRequest.
+        self.requested.store(true, Ordering::Relaxed);
+        self.key.clone()
+    }
+
+    // True even without an identity, so rustls asks `resolve` and the request is recorded.
+    fn has_certs(&self) -> bool {
+        true
+    }
 }
 
 #[derive(Debug)]

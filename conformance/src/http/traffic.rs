@@ -43,6 +43,22 @@ pub async fn run_entry(
     if let Some(mirror) = &entry.mirror_distribution {
         return mirror_distribution(ctx, entry, sender, mirror).await;
     }
+    run_modes(ctx, entry, sender).await?;
+    // §4.4: checked over the whole entry, since a handshake that failed still asked.
+    if entry.expect.client_cert_requested && !sender.client_cert_requested() {
+        return Err(
+            "the gateway never asked for a client certificate (clientCertRequested)".to_owned(),
+        );
+    }
+    Ok(())
+}
+
+/// The entry's mode: `repeat`, `distribution`, or convergence with its mirror check.
+async fn run_modes(
+    ctx: &EntryContext,
+    entry: &RequestEntry,
+    sender: &Sender,
+) -> Result<(), String> {
     let request_id = sender.request.request_id.then(crate::uuid);
     if let Some(distribution) = &entry.distribution {
         return weighted(ctx, entry, sender, distribution, request_id.as_deref()).await;

@@ -21,6 +21,10 @@ use super::params::{DataPlaneParams, WorkloadKind};
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 /// Label on every provisioned object: the owning Gateway's name (shortened past 63 characters).
 pub const GATEWAY_LABEL: &str = "sluice.dev/gateway";
+/// Label on every provisioned object and pod, as the Gateway API asks of generated resources
+/// (GEP-1867): the owning Gateway's name (shortened past 63 characters). Not in any selector, so
+/// data planes provisioned before it existed keep their immutable workload selectors.
+pub const GATEWAY_NAME_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
 /// Label on every provisioned object: the owning Gateway's namespace.
 pub const GATEWAY_NAMESPACE_LABEL: &str = "sluice.dev/gateway-namespace";
 /// The read-only ClusterRole every data plane is bound to (deploy/base/rbac-dataplane.yaml).
@@ -160,6 +164,10 @@ fn labels(gateway: &Gateway) -> BTreeMap<String, String> {
     let mut labels = infrastructure_labels(gateway);
     labels.extend(selector_labels(gateway));
     labels.insert(MANAGED_BY.into(), "sluice".into());
+    labels.insert(
+        GATEWAY_NAME_LABEL.into(),
+        gateway_label(&gateway.name_any()),
+    );
     labels.insert(
         GATEWAY_NAMESPACE_LABEL.into(),
         gateway.namespace().unwrap_or_default(),
@@ -352,6 +360,10 @@ fn pod_template(
     let ports = listener_ports(gateway, listener_set_ports);
     let mut pod_labels = infrastructure_labels(gateway);
     pod_labels.extend(selector_labels(gateway));
+    pod_labels.insert(
+        GATEWAY_NAME_LABEL.into(),
+        gateway_label(&gateway.name_any()),
+    );
     let mut pod_annotations = annotations(gateway).unwrap_or_default();
     pod_annotations.insert("prometheus.io/scrape".into(), "true".into());
     pod_annotations.insert("prometheus.io/port".into(), ADMIN_PORT.to_string());

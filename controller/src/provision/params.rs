@@ -151,7 +151,16 @@ impl DataPlaneParams {
     /// Parses the ConfigMap's `data`, starting from the defaults; fails on any unknown key or bad
     /// value.
     pub fn from_config_map(cm: &ConfigMap) -> Result<DataPlaneParams, ParamsError> {
-        let mut p = DataPlaneParams::default();
+        let p = DataPlaneParams::default().with_keys_of(cm)?;
+        p.check()?;
+        Ok(p)
+    }
+
+    /// These parameters with the keys `cm` sets replaced (a Gateway's `infrastructure.parametersRef`
+    /// over its class's); fails on an unknown key or a bad value. Rules across keys are
+    /// [`DataPlaneParams::check`]'s.
+    pub fn with_keys_of(mut self, cm: &ConfigMap) -> Result<DataPlaneParams, ParamsError> {
+        let p = &mut self;
         for (key, value) in cm.data.iter().flatten() {
             let value = value.trim();
             match key.as_str() {
@@ -191,10 +200,15 @@ impl DataPlaneParams {
                 }
             }
         }
-        if p.host_network && p.kind != WorkloadKind::DaemonSet {
+        Ok(self)
+    }
+
+    /// The rules between keys, checked once every ConfigMap has been applied.
+    pub fn check(&self) -> Result<(), ParamsError> {
+        if self.host_network && self.kind != WorkloadKind::DaemonSet {
             return Err(ParamsError::HostNetworkNeedsDaemonSet);
         }
-        Ok(p)
+        Ok(())
     }
 }
 

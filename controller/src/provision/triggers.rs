@@ -1,4 +1,5 @@
-//! What wakes the provisioner besides new Resources: its own objects and its classes' ConfigMaps.
+//! What wakes the provisioner besides new Resources: its own objects and its classes' and
+//! Gateways' parameter ConfigMaps.
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -80,12 +81,22 @@ pub(super) fn watch_parameters(
     });
 }
 
-/// Whether a Sluice GatewayClass's `parametersRef` names the ConfigMap `ns/name`.
+/// Whether a Sluice GatewayClass's `parametersRef`, or a Gateway's `infrastructure.parametersRef`
+/// (a ConfigMap of its own namespace), names the ConfigMap `ns/name`.
 fn names_parameters(resources: &Resources, ns: &str, name: &str) -> bool {
-    resources
+    let by_class = resources
         .gateway_classes
         .iter()
         .filter(|c| c.spec.controller_name == CONTROLLER_NAME)
         .filter_map(|c| c.spec.parameters_ref.as_ref())
-        .any(|p| p.kind == "ConfigMap" && p.name == name && p.namespace.as_deref() == Some(ns))
+        .any(|p| p.kind == "ConfigMap" && p.name == name && p.namespace.as_deref() == Some(ns));
+    let by_gateway = resources.gateways.iter().any(|g| {
+        g.metadata.namespace.as_deref() == Some(ns)
+            && g.spec
+                .infrastructure
+                .as_ref()
+                .and_then(|i| i.parameters_ref.as_ref())
+                .is_some_and(|p| p.kind == "ConfigMap" && p.name == name)
+    });
+    by_class || by_gateway
 }

@@ -90,6 +90,7 @@ mod tests {
                     listener_set: None,
                     hostname: None,
                     tls: None,
+                    client_validation: None,
                     routes: RouteTable {
                         any: RouteGroup::new(vec![entry]),
                         ..RouteTable::default()

@@ -281,6 +281,7 @@ mod tests {
             listener_set: None,
             hostname: None,
             tls: None,
+            client_validation: None,
             routes,
         }
     }

@@ -74,6 +74,16 @@ pub mod reasons {
         INVALID_ROUTE_KINDS = "InvalidRouteKinds";
         /// Listener `ResolvedRefs: False`: a missing or unusable `kubernetes.io/tls` Secret.
         INVALID_CERTIFICATE_REF = "InvalidCertificateRef";
+        /// Listener `ResolvedRefs: False` (client validation) and BackendTLSPolicy
+        /// `ResolvedRefs: False`: a `caCertificateRefs` entry names a missing ConfigMap, or one
+        /// without a usable PEM `ca.crt`.
+        INVALID_CA_CERTIFICATE_REF = "InvalidCACertificateRef";
+        /// Listener `ResolvedRefs: False`: a `caCertificateRefs` entry of a kind other than
+        /// ConfigMap.
+        INVALID_CA_CERTIFICATE_KIND = "InvalidCACertificateKind";
+        /// Listener `Accepted: False` (client validation) and BackendTLSPolicy `Accepted: False`:
+        /// no usable CA certificate to verify the peer with.
+        NO_VALID_CA_CERTIFICATE = "NoValidCACertificate";
         /// `ResolvedRefs: False`: a cross-namespace reference without a ReferenceGrant allowing it.
         REF_NOT_PERMITTED = "RefNotPermitted";
         /// Listener `Conflicted: True`: an older Gateway serves the socket with another protocol.
@@ -100,10 +110,6 @@ pub mod reasons {
         PARENT_NOT_PROGRAMMED = "ParentNotProgrammed";
         /// BackendTLSPolicy `Accepted: False`: an older policy targets the same Service port.
         CONFLICTED = "Conflicted";
-        /// BackendTLSPolicy `Accepted: False`: no CA certificate to verify the backend with.
-        NO_VALID_CA_CERTIFICATE = "NoValidCACertificate";
-        /// BackendTLSPolicy `ResolvedRefs: False`: a missing ConfigMap, or no PEM `ca.crt` in it.
-        INVALID_CA_CERTIFICATE_REF = "InvalidCACertificateRef";
         /// Gateway `ResolvedRefs: False`: `tls.backend.clientCertificateRef` names no usable
         /// `kubernetes.io/tls` Secret.
         INVALID_CLIENT_CERTIFICATE_REF = "InvalidClientCertificateRef";
@@ -174,6 +180,7 @@ pub const CONDITIONS: &[ConditionReasons] = &[
             r::UNSUPPORTED_VALUE,
             r::PROTOCOL_CONFLICT,
             r::HOSTNAME_CONFLICT,
+            r::NO_VALID_CA_CERTIFICATE,
         ],
     },
     ConditionReasons {
@@ -184,6 +191,8 @@ pub const CONDITIONS: &[ConditionReasons] = &[
             r::INVALID_ROUTE_KINDS,
             r::INVALID_CERTIFICATE_REF,
             r::REF_NOT_PERMITTED,
+            r::INVALID_CA_CERTIFICATE_REF,
+            r::INVALID_CA_CERTIFICATE_KIND,
         ],
     },
     ConditionReasons {

@@ -65,6 +65,7 @@ pub(super) fn assemble(gateways: &mut [GatewayState<'_>]) -> Vec<Bind> {
                         .and_then(|i| set_labels.get(i).cloned()),
                     hostname: l.hostname.clone(),
                     tls: l.tls.clone(),
+                    client_validation: l.client_validation.clone(),
                     routes: route_table(entries.clone()),
                 };
                 binds

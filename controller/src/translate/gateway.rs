@@ -21,7 +21,9 @@ use super::verdict::{cond, Verdict};
 use super::{Timestamp, GATEWAY_GROUP};
 use crate::features::SUPPORTED_FEATURES;
 use crate::precedence::Rank;
-use crate::snapshot::{BindProtocol, Hostname, RouteEntry};
+use crate::provision::gateway_params;
+use crate::provision::params::DataPlaneParams;
+use crate::snapshot::{BindProtocol, ClientValidation, Hostname, RouteEntry};
 use crate::status::conditions::{reasons, types};
 use crate::status::{ObjectStatus, StatusKey, StatusReport};
 use crate::CONTROLLER_NAME;
@@ -122,6 +124,8 @@ pub(super) struct ListenerState<'a> {
     resolved: Verdict,
     pub conflicted: Option<Verdict>,
     pub tls: Option<Arc<CertifiedKey>>,
+    /// HTTPS only: the client-certificate validation `spec.tls.frontend` gives its port.
+    pub client_validation: Option<Arc<ClientValidation>>,
     pub attached_routes: i32,
     /// Entries attached by routes, with the hostname they were attached under.
     pub entries: Vec<(Option<Hostname>, Rank, RouteEntry)>,
@@ -139,19 +143,7 @@ impl<'a> GatewayState<'a> {
                 ),
             ))
         } else {
-            gw.spec
-                .infrastructure
-                .as_ref()
-                .and_then(|i| i.parameters_ref.as_ref())
-                .map(|p| {
-                    Verdict::no(
-                        reasons::INVALID_PARAMETERS,
-                        format!(
-                            "infrastructure.parametersRef {}/{} {}: Sluice takes no parameters",
-                            p.group, p.kind, p.name
-                        ),
-                    )
-                })
+            infrastructure_parameters(gw, index)
         };
         let owner = Owner {
             kind: "Gateway",
@@ -164,6 +156,9 @@ impl<'a> GatewayState<'a> {
             .iter()
             .map(|l| ListenerState::new(l, owner, index))
             .collect();
+        for l in &mut listeners {
+            l.frontend_validation(gw, namespace, index);
+        }
         mark_conflicts(&mut listeners);
         let backend_client_certificate = gw
             .spec
@@ -290,6 +285,26 @@ impl<'a> GatewayState<'a> {
     }
 }
 
+/// `infrastructure.parametersRef`: a ConfigMap of the Gateway's namespace with data-plane
+/// parameter keys (docs/kubernetes.md); anything else rejects the Gateway. What the keys do
+/// together with the class's is the provisioner's to check.
+fn infrastructure_parameters(gw: &Gateway, index: &Index<'_>) -> Option<Verdict> {
+    let invalid = |e: &dyn std::error::Error| {
+        Verdict::no(
+            reasons::INVALID_PARAMETERS,
+            format!("infrastructure.parametersRef: {}", crate::error_chain(e)),
+        )
+    };
+    let cm = match gateway_params::config_map(gw, &index.resources.config_maps) {
+        Ok(cm) => cm?,
+        Err(e) => return Some(invalid(&e)),
+    };
+    DataPlaneParams::default()
+        .with_keys_of(cm)
+        .err()
+        .map(|e| invalid(&e))
+}
+
 // === impl ListenerState ===
 
 impl<'a> ListenerState<'a> {
@@ -372,8 +387,28 @@ impl<'a> ListenerState<'a> {
             resolved,
             conflicted: None,
             tls,
+            client_validation: None,
             attached_routes: 0,
             entries: Vec::new(),
+        }
+    }
+
+    /// The Gateway's `spec.tls.frontend` validation for this HTTPS listener's port; a reference
+    /// that does not resolve makes the listener unready, so no client gets in unchecked.
+    fn frontend_validation(&mut self, gw: &Gateway, gateway_namespace: &str, index: &Index<'_>) {
+        let (Some(BindProtocol::Https), Some(port)) = (self.protocol, self.port) else {
+            return;
+        };
+        match super::frontend_tls::resolve(gw, gateway_namespace, port, index) {
+            Ok(validation) => self.client_validation = validation,
+            Err(e) => {
+                if self.resolved.ok {
+                    self.resolved = e.resolved;
+                }
+                if let Some(accepted) = e.accepted.filter(|_| self.accepted.ok) {
+                    self.accepted = accepted;
+                }
+            }
         }
     }
 

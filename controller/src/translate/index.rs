@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
@@ -25,6 +25,7 @@ pub(super) struct Index<'a> {
     services: BTreeMap<(&'a str, &'a str), &'a Service>,
     slices: BTreeMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>,
     secrets: BTreeMap<(&'a str, &'a str), &'a Secret>,
+    config_maps: BTreeMap<(&'a str, &'a str), &'a ConfigMap>,
     namespace_labels: BTreeMap<&'a str, &'a BTreeMap<String, String>>,
 }
 
@@ -57,6 +58,11 @@ impl<'a> Index<'a> {
                 .iter()
                 .map(|s| (key(s.meta()), s))
                 .collect(),
+            config_maps: resources
+                .config_maps
+                .iter()
+                .map(|c| (key(c.meta()), c))
+                .collect(),
             namespace_labels: resources
                 .namespaces
                 .iter()
@@ -78,6 +84,10 @@ impl<'a> Index<'a> {
 
     pub(super) fn secret(&self, namespace: &str, name: &str) -> Option<&'a Secret> {
         self.secrets.get(&(namespace, name)).copied()
+    }
+
+    pub(super) fn config_map(&self, namespace: &str, name: &str) -> Option<&'a ConfigMap> {
+        self.config_maps.get(&(namespace, name)).copied()
     }
 
     /// A namespace without a Namespace object still exists for selectors, with the label the API

@@ -40,6 +40,31 @@ pub(super) fn permitted(grants: &[ReferenceGrant], from: &From<'_>, to: &To<'_>)
         })
 }
 
+/// A Gateway in `gateway_namespace` may use the core (`group: ""`) object `kind` `namespace/name`
+/// (a certificate Secret, a CA ConfigMap).
+pub(super) fn gateway_may_use(
+    grants: &[ReferenceGrant],
+    gateway_namespace: &str,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+) -> bool {
+    permitted(
+        grants,
+        &From {
+            group: super::GATEWAY_GROUP,
+            kind: "Gateway",
+            namespace: gateway_namespace,
+        },
+        &To {
+            group: "",
+            kind,
+            namespace,
+            name,
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,6 @@ use sluice_controller::snapshot::BindProtocol;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_rustls::TlsAcceptor;
 
 use super::connections::Connections;
 use super::ListenerOptions;
@@ -102,7 +101,7 @@ async fn accept_loop<A>(
     shared: Arc<Shared<A>>,
     listener: TcpListener,
     address: SocketAddr,
-    acceptor: TlsAcceptor,
+    acceptor: tls::Acceptor,
     mut drain: watch::Receiver<bool>,
 ) where
     A: ServerApp + Send + Sync + 'static,
@@ -151,7 +150,7 @@ async fn serve<A>(
     tcp: TcpStream,
     peer: SocketAddr,
     address: SocketAddr,
-    acceptor: &TlsAcceptor,
+    acceptor: &tls::Acceptor,
     drain: watch::Receiver<bool>,
 ) where
     A: ServerApp + Send + Sync + 'static,

@@ -53,6 +53,7 @@ fn listener(name: &str, hostname: Option<&str>, tls: Option<Arc<CertifiedKey>>) 
         listener_set: None,
         hostname: hostname.and_then(Hostname::parse),
         tls,
+        client_validation: None,
         routes: RouteTable::default(),
     }
 }
@@ -412,3 +413,5 @@ async fn switching_a_bind_from_http_to_https_needs_no_rebind() {
     assert!(body.starts_with("tls=true"), "{body}");
     gw.shutdown().await;
 }
+
+mod client_cert;

@@ -245,6 +245,7 @@ fn snapshot() -> Snapshot {
         listener_set: None,
         hostname,
         tls: None,
+        client_validation: None,
         routes,
     };
     Snapshot {

@@ -33,6 +33,7 @@ fn bind(listeners: Vec<(Option<&str>, Option<Arc<CertifiedKey>>)>) -> Bind {
                 listener_set: None,
                 hostname: hostname.and_then(Hostname::parse),
                 tls,
+                client_validation: None,
                 routes: RouteTable::default(),
             })
             .collect(),

@@ -470,6 +470,7 @@ pub fn snapshot(addr: SocketAddr, routes: RouteTable) -> Snapshot {
                 listener_set: None,
                 hostname: None,
                 tls: None,
+                client_validation: None,
                 routes,
             }],
         }],

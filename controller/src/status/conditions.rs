@@ -28,6 +28,9 @@ pub mod types {
         CONFLICTED = "Conflicted";
         /// True when some rules of a route were dropped as invalid.
         PARTIALLY_INVALID = "PartiallyInvalid";
+        /// True (only present) while a Gateway's client-certificate validation admits clients
+        /// without a valid certificate (`AllowInsecureFallback`).
+        INSECURE_FRONTEND_VALIDATION_MODE = "InsecureFrontendValidationMode";
     }
 }
 
@@ -38,6 +41,9 @@ pub mod reasons {
         ACCEPTED = "Accepted";
         /// `Programmed: True`.
         PROGRAMMED = "Programmed";
+        /// Gateway `InsecureFrontendValidationMode: True`: some port validates client
+        /// certificates with `AllowInsecureFallback`.
+        CONFIGURATION_CHANGED = "ConfigurationChanged";
         /// `ResolvedRefs: True`.
         RESOLVED_REFS = "ResolvedRefs";
         /// A Listener's `Conflicted: False`.
@@ -160,6 +166,11 @@ pub const CONDITIONS: &[ConditionReasons] = &[
             r::PORT_UNAVAILABLE,
             r::INVALID,
         ],
+    },
+    ConditionReasons {
+        object: "Gateway",
+        condition: t::INSECURE_FRONTEND_VALIDATION_MODE,
+        reasons: &[r::CONFIGURATION_CHANGED],
     },
     ConditionReasons {
         object: "Gateway",

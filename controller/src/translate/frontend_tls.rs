@@ -103,6 +103,30 @@ fn settings_for(gw: &Gateway, port: u16) -> Option<(Vec<CaRef<'_>>, ClientValida
     })
 }
 
+/// The ports whose client validation is `AllowInsecureFallback` (`None` for the default), as
+/// the Gateway's `InsecureFrontendValidationMode` condition reports them.
+pub(super) fn insecure_fallbacks(gw: &Gateway) -> Vec<Option<i32>> {
+    let Some(frontend) = gw.spec.tls.as_ref().and_then(|t| t.frontend.as_ref()) else {
+        return Vec::new();
+    };
+    let default = frontend
+        .default
+        .validation
+        .as_ref()
+        .is_some_and(|v| matches!(v.mode, Some(DefaultMode::AllowInsecureFallback)));
+    let per_port = frontend.per_port.iter().flatten().filter(|p| {
+        p.tls
+            .validation
+            .as_ref()
+            .is_some_and(|v| matches!(v.mode, Some(PerPortMode::AllowInsecureFallback)))
+    });
+    default
+        .then_some(None)
+        .into_iter()
+        .chain(per_port.map(|p| Some(p.port)))
+        .collect()
+}
+
 /// The client validation of an HTTPS listener on `port`: `Ok(None)` when the Gateway asks for
 /// none. Any unusable reference fails the listener's `ResolvedRefs`, since serving with fewer
 /// anchors than configured would refuse clients the user meant to admit.

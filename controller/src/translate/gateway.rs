@@ -278,6 +278,28 @@ impl<'a> GatewayState<'a> {
                     };
                     c.push(cond(types::RESOLVED_REFS, &resolved, generation, now));
                 }
+                let insecure = super::frontend_tls::insecure_fallbacks(self.gw);
+                if !insecure.is_empty() {
+                    let ports: Vec<String> = insecure
+                        .iter()
+                        .map(|p| p.map_or("default".to_string(), |p| format!("port {p}")))
+                        .collect();
+                    let verdict = Verdict {
+                        ok: true,
+                        reason: reasons::CONFIGURATION_CHANGED,
+                        message: format!(
+                            "client certificates are validated with AllowInsecureFallback ({}): \
+                             clients without a valid certificate are admitted",
+                            ports.join(", ")
+                        ),
+                    };
+                    c.push(cond(
+                        types::INSECURE_FRONTEND_VALIDATION_MODE,
+                        &verdict,
+                        generation,
+                        now,
+                    ));
+                }
                 c
             }),
             listeners: Some(listeners),

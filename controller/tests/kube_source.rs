@@ -177,3 +177,32 @@ async fn a_compacted_history_relists_and_still_converges() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_cluster_without_the_optional_crds_still_gets_snapshots() {
+    let server = cluster::seeded([
+        objects::namespace("demo"),
+        objects::gateway_class(),
+        objects::gateway("demo", "web", 8000),
+        objects::service("demo", "echo", 8080),
+        objects::endpoint_slice("demo", "echo", "http", &[backend()]),
+        objects::http_route("demo", "echo", "web", "/", "echo", 8080),
+    ])
+    .await;
+    // An API server with Gateway API CRDs older than ListenerSet and BackendTLSPolicy.
+    server.uninstall("listenersets");
+    server.uninstall("backendtlspolicies");
+    let store = Store::new();
+    let source = KubeSource::new(
+        server.client_as("proxy").expect("client"),
+        TranslateOptions::default(),
+        store.clone(),
+        Mode::DataPlane,
+    );
+    let _source = AbortOnDrop(vec![source.spawn()]);
+    let first = until(&store, "a snapshot without the optional kinds", |s| {
+        !s.binds.is_empty()
+    })
+    .await;
+    assert_eq!(route_prefixes(&first).len(), 1, "the route is served");
+}

@@ -201,19 +201,31 @@ where
 {
     let (reader, writer) = reflector::store::<K>();
     let api: Api<K> = Api::all(client.clone());
-    let changed = changed.clone();
+    watchers.spawn(watch_into(api, config, writer, changed.clone()));
+    reader
+}
+
+/// Watches `K` into `writer` until the task is aborted; every change wakes `changed`.
+async fn watch_into<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    writer: reflector::store::Writer<K>,
+    changed: Arc<Notify>,
+) where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
+{
     let stream = watcher(api, config).default_backoff().reflect(writer);
-    watchers.spawn(async move {
-        let mut stream = std::pin::pin!(stream);
-        while let Some(event) = stream.next().await {
-            match event {
-                Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
-                Ok(_) => changed.notify_one(),
-                Err(e) => tracing::warn!(kind = %K::kind(&K::DynamicType::default()), "watch failed, backing off: {e}"),
+    let mut stream = std::pin::pin!(stream);
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
+            Ok(_) => changed.notify_one(),
+            Err(e) => {
+                tracing::warn!(kind = %K::kind(&K::DynamicType::default()), "watch failed, backing off: {e}")
             }
         }
-    });
-    reader
+    }
 }
 
 /// How often a kind whose CRD is not installed is looked for again.
@@ -262,15 +274,7 @@ where
         if reported_missing {
             tracing::info!(%kind, "the API server now serves this kind; watching it");
         }
-        let stream = watcher(api, config).default_backoff().reflect(writer);
-        let mut stream = std::pin::pin!(stream);
-        while let Some(event) = stream.next().await {
-            match event {
-                Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
-                Ok(_) => changed.notify_one(),
-                Err(e) => tracing::warn!(%kind, "watch failed, backing off: {e}"),
-            }
-        }
+        watch_into(api, config, writer, changed).await;
     });
     reader
 }

@@ -82,6 +82,8 @@ struct Shared {
     refused: Mutex<std::collections::HashMap<String, Refusal>>,
     /// How many requests each user had refused so far.
     refusals: Mutex<std::collections::HashMap<String, usize>>,
+    /// Plurals answered 404 as if their CRD were not installed.
+    uninstalled: Mutex<std::collections::HashSet<&'static str>>,
     writes: Mutex<Vec<Write>>,
     bookmark_interval: Duration,
 }
@@ -116,6 +118,7 @@ impl FakeApiServer {
             store: Mutex::new(ObjectStore::new()),
             refused: Mutex::new(Default::default()),
             refusals: Mutex::new(Default::default()),
+            uninstalled: Mutex::new(Default::default()),
             writes: Mutex::new(Vec::new()),
             bookmark_interval,
         });
@@ -276,6 +279,23 @@ impl FakeApiServer {
             .get(user)
             .copied()
             .unwrap_or(0)
+    }
+
+    /// Answers every request for `plural` (`listenersets`, ...) with 404 until
+    /// [`FakeApiServer::install`], as an API server without that CRD does.
+    pub fn uninstall(&self, plural: &'static str) {
+        self.uninstalled().insert(plural);
+    }
+
+    pub fn install(&self, plural: &'static str) {
+        self.uninstalled().remove(plural);
+    }
+
+    fn uninstalled(&self) -> MutexGuard<'_, std::collections::HashSet<&'static str>> {
+        self.shared
+            .uninstalled
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn refuse(&self, user: &str, how: Option<Refusal>) {
@@ -445,6 +465,18 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
             ),
         ));
     };
+    let not_installed = shared
+        .uninstalled
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .contains(target.kind.plural);
+    if not_installed {
+        return error(&ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        ));
+    }
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let user = req

@@ -287,7 +287,11 @@ impl ProxyHttp for SluiceProxy {
             });
             m.on_upstream_attempt();
         }
-        let timeout = ctx.attempt_timeout(Instant::now());
+        let now = Instant::now();
+        let timeout = ctx.attempt_timeout(now);
+        // Pingora's read and write timeouts bound each wait of the attempt; this bounds its
+        // whole, for a backend that keeps sending slowly (checked as the response streams).
+        ctx.attempt_deadline = timeout.map(|t| now + t);
         let Some(chosen) = ctx.chosen.as_ref() else {
             return Error::e_explain(
                 NO_BACKEND_CHOSEN,
@@ -407,8 +411,9 @@ impl ProxyHttp for SluiceProxy {
     }
 
     /// At the response's end, a connection that answered early is shut for reading too, so the
-    /// pool drops it. Once the route's request timeout has run out, a response still streaming
-    /// is cut off: its head is already out, so the client sees a truncated response, not a 504.
+    /// pool drops it. Once the route's request timeout, or this attempt's backendRequest
+    /// timeout, has run out, a response still streaming is cut off: its head is already out, so
+    /// the client sees a truncated response, not a 504.
     fn upstream_response_body_filter(
         &self,
         _session: &mut Session,
@@ -421,10 +426,10 @@ impl ProxyHttp for SluiceProxy {
                 conn.on_response_end();
             }
         }
-        if !end_of_stream && ctx.deadline.is_some_and(|d| Instant::now() >= d) {
+        if !end_of_stream && ctx.attempt_deadline.is_some_and(|d| Instant::now() >= d) {
             return Error::e_explain(
                 REQUEST_TIMEOUT,
-                "route request timeout elapsed mid-response",
+                "route request or backendRequest timeout elapsed mid-response",
             );
         }
         Ok(None)

@@ -146,6 +146,26 @@ async fn in_flight_request_keeps_its_snapshot_across_a_reload() {
 
 #[tokio::test]
 async fn request_timeout_cuts_off_a_trickling_response() {
+    trickling_response_is_cut_off(Timeouts {
+        request: Some(Duration::from_millis(400)),
+        backend_request: None,
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn backend_request_timeout_bounds_a_whole_attempt_not_each_read() {
+    // Each byte comes well within the 400ms, the whole body does not.
+    trickling_response_is_cut_off(Timeouts {
+        request: Some(Duration::from_secs(10)),
+        backend_request: Some(Duration::from_millis(400)),
+    })
+    .await;
+}
+
+/// A backend that answers a 30-byte body one byte every 100ms is cut off by `timeouts` (about
+/// 400ms) long before it would finish (3s).
+async fn trickling_response_is_cut_off(timeouts: Timeouts) {
     bounded(async {
         let trickle = raw_backend(|mut tcp| async move {
             read_head(&mut tcp).await;
@@ -168,10 +188,7 @@ async fn request_timeout_cuts_off_a_trickling_response() {
                 trickle,
                 BackendProtocol::Http1,
             )],
-            Timeouts {
-                request: Some(Duration::from_millis(400)),
-                backend_request: None,
-            },
+            timeouts,
         ));
         let gw = Gateway::one_rule(action).await;
         let started = Instant::now();

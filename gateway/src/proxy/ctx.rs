@@ -34,6 +34,8 @@ pub struct RequestCtx {
     pub original_host: Option<HeaderValue>,
     /// When the route's `timeouts.request` runs out.
     pub deadline: Option<Instant>,
+    /// When this attempt's time runs out: its `timeouts.backendRequest`, within `deadline`.
+    pub attempt_deadline: Option<Instant>,
     /// Upstream attempts made so far (connect retries included).
     pub attempts: u32,
     /// Retries the rule's `retry` policy has asked for so far.
@@ -65,6 +67,7 @@ impl RequestCtx {
             https: false,
             original_host: None,
             deadline: None,
+            attempt_deadline: None,
             attempts: 0,
             retries: 0,
             retry_wait: None,

@@ -205,7 +205,7 @@ impl ProxyHttp for SluiceProxy {
                 Ok(false)
             }
             Outcome::Status(code) => {
-                session.respond_error(code).await?;
+                respond_status(session, ctx, code).await?;
                 Ok(true)
             }
             Outcome::Respond(resp) => {
@@ -471,7 +471,7 @@ impl ProxyHttp for SluiceProxy {
             self.metrics.edge.client_aborts.inc();
         }
         if code > 0 && session.response_written().is_none() {
-            if let Err(write) = session.respond_error(code).await {
+            if let Err(write) = respond_status(session, ctx, code).await {
                 tracing::debug!(error = %write, "cannot send error response");
             }
         }
@@ -597,4 +597,23 @@ pub fn error_status(e: &Error) -> u16 {
         (_, ErrorSource::Downstream) => 400,
         (_, ErrorSource::Internal | ErrorSource::Unset) => 500,
     }
+}
+
+/// Sluice's own answer with status `code`. A request whose origin a `CORS` filter allowed gets
+/// the CORS fields on it too, so a browser shows the page the status (a 503, a 504) rather than a
+/// CORS failure that hides it.
+async fn respond_status(session: &mut Session, ctx: &RequestCtx, code: u16) -> Result<()> {
+    let Some(origin) = &ctx.cors_origin else {
+        return session.respond_error(code).await;
+    };
+    let mut resp = pingora_core::protocols::http::server::Session::generate_error(code);
+    for filter in ctx.filters() {
+        if let Filter::Cors(c) = filter {
+            filters::cors::add_response_fields(c, origin, &mut resp)?;
+        }
+    }
+    session
+        .as_downstream_mut()
+        .write_error_response(resp, bytes::Bytes::new())
+        .await
 }

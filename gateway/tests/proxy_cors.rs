@@ -180,3 +180,43 @@ async fn credentials_with_wildcard_rules_echo_instead_of_star() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn sluices_own_error_answer_to_an_allowed_origin_carries_the_cors_fields() {
+    bounded(async {
+        // Nothing listens there: the connection is refused, Sluice answers 502 itself.
+        let dead = std::net::SocketAddr::from(([127, 0, 0, 1], sluice_test_support::free_port()));
+        let gw = Gateway::one_rule(action(
+            vec![Filter::Cors(cors(&["https://app.example.com"], true))],
+            vec![service_at(
+                "default/dead:80",
+                dead,
+                sluice_controller::snapshot::BackendProtocol::Http1,
+            )],
+        ))
+        .await;
+        let allowed = gw
+            .get_with("/api", &[("origin", "https://app.example.com")])
+            .await;
+        assert_eq!(allowed.status(), 502);
+        assert_eq!(
+            field(&allowed, "access-control-allow-origin").as_deref(),
+            Some("https://app.example.com"),
+            "a browser must be able to read the 502"
+        );
+        assert_eq!(
+            field(&allowed, "access-control-allow-credentials").as_deref(),
+            Some("true")
+        );
+        let refused = gw
+            .get_with("/api", &[("origin", "https://evil.example.net")])
+            .await;
+        assert_eq!(refused.status(), 502);
+        assert!(
+            cors_fields(&refused).is_empty(),
+            "{:?}",
+            cors_fields(&refused)
+        );
+    })
+    .await;
+}

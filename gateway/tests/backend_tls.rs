@@ -361,3 +361,72 @@ async fn a_second_connection_to_a_tls_backend_resumes_the_session() {
         ]
     );
 }
+
+/// A TLS backend that answers every request on a connection (keep-alive) and counts the TLS
+/// connections it accepted.
+async fn counting_tls_backend(ca: &Pki) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::AsyncWriteExt;
+
+    let (cert, key) = ca.issue(vec![dns(HOST)]);
+    let config = tls_server_config(&cert, &key, None).unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    let addr = proxy::raw_backend(move |tcp| {
+        let (config, count) = (config.clone(), count.clone());
+        async move {
+            let Ok(mut tls) = tokio_rustls::TlsAcceptor::from(config).accept(tcp).await else {
+                return;
+            };
+            count.fetch_add(1, Ordering::SeqCst);
+            while !read_head(&mut tls).await.is_empty() {
+                let answer = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                if tls.write_all(answer.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    (addr, accepted)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_backend_connections_are_reused() {
+    use std::sync::atomic::Ordering;
+
+    let ca = Pki::new("ca");
+    let (addr, accepted) = counting_tls_backend(&ca).await;
+    let gw = gateway_to(tls_backend("pooled", addr, &ca, vec![])).await;
+    for i in 0..3 {
+        let resp = within("the TLS backend", LIMIT, gw.get(&format!("/{i}"))).await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.text().await.unwrap(), "ok");
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1, "TLS connections opened");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_mirror_connections_are_reused() {
+    use std::sync::atomic::Ordering;
+
+    let ca = Pki::new("ca");
+    let (primary, mut at_primary) = sluice_test_support::servers::recording(200).await;
+    let (addr, accepted) = counting_tls_backend(&ca).await;
+    let filters = vec![Filter::Mirror(Mirror {
+        backend: tls_backend("pooled-mirror", addr, &ca, vec![]),
+        fraction: Fraction::ALL,
+    })];
+    let gw = MirrorGateway::start(primary.addr, filters, MirrorOptions::default()).await;
+    for i in 1..=3 {
+        let send = mirror_gw::client().get(gw.url(&format!("/{i}"))).send();
+        let resp = within("the primary", LIMIT, send).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        within("primary record", LIMIT, at_primary.recv())
+            .await
+            .unwrap();
+        // Each copy ends (and its connection is back in the pool) before the next starts.
+        gw.all_completed("pooled-mirror", i).await;
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1, "TLS connections opened");
+}

@@ -545,6 +545,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_relay_with_a_connection_open_is_not_closed_as_idle() {
+        // A backend that takes the TCP connection and holds it, handshake unanswered, until
+        // told to close it.
+        let backend = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = backend.local_addr().unwrap().port();
+        let (close_tx, close_rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let (_tcp, _) = backend.accept().await.unwrap();
+            let _ = close_rx.await;
+        });
+        let relays = registry(8, Duration::from_millis(20));
+        let origin = TlsOrigin::for_test(1, LIMIT);
+        let path = relays.path(endpoint(port), &origin).unwrap();
+        let _uds = UnixStream::connect(&path).await.unwrap();
+        let open = || {
+            relays
+                .lock()
+                .relays
+                .values()
+                .any(|r| r.active.load(Ordering::Acquire) == 1)
+        };
+        eventually("the relayed connection is open", open).await;
+        // Many idle periods pass with the connection open.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            path.exists() && relays.len() == 1,
+            "closed under an open connection"
+        );
+        // The backend closes: the handshake fails, the connection ends, the relay goes idle.
+        close_tx.send(()).unwrap();
+        eventually("the idle relay closed", || {
+            relays.is_empty() && !path.exists()
+        })
+        .await;
+    }
+
+    #[tokio::test]
     async fn a_failed_connect_is_the_same_error_as_without_the_relay_and_nothing_else_is_sent() {
         // Nothing listens on a port just released: the TCP connect is refused.
         let port = std::net::TcpListener::bind("127.0.0.1:0")

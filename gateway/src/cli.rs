@@ -8,6 +8,7 @@ pub mod kube_args;
 pub mod listener_args;
 pub mod mirror_args;
 pub mod retry_args;
+pub mod upstream_args;
 pub mod validate;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -67,6 +68,8 @@ pub struct GatewayArgs {
     pub listeners: listener_args::ListenerArgs,
     #[command(flatten)]
     pub retry: retry_args::RetryArgs,
+    #[command(flatten)]
+    pub upstream: upstream_args::UpstreamArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -135,6 +138,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 edge,
                 listeners,
                 retry,
+                upstream,
             } = cli.gateway;
             // clap enforces --config without a subcommand; an empty path fails to load visibly.
             let mut opts = StandaloneOptions::new(config.unwrap_or_default());
@@ -147,6 +151,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             let drain = edge.drain();
             opts.proxy.edge = edge.into_limits(crate::edge::limits::raise_fd_limit());
             opts.proxy.upstream.retry = retry.into_settings();
+            opts.proxy.upstream.tls_relays = upstream.into_relays();
             opts.drain_delay = drain.delay;
             opts.shutdown_grace = drain.grace;
             let running = standalone::start(opts).await?;

@@ -44,7 +44,7 @@ pub enum DataPlaneError {
 pub async fn start(
     admin_address: SocketAddr,
     mut settings: ProxySettings,
-    mirror: MirrorOptions,
+    mut mirror: MirrorOptions,
     bind_retry: BindBackoff,
 ) -> Result<DataPlane, DataPlaneError> {
     let (store, metrics) = observed_store()?;
@@ -54,6 +54,9 @@ pub async fn start(
     if settings.mirror.is_none() {
         let mirror_metrics =
             MirrorMetrics::register(&metrics.registry).map_err(DataPlaneError::MirrorMetrics)?;
+        // One set of relays per process: a mirror and a backend on the same endpoint and TLS
+        // settings share a relay (each leg keeps its own Pingora pool).
+        mirror.tls_relays = settings.upstream.tls_relays.clone();
         settings.mirror = Some(MirrorEngine::new(mirror, mirror_metrics));
     }
     let metrics = Arc::new(metrics);

@@ -55,6 +55,9 @@ pub struct MirrorOptions {
     pub pool_idle_timeout: Duration,
     /// Pooled mirror connections kept across all mirror backends.
     pub pool_size: usize,
+    /// The relays through which TLS connections to mirrors are pooled; the data plane shares
+    /// the primary leg's.
+    pub tls_relays: Arc<crate::upstream::relay::RelayRegistry>,
 }
 
 impl Default for MirrorOptions {
@@ -64,6 +67,7 @@ impl Default for MirrorOptions {
             connect_timeout: Duration::from_secs(1),
             pool_idle_timeout: Duration::from_secs(60),
             pool_size: 128,
+            tls_relays: Arc::default(),
         }
     }
 }
@@ -222,7 +226,15 @@ impl MirrorEngine {
         }
         if let Some(BackendTlsMode::Verify(tls)) = &backend.tls {
             let timeout = self.options.connect_timeout;
-            crate::upstream::TlsOrigin::apply(&mut peer, tls, client_certificate, timeout);
+            let relays = &self.options.tls_relays;
+            crate::upstream::TlsOrigin::apply(
+                &mut peer,
+                addr,
+                tls,
+                client_certificate,
+                timeout,
+                relays,
+            );
         }
         Some(peer)
     }

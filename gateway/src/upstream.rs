@@ -1,6 +1,7 @@
 //! Backend choice (weighted, then round-robin over ready endpoints) and the Pingora peer for it.
 
 mod early_answer;
+pub mod relay;
 pub mod retry;
 mod tls;
 
@@ -33,6 +34,8 @@ pub struct UpstreamSettings {
     pub max_h2_streams: usize,
     /// Bounds and defaults of rule `retry` policies.
     pub retry: retry::RetrySettings,
+    /// The relays through which TLS connections to backends are pooled (shared with mirrors).
+    pub tls_relays: Arc<relay::RelayRegistry>,
 }
 
 impl Default for UpstreamSettings {
@@ -44,6 +47,7 @@ impl Default for UpstreamSettings {
             idle_timeout: Duration::from_secs(60),
             max_h2_streams: 100,
             retry: retry::RetrySettings::default(),
+            tls_relays: Arc::default(),
         }
     }
 }
@@ -168,7 +172,15 @@ pub fn peer(
     }
     if let Some(BackendTlsMode::Verify(tls)) = &backend.tls {
         let connect = bounded(settings.connect_timeout);
-        TlsOrigin::apply(&mut peer, tls, client_certificate, connect);
+        let relays = &settings.tls_relays;
+        TlsOrigin::apply(
+            &mut peer,
+            endpoint,
+            tls,
+            client_certificate,
+            connect,
+            relays,
+        );
     }
     peer
 }

@@ -361,3 +361,169 @@ async fn a_second_connection_to_a_tls_backend_resumes_the_session() {
         ]
     );
 }
+
+/// A TLS backend that answers every request on a connection (keep-alive) and counts the TLS
+/// connections it accepted.
+async fn counting_tls_backend(ca: &Pki) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::AsyncWriteExt;
+
+    let (cert, key) = ca.issue(vec![dns(HOST)]);
+    let config = tls_server_config(&cert, &key, None).unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    let addr = proxy::raw_backend(move |tcp| {
+        let (config, count) = (config.clone(), count.clone());
+        async move {
+            let Ok(mut tls) = tokio_rustls::TlsAcceptor::from(config).accept(tcp).await else {
+                return;
+            };
+            count.fetch_add(1, Ordering::SeqCst);
+            while !read_head(&mut tls).await.is_empty() {
+                let answer = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                // rustls may hold written bytes until flushed.
+                if tls.write_all(answer.as_bytes()).await.is_err() || tls.flush().await.is_err() {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    (addr, accepted)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_backend_connections_are_reused() {
+    use std::sync::atomic::Ordering;
+
+    let ca = Pki::new("ca");
+    let (addr, accepted) = counting_tls_backend(&ca).await;
+    let gw = gateway_to(tls_backend("pooled", addr, &ca, vec![])).await;
+    for i in 0..3 {
+        let resp = within("the TLS backend", LIMIT, gw.get(&format!("/{i}"))).await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.text().await.unwrap(), "ok");
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1, "TLS connections opened");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_mirror_connections_are_reused() {
+    use std::sync::atomic::Ordering;
+
+    let ca = Pki::new("ca");
+    let (primary, mut at_primary) = sluice_test_support::servers::recording(200).await;
+    let (addr, accepted) = counting_tls_backend(&ca).await;
+    let filters = vec![Filter::Mirror(Mirror {
+        backend: tls_backend("pooled-mirror", addr, &ca, vec![]),
+        fraction: Fraction::ALL,
+    })];
+    let gw = MirrorGateway::start(primary.addr, filters, MirrorOptions::default()).await;
+    for i in 1..=3 {
+        let send = mirror_gw::client().get(gw.url(&format!("/{i}"))).send();
+        let resp = within("the primary", LIMIT, send).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        within("primary record", LIMIT, at_primary.recv())
+            .await
+            .unwrap();
+        // Each copy ends (and its connection is back in the pool) before the next starts.
+        gw.all_completed("pooled-mirror", i).await;
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1, "TLS connections opened");
+}
+
+/// The early-answer handling (docs/hardening.md) needs the upstream socket's fd: through the
+/// relay Pingora holds a real one, so a TLS backend that refuses an upload gets a TLS close
+/// instead of the rest of the body, and its connection is not reused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_backend_answering_before_the_body_gets_no_more_of_it_and_is_not_reused() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpStream;
+    use tokio::sync::{mpsc, Notify};
+
+    // Large enough that the socket buffers between proxy and backend cannot hold it all.
+    const LARGE_BODY: usize = 16 << 20;
+    let ca = Pki::new("ca");
+    let (cert, key) = ca.issue(vec![dns(HOST)]);
+    let config = tls_server_config(&cert, &key, None).unwrap();
+    let (after_tx, mut after_rx) = mpsc::unbounded_channel();
+    let client_answered = Arc::new(Notify::new());
+    let answered = client_answered.clone();
+    let accepts = Arc::new(AtomicUsize::new(0));
+    let counter = accepts.clone();
+    let addr = proxy::raw_backend(move |tcp| {
+        let (config, after_tx, answered) = (config.clone(), after_tx.clone(), answered.clone());
+        let n = counter.fetch_add(1, Ordering::SeqCst);
+        async move {
+            let Ok(mut tls) = tokio_rustls::TlsAcceptor::from(config).accept(tcp).await else {
+                return;
+            };
+            read_head(&mut tls).await;
+            if n > 0 {
+                let answer = "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfresh";
+                let _ = tls.write_all(answer.as_bytes()).await;
+                let _ = tls.flush().await;
+                return;
+            }
+            let answer = b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 4\r\n\r\nbig!";
+            if tls.write_all(answer).await.is_ok() && tls.flush().await.is_ok() {
+                // Reads none of the body until the client has the answer, then counts what
+                // still arrives and whether the stream ends.
+                answered.notified().await;
+                let mut count = 0;
+                let mut chunk = vec![0u8; 64 << 10];
+                let ended = loop {
+                    match tokio::time::timeout(Duration::from_secs(2), tls.read(&mut chunk)).await {
+                        Ok(Ok(0)) | Ok(Err(_)) => break true,
+                        Ok(Ok(n)) => count += n,
+                        Err(_) => break false,
+                    }
+                };
+                let _ = after_tx.send((count, ended));
+            }
+        }
+    })
+    .await;
+    let gw = gateway_to(tls_backend("early", addr, &ca, vec![])).await;
+
+    let tcp = TcpStream::connect(gw.addr).await.unwrap();
+    let (mut reader, mut writer) = tcp.into_split();
+    let head = format!("POST /upload HTTP/1.1\r\nHost: h\r\nContent-Length: {LARGE_BODY}\r\n\r\n");
+    writer.write_all(head.as_bytes()).await.unwrap();
+    tokio::spawn(async move {
+        let chunk = vec![b'x'; 64 << 10];
+        for _ in 0..LARGE_BODY / chunk.len() {
+            if writer.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !got.ends_with(b"big!") {
+        match tokio::time::timeout(LIMIT, reader.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => got.extend_from_slice(&chunk[..n]),
+            Err(_) => panic!("no 413 yet: {:?}", String::from_utf8_lossy(&got)),
+        }
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    client_answered.notify_one();
+
+    let (after, ended) = within("the backend's count", LIMIT, after_rx.recv())
+        .await
+        .unwrap();
+    assert!(
+        ended,
+        "the TLS connection was left open ({after} bytes after)"
+    );
+    assert!(
+        after < LARGE_BODY / 2,
+        "the body kept coming: {after} of {LARGE_BODY} bytes after the answer"
+    );
+    let resp = within("the next request", LIMIT, gw.get("/next")).await;
+    assert_eq!(resp.text().await.unwrap(), "fresh");
+    assert_eq!(accepts.load(Ordering::SeqCst), 2, "a new TLS connection");
+}

@@ -41,6 +41,9 @@ pub struct ProxyArgs {
     /// The same flags as standalone mode.
     #[command(flatten)]
     pub retry: super::retry_args::RetryArgs,
+    /// The same flags as standalone mode.
+    #[command(flatten)]
+    pub upstream: super::upstream_args::UpstreamArgs,
 }
 
 /// The controller: statuses and data-plane provisioning, one leader at a time.
@@ -106,6 +109,7 @@ impl ProxyArgs {
                 edge: self.edge.into_limits(raise_fd_limit()),
                 upstream: UpstreamSettings {
                     retry: self.retry.into_settings(),
+                    tls_relays: self.upstream.into_relays(),
                     ..UpstreamSettings::default()
                 },
                 downstream_h2c: !self.listeners.no_h2c,

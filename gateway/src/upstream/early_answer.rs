@@ -3,9 +3,10 @@
 //!
 //! Pingora 0.9 goes on writing the body after such an answer and pools the connection when the
 //! body went out whole, although the upstream may read the unread body as its next request. No
-//! Pingora hook sees the upstream stream (and a custom L4 connector's virtual socket has no fd,
-//! so Pingora never reuses it: docs/hardening.md), but `connected_to_upstream` names the socket's
-//! fd, and `shutdown(2)` on it does both jobs:
+//! Pingora hook sees the upstream stream, but `connected_to_upstream` names the socket's fd, and
+//! `shutdown(2)` on it does both jobs (for a TLS backend the fd is the Unix socket to its relay,
+//! which passes a write shutdown on as a TLS close and drops the TLS connection with the socket:
+//! `relay.rs`):
 //! - write side, at the answer's head: the kernel sends what is already queued, then FIN, so the
 //!   upstream sees the body end short instead of a valid terminator; Pingora's next body write
 //!   fails (a write blocked on a full buffer is woken) and Pingora gives the connection up,
@@ -28,8 +29,9 @@ pub struct UpstreamConn {
 }
 
 impl UpstreamConn {
-    /// Only an HTTP/1 connection: an h2c connection carries other requests' streams too. Not a
-    /// TLS backend's either: its virtual socket has no fd (-1), and it is never reused anyway.
+    /// Only an HTTP/1 connection: an h2c connection carries other requests' streams too. Not an
+    /// unpooled TLS connection (no relay left under the cap): its virtual socket has no fd (-1),
+    /// and it is never reused anyway.
     pub fn of(peer: &HttpPeer, fd: RawFd) -> Option<UpstreamConn> {
         (fd >= 0 && peer.options.alpn.get_max_http_version() == 1).then_some(UpstreamConn {
             fd,

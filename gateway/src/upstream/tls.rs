@@ -5,12 +5,14 @@
 //! Pingora is built without its TLS features: `pingora-rustls` verifies only the SNI name
 //! against a CA list, while a policy may ask for other DNS names or URI SANs (SPIFFE IDs), and
 //! it would bring a second `rustls-native-certs`. The primary and mirror legs both connect
-//! through Pingora's connectors with this L4 step, so they verify alike. Pingora 0.9 does not
-//! reuse a connection whose socket has no fd (see docs/tls.md), so each TLS request opens its
-//! own connection; sessions resume across them.
+//! through Pingora's connectors with these peers, so they verify alike. Pingora 0.9 does not
+//! reuse a connection whose socket has no fd, so a peer normally points at the endpoint's relay
+//! (`relay.rs`, a Unix socket Pingora pools) and the handshake runs there; the virtual socket
+//! is the fallback past the relay cap, one connection per request (sessions resume across them).
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -30,6 +32,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
+use super::relay::{RelayConnect, RelayRegistry};
 use crate::transport::delegate_async_io;
 
 /// Client configs kept for session resumption, at most (see [`TlsOrigin::config`]).
@@ -46,13 +49,17 @@ pub struct TlsOrigin {
 }
 
 impl TlsOrigin {
-    /// Makes `peer` connect with TLS: the L4 step is ours, and the pool key (`group_key`)
-    /// differs per policy and client certificate, so a connection is never shared across them.
+    /// Makes `peer` (to `endpoint`) connect with TLS, through the endpoint's relay so Pingora
+    /// pools the connection; the pool key (`group_key`) differs per policy and client
+    /// certificate, so a connection is never shared across them. Without a relay (cap reached)
+    /// the L4 step is ours and the connection is not pooled.
     pub fn apply(
         peer: &mut HttpPeer,
+        endpoint: SocketAddr,
         tls: &Arc<BackendTls>,
         client_certificate: Option<&Arc<CertifiedKey>>,
         connect_timeout: Duration,
+        relays: &Arc<RelayRegistry>,
     ) {
         let mut key = std::collections::hash_map::DefaultHasher::new();
         tls.fingerprint.hash(&mut key);
@@ -62,17 +69,70 @@ impl TlsOrigin {
             }
         }
         peer.group_key = key.finish();
-        peer.options.custom_l4 = Some(Arc::new(TlsOrigin {
+        // HTTP/1.1 inside TLS: no ALPN is offered.
+        peer.options.set_http_version(1, 1);
+        let origin = Arc::new(TlsOrigin {
             key: peer.group_key,
             tls: tls.clone(),
             client_certificate: client_certificate.cloned(),
             connect_timeout,
-        }));
-        // HTTP/1.1 inside TLS: no ALPN is offered.
-        peer.options.set_http_version(1, 1);
+        });
+        let relayed = relays.path(endpoint, &origin).and_then(|path| {
+            let path = path.to_str()?;
+            HttpPeer::new_uds(path, false, String::new()).ok()
+        });
+        if let Some(mut uds) = relayed {
+            uds.options = peer.options.clone();
+            uds.options.custom_l4 = Some(Arc::new(RelayConnect { connect_timeout }));
+            uds.group_key = peer.group_key;
+            *peer = uds;
+            return;
+        }
+        peer.options.custom_l4 = Some(origin);
         // Pingora would park the connection in its pool, then refuse to reuse it (a virtual
         // socket has no fd to check); closing it at once frees the backend's slot instead.
         peer.options.idle_timeout = Some(Duration::ZERO);
+    }
+
+    /// An origin trusting a fresh self-signed CA, for tests of the relays.
+    #[cfg(test)]
+    #[allow(clippy::unwrap_used)]
+    pub(super) fn for_test(key: u64, connect_timeout: Duration) -> Arc<TlsOrigin> {
+        use sluice_controller::snapshot::Trust;
+        let ca = rcgen::generate_simple_self_signed(vec!["ca.example.com".into()]).unwrap();
+        let tls = BackendTls::new(
+            "default/test-policy".into(),
+            "backend.example.com",
+            vec![],
+            Trust::ConfigMaps(vec!["default/ca".into()]),
+            &[ca.cert.der().clone()],
+        )
+        .unwrap();
+        Arc::new(TlsOrigin {
+            key,
+            tls: Arc::new(tls),
+            client_certificate: None,
+            connect_timeout,
+        })
+    }
+
+    /// The TLS settings' key (the peer's `group_key`).
+    pub(super) fn key(&self) -> u64 {
+        self.key
+    }
+
+    /// TCP and the TLS handshake to `addr`, within the connect timeout.
+    pub(super) async fn open(&self, addr: SocketAddr) -> Result<TlsStream<TcpStream>> {
+        match pingora_timeout::timeout(self.connect_timeout, self.handshake(addr)).await {
+            Ok(r) => r,
+            Err(_) => Error::e_explain(
+                ErrorType::ConnectTimedout,
+                format!(
+                    "TLS to {addr}: no handshake within {:?}",
+                    self.connect_timeout
+                ),
+            ),
+        }
     }
 
     /// One config per policy and client certificate, shared by every connection made under
@@ -116,7 +176,7 @@ impl TlsOrigin {
         Arc::new(config)
     }
 
-    async fn handshake(&self, addr: std::net::SocketAddr) -> Result<TlsStream<TcpStream>> {
+    async fn handshake(&self, addr: SocketAddr) -> Result<TlsStream<TcpStream>> {
         let tcp = TcpStream::connect(addr)
             .await
             .or_err_with(ErrorType::ConnectError, || format!("connecting to {addr}"))?;
@@ -141,19 +201,7 @@ impl L4Connect for TlsOrigin {
         let Some(inet) = addr.as_inet().copied() else {
             return Error::e_explain(ErrorType::ConnectError, "TLS backends are IP endpoints");
         };
-        let stream =
-            match pingora_timeout::timeout(self.connect_timeout, self.handshake(inet)).await {
-                Ok(r) => r?,
-                Err(_) => {
-                    return Error::e_explain(
-                        ErrorType::ConnectTimedout,
-                        format!(
-                            "TLS to {inet}: no handshake within {:?}",
-                            self.connect_timeout
-                        ),
-                    )
-                }
-            };
+        let stream = self.open(inet).await?;
         let socket = TlsSocket { inner: stream };
         Ok(Stream::from(VirtualSocketStream::new(Box::new(socket))))
     }

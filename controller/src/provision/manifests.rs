@@ -5,12 +5,13 @@ use std::collections::BTreeMap;
 use gateway_api::apis::experimental::gateways::Gateway;
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec, Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, HTTPGetAction, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, SeccompProfile, SecurityContext, Service, ServiceAccount, ServicePort,
-    ServiceSpec,
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, HTTPGetAction,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecurityContext, Service,
+    ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
@@ -33,6 +34,9 @@ pub const DATAPLANE_CLUSTER_ROLE: &str = "sluice-dataplane";
 /// Prometheus.
 pub const ADMIN_PORT: u16 = 9901;
 const RUN_AS: i64 = 65532;
+/// The data plane's one writable directory (an in-memory emptyDir; the root is read-only).
+const RUN_DIR: &str = "/var/run/sluice";
+const RUN_VOLUME: &str = "run";
 
 /// Everything one Gateway's data plane consists of.
 #[derive(Debug, Clone)]
@@ -427,6 +431,7 @@ fn pod_template(
                         "proxy".into(),
                         format!("--gateway={namespace}/{}", gateway.name_any()),
                         format!("--admin-address=0.0.0.0:{ADMIN_PORT}"),
+                        format!("--upstream-tls-relay-dir={RUN_DIR}/tls-relay"),
                     ]
                     .into_iter()
                     .chain(params.mirror.to_proxy_args())
@@ -446,8 +451,23 @@ fn pod_template(
                     }),
                     ..SecurityContext::default()
                 }),
+                volume_mounts: Some(vec![VolumeMount {
+                    name: RUN_VOLUME.into(),
+                    mount_path: RUN_DIR.into(),
+                    ..VolumeMount::default()
+                }]),
                 ..Container::default()
             }],
+            // The root filesystem is read-only; the TLS backend relays' Unix sockets
+            // (docs/tls.md) live here, in memory.
+            volumes: Some(vec![Volume {
+                name: RUN_VOLUME.into(),
+                empty_dir: Some(EmptyDirVolumeSource {
+                    medium: Some("Memory".into()),
+                    size_limit: Some(Quantity("1Mi".into())),
+                }),
+                ..Volume::default()
+            }]),
             ..PodSpec::default()
         }),
     }
@@ -596,6 +616,39 @@ mod tests {
         assert!(
             args.contains(&format!("--gateway=demo/{long}")),
             "the full name"
+        );
+    }
+
+    #[test]
+    fn tls_relay_sockets_live_on_a_writable_in_memory_volume() {
+        let objects = build(
+            &gateway("demo", "web"),
+            &[],
+            &DataPlaneParams::default(),
+            "img",
+        );
+        let Workload::Deployment(d) = &objects.workload else {
+            panic!("a Deployment by default");
+        };
+        let pod = d
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .expect("pod spec");
+        let volume = pod
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == RUN_VOLUME)
+            .expect("run volume");
+        let medium = volume.empty_dir.as_ref().and_then(|e| e.medium.as_deref());
+        assert_eq!(medium, Some("Memory"));
+        let mounts = pod.containers[0].volume_mounts.clone().unwrap_or_default();
+        assert!(mounts.iter().any(|m| m.mount_path == RUN_DIR), "{mounts:?}");
+        let args = container_args(&objects);
+        assert!(
+            args.contains(&format!("--upstream-tls-relay-dir={RUN_DIR}/tls-relay")),
+            "{args:?}"
         );
     }
 

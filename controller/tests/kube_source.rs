@@ -17,11 +17,9 @@ fn backend() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9))
 }
 
-/// A seeded server and the data-plane source of Gateway `demo/web` watching it, once it has
-/// published its first snapshot: `(source, server, store, first snapshot)`. The source comes
-/// first so it stops before the server; a test binds it by name, as `_` would stop it at once.
-async fn running() -> (AbortOnDrop, FakeApiServer, Arc<Store>, Arc<Snapshot>) {
-    let server = cluster::seeded([
+/// A server holding Gateway `demo/web` with one route to Service `demo/echo`.
+async fn seeded_demo() -> FakeApiServer {
+    cluster::seeded([
         objects::namespace("demo"),
         objects::gateway_class(),
         objects::gateway("demo", "web", 8000),
@@ -29,7 +27,14 @@ async fn running() -> (AbortOnDrop, FakeApiServer, Arc<Store>, Arc<Snapshot>) {
         objects::endpoint_slice("demo", "echo", "http", &[backend()]),
         objects::http_route("demo", "echo", "web", "/", "echo", 8080),
     ])
-    .await;
+    .await
+}
+
+/// A seeded server and the data-plane source of Gateway `demo/web` watching it, once it has
+/// published its first snapshot: `(source, server, store, first snapshot)`. The source comes
+/// first so it stops before the server; a test binds it by name, as `_` would stop it at once.
+async fn running() -> (AbortOnDrop, FakeApiServer, Arc<Store>, Arc<Snapshot>) {
+    let server = seeded_demo().await;
     let options = TranslateOptions {
         only_gateway: Some(("demo".into(), "web".into())),
         ..TranslateOptions::default()
@@ -180,15 +185,7 @@ async fn a_compacted_history_relists_and_still_converges() {
 
 #[tokio::test]
 async fn a_cluster_without_the_optional_crds_still_gets_snapshots() {
-    let server = cluster::seeded([
-        objects::namespace("demo"),
-        objects::gateway_class(),
-        objects::gateway("demo", "web", 8000),
-        objects::service("demo", "echo", 8080),
-        objects::endpoint_slice("demo", "echo", "http", &[backend()]),
-        objects::http_route("demo", "echo", "web", "/", "echo", 8080),
-    ])
-    .await;
+    let server = seeded_demo().await;
     // An API server with Gateway API CRDs older than ListenerSet and BackendTLSPolicy.
     server.uninstall("listenersets");
     server.uninstall("backendtlspolicies");

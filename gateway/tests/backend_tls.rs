@@ -392,7 +392,9 @@ async fn counting_tls_backend(ca: &Pki) -> (SocketAddr, Arc<std::sync::atomic::A
     (addr, accepted)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// One thread: Pingora 0.9 hands a pooled connection back by unlocking it before it drops
+// its own handle, so on two threads a reuse can lose that race and open a new one.
+#[tokio::test]
 async fn tls_backend_connections_are_reused() {
     use std::sync::atomic::Ordering;
 
@@ -407,7 +409,9 @@ async fn tls_backend_connections_are_reused() {
     assert_eq!(accepted.load(Ordering::SeqCst), 1, "TLS connections opened");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// One thread: Pingora 0.9 hands a pooled connection back by unlocking it before it drops
+// its own handle, so on two threads a reuse can lose that race and open a new one.
+#[tokio::test]
 async fn tls_mirror_connections_are_reused() {
     use std::sync::atomic::Ordering;
 

@@ -415,7 +415,9 @@ async fn upgrade_and_connect_are_skipped() {
     assert_eq!(server.accepted(), 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// One thread: Pingora 0.9 hands a pooled connection back by unlocking it before it drops
+// its own handle, so on two threads a reuse can lose that race and open a new one.
+#[tokio::test]
 async fn completed_exchanges_reuse_pooled_connections() {
     let (server, mut received) = servers::recording(200).await;
     let engine = engine(MirrorOptions::default());

@@ -27,6 +27,7 @@ mod round_robin;
 mod route_group;
 #[cfg(test)]
 mod test_entries;
+mod tls_route;
 mod validate;
 
 pub use backend_tls::{
@@ -35,6 +36,7 @@ pub use backend_tls::{
 pub use client_validation::{ClientValidation, ClientValidationMode, InsecureFallback};
 pub use cors::{Allowed, Cors, HostPattern, OriginPattern};
 pub use route_group::{Candidates, RouteGroup};
+pub use tls_route::{ListenerKind, TlsRouteEntry, TlsRouteTable};
 pub use validate::SnapshotError;
 
 /// Everything the data plane needs, swapped atomically as one value.
@@ -69,10 +71,19 @@ impl Snapshot {
             .flat_map(RouteGroup::entries)
     }
 
-    /// Every Service a route sends requests to, by its `namespace/service:port` name.
+    /// Every Service a route sends requests or connections to, by its `namespace/service:port`
+    /// name.
     pub fn routed_services(&self) -> BTreeMap<&str, &Backend> {
+        let tls_actions = self
+            .binds
+            .iter()
+            .flat_map(|b| &b.listeners)
+            .flat_map(|l| l.tls_routes.entries())
+            .map(|e| &e.action);
         self.route_entries()
-            .flat_map(|e| &e.action.backends)
+            .map(|e| &e.action)
+            .chain(tls_actions)
+            .flat_map(|a| &a.backends)
             .filter_map(|w| match &w.target {
                 BackendTarget::Service(b) => Some((b.name.as_str(), b.as_ref())),
                 _ => None,
@@ -97,7 +108,8 @@ pub struct Bind {
     /// The Gateway's address (from `spec.addresses`, the pool or the listen address) and listener
     /// port.
     pub address: SocketAddr,
-    /// Plain HTTP or TLS-terminating HTTPS; every listener sharing the socket has the same one.
+    /// Plain HTTP, or TLS on every connection (`HTTPS` and `TLS` listeners, which may share a
+    /// socket: the ClientHello's SNI selects the listener, whose `kind` says what follows).
     pub protocol: BindProtocol,
     /// Listeners sorted most specific hostname first (exact, longer wildcard, shorter wildcard,
     /// none), so the first whose hostname matches the request's host (or SNI) is the one to use.
@@ -120,7 +132,9 @@ impl Bind {
 pub enum BindProtocol {
     /// Listener protocol `HTTP`: no TLS.
     Http,
-    /// Listener protocol `HTTPS`: TLS terminated with the certificate of the listener SNI selects.
+    /// Listener protocols `HTTPS` and `TLS`: every connection starts with a TLS ClientHello,
+    /// whose SNI selects the listener; HTTPS and TLS-Terminate listeners terminate with their
+    /// certificate, TLS-Passthrough listeners forward the bytes untouched.
     Https,
 }
 
@@ -144,8 +158,37 @@ pub struct Listener {
     /// certificate check of handshakes whose SNI selects this listener.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_validation: Option<Arc<ClientValidation>>,
-    /// The HTTPRoutes attached to this listener, ready for lookup by host.
+    /// What a connection selecting this listener carries: HTTP, or a TLSRoute's stream.
+    #[serde(skip_serializing_if = "is_http")]
+    pub kind: ListenerKind,
+    /// The HTTPRoutes and GRPCRoutes attached to this listener, ready for lookup by host (empty
+    /// for `TLS` listeners).
     pub routes: RouteTable,
+    /// The TLSRoutes attached to a `TLS` listener (empty for the others).
+    #[serde(skip_serializing_if = "TlsRouteTable::is_empty")]
+    pub tls_routes: TlsRouteTable,
+}
+
+impl Listener {
+    /// A listener of `gateway` serving `routes` over plain HTTP, without hostname, TLS or
+    /// TLSRoutes: fixtures start from it and set what they need.
+    pub fn http(gateway: &str, name: &str, routes: RouteTable) -> Listener {
+        Listener {
+            gateway: gateway.to_string(),
+            name: name.to_string(),
+            listener_set: None,
+            hostname: None,
+            tls: None,
+            client_validation: None,
+            kind: ListenerKind::Http,
+            routes,
+            tls_routes: TlsRouteTable::default(),
+        }
+    }
+}
+
+fn is_http(kind: &ListenerKind) -> bool {
+    *kind == ListenerKind::Http
 }
 
 /// A hostname from a listener or a route, already lower-cased.
@@ -225,12 +268,14 @@ pub struct RouteEntry {
     pub action: Arc<RuleAction>,
 }
 
-/// Which HTTPRoute rule an entry came from; used for metric labels and logs.
+/// Which route rule an entry came from; used for metric labels and logs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RouteId {
-    /// Namespace of the HTTPRoute.
+    /// The route's kind: HTTPRoute, GRPCRoute or TLSRoute.
+    pub kind: RouteKind,
+    /// Namespace of the route.
     pub namespace: String,
-    /// Name of the HTTPRoute.
+    /// Name of the route.
     pub name: String,
     /// Position of the rule in the route's `spec.rules`, from 0.
     pub rule_index: usize,
@@ -238,6 +283,31 @@ pub struct RouteId {
     pub rule_name: Option<String>,
     /// `namespace/name`, precomputed for the `route` metric label.
     pub label: String,
+}
+
+/// The kinds of route Sluice serves; the `kind` label of metrics and access logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum RouteKind {
+    /// `HTTPRoute`: HTTP requests on HTTP and HTTPS listeners.
+    #[serde(rename = "HTTPRoute")]
+    Http,
+    /// `GRPCRoute`: gRPC calls (HTTP/2) on HTTP and HTTPS listeners, sent to backends over HTTP/2.
+    #[serde(rename = "GRPCRoute")]
+    Grpc,
+    /// `TLSRoute`: TLS connections routed on SNI, on TLS listeners.
+    #[serde(rename = "TLSRoute")]
+    Tls,
+}
+
+impl RouteKind {
+    /// The Gateway API kind name, as in `supportedKinds` and the metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteKind::Http => "HTTPRoute",
+            RouteKind::Grpc => "GRPCRoute",
+            RouteKind::Tls => "TLSRoute",
+        }
+    }
 }
 
 /// One `HTTPRouteMatch`: every condition set must hold for a request to match.

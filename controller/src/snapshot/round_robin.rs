@@ -84,18 +84,14 @@ mod tests {
             binds: vec![Bind {
                 address: SocketAddr::from(([127, 0, 0, 1], 80)),
                 protocol: BindProtocol::Http,
-                listeners: vec![Listener {
-                    gateway: "default/gw".into(),
-                    name: "http".into(),
-                    listener_set: None,
-                    hostname: None,
-                    tls: None,
-                    client_validation: None,
-                    routes: RouteTable {
+                listeners: vec![Listener::http(
+                    "default/gw",
+                    "http",
+                    RouteTable {
                         any: RouteGroup::new(vec![entry]),
                         ..RouteTable::default()
                     },
-                }],
+                )],
             }],
             statuses: Default::default(),
             backend_client_certificates: Default::default(),

@@ -2,12 +2,13 @@
 
 use std::sync::Arc;
 
-use super::{PathMatch, RequestMatch, RouteEntry, RouteId, RuleAction};
+use super::{PathMatch, RequestMatch, RouteEntry, RouteId, RouteKind, RuleAction};
 
 /// An entry of rule 0 of HTTPRoute `default/{name}` that matches `path` only.
 pub(crate) fn entry(name: &str, path: PathMatch, action: Arc<RuleAction>) -> RouteEntry {
     RouteEntry {
         route: Arc::new(RouteId {
+            kind: RouteKind::Http,
             namespace: "default".into(),
             name: name.into(),
             rule_index: 0,

@@ -275,15 +275,7 @@ mod tests {
     }
 
     fn listener(routes: RouteTable) -> Listener {
-        Listener {
-            gateway: "default/gw".into(),
-            name: "http".into(),
-            listener_set: None,
-            hostname: None,
-            tls: None,
-            client_validation: None,
-            routes,
-        }
+        Listener::http("default/gw", "http", routes)
     }
 
     #[test]

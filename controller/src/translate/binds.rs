@@ -7,7 +7,10 @@ use super::gateway::GatewayState;
 use super::hostname::specificity;
 use super::verdict::Verdict;
 use crate::precedence::Rank;
-use crate::snapshot::{Bind, BindProtocol, Hostname, Listener, RouteEntry, RouteGroup, RouteTable};
+use crate::snapshot::{
+    Bind, BindProtocol, Hostname, Listener, ListenerKind, RouteEntry, RouteGroup, RouteTable,
+    TlsRouteTable,
+};
 use crate::status::conditions::reasons;
 
 struct PendingBind {
@@ -66,7 +69,9 @@ pub(super) fn assemble(gateways: &mut [GatewayState<'_>]) -> Vec<Bind> {
                     hostname: l.hostname.clone(),
                     tls: l.tls.clone(),
                     client_validation: l.client_validation.clone(),
+                    kind: ListenerKind::Http,
                     routes: route_table(entries.clone()),
+                    tls_routes: TlsRouteTable::default(),
                 };
                 binds
                     .entry(socket)

@@ -17,7 +17,7 @@ use super::rule::{compile_route, CompiledRoute};
 use super::verdict::{cond, Verdict};
 use super::{Timestamp, GATEWAY_GROUP};
 use crate::precedence::Rank;
-use crate::snapshot::{Hostname, RouteEntry, RouteId};
+use crate::snapshot::{Hostname, RouteEntry, RouteId, RouteKind};
 use crate::status::conditions::{reasons, types};
 use crate::CONTROLLER_NAME;
 
@@ -197,6 +197,7 @@ fn rule_ids(namespace: &str, name: &str, compiled: &CompiledRoute) -> Vec<Arc<Ro
         .iter()
         .map(|r| {
             Arc::new(RouteId {
+                kind: RouteKind::Http,
                 namespace: namespace.to_string(),
                 name: name.to_string(),
                 rule_index: r.index,

@@ -48,13 +48,9 @@ fn free_port() -> SocketAddr {
 
 fn listener(name: &str, hostname: Option<&str>, tls: Option<Arc<CertifiedKey>>) -> Listener {
     Listener {
-        gateway: "default/gw".into(),
-        name: name.into(),
-        listener_set: None,
         hostname: hostname.and_then(Hostname::parse),
         tls,
-        client_validation: None,
-        routes: RouteTable::default(),
+        ..Listener::http("default/gw", name, RouteTable::default())
     }
 }
 

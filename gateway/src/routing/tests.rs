@@ -240,13 +240,8 @@ fn table() -> RouteTable {
 
 fn snapshot() -> Snapshot {
     let listener = |name: &str, hostname: Option<Hostname>, routes| Listener {
-        gateway: "default/gw".into(),
-        name: name.into(),
-        listener_set: None,
         hostname,
-        tls: None,
-        client_validation: None,
-        routes,
+        ..Listener::http("default/gw", name, routes)
     };
     Snapshot {
         generation: 1,

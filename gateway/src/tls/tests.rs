@@ -28,13 +28,9 @@ fn bind(listeners: Vec<(Option<&str>, Option<Arc<CertifiedKey>>)>) -> Bind {
             .into_iter()
             .enumerate()
             .map(|(i, (hostname, tls))| Listener {
-                gateway: "default/gw".into(),
-                name: format!("l{i}"),
-                listener_set: None,
                 hostname: hostname.and_then(Hostname::parse),
                 tls,
-                client_validation: None,
-                routes: RouteTable::default(),
+                ..Listener::http("default/gw", &format!("l{i}"), RouteTable::default())
             })
             .collect(),
     }

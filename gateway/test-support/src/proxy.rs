@@ -18,8 +18,8 @@ use serde_json::{json, Value};
 use sluice_controller::publish::Store;
 use sluice_controller::snapshot::{
     Backend, BackendProtocol, BackendTarget, Bind, BindProtocol, Filter, HeaderModifier, Hostname,
-    Listener, PathMatch, RequestMatch, RouteEntry, RouteGroup, RouteId, RouteTable, RuleAction,
-    Snapshot, Timeouts, WeightedBackend,
+    Listener, PathMatch, RequestMatch, RouteEntry, RouteGroup, RouteId, RouteKind, RouteTable,
+    RuleAction, Snapshot, Timeouts, WeightedBackend,
 };
 use sluice_gateway::metrics::Metrics;
 use sluice_gateway::proxy::{self, ProxySettings};
@@ -433,6 +433,7 @@ pub fn action(filters: Vec<Filter>, backends: Vec<WeightedBackend>) -> Arc<RuleA
 pub fn entry(route: &str, matcher: RequestMatch, action: Arc<RuleAction>) -> RouteEntry {
     RouteEntry {
         route: Arc::new(RouteId {
+            kind: RouteKind::Http,
             namespace: "default".into(),
             name: route.into(),
             rule_index: 0,
@@ -464,15 +465,7 @@ pub fn snapshot(addr: SocketAddr, routes: RouteTable) -> Snapshot {
         binds: vec![Bind {
             address: addr,
             protocol: BindProtocol::Http,
-            listeners: vec![Listener {
-                gateway: "default/gw".into(),
-                name: "http".into(),
-                listener_set: None,
-                hostname: None,
-                tls: None,
-                client_validation: None,
-                routes,
-            }],
+            listeners: vec![Listener::http("default/gw", "http", routes)],
         }],
         statuses: Default::default(),
         backend_client_certificates: Default::default(),

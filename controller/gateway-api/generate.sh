@@ -4,7 +4,7 @@
 # crate, without its JsonSchema derive (Sluice never installs CRDs from types).
 set -euo pipefail
 cd "$(dirname "$0")"
-for kind in gatewayclasses gateways httproutes referencegrants; do
+for kind in gatewayclasses gateways httproutes grpcroutes tlsroutes referencegrants listenersets backendtlspolicies; do
   kopium -f "../crds/gateway.networking.k8s.io_${kind}.yaml" --api-version v1 \
     --schema=disabled --derive=Default --derive=PartialEq --docs \
     | sed "s#-f ../crds/#-f controller/crds/#" > "src/apis/experimental/${kind}.rs"

@@ -1,6 +1,8 @@
 //! Kopium derives `Default` on structs but not on enums; a struct holding an enum needs one.
 //! Each default is the enum's first variant, as in the crates.io gateway-api crate.
 
+use super::backendtlspolicies::BackendTlsPolicyValidationSubjectAltNamesType;
+use super::grpcroutes::{GrpcRouteRulesBackendRefsFiltersType, GrpcRouteRulesFiltersType};
 use super::httproutes::{
     HttpRouteRulesBackendRefsFiltersExternalAuthProtocol,
     HttpRouteRulesBackendRefsFiltersRequestRedirectPathType, HttpRouteRulesBackendRefsFiltersType,
@@ -54,5 +56,23 @@ impl Default for HttpRouteRulesFiltersType {
 impl Default for HttpRouteRulesFiltersUrlRewritePathType {
     fn default() -> Self {
         HttpRouteRulesFiltersUrlRewritePathType::ReplaceFullPath
+    }
+}
+
+impl Default for GrpcRouteRulesBackendRefsFiltersType {
+    fn default() -> Self {
+        GrpcRouteRulesBackendRefsFiltersType::ResponseHeaderModifier
+    }
+}
+
+impl Default for GrpcRouteRulesFiltersType {
+    fn default() -> Self {
+        GrpcRouteRulesFiltersType::ResponseHeaderModifier
+    }
+}
+
+impl Default for BackendTlsPolicyValidationSubjectAltNamesType {
+    fn default() -> Self {
+        BackendTlsPolicyValidationSubjectAltNamesType::Hostname
     }
 }

@@ -3,6 +3,8 @@
 //! the backends and clients the suites assert with.
 //!
 //! - [`echo`]: one echo pod (the production echo server) on a free port.
+//! - [`grpc`]: a gRPC-framed h2c backend recording each message as it arrives, and a streaming
+//!   client.
 //! - [`proxy`]: the in-process gateway (a hand-built snapshot served on 127.0.0.1:0), the echo
 //!   backend and snapshot builders.
 //! - [`mirror`]: that gateway with a mirror engine and one route, and its metrics.
@@ -17,6 +19,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod echo;
+pub mod grpc;
 pub mod mirror;
 pub mod proxy;
 pub mod raw;

@@ -28,10 +28,15 @@ pub struct Gateway {
 }
 
 pub fn backend(name: &str, addr: SocketAddr) -> Arc<Backend> {
+    backend_speaking(name, addr, BackendProtocol::Http1)
+}
+
+/// The Service `default/{name}:8080` at `addr`, spoken to with `protocol` (its `appProtocol`).
+pub fn backend_speaking(name: &str, addr: SocketAddr, protocol: BackendProtocol) -> Arc<Backend> {
     Arc::new(Backend::new(
         format!("default/{name}:8080"),
         vec![addr],
-        BackendProtocol::Http1,
+        protocol,
     ))
 }
 
@@ -39,6 +44,15 @@ pub fn mirror(name: &str, addr: SocketAddr, fraction: Fraction) -> Filter {
     Filter::Mirror(Mirror {
         backend: backend(name, addr),
         fraction,
+    })
+}
+
+/// A RequestMirror of every request to an h2c (`kubernetes.io/h2c`) Service, as a GRPCRoute's
+/// mirror becomes.
+pub fn mirror_h2c(name: &str, addr: SocketAddr) -> Filter {
+    Filter::Mirror(Mirror {
+        backend: backend_speaking(name, addr, BackendProtocol::H2c),
+        fraction: Fraction::ALL,
     })
 }
 
@@ -53,7 +67,7 @@ impl Gateway {
         filters: Vec<Filter>,
         options: MirrorOptions,
     ) -> Gateway {
-        Gateway::start_with(primary, filters, options, false).await
+        Gateway::start_with(backend("pipy", primary), filters, options, false).await
     }
 
     /// [`Gateway::start`] whose listener also takes HTTP/2 with prior knowledge (h2c clients).
@@ -62,11 +76,23 @@ impl Gateway {
         filters: Vec<Filter>,
         options: MirrorOptions,
     ) -> Gateway {
+        let primary = backend("pipy", primary);
+        Gateway::start_with(primary, filters, options, true).await
+    }
+
+    /// A gateway for gRPC: h2c clients accepted, the primary an h2c Service (`kubernetes.io/h2c`,
+    /// what a GRPCRoute's backends become).
+    pub async fn start_grpc(
+        primary: SocketAddr,
+        filters: Vec<Filter>,
+        options: MirrorOptions,
+    ) -> Gateway {
+        let primary = backend_speaking("pipy", primary, BackendProtocol::H2c);
         Gateway::start_with(primary, filters, options, true).await
     }
 
     async fn start_with(
-        primary: SocketAddr,
+        primary: Arc<Backend>,
         filters: Vec<Filter>,
         options: MirrorOptions,
         downstream_h2c: bool,
@@ -160,9 +186,9 @@ impl Gateway {
     }
 }
 
-/// One route `default/web`, `PathPrefix /` with `filters`, to the backend `pipy` at `primary`.
-fn snapshot(addr: SocketAddr, primary: SocketAddr, filters: Vec<Filter>) -> Snapshot {
-    let to_primary = proxy::weighted(1, BackendTarget::Service(backend("pipy", primary)));
+/// One route `default/web`, `PathPrefix /` with `filters`, to the backend `primary`.
+fn snapshot(addr: SocketAddr, primary: Arc<Backend>, filters: Vec<Filter>) -> Snapshot {
+    let to_primary = proxy::weighted(1, BackendTarget::Service(primary));
     let action = proxy::action(filters, vec![to_primary]);
     proxy::snapshot(
         addr,

@@ -243,7 +243,42 @@ pub struct Client {
 impl Client {
     pub async fn connect(addr: SocketAddr) -> Client {
         let tcp = TcpStream::connect(addr).await.expect("connect");
-        let (requests, conn) = h2::client::handshake(tcp).await.expect("h2 handshake");
+        Client::over(tcp).await
+    }
+
+    /// HTTP/2 over TLS to `addr`, negotiated by ALPN, trusting only the certificate `trusted`
+    /// (DER) for `name`.
+    pub async fn connect_tls(addr: SocketAddr, name: &str, trusted: &[u8]) -> Client {
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(rustls::pki_types::CertificateDer::from(trusted.to_vec()))
+            .expect("trusted certificate");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let server_name = rustls::pki_types::ServerName::try_from(name.to_string()).expect("name");
+        let tcp = TcpStream::connect(addr).await.expect("connect");
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(server_name, tcp)
+            .await
+            .expect("TLS handshake");
+        assert_eq!(
+            tls.get_ref().1.alpn_protocol(),
+            Some(&b"h2"[..]),
+            "ALPN chose h2"
+        );
+        Client::over(tls).await
+    }
+
+    async fn over<S>(io: S) -> Client
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (requests, conn) = h2::client::handshake(io).await.expect("h2 handshake");
         let mut driver = JoinSet::new();
         driver.spawn(async move {
             let _ = conn.await;

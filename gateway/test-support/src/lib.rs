@@ -10,6 +10,7 @@
 //! - [`mirror`]: that gateway with a mirror engine and one route, and its metrics.
 //! - [`servers`]: backends for mirroring and faults (recording, down, blackhole, slow, reset…).
 //! - [`standalone`]: Sluice started from a config directory, the YAML pieces, reloads.
+//! - [`tls`]: a self-signed certificate and the HTTPS accept path.
 //! - [`raw`]: a recording raw HTTP/1.1 backend and a raw-socket client, for the edge suites.
 //!
 //! Waiting is bounded everywhere: [`until`] and [`within`] (from `sluice-testing`) panic naming
@@ -25,6 +26,7 @@ pub mod proxy;
 pub mod raw;
 pub mod servers;
 pub mod standalone;
+pub mod tls;
 
 pub use sluice_testing::{until, within};
 

@@ -6,9 +6,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::sign::CertifiedKey;
 use sluice_controller::publish::Store;
 use sluice_controller::snapshot::{
-    Backend, BackendProtocol, BackendTarget, Filter, Fraction, Mirror, Snapshot,
+    Backend, BackendProtocol, BackendTarget, BindProtocol, Filter, Fraction, Mirror, Snapshot,
 };
 use sluice_gateway::metrics::Metrics;
 use sluice_gateway::mirror::{MirrorEngine, MirrorMetrics, MirrorOptions, Outcome};
@@ -91,16 +92,44 @@ impl Gateway {
         Gateway::start_with(primary, filters, options, true).await
     }
 
+    /// [`Gateway::start_grpc`] on an HTTPS listener presenting `key`: clients speak h2 through
+    /// ALPN.
+    pub async fn start_grpc_tls(
+        primary: SocketAddr,
+        filters: Vec<Filter>,
+        options: MirrorOptions,
+        key: Arc<CertifiedKey>,
+    ) -> Gateway {
+        let primary = backend_speaking("pipy", primary, BackendProtocol::H2c);
+        Gateway::start_on(primary, filters, options, true, Some(key)).await
+    }
+
     async fn start_with(
         primary: Arc<Backend>,
         filters: Vec<Filter>,
         options: MirrorOptions,
         downstream_h2c: bool,
     ) -> Gateway {
+        Gateway::start_on(primary, filters, options, downstream_h2c, None).await
+    }
+
+    /// Served over TLS with `key` when it is set.
+    async fn start_on(
+        primary: Arc<Backend>,
+        filters: Vec<Filter>,
+        options: MirrorOptions,
+        downstream_h2c: bool,
+        key: Option<Arc<CertifiedKey>>,
+    ) -> Gateway {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let store = Store::new();
-        store.publish(snapshot(addr, primary, filters));
+        let mut snapshot = snapshot(addr, primary, filters);
+        if let Some(key) = &key {
+            snapshot.binds[0].protocol = BindProtocol::Https;
+            snapshot.binds[0].listeners[0].tls = Some(key.clone());
+        }
+        store.publish(snapshot);
         let metrics = Arc::new(Metrics::new().expect("metrics"));
         let mirror_metrics = MirrorMetrics::register(&metrics.registry).expect("mirror metrics");
         let engine = MirrorEngine::new(options, mirror_metrics);
@@ -109,7 +138,10 @@ impl Gateway {
             downstream_h2c,
             ..ProxySettings::default()
         };
-        let shutdown = proxy::serve(listener, store, metrics.clone(), settings);
+        let shutdown = match key {
+            Some(_) => crate::tls::serve_tls(listener, store, metrics.clone(), settings),
+            None => proxy::serve(listener, store, metrics.clone(), settings),
+        };
         Gateway {
             addr,
             metrics,

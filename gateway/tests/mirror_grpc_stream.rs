@@ -11,7 +11,7 @@ use sluice_controller::mirror_settings::MirrorSettings;
 use sluice_gateway::mirror::{MirrorOptions, Outcome};
 use sluice_test_support::grpc::{self, Behaviour, Call, Client};
 use sluice_test_support::mirror::{self, Gateway};
-use sluice_test_support::{servers, within};
+use sluice_test_support::{servers, tls, within};
 
 const MIRROR: &str = "shadow";
 /// Whole calls are bounded by this; a stall anywhere fails the test instead of hanging it.
@@ -292,4 +292,30 @@ async fn copy_exceeding_its_budget_is_aborted_and_primary_completes() {
     primary_got_all(&fx, &sent);
     fx.gateway.settled(MIRROR, 1).await;
     assert_eq!(fx.gateway.count(MIRROR, Outcome::DroppedOverflow), 1);
+}
+
+#[tokio::test]
+async fn bidi_stream_over_tls_is_full_duplex_and_mirrored() {
+    const NAME: &str = "grpc.test";
+    let primary = grpc::Backend::start(Behaviour::Answer).await;
+    let shadow = grpc::Backend::start(Behaviour::Answer).await;
+    let (key, trusted) = tls::certified_key(NAME);
+    let filters = vec![mirror::mirror_h2c(MIRROR, shadow.addr)];
+    let options = MirrorOptions::default();
+    let gateway = Gateway::start_grpc_tls(primary.addr, filters, options, key).await;
+    let client = Client::connect_tls(gateway.addr, NAME, &trusted).await;
+    let sent = grpc::messages(4, 500);
+    let mut call = client.open(grpc::ECHO, &[]).await;
+    within(
+        "bidi over TLS",
+        CALL,
+        grpc::round_trips(&mut call, &sent, PAUSE),
+    )
+    .await;
+    call.finish();
+    let (_, trailers) = within("call end", CALL, call.rest()).await;
+    assert_eq!(trailers["grpc-status"], "0");
+    let copy = shadow.call_where("the copy", ended).await;
+    assert_eq!(copy.message_bytes(), sent);
+    gateway.all_completed(MIRROR, 1).await;
 }

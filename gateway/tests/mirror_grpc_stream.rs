@@ -263,7 +263,17 @@ async fn trailers_reach_the_client() {
     assert_eq!(trailers["grpc-status"], "9");
     assert_eq!(trailers["grpc-message"], "precondition%20failed");
     assert_eq!(trailers[grpc::MESSAGES_TRAILER], "2");
-    fx.gateway.all_completed(MIRROR, 2).await;
+
+    // Trailers-only: the status travels in the response head, which ends the stream.
+    let mut missing = client.open(grpc::UNIMPLEMENTED, &[]).await;
+    missing.send(b"anyone?");
+    missing.finish();
+    let head = within("trailers-only call", CALL, missing.head()).await;
+    assert_eq!(head.headers["grpc-status"], "12");
+    assert_eq!(head.headers["grpc-message"], "unknown method");
+    let (answers, trailers) = within("trailers-only end", CALL, missing.rest()).await;
+    assert!(answers.is_empty() && trailers.is_empty());
+    fx.gateway.all_completed(MIRROR, 3).await;
 }
 
 #[tokio::test]
@@ -318,4 +328,32 @@ async fn bidi_stream_over_tls_is_full_duplex_and_mirrored() {
     let copy = shadow.call_where("the copy", ended).await;
     assert_eq!(copy.message_bytes(), sent);
     gateway.all_completed(MIRROR, 1).await;
+}
+
+#[tokio::test]
+async fn long_stream_to_a_healthy_mirror_is_copied_whole_beyond_its_buffer() {
+    // The budget bounds how far a copy may lag, not how long a stream may be.
+    let settings = MirrorSettings {
+        request_buffer_bytes: 64 * 1024,
+        ..MirrorSettings::default()
+    };
+    let fx = Fixture::with(Behaviour::Answer, settings).await;
+    let sent = grpc::messages(64, 16 * 1024);
+    let client = fx.client().await;
+    let mut call = client.open(grpc::ECHO, &[]).await;
+    within(
+        "long call",
+        CALL,
+        grpc::round_trips(&mut call, &sent, Duration::ZERO),
+    )
+    .await;
+    call.finish();
+    within("long call end", CALL, call.rest()).await;
+    fx.gateway.all_completed(MIRROR, 1).await;
+    let copy = fx.mirror().call_where("the copy", ended).await;
+    assert_eq!(
+        copy.message_bytes(),
+        sent,
+        "1 MiB copied whole through a 64 KiB buffer"
+    );
 }

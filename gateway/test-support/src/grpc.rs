@@ -21,6 +21,10 @@ pub const COLLECT: &str = "/sluice.test.Stream/Collect";
 /// Server streaming: every message is answered with itself three times.
 pub const REPEAT: &str = "/sluice.test.Stream/Repeat";
 
+/// Any other path is not a method of the backend: it answers trailers-only (the status in the
+/// response head, no body), `grpc-status: 12` (UNIMPLEMENTED), as gRPC servers do.
+pub const UNIMPLEMENTED: &str = "/sluice.test.Stream/Missing";
+
 /// Request metadata naming the `grpc-status` the backend ends the call with (default 0).
 pub const WANT_STATUS: &str = "x-want-status";
 /// Request metadata naming the `grpc-message` the backend ends the call with.
@@ -174,15 +178,24 @@ async fn serve_call(
         let _held = (body, respond);
         return pending().await;
     }
+    let path = parts.uri.path();
     let head = Response::builder()
         .status(200)
-        .header("content-type", "application/grpc")
-        .body(())
-        .expect("response head");
+        .header("content-type", "application/grpc");
+    if ![ECHO, COLLECT, REPEAT].contains(&path) {
+        let head = head
+            .header("grpc-status", "12")
+            .header("grpc-message", "unknown method")
+            .body(())
+            .expect("trailers-only head");
+        let _ = respond.send_response(head, true);
+        record(&|c| c.ended = Some(true));
+        return;
+    }
+    let head = head.body(()).expect("response head");
     let Ok(mut send) = respond.send_response(head, false) else {
         return;
     };
-    let path = parts.uri.path();
     let mut deframer = Deframer::default();
     let mut received = 0usize;
     while let Some(data) = body.data().await {
@@ -201,9 +214,9 @@ async fn serve_call(
                 return;
             }
             let times = match path {
-                COLLECT => 0,
+                ECHO => 1,
                 REPEAT => 3,
-                _ => 1,
+                _ => 0,
             };
             for _ in 0..times {
                 let _ = send.send_data(frame(&message), false);

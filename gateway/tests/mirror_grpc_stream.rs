@@ -11,7 +11,7 @@ use sluice_controller::mirror_settings::MirrorSettings;
 use sluice_gateway::mirror::{MirrorOptions, Outcome};
 use sluice_test_support::grpc::{self, Behaviour, Call, Client};
 use sluice_test_support::mirror::{self, Gateway};
-use sluice_test_support::{servers, tls, within};
+use sluice_test_support::{servers, tls, until, within};
 
 const MIRROR: &str = "shadow";
 /// Whole calls are bounded by this; a stall anywhere fails the test instead of hanging it.
@@ -234,6 +234,82 @@ async fn dead_mirror_leaves_primary_stream_intact() {
     assert_eq!(resetting.gateway.count(MIRROR, Outcome::UpstreamError), 1);
     let copy = resetting.mirror().call_where("the reset copy", ended).await;
     assert_eq!(copy.message_bytes(), sent[..2]);
+
+    // Accepts the connection and never speaks, not even HTTP/2's preface.
+    let silent = servers::blackhole().await;
+    let unanswered = Fixture::mirroring_to(silent.addr, impatient()).await;
+    unanswered.bidi(&sent).await;
+    primary_got_all(&unanswered, &sent);
+    unanswered.gateway.settled(MIRROR, 1).await;
+    assert_eq!(unanswered.gateway.count(MIRROR, Outcome::Completed), 0);
+}
+
+#[tokio::test]
+async fn cancelled_call_aborts_its_copy_before_the_end_of_stream() {
+    let fx = Fixture::start(Behaviour::Answer).await;
+    let client = fx.client().await;
+    let sent = grpc::messages(2, 100);
+    let mut call = client.open(grpc::ECHO, &[]).await;
+    within(
+        "two round trips",
+        CALL,
+        grpc::round_trips(&mut call, &sent, PAUSE),
+    )
+    .await;
+    fx.mirror()
+        .call_where("both messages at the mirror", |c| c.messages.len() == 2)
+        .await;
+    call.cancel();
+    fx.gateway.settled(MIRROR, 1).await;
+    assert_eq!(fx.gateway.count(MIRROR, Outcome::AbortedClient), 1);
+    let copy = fx.mirror().call_where("the copy's end", ended).await;
+    assert_eq!(
+        copy.ended,
+        Some(false),
+        "the mirror sees a cut stream, not a complete one"
+    );
+    let primary = fx.primary.call_where("the call's end", ended).await;
+    assert_eq!(primary.ended, Some(false));
+}
+
+#[tokio::test]
+async fn cancelled_call_leaves_other_copies_intact() {
+    let fx = Fixture::start(Behaviour::Answer).await;
+    let client = fx.client().await;
+    let sent = grpc::messages(4, 100);
+    let (first, second) = (&sent[..2], &sent[2..]);
+    let mut cancelled = client.open(grpc::ECHO, &[]).await;
+    let mut kept = client.open(grpc::ECHO, &[]).await;
+    within("first halves", CALL, async {
+        grpc::round_trips(&mut cancelled, first, PAUSE).await;
+        grpc::round_trips(&mut kept, first, PAUSE).await;
+    })
+    .await;
+    fx.mirror()
+        .call_where("two copies under way", |_| fx.mirror().calls().len() == 2)
+        .await;
+    cancelled.cancel();
+    until("the cancelled copy aborted", CALL, || {
+        (fx.gateway.count(MIRROR, Outcome::AbortedClient) == 1).then_some(())
+    })
+    .await;
+    // The other call and its copy go on.
+    within(
+        "second half",
+        CALL,
+        grpc::round_trips(&mut kept, second, PAUSE),
+    )
+    .await;
+    kept.finish();
+    let (_, trailers) = within("kept call end", CALL, kept.rest()).await;
+    assert_eq!(trailers["grpc-status"], "0");
+    fx.gateway.settled(MIRROR, 2).await;
+    assert_eq!(fx.gateway.count(MIRROR, Outcome::AbortedClient), 1);
+    assert_eq!(fx.gateway.count(MIRROR, Outcome::Completed), 1);
+    let copies = fx.mirror().calls();
+    let whole: Vec<_> = copies.iter().filter(|c| c.ended == Some(true)).collect();
+    assert_eq!(whole.len(), 1, "{copies:?}");
+    assert_eq!(whole[0].message_bytes(), sent);
 }
 
 #[tokio::test]

@@ -150,6 +150,9 @@ async fn serve_connection(tcp: TcpStream, behaviour: Behaviour, calls: Calls) {
     while let Some(Ok((request, respond))) = conn.accept().await {
         streams.spawn(serve_call(request, respond, behaviour, calls.clone()));
     }
+    // The connection is gone: each call still records how it ended (a reset, or the closed
+    // connection) before its task goes.
+    while streams.join_next().await.is_some() {}
 }
 
 async fn serve_call(
@@ -348,6 +351,11 @@ impl Stream {
     /// Ends the request stream (the client's half-close).
     pub fn finish(&mut self) {
         self.send.send_data(Bytes::new(), true).expect("end stream");
+    }
+
+    /// Cancels the call: resets the stream, as a gRPC client does on cancellation.
+    pub fn cancel(&mut self) {
+        self.send.send_reset(h2::Reason::CANCEL);
     }
 
     /// The response head, once it arrived.

@@ -142,6 +142,9 @@ impl Backend {
 }
 
 async fn serve_connection(tcp: TcpStream, behaviour: Behaviour, calls: Calls) {
+    // Small messages answered one by one: Nagle's algorithm would add delayed-ACK waits (40 ms
+    // seen) to round trips the tests compare.
+    let _ = tcp.set_nodelay(true);
     let Ok(mut conn) = h2::server::handshake(tcp).await else {
         return;
     };
@@ -259,6 +262,8 @@ pub struct Client {
 impl Client {
     pub async fn connect(addr: SocketAddr) -> Client {
         let tcp = TcpStream::connect(addr).await.expect("connect");
+        // As the backend: no Nagle delays in the round trips.
+        let _ = tcp.set_nodelay(true);
         Client::over(tcp).await
     }
 

@@ -416,7 +416,9 @@ async fn bidi_stream_over_tls_is_full_duplex_and_mirrored() {
 
 #[tokio::test]
 async fn long_stream_to_a_healthy_mirror_is_copied_whole_beyond_its_buffer() {
-    // The budget bounds how far a copy may lag, not how long a stream may be.
+    // The budget bounds how far a copy may lag, not how long a stream may be. The mirror echoes
+    // every message within its HTTP/2 window and reads no further while an echo waits: the copy
+    // only gets through because it reads and discards the mirror's answers as they come.
     let settings = MirrorSettings {
         request_buffer_bytes: 64 * 1024,
         ..MirrorSettings::default()

@@ -71,7 +71,8 @@ impl Deframer {
 /// How a [`Backend`] treats each call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Behaviour {
-    /// Answers every message as it arrives (by path), ends with the trailers asked for.
+    /// Answers every message as it arrives (by path), within the client's HTTP/2 window, and
+    /// ends with the trailers asked for.
     Answer,
     /// Records the call's head, then never reads its body nor answers: HTTP/2 flow control
     /// stops the sender once the stream's window is full.
@@ -225,7 +226,10 @@ async fn serve_call(
                 _ => 0,
             };
             for _ in 0..times {
-                let _ = send.send_data(frame(&message), false);
+                if !send_within_window(&mut send, frame(&message)).await {
+                    record(&|c| c.ended = Some(false));
+                    return;
+                }
             }
         }
     }
@@ -234,6 +238,24 @@ async fn serve_call(
         let _ = send.send_data(frame(received.to_string().as_bytes()), false);
     }
     let _ = send.send_trailers(trailers(&parts.headers, received));
+}
+
+/// Sends `data` only as the peer's HTTP/2 window allows, as a gRPC server does: the call reads
+/// no further message while an answer waits for window, so a client that does not read the
+/// answers stalls its own request stream. False once the stream is gone.
+async fn send_within_window(send: &mut SendStream<Bytes>, mut data: Bytes) -> bool {
+    while !data.is_empty() {
+        send.reserve_capacity(data.len());
+        let granted = match std::future::poll_fn(|cx| send.poll_capacity(cx)).await {
+            Some(Ok(granted)) => granted,
+            Some(Err(_)) | None => return false,
+        };
+        let piece = data.split_to(granted.min(data.len()));
+        if !piece.is_empty() && send.send_data(piece, false).is_err() {
+            return false;
+        }
+    }
+    true
 }
 
 /// `grpc-status` and `grpc-message` as the request asked, and [`MESSAGES_TRAILER`].

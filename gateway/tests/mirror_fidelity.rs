@@ -9,8 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
-use rustls::sign::CertifiedKey;
 use sluice_controller::mirror_settings::MirrorSettings;
 use sluice_controller::publish::Store;
 use sluice_controller::snapshot::{
@@ -18,12 +16,12 @@ use sluice_controller::snapshot::{
 };
 use sluice_gateway::metrics::Metrics;
 use sluice_gateway::mirror::{MirrorEngine, MirrorMetrics, MirrorOptions, Outcome};
-use sluice_gateway::proxy::{self as app, ProxySettings};
-use sluice_gateway::{tls, transport};
+use sluice_gateway::proxy::ProxySettings;
 use sluice_test_support::mirror::{self, label, ROUTE};
 use sluice_test_support::proxy;
 use sluice_test_support::raw::{self, RawBackend};
 use sluice_test_support::servers::{self, Received, Server};
+use sluice_test_support::tls;
 use sluice_test_support::within;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -111,7 +109,7 @@ impl Fixture {
         );
         let mut cert = None;
         if client == ClientProtocol::H2OverTls {
-            let (key, der) = certified_key();
+            let (key, der) = tls::certified_key(NAME);
             snapshot.binds[0].protocol = BindProtocol::Https;
             snapshot.binds[0].listeners[0].tls = Some(key);
             cert = Some(der);
@@ -131,7 +129,7 @@ impl Fixture {
             ..ProxySettings::default()
         };
         let shutdown = if cert.is_some() {
-            serve_tls(listener, store, metrics, proxy_settings)
+            tls::serve_tls(listener, store, metrics, proxy_settings)
         } else {
             proxy::serve(listener, store, metrics, proxy_settings)
         };
@@ -229,43 +227,6 @@ impl Fixture {
         .await;
         String::from_utf8_lossy(&got).into_owned()
     }
-}
-
-fn certified_key() -> (Arc<CertifiedKey>, Vec<u8>) {
-    let generated = rcgen::generate_simple_self_signed(vec![NAME.to_string()]).unwrap();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(generated.key_pair.serialize_der()));
-    let signer = rustls::crypto::ring::sign::any_supported_type(&key).unwrap();
-    let der = generated.cert.der().to_vec();
-    let certified = CertifiedKey::new(vec![generated.cert.der().clone()], signer);
-    (Arc::new(certified), der)
-}
-
-/// [`proxy::serve`] for an HTTPS bind: each connection's TLS handshake (ALPN `h2` first) as
-/// the listeners run it, then the same guarded connection path.
-fn serve_tls(
-    listener: TcpListener,
-    store: Arc<Store>,
-    metrics: Arc<Metrics>,
-    settings: ProxySettings,
-) -> watch::Sender<bool> {
-    let addr = listener.local_addr().unwrap();
-    let acceptor = tls::acceptor(store.clone(), addr).unwrap();
-    let (limits, h2c) = (settings.edge, settings.downstream_h2c);
-    let app = app::new_app(store, metrics, settings);
-    let (tx, rx) = watch::channel(false);
-    tokio::spawn(async move {
-        while let Ok((tcp, peer)) = listener.accept().await {
-            let (app, rx, acceptor) = (app.clone(), rx.clone(), acceptor.clone());
-            tokio::spawn(async move {
-                let socket = transport::socket_digest(&tcp, peer);
-                if let Ok(conn) = tls::accept(&acceptor, tcp, socket).await {
-                    let stream = transport::guarded(Box::new(conn), limits, h2c);
-                    transport::serve(&app, stream, &rx).await;
-                }
-            });
-        }
-    });
-    tx
 }
 
 fn body(len: usize) -> Bytes {

@@ -67,8 +67,10 @@ pub(super) fn mirror_head(
     protocol: BackendProtocol,
     options: &MirrorSettings,
 ) -> RequestHeader {
+    // Decided on the client's version, before the copy's head becomes HTTP/1.1.
+    let keep_te = protocol == BackendProtocol::H2c && te_trailers_only(&head);
     head.set_version(Version::HTTP_11);
-    strip_hop_by_hop(&mut head);
+    strip(&mut head, keep_te);
 
     // An HTTP/2 client sends `:authority` instead of `Host`; HTTP/1.1 requires `Host`.
     if !head.headers.contains_key(header::HOST) {
@@ -120,6 +122,25 @@ pub(super) fn mirror_head(
 /// too; the proxy calls it first, before adding its `X-Forwarded-*`, so a client's
 /// `Connection: x-forwarded-for` cannot remove what the gateway itself adds.
 pub(super) fn strip_hop_by_hop(head: &mut RequestHeader) {
+    let keep_te = te_trailers_only(head);
+    strip(head, keep_te);
+}
+
+/// Whether `head` is an HTTP/2 request whose only `TE` is `trailers`: the one value HTTP/2 allows
+/// (RFC 9113 §8.2.2), and what every gRPC client sends. Pingora forwards it from an HTTP/2 client
+/// to an h2 backend, so an h2c copy keeps it too; an HTTP/1.1 copy never gets it (there it would
+/// offer chunked trailers, hop by hop).
+fn te_trailers_only(head: &RequestHeader) -> bool {
+    let mut values = head.headers.get_all(header::TE).iter();
+    head.version == Version::HTTP_2
+        && matches!(
+            (values.next(), values.next()),
+            (Some(v), None) if v.as_bytes().eq_ignore_ascii_case(b"trailers")
+        )
+}
+
+/// [`strip_hop_by_hop`], keeping `TE: trailers` when `keep_te`.
+fn strip(head: &mut RequestHeader, keep_te: bool) {
     // Most requests carry none: one pass over the names present beats ten absent lookups.
     if !head
         .headers
@@ -138,7 +159,9 @@ pub(super) fn strip_hop_by_hop(head: &mut RequestHeader) {
         .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
         .collect();
     for name in HOP_BY_HOP.iter().chain(listed.iter()) {
-        head.remove_header(name);
+        if !(keep_te && name == header::TE) {
+            head.remove_header(name);
+        }
     }
     // `Expect: 100-continue` would make the mirror wait for a `100` that the body stream does
     // not need (the gateway already answered the client's).
@@ -261,6 +284,37 @@ mod tests {
         ] {
             assert!(!m.headers.contains_key(gone), "{gone} should be removed");
         }
+    }
+
+    /// An HTTP/2 (gRPC) client's request with `te: trailers`.
+    fn h2_with_te(te: &str) -> RequestHeader {
+        let mut p = primary("POST", &[("host", "grpc.test"), ("te", te)]);
+        p.set_version(Version::HTTP_2);
+        p
+    }
+
+    #[test]
+    fn te_trailers_from_an_http2_client_reaches_an_h2c_mirror_only() {
+        let settings = MirrorSettings::default();
+        let mut launched = h2_with_te("trailers");
+        strip_hop_by_hop(&mut launched);
+        let h2c = mirror_head(launched.clone(), true, BackendProtocol::H2c, &settings);
+        assert_eq!(h2c.headers.get("te").unwrap(), "trailers");
+        let h1 = mirror_head(launched, true, BackendProtocol::Http1, &settings);
+        assert!(!h1.headers.contains_key("te"), "an HTTP/1.1 copy has no TE");
+    }
+
+    #[test]
+    fn any_other_te_is_removed_even_for_an_h2c_mirror() {
+        let settings = MirrorSettings::default();
+        let m = mirror_head(h2_with_te("gzip"), true, BackendProtocol::H2c, &settings);
+        assert!(!m.headers.contains_key("te"));
+        let http1_client = primary("POST", &[("host", "a"), ("te", "trailers")]);
+        let m = mirror_head(http1_client, true, BackendProtocol::H2c, &settings);
+        assert!(
+            !m.headers.contains_key("te"),
+            "an HTTP/1.1 client's TE is hop by hop"
+        );
     }
 
     #[test]

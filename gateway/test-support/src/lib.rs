@@ -3,11 +3,14 @@
 //! the backends and clients the suites assert with.
 //!
 //! - [`echo`]: one echo pod (the production echo server) on a free port.
+//! - [`grpc`]: a gRPC-framed h2c backend recording each message as it arrives, and a streaming
+//!   client.
 //! - [`proxy`]: the in-process gateway (a hand-built snapshot served on 127.0.0.1:0), the echo
 //!   backend and snapshot builders.
 //! - [`mirror`]: that gateway with a mirror engine and one route, and its metrics.
 //! - [`servers`]: backends for mirroring and faults (recording, down, blackhole, slow, reset…).
 //! - [`standalone`]: Sluice started from a config directory, the YAML pieces, reloads.
+//! - [`tls`]: a self-signed certificate and the HTTPS accept path.
 //! - [`raw`]: a recording raw HTTP/1.1 backend and a raw-socket client, for the edge suites.
 //!
 //! Waiting is bounded everywhere: [`until`] and [`within`] (from `sluice-testing`) panic naming
@@ -17,11 +20,13 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod echo;
+pub mod grpc;
 pub mod mirror;
 pub mod proxy;
 pub mod raw;
 pub mod servers;
 pub mod standalone;
+pub mod tls;
 
 pub use sluice_testing::{until, within};
 

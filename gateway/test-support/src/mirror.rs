@@ -6,9 +6,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::sign::CertifiedKey;
 use sluice_controller::publish::Store;
 use sluice_controller::snapshot::{
-    Backend, BackendProtocol, BackendTarget, Filter, Fraction, Mirror, Snapshot,
+    Backend, BackendProtocol, BackendTarget, BindProtocol, Filter, Fraction, Mirror, Snapshot,
 };
 use sluice_gateway::metrics::Metrics;
 use sluice_gateway::mirror::{MirrorEngine, MirrorMetrics, MirrorOptions, Outcome};
@@ -28,10 +29,15 @@ pub struct Gateway {
 }
 
 pub fn backend(name: &str, addr: SocketAddr) -> Arc<Backend> {
+    backend_speaking(name, addr, BackendProtocol::Http1)
+}
+
+/// The Service `default/{name}:8080` at `addr`, spoken to with `protocol` (its `appProtocol`).
+pub fn backend_speaking(name: &str, addr: SocketAddr, protocol: BackendProtocol) -> Arc<Backend> {
     Arc::new(Backend::new(
         format!("default/{name}:8080"),
         vec![addr],
-        BackendProtocol::Http1,
+        protocol,
     ))
 }
 
@@ -39,6 +45,15 @@ pub fn mirror(name: &str, addr: SocketAddr, fraction: Fraction) -> Filter {
     Filter::Mirror(Mirror {
         backend: backend(name, addr),
         fraction,
+    })
+}
+
+/// A RequestMirror of every request to an h2c (`kubernetes.io/h2c`) Service, as a GRPCRoute's
+/// mirror becomes.
+pub fn mirror_h2c(name: &str, addr: SocketAddr) -> Filter {
+    Filter::Mirror(Mirror {
+        backend: backend_speaking(name, addr, BackendProtocol::H2c),
+        fraction: Fraction::ALL,
     })
 }
 
@@ -53,7 +68,7 @@ impl Gateway {
         filters: Vec<Filter>,
         options: MirrorOptions,
     ) -> Gateway {
-        Gateway::start_with(primary, filters, options, false).await
+        Gateway::start_with(backend("pipy", primary), filters, options, false).await
     }
 
     /// [`Gateway::start`] whose listener also takes HTTP/2 with prior knowledge (h2c clients).
@@ -62,19 +77,59 @@ impl Gateway {
         filters: Vec<Filter>,
         options: MirrorOptions,
     ) -> Gateway {
+        let primary = backend("pipy", primary);
         Gateway::start_with(primary, filters, options, true).await
     }
 
-    async fn start_with(
+    /// A gateway for gRPC: h2c clients accepted, the primary an h2c Service (`kubernetes.io/h2c`,
+    /// what a GRPCRoute's backends become).
+    pub async fn start_grpc(
         primary: SocketAddr,
+        filters: Vec<Filter>,
+        options: MirrorOptions,
+    ) -> Gateway {
+        let primary = backend_speaking("pipy", primary, BackendProtocol::H2c);
+        Gateway::start_with(primary, filters, options, true).await
+    }
+
+    /// [`Gateway::start_grpc`] on an HTTPS listener presenting `key`: clients speak h2 through
+    /// ALPN.
+    pub async fn start_grpc_tls(
+        primary: SocketAddr,
+        filters: Vec<Filter>,
+        options: MirrorOptions,
+        key: Arc<CertifiedKey>,
+    ) -> Gateway {
+        let primary = backend_speaking("pipy", primary, BackendProtocol::H2c);
+        Gateway::start_on(primary, filters, options, true, Some(key)).await
+    }
+
+    async fn start_with(
+        primary: Arc<Backend>,
         filters: Vec<Filter>,
         options: MirrorOptions,
         downstream_h2c: bool,
     ) -> Gateway {
+        Gateway::start_on(primary, filters, options, downstream_h2c, None).await
+    }
+
+    /// Served over TLS with `key` when it is set.
+    async fn start_on(
+        primary: Arc<Backend>,
+        filters: Vec<Filter>,
+        options: MirrorOptions,
+        downstream_h2c: bool,
+        key: Option<Arc<CertifiedKey>>,
+    ) -> Gateway {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let store = Store::new();
-        store.publish(snapshot(addr, primary, filters));
+        let mut snapshot = snapshot(addr, primary, filters);
+        if let Some(key) = &key {
+            snapshot.binds[0].protocol = BindProtocol::Https;
+            snapshot.binds[0].listeners[0].tls = Some(key.clone());
+        }
+        store.publish(snapshot);
         let metrics = Arc::new(Metrics::new().expect("metrics"));
         let mirror_metrics = MirrorMetrics::register(&metrics.registry).expect("mirror metrics");
         let engine = MirrorEngine::new(options, mirror_metrics);
@@ -83,7 +138,10 @@ impl Gateway {
             downstream_h2c,
             ..ProxySettings::default()
         };
-        let shutdown = proxy::serve(listener, store, metrics.clone(), settings);
+        let shutdown = match key {
+            Some(_) => crate::tls::serve_tls(listener, store, metrics.clone(), settings),
+            None => proxy::serve(listener, store, metrics.clone(), settings),
+        };
         Gateway {
             addr,
             metrics,
@@ -160,9 +218,9 @@ impl Gateway {
     }
 }
 
-/// One route `default/web`, `PathPrefix /` with `filters`, to the backend `pipy` at `primary`.
-fn snapshot(addr: SocketAddr, primary: SocketAddr, filters: Vec<Filter>) -> Snapshot {
-    let to_primary = proxy::weighted(1, BackendTarget::Service(backend("pipy", primary)));
+/// One route `default/web`, `PathPrefix /` with `filters`, to the backend `primary`.
+fn snapshot(addr: SocketAddr, primary: Arc<Backend>, filters: Vec<Filter>) -> Snapshot {
+    let to_primary = proxy::weighted(1, BackendTarget::Service(primary));
     let action = proxy::action(filters, vec![to_primary]);
     proxy::snapshot(
         addr,

@@ -9,6 +9,7 @@
 //! - [`servers`]: backends for mirroring and faults (recording, down, blackhole, slow, reset…).
 //! - [`standalone`]: Sluice started from a config directory, the YAML pieces, reloads.
 //! - [`raw`]: a recording raw HTTP/1.1 backend and a raw-socket client, for the edge suites.
+//! - [`tls_route`]: Sluice's listeners with TLS listeners, TLS and TCP backends, a TLS client.
 //!
 //! Waiting is bounded everywhere: [`until`] and [`within`] (from `sluice-testing`) panic naming
 //! what they waited for.
@@ -22,6 +23,7 @@ pub mod proxy;
 pub mod raw;
 pub mod servers;
 pub mod standalone;
+pub mod tls_route;
 
 pub use sluice_testing::{until, within};
 

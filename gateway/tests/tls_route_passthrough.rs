@@ -1,0 +1,247 @@
+//! TLS passthrough listeners through the real accept path: the ClientHello's SNI picks the
+//! TLSRoute, and the client's own TLS session, SNI and ALPN included, reaches the backend.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use sluice_controller::snapshot::{BackendTarget, ListenerKind};
+use sluice_gateway::tls_route::TlsRouteSettings;
+use sluice_test_support::proxy::bounded;
+use sluice_test_support::tls_route::{
+    greeting_and_echo, listener, route, snapshot, Gateway, Pki, Seen, StreamBackend,
+};
+use sluice_test_support::until;
+use tokio::io::AsyncReadExt;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A catch-all passthrough listener with one route per `(hostname, backend)`.
+fn passthrough(routes: Vec<(&str, &StreamBackend)>) -> sluice_controller::snapshot::Listener {
+    let routes = routes
+        .into_iter()
+        .map(|(host, b)| (host, route(&b.name, vec![(1, b.target())])))
+        .collect();
+    listener("tls", ListenerKind::TlsPassthrough, None, None, routes)
+}
+
+#[tokio::test]
+async fn passthrough_preserves_client_sni_and_alpn() {
+    bounded(async {
+        let pki = Pki::new("backend-ca");
+        let backend = StreamBackend::tls("a", pki.issue(&["a.example.com"])).await;
+        let gw = Gateway::start(|addr| snapshot(addr, vec![passthrough(vec![("a.example.com", &backend)])])).await;
+        // The client trusts only the backend's CA: the handshake succeeds only if the backend,
+        // not Sluice, answered it.
+        let mut tls = gw.connect(&pki, "a.example.com", &["h2", "http/1.1"]).await.unwrap();
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+        assert_eq!(greeting_and_echo(&mut tls).await, "a a.example.com h2");
+        assert_eq!(
+            backend.seen(),
+            vec![Seen {
+                sni: Some("a.example.com".into()),
+                alpn: Some("h2".into())
+            }]
+        );
+        drop(tls);
+        until("the closed stream is counted", WAIT, || {
+            (gw.connections("default/a", "default/a:443", "passthrough", "closed") == 1).then_some(())
+        })
+        .await;
+        let text = gw.metrics.encode_text().unwrap();
+        assert!(
+            text.contains(r#"sluice_tls_route_bytes_total{direction="upstream",gateway="default/gw",route="default/a"}"#),
+            "{text}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn passthrough_routes_by_sni_to_different_backends() {
+    bounded(async {
+        let pki = Pki::new("backend-ca");
+        let a = StreamBackend::tls("a", pki.issue(&["a.example.com"])).await;
+        let b = StreamBackend::tls("b", pki.issue(&["b.example.com"])).await;
+        let gw = Gateway::start(|addr| {
+            snapshot(
+                addr,
+                vec![passthrough(vec![
+                    ("a.example.com", &a),
+                    ("b.example.com", &b),
+                ])],
+            )
+        })
+        .await;
+        for (sni, name) in [
+            ("a.example.com", "a"),
+            ("b.example.com", "b"),
+            ("a.example.com", "a"),
+        ] {
+            let mut tls = gw.connect(&pki, sni, &[]).await.unwrap();
+            assert_eq!(greeting_and_echo(&mut tls).await, format!("{name} {sni} -"));
+        }
+        assert_eq!((a.seen().len(), b.seen().len()), (2, 1));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn passthrough_unknown_sni_is_closed() {
+    bounded(async {
+        let pki = Pki::new("backend-ca");
+        let a = StreamBackend::tls("a", pki.issue(&["a.example.com"])).await;
+        let gw =
+            Gateway::start(|addr| snapshot(addr, vec![passthrough(vec![("a.example.com", &a)])]))
+                .await;
+        let refused = gw.connect(&pki, "c.example.com", &[]).await;
+        assert!(refused.is_err(), "no route: the connection is closed");
+        until("the refused connection is counted", WAIT, || {
+            (gw.connections("", "", "passthrough", "no_route") == 1).then_some(())
+        })
+        .await;
+        assert!(a.seen().is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn weighted_backends_split_connections_and_zero_weight_gets_none() {
+    bounded(async {
+        let pki = Pki::new("backend-ca");
+        let cert = pki.issue(&["w.example.com"]);
+        let [a, b, never] = [
+            StreamBackend::tls("a", cert.clone()).await,
+            StreamBackend::tls("b", cert.clone()).await,
+            StreamBackend::tls("never", cert).await,
+        ];
+        let entry = route(
+            "w",
+            vec![(1, a.target()), (1, b.target()), (0, never.target())],
+        );
+        let gw = Gateway::start(|addr| {
+            let l = listener(
+                "tls",
+                ListenerKind::TlsPassthrough,
+                None,
+                None,
+                vec![("w.example.com", entry)],
+            );
+            snapshot(addr, vec![l])
+        })
+        .await;
+        for _ in 0..30 {
+            let mut tls = gw.connect(&pki, "w.example.com", &[]).await.unwrap();
+            greeting_and_echo(&mut tls).await;
+        }
+        let (a, b) = (a.seen().len(), b.seen().len());
+        assert_eq!(a + b, 30);
+        // Each side of an even split gets none of 30 with probability 2^-30.
+        assert!(a > 0 && b > 0, "{a} / {b}");
+        assert!(never.seen().is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn backend_down_closes_client_connection() {
+    bounded(async {
+        let pki = Pki::new("backend-ca");
+        let down = StreamBackend::tls("down", pki.issue(&["d.example.com"])).await;
+        let closed_port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let target = BackendTarget::Service(std::sync::Arc::new(
+            sluice_controller::snapshot::Backend::new(
+                "default/down:443".into(),
+                vec![closed_port],
+                sluice_controller::snapshot::BackendProtocol::Http1,
+            ),
+        ));
+        let invalid = BackendTarget::Invalid {
+            reason: "Service default/missing not found".into(),
+        };
+        let gw = Gateway::start(|addr| {
+            let routes = vec![
+                ("d.example.com", route("d", vec![(1, target)])),
+                ("i.example.com", route("i", vec![(1, invalid)])),
+            ];
+            let l = listener("tls", ListenerKind::TlsPassthrough, None, None, routes);
+            snapshot(addr, vec![l])
+        })
+        .await;
+        assert!(gw.connect(&pki, "d.example.com", &[]).await.is_err());
+        assert!(gw.connect(&pki, "i.example.com", &[]).await.is_err());
+        until("both refusals are counted", WAIT, || {
+            let refused = gw.connections(
+                "default/d",
+                "default/down:443",
+                "passthrough",
+                "connect_error",
+            );
+            let invalid = gw.connections("default/i", "", "passthrough", "no_backend");
+            (refused == 1 && invalid == 1).then_some(())
+        })
+        .await;
+        assert!(down.seen().is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn idle_stream_is_closed_after_idle_timeout() {
+    bounded(async {
+        let pki = Pki::new("backend-ca");
+        let a = StreamBackend::tls("a", pki.issue(&["a.example.com"])).await;
+        let settings = TlsRouteSettings {
+            idle_timeout: Duration::from_millis(300),
+            ..TlsRouteSettings::default()
+        };
+        let gw = Gateway::start_with(settings, |addr| {
+            snapshot(addr, vec![passthrough(vec![("a.example.com", &a)])])
+        })
+        .await;
+        let mut tls = gw.connect(&pki, "a.example.com", &[]).await.unwrap();
+        greeting_and_echo(&mut tls).await;
+        // Nothing more is sent either way: Sluice closes both sides.
+        let mut rest = Vec::new();
+        let _ = tls.read_to_end(&mut rest).await;
+        assert!(rest.is_empty(), "{rest:?}");
+        until("the idle close is counted", WAIT, || {
+            (gw.connections("default/a", "default/a:443", "passthrough", "idle_timeout") == 1)
+                .then_some(())
+        })
+        .await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn removing_the_route_keeps_established_streams_and_refuses_new_ones() {
+    bounded(async {
+        let pki = Pki::new("backend-ca");
+        let a = StreamBackend::tls("a", pki.issue(&["a.example.com"])).await;
+        let gw =
+            Gateway::start(|addr| snapshot(addr, vec![passthrough(vec![("a.example.com", &a)])]))
+                .await;
+        let mut established = gw.connect(&pki, "a.example.com", &[]).await.unwrap();
+        greeting_and_echo(&mut established).await;
+        gw.publish(|addr| snapshot(addr, vec![passthrough(vec![])]))
+            .await;
+        assert!(
+            gw.connect(&pki, "a.example.com", &[]).await.is_err(),
+            "new connections are refused"
+        );
+        // The stream that was routed before the publish still flows.
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        established.write_all(b"still here\n").await.unwrap();
+        let mut line = String::new();
+        BufReader::new(&mut established)
+            .read_line(&mut line)
+            .await
+            .unwrap();
+        assert_eq!(line, "still here\n");
+        assert_eq!(a.seen().len(), 1);
+    })
+    .await;
+}

@@ -146,6 +146,8 @@ impl Target {
     }
 }
 
+const NO_ROUTE: &str = "no TLSRoute on the listener matches the SNI";
+
 /// A passthrough connection whose ClientHello (`hello`, as read) selected `target`.
 pub async fn passthrough(
     settings: &TlsRouteSettings,
@@ -173,7 +175,7 @@ pub async fn terminate<H, S>(
 {
     let mut record = Record::open(settings, &target, peer, sni);
     if target.route.is_none() {
-        record.finish(Outcome::NoRoute, None);
+        record.finish(Outcome::NoRoute, Some(NO_ROUTE.into()));
         return;
     }
     match handshake.await {
@@ -193,7 +195,7 @@ async fn stream<C>(
     C: AsyncRead + AsyncWrite + Unpin + Send + ?Sized,
 {
     let Some(route) = &target.route else {
-        return record.finish(Outcome::NoRoute, None);
+        return record.finish(Outcome::NoRoute, Some(NO_ROUTE.into()));
     };
     let chosen = match upstream::choose(&route.action, &mut rand::rng()) {
         Ok(chosen) => chosen,

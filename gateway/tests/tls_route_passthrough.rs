@@ -5,15 +5,12 @@
 use std::time::Duration;
 
 use sluice_controller::snapshot::{BackendTarget, ListenerKind};
-use sluice_gateway::tls_route::TlsRouteSettings;
+use sluice_gateway::listeners::ListenerOptions;
 use sluice_test_support::proxy::bounded;
 use sluice_test_support::tls_route::{
     greeting_and_echo, listener, route, snapshot, Gateway, Pki, Seen, StreamBackend,
 };
-use sluice_test_support::until;
 use tokio::io::AsyncReadExt;
-
-const WAIT: Duration = Duration::from_secs(10);
 
 /// A catch-all passthrough listener with one route per `(hostname, backend)`.
 fn passthrough(routes: Vec<(&str, &StreamBackend)>) -> sluice_controller::snapshot::Listener {
@@ -24,15 +21,27 @@ fn passthrough(routes: Vec<(&str, &StreamBackend)>) -> sluice_controller::snapsh
     listener("tls", ListenerKind::TlsPassthrough, None, None, routes)
 }
 
+/// Backend `a` (TLS, certificate for a.example.com) behind a catch-all passthrough listener.
+async fn one_route(options: ListenerOptions) -> (Pki, StreamBackend, Gateway) {
+    let pki = Pki::new("backend-ca");
+    let a = StreamBackend::tls("a", pki.issue(&["a.example.com"])).await;
+    let gw = Gateway::start_with(options, |addr| {
+        snapshot(addr, vec![passthrough(vec![("a.example.com", &a)])])
+    })
+    .await;
+    (pki, a, gw)
+}
+
 #[tokio::test]
 async fn passthrough_preserves_client_sni_and_alpn() {
     bounded(async {
-        let pki = Pki::new("backend-ca");
-        let backend = StreamBackend::tls("a", pki.issue(&["a.example.com"])).await;
-        let gw = Gateway::start(|addr| snapshot(addr, vec![passthrough(vec![("a.example.com", &backend)])])).await;
+        let (pki, backend, gw) = one_route(ListenerOptions::default()).await;
         // The client trusts only the backend's CA: the handshake succeeds only if the backend,
         // not Sluice, answered it.
-        let mut tls = gw.connect(&pki, "a.example.com", &["h2", "http/1.1"]).await.unwrap();
+        let mut tls = gw
+            .connect(&pki, "a.example.com", &["h2", "http/1.1"])
+            .await
+            .unwrap();
         assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
         assert_eq!(greeting_and_echo(&mut tls).await, "a a.example.com h2");
         assert_eq!(
@@ -43,13 +52,14 @@ async fn passthrough_preserves_client_sni_and_alpn() {
             }]
         );
         drop(tls);
-        until("the closed stream is counted", WAIT, || {
-            (gw.connections("default/a", "default/a:443", "passthrough", "closed") == 1).then_some(())
-        })
-        .await;
+        gw.counted("default/a", "default/a:443", "passthrough", "closed")
+            .await;
         let text = gw.metrics.encode_text().unwrap();
         assert!(
-            text.contains(r#"sluice_tls_route_bytes_total{direction="upstream",gateway="default/gw",route="default/a"}"#),
+            text.contains(concat!(
+                r#"sluice_tls_route_bytes_total{direction="upstream","#,
+                r#"gateway="default/gw",route="default/a"}"#
+            )),
             "{text}"
         );
     })
@@ -88,17 +98,10 @@ async fn passthrough_routes_by_sni_to_different_backends() {
 #[tokio::test]
 async fn passthrough_unknown_sni_is_closed() {
     bounded(async {
-        let pki = Pki::new("backend-ca");
-        let a = StreamBackend::tls("a", pki.issue(&["a.example.com"])).await;
-        let gw =
-            Gateway::start(|addr| snapshot(addr, vec![passthrough(vec![("a.example.com", &a)])]))
-                .await;
+        let (pki, a, gw) = one_route(ListenerOptions::default()).await;
         let refused = gw.connect(&pki, "c.example.com", &[]).await;
         assert!(refused.is_err(), "no route: the connection is closed");
-        until("the refused connection is counted", WAIT, || {
-            (gw.connections("", "", "passthrough", "no_route") == 1).then_some(())
-        })
-        .await;
+        gw.counted("", "", "passthrough", "no_route").await;
         assert!(a.seen().is_empty());
     })
     .await;
@@ -146,7 +149,6 @@ async fn weighted_backends_split_connections_and_zero_weight_gets_none() {
 async fn backend_down_closes_client_connection() {
     bounded(async {
         let pki = Pki::new("backend-ca");
-        let down = StreamBackend::tls("down", pki.issue(&["d.example.com"])).await;
         let closed_port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap()
@@ -172,18 +174,15 @@ async fn backend_down_closes_client_connection() {
         .await;
         assert!(gw.connect(&pki, "d.example.com", &[]).await.is_err());
         assert!(gw.connect(&pki, "i.example.com", &[]).await.is_err());
-        until("both refusals are counted", WAIT, || {
-            let refused = gw.connections(
-                "default/d",
-                "default/down:443",
-                "passthrough",
-                "connect_error",
-            );
-            let invalid = gw.connections("default/i", "", "passthrough", "no_backend");
-            (refused == 1 && invalid == 1).then_some(())
-        })
+        gw.counted(
+            "default/d",
+            "default/down:443",
+            "passthrough",
+            "connect_error",
+        )
         .await;
-        assert!(down.seen().is_empty());
+        gw.counted("default/i", "", "passthrough", "no_backend")
+            .await;
     })
     .await;
 }
@@ -191,27 +190,17 @@ async fn backend_down_closes_client_connection() {
 #[tokio::test]
 async fn idle_stream_is_closed_after_idle_timeout() {
     bounded(async {
-        let pki = Pki::new("backend-ca");
-        let a = StreamBackend::tls("a", pki.issue(&["a.example.com"])).await;
-        let settings = TlsRouteSettings {
-            idle_timeout: Duration::from_millis(300),
-            ..TlsRouteSettings::default()
-        };
-        let gw = Gateway::start_with(settings, |addr| {
-            snapshot(addr, vec![passthrough(vec![("a.example.com", &a)])])
-        })
-        .await;
+        let mut options = ListenerOptions::default();
+        options.tls_routes.idle_timeout = Duration::from_millis(300);
+        let (pki, _a, gw) = one_route(options).await;
         let mut tls = gw.connect(&pki, "a.example.com", &[]).await.unwrap();
         greeting_and_echo(&mut tls).await;
         // Nothing more is sent either way: Sluice closes both sides.
         let mut rest = Vec::new();
         let _ = tls.read_to_end(&mut rest).await;
         assert!(rest.is_empty(), "{rest:?}");
-        until("the idle close is counted", WAIT, || {
-            (gw.connections("default/a", "default/a:443", "passthrough", "idle_timeout") == 1)
-                .then_some(())
-        })
-        .await;
+        gw.counted("default/a", "default/a:443", "passthrough", "idle_timeout")
+            .await;
     })
     .await;
 }
@@ -219,11 +208,7 @@ async fn idle_stream_is_closed_after_idle_timeout() {
 #[tokio::test]
 async fn removing_the_route_keeps_established_streams_and_refuses_new_ones() {
     bounded(async {
-        let pki = Pki::new("backend-ca");
-        let a = StreamBackend::tls("a", pki.issue(&["a.example.com"])).await;
-        let gw =
-            Gateway::start(|addr| snapshot(addr, vec![passthrough(vec![("a.example.com", &a)])]))
-                .await;
+        let (pki, a, gw) = one_route(ListenerOptions::default()).await;
         let mut established = gw.connect(&pki, "a.example.com", &[]).await.unwrap();
         greeting_and_echo(&mut established).await;
         gw.publish(|addr| snapshot(addr, vec![passthrough(vec![])]))
@@ -242,6 +227,28 @@ async fn removing_the_route_keeps_established_streams_and_refuses_new_ones() {
             .unwrap();
         assert_eq!(line, "still here\n");
         assert_eq!(a.seen().len(), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_client_that_sends_no_hello_is_closed_at_the_header_timeout() {
+    bounded(async {
+        let mut options = ListenerOptions::default();
+        options.limits.client_header_timeout = Duration::from_millis(200);
+        let (_pki, a, gw) = one_route(options).await;
+        let mut silent = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        let mut rest = Vec::new();
+        let _ = silent.read_to_end(&mut rest).await;
+        assert!(rest.is_empty());
+        let timed_out = gw
+            .metrics
+            .edge
+            .connections_rejected
+            .with_label_values(&["tls_handshake"])
+            .get();
+        assert_eq!(timed_out, 1);
+        assert!(a.seen().is_empty());
     })
     .await;
 }

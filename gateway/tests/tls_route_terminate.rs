@@ -7,16 +7,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_controller::snapshot::{
-    Backend, BackendProtocol, BackendTarget, BackendTls, BackendTlsMode, ListenerKind, Trust,
+    Backend, BackendProtocol, BackendTarget, BackendTls, BackendTlsMode, Listener, ListenerKind,
+    Trust,
 };
 use sluice_test_support::proxy::bounded;
 use sluice_test_support::tls_route::{
     greeting_and_echo, listener, route, snapshot, Gateway, Pki, Seen, StreamBackend,
 };
-use sluice_test_support::until;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const WAIT: Duration = Duration::from_secs(10);
 const BACKEND_HOST: &str = "backend.example.com";
 
 /// `backend`'s Service reached over TLS under a policy trusting `ca` for [`BACKEND_HOST`].
@@ -38,22 +37,26 @@ fn verified(backend: &StreamBackend, ca: &Pki) -> BackendTarget {
     BackendTarget::Service(Arc::new(service))
 }
 
+/// A terminate listener `name` for t.example.com, with a certificate from `ca`, routing to
+/// `backend`.
+fn terminate(name: &str, ca: &Pki, backend: &StreamBackend) -> Listener {
+    let entry = route("t", vec![(1, backend.target())]);
+    listener(
+        name,
+        ListenerKind::TlsTerminate,
+        Some("t.example.com"),
+        Some(ca.issue(&["t.example.com"])),
+        vec![("t.example.com", entry)],
+    )
+}
+
 #[tokio::test]
 async fn terminate_serves_listener_certificate_and_streams_plaintext() {
     bounded(async {
         let gateway_ca = Pki::new("gateway-ca");
         let plain = StreamBackend::tcp("plain").await;
-        let gw = Gateway::start(|addr| {
-            let l = listener(
-                "tls",
-                ListenerKind::TlsTerminate,
-                Some("t.example.com"),
-                Some(gateway_ca.issue(&["t.example.com"])),
-                vec![("t.example.com", route("t", vec![(1, plain.target())]))],
-            );
-            snapshot(addr, vec![l])
-        })
-        .await;
+        let gw = Gateway::start(|addr| snapshot(addr, vec![terminate("tls", &gateway_ca, &plain)]))
+            .await;
         let mut tls = gw
             .connect(&gateway_ca, "t.example.com", &["h2"])
             .await
@@ -67,11 +70,8 @@ async fn terminate_serves_listener_certificate_and_streams_plaintext() {
         tls.shutdown().await.unwrap();
         let mut rest = Vec::new();
         tls.read_to_end(&mut rest).await.unwrap();
-        until("the closed stream is counted", WAIT, || {
-            (gw.connections("default/t", "default/plain:443", "terminate", "closed") == 1)
-                .then_some(())
-        })
-        .await;
+        gw.counted("default/t", "default/plain:443", "terminate", "closed")
+            .await;
     })
     .await;
 }
@@ -129,15 +129,12 @@ async fn terminate_to_tls_backend_verifies_backend() {
         let mut rest = Vec::new();
         let _ = refused.read_to_end(&mut rest).await;
         assert!(rest.is_empty());
-        until("the failed verification is counted", WAIT, || {
-            (gw.connections(
-                "default/rogue",
-                "default/rogue:443",
-                "terminate",
-                "backend_tls",
-            ) == 1)
-                .then_some(())
-        })
+        gw.counted(
+            "default/rogue",
+            "default/rogue:443",
+            "terminate",
+            "backend_tls",
+        )
         .await;
     })
     .await;
@@ -165,13 +162,7 @@ async fn mixed_passthrough_terminate_and_https_on_one_port() {
                 None,
                 vec![("p.example.com", route("p", vec![(1, passed.target())]))],
             );
-            let term = listener(
-                "term",
-                ListenerKind::TlsTerminate,
-                Some("t.example.com"),
-                Some(gateway_ca.issue(&["t.example.com"])),
-                vec![("t.example.com", route("t", vec![(1, plain.target())]))],
-            );
+            let term = terminate("term", &gateway_ca, &plain);
             snapshot(addr, vec![https, pass, term])
         })
         .await;
@@ -209,17 +200,8 @@ async fn a_stream_open_at_shutdown_gets_the_grace_period_then_is_closed() {
     bounded(async {
         let gateway_ca = Pki::new("gateway-ca");
         let plain = StreamBackend::tcp("plain").await;
-        let gw = Gateway::start(|addr| {
-            let l = listener(
-                "tls",
-                ListenerKind::TlsTerminate,
-                None,
-                Some(gateway_ca.issue(&["t.example.com"])),
-                vec![("t.example.com", route("t", vec![(1, plain.target())]))],
-            );
-            snapshot(addr, vec![l])
-        })
-        .await;
+        let gw = Gateway::start(|addr| snapshot(addr, vec![terminate("tls", &gateway_ca, &plain)]))
+            .await;
         let mut tls = gw.connect(&gateway_ca, "t.example.com", &[]).await.unwrap();
         greeting_and_echo(&mut tls).await;
         let metrics = gw.metrics.clone();

@@ -273,12 +273,12 @@ pub struct Gateway {
 
 impl Gateway {
     pub async fn start(build: impl FnOnce(SocketAddr) -> Snapshot) -> Gateway {
-        Gateway::start_with(TlsRouteSettings::default(), build).await
+        Gateway::start_with(ListenerOptions::default(), build).await
     }
 
-    /// With these TLSRoute timeouts (their metrics are replaced by the gateway's).
+    /// With these limits and TLSRoute timeouts (their metrics are replaced by the gateway's).
     pub async fn start_with(
-        settings: TlsRouteSettings,
+        options: ListenerOptions,
         build: impl FnOnce(SocketAddr) -> Snapshot,
     ) -> Gateway {
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
@@ -289,9 +289,9 @@ impl Gateway {
             metrics: metrics.edge.clone(),
             tls_routes: TlsRouteSettings {
                 metrics: metrics.tls_routes.clone(),
-                ..settings
+                ..options.tls_routes
             },
-            ..ListenerOptions::default()
+            ..options
         };
         let app = proxy::new_app(store.clone(), metrics.clone(), ProxySettings::default());
         let manager = ListenerManager::start(store.clone(), app, options);
@@ -331,6 +331,15 @@ impl Gateway {
             .connections
             .get_metric_with_label_values(&["default/gw", route, backend, mode, result])
             .map_or(0, |c| c.get())
+    }
+
+    /// Waits until `sluice_tls_route_connections_total` for these labels reaches 1.
+    pub async fn counted(&self, route: &str, backend: &str, mode: &str, result: &str) {
+        let what = format!("one {mode} connection counted {result} ({route} {backend})");
+        crate::until(&what, WAIT, || {
+            (self.connections(route, backend, mode, result) == 1).then_some(())
+        })
+        .await;
     }
 
     pub async fn shutdown(mut self, grace: Duration) {

@@ -252,3 +252,58 @@ async fn a_client_that_sends_no_hello_is_closed_at_the_header_timeout() {
     })
     .await;
 }
+
+/// The formatted log lines, for the access-log test.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn every_connection_writes_one_access_line_with_route_kind_sni_and_bytes() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || writer.clone())
+        .finish();
+    // This test's runtime has one thread, so every task of the gateway logs here.
+    let _default = tracing::subscriber::set_default(subscriber);
+    bounded(async {
+        let (pki, _a, gw) = one_route(ListenerOptions::default()).await;
+        let mut tls = gw.connect(&pki, "a.example.com", &[]).await.unwrap();
+        greeting_and_echo(&mut tls).await;
+        drop(tls);
+        gw.counted("default/a", "default/a:443", "passthrough", "closed")
+            .await;
+    })
+    .await;
+    let text = String::from_utf8_lossy(&captured.0.lock().unwrap()).to_string();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("sluice::access"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    for field in [
+        "kind=\"TLSRoute\"",
+        "sni=\"a.example.com\"",
+        "mode=\"passthrough\"",
+        "route=default/a",
+        "backend=default/a:443",
+        "result=\"closed\"",
+        "bytes_in=",
+        "bytes_out=",
+    ] {
+        assert!(lines[0].contains(field), "{field} in {}", lines[0]);
+    }
+}

@@ -13,7 +13,9 @@
 //! without terminating. Every connection ends in one access-log line and one count of
 //! `sluice_tls_route_connections_total` (see [`Outcome`]).
 
+mod connect;
 mod metrics;
+mod record;
 mod splice;
 
 use std::net::SocketAddr;
@@ -29,7 +31,11 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub use metrics::TlsRouteMetrics;
+pub use record::Outcome;
 pub use splice::{splice, End, Traffic};
+
+use connect::{connect_tcp, connect_tls};
+use record::Record;
 
 use crate::upstream::{self, TlsOrigin};
 
@@ -75,45 +81,6 @@ impl Mode {
         match self {
             Mode::Passthrough => "passthrough",
             Mode::Terminate => "terminate",
-        }
-    }
-}
-
-/// How a connection ended: the `result` label and access-log field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Both sides closed.
-    Closed,
-    /// The SNI selects no TLSRoute on the listener.
-    NoRoute,
-    /// The pick was an invalid backendRef, or a Service with no ready endpoint.
-    NoBackend,
-    ConnectError,
-    ConnectTimeout,
-    /// The backend failed verification under its BackendTLSPolicy (terminate only).
-    BackendTls,
-    /// The client's handshake with Sluice failed (terminate only).
-    Handshake,
-    IdleTimeout,
-    /// A read or write failed mid-stream (reset, TLS error).
-    Error,
-    /// Still open when shutdown's grace period ran out.
-    Aborted,
-}
-
-impl Outcome {
-    pub fn label(self) -> &'static str {
-        match self {
-            Outcome::Closed => "closed",
-            Outcome::NoRoute => "no_route",
-            Outcome::NoBackend => "no_backend",
-            Outcome::ConnectError => "connect_error",
-            Outcome::ConnectTimeout => "connect_timeout",
-            Outcome::BackendTls => "backend_tls",
-            Outcome::Handshake => "tls_handshake",
-            Outcome::IdleTimeout => "idle_timeout",
-            Outcome::Error => "error",
-            Outcome::Aborted => "aborted",
         }
     }
 }
@@ -244,143 +211,5 @@ async fn stream<C>(
         End::Closed => record.finish(Outcome::Closed, None),
         End::Idle => record.finish(Outcome::IdleTimeout, None),
         End::Failed(e) => record.finish(Outcome::Error, Some(e.to_string())),
-    }
-}
-
-/// A backend connection, plain or TLS.
-trait BackendIo: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> BackendIo for T {}
-
-type Connected = Result<Box<dyn BackendIo>, (Outcome, String)>;
-
-async fn connect_tcp(endpoint: SocketAddr, timeout: Duration) -> Connected {
-    match tokio::time::timeout(timeout, TcpStream::connect(endpoint)).await {
-        Ok(Ok(tcp)) => {
-            // Small records of an interactive protocol must not wait out a delayed ACK.
-            let _ = tcp.set_nodelay(true);
-            Ok(Box::new(tcp))
-        }
-        Ok(Err(e)) => Err((
-            Outcome::ConnectError,
-            format!("connecting to {endpoint}: {e}"),
-        )),
-        Err(_) => Err((
-            Outcome::ConnectTimeout,
-            format!("connecting to {endpoint}: no answer within {timeout:?}"),
-        )),
-    }
-}
-
-async fn connect_tls(origin: &TlsOrigin, endpoint: SocketAddr) -> Connected {
-    use pingora_error::ErrorType;
-    match origin.open(endpoint).await {
-        Ok(tls) => Ok(Box::new(tls)),
-        Err(e) => {
-            let outcome = match e.etype() {
-                ErrorType::ConnectTimedout => Outcome::ConnectTimeout,
-                ErrorType::TLSHandshakeFailure | ErrorType::InvalidCert => Outcome::BackendTls,
-                _ => Outcome::ConnectError,
-            };
-            Err((outcome, e.to_string()))
-        }
-    }
-}
-
-/// One connection's access-log line and counts, written when it is dropped: on every return
-/// path, and when shutdown's grace period drops the connection's task mid-stream.
-struct Record {
-    metrics: TlsRouteMetrics,
-    mode: Mode,
-    gateway: String,
-    listener: String,
-    route: String,
-    backend: String,
-    upstream: Option<SocketAddr>,
-    peer: SocketAddr,
-    sni: Option<String>,
-    traffic: Traffic,
-    end: Option<(Outcome, Option<String>)>,
-}
-
-impl Record {
-    fn open(
-        settings: &TlsRouteSettings,
-        target: &Target,
-        peer: SocketAddr,
-        sni: Option<String>,
-    ) -> Record {
-        let metrics = settings.metrics.clone();
-        metrics
-            .active
-            .with_label_values(&[target.mode.label()])
-            .inc();
-        Record {
-            metrics,
-            mode: target.mode,
-            gateway: target.gateway.clone(),
-            listener: target.listener.clone(),
-            route: target
-                .route
-                .as_ref()
-                .map_or_else(String::new, |r| r.route.label.clone()),
-            backend: String::new(),
-            upstream: None,
-            peer,
-            sni,
-            traffic: Traffic::new(),
-            end: None,
-        }
-    }
-
-    fn finish(&mut self, outcome: Outcome, error: Option<String>) {
-        if let Some(e) = &error {
-            tracing::debug!(peer = %self.peer, sni = ?self.sni, result = outcome.label(), error = %e, "TLSRoute connection closed");
-        }
-        self.end = Some((outcome, error));
-    }
-}
-
-impl Drop for Record {
-    fn drop(&mut self) {
-        let (outcome, error) = self.end.take().unwrap_or((Outcome::Aborted, None));
-        let mode = self.mode.label();
-        let m = &self.metrics;
-        m.active.with_label_values(&[mode]).dec();
-        m.connections
-            .with_label_values(&[
-                &self.gateway,
-                &self.route,
-                &self.backend,
-                mode,
-                outcome.label(),
-            ])
-            .inc();
-        let bytes_in = self.traffic.upstream.load(Ordering::Relaxed);
-        let bytes_out = self.traffic.downstream.load(Ordering::Relaxed);
-        for (direction, n) in [("upstream", bytes_in), ("downstream", bytes_out)] {
-            if n > 0 {
-                m.bytes
-                    .with_label_values(&[&self.gateway, &self.route, direction])
-                    .inc_by(n);
-            }
-        }
-        tracing::info!(
-            target: "sluice::access",
-            kind = "TLSRoute",
-            client = %self.peer,
-            sni = self.sni.as_deref().unwrap_or(""),
-            gateway = %self.gateway,
-            listener = %self.listener,
-            mode,
-            route = %self.route,
-            backend = %self.backend,
-            upstream = self.upstream.map(|a| a.to_string()).unwrap_or_default(),
-            bytes_in,
-            bytes_out,
-            micros = self.traffic.elapsed().as_micros() as u64,
-            result = outcome.label(),
-            error,
-            "connection"
-        );
     }
 }

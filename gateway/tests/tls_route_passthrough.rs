@@ -307,3 +307,28 @@ async fn every_connection_writes_one_access_line_with_route_kind_sni_and_bytes()
         assert!(lines[0].contains(field), "{field} in {}", lines[0]);
     }
 }
+
+#[tokio::test]
+async fn a_hello_without_sni_takes_the_route_attached_without_hostname() {
+    bounded(async {
+        let pki = Pki::new("backend-ca");
+        // A client connecting to an IP address sends no SNI.
+        let any = StreamBackend::tls("any", pki.issue(&["127.0.0.1"])).await;
+        let gw = Gateway::start(|addr| {
+            let mut l = passthrough(vec![]);
+            l.tls_routes.any = Some(route("any", vec![(1, any.target())]));
+            snapshot(addr, vec![l])
+        })
+        .await;
+        let mut tls = gw.connect(&pki, "127.0.0.1", &[]).await.unwrap();
+        assert_eq!(greeting_and_echo(&mut tls).await, "any - -");
+        assert_eq!(
+            any.seen(),
+            vec![Seen {
+                sni: None,
+                alpn: None
+            }]
+        );
+    })
+    .await;
+}

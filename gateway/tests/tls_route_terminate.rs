@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_controller::snapshot::{
-    Backend, BackendProtocol, BackendTarget, BackendTls, BackendTlsMode, Listener, ListenerKind,
-    Trust,
+    Backend, BackendProtocol, BackendTarget, BackendTls, BackendTlsMode, ClientValidation,
+    ClientValidationMode, Listener, ListenerKind, Trust,
 };
 use sluice_test_support::proxy::bounded;
 use sluice_test_support::tls_route::{
@@ -221,6 +221,41 @@ async fn a_stream_open_at_shutdown_gets_the_grace_period_then_is_closed() {
             ])
             .get();
         assert_eq!(aborted, 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_terminate_listener_validates_client_certificates_when_asked() {
+    bounded(async {
+        let gateway_ca = Pki::new("gateway-ca");
+        let client_ca = Pki::new("client-ca");
+        let plain = StreamBackend::tcp("plain").await;
+        let gw = Gateway::start(|addr| {
+            let mut l = terminate("tls", &gateway_ca, &plain);
+            l.client_validation = Some(Arc::new(ClientValidation {
+                mode: ClientValidationMode::AllowValidOnly,
+                ca_config_maps: vec!["default/client-ca".into()],
+                verifier: client_ca.client_verifier(),
+            }));
+            snapshot(addr, vec![l])
+        })
+        .await;
+        let with_cert = gateway_ca.client_with(&["h2"], Some(client_ca.issue(&["client"])));
+        let mut tls = gw.connect_with(&with_cert, "t.example.com").await.unwrap();
+        assert_eq!(tls.get_ref().1.alpn_protocol(), None);
+        assert_eq!(greeting_and_echo(&mut tls).await, "plain - -");
+        // Without a certificate the handshake fails (under TLS 1.3 the client learns it at its
+        // first read) and nothing reaches the backend.
+        let refused = async {
+            let mut tls = gw.connect(&gateway_ca, "t.example.com", &[]).await?;
+            let mut buf = [0u8; 1];
+            tls.read_exact(&mut buf).await
+        };
+        assert!(refused.await.is_err());
+        gw.counted("default/t", "", "terminate", "tls_handshake")
+            .await;
+        assert_eq!(plain.seen().len(), 1);
     })
     .await;
 }

@@ -65,15 +65,49 @@ impl Pki {
 
     /// A client trusting only this CA, offering `alpn`.
     pub fn client(&self, alpn: &[&str]) -> TlsConnector {
+        self.client_with(alpn, None)
+    }
+
+    /// [`Pki::client`], presenting `certificate` when the server asks for one.
+    pub fn client_with(
+        &self,
+        alpn: &[&str],
+        certificate: Option<Arc<CertifiedKey>>,
+    ) -> TlsConnector {
         let mut roots = RootCertStore::empty();
         roots.add(self.der()).unwrap();
-        let mut config = ClientConfig::builder_with_provider(provider())
+        let builder = ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+            .with_root_certificates(roots);
+        let mut config = match certificate {
+            Some(c) => builder.with_client_cert_resolver(Arc::new(FixedClientCert(c))),
+            None => builder.with_no_client_auth(),
+        };
         config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
         TlsConnector::from(Arc::new(config))
+    }
+
+    /// Checks client certificates against this CA.
+    pub fn client_verifier(&self) -> Arc<dyn rustls::server::danger::ClientCertVerifier> {
+        let mut roots = RootCertStore::empty();
+        roots.add(self.der()).unwrap();
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()
+            .unwrap()
+    }
+}
+
+#[derive(Debug)]
+struct FixedClientCert(Arc<CertifiedKey>);
+
+impl rustls::client::ResolvesClientCert for FixedClientCert {
+    fn resolve(&self, _: &[&[u8]], _: &[rustls::SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
     }
 }
 
@@ -319,9 +353,18 @@ impl Gateway {
         sni: &str,
         alpn: &[&str],
     ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+        self.connect_with(&pki.client(alpn), sni).await
+    }
+
+    /// A TLS connection through the gateway with `client`, naming `sni`.
+    pub async fn connect_with(
+        &self,
+        client: &TlsConnector,
+        sni: &str,
+    ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
         let tcp = TcpStream::connect(self.addr).await?;
         let name = ServerName::try_from(sni.to_string()).unwrap();
-        pki.client(alpn).connect(name, tcp).await
+        client.connect(name, tcp).await
     }
 
     /// `sluice_tls_route_connections_total` for these labels (0 when never counted).

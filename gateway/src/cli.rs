@@ -8,6 +8,7 @@ pub mod kube_args;
 pub mod listener_args;
 pub mod mirror_args;
 pub mod retry_args;
+pub mod tls_route_args;
 pub mod upstream_args;
 pub mod validate;
 
@@ -70,6 +71,8 @@ pub struct GatewayArgs {
     pub retry: retry_args::RetryArgs,
     #[command(flatten)]
     pub upstream: upstream_args::UpstreamArgs,
+    #[command(flatten)]
+    pub tls_routes: tls_route_args::TlsRouteArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -139,6 +142,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 listeners,
                 retry,
                 upstream,
+                tls_routes,
             } = cli.gateway;
             // clap enforces --config without a subcommand; an empty path fails to load visibly.
             let mut opts = StandaloneOptions::new(config.unwrap_or_default());
@@ -152,6 +156,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             opts.proxy.edge = edge.into_limits(crate::edge::limits::raise_fd_limit());
             opts.proxy.upstream.retry = retry.into_settings();
             opts.proxy.upstream.tls_relays = upstream.into_relays();
+            opts.proxy.tls_routes = tls_routes.into_settings();
             opts.drain_delay = drain.delay;
             opts.shutdown_grace = drain.grace;
             let running = standalone::start(opts).await?;

@@ -18,6 +18,7 @@ use crate::metrics::{Metrics, MetricsError};
 use crate::mirror::metrics::MirrorMetrics;
 use crate::mirror::{MirrorEngine, MirrorOptions};
 use crate::proxy::{self, ProxySettings};
+use crate::tls_route::TlsRouteSettings;
 
 /// A serving data plane whose store is still empty: the caller attaches a source to `store`.
 pub struct DataPlane {
@@ -65,6 +66,10 @@ pub async fn start(
         h2c: settings.downstream_h2c,
         metrics: metrics.edge.clone(),
         bind_retry,
+        tls_routes: TlsRouteSettings {
+            metrics: metrics.tls_routes.clone(),
+            ..settings.tls_routes.clone()
+        },
     };
     let app = proxy::new_app(store.clone(), metrics.clone(), settings);
     let listeners = ListenerManager::start(store.clone(), app, options);

@@ -15,5 +15,6 @@ pub mod proxy;
 pub mod routing;
 pub mod standalone;
 pub mod tls;
+pub mod tls_route;
 pub mod transport;
 pub mod upstream;

@@ -8,6 +8,7 @@ mod accept;
 mod backoff;
 mod connections;
 mod drain;
+mod https;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -28,6 +29,7 @@ use connections::Connections;
 pub use drain::Drain;
 
 use crate::edge::{EdgeLimits, EdgeMetrics};
+use crate::tls_route::TlsRouteSettings;
 
 /// What every accepted connection is held to.
 #[derive(Debug, Clone, Default)]
@@ -38,6 +40,8 @@ pub struct ListenerOptions {
     pub metrics: EdgeMetrics,
     /// How soon an address that failed to bind is tried again when no publish comes first.
     pub bind_retry: BindBackoff,
+    /// Connections on `TLS` listeners: timeouts and metrics.
+    pub tls_routes: TlsRouteSettings,
 }
 
 /// Which addresses are being served, and why the others are not.

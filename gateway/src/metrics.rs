@@ -11,6 +11,7 @@ use prometheus::{
 use sluice_controller::publish::Store;
 
 use crate::edge::EdgeMetrics;
+use crate::tls_route::TlsRouteMetrics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
@@ -47,6 +48,8 @@ pub struct Metrics {
     pub retries: IntCounterVec,
     /// `sluice_downstream_*`: client connections and what the edge guard refused.
     pub edge: EdgeMetrics,
+    /// `sluice_tls_route_*`: streams on `TLS` listeners.
+    pub tls_routes: TlsRouteMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -93,12 +96,17 @@ impl Metrics {
             .map_err(MetricsError::Register)?;
         let edge = EdgeMetrics::default();
         edge.register(&registry).map_err(MetricsError::Register)?;
+        let tls_routes = TlsRouteMetrics::default();
+        tls_routes
+            .register(&registry)
+            .map_err(MetricsError::Register)?;
         Ok(Metrics {
             registry,
             requests,
             duration,
             retries,
             edge,
+            tls_routes,
         })
     }
 

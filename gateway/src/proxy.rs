@@ -77,6 +77,8 @@ pub struct ProxySettings {
     pub mirror: Option<Arc<MirrorEngine>>,
     /// What one client may cost: sizes, deadlines, the connection cap.
     pub edge: EdgeLimits,
+    /// Streams on `TLS` listeners (TLSRoutes): connect and idle timeouts.
+    pub tls_routes: crate::tls_route::TlsRouteSettings,
 }
 
 impl Default for ProxySettings {
@@ -86,6 +88,7 @@ impl Default for ProxySettings {
             downstream_h2c: true,
             mirror: None,
             edge: EdgeLimits::default(),
+            tls_routes: Default::default(),
         }
     }
 }

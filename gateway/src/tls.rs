@@ -5,6 +5,9 @@
 //! listener under client-certificate validation (Gateway `spec.tls.frontend`) is known only once
 //! the ClientHello's SNI is read, so the handshake starts lazily and then takes the server
 //! configuration that asks for that listener's client certificate.
+//!
+//! The accept loop reads the ClientHello first ([`hello::read`]) to learn which listener the
+//! connection is for; a handshake then replays those bytes ([`ReplayTcp`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,11 +18,12 @@ use rustls::server::{Acceptor as HelloReader, ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 use sluice_controller::publish::Store;
-use sluice_controller::snapshot::{Bind, ClientValidation, Listener};
-use tokio::net::TcpStream;
+use sluice_controller::snapshot::{Bind, ClientValidation, Listener, ListenerKind};
 use tokio_rustls::LazyConfigAcceptor;
 
-use crate::transport::TlsConn;
+use crate::transport::{ReplayTcp, TlsConn};
+
+pub mod hello;
 
 /// A client that has not finished its handshake by then is dropped.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -41,19 +45,32 @@ pub struct Acceptor {
     bind: SocketAddr,
     /// For listeners without client validation: no client certificate asked for.
     plain: Arc<ServerConfig>,
+    /// For TLS-terminate listeners without client validation: as `plain`, without ALPN.
+    opaque: Arc<ServerConfig>,
 }
 
-/// The acceptor for the HTTPS bind at `bind`: ring provider, ALPN `h2` then `http/1.1`.
+/// The acceptor for the HTTPS bind at `bind`: ring provider, ALPN `h2` then `http/1.1` for
+/// HTTPS listeners, none for TLS-terminate listeners.
 pub fn acceptor(store: Arc<Store>, bind: SocketAddr) -> Result<Acceptor, TlsError> {
-    let plain = server_config(store.clone(), bind, None)?;
-    Ok(Acceptor { store, bind, plain })
+    let plain = server_config(store.clone(), bind, None, true)?;
+    let opaque = server_config(store.clone(), bind, None, false)?;
+    Ok(Acceptor {
+        store,
+        bind,
+        plain,
+        opaque,
+    })
 }
 
-/// `validation`: ask for and check a client certificate with it.
+/// `validation`: ask for and check a client certificate with it. `http`: offer ALPN `h2` and
+/// `http/1.1`. A TLS-terminate listener offers none: what flows inside is the backend's
+/// protocol, unknown to Sluice, and agreeing to `h2` or `http/1.1` would tell the client
+/// something nobody checked (a client that requires ALPN fails the handshake instead).
 fn server_config(
     store: Arc<Store>,
     bind: SocketAddr,
     validation: Option<&ClientValidation>,
+    http: bool,
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ServerConfig::builder_with_provider(provider)
@@ -64,7 +81,9 @@ fn server_config(
         None => builder.with_no_client_auth(),
     };
     let mut config = builder.with_cert_resolver(Arc::new(SnapshotCertResolver { store, bind }));
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    if http {
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    }
     Ok(Arc::new(config))
 }
 
@@ -74,15 +93,17 @@ impl Acceptor {
     /// allocations next to the handshake's public-key operations.
     fn config_for(&self, sni: Option<&str>) -> Result<Arc<ServerConfig>, TlsError> {
         let snapshot = self.store.load();
-        let validation = snapshot
+        let listener = snapshot
             .binds
             .iter()
             .find(|b| b.address == self.bind)
-            .and_then(|b| listener_for(b, sni))
-            .and_then(|l| l.client_validation.as_deref());
-        match validation {
-            None => Ok(self.plain.clone()),
-            Some(v) => server_config(self.store.clone(), self.bind, Some(v)),
+            .and_then(|b| listener_for(b, sni));
+        let validation = listener.and_then(|l| l.client_validation.as_deref());
+        let http = listener.is_none_or(|l| l.kind == ListenerKind::Http);
+        match (validation, http) {
+            (None, true) => Ok(self.plain.clone()),
+            (None, false) => Ok(self.opaque.clone()),
+            (Some(v), http) => server_config(self.store.clone(), self.bind, Some(v), http),
         }
     }
 }
@@ -90,11 +111,18 @@ impl Acceptor {
 /// Runs the server handshake on an accepted connection, bounded by [`HANDSHAKE_TIMEOUT`].
 pub async fn accept(
     acceptor: &Acceptor,
-    tcp: TcpStream,
+    tcp: impl Into<ReplayTcp>,
     socket: SocketDigest,
 ) -> Result<TlsConn, TlsError> {
     let accepted_at = SystemTime::now();
     let started = Instant::now();
+    let tls = handshake(acceptor, tcp.into()).await?;
+    Ok(TlsConn::new(tls, socket, accepted_at, started.elapsed()))
+}
+
+/// The server handshake alone, bounded by [`HANDSHAKE_TIMEOUT`]: for TLS-terminate listeners,
+/// whose decrypted bytes are streamed rather than served as HTTP.
+pub async fn handshake(acceptor: &Acceptor, tcp: ReplayTcp) -> Result<TlsStream, TlsError> {
     let handshake = async {
         let start = LazyConfigAcceptor::new(HelloReader::default(), tcp)
             .await
@@ -102,11 +130,13 @@ pub async fn accept(
         let config = acceptor.config_for(start.client_hello().server_name())?;
         start.into_stream(config).await.map_err(TlsError::Handshake)
     };
-    let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
         .await
-        .map_err(|_| TlsError::HandshakeTimeout(HANDSHAKE_TIMEOUT))??;
-    Ok(TlsConn::new(tls, socket, accepted_at, started.elapsed()))
+        .map_err(|_| TlsError::HandshakeTimeout(HANDSHAKE_TIMEOUT))?
 }
+
+/// A terminated client connection.
+pub type TlsStream = tokio_rustls::server::TlsStream<ReplayTcp>;
 
 /// Chooses the certificate of the listener that SNI selects on one bind.
 #[derive(Debug)]
@@ -128,20 +158,19 @@ impl ResolvesServerCert for SnapshotCertResolver {
 }
 
 /// With SNI: the certificate of the listener whose hostname matches it. Without SNI: the first
-/// listener that has a certificate and no hostname (a client that sends no name cannot be
-/// matched against one). `None` fails the handshake.
+/// listener without hostname that has a certificate or passes connections through (a client
+/// that sends no name cannot be matched against one). `None` fails the handshake.
 pub fn certificate_for(bind: &Bind, sni: Option<&str>) -> Option<Arc<CertifiedKey>> {
     listener_for(bind, sni)?.tls.clone()
 }
 
 /// The listener a handshake with `sni` is for, by the rules of [`certificate_for`].
-fn listener_for<'a>(bind: &'a Bind, sni: Option<&str>) -> Option<&'a Listener> {
+pub fn listener_for<'a>(bind: &'a Bind, sni: Option<&str>) -> Option<&'a Listener> {
     match sni {
         Some(name) => bind.listener_for(&normalize_sni(name)),
-        None => bind
-            .listeners
-            .iter()
-            .find(|l| l.hostname.is_none() && l.tls.is_some()),
+        None => bind.listeners.iter().find(|l| {
+            l.hostname.is_none() && (l.tls.is_some() || l.kind == ListenerKind::TlsPassthrough)
+        }),
     }
 }
 

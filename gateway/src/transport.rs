@@ -7,6 +7,7 @@
 
 mod buffered_tcp;
 mod delegate;
+mod replay;
 mod tls_conn;
 
 use std::net::SocketAddr;
@@ -24,6 +25,7 @@ use crate::edge::{EdgeLimits, EdgeStream};
 
 pub use buffered_tcp::{BufferedTcp, WRITE_BUFFER};
 pub(crate) use delegate::delegate_async_io;
+pub use replay::ReplayTcp;
 pub use tls_conn::{Handshake, TlsConn};
 
 /// A plain-HTTP connection as the proxy serves it: `TCP_NODELAY` (without it, small responses

@@ -44,6 +44,9 @@ pub struct ProxyArgs {
     /// The same flags as standalone mode.
     #[command(flatten)]
     pub upstream: super::upstream_args::UpstreamArgs,
+    /// The same flags as standalone mode.
+    #[command(flatten)]
+    pub tls_routes: super::tls_route_args::TlsRouteArgs,
 }
 
 /// The controller: statuses and data-plane provisioning, one leader at a time.
@@ -113,6 +116,7 @@ impl ProxyArgs {
                     ..UpstreamSettings::default()
                 },
                 downstream_h2c: !self.listeners.no_h2c,
+                tls_routes: self.tls_routes.into_settings(),
                 ..ProxySettings::default()
             },
             mirror: self.mirror.into_options(),

@@ -166,26 +166,9 @@ async fn serve<A>(
     let stream: Stream = match protocol {
         Some(BindProtocol::Http) => transport::http_connection(tcp, peer, limits, h2c),
         Some(BindProtocol::Https) => {
-            transport::set_nodelay(&tcp, peer);
-            let socket = transport::socket_digest(&tcp, peer);
-            // A handshake is a head too: it gets the client header deadline.
-            let deadline = shared.options.limits.client_header_timeout;
-            match tokio::time::timeout(deadline, tls::accept(acceptor, tcp, socket)).await {
-                Ok(Ok(conn)) => transport::guarded(Box::new(conn), limits, h2c),
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, %address, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, %address, "TLS handshake timed out");
-                    shared
-                        .options
-                        .metrics
-                        .connections_rejected
-                        .with_label_values(&["tls_handshake"])
-                        .inc();
-                    return;
-                }
+            match super::https::serve_tls(shared, tcp, peer, address, acceptor).await {
+                Some(stream) => stream,
+                None => return,
             }
         }
         // The bind left the snapshot between accept and now; its socket is being closed.

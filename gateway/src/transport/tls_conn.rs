@@ -14,8 +14,9 @@ use pingora_core::protocols::{
     TimingDigest, UniqueID, UniqueIDType, ALPN,
 };
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
+
+use super::ReplayTcp;
 
 /// What the handshake told us that Pingora's digests have no field for.
 ///
@@ -43,7 +44,7 @@ impl Handshake {
 }
 
 pub struct TlsConn {
-    inner: TlsStream<TcpStream>,
+    inner: TlsStream<ReplayTcp>,
     ssl: Arc<SslDigest>,
     handshake: Arc<ProxyDigest>,
     alpn: Option<ALPN>,
@@ -53,7 +54,7 @@ pub struct TlsConn {
 
 impl TlsConn {
     pub(crate) fn new(
-        inner: TlsStream<TcpStream>,
+        inner: TlsStream<ReplayTcp>,
         socket: SocketDigest,
         accepted_at: SystemTime,
         handshake_time: Duration,

@@ -61,14 +61,7 @@ impl TlsOrigin {
         connect_timeout: Duration,
         relays: &Arc<RelayRegistry>,
     ) {
-        let mut key = std::collections::hash_map::DefaultHasher::new();
-        tls.fingerprint.hash(&mut key);
-        if let Some(c) = client_certificate {
-            for der in &c.cert {
-                der.as_ref().hash(&mut key);
-            }
-        }
-        peer.group_key = key.finish();
+        peer.group_key = group_key(tls, client_certificate);
         // HTTP/1.1 inside TLS: no ALPN is offered.
         peer.options.set_http_version(1, 1);
         let origin = Arc::new(TlsOrigin {
@@ -92,6 +85,22 @@ impl TlsOrigin {
         // Pingora would park the connection in its pool, then refuse to reuse it (a virtual
         // socket has no fd to check); closing it at once frees the backend's slot instead.
         peer.options.idle_timeout = Some(Duration::ZERO);
+    }
+
+    /// How one TLSRoute stream reaches a backend under `tls`: its own connection, never pooled
+    /// (the stream is the client's, start to end). Shares the session cache of HTTP peers
+    /// under the same policy and client certificate.
+    pub fn for_stream(
+        tls: &Arc<BackendTls>,
+        client_certificate: Option<&Arc<CertifiedKey>>,
+        connect_timeout: Duration,
+    ) -> TlsOrigin {
+        TlsOrigin {
+            key: group_key(tls, client_certificate),
+            tls: tls.clone(),
+            client_certificate: client_certificate.cloned(),
+            connect_timeout,
+        }
     }
 
     /// An origin trusting a fresh self-signed CA, for tests of the relays.
@@ -122,7 +131,7 @@ impl TlsOrigin {
     }
 
     /// TCP and the TLS handshake to `addr`, within the connect timeout.
-    pub(super) async fn open(&self, addr: SocketAddr) -> Result<TlsStream<TcpStream>> {
+    pub async fn open(&self, addr: SocketAddr) -> Result<TlsStream<TcpStream>> {
         match pingora_timeout::timeout(self.connect_timeout, self.handshake(addr)).await {
             Ok(r) => r,
             Err(_) => Error::e_explain(
@@ -205,6 +214,19 @@ impl L4Connect for TlsOrigin {
         let socket = TlsSocket { inner: stream };
         Ok(Stream::from(VirtualSocketStream::new(Box::new(socket))))
     }
+}
+
+/// One key per policy and client certificate: the pool key of HTTP peers and the session
+/// cache's.
+fn group_key(tls: &BackendTls, client_certificate: Option<&Arc<CertifiedKey>>) -> u64 {
+    let mut key = std::collections::hash_map::DefaultHasher::new();
+    tls.fingerprint.hash(&mut key);
+    if let Some(c) = client_certificate {
+        for der in &c.cert {
+            der.as_ref().hash(&mut key);
+        }
+    }
+    key.finish()
 }
 
 /// The encrypted stream as Pingora's virtual socket; socket options go to the TCP socket.

@@ -12,6 +12,7 @@
 //! - [`standalone`]: Sluice started from a config directory, the YAML pieces, reloads.
 //! - [`tls`]: a self-signed certificate and the HTTPS accept path.
 //! - [`raw`]: a recording raw HTTP/1.1 backend and a raw-socket client, for the edge suites.
+//! - [`tls_route`]: Sluice's listeners with TLS listeners, TLS and TCP backends, a TLS client.
 //!
 //! Waiting is bounded everywhere: [`until`] and [`within`] (from `sluice-testing`) panic naming
 //! what they waited for.
@@ -27,6 +28,7 @@ pub mod raw;
 pub mod servers;
 pub mod standalone;
 pub mod tls;
+pub mod tls_route;
 
 pub use sluice_testing::{until, within};
 

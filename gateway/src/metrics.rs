@@ -33,12 +33,13 @@ pub const NONE: &str = "";
 
 pub struct Metrics {
     pub registry: Registry,
-    /// `sluice_requests_total{gateway,route,backend,code}`: responses sent downstream, by the
-    /// Gateway (`namespace/name`), HTTPRoute (`namespace/name`), backend
-    /// (`namespace/service:port`) and status code. `route`/`backend` are empty when no route
-    /// matched or no backend was chosen; `code` is `0` when no response could be sent.
+    /// `sluice_requests_total{gateway,route,kind,backend,code}`: responses sent downstream, by
+    /// the Gateway (`namespace/name`), route (`namespace/name`) and its kind (`HTTPRoute`,
+    /// `GRPCRoute`), backend (`namespace/service:port`) and status code. `route`, `kind` and
+    /// `backend` are empty when no route matched or no backend was chosen; `code` is `0` when no
+    /// response could be sent.
     pub requests: IntCounterVec,
-    /// `sluice_request_duration_seconds{gateway,route}`: from the request head arriving to the
+    /// `sluice_request_duration_seconds{gateway,route,kind}`: from the request head arriving to the
     /// response finishing (or failing).
     pub duration: HistogramVec,
     /// `sluice_upstream_retries_total{route,reason}`: attempts sent again under a rule's `retry`
@@ -62,7 +63,7 @@ impl Metrics {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
             Opts::new("sluice_requests_total", "Responses sent to clients."),
-            &["gateway", "route", "backend", "code"],
+            &["gateway", "route", "kind", "backend", "code"],
         )
         .map_err(MetricsError::Register)?;
         let duration = HistogramVec::new(
@@ -71,7 +72,7 @@ impl Metrics {
                 "Time from request head to response end.",
             )
             .buckets(DURATION_BUCKETS.to_vec()),
-            &["gateway", "route"],
+            &["gateway", "route", "kind"],
         )
         .map_err(MetricsError::Register)?;
         let retries = IntCounterVec::new(
@@ -114,16 +115,17 @@ impl Metrics {
         &self,
         gateway: &str,
         route: &str,
+        kind: &str,
         backend: &str,
         code: u16,
         elapsed: Duration,
     ) {
         let code = code.to_string();
         self.requests
-            .with_label_values(&[gateway, route, backend, code.as_str()])
+            .with_label_values(&[gateway, route, kind, backend, code.as_str()])
             .inc();
         self.duration
-            .with_label_values(&[gateway, route])
+            .with_label_values(&[gateway, route, kind])
             .observe(elapsed.as_secs_f64());
     }
 
@@ -213,19 +215,20 @@ mod tests {
             m.record_request(
                 "ns/gw",
                 "ns/route",
+                "GRPCRoute",
                 "ns/svc:80",
                 200,
                 Duration::from_millis(3),
             );
         }
-        m.record_request("ns/gw", NONE, NONE, 404, Duration::from_millis(1));
+        m.record_request("ns/gw", NONE, NONE, NONE, 404, Duration::from_millis(1));
         let text = m.encode_text().unwrap();
         assert!(text.contains(
-            r#"sluice_requests_total{backend="ns/svc:80",code="200",gateway="ns/gw",route="ns/route"} 2"#
+            r#"sluice_requests_total{backend="ns/svc:80",code="200",gateway="ns/gw",kind="GRPCRoute",route="ns/route"} 2"#
         ), "{text}");
         assert!(text.contains(r#"code="404""#));
         assert!(text.contains(
-            r#"sluice_request_duration_seconds_count{gateway="ns/gw",route="ns/route"} 2"#
+            r#"sluice_request_duration_seconds_count{gateway="ns/gw",kind="GRPCRoute",route="ns/route"} 2"#
         ));
     }
 
@@ -257,7 +260,7 @@ mod tests {
     fn two_instances_do_not_share_a_registry() {
         let a = Metrics::new().unwrap();
         let b = Metrics::new().unwrap();
-        a.record_request("g", "r", "b", 200, Duration::ZERO);
+        a.record_request("g", "r", "HTTPRoute", "b", 200, Duration::ZERO);
         assert!(!b.encode_text().unwrap().contains("sluice_requests_total{"));
     }
 }

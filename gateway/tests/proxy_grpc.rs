@@ -1,0 +1,400 @@
+//! gRPC through the proxy app: Sluice's own answers to a gRPC call are Trailers-Only responses
+//! with a meaningful `grpc-status`, other requests keep their HTTP answers, `te: trailers`
+//! reaches an HTTP/2 backend, and metrics and the access log carry the route kind.
+#![allow(clippy::unwrap_used)]
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{HeaderMap, Request};
+use sluice_controller::snapshot::{BackendProtocol, BackendTarget, RouteEntry, RouteId, RouteKind};
+use sluice_test_support::proxy::{
+    self, action, any, bounded, entry, prefix, service_at, service_of, snapshot, EchoBackend,
+    Gateway,
+};
+use tokio::net::{TcpListener, TcpStream};
+use tracing_subscriber::util::SubscriberInitExt;
+
+const METHOD: &str = "/grpc.test.Echo/Call";
+/// An empty message: no compression, length 0.
+const EMPTY_MESSAGE: &[u8] = &[0, 0, 0, 0, 0];
+
+/// What a gRPC client saw of one call.
+struct Call {
+    status: u16,
+    headers: HeaderMap,
+    /// The response head ended the stream (Trailers-Only).
+    head_ended_stream: bool,
+    body: Vec<u8>,
+    trailers: Option<HeaderMap>,
+}
+
+impl Call {
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .map_or("", |v| v.to_str().unwrap_or(""))
+    }
+
+    /// `grpc-status` from the head (Trailers-Only) or else the trailers.
+    fn grpc_status(&self) -> Option<String> {
+        let from = |h: &HeaderMap| {
+            h.get("grpc-status")
+                .map(|v| v.to_str().unwrap().to_string())
+        };
+        from(&self.headers).or_else(|| self.trailers.as_ref().and_then(from))
+    }
+
+    /// A Trailers-Only answer with gRPC status `code`.
+    fn assert_trailers_only(&self, code: &str) {
+        assert_eq!(self.status, 200);
+        assert_eq!(self.header("content-type"), "application/grpc");
+        assert_eq!(self.header("grpc-status"), code, "{:?}", self.headers);
+        assert!(self.head_ended_stream, "the head must end the stream");
+        assert!(self.body.is_empty());
+        assert!(self.trailers.is_none());
+    }
+}
+
+/// One call over h2c with prior knowledge, `content_type` and `extra` request headers.
+async fn call_with(
+    addr: SocketAddr,
+    path: &str,
+    content_type: &str,
+    extra: &[(&str, &str)],
+) -> Call {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(conn);
+    let mut client = client.ready().await.unwrap();
+    let mut req = Request::builder()
+        .method("POST")
+        .uri(format!("http://{addr}{path}"))
+        .header("content-type", content_type)
+        .header("te", "trailers");
+    for (name, value) in extra {
+        req = req.header(*name, *value);
+    }
+    let (resp, mut send) = client.send_request(req.body(()).unwrap(), false).unwrap();
+    // An early answer may already have reset the stream; the answer is what matters.
+    let _ = send.send_data(Bytes::from_static(EMPTY_MESSAGE), true);
+    let (parts, mut body) = resp.await.unwrap().into_parts();
+    let head_ended_stream = body.is_end_stream();
+    let mut data = Vec::new();
+    while let Some(chunk) = body.data().await {
+        data.extend_from_slice(&chunk.unwrap());
+    }
+    let trailers = body.trailers().await.unwrap();
+    Call {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        head_ended_stream,
+        body: data,
+        trailers,
+    }
+}
+
+async fn call(addr: SocketAddr, path: &str) -> Call {
+    call_with(addr, path, "application/grpc", &[]).await
+}
+
+/// `entry` as the GRPCRoute translation writes it: kind `GRPCRoute`.
+fn grpc_entry(
+    name: &str,
+    path: &str,
+    backends: Vec<sluice_controller::snapshot::WeightedBackend>,
+) -> RouteEntry {
+    let mut e = entry(name, prefix(path), action(vec![], backends));
+    e.route = Arc::new(RouteId {
+        kind: RouteKind::Grpc,
+        ..(*e.route).clone()
+    });
+    e
+}
+
+/// A gateway whose only route is a GRPCRoute for `/grpc.test.Echo/` to `backends`.
+async fn grpc_gateway(backends: Vec<sluice_controller::snapshot::WeightedBackend>) -> Gateway {
+    Gateway::start(|addr| {
+        snapshot(
+            addr,
+            any(vec![grpc_entry("grpc", "/grpc.test.Echo/", backends)]),
+        )
+    })
+    .await
+}
+
+/// An address nothing listens on.
+async fn closed_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap()
+}
+
+#[tokio::test]
+async fn grpc_request_without_route_gets_unimplemented() {
+    bounded(async {
+        let backend = EchoBackend::start_h2c("grpc").await;
+        let gw = grpc_gateway(vec![service_at(
+            "default/grpc:50051",
+            backend.addr,
+            BackendProtocol::H2c,
+        )])
+        .await;
+        let answer = call(gw.addr, "/other.Service/Call").await;
+        answer.assert_trailers_only("12");
+        assert_eq!(answer.header("grpc-message"), "404 Not Found");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn grpc_request_to_backend_without_endpoints_gets_unavailable() {
+    bounded(async {
+        let gw = grpc_gateway(vec![service_of(
+            "default/grpc:50051",
+            vec![],
+            BackendProtocol::H2c,
+        )])
+        .await;
+        let answer = call(gw.addr, METHOD).await;
+        answer.assert_trailers_only("14");
+        assert!(
+            answer.header("grpc-message").contains("no ready endpoints"),
+            "{:?}",
+            answer.headers
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn grpc_request_to_unreachable_backend_gets_unavailable() {
+    bounded(async {
+        let gone = closed_port().await;
+        let gw = grpc_gateway(vec![service_at(
+            "default/grpc:50051",
+            gone,
+            BackendProtocol::H2c,
+        )])
+        .await;
+        call(gw.addr, METHOD).await.assert_trailers_only("14");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn grpc_request_to_invalid_backend_gets_internal() {
+    bounded(async {
+        let invalid = proxy::weighted(
+            1,
+            BackendTarget::Invalid {
+                reason: "Service default/missing not found".into(),
+            },
+        );
+        let gw = grpc_gateway(vec![invalid]).await;
+        call(gw.addr, METHOD).await.assert_trailers_only("13");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn non_grpc_requests_keep_their_http_error_answers() {
+    bounded(async {
+        let gw = grpc_gateway(vec![service_of(
+            "default/grpc:50051",
+            vec![],
+            BackendProtocol::H2c,
+        )])
+        .await;
+        // HTTP/2 without a gRPC content type, and gRPC-Web.
+        for content_type in ["application/json", "application/grpc-web+proto"] {
+            let answer = call_with(gw.addr, "/nowhere", content_type, &[]).await;
+            assert_eq!(answer.status, 404, "{content_type}");
+            assert_eq!(answer.grpc_status(), None);
+            let answer = call_with(gw.addr, METHOD, content_type, &[]).await;
+            assert_eq!(answer.status, 503, "{content_type}");
+            assert!(String::from_utf8_lossy(&answer.body).contains("no ready endpoints"));
+        }
+        // gRPC needs HTTP/2: the same content type over HTTP/1.1 is an HTTP request.
+        let resp = proxy::client()
+            .post(gw.url("/nowhere"))
+            .header("content-type", "application/grpc")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 404);
+        assert!(resp.headers().get("grpc-status").is_none());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn te_trailers_reaches_h2_backend() {
+    bounded(async {
+        let backend = EchoBackend::start_h2c("grpc").await;
+        let gw = grpc_gateway(vec![service_at(
+            "default/grpc:50051",
+            backend.addr,
+            BackendProtocol::H2c,
+        )])
+        .await;
+        let answer = call(gw.addr, METHOD).await;
+        assert_eq!(answer.status, 200);
+        let seen = backend.wait_seen(1).await;
+        assert_eq!(seen[0].version(), "HTTP/2.0");
+        assert_eq!(seen[0].path(), METHOD);
+        assert_eq!(seen[0].header("te"), vec!["trailers".to_string()]);
+        assert_eq!(
+            seen[0].header("content-type"),
+            vec!["application/grpc".to_string()]
+        );
+    })
+    .await;
+}
+
+/// An h2c gRPC backend whose every call ends with trailers `grpc-status: 5` (NOT_FOUND).
+async fn grpc_backend_answering_not_found() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut conn) = h2::server::handshake(tcp).await else {
+                    return;
+                };
+                while let Some(Ok((_req, mut respond))) = conn.accept().await {
+                    let head = http::Response::builder()
+                        .status(200)
+                        .header("content-type", "application/grpc")
+                        .body(())
+                        .unwrap();
+                    let Ok(mut send) = respond.send_response(head, false) else {
+                        continue;
+                    };
+                    let mut trailers = HeaderMap::new();
+                    trailers.insert("grpc-status", "5".parse().unwrap());
+                    trailers.insert("grpc-message", "no such thing".parse().unwrap());
+                    let _ = send.send_data(Bytes::from_static(EMPTY_MESSAGE), false);
+                    let _ = send.send_trailers(trailers);
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn backend_trailers_reach_the_grpc_client() {
+    bounded(async {
+        let backend = grpc_backend_answering_not_found().await;
+        let gw = grpc_gateway(vec![service_at(
+            "default/grpc:50051",
+            backend,
+            BackendProtocol::H2c,
+        )])
+        .await;
+        let answer = call(gw.addr, METHOD).await;
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.body, EMPTY_MESSAGE);
+        assert_eq!(answer.grpc_status().as_deref(), Some("5"));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn metrics_carry_the_route_kind() {
+    bounded(async {
+        let backend = EchoBackend::start_h2c("grpc").await;
+        let to = || vec![service_at("default/grpc:50051", backend.addr, BackendProtocol::H2c)];
+        let http = entry("web", prefix("/web"), action(vec![], to()));
+        let gw = Gateway::start(|addr| {
+            snapshot(addr, any(vec![grpc_entry("grpc", "/grpc.test.Echo/", to()), http]))
+        })
+        .await;
+        assert_eq!(call(gw.addr, METHOD).await.status, 200);
+        let resp = proxy::h2c_client().get(gw.url("/web")).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(call(gw.addr, "/nowhere.Service/Call").await.grpc_status().as_deref(), Some("12"));
+        let text = gw.metrics.encode_text().unwrap();
+        for series in [
+            r#"sluice_requests_total{backend="default/grpc:50051",code="200",gateway="default/gw",kind="GRPCRoute",route="default/grpc"} 1"#,
+            r#"sluice_requests_total{backend="default/grpc:50051",code="200",gateway="default/gw",kind="HTTPRoute",route="default/web"} 1"#,
+            r#"sluice_requests_total{backend="",code="200",gateway="default/gw",kind="",route=""} 1"#,
+            r#"sluice_request_duration_seconds_count{gateway="default/gw",kind="GRPCRoute",route="default/grpc"} 1"#,
+        ] {
+            assert!(text.contains(series), "{series} missing from\n{text}");
+        }
+    })
+    .await;
+}
+
+/// Everything logged while it is the thread's default subscriber.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn access_lines(&self) -> Vec<String> {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .lines()
+            .filter(|l| l.contains("sluice::access"))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// The default subscriber is per thread: the current-thread runtime runs the proxy's tasks on
+/// the test's thread, so they log to it.
+#[tokio::test(flavor = "current_thread")]
+async fn access_log_has_kind_and_grpc_status() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let _guard = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .set_default();
+    bounded(async {
+        let backend = grpc_backend_answering_not_found().await;
+        let gw = grpc_gateway(vec![service_at(
+            "default/grpc:50051",
+            backend,
+            BackendProtocol::H2c,
+        )])
+        .await;
+        assert_eq!(
+            call(gw.addr, METHOD).await.grpc_status().as_deref(),
+            Some("5")
+        );
+        assert_eq!(
+            call(gw.addr, "/nowhere.Service/Call")
+                .await
+                .grpc_status()
+                .as_deref(),
+            Some("12")
+        );
+        // The access line is written in the logging phase, after the answer went out.
+        while captured.access_lines().len() < 2 {
+            tokio::task::yield_now().await;
+        }
+        let lines = captured.access_lines();
+        let logged = |kind: &str, status: &str| {
+            lines
+                .iter()
+                .any(|l| l.contains(&format!("kind={kind:?}")) && l.contains(status))
+        };
+        assert!(logged("GRPCRoute", "grpc_status=5"), "{lines:?}");
+        assert!(logged("", "grpc_status=12"), "{lines:?}");
+    })
+    .await;
+}

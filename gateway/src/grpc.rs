@@ -2,6 +2,8 @@
 //! client should see for an answer Sluice gives itself, and that answer as a Trailers-Only
 //! response (see `docs/request-lifecycle.md`, "Answers to gRPC calls").
 
+use std::time::Duration;
+
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderName, Version};
 use pingora_error::{ErrorType, Result};
@@ -9,6 +11,7 @@ use pingora_http::{RequestHeader, ResponseHeader};
 
 pub const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 pub const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
+pub const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 
 /// The gRPC status codes Sluice answers with (grpc/doc/statuscodes.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +102,26 @@ pub fn status_in(headers: &HeaderMap) -> Option<u32> {
     headers.get(GRPC_STATUS)?.to_str().ok()?.trim().parse().ok()
 }
 
+/// A call's `grpc-timeout` (PROTOCOL-HTTP2.md: at most 8 digits, then `H`, `M`, `S`, `m`,
+/// `u` or `n`); `None` when absent or malformed (a malformed one is ignored, not refused).
+pub fn timeout_of(req: &RequestHeader) -> Option<Duration> {
+    let value = req.headers.get(GRPC_TIMEOUT)?.as_bytes();
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    Some(match unit {
+        b"H" => Duration::from_secs(n * 3600),
+        b"M" => Duration::from_secs(n * 60),
+        b"S" => Duration::from_secs(n),
+        b"m" => Duration::from_millis(n),
+        b"u" => Duration::from_micros(n),
+        b"n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
 /// `grpc-message` is percent-encoded: every byte outside printable ASCII, and `%` itself
 /// (PROTOCOL-HTTP2.md, "Responses").
 fn percent_encode(message: &str) -> String {
@@ -165,6 +188,28 @@ mod tests {
             Code::for_error(504, &ErrorType::ReadTimedout),
             Code::DeadlineExceeded
         );
+    }
+
+    #[test]
+    fn grpc_timeouts_parse_in_every_unit_and_malformed_ones_are_ignored() {
+        let timeout = |value: &str| {
+            let mut req = request(Version::HTTP_2, Some("application/grpc"));
+            req.insert_header(GRPC_TIMEOUT, value).unwrap();
+            timeout_of(&req)
+        };
+        assert_eq!(timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(timeout("2M"), Some(Duration::from_secs(120)));
+        assert_eq!(timeout("3S"), Some(Duration::from_secs(3)));
+        assert_eq!(timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(
+            timeout("99999999u"),
+            Some(Duration::from_micros(99_999_999))
+        );
+        assert_eq!(timeout("0n"), Some(Duration::ZERO));
+        for bad in ["", "S", "123456789S", "10", "10s", "-1S", "1.5S", " 1S"] {
+            assert_eq!(timeout(bad), None, "{bad:?}");
+        }
+        assert_eq!(timeout_of(&request(Version::HTTP_2, None)), None);
     }
 
     #[test]

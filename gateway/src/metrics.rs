@@ -42,6 +42,11 @@ pub struct Metrics {
     /// `sluice_request_duration_seconds{gateway,route,kind}`: from the request head arriving to the
     /// response finishing (or failing).
     pub duration: HistogramVec,
+    /// `sluice_grpc_responses_total{gateway,route,grpc_status}`: answers to gRPC calls by their
+    /// `grpc-status` (Sluice's own, or the backend's head or trailers; empty when the answer
+    /// carried none, such as a plain HTTP error or a stream cut short). Their HTTP status is
+    /// 200 in `sluice_requests_total` whatever the outcome.
+    pub grpc: IntCounterVec,
     /// `sluice_upstream_retries_total{route,reason}`: attempts sent again under a rule's `retry`
     /// policy, by why the previous attempt failed (`status`, `connection_error`,
     /// `backend_timeout`).
@@ -75,6 +80,14 @@ impl Metrics {
             &["gateway", "route", "kind"],
         )
         .map_err(MetricsError::Register)?;
+        let grpc = IntCounterVec::new(
+            Opts::new(
+                "sluice_grpc_responses_total",
+                "Answers to gRPC calls by grpc-status.",
+            ),
+            &["gateway", "route", "grpc_status"],
+        )
+        .map_err(MetricsError::Register)?;
         let retries = IntCounterVec::new(
             Opts::new(
                 "sluice_upstream_retries_total",
@@ -92,12 +105,16 @@ impl Metrics {
         registry
             .register(Box::new(duration.clone()))
             .map_err(MetricsError::Register)?;
+        registry
+            .register(Box::new(grpc.clone()))
+            .map_err(MetricsError::Register)?;
         let edge = EdgeMetrics::default();
         edge.register(&registry).map_err(MetricsError::Register)?;
         Ok(Metrics {
             registry,
             requests,
             duration,
+            grpc,
             retries,
             edge,
         })
@@ -127,6 +144,14 @@ impl Metrics {
         self.duration
             .with_label_values(&[gateway, route, kind])
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// The answer to one gRPC call, with its `grpc-status` if it carried one.
+    pub fn record_grpc_call(&self, gateway: &str, route: &str, grpc_status: Option<u32>) {
+        let status = grpc_status.map(|s| s.to_string()).unwrap_or_default();
+        self.grpc
+            .with_label_values(&[gateway, route, status.as_str()])
+            .inc();
     }
 
     /// One retry of an upstream attempt on `route`, for `reason`.

@@ -517,6 +517,10 @@ impl ProxyHttp for SluiceProxy {
             code,
             elapsed,
         );
+        if ctx.grpc_call {
+            self.metrics
+                .record_grpc_call(&ctx.gateway, ctx.route_label(), ctx.grpc_status);
+        }
         let req = session.req_header();
         // A refused request's head is the edge's marker, not what the client sent.
         let path = if ctx.rejected.is_some() {

@@ -5,7 +5,7 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use http::{HeaderMap, Request};
@@ -15,7 +15,6 @@ use sluice_test_support::proxy::{
     Gateway,
 };
 use tokio::net::{TcpListener, TcpStream};
-use tracing_subscriber::util::SubscriberInitExt;
 
 const METHOD: &str = "/grpc.test.Echo/Call";
 /// An empty message: no compression, length 0.
@@ -322,6 +321,7 @@ async fn metrics_carry_the_route_kind() {
             r#"sluice_requests_total{backend="default/grpc:50051",code="200",gateway="default/gw",kind="HTTPRoute",route="default/web"} 1"#,
             r#"sluice_requests_total{backend="",code="200",gateway="default/gw",kind="",route=""} 1"#,
             r#"sluice_request_duration_seconds_count{gateway="default/gw",kind="GRPCRoute",route="default/grpc"} 1"#,
+            r#"sluice_grpc_responses_total{gateway="default/gw",grpc_status="12",route=""} 1"#,
         ] {
             assert!(text.contains(series), "{series} missing from\n{text}");
         }
@@ -329,7 +329,8 @@ async fn metrics_carry_the_route_kind() {
     .await;
 }
 
-/// Everything logged while it is the thread's default subscriber.
+/// Everything this test binary logs: one global subscriber, as a per-thread default can miss
+/// events while other tests run (tracing caches each call site's interest process-wide).
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
 
@@ -345,56 +346,101 @@ impl Write for Captured {
 }
 
 impl Captured {
-    fn access_lines(&self) -> Vec<String> {
+    fn global() -> &'static Captured {
+        static CAPTURED: OnceLock<Captured> = OnceLock::new();
+        CAPTURED.get_or_init(|| {
+            let captured = Captured::default();
+            let writer = captured.clone();
+            tracing_subscriber::fmt()
+                .with_ansi(false)
+                .with_writer(move || writer.clone())
+                .init();
+            captured
+        })
+    }
+
+    /// The access lines that mention `needle`.
+    fn access_lines(&self, needle: &str) -> Vec<String> {
         String::from_utf8_lossy(&self.0.lock().unwrap())
             .lines()
-            .filter(|l| l.contains("sluice::access"))
+            .filter(|l| l.contains("sluice::access") && l.contains(needle))
             .map(str::to_string)
             .collect()
     }
+
+    /// The access lines that mention `needle`, once there are `n`.
+    async fn wait_access_lines(&self, needle: &str, n: usize) -> Vec<String> {
+        loop {
+            let lines = self.access_lines(needle);
+            if lines.len() >= n {
+                return lines;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
 }
 
-/// The default subscriber is per thread: the current-thread runtime runs the proxy's tasks on
-/// the test's thread, so they log to it.
-#[tokio::test(flavor = "current_thread")]
+#[tokio::test]
 async fn access_log_has_kind_and_grpc_status() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let _guard = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .set_default();
+    let captured = Captured::global();
     bounded(async {
         let backend = grpc_backend_answering_not_found().await;
+        let gw = Gateway::start(|addr| {
+            let backends = vec![service_at(
+                "default/logged:50051",
+                backend,
+                BackendProtocol::H2c,
+            )];
+            snapshot(
+                addr,
+                any(vec![grpc_entry("logged", "/logged.Echo/", backends)]),
+            )
+        })
+        .await;
+        let answer = call(gw.addr, "/logged.Echo/Call").await;
+        assert_eq!(answer.grpc_status().as_deref(), Some("5"));
+        let answer = call(gw.addr, "/logged.Nowhere/Call").await;
+        assert_eq!(answer.grpc_status().as_deref(), Some("12"));
+        // The access line is written in the logging phase, after the answer went out.
+        let routed = captured.wait_access_lines("/logged.Echo/Call", 1).await;
+        assert!(
+            routed[0].contains(r#"route="default/logged" kind="GRPCRoute""#)
+                && routed[0].contains("grpc_status=5"),
+            "{routed:?}"
+        );
+        let unrouted = captured.wait_access_lines("/logged.Nowhere/Call", 1).await;
+        assert!(
+            unrouted[0].contains(r#"route="" kind="""#) && unrouted[0].contains("grpc_status=12"),
+            "{unrouted:?}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn grpc_timeout_shorter_than_the_route_ends_the_call_with_deadline_exceeded() {
+    bounded(async {
+        let backend = EchoBackend::start_h2c("slow").await;
         let gw = grpc_gateway(vec![service_at(
-            "default/grpc:50051",
-            backend,
+            "default/slow:50051",
+            backend.addr,
             BackendProtocol::H2c,
         )])
         .await;
-        assert_eq!(
-            call(gw.addr, METHOD).await.grpc_status().as_deref(),
-            Some("5")
+        let started = std::time::Instant::now();
+        let slow = [("x-delay-ms", "5000"), ("grpc-timeout", "100m")];
+        let answer = call_with(gw.addr, METHOD, "application/grpc", &slow).await;
+        answer.assert_trailers_only("4");
+        assert!(started.elapsed() < std::time::Duration::from_secs(4));
+        // The deadline is the call's: one without grpc-timeout is answered.
+        let quick = call_with(gw.addr, METHOD, "application/grpc", &[("x-delay-ms", "1")]).await;
+        assert_eq!(quick.status, 200);
+        assert_eq!(quick.grpc_status(), None);
+        let text = gw.metrics.encode_text().unwrap();
+        assert!(
+            text.contains(r#"sluice_grpc_responses_total{gateway="default/gw",grpc_status="4",route="default/grpc"} 1"#),
+            "{text}"
         );
-        assert_eq!(
-            call(gw.addr, "/nowhere.Service/Call")
-                .await
-                .grpc_status()
-                .as_deref(),
-            Some("12")
-        );
-        // The access line is written in the logging phase, after the answer went out.
-        while captured.access_lines().len() < 2 {
-            tokio::task::yield_now().await;
-        }
-        let lines = captured.access_lines();
-        let logged = |kind: &str, status: &str| {
-            lines
-                .iter()
-                .any(|l| l.contains(&format!("kind={kind:?}")) && l.contains(status))
-        };
-        assert!(logged("GRPCRoute", "grpc_status=5"), "{lines:?}");
-        assert!(logged("", "grpc_status=12"), "{lines:?}");
     })
     .await;
 }

@@ -64,7 +64,10 @@ fn dns(name: &str) -> SanType {
 /// An echo pod serving TLS with `cert` on 127.0.0.1:0; with `client_ca`, it checks client
 /// certificates and reports them (`tls.peerCertificates`).
 async fn tls_echo(cert: &(String, String), client_ca: Option<&str>) -> (Arc<EchoPod>, SocketAddr) {
-    let config = tls_server_config(&cert.0, &cert.1, client_ca).unwrap();
+    serve_tls_echo(tls_server_config(&cert.0, &cert.1, client_ca).unwrap()).await
+}
+
+async fn serve_tls_echo(config: Arc<rustls::ServerConfig>) -> (Arc<EchoPod>, SocketAddr) {
     let pod = Arc::new(EchoPod::new(EchoIdentity {
         pod: "tls-backend".into(),
         namespace: "default".into(),
@@ -542,17 +545,7 @@ async fn a_tls_backend_answering_before_the_body_gets_no_more_of_it_and_is_not_r
 async fn tls_echo_with_alpn(cert: &(String, String), alpn: &[&[u8]]) -> SocketAddr {
     let mut config = (*tls_server_config(&cert.0, &cert.1, None).unwrap()).clone();
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    let pod = Arc::new(EchoPod::new(EchoIdentity {
-        pod: "grpc-tls-backend".into(),
-        namespace: "default".into(),
-        service: String::new(),
-        ingress: String::new(),
-        http_port: "8443".into(),
-    }));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(serve_port(listener, pod, EchoPort::Https(Arc::new(config))));
-    addr
+    serve_tls_echo(Arc::new(config)).await.1
 }
 
 /// A gRPC-shaped call (HTTP/2, `application/grpc`) through `gw`.

@@ -3,13 +3,15 @@
 //! reaches an HTTP/2 backend, and metrics and the access log carry the route kind.
 #![allow(clippy::unwrap_used)]
 
-use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use http::{HeaderMap, Request};
-use sluice_controller::snapshot::{BackendProtocol, BackendTarget, RouteEntry, RouteId, RouteKind};
+use sluice_controller::snapshot::{
+    BackendProtocol, BackendTarget, RouteEntry, RouteId, RouteKind, WeightedBackend,
+};
+use sluice_test_support::logs::Captured;
 use sluice_test_support::proxy::{
     self, action, any, bounded, entry, prefix, service_at, service_of, snapshot, EchoBackend,
     Gateway,
@@ -100,11 +102,7 @@ async fn call(addr: SocketAddr, path: &str) -> Call {
 }
 
 /// `entry` as the GRPCRoute translation writes it: kind `GRPCRoute`.
-fn grpc_entry(
-    name: &str,
-    path: &str,
-    backends: Vec<sluice_controller::snapshot::WeightedBackend>,
-) -> RouteEntry {
+fn grpc_entry(name: &str, path: &str, backends: Vec<WeightedBackend>) -> RouteEntry {
     let mut e = entry(name, prefix(path), action(vec![], backends));
     e.route = Arc::new(RouteId {
         kind: RouteKind::Grpc,
@@ -114,13 +112,32 @@ fn grpc_entry(
 }
 
 /// A gateway whose only route is a GRPCRoute for `/grpc.test.Echo/` to `backends`.
-async fn grpc_gateway(backends: Vec<sluice_controller::snapshot::WeightedBackend>) -> Gateway {
+async fn grpc_gateway(backends: Vec<WeightedBackend>) -> Gateway {
     Gateway::start(|addr| {
         snapshot(
             addr,
             any(vec![grpc_entry("grpc", "/grpc.test.Echo/", backends)]),
         )
     })
+    .await
+}
+
+/// [`grpc_gateway`] to one h2c endpoint.
+async fn grpc_gateway_to(addr: SocketAddr) -> Gateway {
+    grpc_gateway(vec![h2c_service(addr)]).await
+}
+
+fn h2c_service(addr: SocketAddr) -> WeightedBackend {
+    service_at("default/grpc:50051", addr, BackendProtocol::H2c)
+}
+
+/// [`grpc_gateway`] to a Service with no ready endpoint.
+async fn grpc_gateway_without_endpoints() -> Gateway {
+    grpc_gateway(vec![service_of(
+        "default/grpc:50051",
+        vec![],
+        BackendProtocol::H2c,
+    )])
     .await
 }
 
@@ -134,12 +151,7 @@ async fn closed_port() -> SocketAddr {
 async fn grpc_request_without_route_gets_unimplemented() {
     bounded(async {
         let backend = EchoBackend::start_h2c("grpc").await;
-        let gw = grpc_gateway(vec![service_at(
-            "default/grpc:50051",
-            backend.addr,
-            BackendProtocol::H2c,
-        )])
-        .await;
+        let gw = grpc_gateway_to(backend.addr).await;
         let answer = call(gw.addr, "/other.Service/Call").await;
         answer.assert_trailers_only("12");
         assert_eq!(answer.header("grpc-message"), "404 Not Found");
@@ -150,12 +162,7 @@ async fn grpc_request_without_route_gets_unimplemented() {
 #[tokio::test]
 async fn grpc_request_to_backend_without_endpoints_gets_unavailable() {
     bounded(async {
-        let gw = grpc_gateway(vec![service_of(
-            "default/grpc:50051",
-            vec![],
-            BackendProtocol::H2c,
-        )])
-        .await;
+        let gw = grpc_gateway_without_endpoints().await;
         let answer = call(gw.addr, METHOD).await;
         answer.assert_trailers_only("14");
         assert!(
@@ -171,12 +178,7 @@ async fn grpc_request_to_backend_without_endpoints_gets_unavailable() {
 async fn grpc_request_to_unreachable_backend_gets_unavailable() {
     bounded(async {
         let gone = closed_port().await;
-        let gw = grpc_gateway(vec![service_at(
-            "default/grpc:50051",
-            gone,
-            BackendProtocol::H2c,
-        )])
-        .await;
+        let gw = grpc_gateway_to(gone).await;
         call(gw.addr, METHOD).await.assert_trailers_only("14");
     })
     .await;
@@ -200,12 +202,7 @@ async fn grpc_request_to_invalid_backend_gets_internal() {
 #[tokio::test]
 async fn non_grpc_requests_keep_their_http_error_answers() {
     bounded(async {
-        let gw = grpc_gateway(vec![service_of(
-            "default/grpc:50051",
-            vec![],
-            BackendProtocol::H2c,
-        )])
-        .await;
+        let gw = grpc_gateway_without_endpoints().await;
         // HTTP/2 without a gRPC content type, and gRPC-Web.
         for content_type in ["application/json", "application/grpc-web+proto"] {
             let answer = call_with(gw.addr, "/nowhere", content_type, &[]).await;
@@ -232,12 +229,7 @@ async fn non_grpc_requests_keep_their_http_error_answers() {
 async fn te_trailers_reaches_h2_backend() {
     bounded(async {
         let backend = EchoBackend::start_h2c("grpc").await;
-        let gw = grpc_gateway(vec![service_at(
-            "default/grpc:50051",
-            backend.addr,
-            BackendProtocol::H2c,
-        )])
-        .await;
+        let gw = grpc_gateway_to(backend.addr).await;
         let answer = call(gw.addr, METHOD).await;
         assert_eq!(answer.status, 200);
         let seen = backend.wait_seen(1).await;
@@ -287,12 +279,7 @@ async fn grpc_backend_answering_not_found() -> SocketAddr {
 async fn backend_trailers_reach_the_grpc_client() {
     bounded(async {
         let backend = grpc_backend_answering_not_found().await;
-        let gw = grpc_gateway(vec![service_at(
-            "default/grpc:50051",
-            backend,
-            BackendProtocol::H2c,
-        )])
-        .await;
+        let gw = grpc_gateway_to(backend).await;
         let answer = call(gw.addr, METHOD).await;
         assert_eq!(answer.status, 200);
         assert_eq!(answer.body, EMPTY_MESSAGE);
@@ -305,7 +292,7 @@ async fn backend_trailers_reach_the_grpc_client() {
 async fn metrics_carry_the_route_kind() {
     bounded(async {
         let backend = EchoBackend::start_h2c("grpc").await;
-        let to = || vec![service_at("default/grpc:50051", backend.addr, BackendProtocol::H2c)];
+        let to = || vec![h2c_service(backend.addr)];
         let http = entry("web", prefix("/web"), action(vec![], to()));
         let gw = Gateway::start(|addr| {
             snapshot(addr, any(vec![grpc_entry("grpc", "/grpc.test.Echo/", to()), http]))
@@ -331,58 +318,38 @@ async fn metrics_carry_the_route_kind() {
 
 /// Everything this test binary logs: one global subscriber, as a per-thread default can miss
 /// events while other tests run (tracing caches each call site's interest process-wide).
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+fn captured_logs() -> &'static Captured {
+    static CAPTURED: OnceLock<Captured> = OnceLock::new();
+    CAPTURED.get_or_init(|| {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .init();
+        captured
+    })
 }
 
-impl Captured {
-    fn global() -> &'static Captured {
-        static CAPTURED: OnceLock<Captured> = OnceLock::new();
-        CAPTURED.get_or_init(|| {
-            let captured = Captured::default();
-            let writer = captured.clone();
-            tracing_subscriber::fmt()
-                .with_ansi(false)
-                .with_writer(move || writer.clone())
-                .init();
-            captured
-        })
-    }
-
-    /// The access lines that mention `needle`.
-    fn access_lines(&self, needle: &str) -> Vec<String> {
-        String::from_utf8_lossy(&self.0.lock().unwrap())
+/// The access lines that mention `needle`, once there are `n`.
+async fn wait_access_lines(captured: &Captured, needle: &str, n: usize) -> Vec<String> {
+    loop {
+        let lines: Vec<String> = captured
+            .text()
             .lines()
             .filter(|l| l.contains("sluice::access") && l.contains(needle))
             .map(str::to_string)
-            .collect()
-    }
-
-    /// The access lines that mention `needle`, once there are `n`.
-    async fn wait_access_lines(&self, needle: &str, n: usize) -> Vec<String> {
-        loop {
-            let lines = self.access_lines(needle);
-            if lines.len() >= n {
-                return lines;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            .collect();
+        if lines.len() >= n {
+            return lines;
         }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
 }
 
 #[tokio::test]
 async fn access_log_has_kind_and_grpc_status() {
-    let captured = Captured::global();
+    let captured = captured_logs();
     bounded(async {
         let backend = grpc_backend_answering_not_found().await;
         let gw = Gateway::start(|addr| {
@@ -402,13 +369,13 @@ async fn access_log_has_kind_and_grpc_status() {
         let answer = call(gw.addr, "/logged.Nowhere/Call").await;
         assert_eq!(answer.grpc_status().as_deref(), Some("12"));
         // The access line is written in the logging phase, after the answer went out.
-        let routed = captured.wait_access_lines("/logged.Echo/Call", 1).await;
+        let routed = wait_access_lines(captured, "/logged.Echo/Call", 1).await;
         assert!(
             routed[0].contains(r#"route="default/logged" kind="GRPCRoute""#)
                 && routed[0].contains("grpc_status=5"),
             "{routed:?}"
         );
-        let unrouted = captured.wait_access_lines("/logged.Nowhere/Call", 1).await;
+        let unrouted = wait_access_lines(captured, "/logged.Nowhere/Call", 1).await;
         assert!(
             unrouted[0].contains(r#"route="" kind="""#) && unrouted[0].contains("grpc_status=12"),
             "{unrouted:?}"
@@ -421,12 +388,7 @@ async fn access_log_has_kind_and_grpc_status() {
 async fn grpc_timeout_shorter_than_the_route_ends_the_call_with_deadline_exceeded() {
     bounded(async {
         let backend = EchoBackend::start_h2c("slow").await;
-        let gw = grpc_gateway(vec![service_at(
-            "default/slow:50051",
-            backend.addr,
-            BackendProtocol::H2c,
-        )])
-        .await;
+        let gw = grpc_gateway_to(backend.addr).await;
         let started = std::time::Instant::now();
         let slow = [("x-delay-ms", "5000"), ("grpc-timeout", "100m")];
         let answer = call_with(gw.addr, METHOD, "application/grpc", &slow).await;

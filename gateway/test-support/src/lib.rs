@@ -9,6 +9,7 @@
 //! - [`servers`]: backends for mirroring and faults (recording, down, blackhole, slow, reset…).
 //! - [`standalone`]: Sluice started from a config directory, the YAML pieces, reloads.
 //! - [`raw`]: a recording raw HTTP/1.1 backend and a raw-socket client, for the edge suites.
+//! - [`logs`]: a log writer that keeps what it is given.
 //!
 //! Waiting is bounded everywhere: [`until`] and [`within`] (from `sluice-testing`) panic naming
 //! what they waited for.
@@ -17,6 +18,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod echo;
+pub mod logs;
 pub mod mirror;
 pub mod proxy;
 pub mod raw;

@@ -17,6 +17,9 @@
 //! - `fail_to_connect` / `error_while_proxy`: the retry decision (`retrying`).
 //! - `fail_to_proxy`: the error status (timeouts → 504).
 //! - `logging`: metrics and the access log line.
+//!
+//! Sluice's own answers, from any phase, are written by `answer`: a gRPC call gets a
+//! Trailers-Only response with a `grpc-status` (`crate::grpc`).
 
 mod answer;
 mod ctx;

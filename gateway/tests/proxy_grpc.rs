@@ -9,7 +9,8 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 use http::{HeaderMap, Request};
 use sluice_controller::snapshot::{
-    BackendProtocol, BackendTarget, RouteEntry, RouteId, RouteKind, WeightedBackend,
+    Allowed, BackendProtocol, BackendTarget, Cors, Filter, OriginPattern, RouteEntry, RouteId,
+    RouteKind, WeightedBackend,
 };
 use sluice_test_support::logs::Captured;
 use sluice_test_support::proxy::{
@@ -402,6 +403,41 @@ async fn grpc_timeout_shorter_than_the_route_ends_the_call_with_deadline_exceede
         assert!(
             text.contains(r#"sluice_grpc_responses_total{gateway="default/gw",grpc_status="4",route="default/grpc"} 1"#),
             "{text}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn own_answers_to_an_allowed_origin_keep_the_cors_fields() {
+    bounded(async {
+        let cors = Cors {
+            allow_origins: vec![OriginPattern::parse("https://app.example.com").unwrap()],
+            allow_credentials: false,
+            allow_methods: Allowed::Only(vec![http::Method::POST]),
+            allow_headers: Allowed::Only(vec![]),
+            expose_headers: Allowed::Only(vec![http::HeaderName::from_static("grpc-status")]),
+            max_age: 0,
+        };
+        let no_endpoints = service_of("default/grpc:50051", vec![], BackendProtocol::H2c);
+        let gw = Gateway::start(|addr| {
+            let rule = action(vec![Filter::Cors(cors)], vec![no_endpoints]);
+            snapshot(addr, any(vec![entry("r", prefix("/"), rule)]))
+        })
+        .await;
+        let origin = [("origin", "https://app.example.com")];
+        let grpc = call_with(gw.addr, METHOD, "application/grpc", &origin).await;
+        grpc.assert_trailers_only("14");
+        assert_eq!(
+            grpc.header("access-control-allow-origin"),
+            "https://app.example.com"
+        );
+        // The same 503 as plain HTTP (its text answer) carries them too.
+        let http = call_with(gw.addr, METHOD, "application/json", &origin).await;
+        assert_eq!(http.status, 503);
+        assert_eq!(
+            http.header("access-control-allow-origin"),
+            "https://app.example.com"
         );
     })
     .await;

@@ -542,10 +542,10 @@ async fn a_tls_backend_answering_before_the_body_gets_no_more_of_it_and_is_not_r
 }
 
 /// An echo pod serving TLS with `cert` and exactly these ALPN protocols.
-async fn tls_echo_with_alpn(cert: &(String, String), alpn: &[&[u8]]) -> SocketAddr {
+async fn tls_echo_with_alpn(cert: &(String, String), alpn: &[&[u8]]) -> (Arc<EchoPod>, SocketAddr) {
     let mut config = (*tls_server_config(&cert.0, &cert.1, None).unwrap()).clone();
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    serve_tls_echo(Arc::new(config)).await.1
+    serve_tls_echo(Arc::new(config)).await
 }
 
 /// A gRPC-shaped call (HTTP/2, `application/grpc`) through `gw`.
@@ -562,7 +562,7 @@ async fn grpc_post(gw: &Gateway) -> reqwest::Response {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2_over_tls_to_grpc_backend() {
     let ca = Pki::new("ca");
-    let addr = tls_echo_with_alpn(&ca.issue(vec![dns(HOST)]), &[b"h2"]).await;
+    let (_, addr) = tls_echo_with_alpn(&ca.issue(vec![dns(HOST)]), &[b"h2"]).await;
     let backend = tls_backend_speaking("grpc", addr, &ca, vec![], BackendProtocol::H2c);
     let gw = gateway_to(backend).await;
     for _ in 0..2 {
@@ -580,10 +580,39 @@ async fn h2_over_tls_to_grpc_backend() {
 async fn a_tls_backend_that_does_not_select_h2_fails_the_grpc_call_cleanly() {
     let ca = Pki::new("ca");
     // No ALPN at all: the handshake completes, but nothing says the backend speaks h2.
-    let addr = tls_echo_with_alpn(&ca.issue(vec![dns(HOST)]), &[]).await;
+    let (_, addr) = tls_echo_with_alpn(&ca.issue(vec![dns(HOST)]), &[]).await;
     let backend = tls_backend_speaking("grpc", addr, &ca, vec![], BackendProtocol::H2c);
     let gw = gateway_to(backend).await;
     let resp = grpc_post(&gw).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["grpc-status"], "14");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2c_mirror_behind_a_policy_gets_its_copy_over_h2_in_tls() {
+    let ca = Pki::new("ca");
+    let (primary, mut at_primary) = sluice_test_support::servers::recording(200).await;
+    let (pod, addr) = tls_echo_with_alpn(&ca.issue(vec![dns(HOST)]), &[b"h2"]).await;
+    let mirror = tls_backend_speaking("grpc-mirror", addr, &ca, vec![], BackendProtocol::H2c);
+    let filters = vec![Filter::Mirror(Mirror {
+        backend: mirror,
+        fraction: Fraction::ALL,
+    })];
+    let gw = MirrorGateway::start(primary.addr, filters, MirrorOptions::default()).await;
+    let call = mirror_gw::client()
+        .post(gw.url("/grpc.test.Echo/Call"))
+        .body("payload")
+        .send();
+    assert_eq!(
+        within("the primary", LIMIT, call).await.unwrap().status(),
+        200
+    );
+    within("primary record", LIMIT, at_primary.recv())
+        .await
+        .unwrap();
+    gw.all_completed("grpc-mirror", 1).await;
+    let copies = pod.log().entries();
+    assert_eq!(copies.len(), 1);
+    assert_eq!(copies[0].proto, "HTTP/2.0");
+    assert_eq!(copies[0].body_len, "payload".len());
 }

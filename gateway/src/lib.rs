@@ -7,6 +7,7 @@ pub mod dataplane;
 pub mod echo;
 pub mod edge;
 pub mod filters;
+pub mod grpc;
 pub mod kube_mode;
 pub mod listeners;
 pub mod metrics;

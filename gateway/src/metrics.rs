@@ -34,14 +34,20 @@ pub const NONE: &str = "";
 
 pub struct Metrics {
     pub registry: Registry,
-    /// `sluice_requests_total{gateway,route,backend,code}`: responses sent downstream, by the
-    /// Gateway (`namespace/name`), HTTPRoute (`namespace/name`), backend
-    /// (`namespace/service:port`) and status code. `route`/`backend` are empty when no route
-    /// matched or no backend was chosen; `code` is `0` when no response could be sent.
+    /// `sluice_requests_total{gateway,route,kind,backend,code}`: responses sent downstream, by
+    /// the Gateway (`namespace/name`), route (`namespace/name`) and its kind (`HTTPRoute`,
+    /// `GRPCRoute`), backend (`namespace/service:port`) and status code. `route`, `kind` and
+    /// `backend` are empty when no route matched or no backend was chosen; `code` is `0` when no
+    /// response could be sent.
     pub requests: IntCounterVec,
-    /// `sluice_request_duration_seconds{gateway,route}`: from the request head arriving to the
+    /// `sluice_request_duration_seconds{gateway,route,kind}`: from the request head arriving to the
     /// response finishing (or failing).
     pub duration: HistogramVec,
+    /// `sluice_grpc_responses_total{gateway,route,grpc_status}`: answers to gRPC calls by their
+    /// `grpc-status` (Sluice's own, or the backend's head or trailers; empty when the answer
+    /// carried none, such as a plain HTTP error or a stream cut short). Their HTTP status is
+    /// 200 in `sluice_requests_total` whatever the outcome.
+    pub grpc: IntCounterVec,
     /// `sluice_upstream_retries_total{route,reason}`: attempts sent again under a rule's `retry`
     /// policy, by why the previous attempt failed (`status`, `connection_error`,
     /// `backend_timeout`).
@@ -65,7 +71,7 @@ impl Metrics {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
             Opts::new("sluice_requests_total", "Responses sent to clients."),
-            &["gateway", "route", "backend", "code"],
+            &["gateway", "route", "kind", "backend", "code"],
         )
         .map_err(MetricsError::Register)?;
         let duration = HistogramVec::new(
@@ -74,7 +80,15 @@ impl Metrics {
                 "Time from request head to response end.",
             )
             .buckets(DURATION_BUCKETS.to_vec()),
-            &["gateway", "route"],
+            &["gateway", "route", "kind"],
+        )
+        .map_err(MetricsError::Register)?;
+        let grpc = IntCounterVec::new(
+            Opts::new(
+                "sluice_grpc_responses_total",
+                "Answers to gRPC calls by grpc-status.",
+            ),
+            &["gateway", "route", "grpc_status"],
         )
         .map_err(MetricsError::Register)?;
         let retries = IntCounterVec::new(
@@ -94,6 +108,9 @@ impl Metrics {
         registry
             .register(Box::new(duration.clone()))
             .map_err(MetricsError::Register)?;
+        registry
+            .register(Box::new(grpc.clone()))
+            .map_err(MetricsError::Register)?;
         let edge = EdgeMetrics::default();
         edge.register(&registry).map_err(MetricsError::Register)?;
         let tls_routes = TlsRouteMetrics::default();
@@ -104,6 +121,7 @@ impl Metrics {
             registry,
             requests,
             duration,
+            grpc,
             retries,
             edge,
             tls_routes,
@@ -122,17 +140,26 @@ impl Metrics {
         &self,
         gateway: &str,
         route: &str,
+        kind: &str,
         backend: &str,
         code: u16,
         elapsed: Duration,
     ) {
         let code = code.to_string();
         self.requests
-            .with_label_values(&[gateway, route, backend, code.as_str()])
+            .with_label_values(&[gateway, route, kind, backend, code.as_str()])
             .inc();
         self.duration
-            .with_label_values(&[gateway, route])
+            .with_label_values(&[gateway, route, kind])
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// The answer to one gRPC call, with its `grpc-status` if it carried one.
+    pub fn record_grpc_call(&self, gateway: &str, route: &str, grpc_status: Option<u32>) {
+        let status = grpc_status.map(|s| s.to_string()).unwrap_or_default();
+        self.grpc
+            .with_label_values(&[gateway, route, status.as_str()])
+            .inc();
     }
 
     /// One retry of an upstream attempt on `route`, for `reason`.
@@ -221,19 +248,20 @@ mod tests {
             m.record_request(
                 "ns/gw",
                 "ns/route",
+                "GRPCRoute",
                 "ns/svc:80",
                 200,
                 Duration::from_millis(3),
             );
         }
-        m.record_request("ns/gw", NONE, NONE, 404, Duration::from_millis(1));
+        m.record_request("ns/gw", NONE, NONE, NONE, 404, Duration::from_millis(1));
         let text = m.encode_text().unwrap();
         assert!(text.contains(
-            r#"sluice_requests_total{backend="ns/svc:80",code="200",gateway="ns/gw",route="ns/route"} 2"#
+            r#"sluice_requests_total{backend="ns/svc:80",code="200",gateway="ns/gw",kind="GRPCRoute",route="ns/route"} 2"#
         ), "{text}");
         assert!(text.contains(r#"code="404""#));
         assert!(text.contains(
-            r#"sluice_request_duration_seconds_count{gateway="ns/gw",route="ns/route"} 2"#
+            r#"sluice_request_duration_seconds_count{gateway="ns/gw",kind="GRPCRoute",route="ns/route"} 2"#
         ));
     }
 
@@ -265,7 +293,7 @@ mod tests {
     fn two_instances_do_not_share_a_registry() {
         let a = Metrics::new().unwrap();
         let b = Metrics::new().unwrap();
-        a.record_request("g", "r", "b", 200, Duration::ZERO);
+        a.record_request("g", "r", "HTTPRoute", "b", 200, Duration::ZERO);
         assert!(!b.encode_text().unwrap().contains("sluice_requests_total{"));
     }
 }

@@ -17,7 +17,11 @@
 //! - `fail_to_connect` / `error_while_proxy`: the retry decision (`retrying`).
 //! - `fail_to_proxy`: the error status (timeouts → 504).
 //! - `logging`: metrics and the access log line.
+//!
+//! Sluice's own answers, from any phase, are written by `answer`: a gRPC call gets a
+//! Trailers-Only response with a `grpc-status` (`crate::grpc`).
 
+mod answer;
 mod ctx;
 mod headers;
 mod refusal;
@@ -45,10 +49,12 @@ pub use ctx::RequestCtx;
 
 use crate::edge::{self, reject::BodyRejected, EdgeLimits, Violation};
 use crate::filters;
+use crate::grpc;
 use crate::metrics::Metrics;
 use crate::mirror::{MirrorEngine, Pace};
 use crate::transport::Handshake;
 use crate::upstream::{self, UpstreamConn, UpstreamSettings};
+use answer::{respond_failure, respond_rejection, respond_status, respond_text};
 use request::Outcome;
 
 pub type ProxyApp = HttpProxy<SluiceProxy>;
@@ -157,10 +163,11 @@ impl ProxyHttp for SluiceProxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.started = Instant::now();
+        ctx.grpc_call = grpc::is_call(session.req_header());
         if let Some(rejection) = edge::rejection(session.req_header().uri.path()) {
             ctx.rejected = Some(rejection.0);
             self.metrics.edge.request_rejected(rejection.0);
-            respond_rejection(session, rejection.0).await?;
+            respond_rejection(session, ctx, rejection.0).await?;
             return Ok(true);
         }
         let limits = &self.settings.edge;
@@ -216,13 +223,7 @@ impl ProxyHttp for SluiceProxy {
                 Ok(true)
             }
             Outcome::Text(code, body) => {
-                let mut resp = ResponseHeader::build(code, Some(2))?;
-                resp.insert_header(http::header::CONTENT_TYPE, "text/plain")?;
-                resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
-                session.write_response_header(Box::new(resp), false).await?;
-                session
-                    .write_response_body(Some(bytes::Bytes::from(body)), true)
-                    .await?;
+                respond_text(session, ctx, code, body).await?;
                 Ok(true)
             }
         }
@@ -410,6 +411,21 @@ impl ProxyHttp for SluiceProxy {
             conn.on_response_head(upstream_response, is_head, session.is_body_done());
         }
         headers::strip_hop_by_hop(upstream_response);
+        // A Trailers-Only answer carries its status in the head.
+        ctx.grpc_status = grpc::status_in(&upstream_response.headers);
+        Ok(())
+    }
+
+    /// The status of a gRPC answer that ends in trailers, for the access log.
+    fn upstream_response_trailer_filter(
+        &self,
+        _session: &mut Session,
+        upstream_trailers: &mut http::HeaderMap,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(status) = grpc::status_in(upstream_trailers) {
+            ctx.grpc_status = Some(status);
+        }
         Ok(())
     }
 
@@ -474,7 +490,7 @@ impl ProxyHttp for SluiceProxy {
             self.metrics.edge.client_aborts.inc();
         }
         if code > 0 && session.response_written().is_none() {
-            if let Err(write) = respond_status(session, ctx, code).await {
+            if let Err(write) = respond_failure(session, ctx, code, e.etype()).await {
                 tracing::debug!(error = %write, "cannot send error response");
             }
         }
@@ -502,10 +518,15 @@ impl ProxyHttp for SluiceProxy {
         self.metrics.record_request(
             &ctx.gateway,
             ctx.route_label(),
+            ctx.kind_label(),
             ctx.backend_label(),
             code,
             elapsed,
         );
+        if ctx.grpc_call {
+            self.metrics
+                .record_grpc_call(&ctx.gateway, ctx.route_label(), ctx.grpc_status);
+        }
         let req = session.req_header();
         // A refused request's head is the edge's marker, not what the client sent.
         let path = if ctx.rejected.is_some() {
@@ -520,8 +541,10 @@ impl ProxyHttp for SluiceProxy {
             host = ctx.original_host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or(""),
             gateway = %ctx.gateway,
             route = ctx.route_label(),
+            kind = ctx.kind_label(),
             backend = ctx.backend_label(),
             code,
+            grpc_status = ctx.grpc_status,
             retries = ctx.retries,
             micros = elapsed.as_micros() as u64,
             error = e
@@ -536,18 +559,6 @@ impl ProxyHttp for SluiceProxy {
 /// the rule's retries not counted.
 fn fallback_retry(ctx: &RequestCtx) -> bool {
     ctx.attempts.saturating_sub(ctx.retries) < 2
-}
-
-/// Answers a request the edge guard refused, and closes the connection after it.
-async fn respond_rejection(session: &mut Session, violation: Violation) -> Result<()> {
-    let body = bytes::Bytes::from(format!("{}: {violation}\n", violation.status()));
-    let mut resp = ResponseHeader::build(violation.status(), Some(3))?;
-    resp.insert_header(http::header::CONTENT_TYPE, "text/plain")?;
-    resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
-    resp.insert_header(http::header::CONNECTION, "close")?;
-    session.set_keepalive(None);
-    session.write_response_header(Box::new(resp), false).await?;
-    session.write_response_body(Some(body), true).await
 }
 
 /// The edge refusal behind a failed body read, if that is what failed.
@@ -600,23 +611,4 @@ pub fn error_status(e: &Error) -> u16 {
         (_, ErrorSource::Downstream) => 400,
         (_, ErrorSource::Internal | ErrorSource::Unset) => 500,
     }
-}
-
-/// Sluice's own answer with status `code`. A request whose origin a `CORS` filter allowed gets
-/// the CORS fields on it too, so a browser shows the page the status (a 503, a 504) rather than a
-/// CORS failure that hides it.
-async fn respond_status(session: &mut Session, ctx: &RequestCtx, code: u16) -> Result<()> {
-    let Some(origin) = &ctx.cors_origin else {
-        return session.respond_error(code).await;
-    };
-    let mut resp = pingora_core::protocols::http::server::Session::generate_error(code);
-    for filter in ctx.filters() {
-        if let Filter::Cors(c) = filter {
-            filters::cors::add_response_fields(c, origin, &mut resp)?;
-        }
-    }
-    session
-        .as_downstream_mut()
-        .write_error_response(resp, bytes::Bytes::new())
-        .await
 }

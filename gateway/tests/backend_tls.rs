@@ -64,7 +64,10 @@ fn dns(name: &str) -> SanType {
 /// An echo pod serving TLS with `cert` on 127.0.0.1:0; with `client_ca`, it checks client
 /// certificates and reports them (`tls.peerCertificates`).
 async fn tls_echo(cert: &(String, String), client_ca: Option<&str>) -> (Arc<EchoPod>, SocketAddr) {
-    let config = tls_server_config(&cert.0, &cert.1, client_ca).unwrap();
+    serve_tls_echo(tls_server_config(&cert.0, &cert.1, client_ca).unwrap()).await
+}
+
+async fn serve_tls_echo(config: Arc<rustls::ServerConfig>) -> (Arc<EchoPod>, SocketAddr) {
     let pod = Arc::new(EchoPod::new(EchoIdentity {
         pod: "tls-backend".into(),
         namespace: "default".into(),
@@ -80,6 +83,16 @@ async fn tls_echo(cert: &(String, String), client_ca: Option<&str>) -> (Arc<Echo
 
 /// The backend at `addr` behind a policy trusting `ca`, sending SNI [`HOST`].
 fn tls_backend(name: &str, addr: SocketAddr, ca: &Pki, sans: Vec<SanName>) -> Arc<Backend> {
+    tls_backend_speaking(name, addr, ca, sans, BackendProtocol::Http1)
+}
+
+fn tls_backend_speaking(
+    name: &str,
+    addr: SocketAddr,
+    ca: &Pki,
+    sans: Vec<SanName>,
+    protocol: BackendProtocol,
+) -> Arc<Backend> {
     let tls = BackendTls::new(
         format!("default/{name}-policy"),
         HOST,
@@ -89,12 +102,8 @@ fn tls_backend(name: &str, addr: SocketAddr, ca: &Pki, sans: Vec<SanName>) -> Ar
     )
     .unwrap();
     Arc::new(
-        Backend::new(
-            format!("default/{name}:8080"),
-            vec![addr],
-            BackendProtocol::Http1,
-        )
-        .with_tls(Some(BackendTlsMode::Verify(Arc::new(tls)))),
+        Backend::new(format!("default/{name}:8080"), vec![addr], protocol)
+            .with_tls(Some(BackendTlsMode::Verify(Arc::new(tls)))),
     )
 }
 
@@ -530,4 +539,80 @@ async fn a_tls_backend_answering_before_the_body_gets_no_more_of_it_and_is_not_r
     let resp = within("the next request", LIMIT, gw.get("/next")).await;
     assert_eq!(resp.text().await.unwrap(), "fresh");
     assert_eq!(accepts.load(Ordering::SeqCst), 2, "a new TLS connection");
+}
+
+/// An echo pod serving TLS with `cert` and exactly these ALPN protocols.
+async fn tls_echo_with_alpn(cert: &(String, String), alpn: &[&[u8]]) -> (Arc<EchoPod>, SocketAddr) {
+    let mut config = (*tls_server_config(&cert.0, &cert.1, None).unwrap()).clone();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    serve_tls_echo(Arc::new(config)).await
+}
+
+/// A gRPC-shaped call (HTTP/2, `application/grpc`) through `gw`.
+async fn grpc_post(gw: &Gateway) -> reqwest::Response {
+    let call = proxy::h2c_client()
+        .post(gw.url("/grpc.test.Echo/Call"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(vec![0u8; 5])
+        .send();
+    within("the gRPC call", LIMIT, call).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_over_tls_to_grpc_backend() {
+    let ca = Pki::new("ca");
+    let (_, addr) = tls_echo_with_alpn(&ca.issue(vec![dns(HOST)]), &[b"h2"]).await;
+    let backend = tls_backend_speaking("grpc", addr, &ca, vec![], BackendProtocol::H2c);
+    let gw = gateway_to(backend).await;
+    for _ in 0..2 {
+        let resp = grpc_post(&gw).await;
+        assert_eq!(resp.status(), 200);
+        let body = json(resp).await;
+        assert_eq!(body["proto"], "HTTP/2.0");
+        assert_eq!(body["tls"]["negotiatedProtocol"], "h2");
+        assert_eq!(body["tls"]["serverName"], HOST);
+        assert_eq!(body["headers"]["Te"][0], "trailers", "{body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_backend_that_does_not_select_h2_fails_the_grpc_call_cleanly() {
+    let ca = Pki::new("ca");
+    // No ALPN at all: the handshake completes, but nothing says the backend speaks h2.
+    let (_, addr) = tls_echo_with_alpn(&ca.issue(vec![dns(HOST)]), &[]).await;
+    let backend = tls_backend_speaking("grpc", addr, &ca, vec![], BackendProtocol::H2c);
+    let gw = gateway_to(backend).await;
+    let resp = grpc_post(&gw).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["grpc-status"], "14");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2c_mirror_behind_a_policy_gets_its_copy_over_h2_in_tls() {
+    let ca = Pki::new("ca");
+    let (primary, mut at_primary) = sluice_test_support::servers::recording(200).await;
+    let (pod, addr) = tls_echo_with_alpn(&ca.issue(vec![dns(HOST)]), &[b"h2"]).await;
+    let mirror = tls_backend_speaking("grpc-mirror", addr, &ca, vec![], BackendProtocol::H2c);
+    let filters = vec![Filter::Mirror(Mirror {
+        backend: mirror,
+        fraction: Fraction::ALL,
+    })];
+    let gw = MirrorGateway::start(primary.addr, filters, MirrorOptions::default()).await;
+    let call = mirror_gw::client()
+        .post(gw.url("/grpc.test.Echo/Call"))
+        .body("payload")
+        .send();
+    assert_eq!(
+        within("the primary", LIMIT, call).await.unwrap().status(),
+        200
+    );
+    within("primary record", LIMIT, at_primary.recv())
+        .await
+        .unwrap();
+    gw.all_completed("grpc-mirror", 1).await;
+    let copies = pod.log().entries();
+    assert_eq!(copies.len(), 1);
+    assert_eq!(copies[0].proto, "HTTP/2.0");
+    assert_eq!(copies[0].body_len, "payload".len());
 }

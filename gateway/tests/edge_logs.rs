@@ -4,31 +4,16 @@
 
 use sluice_test_support::standalone as harness;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use harness::{local, ConfigDir};
 use sluice_gateway::standalone::StandaloneOptions;
+use sluice_test_support::logs::Captured;
 use tokio::io::AsyncWriteExt;
-
-/// Everything logged at WARN or above, from tracing and from Pingora's `log` records.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_aborts_are_counted_and_not_logged_as_errors() {
+    // Everything logged at WARN or above, from tracing and from Pingora's `log` records.
     let captured = Captured::default();
     let writer = captured.clone();
     tracing_subscriber::fmt()
@@ -57,7 +42,7 @@ async fn client_aborts_are_counted_and_not_logged_as_errors() {
     })
     .await
     .expect("every abort is counted");
-    let logged = String::from_utf8_lossy(&captured.0.lock().unwrap()).to_string();
+    let logged = captured.text();
     assert!(
         !logged.contains("ERROR") && !logged.contains("WARN"),
         "aborts were logged loudly:\n{logged}"

@@ -74,7 +74,7 @@ async fn unmatched_request_gets_404() {
         let text = gw.metrics.encode_text().expect("metrics");
         assert!(
             text.contains(
-                r#"sluice_requests_total{backend="",code="404",gateway="default/gw",route=""} 1"#
+                r#"sluice_requests_total{backend="",code="404",gateway="default/gw",kind="",route=""} 1"#
             ),
             "{text}"
         );

@@ -52,6 +52,11 @@ pub struct RequestCtx {
     /// This attempt's HTTP/1 upstream connection, watched for an answer that comes before the
     /// request body has been sent.
     pub upstream: Option<UpstreamConn>,
+    /// The request is a gRPC call (`grpc::is_call`): Sluice's own answers to it are gRPC ones.
+    pub grpc_call: bool,
+    /// The `grpc-status` of the answer (Sluice's own, or the backend's head or trailers), for
+    /// the access log.
+    pub grpc_status: Option<u32>,
 }
 
 impl RequestCtx {
@@ -75,6 +80,8 @@ impl RequestCtx {
             rejected: None,
             cors_origin: None,
             upstream: None,
+            grpc_call: false,
+            grpc_status: None,
         }
     }
 
@@ -108,6 +115,11 @@ impl RequestCtx {
 
     pub fn route_label(&self) -> &str {
         self.route.as_ref().map_or("", |r| r.label.as_str())
+    }
+
+    /// The matched route's kind (`HTTPRoute`, `GRPCRoute`); empty when no route matched.
+    pub fn kind_label(&self) -> &'static str {
+        self.route.as_ref().map_or("", |r| r.kind.as_str())
     }
 
     pub fn backend_label(&self) -> &str {

@@ -11,6 +11,7 @@ use sluice_controller::snapshot::{BindProtocol, Filter, PathMatch, Snapshot};
 use super::ctx::RequestCtx;
 use crate::filters::cors::{self, CorsRequest};
 use crate::filters::{self, FilterError, RequestUrl};
+use crate::grpc;
 use crate::mirror::MirrorSet;
 use crate::routing::{self, Lookup, RequestView};
 use crate::upstream::{self, NoBackend};
@@ -100,6 +101,12 @@ pub(super) fn route_and_filter(
         .request
         .filter(|t| !t.is_zero())
         .map(|t| ctx.started + t);
+    // A gRPC call's own deadline ends it sooner when it is the shorter (answered 504, which the
+    // caller sees as DEADLINE_EXCEEDED).
+    if let Some(own) = grpc::timeout_of(req).filter(|_| ctx.grpc_call) {
+        let own = ctx.started + own;
+        ctx.deadline = Some(ctx.deadline.map_or(own, |d| d.min(own)));
+    }
     let url = OwnedUrl {
         scheme: if ctx.https { "https" } else { "http" },
         host: host.into_owned(),

@@ -35,6 +35,9 @@ use tokio_rustls::TlsConnector;
 use super::relay::{RelayConnect, RelayRegistry};
 use crate::transport::delegate_async_io;
 
+/// The ALPN protocol ID of HTTP/2 over TLS (RFC 9113 §3.2).
+const ALPN_H2: &[u8] = b"h2";
+
 /// Client configs kept for session resumption, at most (see [`TlsOrigin::config`]).
 const MAX_CONFIGS: usize = 256;
 
@@ -46,13 +49,19 @@ pub struct TlsOrigin {
     tls: Arc<BackendTls>,
     client_certificate: Option<Arc<CertifiedKey>>,
     connect_timeout: Duration,
+    /// HTTP/2 inside TLS: ALPN offers `h2` alone, and a backend that does not select it fails
+    /// the connect (it would not understand the h2 preface Pingora sends next).
+    h2: bool,
 }
 
 impl TlsOrigin {
     /// Makes `peer` (to `endpoint`) connect with TLS, through the endpoint's relay so Pingora
     /// pools the connection; the pool key (`group_key`) differs per policy and client
     /// certificate, so a connection is never shared across them. Without a relay (cap reached)
-    /// the L4 step is ours and the connection is not pooled.
+    /// the L4 step is ours and the connection is not pooled. A peer already set to HTTP/2 only
+    /// (an h2c Service, as for gRPC) gets h2 inside TLS: Pingora speaks h2 with prior
+    /// knowledge over the relay's socket (or the virtual socket), and the handshake to the
+    /// backend negotiates `h2` by ALPN.
     pub fn apply(
         peer: &mut HttpPeer,
         endpoint: SocketAddr,
@@ -61,14 +70,18 @@ impl TlsOrigin {
         connect_timeout: Duration,
         relays: &Arc<RelayRegistry>,
     ) {
-        peer.group_key = group_key(tls, client_certificate);
-        // HTTP/1.1 inside TLS: no ALPN is offered.
-        peer.options.set_http_version(1, 1);
+        let h2 = peer.options.alpn.get_min_http_version() == 2;
+        peer.group_key = group_key(tls, client_certificate, h2);
+        if !h2 {
+            // HTTP/1.1 inside TLS: no ALPN is offered.
+            peer.options.set_http_version(1, 1);
+        }
         let origin = Arc::new(TlsOrigin {
             key: peer.group_key,
             tls: tls.clone(),
             client_certificate: client_certificate.cloned(),
             connect_timeout,
+            h2,
         });
         let relayed = relays.path(endpoint, &origin).and_then(|path| {
             let path = path.to_str()?;
@@ -96,10 +109,11 @@ impl TlsOrigin {
         connect_timeout: Duration,
     ) -> TlsOrigin {
         TlsOrigin {
-            key: group_key(tls, client_certificate),
+            key: group_key(tls, client_certificate, false),
             tls: tls.clone(),
             client_certificate: client_certificate.cloned(),
             connect_timeout,
+            h2: false,
         }
     }
 
@@ -122,6 +136,7 @@ impl TlsOrigin {
             tls: Arc::new(tls),
             client_certificate: None,
             connect_timeout,
+            h2: false,
         })
     }
 
@@ -178,10 +193,13 @@ impl TlsOrigin {
         let builder = builder
             .dangerous()
             .with_custom_certificate_verifier(self.tls.verifier.clone());
-        let config = match &self.client_certificate {
+        let mut config = match &self.client_certificate {
             Some(key) => builder.with_client_cert_resolver(Arc::new(FixedClientCert(key.clone()))),
             None => builder.with_no_client_auth(),
         };
+        if self.h2 {
+            config.alpn_protocols = vec![ALPN_H2.to_vec()];
+        }
         Arc::new(config)
     }
 
@@ -195,12 +213,20 @@ impl TlsOrigin {
             .or_err_with(ErrorType::InvalidCert, || {
                 format!("SNI {:?} is not a DNS name", self.tls.server_name)
             })?;
-        TlsConnector::from(self.config())
+        let stream = TlsConnector::from(self.config())
             .connect(name, tcp)
             .await
             .or_err_with(ErrorType::TLSHandshakeFailure, || {
                 format!("TLS to {addr} under BackendTLSPolicy {}", self.tls.policy)
-            })
+            })?;
+        // A server that knows no ALPN (or ignores it) completes the handshake without one.
+        if self.h2 && stream.get_ref().1.alpn_protocol() != Some(ALPN_H2) {
+            return Error::e_explain(
+                ErrorType::TLSHandshakeFailure,
+                format!("TLS to {addr}: the backend did not select ALPN h2 for HTTP/2"),
+            );
+        }
+        Ok(stream)
     }
 }
 
@@ -218,9 +244,11 @@ impl L4Connect for TlsOrigin {
 
 /// One key per policy and client certificate: the pool key of HTTP peers and the session
 /// cache's.
-fn group_key(tls: &BackendTls, client_certificate: Option<&Arc<CertifiedKey>>) -> u64 {
+/// One pool per policy, client certificate and HTTP version inside the TLS.
+fn group_key(tls: &BackendTls, client_certificate: Option<&Arc<CertifiedKey>>, h2: bool) -> u64 {
     let mut key = std::collections::hash_map::DefaultHasher::new();
     tls.fingerprint.hash(&mut key);
+    h2.hash(&mut key);
     if let Some(c) = client_certificate {
         for der in &c.cert {
             der.as_ref().hash(&mut key);

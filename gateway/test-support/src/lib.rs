@@ -13,6 +13,7 @@
 //! - [`tls`]: a self-signed certificate and the HTTPS accept path.
 //! - [`raw`]: a recording raw HTTP/1.1 backend and a raw-socket client, for the edge suites.
 //! - [`tls_route`]: Sluice's listeners with TLS listeners, TLS and TCP backends, a TLS client.
+//! - [`logs`]: a log writer that keeps what it is given.
 //!
 //! Waiting is bounded everywhere: [`until`] and [`within`] (from `sluice-testing`) panic naming
 //! what they waited for.
@@ -22,6 +23,7 @@
 
 pub mod echo;
 pub mod grpc;
+pub mod logs;
 pub mod mirror;
 pub mod proxy;
 pub mod raw;

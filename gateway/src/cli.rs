@@ -74,11 +74,18 @@ pub struct GatewayArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// The conformance echo backend: prints each request and answers JSON (or echoes the body).
+    /// The conformance echo backend: prints each request and answers JSON (or echoes the body);
+    /// `--grpc` and `--tcp` run echo-basic's gRPC and TCP modes instead.
     Echo {
         /// Where to listen, e.g. `127.0.0.1:9001`.
         #[arg(long)]
         listen: SocketAddr,
+        /// Serve gRPC (plaintext HTTP/2): GrpcEcho's Echo, EchoTwo, EchoThree and Sluice's StreamEcho.
+        #[arg(long, conflicts_with = "tcp")]
+        grpc: bool,
+        /// Serve echo-basic's TCP line protocol: PING, IS_TLS, TEST.
+        #[arg(long)]
+        tcp: bool,
     },
     /// Two echo backends and a Gateway mirroring one to the other, on 127.0.0.1.
     Demo {
@@ -116,7 +123,14 @@ pub enum CliError {
 /// Runs the chosen command until it fails or a shutdown signal arrives.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
-        Some(Command::Echo { listen }) => Ok(crate::echo::run_cli(listen).await?),
+        Some(Command::Echo { listen, grpc, tcp }) => {
+            let mode = match (grpc, tcp) {
+                (true, _) => crate::echo::EchoMode::Grpc,
+                (_, true) => crate::echo::EchoMode::Tcp,
+                _ => crate::echo::EchoMode::Http,
+            };
+            Ok(crate::echo::run_cli(listen, mode).await?)
+        }
         Some(Command::Demo {
             port,
             admin_address,
@@ -211,6 +225,25 @@ mod tests {
             Some(Command::Demo { port: 8081, .. })
         ));
         assert!(Cli::try_parse_from(["sluice", "echo", "--listen", "127.0.0.1:0"]).is_ok());
+        let cli = Cli::try_parse_from(["sluice", "echo", "--listen", "127.0.0.1:0", "--grpc"])
+            .expect("parses");
+        assert!(matches!(
+            cli.command,
+            Some(Command::Echo {
+                grpc: true,
+                tcp: false,
+                ..
+            })
+        ));
+        let both = [
+            "sluice",
+            "echo",
+            "--listen",
+            "127.0.0.1:0",
+            "--grpc",
+            "--tcp",
+        ];
+        assert!(Cli::try_parse_from(both).is_err());
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Echo pods for every Deployment (FORMAT.md §1.4) and the EndpointSlices that point Services at them.
 //!
 //! Each pod gets its own loopback IP (`127.N.1.x`), so it listens on its real container ports (3000, 3001,
-//! 8443) and Services resolve exactly as in a cluster. Only echo-basic's HTTP mode is run: pods of gRPC, TCP,
-//! UDP, coredns or mesh containers exist (names, labels, IPs) but serve nothing and get no endpoints.
+//! 8443) and Services resolve exactly as in a cluster. echo-basic's HTTP, gRPC (`GRPC_ECHO_SERVER`) and TCP
+//! (`TCP_ECHO_SERVER`) modes are run: pods of UDP, coredns or mesh containers exist (names, labels, IPs) but
+//! serve nothing and get no endpoints.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -11,7 +12,8 @@ use std::sync::Arc;
 use base64::Engine;
 use serde_json::{json, Value};
 use sluice_gateway::echo::{
-    serve_port, tls_server_config, EchoIdentity, EchoPod, EchoPort, ReceivedRequest,
+    grpc_tls_server_config, serve_port, tcp_tls_server_config, tls_server_config, EchoIdentity,
+    EchoPod, EchoPort, ReceivedRequest, TcpPorts,
 };
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -51,7 +53,8 @@ pub struct Pod {
     /// Random, as an API server would assign it; EndpointSlice `targetRef`s carry it.
     pub uid: String,
     pub ip: Ipv4Addr,
-    /// `None` when the container is not an echo-basic HTTP server (the reason is in `unsupported`).
+    /// `None` when the container is not an echo-basic HTTP, gRPC or TCP server (the reason is in
+    /// `unsupported`).
     pub echo: Option<Arc<EchoPod>>,
     pub unsupported: Option<String>,
     container_ports: BTreeMap<String, i64>,
@@ -182,10 +185,8 @@ impl Backends {
         let unsupported = if !image.contains("echo-basic") {
             Some(format!("image {image} is not echo-basic"))
         } else {
-            ["GRPC_ECHO_SERVER", "TCP_ECHO_SERVER", "UDP_ECHO_SERVER"]
-                .into_iter()
-                .find(|mode| env.contains_key(*mode))
-                .map(|mode| format!("{mode} mode is not provided by this harness"))
+            env.contains_key("UDP_ECHO_SERVER")
+                .then(|| "UDP_ECHO_SERVER mode is not provided by this harness".to_owned())
         };
         let mut pod = Pod {
             name: name.clone(),
@@ -212,34 +213,73 @@ impl Backends {
                 }),
             }
         };
+        let mounted = |var: &str| {
+            env.get(var)
+                .and_then(|path| read_mounted_file(&template, &container, path, namespace, store))
+        };
+        let tls_error = |source| BackendError::Tls {
+            pod: name.clone(),
+            source,
+        };
         let http_port = port("HTTP_PORT", 3000)?;
-        let h2c_port = port("H2C_PORT", 3001)?;
-        let https_port = port("HTTPS_PORT", 8443)?;
-        let echo = Arc::new(EchoPod::new(EchoIdentity {
+        let identity = EchoIdentity {
             pod: name.clone(),
             namespace: namespace.to_owned(),
             service: env.get("SERVICE_NAME").cloned().unwrap_or_default(),
             ingress: env.get("INGRESS_NAME").cloned().unwrap_or_default(),
             http_port: http_port.to_string(),
-        }));
+        };
+        // gRPC and TCP modes read their key from TLS_SERVER_PRIV_KEY, HTTP mode from TLS_SERVER_PRIVKEY.
+        let stream_tls = mounted("TLS_SERVER_CERT").zip(mounted("TLS_SERVER_PRIV_KEY"));
+        if env.contains_key("GRPC_ECHO_SERVER") {
+            let echo = Arc::new(EchoPod::new(identity));
+            pod.tasks
+                .push(listen(&name, ip, http_port, echo.clone(), EchoPort::Grpc).await?);
+            if let Some((cert, key)) = stream_tls {
+                let config = grpc_tls_server_config(&cert, &key).map_err(tls_error)?;
+                let https_port = port("HTTPS_PORT", 8443)?;
+                let kind = EchoPort::GrpcTls(config);
+                pod.tasks
+                    .push(listen(&name, ip, https_port, echo.clone(), kind).await?);
+            }
+            pod.echo = Some(echo);
+            return Ok(pod);
+        }
+        if env.contains_key("TCP_ECHO_SERVER") {
+            let echo = Arc::new(EchoPod::new(identity));
+            let tcp_port = port("TCP_PORT", 3000)?;
+            let tls_port = port("TLS_PORT", 8443)?;
+            let ports = Arc::new(TcpPorts {
+                tcp: tcp_port.to_string(),
+                tls: if stream_tls.is_some() {
+                    tls_port.to_string()
+                } else {
+                    String::new()
+                },
+            });
+            let kind = EchoPort::Tcp(ports.clone());
+            pod.tasks
+                .push(listen(&name, ip, tcp_port, echo.clone(), kind).await?);
+            if let Some((cert, key)) = stream_tls {
+                let config = tcp_tls_server_config(&cert, &key).map_err(tls_error)?;
+                let kind = EchoPort::TcpTls(ports, config);
+                pod.tasks
+                    .push(listen(&name, ip, tls_port, echo.clone(), kind).await?);
+            }
+            pod.echo = Some(echo);
+            return Ok(pod);
+        }
+        let h2c_port = port("H2C_PORT", 3001)?;
+        let https_port = port("HTTPS_PORT", 8443)?;
+        let echo = Arc::new(EchoPod::new(identity));
         pod.tasks
             .push(listen(&name, ip, http_port, echo.clone(), EchoPort::Http).await?);
         pod.tasks
             .push(listen(&name, ip, h2c_port, echo.clone(), EchoPort::H2c).await?);
-        let mounted = |var: &str| {
-            env.get(var)
-                .and_then(|path| read_mounted_file(&template, &container, path, namespace, store))
-        };
         if let (Some(cert), Some(key)) = (mounted("TLS_SERVER_CERT"), mounted("TLS_SERVER_PRIVKEY"))
         {
             let client_ca = mounted("TLS_CLIENT_CACERTS");
-            let config =
-                tls_server_config(&cert, &key, client_ca.as_deref()).map_err(|source| {
-                    BackendError::Tls {
-                        pod: name.clone(),
-                        source,
-                    }
-                })?;
+            let config = tls_server_config(&cert, &key, client_ca.as_deref()).map_err(tls_error)?;
             pod.tasks
                 .push(listen(&name, ip, https_port, echo.clone(), EchoPort::Https(config)).await?);
         }

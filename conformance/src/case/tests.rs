@@ -62,7 +62,9 @@ fn parses_a_well_formed_case() {
         Some(StatusSet::Any(vec![200, 204]))
     );
     assert_eq!(entries[1].expect.backend, Some(ExpectBackend::None));
-    assert!(matches!(entries[2].kind, RequestKind::Unsupported("grpc")));
+    assert!(
+        matches!(&entries[2].kind, RequestKind::Grpc(r, e) if r.method == "Echo" && e.code.as_deref() == Some("OK"))
+    );
 }
 
 #[test]

@@ -221,3 +221,19 @@ async fn fill_endpoint_slices_wires_selector_less_and_headless_services_to_the_p
     assert_eq!(results.len(), 1);
     assert_eq!(results[0].outcome, Outcome::Passed, "{:?}", results[0]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_entries_reach_grpc_echo_pods_through_sluice() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("base.yaml"), BASE).unwrap();
+    let cases_dir = dir.path().join("cases");
+    std::fs::create_dir(&cases_dir).unwrap();
+    let case = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases/GrpcOverHTTPRoute.yaml");
+    std::fs::copy(&case, cases_dir.join("GrpcOverHTTPRoute.yaml")).unwrap();
+    let results = tokio::time::timeout(LIMIT, run_suite(&options(cases_dir)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0].outcome, Outcome::Passed, "{:?}", results[0]);
+}

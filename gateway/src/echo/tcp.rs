@@ -191,3 +191,53 @@ async fn exchange<T: AsyncRead + AsyncWrite + Unpin>(
         io.get_mut().flush().await?;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::echo::{serve_port, EchoIdentity, EchoPort};
+    use tokio::net::TcpListener;
+
+    #[tokio::test]
+    async fn plain_connections_get_the_welcome_and_echo_basic_json() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let pod = Arc::new(EchoPod::new(EchoIdentity {
+            pod: "tcp-backend-abc-def".into(),
+            namespace: "ns".into(),
+            ..EchoIdentity::default()
+        }));
+        let ports = Arc::new(TcpPorts {
+            tcp: "3000".into(),
+            tls: String::new(),
+        });
+        let server = tokio::spawn(serve_port(listener, pod, EchoPort::Tcp(ports)));
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let mut stream = BufReader::new(stream);
+        let mut line = String::new();
+        let mut ask = async |question: &str| {
+            if !question.is_empty() {
+                stream
+                    .get_mut()
+                    .write_all(question.as_bytes())
+                    .await
+                    .unwrap();
+            }
+            line.clear();
+            stream.read_line(&mut line).await.unwrap();
+            line.clone()
+        };
+        assert_eq!(ask("").await, WELCOME);
+        assert_eq!(ask("PING\n").await, "PONG\n");
+        // Unknown lines get no answer; the next known one still does.
+        assert_eq!(ask("HELLO\r\nIS_TLS\r\n").await, "false\n");
+        assert_eq!(
+            ask("TEST\n").await,
+            "{\"namespace\":\"ns\",\"ingress\":\"\",\"service\":\"\",\"pod\":\"tcp-backend-abc-def\",\
+             \"tcpport\":\"3000\",\"isTLS\":false}\n"
+        );
+        server.abort();
+    }
+}

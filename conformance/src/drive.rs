@@ -13,7 +13,7 @@ use futures::stream::{self, StreamExt};
 use crate::case::{Distribution, RequestEntry};
 use crate::http::Verdict;
 
-pub(crate) const CONVERGE_WINDOW: Duration = Duration::from_secs(30);
+const CONVERGE_WINDOW: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(100);
 
 /// One attempt's result.

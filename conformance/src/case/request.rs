@@ -145,44 +145,30 @@ impl<'de> Deserialize<'de> for RequestEntry {
                 kinds.push(RequestKind::Unsupported(name));
             }
         }
-        fn parse<T: serde::de::DeserializeOwned + Default, E: Error>(
-            what: &str,
-            value: Value,
-        ) -> Result<T, E> {
-            match value {
-                Value::Null => Ok(T::default()),
-                value => {
-                    serde_yaml_ng::from_value(value).map_err(|e| E::custom(format!("{what}: {e}")))
-                }
-            }
-        }
+        let expect = &raw.expect;
         if let Some(grpc) = raw.grpc {
-            let request = serde_yaml_ng::from_value(grpc)
-                .map_err(|e| D::Error::custom(format!("grpc: {e}")))?;
             kinds.push(RequestKind::Grpc(
-                request,
-                parse("expect", raw.expect.clone())?,
+                required("grpc", grpc)?,
+                or_default("expect", expect.clone())?,
             ));
         }
         if let Some(tcp) = raw.tcp {
-            let request = serde_yaml_ng::from_value(tcp)
-                .map_err(|e| D::Error::custom(format!("tcp: {e}")))?;
             kinds.push(RequestKind::Tcp(
-                request,
-                parse("expect", raw.expect.clone())?,
+                required("tcp", tcp)?,
+                or_default("expect", expect.clone())?,
             ));
         }
         if let Some(connect) = raw.tcp_connect {
-            let _: serde_yaml_ng::Mapping = parse("tcpConnect", connect)?;
-            kinds.push(RequestKind::TcpConnect(parse(
+            let _: serde_yaml_ng::Mapping = or_default("tcpConnect", connect)?;
+            kinds.push(RequestKind::TcpConnect(or_default(
                 "expect",
-                raw.expect.clone(),
+                expect.clone(),
             )?));
         }
         if let Some(connect) = raw.tls_connect {
             kinds.push(RequestKind::TlsConnect(
-                parse("tlsConnect", connect)?,
-                parse("expect", raw.expect.clone())?,
+                or_default("tlsConnect", connect)?,
+                or_default("expect", expect.clone())?,
             ));
         }
         if let Some(websocket) = raw.websocket {
@@ -224,4 +210,22 @@ impl<'de> Deserialize<'de> for RequestEntry {
             mirror_distribution: raw.mirror_distribution,
         })
     }
+}
+
+/// A kind's value or `expect`; absent (null) is the type's default.
+fn or_default<T: serde::de::DeserializeOwned + Default, E: serde::de::Error>(
+    what: &str,
+    value: Value,
+) -> Result<T, E> {
+    match value {
+        Value::Null => Ok(T::default()),
+        value => required(what, value),
+    }
+}
+
+fn required<T: serde::de::DeserializeOwned, E: serde::de::Error>(
+    what: &str,
+    value: Value,
+) -> Result<T, E> {
+    serde_yaml_ng::from_value(value).map_err(|e| E::custom(format!("{what}: {e}")))
 }

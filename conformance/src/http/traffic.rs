@@ -9,7 +9,7 @@ use serde::Deserialize;
 use sluice_gateway::echo::RequestLog;
 
 use crate::case::{BackendRef, HttpRequest, RequestEntry};
-use crate::drive::{self, CONVERGE_WINDOW};
+use crate::drive;
 
 use super::{check_response, with_request_id, Sender, Verdict};
 
@@ -228,28 +228,7 @@ async fn mirror_distribution(
         let path = expected_path(&sender.request, Some(&id), None);
         let needed = spec.consecutive.unwrap_or(1).max(1);
         let sends: Vec<Result<(), String>> = stream::iter(0..spec.requests)
-            .map(|_| async {
-                let deadline = Instant::now() + CONVERGE_WINDOW;
-                let mut streak = 0;
-                loop {
-                    let (verdict, detail) = attempt(ctx, entry, sender, Some(&id)).await;
-                    match verdict {
-                        Verdict::Pass => {
-                            streak += 1;
-                            if streak >= needed {
-                                return Ok(());
-                            }
-                        }
-                        Verdict::Fatal(_) => return Err(detail),
-                        Verdict::NotYet(_) => {
-                            streak = 0;
-                            if Instant::now() >= deadline {
-                                return Err(detail);
-                            }
-                        }
-                    }
-                }
-            })
+            .map(|_| drive::converge(needed, || attempt(ctx, entry, sender, Some(&id))))
             .buffer_unordered(spec.concurrency.unwrap_or(10).max(1))
             .collect()
             .await;

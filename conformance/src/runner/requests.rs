@@ -49,7 +49,7 @@ pub(super) async fn run(
                 .map_err(|e| format!("{label}: {e}"))?;
             continue;
         }
-        if is_stream_kind(&entry.kind) {
+        let run: Pending<'_> = if is_stream_kind(&entry.kind) {
             let port = target_port(entry, gateway, env).map_err(|e| format!("{label}: {e}"))?;
             let trust_pem = match &entry.kind {
                 RequestKind::Tcp(request, _) => match &request.trust {
@@ -60,32 +60,27 @@ pub(super) async fn run(
                 },
                 _ => None,
             };
-            let run = async move {
+            Box::pin(async move {
                 run_stream_kind(entry, SocketAddr::new(ip, port), trust_pem.as_deref())
                     .await
                     .map_err(|e| format!("{label}: {e}"))
+            })
+        } else {
+            let prepared = prepare(entry, gateway, ip, env).map_err(|e| format!("{label}: {e}"))?;
+            let ctx = EntryContext {
+                pods: pods.clone(),
+                client_cert_pems: prepared.client_cert_pems.clone(),
             };
-            if sequential {
-                run.await?;
-            } else {
-                batch.push(Box::pin(run));
-            }
-            continue;
-        }
-        let prepared = prepare(entry, gateway, ip, env).map_err(|e| format!("{label}: {e}"))?;
-        let ctx = EntryContext {
-            pods: pods.clone(),
-            client_cert_pems: prepared.client_cert_pems.clone(),
-        };
-        let run = async move {
-            run_entry(&ctx, entry, &prepared.sender)
-                .await
-                .map_err(|e| format!("{label}: {e}"))
+            Box::pin(async move {
+                run_entry(&ctx, entry, &prepared.sender)
+                    .await
+                    .map_err(|e| format!("{label}: {e}"))
+            })
         };
         if sequential {
             run.await?;
         } else {
-            batch.push(Box::pin(run));
+            batch.push(run);
         }
     }
     finish(batch).await

@@ -11,14 +11,13 @@ use std::sync::Arc;
 
 use base64::Engine;
 use serde_json::{json, Value};
-use sluice_gateway::echo::{
-    grpc_tls_server_config, serve_port, tcp_tls_server_config, tls_server_config, EchoIdentity,
-    EchoPod, EchoPort, ReceivedRequest, TcpPorts,
-};
+use sluice_gateway::echo::{serve_port, EchoIdentity, EchoPod, EchoPort, ReceivedRequest};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::objects::{ObjectKey, ObjectStore};
+
+mod ports;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
@@ -203,85 +202,25 @@ impl Backends {
         if pod.unsupported.is_some() {
             return Ok(pod);
         }
-        let port = |var: &'static str, default: u16| -> Result<u16, BackendError> {
-            match env.get(var) {
-                None => Ok(default),
-                Some(v) => v.parse().map_err(|_| BackendError::BadPort {
-                    pod: name.clone(),
-                    what: var,
-                    value: v.clone(),
-                }),
-            }
-        };
         let mounted = |var: &str| {
             env.get(var)
                 .and_then(|path| read_mounted_file(&template, &container, path, namespace, store))
         };
-        let tls_error = |source| BackendError::Tls {
-            pod: name.clone(),
-            source,
+        let view = ports::Container {
+            pod: &name,
+            env: &env,
+            mounted: &mounted,
         };
-        let http_port = port("HTTP_PORT", 3000)?;
-        let identity = EchoIdentity {
+        let echo = Arc::new(EchoPod::new(EchoIdentity {
             pod: name.clone(),
             namespace: namespace.to_owned(),
             service: env.get("SERVICE_NAME").cloned().unwrap_or_default(),
             ingress: env.get("INGRESS_NAME").cloned().unwrap_or_default(),
-            http_port: http_port.to_string(),
-        };
-        // gRPC and TCP modes read their key from TLS_SERVER_PRIV_KEY, HTTP mode from TLS_SERVER_PRIVKEY.
-        let stream_tls = mounted("TLS_SERVER_CERT").zip(mounted("TLS_SERVER_PRIV_KEY"));
-        if env.contains_key("GRPC_ECHO_SERVER") {
-            let echo = Arc::new(EchoPod::new(identity));
+            http_port: view.port("HTTP_PORT", 3000)?.to_string(),
+        }));
+        for (number, kind) in view.echo_ports()? {
             pod.tasks
-                .push(listen(&name, ip, http_port, echo.clone(), EchoPort::Grpc).await?);
-            if let Some((cert, key)) = stream_tls {
-                let config = grpc_tls_server_config(&cert, &key).map_err(tls_error)?;
-                let https_port = port("HTTPS_PORT", 8443)?;
-                let kind = EchoPort::GrpcTls(config);
-                pod.tasks
-                    .push(listen(&name, ip, https_port, echo.clone(), kind).await?);
-            }
-            pod.echo = Some(echo);
-            return Ok(pod);
-        }
-        if env.contains_key("TCP_ECHO_SERVER") {
-            let echo = Arc::new(EchoPod::new(identity));
-            let tcp_port = port("TCP_PORT", 3000)?;
-            let tls_port = port("TLS_PORT", 8443)?;
-            let ports = Arc::new(TcpPorts {
-                tcp: tcp_port.to_string(),
-                tls: if stream_tls.is_some() {
-                    tls_port.to_string()
-                } else {
-                    String::new()
-                },
-            });
-            let kind = EchoPort::Tcp(ports.clone());
-            pod.tasks
-                .push(listen(&name, ip, tcp_port, echo.clone(), kind).await?);
-            if let Some((cert, key)) = stream_tls {
-                let config = tcp_tls_server_config(&cert, &key).map_err(tls_error)?;
-                let kind = EchoPort::TcpTls(ports, config);
-                pod.tasks
-                    .push(listen(&name, ip, tls_port, echo.clone(), kind).await?);
-            }
-            pod.echo = Some(echo);
-            return Ok(pod);
-        }
-        let h2c_port = port("H2C_PORT", 3001)?;
-        let https_port = port("HTTPS_PORT", 8443)?;
-        let echo = Arc::new(EchoPod::new(identity));
-        pod.tasks
-            .push(listen(&name, ip, http_port, echo.clone(), EchoPort::Http).await?);
-        pod.tasks
-            .push(listen(&name, ip, h2c_port, echo.clone(), EchoPort::H2c).await?);
-        if let (Some(cert), Some(key)) = (mounted("TLS_SERVER_CERT"), mounted("TLS_SERVER_PRIVKEY"))
-        {
-            let client_ca = mounted("TLS_CLIENT_CACERTS");
-            let config = tls_server_config(&cert, &key, client_ca.as_deref()).map_err(tls_error)?;
-            pod.tasks
-                .push(listen(&name, ip, https_port, echo.clone(), EchoPort::Https(config)).await?);
+                .push(listen(&name, ip, number, echo.clone(), kind).await?);
         }
         pod.echo = Some(echo);
         Ok(pod)

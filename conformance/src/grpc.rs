@@ -186,13 +186,38 @@ fn status_of(headers: &HeaderMap) -> Option<GrpcReply> {
     let message = headers
         .get("grpc-message")
         .and_then(|v| v.to_str().ok())
-        .map(|m| m.replace("%25", "%"))
+        .map(percent_decode)
         .unwrap_or_default();
     Some(GrpcReply {
         code,
         message,
         responses: Vec::new(),
     })
+}
+
+/// `grpc-message` is percent-encoded (`%XX`); malformed escapes stay as they are.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = bytes
+            .get(i + 1..i + 3)
+            .filter(|_| bytes[i] == b'%')
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Runs a `grpc` entry against `addr` (plaintext, as upstream dials the Gateway).

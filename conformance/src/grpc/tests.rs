@@ -131,7 +131,7 @@ fn entry(yaml: &str) -> (RequestEntry, GrpcRequest, GrpcExpect) {
 async fn grpc_entries_check_code_and_backend() {
     let pod = start(POD, EchoPort::Grpc).await;
     let (ok, request, expect) = entry(
-        "{grpc: {method: Echo, authority: abc.example.com, metadata: {Version: one}},
+        "{grpc: {method: Echo, authority: gateway_api_conformance.echo_basic.grpcecho.GrpcEcho, metadata: {Version: one}},
           expect: {code: OK, backend: {namespace: gateway-conformance-infra, service: grpc-infra-backend-v1}}}",
     );
     run(&ok, &request, &expect, pod.addr).await.unwrap();
@@ -151,4 +151,25 @@ async fn grpc_entries_check_code_and_backend() {
         .await
         .unwrap_err()
         .contains("Nope"));
+}
+
+#[test]
+fn grpc_messages_are_percent_decoded() {
+    assert_eq!(
+        percent_decode("unknown%20method %25 %zz%"),
+        "unknown method % %zz%"
+    );
+}
+
+#[tokio::test]
+async fn the_status_message_of_an_unknown_method_names_it() {
+    let pod = start(POD, EchoPort::Grpc).await;
+    let reply = call(&plain(pod.addr), &GrpcCall::unary("Nope"))
+        .await
+        .unwrap();
+    assert_eq!(reply.code, code::UNIMPLEMENTED);
+    assert_eq!(
+        reply.message,
+        "unknown method /gateway_api_conformance.echo_basic.grpcecho.GrpcEcho/Nope"
+    );
 }

@@ -168,7 +168,7 @@ impl Call {
         }
         let [message] = messages.as_slice() else {
             let text = format!("expected one request message, got {}", messages.len());
-            return self.fail(respond, code::UNIMPLEMENTED, &text);
+            return self.fail(respond, code::INTERNAL, &text);
         };
         self.record(head, message);
         let Ok(request) = proto::EchoRequest::decode(message.clone()) else {

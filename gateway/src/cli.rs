@@ -86,6 +86,15 @@ pub enum Command {
         /// Serve echo-basic's TCP line protocol: PING, IS_TLS, TEST.
         #[arg(long)]
         tcp: bool,
+        /// Also serve the same mode over TLS here (HTTP: h2/http1.1, gRPC: h2, TCP: any ALPN offered).
+        #[arg(long, requires_all = ["tls_cert", "tls_key"])]
+        tls_listen: Option<SocketAddr>,
+        /// PEM certificate chain of the TLS listener.
+        #[arg(long, requires = "tls_listen")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key of the TLS listener.
+        #[arg(long, requires = "tls_listen")]
+        tls_key: Option<PathBuf>,
     },
     /// Two echo backends and a Gateway mirroring one to the other, on 127.0.0.1.
     Demo {
@@ -123,13 +132,26 @@ pub enum CliError {
 /// Runs the chosen command until it fails or a shutdown signal arrives.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
-        Some(Command::Echo { listen, grpc, tcp }) => {
+        Some(Command::Echo {
+            listen,
+            grpc,
+            tcp,
+            tls_listen,
+            tls_cert,
+            tls_key,
+        }) => {
             let mode = match (grpc, tcp) {
                 (true, _) => crate::echo::EchoMode::Grpc,
                 (_, true) => crate::echo::EchoMode::Tcp,
                 _ => crate::echo::EchoMode::Http,
             };
-            Ok(crate::echo::run_cli(listen, mode).await?)
+            let tls = match (tls_listen, tls_cert, tls_key) {
+                (Some(listen), Some(cert), Some(key)) => {
+                    Some(crate::echo::EchoTls { listen, cert, key })
+                }
+                _ => None,
+            };
+            Ok(crate::echo::run_cli(listen, mode, tls).await?)
         }
         Some(Command::Demo {
             port,
@@ -244,6 +266,20 @@ mod tests {
             "--tcp",
         ];
         assert!(Cli::try_parse_from(both).is_err());
+        let echo_tls = ["sluice", "echo", "--listen", "127.0.0.1:0", "--tcp"];
+        let tls = [
+            "--tls-listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+        ];
+        assert!(Cli::try_parse_from(echo_tls.iter().chain(&tls)).is_ok());
+        assert!(
+            Cli::try_parse_from(echo_tls.iter().chain(&tls[..4])).is_err(),
+            "a TLS listener needs its key"
+        );
     }
 
     #[test]

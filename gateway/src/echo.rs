@@ -5,6 +5,7 @@
 //! Tests and the conformance harness bind `127.0.0.1:0` themselves and call [`serve_port`]; they read what each
 //! pod received from its [`RequestLog`] instead of scraping stdout.
 
+mod cli;
 mod duration;
 pub mod grpc;
 mod handler;
@@ -25,6 +26,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
+pub use cli::{run_cli, EchoMode, EchoTls};
 pub use duration::{parse_go_duration, DurationError};
 pub use record::{ReceivedRequest, RequestLog};
 pub use tcp::TcpPorts;
@@ -100,6 +102,12 @@ pub enum EchoError {
     Tls(#[source] rustls::Error),
     #[error("invalid client CA bundle for the echo server")]
     ClientVerifier(#[source] rustls::server::VerifierBuilderError),
+    #[error("cannot read {path}")]
+    ReadFile {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// One echo pod: identity plus the state its ports share.
@@ -201,55 +209,6 @@ pub async fn serve_port(
             http => connections.spawn(serve_connection(stream, remote, pod, http)),
         };
     }
-}
-
-/// Which of echo-basic's servers `sluice echo` runs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum EchoMode {
-    #[default]
-    Http,
-    Grpc,
-    Tcp,
-}
-
-/// `sluice echo --listen ADDR [--grpc|--tcp]`: identity from the echo-basic environment variables, each
-/// request (gRPC call, TCP answer) on stdout, non-empty HTTP request bodies echoed back.
-pub async fn run_cli(listen: SocketAddr, mode: EchoMode) -> Result<(), EchoError> {
-    let listener = TcpListener::bind(listen)
-        .await
-        .map_err(|source| EchoError::Bind {
-            addr: listen,
-            source,
-        })?;
-    let local = listener.local_addr().map_err(EchoError::LocalAddr)?;
-    let env = |name: &str| std::env::var(name).unwrap_or_default();
-    let pod = match env("POD_NAME") {
-        name if name.is_empty() => format!("sluice-echo-{}", local.port()),
-        name => name,
-    };
-    let identity = EchoIdentity {
-        pod,
-        namespace: env("NAMESPACE"),
-        service: env("SERVICE_NAME"),
-        ingress: env("INGRESS_NAME"),
-        http_port: local.port().to_string(),
-    };
-    println!(
-        "sluice echo ({mode:?}) listening on {local} as pod {}",
-        identity.pod
-    );
-    let pod = EchoPod::new(identity)
-        .with_printing(true)
-        .with_body_mode(BodyMode::EchoBody);
-    let port = match mode {
-        EchoMode::Http => EchoPort::Http,
-        EchoMode::Grpc => EchoPort::Grpc,
-        EchoMode::Tcp => EchoPort::Tcp(Arc::new(TcpPorts {
-            tcp: local.port().to_string(),
-            tls: String::new(),
-        })),
-    };
-    serve_port(listener, Arc::new(pod), port).await
 }
 
 /// Server TLS config for an `HTTPS_PORT`: ALPN h2 + http/1.1; with `client_ca_pem`, client certificates are

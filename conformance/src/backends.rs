@@ -1,8 +1,9 @@
 //! Echo pods for every Deployment (FORMAT.md §1.4) and the EndpointSlices that point Services at them.
 //!
 //! Each pod gets its own loopback IP (`127.N.1.x`), so it listens on its real container ports (3000, 3001,
-//! 8443) and Services resolve exactly as in a cluster. Only echo-basic's HTTP mode is run: pods of gRPC, TCP,
-//! UDP, coredns or mesh containers exist (names, labels, IPs) but serve nothing and get no endpoints.
+//! 8443) and Services resolve exactly as in a cluster. echo-basic's HTTP, gRPC (`GRPC_ECHO_SERVER`) and TCP
+//! (`TCP_ECHO_SERVER`) modes are run: pods of UDP, coredns or mesh containers exist (names, labels, IPs) but
+//! serve nothing and get no endpoints.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -10,13 +11,13 @@ use std::sync::Arc;
 
 use base64::Engine;
 use serde_json::{json, Value};
-use sluice_gateway::echo::{
-    serve_port, tls_server_config, EchoIdentity, EchoPod, EchoPort, ReceivedRequest,
-};
+use sluice_gateway::echo::{serve_port, EchoIdentity, EchoPod, EchoPort, ReceivedRequest};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::objects::{ObjectKey, ObjectStore};
+
+mod ports;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
@@ -51,7 +52,8 @@ pub struct Pod {
     /// Random, as an API server would assign it; EndpointSlice `targetRef`s carry it.
     pub uid: String,
     pub ip: Ipv4Addr,
-    /// `None` when the container is not an echo-basic HTTP server (the reason is in `unsupported`).
+    /// `None` when the container is not an echo-basic HTTP, gRPC or TCP server (the reason is in
+    /// `unsupported`).
     pub echo: Option<Arc<EchoPod>>,
     pub unsupported: Option<String>,
     container_ports: BTreeMap<String, i64>,
@@ -182,10 +184,8 @@ impl Backends {
         let unsupported = if !image.contains("echo-basic") {
             Some(format!("image {image} is not echo-basic"))
         } else {
-            ["GRPC_ECHO_SERVER", "TCP_ECHO_SERVER", "UDP_ECHO_SERVER"]
-                .into_iter()
-                .find(|mode| env.contains_key(*mode))
-                .map(|mode| format!("{mode} mode is not provided by this harness"))
+            env.contains_key("UDP_ECHO_SERVER")
+                .then(|| "UDP_ECHO_SERVER mode is not provided by this harness".to_owned())
         };
         let mut pod = Pod {
             name: name.clone(),
@@ -202,46 +202,25 @@ impl Backends {
         if pod.unsupported.is_some() {
             return Ok(pod);
         }
-        let port = |var: &'static str, default: u16| -> Result<u16, BackendError> {
-            match env.get(var) {
-                None => Ok(default),
-                Some(v) => v.parse().map_err(|_| BackendError::BadPort {
-                    pod: name.clone(),
-                    what: var,
-                    value: v.clone(),
-                }),
-            }
+        let mounted = |var: &str| {
+            env.get(var)
+                .and_then(|path| read_mounted_file(&template, &container, path, namespace, store))
         };
-        let http_port = port("HTTP_PORT", 3000)?;
-        let h2c_port = port("H2C_PORT", 3001)?;
-        let https_port = port("HTTPS_PORT", 8443)?;
+        let view = ports::Container {
+            pod: &name,
+            env: &env,
+            mounted: &mounted,
+        };
         let echo = Arc::new(EchoPod::new(EchoIdentity {
             pod: name.clone(),
             namespace: namespace.to_owned(),
             service: env.get("SERVICE_NAME").cloned().unwrap_or_default(),
             ingress: env.get("INGRESS_NAME").cloned().unwrap_or_default(),
-            http_port: http_port.to_string(),
+            http_port: view.port("HTTP_PORT", 3000)?.to_string(),
         }));
-        pod.tasks
-            .push(listen(&name, ip, http_port, echo.clone(), EchoPort::Http).await?);
-        pod.tasks
-            .push(listen(&name, ip, h2c_port, echo.clone(), EchoPort::H2c).await?);
-        let mounted = |var: &str| {
-            env.get(var)
-                .and_then(|path| read_mounted_file(&template, &container, path, namespace, store))
-        };
-        if let (Some(cert), Some(key)) = (mounted("TLS_SERVER_CERT"), mounted("TLS_SERVER_PRIVKEY"))
-        {
-            let client_ca = mounted("TLS_CLIENT_CACERTS");
-            let config =
-                tls_server_config(&cert, &key, client_ca.as_deref()).map_err(|source| {
-                    BackendError::Tls {
-                        pod: name.clone(),
-                        source,
-                    }
-                })?;
+        for (number, kind) in view.echo_ports()? {
             pod.tasks
-                .push(listen(&name, ip, https_port, echo.clone(), EchoPort::Https(config)).await?);
+                .push(listen(&name, ip, number, echo.clone(), kind).await?);
         }
         pod.echo = Some(echo);
         Ok(pod)

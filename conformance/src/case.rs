@@ -5,8 +5,10 @@
 //! (`deny_unknown_fields`): a key the harness does not understand is a clear error, never silently ignored.
 
 mod expect;
+mod grpc;
 mod request;
 mod status;
+mod tcp;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,6 +20,7 @@ pub use expect::{
     BackendRef, Expect, ExpectBackend, ExpectRedirect, ExpectRequest, ExpectResponse, Frame,
     SecretKeyRef, StatusSet,
 };
+pub use grpc::{code_name, code_number, GrpcExpect, GrpcRequest};
 pub use request::{
     Distribution, HttpRequest, Protocol, RequestEntry, RequestKind, TlsSettings, TrustRef,
     WebSocketRequest,
@@ -26,6 +29,7 @@ pub use status::{
     ConditionSpec, Conditions, ListenerConditions, ListenerExpect, ListenerSelection, ParentExpect,
     ParentRefExpect, StatusCheck,
 };
+pub use tcp::{TcpExpect, TcpMode, TcpRequest, TlsConnectRequest};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaseError {

@@ -2,7 +2,7 @@
 
 mod check;
 mod h2;
-mod tls;
+pub(crate) mod tls;
 pub(crate) mod traffic;
 
 use std::collections::BTreeMap;

@@ -9,14 +9,19 @@
 pub mod backends;
 pub mod case;
 pub mod certs;
+mod drive;
 pub mod env;
 pub mod fill_slices;
+pub mod grpc;
 pub mod http;
 pub mod objects;
 pub mod report;
 pub mod runner;
 pub mod status_check;
 pub mod suite;
+pub mod tcp;
+#[cfg(test)]
+mod test_pods;
 pub mod websocket;
 
 /// An error and its sources on one line.

@@ -206,18 +206,31 @@ async fn upstream_simple_same_namespace_case_passes() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fill_endpoint_slices_wires_selector_less_and_headless_services_to_the_pods() {
+/// Runs one of Sluice's own cases (`tests/cases/NAME.yaml`) on the small base; it must pass.
+async fn own_case_passes(name: &str) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("base.yaml"), BASE).unwrap();
     let cases_dir = dir.path().join("cases");
     std::fs::create_dir(&cases_dir).unwrap();
-    let case = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases/HTTPRouteServiceTypes.yaml");
-    std::fs::copy(&case, cases_dir.join("HTTPRouteServiceTypes.yaml")).unwrap();
+    let file = format!("{name}.yaml");
+    let case = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/cases")
+        .join(&file);
+    std::fs::copy(&case, cases_dir.join(&file)).unwrap();
     let results = tokio::time::timeout(LIMIT, run_suite(&options(cases_dir)))
         .await
         .unwrap()
         .unwrap();
     assert_eq!(results.len(), 1);
     assert_eq!(results[0].outcome, Outcome::Passed, "{:?}", results[0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fill_endpoint_slices_wires_selector_less_and_headless_services_to_the_pods() {
+    own_case_passes("HTTPRouteServiceTypes").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_entries_reach_grpc_echo_pods_through_sluice() {
+    own_case_passes("GrpcOverHTTPRoute").await;
 }

@@ -77,11 +77,27 @@ pub struct GatewayArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// The conformance echo backend: prints each request and answers JSON (or echoes the body).
+    /// The conformance echo backend: prints each request and answers JSON (or echoes the body);
+    /// `--grpc` and `--tcp` run echo-basic's gRPC and TCP modes instead.
     Echo {
         /// Where to listen, e.g. `127.0.0.1:9001`.
         #[arg(long)]
         listen: SocketAddr,
+        /// Serve gRPC (plaintext HTTP/2): GrpcEcho's Echo, EchoTwo, EchoThree and Sluice's StreamEcho.
+        #[arg(long, conflicts_with = "tcp")]
+        grpc: bool,
+        /// Serve echo-basic's TCP line protocol: PING, IS_TLS, TEST.
+        #[arg(long)]
+        tcp: bool,
+        /// Also serve the same mode over TLS here (HTTP: h2/http1.1, gRPC: h2, TCP: any ALPN offered).
+        #[arg(long, requires_all = ["tls_cert", "tls_key"])]
+        tls_listen: Option<SocketAddr>,
+        /// PEM certificate chain of the TLS listener.
+        #[arg(long, requires = "tls_listen")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key of the TLS listener.
+        #[arg(long, requires = "tls_listen")]
+        tls_key: Option<PathBuf>,
     },
     /// Two echo backends and a Gateway mirroring one to the other, on 127.0.0.1.
     Demo {
@@ -119,7 +135,27 @@ pub enum CliError {
 /// Runs the chosen command until it fails or a shutdown signal arrives.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
-        Some(Command::Echo { listen }) => Ok(crate::echo::run_cli(listen).await?),
+        Some(Command::Echo {
+            listen,
+            grpc,
+            tcp,
+            tls_listen,
+            tls_cert,
+            tls_key,
+        }) => {
+            let mode = match (grpc, tcp) {
+                (true, _) => crate::echo::EchoMode::Grpc,
+                (_, true) => crate::echo::EchoMode::Tcp,
+                _ => crate::echo::EchoMode::Http,
+            };
+            let tls = match (tls_listen, tls_cert, tls_key) {
+                (Some(listen), Some(cert), Some(key)) => {
+                    Some(crate::echo::EchoTls { listen, cert, key })
+                }
+                _ => None,
+            };
+            Ok(crate::echo::run_cli(listen, mode, tls).await?)
+        }
         Some(Command::Demo {
             port,
             admin_address,
@@ -216,6 +252,39 @@ mod tests {
             Some(Command::Demo { port: 8081, .. })
         ));
         assert!(Cli::try_parse_from(["sluice", "echo", "--listen", "127.0.0.1:0"]).is_ok());
+        let cli = Cli::try_parse_from(["sluice", "echo", "--listen", "127.0.0.1:0", "--grpc"])
+            .expect("parses");
+        assert!(matches!(
+            cli.command,
+            Some(Command::Echo {
+                grpc: true,
+                tcp: false,
+                ..
+            })
+        ));
+        let both = [
+            "sluice",
+            "echo",
+            "--listen",
+            "127.0.0.1:0",
+            "--grpc",
+            "--tcp",
+        ];
+        assert!(Cli::try_parse_from(both).is_err());
+        let echo_tls = ["sluice", "echo", "--listen", "127.0.0.1:0", "--tcp"];
+        let tls = [
+            "--tls-listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+        ];
+        assert!(Cli::try_parse_from(echo_tls.iter().chain(&tls)).is_ok());
+        assert!(
+            Cli::try_parse_from(echo_tls.iter().chain(&tls[..4])).is_err(),
+            "a TLS listener needs its key"
+        );
     }
 
     #[test]

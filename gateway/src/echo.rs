@@ -5,9 +5,12 @@
 //! Tests and the conformance harness bind `127.0.0.1:0` themselves and call [`serve_port`]; they read what each
 //! pod received from its [`RequestLog`] instead of scraping stdout.
 
+mod cli;
 mod duration;
+pub mod grpc;
 mod handler;
 mod record;
+pub mod tcp;
 mod tls_info;
 mod websocket;
 
@@ -23,8 +26,10 @@ use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
+pub use cli::{run_cli, EchoMode, EchoTls};
 pub use duration::{parse_go_duration, DurationError};
 pub use record::{ReceivedRequest, RequestLog};
+pub use tcp::TcpPorts;
 pub use tls_info::TlsInfo;
 
 use handler::ConnInfo;
@@ -64,6 +69,14 @@ pub enum EchoPort {
     H2c,
     /// `HTTPS_PORT`: TLS (see [`tls_server_config`]) then HTTP/1.1 or HTTP/2 by ALPN.
     Https(Arc<rustls::ServerConfig>),
+    /// gRPC mode's `HTTP_PORT`: prior-knowledge HTTP/2 gRPC ([`grpc`]).
+    Grpc,
+    /// gRPC mode's `HTTPS_PORT`: TLS (see [`grpc_tls_server_config`]) then HTTP/2 gRPC.
+    GrpcTls(Arc<rustls::ServerConfig>),
+    /// TCP mode's `TCP_PORT`: echo-basic's line protocol ([`tcp`]).
+    Tcp(Arc<TcpPorts>),
+    /// TCP mode's `TLS_PORT`: TLS (see [`tcp_tls_server_config`]) then the line protocol.
+    TcpTls(Arc<TcpPorts>, Arc<rustls::ServerConfig>),
 }
 
 /// Errors of the echo server; per-connection failures are logged, never returned.
@@ -89,6 +102,12 @@ pub enum EchoError {
     Tls(#[source] rustls::Error),
     #[error("invalid client CA bundle for the echo server")]
     ClientVerifier(#[source] rustls::server::VerifierBuilderError),
+    #[error("cannot read {path}")]
+    ReadFile {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// One echo pod: identity plus the state its ports share.
@@ -171,37 +190,25 @@ pub async fn serve_port(
                 continue;
             }
         };
-        connections.spawn(serve_connection(stream, remote, pod.clone(), port.clone()));
+        let pod = pod.clone();
+        match port.clone() {
+            EchoPort::Grpc => connections.spawn(grpc::serve_connection(stream, remote, pod, None)),
+            EchoPort::GrpcTls(config) => {
+                connections.spawn(grpc::serve_connection(stream, remote, pod, Some(config)))
+            }
+            EchoPort::Tcp(ports) => {
+                connections.spawn(tcp::serve_connection(stream, remote, pod, ports, None))
+            }
+            EchoPort::TcpTls(ports, config) => connections.spawn(tcp::serve_connection(
+                stream,
+                remote,
+                pod,
+                ports,
+                Some(config),
+            )),
+            http => connections.spawn(serve_connection(stream, remote, pod, http)),
+        };
     }
-}
-
-/// `sluice echo --listen ADDR`: identity from the echo-basic environment variables, request heads on stdout,
-/// non-empty request bodies echoed back.
-pub async fn run_cli(listen: SocketAddr) -> Result<(), EchoError> {
-    let listener = TcpListener::bind(listen)
-        .await
-        .map_err(|source| EchoError::Bind {
-            addr: listen,
-            source,
-        })?;
-    let local = listener.local_addr().map_err(EchoError::LocalAddr)?;
-    let env = |name: &str| std::env::var(name).unwrap_or_default();
-    let pod = match env("POD_NAME") {
-        name if name.is_empty() => format!("sluice-echo-{}", local.port()),
-        name => name,
-    };
-    let identity = EchoIdentity {
-        pod,
-        namespace: env("NAMESPACE"),
-        service: env("SERVICE_NAME"),
-        ingress: env("INGRESS_NAME"),
-        http_port: local.port().to_string(),
-    };
-    println!("sluice echo listening on {local} as pod {}", identity.pod);
-    let pod = EchoPod::new(identity)
-        .with_printing(true)
-        .with_body_mode(BodyMode::EchoBody);
-    serve_port(listener, Arc::new(pod), EchoPort::Http).await
 }
 
 /// Server TLS config for an `HTTPS_PORT`: ALPN h2 + http/1.1; with `client_ca_pem`, client certificates are
@@ -211,6 +218,34 @@ pub fn tls_server_config(
     key_pem: &str,
     client_ca_pem: Option<&str>,
 ) -> Result<Arc<rustls::ServerConfig>, EchoError> {
+    let mut config = server_config(cert_pem, key_pem, client_ca_pem)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Server TLS config for gRPC mode's `HTTPS_PORT`: ALPN h2 only, no client certificates.
+pub fn grpc_tls_server_config(
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<Arc<rustls::ServerConfig>, EchoError> {
+    let mut config = server_config(cert_pem, key_pem, None)?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Server TLS config for TCP mode's `TLS_PORT`: TLS 1.2 and 1.3, ALPN chosen per connection ([`tcp`]).
+pub fn tcp_tls_server_config(
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<Arc<rustls::ServerConfig>, EchoError> {
+    server_config(cert_pem, key_pem, None).map(Arc::new)
+}
+
+fn server_config(
+    cert_pem: &str,
+    key_pem: &str,
+    client_ca_pem: Option<&str>,
+) -> Result<rustls::ServerConfig, EchoError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -253,11 +288,7 @@ pub fn tls_server_config(
             builder.with_client_cert_verifier(verifier)
         }
     };
-    let mut config = builder
-        .with_single_cert(certs, key)
-        .map_err(EchoError::Tls)?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    builder.with_single_cert(certs, key).map_err(EchoError::Tls)
 }
 
 async fn serve_connection(
@@ -314,6 +345,8 @@ async fn serve_connection(
                 .await
                 .map_err(|e| e.to_string())
         }
+        // serve_port hands these to the gRPC and TCP servers instead.
+        EchoPort::Grpc | EchoPort::GrpcTls(_) | EchoPort::Tcp(_) | EchoPort::TcpTls(..) => Ok(()),
     };
     if let Err(error) = result {
         tracing::debug!(%error, %remote, "echo connection ended with an error");

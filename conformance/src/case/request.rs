@@ -6,6 +6,8 @@ use serde::Deserialize;
 use serde_yaml_ng::Value;
 
 use super::expect::Expect;
+use super::grpc::{GrpcExpect, GrpcRequest};
+use super::tcp::{TcpExpect, TcpRequest, TlsConnectRequest};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 pub enum Protocol {
@@ -77,12 +79,17 @@ pub struct WebSocketRequest {
     pub origin: Option<String>,
 }
 
-/// What kind of traffic an entry sends. `Http` and `WebSocket` are driven by this harness; the others are
-/// kept so a case that needs them (for features Sluice does not claim) is reported precisely.
+/// What kind of traffic an entry sends. `Unsupported` kinds (UDP, DNS, mesh) are kept so a case that needs
+/// them (for features Sluice does not claim) is reported precisely. Kinds other than HTTP carry their own
+/// `expect`.
 #[derive(Debug, Clone)]
 pub enum RequestKind {
     Http(Box<HttpRequest>),
     WebSocket(WebSocketRequest),
+    Grpc(GrpcRequest, GrpcExpect),
+    Tcp(TcpRequest, TcpExpect),
+    TcpConnect(TcpExpect),
+    TlsConnect(TlsConnectRequest, TcpExpect),
     Unsupported(&'static str),
 }
 
@@ -132,18 +139,37 @@ impl<'de> Deserialize<'de> for RequestEntry {
         let raw = RawEntry::deserialize(deserializer)?;
         let _ = (&raw.informational, &raw.timeout, &raw.interval, &raw.batch);
         let mut kinds = Vec::new();
-        let others = [
-            ("grpc", raw.grpc.is_some()),
-            ("tcp", raw.tcp.is_some()),
-            ("tcpConnect", raw.tcp_connect.is_some()),
-            ("tlsConnect", raw.tls_connect.is_some()),
-            ("udp", raw.udp.is_some()),
-            ("dns", raw.dns.is_some()),
-        ];
+        let others = [("udp", raw.udp.is_some()), ("dns", raw.dns.is_some())];
         for (name, present) in others {
             if present {
                 kinds.push(RequestKind::Unsupported(name));
             }
+        }
+        let expect = &raw.expect;
+        if let Some(grpc) = raw.grpc {
+            kinds.push(RequestKind::Grpc(
+                required("grpc", grpc)?,
+                or_default("expect", expect.clone())?,
+            ));
+        }
+        if let Some(tcp) = raw.tcp {
+            kinds.push(RequestKind::Tcp(
+                required("tcp", tcp)?,
+                or_default("expect", expect.clone())?,
+            ));
+        }
+        if let Some(connect) = raw.tcp_connect {
+            let _: serde_yaml_ng::Mapping = or_default("tcpConnect", connect)?;
+            kinds.push(RequestKind::TcpConnect(or_default(
+                "expect",
+                expect.clone(),
+            )?));
+        }
+        if let Some(connect) = raw.tls_connect {
+            kinds.push(RequestKind::TlsConnect(
+                or_default("tlsConnect", connect)?,
+                or_default("expect", expect.clone())?,
+            ));
         }
         if let Some(websocket) = raw.websocket {
             let websocket: WebSocketRequest = serde_yaml_ng::from_value(websocket)
@@ -171,7 +197,7 @@ impl<'de> Deserialize<'de> for RequestEntry {
                 serde_yaml_ng::from_value(value)
                     .map_err(|e| D::Error::custom(format!("expect: {e}")))?
             }
-            (RequestKind::Unsupported(_), _) => Expect::default(),
+            _ => Expect::default(),
         };
         Ok(RequestEntry {
             name: raw.name,
@@ -184,4 +210,22 @@ impl<'de> Deserialize<'de> for RequestEntry {
             mirror_distribution: raw.mirror_distribution,
         })
     }
+}
+
+/// A kind's value or `expect`; absent (null) is the type's default.
+fn or_default<T: serde::de::DeserializeOwned + Default, E: serde::de::Error>(
+    what: &str,
+    value: Value,
+) -> Result<T, E> {
+    match value {
+        Value::Null => Ok(T::default()),
+        value => required(what, value),
+    }
+}
+
+fn required<T: serde::de::DeserializeOwned, E: serde::de::Error>(
+    what: &str,
+    value: Value,
+) -> Result<T, E> {
+    serde_yaml_ng::from_value(value).map_err(|e| E::custom(format!("{what}: {e}")))
 }

@@ -62,7 +62,9 @@ fn parses_a_well_formed_case() {
         Some(StatusSet::Any(vec![200, 204]))
     );
     assert_eq!(entries[1].expect.backend, Some(ExpectBackend::None));
-    assert!(matches!(entries[2].kind, RequestKind::Unsupported("grpc")));
+    assert!(
+        matches!(&entries[2].kind, RequestKind::Grpc(r, e) if r.method == "Echo" && e.code.as_deref() == Some("OK"))
+    );
 }
 
 #[test]
@@ -153,4 +155,43 @@ fn websocket_entries_parse_with_their_frames() {
             Frame::Binary { binary: vec![1, 2] }
         ]
     );
+}
+
+#[test]
+fn tcp_entries_parse_with_their_own_expectations() {
+    let text = "name: T\nsteps:
+  - requests:
+      - tcp: {tls: true, serverName: abc.example.com, trust: {configMap: ns/ca, key: ca.crt}}
+        expect: {backendIsTLS: true, backend: {namespace: ns, service: tcp-backend}, sni: abc.example.com}
+      - tcp: {tls: false, mode: testOnly}
+        repeat: 3
+        expect: {anyPod: true}
+      - tcpConnect: {}
+        expect: {connected: true}
+      - tlsConnect: {serverName: example.com}
+        expect: {rejected: true}
+";
+    let steps = steps_of(text).unwrap();
+    let Action::Requests(entries) = &steps[0].action else {
+        panic!("requests step")
+    };
+    let RequestKind::Tcp(tls, expect) = &entries[0].kind else {
+        panic!("tcp entry")
+    };
+    assert!(tls.tls && tls.mode == TcpMode::Full);
+    assert_eq!(
+        tls.trust.as_ref().unwrap().config_map.as_deref(),
+        Some("ns/ca")
+    );
+    assert_eq!(expect.backend_is_tls, Some(true));
+    assert_eq!(expect.sni.as_deref(), Some("abc.example.com"));
+    assert!(
+        matches!(&entries[1].kind, RequestKind::Tcp(r, e) if r.mode == TcpMode::TestOnly && e.any_pod)
+    );
+    assert_eq!(entries[1].repeat, Some(3));
+    assert!(matches!(&entries[2].kind, RequestKind::TcpConnect(e) if e.connected));
+    assert!(matches!(&entries[3].kind, RequestKind::TlsConnect(r, e)
+        if r.server_name.as_deref() == Some("example.com") && e.rejected));
+    let typo = "name: T\nsteps:\n  - requests:\n      - tcp: {tls: false}\n        expect: {backendIsTls: true}\n";
+    assert!(steps_of(typo).is_err(), "unknown expect keys are errors");
 }

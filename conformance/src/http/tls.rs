@@ -18,7 +18,7 @@ use super::ClientError;
 
 /// `alpn`: `http/1.1` for HTTPS, `h2` for H2. `requested` is set once a server asks for a client
 /// certificate (`clientCertRequested`, FORMAT.md §4.4), whether or not there is one to give.
-pub(super) fn client_config(
+pub(crate) fn client_config(
     trust_pem: Option<&str>,
     client_identity: Option<(&str, &str)>,
     alpn: &[u8],

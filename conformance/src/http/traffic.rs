@@ -1,7 +1,6 @@
 //! How often an HTTP entry is sent and what makes it pass: convergence (§4.2), `repeat`, weighted
 //! distribution (§4.6), mirrors (§4.5) and percentage mirroring (§4.7).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,11 +8,11 @@ use futures::stream::{self, StreamExt};
 use serde::Deserialize;
 use sluice_gateway::echo::RequestLog;
 
-use crate::case::{BackendRef, Distribution, HttpRequest, RequestEntry};
+use crate::case::{BackendRef, HttpRequest, RequestEntry};
+use crate::drive;
 
 use super::{check_response, with_request_id, Sender, Verdict};
 
-const CONVERGE_WINDOW: Duration = Duration::from_secs(30);
 const CONSECUTIVE: usize = 3;
 const MIRROR_WINDOW: Duration = Duration::from_secs(10);
 
@@ -60,22 +59,25 @@ async fn run_modes(
     sender: &Sender,
 ) -> Result<(), String> {
     let request_id = sender.request.request_id.then(crate::uuid);
+    let request_id = request_id.as_deref();
     if let Some(distribution) = &entry.distribution {
-        return weighted(ctx, entry, sender, distribution, request_id.as_deref()).await;
+        return drive::weighted(distribution, || async {
+            let (verdict, detail, pod) = attempt_with_pod(ctx, entry, sender, request_id).await;
+            drive::Outcome {
+                verdict,
+                detail,
+                pod,
+            }
+        })
+        .await;
     }
     if let Some(times) = entry.repeat {
-        for n in 0..times {
-            let (verdict, detail) = attempt(ctx, entry, sender, request_id.as_deref()).await;
-            if verdict != Verdict::Pass {
-                return Err(format!("repeat {}/{times}: {}", n + 1, detail));
-            }
-        }
-        return Ok(());
+        return drive::repeat(times, || attempt(ctx, entry, sender, request_id)).await;
     }
     let watch_from = Instant::now();
-    converge(ctx, entry, sender, request_id.as_deref()).await?;
+    drive::converge(CONSECUTIVE, || attempt(ctx, entry, sender, request_id)).await?;
     if !entry.expect.mirrored_to.is_empty() {
-        let path = expected_path(&sender.request, request_id.as_deref(), None);
+        let path = expected_path(&sender.request, request_id, None);
         check_mirrors(
             ctx,
             &entry.expect.mirrored_to,
@@ -158,42 +160,6 @@ async fn attempt_with_pod(
     (verdict, detail, captured.echo.pod)
 }
 
-/// Retries until [`CONSECUTIVE`] passes in a row, within [`CONVERGE_WINDOW`].
-async fn converge(
-    ctx: &EntryContext,
-    entry: &RequestEntry,
-    sender: &Sender,
-    request_id: Option<&str>,
-) -> Result<(), String> {
-    let deadline = Instant::now() + CONVERGE_WINDOW;
-    let mut streak = 0;
-    let mut last_failure = String::from("no attempt finished");
-    loop {
-        let (verdict, detail) = attempt(ctx, entry, sender, request_id).await;
-        match verdict {
-            Verdict::Pass => {
-                streak += 1;
-                if streak >= CONSECUTIVE {
-                    return Ok(());
-                }
-            }
-            Verdict::Fatal(_) => return Err(detail),
-            Verdict::NotYet(_) => {
-                streak = 0;
-                last_failure = detail;
-                if Instant::now() >= deadline {
-                    return Err(format!("not converged within 30s: {last_failure}"));
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        }
-        if Instant::now() >= deadline {
-            return Err(format!("not converged within 30s: {last_failure}"));
-        }
-    }
-}
-
 /// Some pod of each mirror backend logged the echo line for `path` (watching from 30 s before `since`).
 async fn check_mirrors(
     ctx: &EntryContext,
@@ -225,81 +191,6 @@ async fn check_mirrors(
         }
     }
     Ok(())
-}
-
-/// §4.6: any of `attempts` rounds of `requests` samples must match the weights within the tolerance.
-async fn weighted(
-    ctx: &EntryContext,
-    entry: &RequestEntry,
-    sender: &Sender,
-    distribution: &Distribution,
-    request_id: Option<&str>,
-) -> Result<(), String> {
-    let mut last = String::new();
-    for round in 1..=distribution.attempts.max(1) {
-        let concurrency = distribution.concurrency.unwrap_or(10).max(1);
-        let results: Vec<(Verdict, String, String)> = stream::iter(0..distribution.requests)
-            .map(|_| attempt_with_pod(ctx, entry, sender, request_id))
-            .buffer_unordered(concurrency)
-            .collect()
-            .await;
-        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-        let mut failure = None;
-        for (verdict, detail, pod) in results {
-            if verdict != Verdict::Pass {
-                failure.get_or_insert(detail);
-                continue;
-            }
-            *counts.entry(backend_of_pod(&pod)).or_default() += 1;
-        }
-        last = match failure {
-            Some(detail) => format!("round {round}: a sample failed: {detail}"),
-            None => match judge_distribution(distribution, &counts) {
-                Ok(()) => return Ok(()),
-                Err(reason) => format!("round {round}: {reason}"),
-            },
-        };
-    }
-    Err(format!("weighted distribution never matched: {last}"))
-}
-
-fn judge_distribution(
-    distribution: &Distribution,
-    counts: &BTreeMap<String, usize>,
-) -> Result<(), String> {
-    let total = distribution.requests.max(1) as f64;
-    for backend in counts.keys() {
-        if !distribution.weights.contains_key(backend) {
-            return Err(format!(
-                "unexpected backend {backend} answered (counts {counts:?})"
-            ));
-        }
-    }
-    for (backend, weight) in &distribution.weights {
-        let count = counts.get(backend).copied().unwrap_or(0);
-        if (*weight > 0.0) != (count > 0) {
-            return Err(format!(
-                "backend {backend} with weight {weight} got {count} requests (counts {counts:?})"
-            ));
-        }
-        let share = count as f64 / total;
-        if (share - weight).abs() > distribution.tolerance {
-            return Err(format!(
-                "backend {backend} got {share:.3} of traffic, expected {weight} ± {} (counts {counts:?})",
-                distribution.tolerance
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Pod name minus its last two `-` segments (the ReplicaSet hash and the pod suffix).
-fn backend_of_pod(pod: &str) -> String {
-    let mut parts: Vec<&str> = pod.split('-').collect();
-    if parts.len() > 2 {
-        parts.truncate(parts.len() - 2);
-    }
-    parts.join("-")
 }
 
 #[derive(Debug, Deserialize)]
@@ -337,28 +228,7 @@ async fn mirror_distribution(
         let path = expected_path(&sender.request, Some(&id), None);
         let needed = spec.consecutive.unwrap_or(1).max(1);
         let sends: Vec<Result<(), String>> = stream::iter(0..spec.requests)
-            .map(|_| async {
-                let deadline = Instant::now() + CONVERGE_WINDOW;
-                let mut streak = 0;
-                loop {
-                    let (verdict, detail) = attempt(ctx, entry, sender, Some(&id)).await;
-                    match verdict {
-                        Verdict::Pass => {
-                            streak += 1;
-                            if streak >= needed {
-                                return Ok(());
-                            }
-                        }
-                        Verdict::Fatal(_) => return Err(detail),
-                        Verdict::NotYet(_) => {
-                            streak = 0;
-                            if Instant::now() >= deadline {
-                                return Err(detail);
-                            }
-                        }
-                    }
-                }
-            })
+            .map(|_| drive::converge(needed, || attempt(ctx, entry, sender, Some(&id))))
             .buffer_unordered(spec.concurrency.unwrap_or(10).max(1))
             .collect()
             .await;
@@ -452,48 +322,6 @@ mod tests {
         assert_eq!(
             check_mirrors(&ctx, &mirror, "/m?id=1", since, Duration::ZERO).await,
             Ok(())
-        );
-    }
-
-    #[test]
-    fn backend_name_drops_the_two_pod_suffixes() {
-        assert_eq!(
-            backend_of_pod("infra-backend-v1-6b7d8c9f5-x2x4q"),
-            "infra-backend-v1"
-        );
-        assert_eq!(backend_of_pod("plain"), "plain");
-    }
-
-    #[test]
-    fn distribution_judgement_follows_weights_and_tolerance() {
-        let distribution = Distribution {
-            requests: 100,
-            concurrency: None,
-            tolerance: 0.05,
-            attempts: 1,
-            weights: [
-                ("a".to_owned(), 0.7),
-                ("b".to_owned(), 0.3),
-                ("c".to_owned(), 0.0),
-            ]
-            .into(),
-            backend_from: None,
-        };
-        let counts = |a, b, c| {
-            let mut m = BTreeMap::new();
-            for (k, v) in [("a", a), ("b", b), ("c", c)] {
-                if v > 0 {
-                    m.insert(k.to_owned(), v);
-                }
-            }
-            m
-        };
-        assert!(judge_distribution(&distribution, &counts(70, 30, 0)).is_ok());
-        assert!(judge_distribution(&distribution, &counts(74, 26, 0)).is_ok());
-        assert!(judge_distribution(&distribution, &counts(80, 20, 0)).is_err());
-        assert!(
-            judge_distribution(&distribution, &counts(70, 29, 1)).is_err(),
-            "weight 0 must get nothing"
         );
     }
 }

@@ -3,7 +3,9 @@
 //! Plain entries run concurrently, as upstream runs most of them; an entry with `repeat`, `distribution` or
 //! `mirrorDistribution` starts only after every entry before it succeeded.
 
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
@@ -16,6 +18,9 @@ use crate::objects::ObjectKey;
 
 const ADDRESS_WAIT: Duration = Duration::from_secs(30);
 
+/// An entry running beside others of the same batch.
+type Pending<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + 'a>>;
+
 pub(super) async fn run(
     entries: &[RequestEntry],
     gateway: &NsName,
@@ -23,7 +28,8 @@ pub(super) async fn run(
 ) -> Result<(), String> {
     let ip = gateway_address(gateway, env).await?;
     let pods = env.pod_logs();
-    let mut batch = Vec::new();
+    // Entries of different kinds wait in one batch, so each is a boxed future.
+    let mut batch: Vec<Pending<'_>> = Vec::new();
     for (index, entry) in entries.iter().enumerate() {
         let sequential = entry.repeat.is_some()
             || entry.distribution.is_some()
@@ -43,23 +49,72 @@ pub(super) async fn run(
                 .map_err(|e| format!("{label}: {e}"))?;
             continue;
         }
-        let prepared = prepare(entry, gateway, ip, env).map_err(|e| format!("{label}: {e}"))?;
-        let ctx = EntryContext {
-            pods: pods.clone(),
-            client_cert_pems: prepared.client_cert_pems.clone(),
-        };
-        let run = async move {
-            run_entry(&ctx, entry, &prepared.sender)
-                .await
-                .map_err(|e| format!("{label}: {e}"))
+        let run: Pending<'_> = if is_stream_kind(&entry.kind) {
+            let port = target_port(entry, gateway, env).map_err(|e| format!("{label}: {e}"))?;
+            let trust_pem = match &entry.kind {
+                RequestKind::Tcp(request, _) => match &request.trust {
+                    Some(trust) => {
+                        Some(lookup(env, trust, "ca.crt").map_err(|e| format!("{label}: {e}"))?)
+                    }
+                    None => None,
+                },
+                _ => None,
+            };
+            Box::pin(async move {
+                run_stream_kind(entry, SocketAddr::new(ip, port), trust_pem.as_deref())
+                    .await
+                    .map_err(|e| format!("{label}: {e}"))
+            })
+        } else {
+            let prepared = prepare(entry, gateway, ip, env).map_err(|e| format!("{label}: {e}"))?;
+            let ctx = EntryContext {
+                pods: pods.clone(),
+                client_cert_pems: prepared.client_cert_pems.clone(),
+            };
+            Box::pin(async move {
+                run_entry(&ctx, entry, &prepared.sender)
+                    .await
+                    .map_err(|e| format!("{label}: {e}"))
+            })
         };
         if sequential {
             run.await?;
         } else {
-            batch.push(Box::pin(run));
+            batch.push(run);
         }
     }
     finish(batch).await
+}
+
+fn is_stream_kind(kind: &RequestKind) -> bool {
+    matches!(
+        kind,
+        RequestKind::Grpc(..)
+            | RequestKind::Tcp(..)
+            | RequestKind::TcpConnect(_)
+            | RequestKind::TlsConnect(..)
+    )
+}
+
+/// gRPC and TCP entries (§4.8, §4.9), each with its own driver and `expect`.
+async fn run_stream_kind(
+    entry: &RequestEntry,
+    target: SocketAddr,
+    trust_pem: Option<&str>,
+) -> Result<(), String> {
+    match &entry.kind {
+        RequestKind::Grpc(request, expect) => {
+            crate::grpc::run(entry, request, expect, target).await
+        }
+        RequestKind::Tcp(request, expect) => {
+            crate::tcp::run(entry, request, expect, target, trust_pem).await
+        }
+        RequestKind::TcpConnect(expect) => crate::tcp::run_connect(entry, expect, target).await,
+        RequestKind::TlsConnect(request, expect) => {
+            crate::tcp::run_tls_connect(entry, request, expect, target).await
+        }
+        _ => Err("not a gRPC or TCP entry".to_owned()),
+    }
 }
 
 async fn finish<F: std::future::Future<Output = Result<(), String>>>(
@@ -81,7 +136,13 @@ fn prepare(
 ) -> Result<Prepared, String> {
     let request = match &entry.kind {
         RequestKind::Http(request) => request,
-        RequestKind::WebSocket(_) => return Err("a websocket entry has no HTTP sender".to_owned()),
+        RequestKind::WebSocket(_)
+        | RequestKind::Grpc(..)
+        | RequestKind::Tcp(..)
+        | RequestKind::TcpConnect(_)
+        | RequestKind::TlsConnect(..) => {
+            return Err("only HTTP entries have an HTTP sender".to_owned())
+        }
         RequestKind::Unsupported(kind) => {
             return Err(format!(
                 "request kind `{kind}` is not driven by this harness"

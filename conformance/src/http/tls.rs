@@ -25,32 +25,11 @@ pub(crate) fn client_config(
     requested: Arc<AtomicBool>,
 ) -> Result<rustls::ClientConfig, ClientError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    if let Some(pem) = trust_pem {
-        for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-            let cert = cert.map_err(|e| ClientError::Invalid(format!("trust anchor PEM: {e}")))?;
-            roots
-                .add(cert)
-                .map_err(|e| ClientError::Invalid(format!("trust anchor: {e}")))?;
-        }
-    }
-    let verifier = if roots.is_empty() {
-        None
-    } else {
-        Some(
-            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                .build()
-                .map_err(|e| ClientError::Invalid(format!("trust anchor: {e}")))?,
-        )
-    };
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| ClientError::Invalid(e.to_string()))?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(GoNames {
-            inner: verifier,
-            provider: provider.clone(),
-        }));
+        .with_custom_certificate_verifier(Arc::new(go_verifier(trust_pem, &provider)?));
     let key = match client_identity {
         None => None,
         Some((cert_pem, key_pem)) => {
@@ -70,6 +49,38 @@ pub(crate) fn client_config(
         builder.with_client_cert_resolver(Arc::new(RecordingIdentity { key, requested }));
     config.alpn_protocols = vec![alpn.to_vec()];
     Ok(config)
+}
+
+/// Verifies server certificates against exactly `trust_pem` as Go's `crypto/tls` would.
+fn go_verifier(
+    trust_pem: Option<&str>,
+    provider: &Arc<rustls::crypto::CryptoProvider>,
+) -> Result<GoNames, ClientError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let mut trusted = Vec::new();
+    if let Some(pem) = trust_pem {
+        for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+            let cert = cert.map_err(|e| ClientError::Invalid(format!("trust anchor PEM: {e}")))?;
+            trusted.push(cert.clone());
+            roots
+                .add(cert)
+                .map_err(|e| ClientError::Invalid(format!("trust anchor: {e}")))?;
+        }
+    }
+    let verifier = if roots.is_empty() {
+        None
+    } else {
+        Some(
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()
+                .map_err(|e| ClientError::Invalid(format!("trust anchor: {e}")))?,
+        )
+    };
+    Ok(GoNames {
+        inner: verifier,
+        trusted,
+        provider: provider.clone(),
+    })
 }
 
 /// Presents the configured identity (if any) and notes that the server asked for one.
@@ -100,6 +111,10 @@ impl ResolvesClientCert for RecordingIdentity {
 struct GoNames {
     /// `None`: no trust anchor configured, so every certificate is rejected.
     inner: Option<Arc<WebPkiServerVerifier>>,
+    /// The trusted certificates themselves: Go accepts a server certificate that is one of its
+    /// roots, whoever signed it (upstream's TLSRouteHostnameIntersection trusts the backend's
+    /// own CA-signed leaf); webpki only accepts chains up to a root.
+    trusted: Vec<CertificateDer<'static>>,
     provider: Arc<rustls::crypto::CryptoProvider>,
 }
 
@@ -117,6 +132,25 @@ impl ServerCertVerifier for GoNames {
                 CertificateError::UnknownIssuer,
             ));
         };
+        if self
+            .trusted
+            .iter()
+            .any(|t| t.as_ref() == end_entity.as_ref())
+        {
+            let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
+            return match rustls::client::verify_server_name(&parsed, server_name) {
+                Ok(()) => Ok(ServerCertVerified::assertion()),
+                Err(rustls::Error::InvalidCertificate(
+                    CertificateError::NotValidForNameContext {
+                        expected,
+                        presented,
+                    },
+                )) if go_matches(&expected.to_str(), &presented) => {
+                    Ok(ServerCertVerified::assertion())
+                }
+                Err(e) => Err(e),
+            };
+        }
         match inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             // webpki checks the name only after the chain verified, so the chain is good here.
             Err(rustls::Error::InvalidCertificate(CertificateError::NotValidForNameContext {
@@ -199,5 +233,39 @@ mod tests {
         assert!(!go_matches("a.example.org", &presented));
         assert!(!go_matches("org", &presented));
         assert!(!go_matches("example.com", &presented));
+    }
+
+    fn leaf_signed_by_a_ca(name: &str) -> String {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = ca.self_signed(&ca_key).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap();
+        leaf.signed_by(&key, &ca, &ca_key).unwrap().pem()
+    }
+
+    fn verify(trust: &str, presented: &str, name: &str) -> Result<(), rustls::Error> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = go_verifier(Some(trust), &provider).unwrap();
+        let der = CertificateDer::pem_slice_iter(presented.as_bytes())
+            .next()
+            .unwrap()
+            .unwrap();
+        let name = ServerName::try_from(name.to_owned()).unwrap();
+        verifier
+            .verify_server_cert(&der, &[], &name, &[], UnixTime::now())
+            .map(|_| ())
+    }
+
+    #[test]
+    fn a_trusted_leaf_is_accepted_whoever_signed_it_as_go_does() {
+        let leaf = leaf_signed_by_a_ca("abc.example.com");
+        assert!(verify(&leaf, &leaf, "abc.example.com").is_ok());
+        // Still only for its own names.
+        assert!(verify(&leaf, &leaf, "other.example.com").is_err());
+        // Another leaf of the same shape is not the trusted one.
+        let other = leaf_signed_by_a_ca("abc.example.com");
+        assert!(verify(&leaf, &other, "abc.example.com").is_err());
     }
 }

@@ -1,7 +1,10 @@
 //! The one ordering of route entries within a hostname group: the first entry that matches wins.
 //!
 //! Hostname precedence (exact, then longest wildcard suffix, then any) is expressed by the
-//! `RouteTable` grouping; this module orders the entries inside one group.
+//! `RouteTable` grouping; this module orders the entries inside one group. A group may hold
+//! HTTPRoute and GRPCRoute entries together: GRPCRoute entries come first, ordered among
+//! themselves by the GRPCRoute rules, since they only match gRPC-shaped paths
+//! (`/service/method`) and an HTTPRoute catch-all (`PathPrefix /`) would otherwise hide them.
 
 use std::cmp::Ordering;
 
@@ -23,8 +26,20 @@ pub struct Rank {
     match_index: usize,
 }
 
+/// What the GRPCRoute spec orders a method match by: the characters of its service and method
+/// (0 when the match leaves one out).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GrpcSpecificity {
+    /// Characters in the matched service.
+    pub service: usize,
+    /// Characters in the matched method.
+    pub method: usize,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum PathRank {
+    /// A GRPCRoute method match, compiled to a path match but ranked by the GRPCRoute rules.
+    Grpc(GrpcSpecificity),
     Exact(usize),
     /// The spec leaves regex precedence to implementations: we put regexes between exact and
     /// prefix matches (longer pattern first), so a catch-all `PathPrefix /` never hides them.
@@ -34,11 +49,12 @@ enum PathRank {
 
 impl PathRank {
     /// Higher is more specific.
-    fn tier(&self) -> (u8, usize) {
+    fn tier(&self) -> (u8, usize, usize) {
         match self {
-            PathRank::Exact(len) => (3, *len),
-            PathRank::Regex(len) => (2, *len),
-            PathRank::Prefix(len) => (1, *len),
+            PathRank::Grpc(g) => (4, g.service, g.method),
+            PathRank::Exact(len) => (3, *len, 0),
+            PathRank::Regex(len) => (2, *len, 0),
+            PathRank::Prefix(len) => (1, *len, 0),
         }
     }
 }
@@ -69,6 +85,27 @@ impl Rank {
             name: name.to_string(),
             rule_index,
             match_index,
+        }
+    }
+
+    /// The rank of match `match_index` of rule `rule_index` of GRPCRoute `namespace/name`.
+    ///
+    /// "Precedence MUST be given to the rule with the largest number of: characters in a matching
+    /// non-wildcard hostname; characters in a matching hostname; characters in a matching
+    /// service; characters in a matching method; header matches." (GRPCRoute `rules`.) The
+    /// hostnames are the `RouteTable` grouping; the rest is this rank.
+    pub fn grpc(
+        matcher: &RequestMatch,
+        method: GrpcSpecificity,
+        created: Option<Timestamp>,
+        namespace: &str,
+        name: &str,
+        rule_index: usize,
+        match_index: usize,
+    ) -> Rank {
+        Rank {
+            path: PathRank::Grpc(method),
+            ..Rank::new(matcher, created, namespace, name, rule_index, match_index)
         }
     }
 }

@@ -27,9 +27,13 @@ pub struct Rank {
 }
 
 /// What the GRPCRoute spec orders a method match by: the characters of its service and method
-/// (0 when the match leaves one out).
+/// (0 when the match leaves one out). `RegularExpression` matches (implementation-specific) come
+/// after every `Exact` one, ordered among themselves by the length of their patterns, as regex
+/// path matches come after exact ones for HTTPRoute.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct GrpcSpecificity {
+    /// A `RegularExpression` match.
+    pub regex: bool,
     /// Characters in the matched service.
     pub service: usize,
     /// Characters in the matched method.
@@ -51,7 +55,9 @@ impl PathRank {
     /// Higher is more specific.
     fn tier(&self) -> (u8, usize, usize) {
         match self {
-            PathRank::Grpc(g) => (4, g.service, g.method),
+            // A match without a method (every call) comes after every method match.
+            PathRank::Grpc(g) if g.regex || g.service + g.method == 0 => (4, g.service, g.method),
+            PathRank::Grpc(g) => (5, g.service, g.method),
             PathRank::Exact(len) => (3, *len, 0),
             PathRank::Regex(len) => (2, *len, 0),
             PathRank::Prefix(len) => (1, *len, 0),
@@ -211,6 +217,30 @@ mod tests {
         assert!(method < headers);
         assert!(headers < one_header);
         assert!(one_header < query);
+    }
+
+    #[test]
+    fn grpc_exact_service_then_method_characters_then_regex_then_catch_all() {
+        let any = m(prefix("/"), false, 0, 0);
+        let g = |regex, service, method| {
+            let s = GrpcSpecificity {
+                regex,
+                service,
+                method,
+            };
+            Rank::grpc(&any, s, None, "ns", "r", 0, 0)
+        };
+        let exact_both = g(false, 8, 3);
+        let service_only = g(false, 8, 0);
+        let method_only = g(false, 0, 6);
+        let long_regex = g(true, 20, 0);
+        let catch_all = g(false, 0, 0);
+        assert!(exact_both < service_only);
+        assert!(service_only < method_only);
+        assert!(method_only < long_regex);
+        assert!(long_regex < catch_all);
+        // gRPC entries sort before HTTP ones of any path in a shared hostname group.
+        assert!(catch_all < rank(&m(PathMatch::Exact("/a".into()), true, 3, 3)));
     }
 
     #[test]

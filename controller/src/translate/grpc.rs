@@ -134,6 +134,7 @@ fn method_path(
     let service = m.service.as_deref().filter(|s| !s.is_empty());
     let method = m.method.as_deref().filter(|s| !s.is_empty());
     let specificity = GrpcSpecificity {
+        regex: m.r#type == Some(MethodType::RegularExpression),
         service: service.map_or(0, str::len),
         method: method.map_or(0, str::len),
     };
@@ -262,6 +263,7 @@ mod tests {
         assert_eq!(
             s,
             GrpcSpecificity {
+                regex: false,
                 service: 7,
                 method: 3
             }

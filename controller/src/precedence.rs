@@ -1,9 +1,9 @@
 //! The one ordering of route entries within a hostname group: the first entry that matches wins.
 //!
 //! Hostname precedence (exact, then longest wildcard suffix, then any) is expressed by the
-//! `RouteTable` grouping; this module orders the entries inside one group. A group may hold
-//! HTTPRoute and GRPCRoute entries together: GRPCRoute entries come first, ordered among
-//! themselves by the GRPCRoute rules, since they only match gRPC-shaped paths
+//! `RouteTable` grouping; this module orders the entries inside one group. Translation keeps
+//! HTTPRoutes and GRPCRoutes whose hostnames meet off one listener, so a group holds one kind;
+//! were it to hold both, GRPCRoute entries come first, since they only match gRPC-shaped paths
 //! (`/service/method`) and an HTTPRoute catch-all (`PathPrefix /`) would otherwise hide them.
 
 use std::cmp::Ordering;

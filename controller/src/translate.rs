@@ -144,19 +144,38 @@ pub fn translate(
         let compile = |res: &mut backend::Resolver<'_, '_>| tls_route::compile_route(r, res);
         (RouteView::tls(r), Box::new(compile) as Compile<'_>)
     });
+    // Routes attach oldest first (creation time, then namespace/name), whatever their kind: of
+    // an HTTPRoute and a GRPCRoute whose hostnames meet on a listener, the spec accepts the
+    // older, so the newer finds it there. Warnings keep the kinds' listing order.
+    let mut routes: Vec<(RouteView<'_>, Compile<'_>)> = http.chain(grpc).chain(tls).collect();
+    let mut order: Vec<usize> = (0..routes.len()).collect();
+    order.sort_by_key(|&i| routes.get(i).map(|(v, _)| route::age(v)));
+    let mut route_warnings: Vec<Vec<String>> = vec![Vec::new(); routes.len()];
+    let mut compiles: Vec<Option<Compile<'_>>> = Vec::new();
     let mut views = Vec::new();
-    for (view, compile) in http.chain(grpc).chain(tls) {
+    for (view, compile) in routes.drain(..) {
+        views.push(view);
+        compiles.push(Some(compile));
+    }
+    for i in order {
+        let (Some(view), Some(Some(compile)), Some(warned)) = (
+            views.get(i),
+            compiles.get_mut(i).map(Option::take),
+            route_warnings.get_mut(i),
+        ) else {
+            continue;
+        };
         let parents = route::translate(
-            &view,
+            view,
             compile,
             &mut gateways,
             &index,
             &mut resolver,
             now,
-            &mut warnings,
+            warned,
         );
         if let Some(parents) = parents {
-            let (namespace, name) = (index::namespace_of(view.meta), route_name(&view));
+            let (namespace, name) = (index::namespace_of(view.meta), route_name(view));
             let (key, status) = match view.kind {
                 RouteKind::Http => (
                     StatusKey::http_route(namespace, &name),
@@ -173,8 +192,8 @@ pub fn translate(
             };
             report.objects.insert(key, status);
         }
-        views.push(view);
     }
+    warnings.extend(route_warnings.into_iter().flatten());
 
     let served_gateways = gateways
         .iter()

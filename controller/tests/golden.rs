@@ -43,6 +43,7 @@ golden_cases! {
     cors_filter => "cors-filter",
     cross_namespace_reference_grant => "cross-namespace-reference-grant",
     frontend_client_validation => "frontend-client-validation",
+    grpcroute_http_conflict => "grpcroute-http-conflict",
     grpcroute_matching => "grpcroute-matching",
     grpcroute_statuses => "grpcroute-statuses",
     hostname_intersection => "hostname-intersection",

@@ -10,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 use self::view::{ParentRef, ParentStatus, RouteParents, RouteView};
 use super::backend::Resolver;
-use super::gateway::GatewayState;
+use super::gateway::{GatewayState, ListenerState};
 use super::hostname::intersect;
 use super::index::{namespace_of, Index};
 use super::rule::CompiledRoute;
@@ -156,6 +156,18 @@ pub(super) fn translate(
     Some(RouteParents(parents))
 }
 
+/// The order routes attach in, and precedence between routes ties on: creation time (a route
+/// without one counts as newest), then namespace/name.
+pub(super) fn age(route: &RouteView<'_>) -> (bool, Option<Timestamp>, String, String) {
+    let created = route.meta.creation_timestamp.as_ref().map(|t| t.0);
+    (
+        created.is_none(),
+        created,
+        namespace_of(route.meta).to_string(),
+        route.meta.name.clone().unwrap_or_default(),
+    )
+}
+
 /// What a parentRef names: a Gateway being translated, or one of its ListenerSets.
 #[derive(Debug, Clone, Copy)]
 struct Parent {
@@ -176,6 +188,43 @@ fn find_listener_set(gateways: &[GatewayState<'_>], namespace: &str, name: &str)
                 listener_set: Some(set),
             })
     })
+}
+
+/// The older route of the other HTTP kind (HTTPRoute for a GRPCRoute and back) attached to `l`
+/// under a hostname that meets one of `hosts`, as `KIND namespace/name`.
+fn other_kind_rival(
+    l: &ListenerState<'_>,
+    kind: RouteKind,
+    hosts: &[Option<Hostname>],
+) -> Option<String> {
+    let rival_kind = match kind {
+        RouteKind::Http => RouteKind::Grpc,
+        RouteKind::Grpc => RouteKind::Http,
+        RouteKind::Tls => return None,
+    };
+    l.entries
+        .iter()
+        .filter(|(_, _, e)| e.route.kind == rival_kind)
+        .find(|(h, _, _)| {
+            hosts
+                .iter()
+                .any(|mine| hostnames_meet(h.as_ref(), mine.as_ref()))
+        })
+        .map(|(_, _, e)| format!("{} {}", rival_kind.as_str(), e.route.label))
+}
+
+/// Some host matches both (no hostname matches every host).
+fn hostnames_meet(a: Option<&Hostname>, b: Option<&Hostname>) -> bool {
+    match (a, b) {
+        (None, _) | (_, None) => true,
+        (Some(Hostname::Exact(x)), Some(Hostname::Exact(y))) => x == y,
+        (Some(Hostname::Exact(e)), Some(w @ Hostname::Wildcard(_)))
+        | (Some(w @ Hostname::Wildcard(_)), Some(Hostname::Exact(e))) => w.matches(e),
+        // `*.a.com` and `*.b.a.com` share `x.b.a.com`: one suffix ends with the other.
+        (Some(Hostname::Wildcard(x)), Some(Hostname::Wildcard(y))) => {
+            x.ends_with(y.as_str()) || y.ends_with(x.as_str())
+        }
+    }
 }
 
 /// `Err` holds the hostnames that are not valid.
@@ -322,6 +371,28 @@ impl Attachment<'_> {
             );
         }
         let created = self.route.meta.creation_timestamp.as_ref().map(|t| t.0);
+        // "If a Route (A) of type HTTPRoute or GRPCRoute is attached to a Listener and that
+        // listener already has another Route (B) of the other type attached and the intersection
+        // of the hostnames of A and B is non-empty, then the implementation MUST accept exactly
+        // one of these two routes": routes attach oldest first, so the one already there wins.
+        let (matching, rivals): (Vec<_>, Vec<_>) = matching.into_iter().partition(|(li, hosts)| {
+            gw.listeners
+                .get(*li)
+                .and_then(|l| other_kind_rival(l, self.route.kind, hosts))
+                .is_none()
+        });
+        if matching.is_empty() {
+            let rival = rivals.iter().find_map(|(li, hosts)| {
+                other_kind_rival(gw.listeners.get(*li)?, self.route.kind, hosts)
+            });
+            return Verdict::no(
+                reasons::NOT_ALLOWED_BY_LISTENERS,
+                format!(
+                    "its hostnames meet those of the older {} on every listener it could attach to",
+                    rival.unwrap_or_default()
+                ),
+            );
+        }
         for (li, hosts) in matching {
             if !attached.insert((gi, li)) {
                 continue;

@@ -14,7 +14,9 @@ use regex::Regex;
 use super::backend::{Resolver, UnresolvedRef};
 use super::index::namespace_of;
 use super::matches;
-use super::rule::{as_http, compile_parts, CompiledRoute, CompiledRule, RuleError, RuleParts};
+use super::rule::{
+    as_http, compile_parts, compile_rules, CompiledRoute, CompiledRule, RuleError, RuleParts,
+};
 use crate::precedence::GrpcSpecificity;
 use crate::snapshot::{PathMatch, RequestMatch, RuleAction, Timeouts};
 use crate::status::conditions::reasons;
@@ -48,18 +50,9 @@ const ANY_SEGMENT: &str = "[^/]+";
 
 pub(super) fn compile_route(route: &GrpcRoute, resolver: &mut Resolver<'_, '_>) -> CompiledRoute {
     let namespace = namespace_of(&route.metadata);
-    // Like HTTPRoute: a route without rules has one rule matching every call, with no backends.
-    let default_rules = [GrpcRouteRules::default()];
-    let rules = match route.spec.rules.as_deref() {
-        Some(rules) if !rules.is_empty() => rules,
-        _ => &default_rules[..],
-    };
-    let mut out = CompiledRoute::default();
-    for (index, rule) in rules.iter().enumerate() {
-        let compiled = compile_rule(index, rule, namespace, resolver, &mut out.unresolved);
-        out.push(index, compiled);
-    }
-    out
+    compile_rules(route.spec.rules.as_deref(), |index, rule, unresolved| {
+        compile_rule(index, rule, namespace, resolver, unresolved)
+    })
 }
 
 fn compile_rule(

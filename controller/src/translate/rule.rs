@@ -116,28 +116,31 @@ impl CompiledRoute {
 
 pub(super) fn compile_route(route: &HttpRoute, resolver: &mut Resolver<'_, '_>) -> CompiledRoute {
     let namespace = namespace_of(&route.metadata);
-    // The CRD's default for a route without rules: one rule matching every request, no backends.
-    let default_rules = [HttpRouteRules::default()];
-    let rules = match route.spec.rules.as_deref() {
+    compile_rules(route.spec.rules.as_deref(), |index, rule, unresolved| {
+        compile_rule(index, rule, namespace, resolver, unresolved)
+    })
+}
+
+/// Compiles every rule with `compile`, keeping the invalid ones apart. A route without rules
+/// gets the CRDs' default (HTTPRoute and GRPCRoute alike): one rule matching every request,
+/// without backends.
+pub(super) fn compile_rules<R: Default>(
+    rules: Option<&[R]>,
+    mut compile: impl FnMut(usize, &R, &mut Vec<UnresolvedRef>) -> Result<CompiledRule, RuleError>,
+) -> CompiledRoute {
+    let default_rules = [R::default()];
+    let rules = match rules {
         Some(rules) if !rules.is_empty() => rules,
         _ => &default_rules[..],
     };
     let mut out = CompiledRoute::default();
     for (index, rule) in rules.iter().enumerate() {
-        let compiled = compile_rule(index, rule, namespace, resolver, &mut out.unresolved);
-        out.push(index, compiled);
-    }
-    out
-}
-
-impl CompiledRoute {
-    /// Records rule `index`: compiled, or dropped as invalid.
-    pub(super) fn push(&mut self, index: usize, rule: Result<CompiledRule, RuleError>) {
-        match rule {
-            Ok(r) => self.rules.push(r),
-            Err(error) => self.invalid.push(InvalidRule { index, error }),
+        match compile(index, rule, &mut out.unresolved) {
+            Ok(r) => out.rules.push(r),
+            Err(error) => out.invalid.push(InvalidRule { index, error }),
         }
     }
+    out
 }
 
 /// A rule's filters and backendRefs (with their own filters), in the HTTPRoute types every route

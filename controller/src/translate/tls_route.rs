@@ -7,19 +7,19 @@ use gateway_api::apis::experimental::tlsroutes::{TlsRoute, TlsRouteRules};
 
 use super::backend::{Resolver, UnresolvedRef};
 use super::index::namespace_of;
-use super::rule::{as_http, compile_parts, CompiledRoute, CompiledRule, RuleError, RuleParts};
+use super::rule::{
+    as_http, compile_parts, compile_rules, CompiledRoute, CompiledRule, RuleError, RuleParts,
+};
 use crate::snapshot::{RuleAction, Timeouts};
 
 /// The CRD allows exactly one rule; each becomes a rule without matches (the SNI is matched by
 /// the listener's TLSRoute table), so attachment files it as a `TlsRouteEntry`.
 pub(super) fn compile_route(route: &TlsRoute, resolver: &mut Resolver<'_, '_>) -> CompiledRoute {
     let namespace = namespace_of(&route.metadata);
-    let mut out = CompiledRoute::default();
-    for (index, rule) in route.spec.rules.iter().enumerate() {
-        let compiled = compile_rule(index, rule, namespace, resolver, &mut out.unresolved);
-        out.push(index, compiled);
-    }
-    out
+    // The CRD requires one rule, so the default for none never applies.
+    compile_rules(Some(&route.spec.rules), |index, rule, unresolved| {
+        compile_rule(index, rule, namespace, resolver, unresolved)
+    })
 }
 
 fn compile_rule(

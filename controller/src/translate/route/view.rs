@@ -124,53 +124,42 @@ status_into!(
     TlsRouteStatus, TlsRouteStatusParents, TlsRouteStatusParentsParentRef;
 );
 
+/// HTTPRoute and GRPCRoute spell their parentRefs, hostnames, backendRefs and mirror filters
+/// alike (TLSRoute has no filters and requires its lists).
+macro_rules! http_like_view {
+    ($kind:expr, $route:expr) => {{
+        let mut backend_refs = Vec::new();
+        for rule in $route.spec.rules.iter().flatten() {
+            backend_refs.extend(rule.backend_refs.iter().flatten().map(|b| object_ref!(b)));
+            let mirrors = rule.filters.iter().flatten();
+            let mirrors = mirrors.filter_map(|f| f.request_mirror.as_ref());
+            backend_refs.extend(mirrors.map(|m| object_ref!(m.backend_ref)));
+        }
+        RouteView {
+            kind: $kind,
+            meta: &$route.metadata,
+            parent_refs: $route
+                .spec
+                .parent_refs
+                .iter()
+                .flatten()
+                .map(Into::into)
+                .collect(),
+            hostnames: $route.spec.hostnames.as_deref().unwrap_or(&[]),
+            backend_refs,
+        }
+    }};
+}
+
 // === impl RouteView ===
 
 impl<'r> RouteView<'r> {
     pub(in crate::translate) fn http(route: &'r HttpRoute) -> Self {
-        let mut backend_refs = Vec::new();
-        for rule in route.spec.rules.iter().flatten() {
-            backend_refs.extend(rule.backend_refs.iter().flatten().map(|b| object_ref!(b)));
-            let mirrors = rule.filters.iter().flatten();
-            let mirrors = mirrors.filter_map(|f| f.request_mirror.as_ref());
-            backend_refs.extend(mirrors.map(|m| object_ref!(m.backend_ref)));
-        }
-        RouteView {
-            kind: RouteKind::Http,
-            meta: &route.metadata,
-            parent_refs: route
-                .spec
-                .parent_refs
-                .iter()
-                .flatten()
-                .map(Into::into)
-                .collect(),
-            hostnames: route.spec.hostnames.as_deref().unwrap_or(&[]),
-            backend_refs,
-        }
+        http_like_view!(RouteKind::Http, route)
     }
 
     pub(in crate::translate) fn grpc(route: &'r GrpcRoute) -> Self {
-        let mut backend_refs = Vec::new();
-        for rule in route.spec.rules.iter().flatten() {
-            backend_refs.extend(rule.backend_refs.iter().flatten().map(|b| object_ref!(b)));
-            let mirrors = rule.filters.iter().flatten();
-            let mirrors = mirrors.filter_map(|f| f.request_mirror.as_ref());
-            backend_refs.extend(mirrors.map(|m| object_ref!(m.backend_ref)));
-        }
-        RouteView {
-            kind: RouteKind::Grpc,
-            meta: &route.metadata,
-            parent_refs: route
-                .spec
-                .parent_refs
-                .iter()
-                .flatten()
-                .map(Into::into)
-                .collect(),
-            hostnames: route.spec.hostnames.as_deref().unwrap_or(&[]),
-            backend_refs,
-        }
+        http_like_view!(RouteKind::Grpc, route)
     }
 
     pub(in crate::translate) fn tls(route: &'r TlsRoute) -> Self {

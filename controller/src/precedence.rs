@@ -1,7 +1,10 @@
 //! The one ordering of route entries within a hostname group: the first entry that matches wins.
 //!
 //! Hostname precedence (exact, then longest wildcard suffix, then any) is expressed by the
-//! `RouteTable` grouping; this module orders the entries inside one group.
+//! `RouteTable` grouping; this module orders the entries inside one group. Translation keeps
+//! HTTPRoutes and GRPCRoutes whose hostnames meet off one listener, so a group holds one kind;
+//! were it to hold both, GRPCRoute entries come first, since they only match gRPC-shaped paths
+//! (`/service/method`) and an HTTPRoute catch-all (`PathPrefix /`) would otherwise hide them.
 
 use std::cmp::Ordering;
 
@@ -23,8 +26,24 @@ pub struct Rank {
     match_index: usize,
 }
 
+/// What the GRPCRoute spec orders a method match by: the characters of its service and method
+/// (0 when the match leaves one out). `RegularExpression` matches (implementation-specific) come
+/// after every `Exact` one, ordered among themselves by the length of their patterns, as regex
+/// path matches come after exact ones for HTTPRoute.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GrpcSpecificity {
+    /// A `RegularExpression` match.
+    pub regex: bool,
+    /// Characters in the matched service.
+    pub service: usize,
+    /// Characters in the matched method.
+    pub method: usize,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum PathRank {
+    /// A GRPCRoute method match, compiled to a path match but ranked by the GRPCRoute rules.
+    Grpc(GrpcSpecificity),
     Exact(usize),
     /// The spec leaves regex precedence to implementations: we put regexes between exact and
     /// prefix matches (longer pattern first), so a catch-all `PathPrefix /` never hides them.
@@ -34,11 +53,14 @@ enum PathRank {
 
 impl PathRank {
     /// Higher is more specific.
-    fn tier(&self) -> (u8, usize) {
+    fn tier(&self) -> (u8, usize, usize) {
         match self {
-            PathRank::Exact(len) => (3, *len),
-            PathRank::Regex(len) => (2, *len),
-            PathRank::Prefix(len) => (1, *len),
+            // A match without a method (every call) comes after every method match.
+            PathRank::Grpc(g) if g.regex || g.service + g.method == 0 => (4, g.service, g.method),
+            PathRank::Grpc(g) => (5, g.service, g.method),
+            PathRank::Exact(len) => (3, *len, 0),
+            PathRank::Regex(len) => (2, *len, 0),
+            PathRank::Prefix(len) => (1, *len, 0),
         }
     }
 }
@@ -69,6 +91,27 @@ impl Rank {
             name: name.to_string(),
             rule_index,
             match_index,
+        }
+    }
+
+    /// The rank of match `match_index` of rule `rule_index` of GRPCRoute `namespace/name`.
+    ///
+    /// "Precedence MUST be given to the rule with the largest number of: characters in a matching
+    /// non-wildcard hostname; characters in a matching hostname; characters in a matching
+    /// service; characters in a matching method; header matches." (GRPCRoute `rules`.) The
+    /// hostnames are the `RouteTable` grouping; the rest is this rank.
+    pub fn grpc(
+        matcher: &RequestMatch,
+        method: GrpcSpecificity,
+        created: Option<Timestamp>,
+        namespace: &str,
+        name: &str,
+        rule_index: usize,
+        match_index: usize,
+    ) -> Rank {
+        Rank {
+            path: PathRank::Grpc(method),
+            ..Rank::new(matcher, created, namespace, name, rule_index, match_index)
         }
     }
 }
@@ -174,6 +217,30 @@ mod tests {
         assert!(method < headers);
         assert!(headers < one_header);
         assert!(one_header < query);
+    }
+
+    #[test]
+    fn grpc_exact_service_then_method_characters_then_regex_then_catch_all() {
+        let any = m(prefix("/"), false, 0, 0);
+        let g = |regex, service, method| {
+            let s = GrpcSpecificity {
+                regex,
+                service,
+                method,
+            };
+            Rank::grpc(&any, s, None, "ns", "r", 0, 0)
+        };
+        let exact_both = g(false, 8, 3);
+        let service_only = g(false, 8, 0);
+        let method_only = g(false, 0, 6);
+        let long_regex = g(true, 20, 0);
+        let catch_all = g(false, 0, 0);
+        assert!(exact_both < service_only);
+        assert!(service_only < method_only);
+        assert!(method_only < long_regex);
+        assert!(long_regex < catch_all);
+        // gRPC entries sort before HTTP ones of any path in a shared hostname group.
+        assert!(catch_all < rank(&m(PathMatch::Exact("/a".into()), true, 3, 3)));
     }
 
     #[test]

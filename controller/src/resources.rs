@@ -13,8 +13,10 @@ use std::path::{Path, PathBuf};
 
 use gateway_api::apis::experimental::gatewayclasses::GatewayClass;
 use gateway_api::apis::experimental::gateways::Gateway;
+use gateway_api::apis::experimental::grpcroutes::GrpcRoute;
 use gateway_api::apis::experimental::httproutes::HttpRoute;
 use gateway_api::apis::experimental::referencegrants::ReferenceGrant;
+use gateway_api::apis::experimental::tlsroutes::TlsRoute;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -41,6 +43,10 @@ pub struct Resources {
     pub gateways: Vec<Gateway>,
     /// Every HTTPRoute.
     pub http_routes: Vec<HttpRoute>,
+    /// Every GRPCRoute.
+    pub grpc_routes: Vec<GrpcRoute>,
+    /// Every TLSRoute (stored as v1, whichever served version it was written in).
+    pub tls_routes: Vec<TlsRoute>,
     /// ReferenceGrants, which allow cross-namespace backendRefs and certificateRefs.
     pub reference_grants: Vec<ReferenceGrant>,
     /// Services: backendRef targets and their ports' `appProtocol`.
@@ -205,6 +211,8 @@ impl Resources {
         each("GatewayClass", &mut self.gateway_classes, &mut f);
         each("Gateway", &mut self.gateways, &mut f);
         each("HTTPRoute", &mut self.http_routes, &mut f);
+        each("GRPCRoute", &mut self.grpc_routes, &mut f);
+        each("TLSRoute", &mut self.tls_routes, &mut f);
         each("ReferenceGrant", &mut self.reference_grants, &mut f);
         each("Service", &mut self.services, &mut f);
         each("EndpointSlice", &mut self.endpoint_slices, &mut f);
@@ -235,6 +243,8 @@ impl Resources {
         each(&mut hasher, "GatewayClass", &self.gateway_classes);
         each(&mut hasher, "Gateway", &self.gateways);
         each(&mut hasher, "HTTPRoute", &self.http_routes);
+        each(&mut hasher, "GRPCRoute", &self.grpc_routes);
+        each(&mut hasher, "TLSRoute", &self.tls_routes);
         each(&mut hasher, "ReferenceGrant", &self.reference_grants);
         each(&mut hasher, "Service", &self.services);
         each(&mut hasher, "EndpointSlice", &self.endpoint_slices);
@@ -257,6 +267,8 @@ impl Resources {
         by_key(&mut self.gateway_classes);
         by_key(&mut self.gateways);
         by_key(&mut self.http_routes);
+        by_key(&mut self.grpc_routes);
+        by_key(&mut self.tls_routes);
         by_key(&mut self.reference_grants);
         by_key(&mut self.services);
         by_key(&mut self.endpoint_slices);

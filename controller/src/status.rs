@@ -14,7 +14,9 @@ use std::collections::BTreeMap;
 
 use gateway_api::apis::experimental::gatewayclasses::GatewayClassStatus;
 use gateway_api::apis::experimental::gateways::{GatewayStatus, GatewayStatusListeners};
+use gateway_api::apis::experimental::grpcroutes::GrpcRouteStatus;
 use gateway_api::apis::experimental::httproutes::HttpRouteStatus;
+use gateway_api::apis::experimental::tlsroutes::TlsRouteStatus;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
@@ -40,10 +42,25 @@ pub enum ObjectStatus {
     Gateway(GatewayStatus),
     /// An HTTPRoute's status: one entry per parentRef Sluice serves.
     HttpRoute(HttpRouteStatus),
+    /// A GRPCRoute's status: the same shape as an HTTPRoute's.
+    GrpcRoute(GrpcRouteStatus),
+    /// A TLSRoute's status: the same shape as an HTTPRoute's.
+    TlsRoute(TlsRouteStatus),
     /// A ListenerSet's status: its conditions and listeners.
     ListenerSet(ListenerSetStatus),
     /// A BackendTLSPolicy's status: one entry per Gateway it affects.
     BackendTlsPolicy(PolicyStatus),
+}
+
+/// Route statuses of every kind have the same shape, in different generated types.
+macro_rules! carry_parents {
+    ($new:expr, $old:expr) => {
+        for p in &mut $new.parents {
+            if let Some(old_p) = $old.parents.iter().find(|o| o.parent_ref == p.parent_ref) {
+                carry_vec(&mut p.conditions, &old_p.conditions);
+            }
+        }
+    };
 }
 
 impl StatusReport {
@@ -98,13 +115,13 @@ impl StatusReport {
                     carry_listeners(&mut new.listeners, &old.listeners);
                 }
                 (ObjectStatus::HttpRoute(new), ObjectStatus::HttpRoute(old)) => {
-                    for p in &mut new.parents {
-                        if let Some(old_p) =
-                            old.parents.iter().find(|o| o.parent_ref == p.parent_ref)
-                        {
-                            carry_vec(&mut p.conditions, &old_p.conditions);
-                        }
-                    }
+                    carry_parents!(new, old);
+                }
+                (ObjectStatus::GrpcRoute(new), ObjectStatus::GrpcRoute(old)) => {
+                    carry_parents!(new, old);
+                }
+                (ObjectStatus::TlsRoute(new), ObjectStatus::TlsRoute(old)) => {
+                    carry_parents!(new, old);
                 }
                 (ObjectStatus::BackendTlsPolicy(new), ObjectStatus::BackendTlsPolicy(old)) => {
                     for a in &mut new.ancestors {

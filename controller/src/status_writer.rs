@@ -18,7 +18,9 @@ use std::time::Duration;
 
 use gateway_api::apis::experimental::gatewayclasses::GatewayClass;
 use gateway_api::apis::experimental::gateways::Gateway;
+use gateway_api::apis::experimental::grpcroutes::GrpcRoute;
 use gateway_api::apis::experimental::httproutes::HttpRoute;
+use gateway_api::apis::experimental::tlsroutes::TlsRoute;
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
@@ -202,6 +204,22 @@ impl StatusWriter {
                     )
                     .await
                 }
+                (Kind::GrpcRoute, Some(ns)) => {
+                    self.write(
+                        Api::<GrpcRoute>::namespaced(self.client.clone(), ns),
+                        &key,
+                        &desired,
+                    )
+                    .await
+                }
+                (Kind::TlsRoute, Some(ns)) => {
+                    self.write(
+                        Api::<TlsRoute>::namespaced(self.client.clone(), ns),
+                        &key,
+                        &desired,
+                    )
+                    .await
+                }
                 (Kind::ListenerSet, Some(ns)) => {
                     self.write(
                         Api::<ListenerSet>::namespaced(self.client.clone(), ns),
@@ -266,7 +284,9 @@ impl StatusWriter {
             let live_status = live.get("status").cloned().unwrap_or(Value::Null);
             let mut desired = desired.clone();
             match key.kind {
-                Kind::HttpRoute => merge_route_parents(&mut desired, &live_status),
+                Kind::HttpRoute | Kind::GrpcRoute | Kind::TlsRoute => {
+                    merge_route_parents(&mut desired, &live_status)
+                }
                 Kind::BackendTlsPolicy => merge_policy_ancestors(&mut desired, &live_status),
                 Kind::GatewayClass | Kind::Gateway | Kind::ListenerSet => {}
             }

@@ -16,6 +16,7 @@ mod filters;
 pub mod findings;
 mod frontend_tls;
 mod gateway;
+mod grpc;
 mod hostname;
 mod index;
 mod listener_set;
@@ -24,6 +25,7 @@ mod reference_grant;
 mod route;
 mod rule;
 mod tls;
+mod tls_route;
 mod verdict;
 
 use std::collections::BTreeMap;
@@ -33,7 +35,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 use kube::Resource;
 
-use crate::snapshot::Snapshot;
+use crate::snapshot::{RouteKind, Snapshot};
 use crate::status::{ObjectStatus, StatusKey, StatusReport};
 
 pub use k8s_openapi::jiff::Timestamp;
@@ -43,6 +45,7 @@ const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
 
 use self::gateway::GatewayState;
 use self::index::Index;
+use self::route::view::RouteView;
 
 /// How translation places Gateways: addresses, the Gateway to translate, behind a Service or not.
 #[derive(Debug, Clone)]
@@ -129,26 +132,74 @@ pub fn translate(
 
     let policies = backend_tls::BackendTlsPolicies::new(&index);
     let mut resolver = backend::Resolver::new(&index).with_backend_tls(policies.modes());
-    for route in &resources.http_routes {
-        let status = route::translate(
-            route,
+    let http = resources.http_routes.iter().map(|r| {
+        let compile = |res: &mut backend::Resolver<'_, '_>| rule::compile_route(r, res);
+        (RouteView::http(r), Box::new(compile) as Compile<'_>)
+    });
+    let grpc = resources.grpc_routes.iter().map(|r| {
+        let compile = |res: &mut backend::Resolver<'_, '_>| grpc::compile_route(r, res);
+        (RouteView::grpc(r), Box::new(compile) as Compile<'_>)
+    });
+    let tls = resources.tls_routes.iter().map(|r| {
+        let compile = |res: &mut backend::Resolver<'_, '_>| tls_route::compile_route(r, res);
+        (RouteView::tls(r), Box::new(compile) as Compile<'_>)
+    });
+    // Routes attach oldest first (creation time, then namespace/name), whatever their kind: of
+    // an HTTPRoute and a GRPCRoute whose hostnames meet on a listener, the spec accepts the
+    // older, so the newer finds it there. Warnings keep the kinds' listing order.
+    let mut routes: Vec<(RouteView<'_>, Compile<'_>)> = http.chain(grpc).chain(tls).collect();
+    let mut order: Vec<usize> = (0..routes.len()).collect();
+    order.sort_by_key(|&i| routes.get(i).map(|(v, _)| route::age(v)));
+    let mut route_warnings: Vec<Vec<String>> = vec![Vec::new(); routes.len()];
+    let mut compiles: Vec<Option<Compile<'_>>> = Vec::new();
+    let mut views = Vec::new();
+    for (view, compile) in routes.drain(..) {
+        views.push(view);
+        compiles.push(Some(compile));
+    }
+    for i in order {
+        let (Some(view), Some(Some(compile)), Some(warned)) = (
+            views.get(i),
+            compiles.get_mut(i).map(Option::take),
+            route_warnings.get_mut(i),
+        ) else {
+            continue;
+        };
+        let parents = route::translate(
+            view,
+            compile,
             &mut gateways,
             &index,
             &mut resolver,
             now,
-            &mut warnings,
+            warned,
         );
-        if let Some(status) = status {
-            let key = StatusKey::http_route(index::namespace_of(route.meta()), &route_name(route));
-            report.objects.insert(key, ObjectStatus::HttpRoute(status));
+        if let Some(parents) = parents {
+            let (namespace, name) = (index::namespace_of(view.meta), route_name(view));
+            let (key, status) = match view.kind {
+                RouteKind::Http => (
+                    StatusKey::http_route(namespace, &name),
+                    ObjectStatus::HttpRoute(parents.into()),
+                ),
+                RouteKind::Grpc => (
+                    StatusKey::grpc_route(namespace, &name),
+                    ObjectStatus::GrpcRoute(parents.into()),
+                ),
+                RouteKind::Tls => (
+                    StatusKey::tls_route(namespace, &name),
+                    ObjectStatus::TlsRoute(parents.into()),
+                ),
+            };
+            report.objects.insert(key, status);
         }
     }
+    warnings.extend(route_warnings.into_iter().flatten());
 
     let served_gateways = gateways
         .iter()
         .map(|g| (g.namespace.to_string(), g.name.to_string()))
         .collect();
-    policies.statuses(&resources.http_routes, &served_gateways, now, &mut report);
+    policies.statuses(&views, &served_gateways, now, &mut report);
     let backend_client_certificates = gateways
         .iter()
         .filter_map(|g| match &g.backend_client_certificate {
@@ -183,6 +234,9 @@ pub fn translate(
     }
 }
 
-fn route_name(route: &gateway_api::apis::experimental::httproutes::HttpRoute) -> String {
-    route.meta().name.clone().unwrap_or_default()
+fn route_name(route: &RouteView<'_>) -> String {
+    route.meta.name.clone().unwrap_or_default()
 }
+
+/// How one route's rules compile; the one step that differs between route kinds.
+type Compile<'r> = Box<dyn FnOnce(&mut backend::Resolver<'_, '_>) -> rule::CompiledRoute + 'r>;

@@ -43,6 +43,9 @@ golden_cases! {
     cors_filter => "cors-filter",
     cross_namespace_reference_grant => "cross-namespace-reference-grant",
     frontend_client_validation => "frontend-client-validation",
+    grpcroute_http_conflict => "grpcroute-http-conflict",
+    grpcroute_matching => "grpcroute-matching",
+    grpcroute_statuses => "grpcroute-statuses",
     hostname_intersection => "hostname-intersection",
     https_listener => "https-listener",
     infrastructure_parameters => "infrastructure-parameters",
@@ -57,6 +60,8 @@ golden_cases! {
     precedence_across_routes => "precedence-across-routes",
     retry_timeouts => "retry-timeouts",
     service_types => "service-types",
+    tlsroute_invalid_refs => "tlsroute-invalid-refs",
+    tlsroute_modes => "tlsroute-modes",
     weights => "weights",
 }
 

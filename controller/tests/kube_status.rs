@@ -442,3 +442,60 @@ async fn a_backend_tls_policy_gets_an_ancestor_status_for_the_gateway_using_its_
         condition(&policy, "/status/ancestors/0/conditions", "ResolvedRefs").expect("ResolvedRefs");
     assert_eq!(resolved["reason"], "InvalidCACertificateRef");
 }
+
+#[tokio::test]
+async fn grpc_and_tls_routes_get_their_route_status_written() {
+    let server = seeded_server().await;
+    // The seeded HTTPRoute has no hostnames: a GRPCRoute on its listener would meet it there.
+    server
+        .delete(GW, "HTTPRoute", Some("demo"), "echo")
+        .expect("seeded route");
+    server
+        .create(json!({
+            "apiVersion": GW,
+            "kind": "GRPCRoute",
+            "metadata": {"name": "grpc", "namespace": "demo", "generation": 1},
+            "spec": {
+                "parentRefs": [{"name": "web"}],
+                "rules": [{"backendRefs": [{"name": "echo", "port": 8080}]}]
+            }
+        }))
+        .expect("grpc route");
+    // The seeded Gateway has only an HTTP listener: a TLSRoute is not allowed there.
+    server
+        .create(json!({
+            "apiVersion": GW,
+            "kind": "TLSRoute",
+            "metadata": {"name": "tls", "namespace": "demo", "generation": 1},
+            "spec": {
+                "parentRefs": [{"name": "web"}],
+                "hostnames": ["tls.example.com"],
+                "rules": [{"backendRefs": [{"name": "echo", "port": 8080}]}]
+            }
+        }))
+        .expect("tls route");
+    let _replica = Replica::start(&server, "controller-a");
+    let accepted = |kind: &'static str, name: &'static str| {
+        let server = &server;
+        move || {
+            let route = server.get(GW, kind, Some("demo"), name)?;
+            let c = condition(&route, "/status/parents/0/conditions", "Accepted")?;
+            Some((
+                c["status"].as_str()?.to_string(),
+                c["reason"].as_str()?.to_string(),
+            ))
+        }
+    };
+    let grpc = until(
+        "the GRPCRoute's status",
+        LIMIT,
+        accepted("GRPCRoute", "grpc"),
+    )
+    .await;
+    assert_eq!(grpc, ("True".to_string(), "Accepted".to_string()));
+    let tls = until("the TLSRoute's status", LIMIT, accepted("TLSRoute", "tls")).await;
+    assert_eq!(
+        tls,
+        ("False".to_string(), "NotAllowedByListeners".to_string())
+    );
+}

@@ -94,3 +94,33 @@ fn truncated_configs_never_panic() {
     }
     assert!(loaded > 0, "some prefixes are valid configurations");
 }
+
+#[test]
+fn grpc_and_tls_routes_are_loaded_in_every_served_version() {
+    let text = "apiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\nmetadata: {name: g}\n\
+                spec: {rules: [{matches: [{method: {service: pkg.Svc}}]}]}\n---\n\
+                apiVersion: gateway.networking.k8s.io/v1alpha2\nkind: TLSRoute\nmetadata: {name: t}\n\
+                spec: {hostnames: [a.example.com], rules: [{backendRefs: [{name: s, port: 443}]}]}\n";
+    let loaded =
+        Resources::from_yaml_documents(Path::new("routes.yaml"), text).expect("both admitted");
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    assert_eq!(loaded.resources.grpc_routes.len(), 1);
+    assert_eq!(loaded.resources.tls_routes.len(), 1);
+}
+
+#[test]
+fn invalid_grpc_and_tls_routes_name_file_line_and_field() {
+    let text = "apiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\nmetadata: {name: g}\n\
+                spec:\n  rules:\n  - matches:\n    - method: {type: Prefix, service: pkg.Svc}\n---\n\
+                apiVersion: gateway.networking.k8s.io/v1\nkind: TLSRoute\nmetadata: {name: t}\n\
+                spec: {rules: [{backendRefs: [{name: s, port: 443}]}]}\n";
+    let msg = load(text).expect_err("both invalid").to_string();
+    assert!(
+        msg.contains("routes.yaml:7: GRPCRoute default/g: spec.rules[0].matches[0].method.type"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("routes.yaml:") && msg.contains("TLSRoute default/t: spec"),
+        "{msg}"
+    );
+}

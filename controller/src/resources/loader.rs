@@ -211,6 +211,8 @@ impl Loader {
             "GatewayClass" => r.gateway_classes.push(decode(json, namespace)?),
             "Gateway" => r.gateways.push(decode(json, namespace)?),
             "HTTPRoute" => r.http_routes.push(decode(json, namespace)?),
+            "GRPCRoute" => r.grpc_routes.push(decode(json, namespace)?),
+            "TLSRoute" => r.tls_routes.push(decode(json, namespace)?),
             "ReferenceGrant" => r.reference_grants.push(decode(json, namespace)?),
             "ListenerSet" => r.listener_sets.push(decode(json, namespace)?),
             "Service" => r.services.push(decode(json, namespace)?),

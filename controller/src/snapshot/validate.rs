@@ -8,8 +8,8 @@
 use std::net::SocketAddr;
 
 use super::{
-    BackendTarget, Bind, BindProtocol, Filter, Hostname, Listener, PathModifier, RouteEntry,
-    Snapshot,
+    BackendTarget, Bind, BindProtocol, Filter, Hostname, Listener, ListenerKind, PathModifier,
+    RouteEntry, Snapshot,
 };
 use crate::status::{ObjectStatus, StatusKey};
 
@@ -86,9 +86,21 @@ impl Snapshot {
         if listener.hostname.as_ref().is_some_and(|h| !hostname_ok(h)) {
             return Err(broken("has an empty, upper-case or CR/LF/NUL hostname"));
         }
-        match (bind.protocol, listener.tls.is_some()) {
-            (BindProtocol::Https, false) => return Err(broken("is HTTPS without a certificate")),
-            (BindProtocol::Http, true) => return Err(broken("is plain HTTP with a certificate")),
+        // A TLS-Passthrough listener never completes a handshake, so it has no certificate.
+        let passthrough = listener.kind == ListenerKind::TlsPassthrough;
+        match (bind.protocol, listener.tls.is_some(), passthrough) {
+            (BindProtocol::Https, false, false) => {
+                return Err(broken("is HTTPS without a certificate"))
+            }
+            (BindProtocol::Https, true, true) => {
+                return Err(broken("is TLS Passthrough with a certificate"))
+            }
+            (BindProtocol::Http, true, _) => {
+                return Err(broken("is plain HTTP with a certificate"))
+            }
+            (BindProtocol::Http, _, _) if listener.kind != ListenerKind::Http => {
+                return Err(broken("is a TLS listener on a plain HTTP socket"))
+            }
             _ => {}
         }
         // The unbound-port correction finds the listener's Gateway status by this label.

@@ -15,8 +15,10 @@ use std::time::Duration;
 use futures::StreamExt;
 use gateway_api::apis::experimental::gatewayclasses::GatewayClass;
 use gateway_api::apis::experimental::gateways::Gateway;
+use gateway_api::apis::experimental::grpcroutes::GrpcRoute;
 use gateway_api::apis::experimental::httproutes::HttpRoute;
 use gateway_api::apis::experimental::referencegrants::ReferenceGrant;
+use gateway_api::apis::experimental::tlsroutes::TlsRoute;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 
 use crate::resources::backend_tls_policy::BackendTLSPolicy;
@@ -71,6 +73,8 @@ struct Readers {
     gateway_classes: Reader<GatewayClass>,
     gateways: Reader<Gateway>,
     http_routes: Reader<HttpRoute>,
+    grpc_routes: Reader<GrpcRoute>,
+    tls_routes: Reader<TlsRoute>,
     reference_grants: Reader<ReferenceGrant>,
     services: Reader<Service>,
     endpoint_slices: Reader<EndpointSlice>,
@@ -129,6 +133,9 @@ impl KubeSource {
             gateway_classes: reflect(&mut watchers, &self.client, all(), &changed),
             gateways: reflect(&mut watchers, &self.client, all(), &changed),
             http_routes: reflect(&mut watchers, &self.client, all(), &changed),
+            grpc_routes: reflect(&mut watchers, &self.client, all(), &changed),
+            // TLSRoute is in the experimental channel: a cluster may not have its CRD.
+            tls_routes: reflect_optional(&mut watchers, &self.client, all(), &changed),
             reference_grants: reflect(&mut watchers, &self.client, all(), &changed),
             services: reflect(&mut watchers, &self.client, all(), &changed),
             endpoint_slices: reflect(&mut watchers, &self.client, all(), &changed),
@@ -284,6 +291,8 @@ impl Readers {
         self.gateway_classes.wait_until_ready().await?;
         self.gateways.wait_until_ready().await?;
         self.http_routes.wait_until_ready().await?;
+        self.grpc_routes.wait_until_ready().await?;
+        self.tls_routes.wait_until_ready().await?;
         self.reference_grants.wait_until_ready().await?;
         self.services.wait_until_ready().await?;
         self.endpoint_slices.wait_until_ready().await?;
@@ -296,17 +305,28 @@ impl Readers {
 
     /// Read before statuses are stripped: the one place live route statuses are looked at.
     fn claimed_routes(&self) -> ClaimedRoutes {
-        self.http_routes
-            .state()
-            .iter()
-            .filter(|r| {
-                r.status
+        // The three route kinds' statuses have one shape in three generated types.
+        macro_rules! claimed {
+            ($reader:expr, $key:path) => {
+                $reader
+                    .state()
                     .iter()
-                    .flat_map(|s| &s.parents)
-                    .any(|p| p.controller_name == CONTROLLER_NAME)
-            })
-            .map(|r| StatusKey::http_route(&r.namespace().unwrap_or_default(), &r.name_any()))
-            .collect()
+                    .filter(|r| {
+                        r.status
+                            .iter()
+                            .flat_map(|s| &s.parents)
+                            .any(|p| p.controller_name == CONTROLLER_NAME)
+                    })
+                    .map(|r| $key(&r.namespace().unwrap_or_default(), &r.name_any()))
+                    .collect::<Vec<_>>()
+            };
+        }
+        let mut claimed: ClaimedRoutes = claimed!(self.http_routes, StatusKey::http_route)
+            .into_iter()
+            .collect();
+        claimed.extend(claimed!(self.grpc_routes, StatusKey::grpc_route));
+        claimed.extend(claimed!(self.tls_routes, StatusKey::tls_route));
+        claimed
     }
 
     fn resources(&self, mode: Mode) -> Resources {
@@ -320,6 +340,8 @@ impl Readers {
             gateway_classes: snapshot_of(&self.gateway_classes),
             gateways,
             http_routes: snapshot_of(&self.http_routes),
+            grpc_routes: snapshot_of(&self.grpc_routes),
+            tls_routes: snapshot_of(&self.tls_routes),
             reference_grants: snapshot_of(&self.reference_grants),
             services: snapshot_of(&self.services),
             endpoint_slices: snapshot_of(&self.endpoint_slices),
@@ -371,6 +393,16 @@ impl StripStatus for Gateway {
     }
 }
 impl StripStatus for HttpRoute {
+    fn strip_status(&mut self) {
+        self.status = None;
+    }
+}
+impl StripStatus for GrpcRoute {
+    fn strip_status(&mut self) {
+        self.status = None;
+    }
+}
+impl StripStatus for TlsRoute {
     fn strip_status(&mut self) {
         self.status = None;
     }

@@ -126,7 +126,7 @@ pub mod reasons {
 #[derive(Debug)]
 pub struct ConditionReasons {
     /// As the documentation's table names it: `GatewayClass`, `Gateway`, `Listener`,
-    /// `HTTPRoute parent`.
+    /// `Route parent` (HTTPRoute, GRPCRoute and TLSRoute alike).
     pub object: &'static str,
     /// The condition type, one of [`types`].
     pub condition: &'static str,
@@ -247,7 +247,7 @@ pub const CONDITIONS: &[ConditionReasons] = &[
         ],
     },
     ConditionReasons {
-        object: "HTTPRoute parent",
+        object: "Route parent",
         condition: t::ACCEPTED,
         reasons: &[
             r::ACCEPTED,
@@ -258,12 +258,12 @@ pub const CONDITIONS: &[ConditionReasons] = &[
         ],
     },
     ConditionReasons {
-        object: "HTTPRoute parent",
+        object: "Route parent",
         condition: t::PARTIALLY_INVALID,
         reasons: &[r::UNSUPPORTED_VALUE],
     },
     ConditionReasons {
-        object: "HTTPRoute parent",
+        object: "Route parent",
         condition: t::RESOLVED_REFS,
         reasons: &[
             r::RESOLVED_REFS,

@@ -14,6 +14,10 @@ pub enum Kind {
     Gateway,
     /// An `HTTPRoute`.
     HttpRoute,
+    /// A `GRPCRoute`.
+    GrpcRoute,
+    /// A `TLSRoute`.
+    TlsRoute,
     /// A `ListenerSet`.
     ListenerSet,
     /// A `BackendTLSPolicy`.
@@ -27,6 +31,8 @@ impl Kind {
             Kind::GatewayClass => "GatewayClass",
             Kind::Gateway => "Gateway",
             Kind::HttpRoute => "HTTPRoute",
+            Kind::GrpcRoute => "GRPCRoute",
+            Kind::TlsRoute => "TLSRoute",
             Kind::ListenerSet => "ListenerSet",
             Kind::BackendTlsPolicy => "BackendTLSPolicy",
         }
@@ -76,6 +82,24 @@ impl StatusKey {
     pub fn http_route(namespace: &str, name: &str) -> StatusKey {
         StatusKey {
             kind: Kind::HttpRoute,
+            namespace: Some(namespace.to_string()),
+            name: name.to_string(),
+        }
+    }
+
+    /// The key of GRPCRoute `namespace/name`.
+    pub fn grpc_route(namespace: &str, name: &str) -> StatusKey {
+        StatusKey {
+            kind: Kind::GrpcRoute,
+            namespace: Some(namespace.to_string()),
+            name: name.to_string(),
+        }
+    }
+
+    /// The key of TLSRoute `namespace/name`.
+    pub fn tls_route(namespace: &str, name: &str) -> StatusKey {
+        StatusKey {
+            kind: Kind::TlsRoute,
             namespace: Some(namespace.to_string()),
             name: name.to_string(),
         }

@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::ServicePort;
 use super::index::Index;
 use super::reference_grant::{self, From, To};
 use super::GATEWAY_GROUP;
-use crate::snapshot::{Backend, BackendProtocol, BackendTlsMode};
+use crate::snapshot::{Backend, BackendProtocol, BackendTlsMode, RouteKind};
 use crate::status::conditions::reasons;
 
 /// A backendRef as written (rule backendRefs and mirror backendRefs share this shape).
@@ -56,9 +56,10 @@ pub(super) enum UnresolvedRef {
         name: String,
     },
     #[error(
-        "no ReferenceGrant allows HTTPRoutes in {route_namespace} to use Service {namespace}/{name}"
+        "no ReferenceGrant allows {route_kind}s in {route_namespace} to use Service {namespace}/{name}"
     )]
     NotPermitted {
+        route_kind: &'static str,
         route_namespace: String,
         namespace: String,
         name: String,
@@ -99,11 +100,15 @@ impl UnresolvedRef {
     }
 }
 
-/// Resolves refs, sharing one `Arc<Backend>` per Service port across the whole snapshot so its
-/// round-robin position is shared too.
+/// Resolves refs, sharing one `Arc<Backend>` per Service port and protocol across the whole
+/// snapshot so its round-robin position is shared too. A Service port used by HTTPRoutes and
+/// GRPCRoutes gets two backends: GRPCRoute backends always speak HTTP/2.
 pub(super) struct Resolver<'i, 'a> {
     index: &'i Index<'a>,
-    cache: BTreeMap<(String, String, u16), Arc<Backend>>,
+    /// The kind of the route whose refs are resolved: ReferenceGrants name it, and GRPCRoute
+    /// backends speak HTTP/2.
+    route_kind: RouteKind,
+    cache: BTreeMap<(String, String, u16, bool), Arc<Backend>>,
     /// `(namespace, Service, port name)` -> TLS settings; no port name: the whole Service.
     tls: BTreeMap<(String, String, Option<String>), BackendTlsMode>,
 }
@@ -112,6 +117,7 @@ impl<'i, 'a> Resolver<'i, 'a> {
     pub(super) fn new(index: &'i Index<'a>) -> Self {
         Resolver {
             index,
+            route_kind: RouteKind::Http,
             cache: BTreeMap::new(),
             tls: BTreeMap::new(),
         }
@@ -124,6 +130,11 @@ impl<'i, 'a> Resolver<'i, 'a> {
     ) -> Self {
         self.tls = tls;
         self
+    }
+
+    /// Refs resolved from now on are those of a route of `kind`.
+    pub(super) fn set_route_kind(&mut self, kind: RouteKind) {
+        self.route_kind = kind;
     }
 
     /// The policy naming the port wins over the one naming the whole Service.
@@ -160,7 +171,7 @@ impl<'i, 'a> Resolver<'i, 'a> {
             &self.index.resources.reference_grants,
             &From {
                 group: GATEWAY_GROUP,
-                kind: "HTTPRoute",
+                kind: self.route_kind.as_str(),
                 namespace: route_namespace,
             },
             &To {
@@ -174,6 +185,7 @@ impl<'i, 'a> Resolver<'i, 'a> {
         if !permitted {
             let (namespace, name) = service();
             return Err(UnresolvedRef::NotPermitted {
+                route_kind: self.route_kind.as_str(),
                 route_namespace: route_namespace.to_string(),
                 namespace,
                 name,
@@ -183,7 +195,8 @@ impl<'i, 'a> Resolver<'i, 'a> {
             let (namespace, name) = service();
             return Err(UnresolvedRef::NoPort { namespace, name });
         };
-        let key = (namespace.to_string(), r.name.to_string(), port);
+        let grpc = self.route_kind == RouteKind::Grpc;
+        let key = (namespace.to_string(), r.name.to_string(), port, grpc);
         if let Some(b) = self.cache.get(&key) {
             return Ok(b.clone());
         }
@@ -204,7 +217,13 @@ impl<'i, 'a> Resolver<'i, 'a> {
                     port,
                 }
             })?;
-        let protocol = protocol(service_port.app_protocol.as_deref()).map_err(|p| {
+        // gRPC is HTTP/2 whatever the port's appProtocol says (GEP-1016).
+        let app_protocol = if grpc {
+            Some("kubernetes.io/h2c")
+        } else {
+            service_port.app_protocol.as_deref()
+        };
+        let protocol = protocol(app_protocol).map_err(|p| {
             let (namespace, name) = service();
             UnresolvedRef::UnsupportedProtocol {
                 namespace,

@@ -8,12 +8,12 @@ use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, OnceLock};
 
-use gateway_api::apis::experimental::httproutes::HttpRoute;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Resource;
 use rustls::pki_types::CertificateDer;
 
 use super::index::{namespace_of, Index};
+use super::route::view::RouteView;
 use super::verdict::{cond, Verdict};
 use super::{Timestamp, GATEWAY_GROUP};
 use crate::resources::backend_tls_policy::{
@@ -92,7 +92,7 @@ impl<'a> BackendTlsPolicies<'a> {
     /// send to a targeted Service.
     pub(super) fn statuses(
         &self,
-        routes: &[HttpRoute],
+        routes: &[RouteView<'_>],
         served: &BTreeSet<(String, String)>,
         now: Timestamp,
         report: &mut StatusReport,
@@ -272,17 +272,15 @@ fn system_roots() -> &'static [CertificateDer<'static>] {
 /// `(Service namespace, name)` -> the served Gateways `(namespace, name)` of the routes that
 /// send to it (rule backendRefs and mirror backendRefs).
 fn ancestors_by_service(
-    routes: &[HttpRoute],
+    routes: &[RouteView<'_>],
     served: &BTreeSet<(String, String)>,
 ) -> BTreeMap<(String, String), BTreeSet<(String, String)>> {
     let mut out: BTreeMap<_, BTreeSet<_>> = BTreeMap::new();
     for route in routes {
-        let namespace = namespace_of(&route.metadata);
+        let namespace = namespace_of(route.meta);
         let gateways: Vec<(String, String)> = route
-            .spec
             .parent_refs
             .iter()
-            .flatten()
             .filter(|p| {
                 p.group.as_deref().unwrap_or(GATEWAY_GROUP) == GATEWAY_GROUP
                     && p.kind.as_deref().unwrap_or("Gateway") == "Gateway"
@@ -296,34 +294,10 @@ fn ancestors_by_service(
         if gateways.is_empty() {
             continue;
         }
-        for rule in route.spec.rules.iter().flatten() {
-            let direct = rule.backend_refs.iter().flatten().map(|b| {
-                (
-                    b.group.as_deref(),
-                    b.kind.as_deref(),
-                    b.namespace.as_deref(),
-                    b.name.as_str(),
-                )
-            });
-            let mirrors = rule
-                .filters
-                .iter()
-                .flatten()
-                .filter_map(|f| f.request_mirror.as_ref())
-                .map(|m| {
-                    let b = &m.backend_ref;
-                    (
-                        b.group.as_deref(),
-                        b.kind.as_deref(),
-                        b.namespace.as_deref(),
-                        b.name.as_str(),
-                    )
-                });
-            for (group, kind, ns, name) in direct.chain(mirrors) {
-                if group.unwrap_or("").is_empty() && kind.unwrap_or("Service") == "Service" {
-                    let key = (ns.unwrap_or(namespace).to_string(), name.to_string());
-                    out.entry(key).or_default().extend(gateways.iter().cloned());
-                }
+        for &(group, kind, ns, name) in &route.backend_refs {
+            if group.unwrap_or("").is_empty() && kind.unwrap_or("Service") == "Service" {
+                let key = (ns.unwrap_or(namespace).to_string(), name.to_string());
+                out.entry(key).or_default().extend(gateways.iter().cloned());
             }
         }
     }

@@ -3,12 +3,12 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use super::gateway::GatewayState;
+use super::gateway::{GatewayState, RouteAge};
 use super::hostname::specificity;
 use super::verdict::Verdict;
 use crate::precedence::Rank;
 use crate::snapshot::{
-    Bind, BindProtocol, Hostname, Listener, ListenerKind, RouteEntry, RouteGroup, RouteTable,
+    Bind, BindProtocol, Hostname, Listener, RouteEntry, RouteGroup, RouteTable, TlsRouteEntry,
     TlsRouteTable,
 };
 use crate::status::conditions::reasons;
@@ -58,6 +58,7 @@ pub(super) fn assemble(gateways: &mut [GatewayState<'_>]) -> Vec<Bind> {
                 continue;
             }
             let entries = std::mem::take(&mut l.entries);
+            let tls_entries = std::mem::take(&mut l.tls_entries);
             for socket in sockets {
                 let listener = Listener {
                     gateway: label.clone(),
@@ -69,9 +70,9 @@ pub(super) fn assemble(gateways: &mut [GatewayState<'_>]) -> Vec<Bind> {
                     hostname: l.hostname.clone(),
                     tls: l.tls.clone(),
                     client_validation: l.client_validation.clone(),
-                    kind: ListenerKind::Http,
+                    kind: l.kind,
                     routes: route_table(entries.clone()),
-                    tls_routes: TlsRouteTable::default(),
+                    tls_routes: tls_route_table(tls_entries.clone()),
                 };
                 binds
                     .entry(socket)
@@ -127,6 +128,44 @@ fn route_table(entries: Vec<(Option<Hostname>, Rank, RouteEntry)>) -> RouteTable
         wildcard: wildcard.into_iter().map(|(h, g)| (h, sorted(g))).collect(),
         any: sorted(any),
     }
+}
+
+/// TLSRoutes by the hostname they were attached under; of two under the same hostname, the
+/// older route keeps it (creation time, then namespace/name), as for HTTPRoute precedence.
+fn tls_route_table(mut entries: Vec<(Option<Hostname>, RouteAge, TlsRouteEntry)>) -> TlsRouteTable {
+    entries.sort_by(|a, b| age_order(&a.1, &b.1));
+    let mut table = TlsRouteTable::default();
+    for (host, _, entry) in entries {
+        match host {
+            Some(Hostname::Exact(h)) => {
+                table.exact.entry(h).or_insert(entry);
+            }
+            Some(w @ Hostname::Wildcard(_)) => {
+                if !table.wildcard.iter().any(|(h, _)| *h == w) {
+                    table.wildcard.push((w, entry));
+                }
+            }
+            None => {
+                table.any.get_or_insert(entry);
+            }
+        }
+    }
+    table.wildcard.sort_by(|(a, _), (b, _)| {
+        let (a, b) = (a.to_string(), b.to_string());
+        b.len().cmp(&a.len()).then(a.cmp(&b))
+    });
+    table
+}
+
+/// A route without a creation time counts as the newest.
+fn age_order(a: &RouteAge, b: &RouteAge) -> std::cmp::Ordering {
+    let created = match (&a.0, &b.0) {
+        (Some(x), Some(y)) => x.cmp(y),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => std::cmp::Ordering::Equal,
+    };
+    created.then_with(|| (&a.1, &a.2).cmp(&(&b.1, &b.2)))
 }
 
 fn sorted(mut group: Vec<(Rank, RouteEntry)>) -> RouteGroup {

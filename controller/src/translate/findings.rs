@@ -4,11 +4,12 @@
 use std::collections::BTreeSet;
 
 use crate::resources::Resources;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{RouteKind, Snapshot};
 use crate::status::StatusKey;
 use crate::CONTROLLER_NAME;
 
 use super::index::namespace_of;
+use super::route::view::RouteView;
 
 /// One line per finding, naming the object and what follows from it.
 pub fn standalone_findings(resources: &Resources, snapshot: &Snapshot) -> Vec<String> {
@@ -44,20 +45,29 @@ pub fn standalone_findings(resources: &Resources, snapshot: &Snapshot) -> Vec<St
             "no Gateway of a GatewayClass with controllerName {CONTROLLER_NAME}: nothing listens"
         ));
     }
-    for route in &resources.http_routes {
-        let ns = namespace_of(&route.metadata);
-        let name = route.metadata.name.as_deref().unwrap_or("");
-        let attached = snapshot
-            .statuses
-            .objects
-            .contains_key(&StatusKey::http_route(ns, name));
-        if route.spec.parent_refs.as_ref().is_none_or(Vec::is_empty) {
+    let routes = resources
+        .http_routes
+        .iter()
+        .map(RouteView::http)
+        .chain(resources.grpc_routes.iter().map(RouteView::grpc))
+        .chain(resources.tls_routes.iter().map(RouteView::tls));
+    for route in routes {
+        let kind = route.kind.as_str();
+        let ns = namespace_of(route.meta);
+        let name = route.meta.name.as_deref().unwrap_or("");
+        let key = match route.kind {
+            RouteKind::Http => StatusKey::http_route(ns, name),
+            RouteKind::Grpc => StatusKey::grpc_route(ns, name),
+            RouteKind::Tls => StatusKey::tls_route(ns, name),
+        };
+        let attached = snapshot.statuses.objects.contains_key(&key);
+        if route.parent_refs.is_empty() {
             findings.push(format!(
-                "HTTPRoute {ns}/{name}: no parentRefs: attached to nothing"
+                "{kind} {ns}/{name}: no parentRefs: attached to nothing"
             ));
         } else if !attached {
             findings.push(format!(
-                "HTTPRoute {ns}/{name}: no parentRef is a Gateway Sluice serves: attached to nothing"
+                "{kind} {ns}/{name}: no parentRef is a Gateway Sluice serves: attached to nothing"
             ));
         }
     }

@@ -9,8 +9,9 @@ use gateway_api::apis::experimental::gatewayclasses::{
 };
 use gateway_api::apis::experimental::gateways::{
     Gateway, GatewayListeners, GatewayListenersAllowedRoutesNamespacesFrom as From,
-    GatewayListenersAllowedRoutesNamespacesSelector as Selector, GatewayStatus,
-    GatewayStatusAddresses, GatewayStatusListeners, GatewayStatusListenersSupportedKinds,
+    GatewayListenersAllowedRoutesNamespacesSelector as Selector,
+    GatewayListenersTlsMode as TlsMode, GatewayStatus, GatewayStatusAddresses,
+    GatewayStatusListeners, GatewayStatusListenersSupportedKinds,
 };
 use kube::Resource;
 use rustls::sign::CertifiedKey;
@@ -23,7 +24,9 @@ use crate::features::SUPPORTED_FEATURES;
 use crate::precedence::Rank;
 use crate::provision::gateway_params;
 use crate::provision::params::DataPlaneParams;
-use crate::snapshot::{BindProtocol, ClientValidation, Hostname, RouteEntry};
+use crate::snapshot::{
+    BindProtocol, ClientValidation, Hostname, ListenerKind, RouteEntry, RouteKind, TlsRouteEntry,
+};
 use crate::status::conditions::{reasons, types};
 use crate::status::{ObjectStatus, StatusKey, StatusReport};
 use crate::CONTROLLER_NAME;
@@ -117,8 +120,10 @@ pub(super) struct ListenerState<'a> {
     pub protocol: Option<BindProtocol>,
     pub port: Option<u16>,
     pub hostname: Option<Hostname>,
-    /// The listener accepts HTTPRoutes.
-    pub http_routes: bool,
+    /// HTTP (for `HTTP` and `HTTPS` listeners), or a `TLS` listener's mode.
+    pub kind: ListenerKind,
+    /// The route kinds the listener accepts (its `supportedKinds`).
+    route_kinds: Vec<RouteKind>,
     supported_kinds: Vec<GatewayStatusListenersSupportedKinds>,
     pub(super) accepted: Verdict,
     resolved: Verdict,
@@ -129,7 +134,13 @@ pub(super) struct ListenerState<'a> {
     pub attached_routes: i32,
     /// Entries attached by routes, with the hostname they were attached under.
     pub entries: Vec<(Option<Hostname>, Rank, RouteEntry)>,
+    /// `TLS` listeners: TLSRoutes attached, with the hostname they were attached under and the
+    /// route's age (creation time, namespace, name), which decides hostname conflicts.
+    pub tls_entries: Vec<(Option<Hostname>, RouteAge, TlsRouteEntry)>,
 }
+
+/// Oldest first: creation time (none sorts last), then namespace, then name.
+pub(super) type RouteAge = (Option<Timestamp>, String, String);
 
 impl<'a> GatewayState<'a> {
     pub(super) fn new(gw: &'a Gateway, class_ok: bool, index: &Index<'_>) -> Self {
@@ -331,10 +342,24 @@ fn infrastructure_parameters(gw: &Gateway, index: &Index<'_>) -> Option<Verdict>
 
 impl<'a> ListenerState<'a> {
     pub(super) fn new(spec: &'a GatewayListeners, owner: Owner<'a>, index: &Index<'_>) -> Self {
-        let protocol = match spec.protocol.as_str() {
-            "HTTP" => Some(BindProtocol::Http),
-            "HTTPS" => Some(BindProtocol::Https),
-            _ => None,
+        // `TLS` listeners share the TLS socket of `HTTPS` ones: the SNI selects the listener.
+        let (protocol, kind) = match spec.protocol.as_str() {
+            "HTTP" => (Some(BindProtocol::Http), ListenerKind::Http),
+            "HTTPS" => (Some(BindProtocol::Https), ListenerKind::Http),
+            "TLS" => match spec.tls.as_ref().and_then(|t| t.mode.as_ref()) {
+                Some(TlsMode::Passthrough) => {
+                    (Some(BindProtocol::Https), ListenerKind::TlsPassthrough)
+                }
+                // The CRD's default mode.
+                Some(TlsMode::Terminate) | None => {
+                    (Some(BindProtocol::Https), ListenerKind::TlsTerminate)
+                }
+            },
+            _ => (None, ListenerKind::Http),
+        };
+        let offered: &[RouteKind] = match kind {
+            ListenerKind::Http => &[RouteKind::Http, RouteKind::Grpc],
+            ListenerKind::TlsPassthrough | ListenerKind::TlsTerminate => &[RouteKind::Tls],
         };
         let port = u16::try_from(spec.port).ok().filter(|p| *p != 0);
         let hostname = spec
@@ -346,7 +371,7 @@ impl<'a> ListenerState<'a> {
             accepted = Verdict::no(
                 reasons::UNSUPPORTED_PROTOCOL,
                 format!(
-                    "protocol {} is not supported; use HTTP or HTTPS",
+                    "protocol {} is not supported; use HTTP, HTTPS or TLS",
                     spec.protocol
                 ),
             );
@@ -363,7 +388,7 @@ impl<'a> ListenerState<'a> {
         }
 
         let mut resolved = Verdict::yes(reasons::RESOLVED_REFS);
-        let mut supported_kinds = Vec::new();
+        let mut route_kinds: Vec<RouteKind> = Vec::new();
         let requested = spec
             .allowed_routes
             .as_ref()
@@ -371,13 +396,16 @@ impl<'a> ListenerState<'a> {
             .unwrap_or(&[]);
         if protocol.is_some() {
             if requested.is_empty() {
-                supported_kinds.push(http_route_kind());
+                route_kinds.extend(offered);
             }
             for k in requested {
                 let group = k.group.as_deref().unwrap_or(GATEWAY_GROUP);
-                if group == GATEWAY_GROUP && k.kind == "HTTPRoute" {
-                    if !supported_kinds.contains(&http_route_kind()) {
-                        supported_kinds.push(http_route_kind());
+                let known = offered
+                    .iter()
+                    .find(|o| group == GATEWAY_GROUP && o.as_str() == k.kind);
+                if let Some(known) = known {
+                    if !route_kinds.contains(known) {
+                        route_kinds.push(*known);
                     }
                 } else if resolved.ok {
                     resolved = Verdict::no(
@@ -389,7 +417,7 @@ impl<'a> ListenerState<'a> {
         }
 
         let mut tls = None;
-        if protocol == Some(BindProtocol::Https) {
+        if protocol == Some(BindProtocol::Https) && kind != ListenerKind::TlsPassthrough {
             match super::tls::resolve(owner.kind, owner.namespace, spec, index) {
                 Ok(key) => tls = Some(key),
                 Err(e) if resolved.ok => resolved = Verdict::no(e.reason(), e.to_string()),
@@ -403,8 +431,9 @@ impl<'a> ListenerState<'a> {
             protocol,
             port,
             hostname: hostname.flatten(),
-            http_routes: !supported_kinds.is_empty(),
-            supported_kinds,
+            kind,
+            supported_kinds: route_kinds.iter().map(|k| supported_kind(*k)).collect(),
+            route_kinds,
             accepted,
             resolved,
             conflicted: None,
@@ -412,7 +441,13 @@ impl<'a> ListenerState<'a> {
             client_validation: None,
             attached_routes: 0,
             entries: Vec::new(),
+            tls_entries: Vec::new(),
         }
+    }
+
+    /// Routes of `kind` may attach (they are among its `supportedKinds`).
+    pub(super) fn allows_kind(&self, kind: RouteKind) -> bool {
+        self.route_kinds.contains(&kind)
     }
 
     /// The Gateway's `spec.tls.frontend` validation for this HTTPS listener's port; a reference
@@ -525,10 +560,10 @@ pub(super) fn listeners_verdict(valid: usize, total: usize) -> Verdict {
     }
 }
 
-fn http_route_kind() -> GatewayStatusListenersSupportedKinds {
+fn supported_kind(kind: RouteKind) -> GatewayStatusListenersSupportedKinds {
     GatewayStatusListenersSupportedKinds {
         group: Some(GATEWAY_GROUP.into()),
-        kind: "HTTPRoute".into(),
+        kind: kind.as_str().into(),
     }
 }
 

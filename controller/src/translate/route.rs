@@ -1,41 +1,44 @@
-//! HTTPRoute attachment to Gateway listeners, and the route's `status.parents`.
+//! Route attachment to Gateway listeners, and the route's `status.parents`: one code path for
+//! HTTPRoute, GRPCRoute and TLSRoute, which differ only in how rules compile (see [`view`]).
+
+pub(super) mod view;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use gateway_api::apis::experimental::httproutes::{
-    HttpRoute, HttpRouteParentRefs, HttpRouteStatus, HttpRouteStatusParents,
-    HttpRouteStatusParentsParentRef,
-};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
+use self::view::{ParentRef, ParentStatus, RouteParents, RouteView};
 use super::backend::Resolver;
-use super::gateway::GatewayState;
+use super::gateway::{GatewayState, ListenerState};
 use super::hostname::intersect;
 use super::index::{namespace_of, Index};
-use super::rule::{compile_route, CompiledRoute};
+use super::rule::CompiledRoute;
 use super::verdict::{cond, Verdict};
 use super::{Timestamp, GATEWAY_GROUP};
 use crate::precedence::Rank;
-use crate::snapshot::{Hostname, RouteEntry, RouteId, RouteKind};
+use crate::snapshot::{Hostname, RouteEntry, RouteId, RouteKind, TlsRouteEntry};
 use crate::status::conditions::{reasons, types};
 use crate::CONTROLLER_NAME;
 
-/// Attaches `route` to the listeners its parentRefs select; `None` when no parentRef names one
-/// of our Gateways (the route is someone else's business).
+/// Attaches `route` to the listeners its parentRefs select, its rules compiled by `compile`
+/// (only when it has a parent of ours); `None` when no parentRef names one of our Gateways (the
+/// route is someone else's business).
 pub(super) fn translate(
-    route: &HttpRoute,
+    route: &RouteView<'_>,
+    compile: impl FnOnce(&mut Resolver<'_, '_>) -> CompiledRoute,
     gateways: &mut [GatewayState<'_>],
     index: &Index<'_>,
     resolver: &mut Resolver<'_, '_>,
     now: Timestamp,
     warnings: &mut Vec<String>,
-) -> Option<HttpRouteStatus> {
-    let namespace = namespace_of(&route.metadata);
-    let name = route.metadata.name.as_deref().unwrap_or("");
-    let generation = route.metadata.generation;
-    let parent_refs = route.spec.parent_refs.as_deref().unwrap_or(&[]);
-    let ours: Vec<(&HttpRouteParentRefs, Parent)> = parent_refs
+) -> Option<RouteParents> {
+    let namespace = namespace_of(route.meta);
+    let name = route.meta.name.as_deref().unwrap_or("");
+    let generation = route.meta.generation;
+    let route_kind = route.kind.as_str();
+    let ours: Vec<(&ParentRef, Parent)> = route
+        .parent_refs
         .iter()
         .filter_map(|p| {
             let group = p.group.as_deref().unwrap_or(GATEWAY_GROUP);
@@ -71,7 +74,7 @@ pub(super) fn translate(
             // such a Gateway, is simply not ours.
             if found.is_none() && !exists {
                 warnings.push(format!(
-                    "HTTPRoute {namespace}/{name}: parentRef {kind} {parent_ns}/{} does not exist",
+                    "{route_kind} {namespace}/{name}: parentRef {kind} {parent_ns}/{} does not exist",
                     p.name
                 ));
             }
@@ -82,15 +85,16 @@ pub(super) fn translate(
         return None;
     }
 
-    let compiled = compile_route(route, resolver);
-    let hostnames = route_hostnames(route);
+    resolver.set_route_kind(route.kind);
+    let compiled = compile(resolver);
+    let hostnames = route_hostnames(route.hostnames);
     let attachment = Attachment {
         route,
         namespace,
         name,
         compiled: &compiled,
         hostnames: &hostnames,
-        rule_ids: rule_ids(namespace, name, &compiled),
+        rule_ids: rule_ids(route.kind, namespace, name, &compiled),
     };
 
     let resolved = match compiled.unresolved.first() {
@@ -113,7 +117,7 @@ pub(super) fn translate(
         });
 
     let mut attached = BTreeSet::new();
-    let mut parents: Vec<HttpRouteStatusParents> = Vec::new();
+    let mut parents: Vec<ParentStatus> = Vec::new();
     for (p, parent) in ours {
         let Some(gw) = gateways.get_mut(parent.gateway) else {
             continue;
@@ -125,7 +129,7 @@ pub(super) fn translate(
                 gw.listener_sets.get(set).map_or("", |s| s.namespace),
             ),
         };
-        let parent_ref = HttpRouteStatusParentsParentRef {
+        let parent_ref = ParentRef {
             group: Some(GATEWAY_GROUP.into()),
             kind: Some(kind.into()),
             name: p.name.clone(),
@@ -143,13 +147,25 @@ pub(super) fn translate(
             conditions.push(cond(types::PARTIALLY_INVALID, pi, generation, now));
         }
         conditions.push(cond(types::RESOLVED_REFS, &resolved, generation, now));
-        parents.push(HttpRouteStatusParents {
+        parents.push(ParentStatus {
             conditions,
             controller_name: CONTROLLER_NAME.into(),
             parent_ref,
         });
     }
-    Some(HttpRouteStatus { parents })
+    Some(RouteParents(parents))
+}
+
+/// The order routes attach in, and precedence between routes ties on: creation time (a route
+/// without one counts as newest), then namespace/name.
+pub(super) fn age(route: &RouteView<'_>) -> (bool, Option<Timestamp>, String, String) {
+    let created = route.meta.creation_timestamp.as_ref().map(|t| t.0);
+    (
+        created.is_none(),
+        created,
+        namespace_of(route.meta).to_string(),
+        route.meta.name.clone().unwrap_or_default(),
+    )
 }
 
 /// What a parentRef names: a Gateway being translated, or one of its ListenerSets.
@@ -174,11 +190,48 @@ fn find_listener_set(gateways: &[GatewayState<'_>], namespace: &str, name: &str)
     })
 }
 
+/// The older route of the other HTTP kind (HTTPRoute for a GRPCRoute and back) attached to `l`
+/// under a hostname that meets one of `hosts`, as `KIND namespace/name`.
+fn other_kind_rival(
+    l: &ListenerState<'_>,
+    kind: RouteKind,
+    hosts: &[Option<Hostname>],
+) -> Option<String> {
+    let rival_kind = match kind {
+        RouteKind::Http => RouteKind::Grpc,
+        RouteKind::Grpc => RouteKind::Http,
+        RouteKind::Tls => return None,
+    };
+    l.entries
+        .iter()
+        .filter(|(_, _, e)| e.route.kind == rival_kind)
+        .find(|(h, _, _)| {
+            hosts
+                .iter()
+                .any(|mine| hostnames_meet(h.as_ref(), mine.as_ref()))
+        })
+        .map(|(_, _, e)| format!("{} {}", rival_kind.as_str(), e.route.label))
+}
+
+/// Some host matches both (no hostname matches every host).
+fn hostnames_meet(a: Option<&Hostname>, b: Option<&Hostname>) -> bool {
+    match (a, b) {
+        (None, _) | (_, None) => true,
+        (Some(Hostname::Exact(x)), Some(Hostname::Exact(y))) => x == y,
+        (Some(Hostname::Exact(e)), Some(w @ Hostname::Wildcard(_)))
+        | (Some(w @ Hostname::Wildcard(_)), Some(Hostname::Exact(e))) => w.matches(e),
+        // `*.a.com` and `*.b.a.com` share `x.b.a.com`: one suffix ends with the other.
+        (Some(Hostname::Wildcard(x)), Some(Hostname::Wildcard(y))) => {
+            x.ends_with(y.as_str()) || y.ends_with(x.as_str())
+        }
+    }
+}
+
 /// `Err` holds the hostnames that are not valid.
-fn route_hostnames(route: &HttpRoute) -> Result<Vec<Hostname>, Vec<String>> {
+fn route_hostnames(hostnames: &[String]) -> Result<Vec<Hostname>, Vec<String>> {
     let mut ok = Vec::new();
     let mut bad = Vec::new();
-    for h in route.spec.hostnames.iter().flatten() {
+    for h in hostnames {
         match super::hostname::parse(h, true) {
             Some(h) => ok.push(h),
             None => bad.push(h.clone()),
@@ -191,13 +244,18 @@ fn route_hostnames(route: &HttpRoute) -> Result<Vec<Hostname>, Vec<String>> {
     }
 }
 
-fn rule_ids(namespace: &str, name: &str, compiled: &CompiledRoute) -> Vec<Arc<RouteId>> {
+fn rule_ids(
+    kind: RouteKind,
+    namespace: &str,
+    name: &str,
+    compiled: &CompiledRoute,
+) -> Vec<Arc<RouteId>> {
     compiled
         .rules
         .iter()
         .map(|r| {
             Arc::new(RouteId {
-                kind: RouteKind::Http,
+                kind,
                 namespace: namespace.to_string(),
                 name: name.to_string(),
                 rule_index: r.index,
@@ -209,7 +267,7 @@ fn rule_ids(namespace: &str, name: &str, compiled: &CompiledRoute) -> Vec<Arc<Ro
 }
 
 struct Attachment<'r> {
-    route: &'r HttpRoute,
+    route: &'r RouteView<'r>,
     namespace: &'r str,
     name: &'r str,
     compiled: &'r CompiledRoute,
@@ -223,7 +281,7 @@ impl Attachment<'_> {
     /// listener) pairs already counted for this route.
     fn attach(
         &self,
-        p: &HttpRouteParentRefs,
+        p: &ParentRef,
         parent: Parent,
         gw: &mut GatewayState<'_>,
         index: &Index<'_>,
@@ -273,9 +331,9 @@ impl Attachment<'_> {
         let allowed: Vec<usize> = candidates
             .into_iter()
             .filter(|i| {
-                gw.listeners
-                    .get(*i)
-                    .is_some_and(|l| l.http_routes && l.allows_namespace(self.namespace, index))
+                gw.listeners.get(*i).is_some_and(|l| {
+                    l.allows_kind(self.route.kind) && l.allows_namespace(self.namespace, index)
+                })
             })
             .collect();
         if allowed.is_empty() {
@@ -312,7 +370,29 @@ impl Attachment<'_> {
                 self.compiled.invalid_message(),
             );
         }
-        let created = self.route.metadata.creation_timestamp.as_ref().map(|t| t.0);
+        let created = self.route.meta.creation_timestamp.as_ref().map(|t| t.0);
+        // "If a Route (A) of type HTTPRoute or GRPCRoute is attached to a Listener and that
+        // listener already has another Route (B) of the other type attached and the intersection
+        // of the hostnames of A and B is non-empty, then the implementation MUST accept exactly
+        // one of these two routes": routes attach oldest first, so the one already there wins.
+        let (matching, rivals): (Vec<_>, Vec<_>) = matching.into_iter().partition(|(li, hosts)| {
+            gw.listeners
+                .get(*li)
+                .and_then(|l| other_kind_rival(l, self.route.kind, hosts))
+                .is_none()
+        });
+        if matching.is_empty() {
+            let rival = rivals.iter().find_map(|(li, hosts)| {
+                other_kind_rival(gw.listeners.get(*li)?, self.route.kind, hosts)
+            });
+            return Verdict::no(
+                reasons::NOT_ALLOWED_BY_LISTENERS,
+                format!(
+                    "its hostnames meet those of the older {} on every listener it could attach to",
+                    rival.unwrap_or_default()
+                ),
+            );
+        }
         for (li, hosts) in matching {
             if !attached.insert((gi, li)) {
                 continue;
@@ -323,8 +403,30 @@ impl Attachment<'_> {
             l.attached_routes += 1;
             for host in hosts {
                 for (rule, id) in self.compiled.rules.iter().zip(&self.rule_ids) {
+                    if self.route.kind == RouteKind::Tls {
+                        let entry = TlsRouteEntry {
+                            route: id.clone(),
+                            action: rule.action.clone(),
+                        };
+                        let age = (created, self.namespace.to_string(), self.name.to_string());
+                        l.tls_entries.push((host.clone(), age, entry));
+                        continue;
+                    }
                     for (mi, m) in rule.matches.iter().enumerate() {
-                        let rank = Rank::new(m, created, self.namespace, self.name, rule.index, mi);
+                        let rank = match rule.grpc.get(mi) {
+                            Some(g) => Rank::grpc(
+                                m,
+                                *g,
+                                created,
+                                self.namespace,
+                                self.name,
+                                rule.index,
+                                mi,
+                            ),
+                            None => {
+                                Rank::new(m, created, self.namespace, self.name, rule.index, mi)
+                            }
+                        };
                         let entry = RouteEntry {
                             route: id.clone(),
                             matcher: m.clone(),

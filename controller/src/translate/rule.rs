@@ -3,13 +3,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use gateway_api::apis::experimental::httproutes::{HttpRoute, HttpRouteRules, HttpRouteRulesRetry};
+use gateway_api::apis::experimental::httproutes::{
+    HttpRoute, HttpRouteRules, HttpRouteRulesBackendRefs, HttpRouteRulesFilters,
+    HttpRouteRulesRetry,
+};
 
 use super::backend::{BackendRef, Resolver, UnresolvedRef};
 use super::duration;
 use super::filters::{self, FilterError};
 use super::index::namespace_of;
 use super::matches::{self, MatchError};
+use crate::precedence::GrpcSpecificity;
 use crate::snapshot::{
     BackendTarget, Filter, PathMatch, PathModifier, RequestMatch, RetryPolicy, RuleAction,
     Timeouts, WeightedBackend,
@@ -23,6 +27,15 @@ pub(super) enum RuleError {
     Match(#[from] MatchError),
     #[error(transparent)]
     Filter(#[from] FilterError),
+    #[error(transparent)]
+    GrpcMatch(#[from] super::grpc::GrpcMatchError),
+    /// A GRPCRoute or TLSRoute field read through its HTTPRoute twin (same shape) did not
+    /// convert; the serde error is the message.
+    #[error("{field}: {error}")]
+    Convert {
+        field: &'static str,
+        error: serde_json::Error,
+    },
     #[error("backendRef weight {0} is negative")]
     NegativeWeight(i32),
     #[error("RequestRedirect and URLRewrite cannot be used together")]
@@ -57,6 +70,7 @@ impl RuleError {
         match self {
             RuleError::Match(e) => e.reason(),
             RuleError::Filter(e) => e.reason(),
+            RuleError::GrpcMatch(e) => e.reason(),
             _ => reasons::UNSUPPORTED_VALUE,
         }
     }
@@ -66,9 +80,12 @@ pub(super) struct CompiledRule {
     pub index: usize,
     pub name: Option<String>,
     pub matches: Vec<RequestMatch>,
+    /// GRPCRoute rules: the precedence of each match (parallel to `matches`); empty otherwise.
+    pub grpc: Vec<GrpcSpecificity>,
     pub action: Arc<RuleAction>,
 }
 
+#[derive(Default)]
 pub(super) struct CompiledRoute {
     pub rules: Vec<CompiledRule>,
     /// The rules dropped as invalid.
@@ -99,19 +116,26 @@ impl CompiledRoute {
 
 pub(super) fn compile_route(route: &HttpRoute, resolver: &mut Resolver<'_, '_>) -> CompiledRoute {
     let namespace = namespace_of(&route.metadata);
-    // The CRD's default for a route without rules: one rule matching every request, no backends.
-    let default_rules = [HttpRouteRules::default()];
-    let rules = match route.spec.rules.as_deref() {
+    compile_rules(route.spec.rules.as_deref(), |index, rule, unresolved| {
+        compile_rule(index, rule, namespace, resolver, unresolved)
+    })
+}
+
+/// Compiles every rule with `compile`, keeping the invalid ones apart. A route without rules
+/// gets the CRDs' default (HTTPRoute and GRPCRoute alike): one rule matching every request,
+/// without backends.
+pub(super) fn compile_rules<R: Default>(
+    rules: Option<&[R]>,
+    mut compile: impl FnMut(usize, &R, &mut Vec<UnresolvedRef>) -> Result<CompiledRule, RuleError>,
+) -> CompiledRoute {
+    let default_rules = [R::default()];
+    let rules = match rules {
         Some(rules) if !rules.is_empty() => rules,
         _ => &default_rules[..],
     };
-    let mut out = CompiledRoute {
-        rules: Vec::new(),
-        invalid: Vec::new(),
-        unresolved: Vec::new(),
-    };
+    let mut out = CompiledRoute::default();
     for (index, rule) in rules.iter().enumerate() {
-        match compile_rule(index, rule, namespace, resolver, &mut out.unresolved) {
+        match compile(index, rule, &mut out.unresolved) {
             Ok(r) => out.rules.push(r),
             Err(error) => out.invalid.push(InvalidRule { index, error }),
         }
@@ -119,31 +143,32 @@ pub(super) fn compile_route(route: &HttpRoute, resolver: &mut Resolver<'_, '_>) 
     out
 }
 
-fn compile_rule(
-    index: usize,
-    rule: &HttpRouteRules,
+/// A rule's filters and backendRefs (with their own filters), in the HTTPRoute types every route
+/// kind's rules convert into.
+pub(super) struct RuleParts<'a> {
+    pub filters: &'a [HttpRouteRulesFilters],
+    pub backend_refs: &'a [HttpRouteRulesBackendRefs],
+}
+
+/// Compiles a rule's filters and backends; refs that do not resolve are recorded in `unresolved`
+/// and become invalid backends (500s), as the spec says.
+pub(super) fn compile_parts(
+    parts: &RuleParts<'_>,
+    matches: &[RequestMatch],
     namespace: &str,
     resolver: &mut Resolver<'_, '_>,
     unresolved: &mut Vec<UnresolvedRef>,
-) -> Result<CompiledRule, RuleError> {
-    let matches = match rule.matches.as_deref() {
-        Some(ms) if !ms.is_empty() => ms
-            .iter()
-            .map(matches::compile)
-            .collect::<Result<Vec<_>, _>>()?,
-        _ => vec![matches::match_all()],
-    };
-
+) -> Result<(Vec<Filter>, Vec<WeightedBackend>), RuleError> {
     let mut rule_filters = Vec::new();
-    for f in rule.filters.iter().flatten() {
+    for f in parts.filters {
         if let Some(f) = filters::compile(f, namespace, resolver, unresolved)? {
             rule_filters.push(f);
         }
     }
-    check_filter_combination(&rule_filters, &matches)?;
+    check_filter_combination(&rule_filters, matches)?;
 
     let mut backends = Vec::new();
-    for b in rule.backend_refs.iter().flatten() {
+    for b in parts.backend_refs {
         let weight = match b.weight {
             None => 1,
             Some(w) => u32::try_from(w).map_err(|_| RuleError::NegativeWeight(w))?,
@@ -163,18 +188,53 @@ fn compile_rule(
                 backend_filters.push(f);
             }
         }
-        check_filter_combination(&backend_filters, &matches)?;
+        check_filter_combination(&backend_filters, matches)?;
         backends.push(WeightedBackend {
             weight,
             target,
             filters: backend_filters,
         });
     }
+    Ok((rule_filters, backends))
+}
+
+/// Reads a GRPCRoute or TLSRoute value as its HTTPRoute twin: same fields, same serialization.
+pub(super) fn as_http<T: serde::Serialize, U: serde::de::DeserializeOwned>(
+    field: &'static str,
+    value: &T,
+) -> Result<U, RuleError> {
+    serde_json::to_value(value)
+        .and_then(serde_json::from_value)
+        .map_err(|error| RuleError::Convert { field, error })
+}
+
+fn compile_rule(
+    index: usize,
+    rule: &HttpRouteRules,
+    namespace: &str,
+    resolver: &mut Resolver<'_, '_>,
+    unresolved: &mut Vec<UnresolvedRef>,
+) -> Result<CompiledRule, RuleError> {
+    let matches = match rule.matches.as_deref() {
+        Some(ms) if !ms.is_empty() => ms
+            .iter()
+            .map(matches::compile)
+            .collect::<Result<Vec<_>, _>>()?,
+        _ => vec![matches::match_all()],
+    };
+
+    let parts = RuleParts {
+        filters: rule.filters.as_deref().unwrap_or(&[]),
+        backend_refs: rule.backend_refs.as_deref().unwrap_or(&[]),
+    };
+    let (rule_filters, backends) =
+        compile_parts(&parts, &matches, namespace, resolver, unresolved)?;
 
     Ok(CompiledRule {
         index,
         name: rule.name.clone(),
         matches,
+        grpc: Vec::new(),
         action: Arc::new(
             RuleAction::new(rule_filters, backends, timeouts(rule)?)
                 .with_retry(rule.retry.as_ref().map(retry).transpose()?),

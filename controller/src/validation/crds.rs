@@ -16,6 +16,8 @@ const USED: &[&str] = &[
     "GatewayClass",
     "Gateway",
     "HTTPRoute",
+    "GRPCRoute",
+    "TLSRoute",
     "ReferenceGrant",
     "ListenerSet",
     "BackendTLSPolicy",

@@ -114,6 +114,8 @@ pub static KINDS: &[Kind] = &[
     ),
     kind(GW, "v1", "gateways", "Gateway", true, true, true),
     kind(GW, "v1", "httproutes", "HTTPRoute", true, true, true),
+    kind(GW, "v1", "grpcroutes", "GRPCRoute", true, true, true),
+    kind(GW, "v1", "tlsroutes", "TLSRoute", true, true, true),
     kind(
         GW,
         "v1",

@@ -108,6 +108,39 @@ async fn passthrough_unknown_sni_is_closed() {
 }
 
 #[tokio::test]
+async fn sni_of_no_listener_is_closed_without_an_alert() {
+    bounded(async {
+        let pki = Pki::new("backend-ca");
+        let a = StreamBackend::tls("a", pki.issue(&["a.example.com"])).await;
+        let gw = Gateway::start(|addr| {
+            let l = listener(
+                "tls",
+                ListenerKind::TlsPassthrough,
+                Some("a.example.com"),
+                None,
+                vec![("a.example.com", route("a", vec![(1, a.target())]))],
+            );
+            snapshot(addr, vec![l])
+        })
+        .await;
+        let refused = gw.connect(&pki, "b.example.com", &[]).await;
+        let err = refused
+            .err()
+            .expect("no listener: the connection is closed");
+        // Upstream's tlsConnect rejection accepts end of stream or a reset, not an alert.
+        assert!(!err.to_string().contains("alert"), "{err}");
+        let rejected = &gw.metrics.edge.connections_rejected;
+        let counted = || rejected.with_label_values(&["tls_unknown_sni"]).get() == 1;
+        sluice_test_support::until("the unknown SNI counted", Duration::from_secs(10), || {
+            counted().then_some(())
+        })
+        .await;
+        assert!(a.seen().is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn weighted_backends_split_connections_and_zero_weight_gets_none() {
     bounded(async {
         let pki = Pki::new("backend-ca");

@@ -15,7 +15,8 @@ pub struct EdgeMetrics {
     /// `sluice_downstream_connections_active`
     pub active: IntGauge,
     /// `sluice_downstream_connections_rejected_total{reason}`: closed at accept
-    /// (`max_connections`) or failing the TLS handshake in time (`tls_handshake`).
+    /// (`max_connections`), failing the TLS handshake in time (`tls_handshake`), or naming in
+    /// their ClientHello no listener of the port (`tls_unknown_sni`).
     pub connections_rejected: IntCounterVec,
     /// `sluice_downstream_requests_rejected_total{reason}`: requests answered 4xx/5xx by the
     /// edge guard, by [`Violation::label`].
@@ -58,7 +59,7 @@ impl Default for EdgeMetrics {
             "sluice_downstream_connections_rejected_total",
             "Client connections closed at accept, by reason.",
         );
-        for reason in ["max_connections", "tls_handshake"] {
+        for reason in ["max_connections", "tls_handshake", "tls_unknown_sni"] {
             connections_rejected.with_label_values(&[reason]);
         }
         EdgeMetrics {

@@ -49,6 +49,20 @@ where
         .iter()
         .find(|b| b.address == address)
         .and_then(|b| tls::listener_for(b, hello.sni.as_deref()));
+    if listener.is_none() {
+        // No listener takes this name. Whether the client expected Sluice's certificate or a
+        // passthrough backend's, Sluice cannot answer for it: close without a byte, as Envoy
+        // does when no filter chain matches (a TLS alert would claim the handshake was ours).
+        drop(snapshot);
+        tracing::debug!(%peer, %address, sni = ?hello.sni, "no listener for this SNI; closing");
+        shared
+            .options
+            .metrics
+            .connections_rejected
+            .with_label_values(&["tls_unknown_sni"])
+            .inc();
+        return None;
+    }
     let target = listener.and_then(|l| Target::of(&snapshot, l, hello.sni.as_deref()));
     // A stream may outlive many publishes; it keeps only what it was routed to.
     drop(snapshot);
@@ -74,8 +88,7 @@ where
             tls_route::terminate(settings, target, peer, hello.sni, handshake).await;
             None
         }
-        // An HTTPS listener, or none (the handshake then fails for want of a certificate,
-        // with an alert the client can read).
+        // An HTTPS listener.
         None => {
             let replay = ReplayTcp::new(hello.bytes, tcp);
             match tokio::time::timeout(remaining, tls::accept(acceptor, replay, socket)).await {

@@ -450,12 +450,17 @@ impl<'a> ListenerState<'a> {
         self.route_kinds.contains(&kind)
     }
 
-    /// The Gateway's `spec.tls.frontend` validation for this HTTPS listener's port; a reference
-    /// that does not resolve makes the listener unready, so no client gets in unchecked.
+    /// The Gateway's `spec.tls.frontend` validation for this HTTPS or TLS-Terminate listener's
+    /// port; a reference that does not resolve makes the listener unready, so no client gets in
+    /// unchecked.
     fn frontend_validation(&mut self, gw: &Gateway, gateway_namespace: &str, index: &Index<'_>) {
         let (Some(BindProtocol::Https), Some(port)) = (self.protocol, self.port) else {
             return;
         };
+        // A passthrough listener never sees the handshake it would check.
+        if self.kind == ListenerKind::TlsPassthrough {
+            return;
+        }
         match super::frontend_tls::resolve(gw, gateway_namespace, port, index) {
             Ok(validation) => self.client_validation = validation,
             Err(e) => {

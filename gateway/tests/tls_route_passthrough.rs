@@ -124,9 +124,9 @@ async fn sni_of_no_listener_is_closed_without_an_alert() {
         })
         .await;
         let refused = gw.connect(&pki, "b.example.com", &[]).await;
-        let err = refused
-            .err()
-            .expect("no listener: the connection is closed");
+        let Err(err) = refused else {
+            panic!("no listener: the connection must be closed")
+        };
         // Upstream's tlsConnect rejection accepts end of stream or a reset, not an alert.
         assert!(!err.to_string().contains("alert"), "{err}");
         let rejected = &gw.metrics.edge.connections_rejected;

@@ -36,6 +36,17 @@ const KEYS: &[(&str, &str, Kind)] = &[
         "--default-retry-backoff",
         Kind::Duration,
     ),
+    // Streams on TLS listeners (gateway/src/cli/tls_route_args.rs).
+    (
+        "tlsRouteConnectTimeout",
+        "--tls-route-connect-timeout",
+        Kind::Duration,
+    ),
+    (
+        "tlsRouteIdleTimeout",
+        "--tls-route-idle-timeout",
+        Kind::Duration,
+    ),
 ];
 
 /// Provisioned pods wait this long after SIGTERM, not ready but accepting, so the Service's
@@ -153,6 +164,7 @@ mod tests {
         assert!(p.set("clientHeaderTimeout", "2s").expect("valid"));
         assert!(p.set("drainDelay", "0s").expect("zero is fine"));
         assert!(p.set("maxRetries", "0").expect("zero turns retries off"));
+        assert!(p.set("tlsRouteIdleTimeout", "10m").expect("valid"));
         assert!(!p.set("mirrorTimeoutMs", "5").expect("not an edge key"));
         assert_eq!(
             p.args(),
@@ -161,6 +173,7 @@ mod tests {
                 "--client-header-timeout=2s",
                 "--shutdown-grace=45s",
                 "--max-retries=0",
+                "--tls-route-idle-timeout=10m",
                 "--drain-delay=0ms",
             ]
         );
@@ -185,6 +198,8 @@ mod tests {
             ("drainDelay", "soon"),
             ("maxRetries", "-1"),
             ("defaultRetryBackoff", "0s"),
+            ("tlsRouteIdleTimeout", "0s"),
+            ("tlsRouteConnectTimeout", "5"),
         ] {
             let err = EdgeParams::default().set(key, value).expect_err(key);
             assert!(err.to_string().contains(key), "{err}");

@@ -38,6 +38,14 @@ pub enum BenchError {
         timeout: Duration,
         log: String,
     },
+    #[error("{proxy} exited ({status}) before it was ready (its log: {log})")]
+    Exited {
+        proxy: String,
+        status: std::process::ExitStatus,
+        log: String,
+    },
+    #[error("{proxy}: config rejected: {error}")]
+    Rejected { proxy: String, error: String },
     #[error("{tool} failed ({status}): {stderr}")]
     Tool {
         tool: String,

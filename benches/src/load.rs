@@ -9,6 +9,7 @@
 )]
 
 pub mod backend;
+pub mod grpc;
 pub mod machine;
 pub mod paced;
 pub mod procfs;
@@ -17,6 +18,7 @@ pub mod propagation;
 pub mod proxies;
 pub mod report;
 pub mod run;
+pub mod tls;
 pub mod wrk;
 
 use std::time::Duration;

@@ -7,6 +7,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use sluice_controller::resources::Resources;
 
+pub mod protocols;
+
 /// How the extra routes are spread, which decides the data structure a lookup walks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shape {

@@ -15,6 +15,7 @@ pub mod paced;
 pub mod procfs;
 pub mod profile;
 pub mod propagation;
+pub mod protocols;
 pub mod proxies;
 pub mod report;
 pub mod run;

@@ -305,12 +305,21 @@ fn run_all(args: &Args) -> Result<(), BenchError> {
             .collect(),
         skipped,
     };
-    let mut text = render(args, &settings, &inputs, nginx.as_deref(), envoy.as_deref());
+    let mut text = if http {
+        render(args, &settings, &inputs, nginx.as_deref(), envoy.as_deref())
+    } else {
+        // Without the HTTP workloads their tables would be empty: the machine and what was skipped.
+        format!(
+            "# Benchmark results\n\n## Machine\n\n{}\n{}",
+            machine::describe(nginx.as_deref(), envoy.as_deref()),
+            report::extras(&inputs)
+        )
+    };
     if !protocol_settings.protocols.is_empty() {
         text.push_str(&format!(
             "\n## gRPC and TLS passthrough (issue 13)\n\n\
              Sluice and Envoy only, each on one core with one worker, started fresh per workload and warmed up for {} s; \
-             CPU is the proxy process's alone (the backends and generators run in the harness); medians over {} repeats.\n\n{}",
+             CPU is the proxy process's alone (the backends and generators run in the harness); medians over {} repeat(s).\n\n{}",
             args.warmup,
             protocol_settings.repeats,
             protocols::report::table(&protocol_results, &protocol_settings)

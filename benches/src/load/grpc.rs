@@ -11,6 +11,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderMap, Request, Response, StatusCode};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::backend::serve_each;
+
 /// The method every call goes to; the routes match its service.
 pub const SERVICE: &str = "bench.Echo";
 pub const PATH: &str = "/bench.Echo/Call";
@@ -84,16 +86,8 @@ pub async fn start_backend() -> std::io::Result<GrpcBackend> {
         calls: Arc::default(),
     };
     let calls = Arc::clone(&backend.calls);
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                // Out of file descriptors or similar: back off instead of spinning.
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
-            tokio::spawn(serve_connection(stream, Arc::clone(&calls)));
-        }
+    serve_each(listener, move |stream| {
+        serve_connection(stream, Arc::clone(&calls))
     });
     Ok(backend)
 }

@@ -248,7 +248,7 @@ fn start(
                 Protocol::Tls => fixtures::tls_objects(listen, backend),
             };
             let config = dir.join("sluice.yaml");
-            proxies::write(&config, &fixtures::yaml(&objects)?)?;
+            proxies::write(&config, &crate::fixtures::yaml(&objects)?)?;
             start_sluice(tools, &config, listen, dir, &*ready)
         }
         Kind::Envoy => {

@@ -145,7 +145,7 @@ pub(super) fn sluice_command(tools: &Tools, config: &Path) -> Result<Command, Be
     cmd.env("RUST_LOG", "warn");
     cmd.arg(&tools.sluice)
         .arg("--config")
-        .arg(&config)
+        .arg(config)
         .args(["--threads", "1"])
         // Its own admin port, so a previous instance still closing never collides.
         .arg("--admin-address")

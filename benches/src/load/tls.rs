@@ -12,6 +12,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
+use super::backend::serve_each;
+
 /// The SNI every connection sends; the proxies route on it without terminating TLS.
 pub const HOSTNAME: &str = "bench.example.com";
 pub const REQUEST: &[u8] = b"ping\n";
@@ -64,21 +66,13 @@ pub async fn start_backend() -> Result<TlsBackend, TlsError> {
         exchanges: Arc::default(),
     };
     let exchanges = Arc::clone(&backend.exchanges);
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                // Out of file descriptors or similar: back off instead of spinning.
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
-            let acceptor = acceptor.clone();
-            let exchanges = Arc::clone(&exchanges);
-            tokio::spawn(async move {
-                if answer(acceptor, stream).await.is_ok() {
-                    exchanges.fetch_add(1, Ordering::Relaxed);
-                }
-            });
+    serve_each(listener, move |stream| {
+        let acceptor = acceptor.clone();
+        let exchanges = Arc::clone(&exchanges);
+        async move {
+            if answer(acceptor, stream).await.is_ok() {
+                exchanges.fetch_add(1, Ordering::Relaxed);
+            }
         }
     });
     Ok(backend)

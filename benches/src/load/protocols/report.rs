@@ -97,21 +97,19 @@ fn ratio_line(results: &Results, protocol: Protocol) -> String {
             unit(protocol),
             s / e
         ),
-        (None, _) => format!(
-            "{protocol}: no Sluice / Envoy ratio: {}",
-            results
-                .failed
-                .get(&(protocol, Kind::Sluice))
-                .map_or("Sluice was not measured", String::as_str)
-        ),
-        _ => format!(
-            "{protocol}: no Sluice / Envoy ratio: {}",
-            results
-                .failed
-                .get(&(protocol, Kind::Envoy))
-                .map_or("Envoy was not measured", String::as_str)
-        ),
+        (None, _) => no_ratio(results, protocol, Kind::Sluice),
+        _ => no_ratio(results, protocol, Kind::Envoy),
     }
+}
+
+/// Why there is no ratio: what stopped `missing`, if anything did.
+fn no_ratio(results: &Results, protocol: Protocol, missing: Kind) -> String {
+    let why = results
+        .failed
+        .get(&(protocol, missing))
+        .cloned()
+        .unwrap_or_else(|| format!("{missing} was not measured"));
+    format!("{protocol}: no Sluice / Envoy ratio: {why}")
 }
 
 /// A reason fit for one table cell: one line, no pipes, not too long.

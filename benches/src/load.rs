@@ -61,6 +61,22 @@ pub enum BenchError {
     Fixture(#[from] FixtureError),
 }
 
+/// Runs `check` on a runtime of its own, for at most 2 s: one readiness attempt of a client that
+/// is async (gRPC, TLS) from the blocking thread that waits for a proxy.
+pub(crate) fn check_once(check: impl std::future::Future<Output = bool>) -> bool {
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return false;
+    };
+    rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(2), check)
+            .await
+            .unwrap_or(false)
+    })
+}
+
 impl BenchError {
     pub fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> BenchError {
         let what = what.into();

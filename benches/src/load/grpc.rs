@@ -251,21 +251,11 @@ pub async fn call(sender: &mut h2::client::SendRequest<Bytes>) -> Result<bool, h
 
 /// One call through `target` on a fresh connection: the readiness check.
 pub fn probe(target: SocketAddr) -> bool {
-    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    else {
-        return false;
-    };
-    rt.block_on(async {
-        let attempt = async {
-            let mut sender = connect(target).await.ok()?;
-            call(&mut sender).await.ok()
+    super::check_once(async {
+        let Ok(mut sender) = connect(target).await else {
+            return false;
         };
-        matches!(
-            tokio::time::timeout(Duration::from_secs(2), attempt).await,
-            Ok(Some(true))
-        )
+        matches!(call(&mut sender).await, Ok(true))
     })
 }
 

@@ -174,18 +174,7 @@ pub fn probe(target: SocketAddr, trusted: &CertificateDer<'static>) -> bool {
     let Ok(connector) = connector(trusted) else {
         return false;
     };
-    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    else {
-        return false;
-    };
-    rt.block_on(async {
-        matches!(
-            tokio::time::timeout(Duration::from_secs(2), exchange(&connector, target)).await,
-            Ok(Ok(()))
-        )
-    })
+    super::check_once(async { exchange(&connector, target).await.is_ok() })
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use sluice_benches::load::backend::{self, Behaviour};
 use sluice_benches::load::protocols::{self, Protocol};
 use sluice_benches::load::proxies::{Kind, Tools};
@@ -29,7 +30,8 @@ struct Args {
     /// with Envoy only.
     #[arg(long, value_delimiter = ',', default_value = "http,grpc,tls")]
     workloads: Vec<String>,
-    /// A quick look: --duration 1 --warmup 0.5 --repeats 1 --propagation-changes 10.
+    /// A quick look: --duration 1 --warmup 0.5 --repeats 1 --propagation-changes 10, except
+    /// where those are given.
     #[arg(long)]
     quick: bool,
     /// gRPC: calls in flight ...
@@ -87,12 +89,23 @@ struct Args {
 }
 
 fn main() -> std::process::ExitCode {
-    let mut args = Args::parse();
+    let matches = Args::command().get_matches();
+    let mut args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     if args.quick {
-        args.duration = 1.0;
-        args.warmup = 0.5;
-        args.repeats = 1;
-        args.propagation_changes = 10;
+        // Only what the command line left at its default: `--quick --repeats 3` keeps 3.
+        let unset = |id: &str| matches.value_source(id) != Some(ValueSource::CommandLine);
+        if unset("duration") {
+            args.duration = 1.0;
+        }
+        if unset("warmup") {
+            args.warmup = 0.5;
+        }
+        if unset("repeats") {
+            args.repeats = 1;
+        }
+        if unset("propagation_changes") {
+            args.propagation_changes = 10;
+        }
     }
     match run_all(&args) {
         Ok(()) => std::process::ExitCode::SUCCESS,

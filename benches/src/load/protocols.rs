@@ -82,6 +82,9 @@ pub struct Results {
 /// once for a workload is not retried for it: the reason is reported instead.
 pub fn run(settings: &Settings, tools: &Tools, backends: &Backends) -> Results {
     let mut results = Results::default();
+    if settings.protocols.is_empty() {
+        return results;
+    }
     let ticks = procfs::clock_ticks() as f64;
     for repeat in 0..settings.repeats {
         eprintln!("== gRPC / TLS repeat {}/{}", repeat + 1, settings.repeats);

@@ -295,8 +295,8 @@ fn start_sluice(
         return Err(rejected(first_lines(&out.stdout, &out.stderr)));
     }
     let warnings = warnings(&String::from_utf8_lossy(&out.stderr));
-    if let Some(ignored) = warnings.iter().find(|w| w.contains("ignored")) {
-        return Err(rejected(ignored.clone()));
+    if let Some(unserved) = warnings.iter().find(|w| serves_not(w)) {
+        return Err(rejected(unserved.clone()));
     }
     let cmd = proxies::sluice_command(tools, config)?;
     match proxies::launch(Kind::Sluice, cmd, listen, dir, ready) {
@@ -305,6 +305,13 @@ fn start_sluice(
         }
         other => other,
     }
+}
+
+/// The loader's warning for a valid object of a kind this Sluice does not serve
+/// (`...: valid, but Sluice does not serve GRPCRoute; ignored`): starting it would be pointless.
+/// Other warnings (what translation reports) may be harmless, so Sluice is started anyway.
+fn serves_not(warning: &str) -> bool {
+    warning.contains("Sluice does not serve")
 }
 
 /// `validate`'s `warning: ...` lines (from stderr), without the prefix.
@@ -339,6 +346,16 @@ mod tests {
             warnings(stderr),
             ["a.yaml:3: GRPCRoute bench/grpc: not served; ignored"]
         );
+    }
+
+    #[test]
+    fn only_an_unserved_kind_is_a_rejection_before_start() {
+        assert!(serves_not(
+            "a.yaml:69: GRPCRoute bench/grpc: valid, but Sluice does not serve GRPCRoute; ignored"
+        ));
+        assert!(!serves_not(
+            "Gateway bench/bench: listener tls: the unknown option is ignored"
+        ));
     }
 
     #[test]

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The load benchmark in one command: installs the peers (nginx, wrk, Envoy) if missing, builds
 # Sluice and the harness in release mode, runs the routing micro-benchmark (for the 10,000-route
-# lookup target), then sluice-bench pinned to the load core. Arguments go to sluice-bench
-# (e.g. `benches/run.sh --duration 1 --repeats 1` for a quick look; `--help` for all).
+# lookup target), then sluice-bench pinned to the load core: the HTTP matrix, then gRPC unary and
+# TLS passthrough against Envoy. Arguments go to sluice-bench (e.g. `benches/run.sh --quick`, or
+# `--workloads grpc,tls` for those alone; `--help` for all).
 # SLUICE_BENCH_SKIP_MICRO=1 skips the criterion run; SLUICE_BENCH_NO_BUILD=1 uses existing binaries.
 set -euo pipefail
 cd "$(dirname "$0")/.."

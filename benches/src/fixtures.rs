@@ -7,6 +7,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use sluice_controller::resources::Resources;
 
+pub mod protocols;
+
 /// How the extra routes are spread, which decides the data structure a lookup walks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shape {
@@ -73,15 +75,7 @@ impl Topology {
 
     /// The standalone-mode configuration file.
     pub fn yaml(&self) -> Result<String, FixtureError> {
-        let mut text = String::new();
-        for object in self.objects() {
-            text.push_str("---\n");
-            text.push_str(
-                &serde_yaml_ng::to_string(&object)
-                    .map_err(|source| FixtureError::Render { source })?,
-            );
-        }
-        Ok(text)
+        yaml(&self.objects())
     }
 
     /// The typed objects `translate` takes, without a YAML round trip.
@@ -106,6 +100,18 @@ impl Topology {
             .sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
         Ok(r)
     }
+}
+
+/// `objects` as a standalone-mode configuration file, one YAML document each.
+pub fn yaml(objects: &[Value]) -> Result<String, FixtureError> {
+    let mut text = String::new();
+    for object in objects {
+        text.push_str("---\n");
+        text.push_str(
+            &serde_yaml_ng::to_string(object).map_err(|source| FixtureError::Render { source })?,
+        );
+    }
+    Ok(text)
 }
 
 /// Decodes a generated `object` of `kind` into the type `translate` reads.
@@ -155,6 +161,19 @@ fn gateway_class() -> Value {
 }
 
 fn gateway(listen: SocketAddr) -> Value {
+    gateway_with(
+        listen,
+        json!({
+            "name": "http",
+            "protocol": "HTTP",
+            "port": listen.port(),
+            "allowedRoutes": { "namespaces": { "from": "Same" } },
+        }),
+    )
+}
+
+/// The Gateway `bench` at `listen`'s address with this one listener.
+fn gateway_with(listen: SocketAddr, listener: Value) -> Value {
     json!({
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "Gateway",
@@ -162,12 +181,7 @@ fn gateway(listen: SocketAddr) -> Value {
         "spec": {
             "gatewayClassName": "sluice",
             "addresses": [{ "type": "IPAddress", "value": listen.ip().to_string() }],
-            "listeners": [{
-                "name": "http",
-                "protocol": "HTTP",
-                "port": listen.port(),
-                "allowedRoutes": { "namespaces": { "from": "Same" } },
-            }],
+            "listeners": [listener],
         },
     })
 }

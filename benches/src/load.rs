@@ -9,14 +9,17 @@
 )]
 
 pub mod backend;
+pub mod grpc;
 pub mod machine;
 pub mod paced;
 pub mod procfs;
 pub mod profile;
 pub mod propagation;
+pub mod protocols;
 pub mod proxies;
 pub mod report;
 pub mod run;
+pub mod tls;
 pub mod wrk;
 
 use std::time::Duration;
@@ -38,6 +41,14 @@ pub enum BenchError {
         timeout: Duration,
         log: String,
     },
+    #[error("{proxy} exited ({status}) before it was ready (its log: {log})")]
+    Exited {
+        proxy: String,
+        status: std::process::ExitStatus,
+        log: String,
+    },
+    #[error("{proxy}: config rejected: {error}")]
+    Rejected { proxy: String, error: String },
     #[error("{tool} failed ({status}): {stderr}")]
     Tool {
         tool: String,
@@ -48,6 +59,22 @@ pub enum BenchError {
     WrkOutput { field: &'static str, output: String },
     #[error(transparent)]
     Fixture(#[from] FixtureError),
+}
+
+/// Runs `check` on a runtime of its own, for at most 2 s: one readiness attempt of a client that
+/// is async (gRPC, TLS) from the blocking thread that waits for a proxy.
+pub(crate) fn check_once(check: impl std::future::Future<Output = bool>) -> bool {
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return false;
+    };
+    rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(2), check)
+            .await
+            .unwrap_or(false)
+    })
 }
 
 impl BenchError {

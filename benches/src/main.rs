@@ -3,12 +3,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use sluice_benches::load::backend::{self, Behaviour};
+use sluice_benches::load::protocols::{self, Protocol};
 use sluice_benches::load::proxies::{Kind, Tools};
 use sluice_benches::load::report::{self, Inputs};
 use sluice_benches::load::run::{self, Backends, MirrorMode, Settings};
-use sluice_benches::load::{machine, profile, propagation, BenchError};
+use sluice_benches::load::{grpc, machine, profile, propagation, tls, BenchError};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -23,6 +25,24 @@ struct Args {
     warmup: f64,
     #[arg(long, default_value_t = 3)]
     repeats: usize,
+    /// Which workloads: http (the nginx / Envoy matrix, route propagation, memory), grpc (unary
+    /// calls over h2c), tls (passthrough, a new connection each); grpc and tls compare Sluice
+    /// with Envoy only.
+    #[arg(long, value_delimiter = ',', default_value = "http,grpc,tls")]
+    workloads: Vec<String>,
+    /// A quick look: --duration 1 --warmup 0.5 --repeats 1 --propagation-changes 10, except
+    /// where those are given.
+    #[arg(long)]
+    quick: bool,
+    /// gRPC: calls in flight ...
+    #[arg(long, default_value_t = 50)]
+    grpc_streams: usize,
+    /// ... multiplexed over this many HTTP/2 connections.
+    #[arg(long, default_value_t = 4)]
+    grpc_connections: usize,
+    /// TLS passthrough: connections at a time (each one handshake and one exchange).
+    #[arg(long, default_value_t = 20)]
+    tls_concurrency: usize,
     /// Which proxies: sluice, nginx, envoy.
     #[arg(long, value_delimiter = ',', default_value = "sluice,nginx,envoy")]
     proxies: Vec<String>,
@@ -69,7 +89,24 @@ struct Args {
 }
 
 fn main() -> std::process::ExitCode {
-    let args = Args::parse();
+    let matches = Args::command().get_matches();
+    let mut args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if args.quick {
+        // Only what the command line left at its default: `--quick --repeats 3` keeps 3.
+        let unset = |id: &str| matches.value_source(id) != Some(ValueSource::CommandLine);
+        if unset("duration") {
+            args.duration = 1.0;
+        }
+        if unset("warmup") {
+            args.warmup = 0.5;
+        }
+        if unset("repeats") {
+            args.repeats = 1;
+        }
+        if unset("propagation_changes") {
+            args.propagation_changes = 10;
+        }
+    }
     match run_all(&args) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -91,6 +128,20 @@ fn run_all(args: &Args) -> Result<(), BenchError> {
     let mut skipped = Vec::new();
     let nginx = args.nginx.clone().or_else(|| find_in_path("nginx"));
     let envoy = args.envoy.clone().or_else(|| find_in_path("envoy"));
+    let http = args.workloads.iter().any(|w| w == "http");
+    let protocol_list: Vec<Protocol> = args
+        .workloads
+        .iter()
+        .filter_map(|w| match w.as_str() {
+            "grpc" => Some(Protocol::Grpc),
+            "tls" => Some(Protocol::Tls),
+            "http" => None,
+            other => {
+                skipped.push(format!("{other}: unknown workload"));
+                None
+            }
+        })
+        .collect();
     let mut kinds = Vec::new();
     for p in &args.proxies {
         match p.as_str() {
@@ -127,11 +178,26 @@ fn run_all(args: &Args) -> Result<(), BenchError> {
         envoy: envoy.clone(),
         proxy_core: args.proxy_core,
     };
+    let protocol_settings = protocols::Settings {
+        duration: Duration::from_secs_f64(args.duration),
+        warmup: Duration::from_secs_f64(args.warmup),
+        repeats: args.repeats.max(1),
+        protocols: protocol_list,
+        kinds: kinds
+            .iter()
+            .copied()
+            .filter(|k| matches!(k, Kind::Sluice | Kind::Envoy))
+            .collect(),
+        grpc_streams: args.grpc_streams,
+        grpc_connections: args.grpc_connections,
+        tls_concurrency: args.tls_concurrency,
+        workdir: args.workdir.clone(),
+    };
     let settings = Settings {
         duration: Duration::from_secs_f64(args.duration),
         warmup: Duration::from_secs_f64(args.warmup),
         repeats: args.repeats.max(1),
-        kinds,
+        kinds: if http { kinds } else { Vec::new() },
         modes,
         paced_rate: args.paced_rate,
         paced_connections: args.paced_connections,
@@ -159,9 +225,26 @@ fn run_all(args: &Args) -> Result<(), BenchError> {
             })
         })
         .map_err(BenchError::io("starting the backends"))?;
+    let protocol_backends = rt
+        .block_on(async {
+            Ok::<_, String>(protocols::Backends {
+                grpc: grpc::start_backend().await.map_err(|e| e.to_string())?,
+                tls: tls::start_backend().await.map_err(|e| e.to_string())?,
+            })
+        })
+        .map_err(|e| BenchError::Io {
+            what: "starting the gRPC and TLS backends".into(),
+            source: std::io::Error::other(e),
+        })?;
 
-    let results = run::run_matrix(&settings, &tools, &backends)?;
+    let results = if http {
+        run::run_matrix(&settings, &tools, &backends)?
+    } else {
+        Default::default()
+    };
+    let protocol_results = protocols::run(&protocol_settings, &tools, &protocol_backends);
 
+    // Only with the http workloads: they are Sluice's HTTP figures.
     let has_sluice = settings.kinds.contains(&Kind::Sluice);
     let propagation = if has_sluice && args.propagation_changes > 0 {
         eprintln!(
@@ -235,7 +318,26 @@ fn run_all(args: &Args) -> Result<(), BenchError> {
             .collect(),
         skipped,
     };
-    let text = render(args, &settings, &inputs, nginx.as_deref(), envoy.as_deref());
+    let mut text = if http {
+        render(args, &settings, &inputs, nginx.as_deref(), envoy.as_deref())
+    } else {
+        // Without the HTTP workloads their tables would be empty: the machine and what was skipped.
+        format!(
+            "# Benchmark results\n\n## Machine\n\n{}\n{}",
+            machine::describe(nginx.as_deref(), envoy.as_deref()),
+            report::extras(&inputs)
+        )
+    };
+    if !protocol_settings.protocols.is_empty() {
+        text.push_str(&format!(
+            "\n## gRPC and TLS passthrough (issue 13)\n\n\
+             Sluice and Envoy only, each on one core with one worker, started fresh per workload and warmed up for {} s; \
+             CPU is the proxy process's alone (the backends and generators run in the harness); medians over {} repeat(s).\n\n{}",
+            args.warmup,
+            protocol_settings.repeats,
+            protocols::report::table(&protocol_results, &protocol_settings)
+        ));
+    }
     println!("{text}");
     std::fs::write(&args.output, &text)
         .map_err(BenchError::io(format!("writing {}", args.output.display())))?;

@@ -84,6 +84,26 @@ pub async fn start(behaviour: Behaviour) -> std::io::Result<Backend> {
     Ok(backend)
 }
 
+/// Accepts on `listener` for as long as the runtime runs, each connection (no delay) served by
+/// `serve` on a task of its own: the gRPC and TLS backends' accept loop.
+pub fn serve_each<F, Fut>(listener: TcpListener, serve: F)
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                // Out of file descriptors or similar: back off instead of spinning.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(serve(stream));
+        }
+    });
+}
+
 async fn serve(stream: TcpStream, behaviour: Behaviour, counters: Arc<Counters>) {
     let service = service_fn(move |req: Request<hyper::body::Incoming>| {
         let counters = Arc::clone(&counters);

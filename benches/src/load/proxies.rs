@@ -88,18 +88,39 @@ pub fn start(
             cmd.arg(nginx).arg("-p").arg(dir).arg("-c").arg(&conf);
         }
         Kind::Envoy => {
-            let envoy = tools.envoy.as_ref().ok_or_else(|| not_installed("envoy"))?;
             let conf = dir.join("envoy.yaml");
             write(&conf, &envoy_conf(addr, primary, mirror))?;
-            cmd.arg(envoy)
-                .arg("-c")
-                .arg(&conf)
-                .args(["--concurrency", "1", "--disable-hot-restart", "-l", "error"])
-                .arg("--base-id")
-                .arg(addr.port().to_string());
+            cmd = envoy_command(tools, &conf, addr)?;
         }
     }
-    launch(kind, cmd, addr, dir)
+    launch(kind, cmd, addr, dir, &http_ready)
+}
+
+/// Envoy on `conf` with one worker, pinned; `addr`'s port doubles as its shared-memory base id,
+/// so two instances never collide.
+pub(super) fn envoy_command(
+    tools: &Tools,
+    conf: &Path,
+    addr: SocketAddr,
+) -> Result<Command, BenchError> {
+    let envoy = tools.envoy.as_ref().ok_or_else(|| not_installed("envoy"))?;
+    let mut cmd = pinned(tools);
+    cmd.arg(envoy)
+        .arg("-c")
+        .arg(conf)
+        .args(["--concurrency", "1", "--disable-hot-restart", "-l", "error"])
+        .arg("--base-id")
+        .arg(addr.port().to_string());
+    Ok(cmd)
+}
+
+/// Ready once `bench.test/` answers 200 over HTTP/1.1.
+fn http_ready(addr: SocketAddr) -> bool {
+    let request = request_bytes("GET", "bench.test", "/", 0);
+    matches!(
+        Client::new(addr, Duration::from_secs(2)).send(&request),
+        Ok(200)
+    )
 }
 
 /// Sluice in standalone mode on `topology` (written to `dir/sluice.yaml`), listening on
@@ -108,18 +129,29 @@ pub fn start_sluice(tools: &Tools, topology: &Topology, dir: &Path) -> Result<Ru
     std::fs::create_dir_all(dir).map_err(BenchError::io(format!("creating {}", dir.display())))?;
     let config = dir.join("sluice.yaml");
     write(&config, &topology.yaml()?)?;
+    launch(
+        Kind::Sluice,
+        sluice_command(tools, &config)?,
+        topology.listen,
+        dir,
+        &http_ready,
+    )
+}
+
+/// Sluice in standalone mode on `config`, one worker, pinned, access logs off.
+pub(super) fn sluice_command(tools: &Tools, config: &Path) -> Result<Command, BenchError> {
     let mut cmd = pinned(tools);
     // Access logs off, as for nginx (`access_log off`) and Envoy (none configured).
     cmd.env("RUST_LOG", "warn");
     cmd.arg(&tools.sluice)
         .arg("--config")
-        .arg(&config)
+        .arg(config)
         .args(["--threads", "1"])
         // Its own admin port, so a previous instance still closing never collides.
         .arg("--admin-address")
         .arg(free_port()?.to_string())
         .args(&tools.sluice_args);
-    launch(Kind::Sluice, cmd, topology.listen, dir)
+    Ok(cmd)
 }
 
 fn pinned(tools: &Tools) -> Command {
@@ -128,11 +160,14 @@ fn pinned(tools: &Tools) -> Command {
     cmd
 }
 
-fn launch(
+/// Starts `cmd` (logging to `dir`) and waits until `ready(addr)` holds; a proxy that exits or
+/// never gets ready is stopped and reported with its log.
+pub(super) fn launch(
     kind: Kind,
     mut cmd: Command,
     addr: SocketAddr,
     dir: &Path,
+    ready: &dyn Fn(SocketAddr) -> bool,
 ) -> Result<Running, BenchError> {
     let log = dir.join(format!("{}.log", kind.to_string().to_lowercase()));
     let log_file = std::fs::File::create(&log).map_err(BenchError::io("creating the proxy log"))?;
@@ -145,13 +180,13 @@ fn launch(
         .stderr(err_file)
         .spawn()
         .map_err(BenchError::io(format!("starting {kind}")))?;
-    let running = Running {
+    let mut running = Running {
         kind,
         addr,
         child,
         log,
     };
-    if let Err(e) = running.wait_ready(Duration::from_secs(20)) {
+    if let Err(e) = running.wait_ready(Duration::from_secs(20), ready) {
         running.stop();
         return Err(e);
     }
@@ -165,7 +200,7 @@ fn not_installed(what: &str) -> BenchError {
     }
 }
 
-fn write(path: &Path, text: &str) -> Result<(), BenchError> {
+pub(super) fn write(path: &Path, text: &str) -> Result<(), BenchError> {
     std::fs::write(path, text).map_err(BenchError::io(format!("writing {}", path.display())))
 }
 
@@ -180,13 +215,23 @@ impl Running {
         procfs::tree(self.pid())
     }
 
-    fn wait_ready(&self, timeout: Duration) -> Result<(), BenchError> {
+    fn wait_ready(
+        &mut self,
+        timeout: Duration,
+        ready: &dyn Fn(SocketAddr) -> bool,
+    ) -> Result<(), BenchError> {
         let deadline = Instant::now() + timeout;
-        let request = request_bytes("GET", "bench.test", "/", 0);
-        let mut client = Client::new(self.addr, Duration::from_secs(2));
         while Instant::now() < deadline {
-            if let Ok(200) = client.send(&request) {
+            if ready(self.addr) {
                 return Ok(());
+            }
+            // A proxy that refused its configuration exits: say so now rather than at the timeout.
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(BenchError::Exited {
+                    proxy: self.kind.to_string(),
+                    status,
+                    log: self.log_head(),
+                });
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -194,12 +239,17 @@ impl Running {
             proxy: self.kind.to_string(),
             addr: self.addr,
             timeout,
-            log: std::fs::read_to_string(&self.log)
-                .unwrap_or_default()
-                .chars()
-                .take(2000)
-                .collect(),
+            log: self.log_head(),
         })
+    }
+
+    /// The start of the proxy's log, for error messages.
+    fn log_head(&self) -> String {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .chars()
+            .take(2000)
+            .collect()
     }
 
     /// SIGTERM (so nginx's master takes its worker down), then SIGKILL after a grace period.
@@ -268,18 +318,9 @@ pub fn envoy_conf(listen: SocketAddr, primary: SocketAddr, mirror: Option<Socket
     } else {
         ""
     };
-    let cluster = |name: &str, addr: SocketAddr| {
-        format!(
-            "  - name: {name}\n    connect_timeout: 1s\n    type: STATIC\n    load_assignment:\n      \
-             cluster_name: {name}\n      endpoints:\n      - lb_endpoints:\n        - endpoint:\n            \
-             address:\n              socket_address: {{ address: {}, port_value: {} }}\n",
-            addr.ip(),
-            addr.port()
-        )
-    };
-    let mut clusters = cluster("primary", primary);
+    let mut clusters = envoy_cluster("primary", primary, "");
     if let Some(m) = mirror {
-        clusters.push_str(&cluster("mirror", m));
+        clusters.push_str(&envoy_cluster("mirror", m, ""));
     }
     format!(
         "static_resources:\n  listeners:\n  - name: bench\n    address:\n      socket_address: {{ address: {}, port_value: {} }}\n    \
@@ -292,5 +333,17 @@ pub fn envoy_conf(listen: SocketAddr, primary: SocketAddr, mirror: Option<Socket
          \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router\n  clusters:\n{clusters}",
         listen.ip(),
         listen.port()
+    )
+}
+
+/// One static Envoy cluster of one endpoint; `options` (already indented by four spaces) go
+/// between its type and its endpoints.
+pub(super) fn envoy_cluster(name: &str, addr: SocketAddr, options: &str) -> String {
+    format!(
+        "  - name: {name}\n    connect_timeout: 1s\n    type: STATIC\n{options}    load_assignment:\n      \
+         cluster_name: {name}\n      endpoints:\n      - lb_endpoints:\n        - endpoint:\n            \
+         address:\n              socket_address: {{ address: {}, port_value: {} }}\n",
+        addr.ip(),
+        addr.port()
     )
 }

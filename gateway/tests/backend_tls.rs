@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
+use rcgen::SanType;
 use rustls::pki_types::CertificateDer;
 use serde_json::Value;
 use sluice_controller::snapshot::{
@@ -18,44 +18,13 @@ use sluice_gateway::echo::{serve_port, tls_server_config, EchoIdentity, EchoPod,
 use sluice_gateway::mirror::{MirrorOptions, Outcome};
 use sluice_test_support::mirror::{self as mirror_gw, Gateway as MirrorGateway};
 use sluice_test_support::proxy::{self, Gateway};
+use sluice_test_support::tls_route::Pki;
 use sluice_test_support::within;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 
 const LIMIT: Duration = Duration::from_secs(30);
 const HOST: &str = "backend.example.com";
-
-/// A CA and the certificates it signs.
-struct Pki {
-    key: KeyPair,
-    cert: rcgen::Certificate,
-}
-
-impl Pki {
-    fn new(name: &str) -> Pki {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        let cert = params.self_signed(&key).unwrap();
-        Pki { key, cert }
-    }
-
-    fn der(&self) -> CertificateDer<'static> {
-        self.cert.der().clone()
-    }
-
-    /// `(certificate PEM, key PEM)` for `sans`.
-    fn issue(&self, sans: Vec<SanType>) -> (String, String) {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.subject_alt_names = sans;
-        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-}
 
 fn dns(name: &str) -> SanType {
     SanType::DnsName(name.try_into().unwrap())
@@ -135,7 +104,7 @@ async fn json(resp: reqwest::Response) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_verified_backend_is_reached_over_tls_with_the_policy_hostname_as_sni() {
     let ca = Pki::new("ca");
-    let (pod, addr) = tls_echo(&ca.issue(vec![dns(HOST)]), None).await;
+    let (pod, addr) = tls_echo(&ca.issue_pem(vec![dns(HOST)]), None).await;
     let gw = gateway_to(tls_backend("tls", addr, &ca, vec![])).await;
     let resp = within("the TLS backend", LIMIT, gw.get("/hello")).await;
     assert_eq!(resp.status(), 200);
@@ -150,7 +119,7 @@ async fn subject_alt_names_replace_the_hostname_check() {
     let ca = Pki::new("ca");
     let spiffe = "spiffe://example.com/backend";
     // The certificate does not carry HOST (the SNI), only a URI SAN and another DNS name.
-    let cert = ca.issue(vec![
+    let cert = ca.issue_pem(vec![
         SanType::URI(spiffe.try_into().unwrap()),
         dns("other.example.com"),
     ]);
@@ -183,7 +152,7 @@ async fn subject_alt_names_replace_the_hostname_check() {
 async fn a_backend_with_an_untrusted_certificate_gets_a_5xx_and_no_plaintext() {
     let trusted = Pki::new("trusted");
     let other = Pki::new("other");
-    let (cert, key) = other.issue(vec![dns(HOST)]);
+    let (cert, key) = other.issue_pem(vec![dns(HOST)]);
     let config = tls_server_config(&cert, &key, None).unwrap();
     // A TLS server that also records the first bytes of every connection.
     let first_bytes = Arc::new(Mutex::new(Vec::<u8>::new()));
@@ -218,7 +187,7 @@ async fn a_backend_with_an_untrusted_certificate_gets_a_5xx_and_no_plaintext() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_policy_answers_500_without_connecting() {
-    let (_pod, addr) = tls_echo(&Pki::new("ca").issue(vec![dns(HOST)]), None).await;
+    let (_pod, addr) = tls_echo(&Pki::new("ca").issue_pem(vec![dns(HOST)]), None).await;
     let refused = Arc::new(
         Backend::new(
             "default/refused:8080".into(),
@@ -237,8 +206,8 @@ async fn an_invalid_policy_answers_500_without_connecting() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_presents_its_client_certificate_to_tls_backends() {
     let ca = Pki::new("ca");
-    let (client_pem, client_key) = ca.issue(vec![dns("gateway.example.com")]);
-    let (_pod, addr) = tls_echo(&ca.issue(vec![dns(HOST)]), Some(&ca.cert.pem())).await;
+    let (client_pem, client_key) = ca.issue_pem(vec![dns("gateway.example.com")]);
+    let (_pod, addr) = tls_echo(&ca.issue_pem(vec![dns(HOST)]), Some(&ca.pem())).await;
     let backend = tls_backend("mtls", addr, &ca, vec![]);
     let certified = {
         use rustls::pki_types::pem::PemObject;
@@ -277,7 +246,7 @@ async fn mirror_over_tls_honours_backend_tls_policy() {
     let (primary, mut at_primary) = sluice_test_support::servers::recording(200).await;
     // Two TLS mirrors with the same certificate: the policy of one matches it, the other's
     // hostname does not, so that one must get no copy while the primary is unaffected.
-    let cert = ca.issue(vec![dns(HOST)]);
+    let cert = ca.issue_pem(vec![dns(HOST)]);
     let (good_pod, good_addr) = tls_echo(&cert, None).await;
     let (bad_pod, bad_addr) = tls_echo(&cert, None).await;
     let good = tls_backend("good-mirror", good_addr, &ca, vec![]);
@@ -335,7 +304,7 @@ async fn a_second_connection_to_a_tls_backend_resumes_the_session() {
     use tokio::io::AsyncWriteExt;
 
     let ca = Pki::new("ca");
-    let (cert, key) = ca.issue(vec![dns(HOST)]);
+    let (cert, key) = ca.issue_pem(vec![dns(HOST)]);
     let config = tls_server_config(&cert, &key, None).unwrap();
     let kinds = Arc::new(Mutex::new(Vec::new()));
     let seen = kinds.clone();
@@ -377,7 +346,7 @@ async fn counting_tls_backend(ca: &Pki) -> (SocketAddr, Arc<std::sync::atomic::A
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::AsyncWriteExt;
 
-    let (cert, key) = ca.issue(vec![dns(HOST)]);
+    let (cert, key) = ca.issue_pem(vec![dns(HOST)]);
     let config = tls_server_config(&cert, &key, None).unwrap();
     let accepted = Arc::new(AtomicUsize::new(0));
     let count = accepted.clone();
@@ -458,7 +427,7 @@ async fn a_tls_backend_answering_before_the_body_gets_no_more_of_it_and_is_not_r
     // Large enough that the socket buffers between proxy and backend cannot hold it all.
     const LARGE_BODY: usize = 16 << 20;
     let ca = Pki::new("ca");
-    let (cert, key) = ca.issue(vec![dns(HOST)]);
+    let (cert, key) = ca.issue_pem(vec![dns(HOST)]);
     let config = tls_server_config(&cert, &key, None).unwrap();
     let (after_tx, mut after_rx) = mpsc::unbounded_channel();
     let client_answered = Arc::new(Notify::new());
@@ -562,7 +531,7 @@ async fn grpc_post(gw: &Gateway) -> reqwest::Response {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2_over_tls_to_grpc_backend() {
     let ca = Pki::new("ca");
-    let (_, addr) = tls_echo_with_alpn(&ca.issue(vec![dns(HOST)]), &[b"h2"]).await;
+    let (_, addr) = tls_echo_with_alpn(&ca.issue_pem(vec![dns(HOST)]), &[b"h2"]).await;
     let backend = tls_backend_speaking("grpc", addr, &ca, vec![], BackendProtocol::H2c);
     let gw = gateway_to(backend).await;
     for _ in 0..2 {
@@ -580,7 +549,7 @@ async fn h2_over_tls_to_grpc_backend() {
 async fn a_tls_backend_that_does_not_select_h2_fails_the_grpc_call_cleanly() {
     let ca = Pki::new("ca");
     // No ALPN at all: the handshake completes, but nothing says the backend speaks h2.
-    let (_, addr) = tls_echo_with_alpn(&ca.issue(vec![dns(HOST)]), &[]).await;
+    let (_, addr) = tls_echo_with_alpn(&ca.issue_pem(vec![dns(HOST)]), &[]).await;
     let backend = tls_backend_speaking("grpc", addr, &ca, vec![], BackendProtocol::H2c);
     let gw = gateway_to(backend).await;
     let resp = grpc_post(&gw).await;
@@ -592,7 +561,7 @@ async fn a_tls_backend_that_does_not_select_h2_fails_the_grpc_call_cleanly() {
 async fn an_h2c_mirror_behind_a_policy_gets_its_copy_over_h2_in_tls() {
     let ca = Pki::new("ca");
     let (primary, mut at_primary) = sluice_test_support::servers::recording(200).await;
-    let (pod, addr) = tls_echo_with_alpn(&ca.issue(vec![dns(HOST)]), &[b"h2"]).await;
+    let (pod, addr) = tls_echo_with_alpn(&ca.issue_pem(vec![dns(HOST)]), &[b"h2"]).await;
     let mirror = tls_backend_speaking("grpc-mirror", addr, &ca, vec![], BackendProtocol::H2c);
     let filters = vec![Filter::Mirror(Mirror {
         backend: mirror,

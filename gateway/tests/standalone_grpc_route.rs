@@ -41,15 +41,37 @@ spec:
     )
 }
 
+/// Sluice serving [`config`], its two backends and a client connected to it.
+struct Fixture {
+    primary: grpc::Backend,
+    mirror: grpc::Backend,
+    client: Client,
+    _sluice: sluice_gateway::standalone::Running,
+    _dir: ConfigDir,
+}
+
+impl Fixture {
+    async fn start() -> Fixture {
+        let primary = grpc::Backend::start(Behaviour::Answer).await;
+        let mirror = grpc::Backend::start(Behaviour::Answer).await;
+        let port = standalone::free_port();
+        let dir = ConfigDir::new(&config(port, primary.addr.port(), mirror.addr.port()));
+        let sluice = standalone::start(&dir).await;
+        let client = Client::connect(local(port)).await;
+        Fixture {
+            primary,
+            mirror,
+            client,
+            _sluice: sluice,
+            _dir: dir,
+        }
+    }
+}
+
 #[tokio::test]
 async fn grpc_route_streams_a_bidi_call_and_mirrors_its_messages_intact() {
-    let primary = grpc::Backend::start(Behaviour::Answer).await;
-    let mirror = grpc::Backend::start(Behaviour::Answer).await;
-    let port = standalone::free_port();
-    let dir = ConfigDir::new(&config(port, primary.addr.port(), mirror.addr.port()));
-    let _sluice = standalone::start(&dir).await;
-
-    let client = Client::connect(local(port)).await;
+    let fx = Fixture::start().await;
+    let (primary, mirror, client) = (&fx.primary, &fx.mirror, &fx.client);
     let sent = grpc::messages(5, 200);
     let mut call = client.open(grpc::ECHO, &[]).await;
     for message in &sent {
@@ -81,13 +103,8 @@ async fn grpc_route_streams_a_bidi_call_and_mirrors_its_messages_intact() {
 
 #[tokio::test]
 async fn grpc_method_no_rule_matches_gets_unimplemented_from_sluice() {
-    let primary = grpc::Backend::start(Behaviour::Answer).await;
-    let mirror = grpc::Backend::start(Behaviour::Answer).await;
-    let port = standalone::free_port();
-    let dir = ConfigDir::new(&config(port, primary.addr.port(), mirror.addr.port()));
-    let _sluice = standalone::start(&dir).await;
-
-    let client = Client::connect(local(port)).await;
+    let fx = Fixture::start().await;
+    let (primary, mirror, client) = (&fx.primary, &fx.mirror, &fx.client);
     // Repeat is served by the backend, but no rule of the route matches it.
     let mut call = client.open(grpc::REPEAT, &[]).await;
     call.send(b"x");

@@ -52,6 +52,20 @@ impl Pki {
         self.cert.der().clone()
     }
 
+    /// The CA certificate, PEM (a ConfigMap's `ca.crt`).
+    pub fn pem(&self) -> String {
+        self.cert.pem()
+    }
+
+    /// `(certificate PEM, key PEM)` with exactly `sans`, for servers configured from PEM files.
+    pub fn issue_pem(&self, sans: Vec<rcgen::SanType>) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.subject_alt_names = sans;
+        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
     /// A certificate for `names` with its key, ready to serve.
     pub fn issue(&self, names: &[&str]) -> Arc<CertifiedKey> {
         let key = KeyPair::generate().unwrap();

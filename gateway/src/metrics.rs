@@ -154,9 +154,15 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// The answer to one gRPC call, with its `grpc-status` if it carried one.
+    /// The answer to one gRPC call, with its `grpc-status` if it carried one. The 17 codes gRPC
+    /// defines keep their number; anything else a backend sends is `other`, so a backend cannot
+    /// grow the series without bound.
     pub fn record_grpc_call(&self, gateway: &str, route: &str, grpc_status: Option<u32>) {
-        let status = grpc_status.map(|s| s.to_string()).unwrap_or_default();
+        let status = match grpc_status {
+            Some(s @ 0..=16) => s.to_string(),
+            Some(_) => "other".to_string(),
+            None => String::new(),
+        };
         self.grpc
             .with_label_values(&[gateway, route, status.as_str()])
             .inc();
@@ -263,6 +269,22 @@ mod tests {
         assert!(text.contains(
             r#"sluice_request_duration_seconds_count{gateway="ns/gw",kind="GRPCRoute",route="ns/route"} 2"#
         ));
+    }
+
+    #[test]
+    fn grpc_statuses_outside_the_defined_codes_share_one_label() {
+        let m = Metrics::new().unwrap();
+        for status in [Some(14), Some(17), Some(4_000_000), None] {
+            m.record_grpc_call("ns/gw", "ns/r", status);
+        }
+        let text = m.encode_text().unwrap();
+        for (status, n) in [("14", 1), ("other", 2), ("", 1)] {
+            let series = format!(
+                r#"sluice_grpc_responses_total{{gateway="ns/gw",grpc_status="{status}",route="ns/r"}} {n}"#
+            );
+            assert!(text.contains(&series), "{series} in {text}");
+        }
+        assert!(!text.contains("4000000"), "{text}");
     }
 
     #[test]

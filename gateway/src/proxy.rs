@@ -305,13 +305,19 @@ impl ProxyHttp for SluiceProxy {
         if timeout.is_some_and(|t| t.is_zero()) {
             return Error::e_explain(REQUEST_TIMEOUT, "route request timeout elapsed");
         }
-        let peer = upstream::peer(
+        let mut peer = upstream::peer(
             &chosen.backend,
             chosen.endpoint,
             timeout,
             &self.settings.upstream,
             ctx.backend_client_certificate.as_ref(),
         );
+        if !ctx.route_sets_timeouts() {
+            // The budget came from the client's grpc-timeout alone: it may end the call sooner,
+            // never wait longer on one read than the operator's --upstream-read-timeout allows.
+            let limit = self.settings.upstream.read_timeout;
+            peer.options.read_timeout = peer.options.read_timeout.map(|r| r.min(limit));
+        }
         Ok(Box::new(peer))
     }
 

@@ -12,6 +12,7 @@ use sluice_controller::snapshot::{
     Allowed, BackendProtocol, BackendTarget, Cors, Filter, OriginPattern, RouteEntry, RouteId,
     RouteKind, WeightedBackend,
 };
+use sluice_gateway::proxy::ProxySettings;
 use sluice_test_support::logs::Captured;
 use sluice_test_support::proxy::{
     self, action, any, bounded, entry, prefix, service_at, service_of, snapshot, EchoBackend,
@@ -403,6 +404,40 @@ async fn grpc_timeout_shorter_than_the_route_ends_the_call_with_deadline_exceede
         assert!(
             text.contains(r#"sluice_grpc_responses_total{gateway="default/gw",grpc_status="4",route="default/grpc"} 1"#),
             "{text}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_long_grpc_timeout_does_not_lift_the_upstream_read_timeout() {
+    bounded(async {
+        let backend = EchoBackend::start_h2c("hung").await;
+        let mut settings = ProxySettings::default();
+        settings.upstream.read_timeout = std::time::Duration::from_millis(300);
+        let gw = Gateway::start_with(settings, |addr| {
+            snapshot(
+                addr,
+                any(vec![grpc_entry(
+                    "grpc",
+                    "/grpc.test.Echo/",
+                    vec![h2c_service(backend.addr)],
+                )]),
+            )
+        })
+        .await;
+        let started = std::time::Instant::now();
+        // The client asks for an hour; the operator allows 300 ms of silence on one read.
+        let hung = [("x-delay-ms", "5000"), ("grpc-timeout", "1H")];
+        let answer = call_with(gw.addr, METHOD, "application/grpc", &hung).await;
+        assert_ne!(
+            answer.grpc_status(),
+            None,
+            "answered by Sluice, not the backend"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(4),
+            "cut at the read timeout, not after the backend's 5 s"
         );
     })
     .await;

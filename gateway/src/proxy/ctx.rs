@@ -113,6 +113,16 @@ impl RequestCtx {
         }
     }
 
+    /// Whether the matched rule sets a request or backendRequest timeout (an operator's choice,
+    /// which may well exceed the default upstream read timeout).
+    pub fn route_sets_timeouts(&self) -> bool {
+        self.action.as_ref().is_some_and(|a| {
+            let t = &a.timeouts;
+            t.request.is_some_and(|d| !d.is_zero())
+                || t.backend_request.is_some_and(|d| !d.is_zero())
+        })
+    }
+
     pub fn route_label(&self) -> &str {
         self.route.as_ref().map_or("", |r| r.label.as_str())
     }

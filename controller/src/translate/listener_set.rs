@@ -171,14 +171,15 @@ fn route_selector(s: &GatewayAllowedListenersNamespacesSelector) -> Selector {
 }
 
 /// The first listener of higher precedence (already in `listeners`, and accepted) that `new`
-/// conflicts with: the same port with another protocol, or the same port and hostname.
+/// conflicts with: the same port with another kind of socket (HTTP against HTTPS or TLS, which
+/// share TLS sockets), or the same port and hostname.
 fn conflict(listeners: &[ListenerState<'_>], new: &ListenerState<'_>) -> Option<Verdict> {
     let port = new.port?;
     listeners
         .iter()
         .filter(|o| o.accepted.ok && o.port == Some(port))
         .find_map(|o| {
-            if o.spec.protocol != new.spec.protocol {
+            if o.protocol != new.protocol {
                 Some(Verdict::no(
                     reasons::PROTOCOL_CONFLICT,
                     format!(

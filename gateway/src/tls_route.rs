@@ -164,7 +164,11 @@ async fn stream<C>(
     let Some(route) = &target.route else {
         return record.finish(Outcome::NoRoute, Some(NO_ROUTE.into()));
     };
-    let chosen = match upstream::choose(&route.action, &mut rand::rng()) {
+    let choose = match target.mode {
+        Mode::Passthrough => upstream::choose_passthrough,
+        Mode::Terminate => upstream::choose,
+    };
+    let chosen = match choose(&route.action, &mut rand::rng()) {
         Ok(chosen) => chosen,
         Err(e) => return record.finish(Outcome::NoBackend, Some(e.to_string())),
     };
@@ -191,11 +195,23 @@ async fn stream<C>(
         Err((outcome, e)) => return record.finish(outcome, Some(e)),
     };
     if !first.is_empty() {
-        if let Err(e) = backend.write_all(first).await {
-            return record.finish(
-                Outcome::Error,
-                Some(format!("writing the ClientHello: {e}")),
-            );
+        // A backend that accepts but never reads must not hold the client before the idle
+        // watchdog starts: the hello gets the connect deadline.
+        let write = tokio::time::timeout(settings.connect_timeout, backend.write_all(first));
+        match write.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                return record.finish(
+                    Outcome::Error,
+                    Some(format!("writing the ClientHello: {e}")),
+                )
+            }
+            Err(_) => {
+                return record.finish(
+                    Outcome::ConnectTimeout,
+                    Some("the backend did not take the ClientHello in time".into()),
+                )
+            }
         }
         let n = first.len() as u64;
         record.traffic.upstream.fetch_add(n, Ordering::Relaxed);

@@ -93,6 +93,20 @@ impl NoBackend {
 
 /// Weighted choice among the rule's backendRefs, then an endpoint of the chosen Service.
 pub fn choose(action: &RuleAction, rng: &mut impl Rng) -> Result<Chosen, NoBackend> {
+    choose_under(action, rng, true)
+}
+
+/// [`choose`] for a stream whose TLS is the client's own (TLSRoute passthrough): a backend's
+/// BackendTLSPolicy has nothing to apply to, so an invalid one does not refuse it.
+pub fn choose_passthrough(action: &RuleAction, rng: &mut impl Rng) -> Result<Chosen, NoBackend> {
+    choose_under(action, rng, false)
+}
+
+fn choose_under(
+    action: &RuleAction,
+    rng: &mut impl Rng,
+    policy_applies: bool,
+) -> Result<Chosen, NoBackend> {
     let total = u64::from(action.total_weight());
     if total == 0 {
         return Err(NoBackend::NoBackends);
@@ -108,10 +122,12 @@ pub fn choose(action: &RuleAction, rng: &mut impl Rng) -> Result<Chosen, NoBacke
             reason: reason.clone(),
         }),
         // An invalid BackendTLSPolicy: nothing goes to the backend, in clear or unverified.
-        BackendTarget::Service(backend) if is_refused(backend) => Err(NoBackend::Invalid {
-            index,
-            reason: format!("{}: its BackendTLSPolicy is not valid", backend.name),
-        }),
+        BackendTarget::Service(backend) if policy_applies && is_refused(backend) => {
+            Err(NoBackend::Invalid {
+                index,
+                reason: format!("{}: its BackendTLSPolicy is not valid", backend.name),
+            })
+        }
         BackendTarget::Service(backend) => match backend.pick_endpoint() {
             Some(endpoint) => Ok(Chosen {
                 index,

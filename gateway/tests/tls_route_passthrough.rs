@@ -2,9 +2,10 @@
 //! TLSRoute, and the client's own TLS session, SNI and ALPN included, reaches the backend.
 #![allow(clippy::unwrap_used)]
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_controller::snapshot::{BackendTarget, ListenerKind};
+use sluice_controller::snapshot::{Backend, BackendTarget, BackendTlsMode, ListenerKind};
 use sluice_gateway::listeners::ListenerOptions;
 use sluice_test_support::proxy::bounded;
 use sluice_test_support::tls_route::{
@@ -136,6 +137,42 @@ async fn sni_of_no_listener_is_closed_without_an_alert() {
         })
         .await;
         assert!(a.seen().is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_invalid_backend_tls_policy_does_not_refuse_passthrough() {
+    bounded(async {
+        let pki = Pki::new("backend-ca");
+        let a = StreamBackend::tls("a", pki.issue(&["a.example.com"])).await;
+        // The Service's BackendTLSPolicy is invalid: HTTP and terminated streams are refused,
+        // but a passthrough stream's TLS is the client's own, which the policy cannot govern.
+        let BackendTarget::Service(service) = a.target() else {
+            unreachable!("a target is a Service")
+        };
+        let refused = Backend::new(
+            service.name.clone(),
+            service.endpoints.clone(),
+            service.protocol,
+        )
+        .with_tls(Some(BackendTlsMode::Refuse {
+            policy: "default/broken".into(),
+        }));
+        let target = BackendTarget::Service(Arc::new(refused));
+        let gw = Gateway::start(|addr| {
+            let l = listener(
+                "tls",
+                ListenerKind::TlsPassthrough,
+                None,
+                None,
+                vec![("a.example.com", route("a", vec![(1, target)]))],
+            );
+            snapshot(addr, vec![l])
+        })
+        .await;
+        let mut tls = gw.connect(&pki, "a.example.com", &[]).await.unwrap();
+        assert_eq!(greeting_and_echo(&mut tls).await, "a a.example.com -");
     })
     .await;
 }

@@ -133,8 +133,9 @@ impl KubeSource {
             gateway_classes: reflect(&mut watchers, &self.client, all(), &changed),
             gateways: reflect(&mut watchers, &self.client, all(), &changed),
             http_routes: reflect(&mut watchers, &self.client, all(), &changed),
-            grpc_routes: reflect(&mut watchers, &self.client, all(), &changed),
-            // TLSRoute is in the experimental channel: a cluster may not have its CRD.
+            // Both are standard in v1.6.1, but a cluster with an older Gateway API install may
+            // lack their CRDs; HTTPRoutes must not stop being served for it.
+            grpc_routes: reflect_optional(&mut watchers, &self.client, all(), &changed),
             tls_routes: reflect_optional(&mut watchers, &self.client, all(), &changed),
             reference_grants: reflect(&mut watchers, &self.client, all(), &changed),
             services: reflect(&mut watchers, &self.client, all(), &changed),

@@ -108,22 +108,27 @@ async fn passthrough_unknown_sni_is_closed() {
     .await;
 }
 
+/// A passthrough listener (with `hostname`, if any) routing `a.example.com` to `target`.
+async fn a_example_com_to(hostname: Option<&str>, target: BackendTarget) -> Gateway {
+    Gateway::start(|addr| {
+        let l = listener(
+            "tls",
+            ListenerKind::TlsPassthrough,
+            hostname,
+            None,
+            vec![("a.example.com", route("a", vec![(1, target)]))],
+        );
+        snapshot(addr, vec![l])
+    })
+    .await
+}
+
 #[tokio::test]
 async fn sni_of_no_listener_is_closed_without_an_alert() {
     bounded(async {
         let pki = Pki::new("backend-ca");
         let a = StreamBackend::tls("a", pki.issue(&["a.example.com"])).await;
-        let gw = Gateway::start(|addr| {
-            let l = listener(
-                "tls",
-                ListenerKind::TlsPassthrough,
-                Some("a.example.com"),
-                None,
-                vec![("a.example.com", route("a", vec![(1, a.target())]))],
-            );
-            snapshot(addr, vec![l])
-        })
-        .await;
+        let gw = a_example_com_to(Some("a.example.com"), a.target()).await;
         let refused = gw.connect(&pki, "b.example.com", &[]).await;
         let Err(err) = refused else {
             panic!("no listener: the connection must be closed")
@@ -160,17 +165,7 @@ async fn an_invalid_backend_tls_policy_does_not_refuse_passthrough() {
             policy: "default/broken".into(),
         }));
         let target = BackendTarget::Service(Arc::new(refused));
-        let gw = Gateway::start(|addr| {
-            let l = listener(
-                "tls",
-                ListenerKind::TlsPassthrough,
-                None,
-                None,
-                vec![("a.example.com", route("a", vec![(1, target)]))],
-            );
-            snapshot(addr, vec![l])
-        })
-        .await;
+        let gw = a_example_com_to(None, target).await;
         let mut tls = gw.connect(&pki, "a.example.com", &[]).await.unwrap();
         assert_eq!(greeting_and_echo(&mut tls).await, "a a.example.com -");
     })

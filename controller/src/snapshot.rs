@@ -23,6 +23,7 @@ use crate::status::StatusReport;
 mod backend_tls;
 mod client_validation;
 mod cors;
+mod mirror_policy;
 mod round_robin;
 mod route_group;
 #[cfg(test)]
@@ -35,6 +36,7 @@ pub use backend_tls::{
 };
 pub use client_validation::{ClientValidation, ClientValidationMode, InsecureFallback};
 pub use cors::{Allowed, Cors, HostPattern, OriginPattern};
+pub use mirror_policy::{Comparison, CopyHost, CopyShape, MirrorPolicy};
 pub use route_group::{Candidates, RouteGroup};
 pub use tls_route::{ListenerKind, TlsRouteEntry, TlsRouteTable};
 pub use validate::SnapshotError;
@@ -598,6 +600,8 @@ pub struct Mirror {
     pub backend: Arc<Backend>,
     /// Share of requests mirrored; 100/100 when the filter sets neither percent nor fraction.
     pub fraction: Fraction,
+    /// The accepted MirrorPolicy targeting this rule (or its whole route), if any.
+    pub policy: Option<Arc<MirrorPolicy>>,
 }
 
 /// A share `numerator / denominator`, with `denominator > 0` and `numerator <= denominator`.

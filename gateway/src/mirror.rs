@@ -34,7 +34,9 @@ use pingora_http::RequestHeader;
 use rand::Rng;
 use rustls::sign::CertifiedKey;
 use sluice_controller::mirror_settings::MirrorSettings;
-use sluice_controller::snapshot::{Backend, BackendProtocol, BackendTlsMode, Fraction, Mirror};
+use sluice_controller::snapshot::{
+    Backend, BackendProtocol, BackendTlsMode, Fraction, Mirror, MirrorPolicy,
+};
 use tokio::sync::{mpsc, watch};
 use tracing::debug;
 
@@ -274,6 +276,8 @@ struct Pending {
     head: RequestHeader,
     route: Arc<str>,
     has_body: bool,
+    /// The MirrorPolicy shaping this copy, if one targets its rule.
+    policy: Option<Arc<MirrorPolicy>>,
 }
 
 impl Pending {
@@ -330,6 +334,7 @@ impl MirrorSet {
             head: head.clone(),
             route: Arc::from(route),
             has_body,
+            policy: mirror.policy.clone(),
         };
         if let Err(NotMirrorable::Upgrade) = head::check_mirrorable(head) {
             return pending.skip(&self.engine, Outcome::SkippedUpgrade);
@@ -371,7 +376,12 @@ impl MirrorSet {
             head,
             route,
             has_body,
+            policy,
         } = pending;
+        let byte_budget = policy
+            .as_ref()
+            .and_then(|p| p.request.max_body_bytes)
+            .unwrap_or(engine.options.settings.request_buffer_bytes);
         let (tx, rx) = mpsc::unbounded_channel();
         let initial = if has_body {
             State::Streaming
@@ -388,15 +398,13 @@ impl MirrorSet {
             route,
             mirror: Arc::from(backend.name.as_str()),
             slot,
+            policy,
         };
         runtime.spawn(exchange::run(job));
         self.copies.push(Copy {
             chunks: has_body.then_some(tx),
             state,
-            budget: RequestBudget::new(
-                engine.options.settings.request_buffer_bytes,
-                engine.budget.clone(),
-            ),
+            budget: RequestBudget::new(byte_budget, engine.budget.clone()),
         });
     }
 

@@ -260,10 +260,12 @@ async fn mirror_over_tls_honours_backend_tls_policy() {
         Filter::Mirror(Mirror {
             backend: good,
             fraction: Fraction::ALL,
+            policy: None,
         }),
         Filter::Mirror(Mirror {
             backend: bad,
             fraction: Fraction::ALL,
+            policy: None,
         }),
     ];
     let gw = MirrorGateway::start(primary.addr, filters, MirrorOptions::default()).await;
@@ -399,6 +401,7 @@ async fn tls_mirror_connections_are_reused() {
     let filters = vec![Filter::Mirror(Mirror {
         backend: tls_backend("pooled-mirror", addr, &ca, vec![]),
         fraction: Fraction::ALL,
+        policy: None,
     })];
     let gw = MirrorGateway::start(primary.addr, filters, MirrorOptions::default()).await;
     for i in 1..=3 {
@@ -566,6 +569,7 @@ async fn an_h2c_mirror_behind_a_policy_gets_its_copy_over_h2_in_tls() {
     let filters = vec![Filter::Mirror(Mirror {
         backend: mirror,
         fraction: Fraction::ALL,
+        policy: None,
     })];
     let gw = MirrorGateway::start(primary.addr, filters, MirrorOptions::default()).await;
     let call = mirror_gw::client()

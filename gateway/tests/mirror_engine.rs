@@ -32,6 +32,7 @@ fn mirror_to(addr: SocketAddr) -> Mirror {
             BackendProtocol::Http1,
         )),
         fraction: Fraction::ALL,
+        policy: None,
     }
 }
 
@@ -362,6 +363,7 @@ async fn mirror_without_endpoints_is_a_connect_error() {
             BackendProtocol::Http1,
         )),
         fraction: Fraction::ALL,
+        policy: None,
     };
     let mut set = MirrorSet::new(engine.clone());
     assert_eq!(set.start(&mirror, &get(), ROUTE, false), Decision::Queued);
@@ -483,6 +485,7 @@ async fn h2c_mirror_backend_gets_the_copy_over_http2() {
             BackendProtocol::H2c,
         )),
         fraction: Fraction::ALL,
+        policy: None,
     };
     let data = body(200_000);
     let mut set = attempting(&engine, &mirror, &post(Some(data.len())), true);

@@ -110,6 +110,7 @@ async fn a_copy_keeps_the_forwarded_headers_its_connection_header_names() {
             BackendProtocol::Http1,
         )),
         fraction: Fraction::ALL,
+        policy: None,
     };
     let mut head = RequestHeader::build("GET", b"/fwd", None).expect("head");
     for (name, value) in [
@@ -197,6 +198,7 @@ async fn an_h2c_mirror_answering_as_it_reads_gets_a_large_upload_whole() {
             BackendProtocol::H2c,
         )),
         fraction: Fraction::ALL,
+        policy: None,
     });
     // The budget holds the whole body: only a stalled exchange can fail the copy.
     let options = budget_of_mib(32);

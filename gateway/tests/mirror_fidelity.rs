@@ -100,6 +100,7 @@ impl Fixture {
         let copy = Filter::Mirror(Mirror {
             backend: Arc::new(Backend::new(label(MIRROR), vec![shadow.addr], mirror)),
             fraction: Fraction::ALL,
+            policy: None,
         });
         before.push(copy);
         let action = proxy::action(before, vec![to_primary]);

@@ -194,6 +194,7 @@ async fn mirror_receives_the_head_as_modified_by_earlier_filters_only() {
             Filter::Mirror(Mirror {
                 backend: shadow.backend(),
                 fraction: Fraction::ALL,
+                policy: None,
             }),
             Filter::RequestHeaders(headers(&[("x-after", "1")], &[], &[])),
         ];

@@ -355,7 +355,11 @@ fn mirror(
     };
     Ok(resolver
         .resolve(route_namespace, &BackendRef::from(&m.backend_ref))
-        .map(|backend| Mirror { backend, fraction }))
+        .map(|backend| Mirror {
+            backend,
+            fraction,
+            policy: None,
+        }))
 }
 
 #[cfg(test)]

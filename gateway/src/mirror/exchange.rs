@@ -9,6 +9,7 @@ use bytes::{Bytes, BytesMut};
 use pingora_core::protocols::http::client::HttpSession;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_http::RequestHeader;
+use sluice_controller::snapshot::MirrorPolicy;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info};
 
@@ -43,6 +44,7 @@ pub(super) struct Job {
     pub route: Arc<str>,
     pub mirror: Arc<str>,
     pub slot: InflightSlot,
+    pub policy: Option<Arc<MirrorPolicy>>,
 }
 
 /// What the exchange learnt, for metrics and the access log.
@@ -62,7 +64,12 @@ pub(super) async fn run(job: Job) {
         route,
         mirror,
         slot,
+        policy,
     } = job;
+    let timeout = policy
+        .as_ref()
+        .and_then(|p| p.request.timeout)
+        .unwrap_or(engine.options.settings.timeout);
     let started = Instant::now();
     // Only the access log needs them; copying them for every mirrored request would not be free.
     let logged = engine.options.settings.access_log.then(|| {
@@ -77,7 +84,7 @@ pub(super) async fn run(job: Job) {
     let outcome = tokio::select! {
         biased;
         reason = aborted(&mut abort_watch) => Outcome::from(reason),
-        () = deadline(&mut deadline_watch, engine.options.settings.timeout) => Outcome::Timeout,
+        () = deadline(&mut deadline_watch, timeout) => Outcome::Timeout,
         outcome = exchange(&engine, &peer, head, chunks, &state, &route, &mirror, &mut stats) => outcome,
     };
     let elapsed = started.elapsed();

@@ -45,6 +45,7 @@ pub fn mirror(name: &str, addr: SocketAddr, fraction: Fraction) -> Filter {
     Filter::Mirror(Mirror {
         backend: backend(name, addr),
         fraction,
+        policy: None,
     })
 }
 
@@ -54,6 +55,7 @@ pub fn mirror_h2c(name: &str, addr: SocketAddr) -> Filter {
     Filter::Mirror(Mirror {
         backend: backend_speaking(name, addr, BackendProtocol::H2c),
         fraction: Fraction::ALL,
+        policy: None,
     })
 }
 

@@ -601,6 +601,7 @@ pub struct Mirror {
     /// Share of requests mirrored; 100/100 when the filter sets neither percent nor fraction.
     pub fraction: Fraction,
     /// The accepted MirrorPolicy targeting this rule (or its whole route), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<Arc<MirrorPolicy>>,
 }
 

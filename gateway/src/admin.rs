@@ -106,7 +106,8 @@ async fn serve(listener: TcpListener, state: Arc<AdminState>, mut stop: watch::R
         let state = state.clone();
         connections.spawn(async move {
             let service = service_fn(move |req: Request<Incoming>| {
-                let response = respond(&state, req.method(), req.uri().path());
+                let response = config_dump::intercept(&state, &req)
+                    .unwrap_or_else(|| respond(&state, req.method(), req.uri().path()));
                 async move { Ok::<_, Infallible>(response) }
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new()
@@ -146,7 +147,7 @@ pub fn respond(state: &AdminState, method: &Method, path: &str) -> Response<Full
     }
     match path {
         "/status" => statuses(state),
-        "/config" => yaml(&ConfigReport::new(state)),
+        "/config" => config_dump::respond(state, None, None),
         "/healthz" => reply(StatusCode::OK, TEXT, "ok\n".into()),
         // In cluster mode the controller learns from this why a pod is not ready (the data plane
         // may not write statuses itself); the controller's `ListenerReport` reads it.
@@ -201,7 +202,7 @@ fn readiness(store: &Store) -> Response<Full<Bytes>> {
     reply(StatusCode::SERVICE_UNAVAILABLE, TEXT, reason)
 }
 
-/// The `/config` document.
+/// The reload section of the `/config` document.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct ConfigReport {
@@ -292,6 +293,8 @@ fn reply(status: StatusCode, content_type: &'static str, body: String) -> Respon
     );
     response
 }
+
+mod config_dump;
 
 #[cfg(test)]
 mod tests;

@@ -85,15 +85,15 @@ async fn broken_config_keeps_the_old_snapshot_serving_and_config_shows_the_error
     let (code, body) = admin_get(&running, "/config").await;
     assert_eq!(code, 200);
     let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&body).unwrap();
-    assert_eq!(doc["lastReload"]["result"], "rejected", "{body}");
-    let errors: Vec<&str> = doc["lastReload"]["errors"]
+    assert_eq!(doc["reload"]["lastReload"]["result"], "rejected", "{body}");
+    let errors: Vec<&str> = doc["reload"]["lastReload"]["errors"]
         .as_sequence()
         .unwrap()
         .iter()
         .map(|e| e.as_str().unwrap())
         .collect();
     assert_eq!(errors, error.lines().collect::<Vec<_>>());
-    assert_eq!(doc["generation"].as_u64(), Some(generation));
+    assert_eq!(doc["reload"]["generation"].as_u64(), Some(generation));
     assert_eq!(
         admin_get(&running, "/readyz").await.0,
         200,

@@ -92,8 +92,8 @@ async fn config_reports_the_generation_and_the_last_rejection() {
     let state = published();
     let body = get_ok(&state, "/config").await;
     let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&body).unwrap();
-    assert_eq!(doc["generation"], 1);
-    assert_eq!(doc["lastReload"]["result"], "published");
+    assert_eq!(doc["reload"]["generation"], 1);
+    assert_eq!(doc["reload"]["lastReload"]["result"], "published");
 
     state.store.reject(
         "gw.yaml:4: Gateway default/gw: spec.listeners[0].hostnam: unknown field \"hostnam\"\n\
@@ -102,19 +102,25 @@ async fn config_reports_the_generation_and_the_last_rejection() {
     );
     let (_, body) = get(&state, "/config").await;
     let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&body).unwrap();
-    assert_eq!(doc["generation"], 1, "the last good snapshot keeps serving");
-    assert_eq!(doc["lastReload"]["result"], "rejected");
     assert_eq!(
-        doc["lastReload"]["errors"][0],
+        doc["reload"]["generation"], 1,
+        "the last good snapshot keeps serving"
+    );
+    assert_eq!(doc["reload"]["lastReload"]["result"], "rejected");
+    assert_eq!(
+        doc["reload"]["lastReload"]["errors"][0],
         "gw.yaml:4: Gateway default/gw: spec.listeners[0].hostnam: unknown field \"hostnam\""
     );
     assert_eq!(
-        doc["lastReload"]["errors"][1],
+        doc["reload"]["lastReload"]["errors"][1],
         "gw.yaml:9: HTTPRoute default/r: spec.parentRef: unknown field \"parentRef\""
     );
-    assert_eq!(doc["reloads"]["rejected"], 1);
+    assert_eq!(doc["reload"]["reloads"]["rejected"], 1);
     assert!(
-        doc["lastReload"]["at"].as_str().unwrap().ends_with('Z'),
+        doc["reload"]["lastReload"]["at"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z'),
         "{body}"
     );
 }

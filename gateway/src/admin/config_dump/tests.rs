@@ -165,6 +165,32 @@ async fn listeners_show_address_protocol_hostname_and_certificate() {
         })
     );
     assert_eq!(listener(&dump, "http").get("certificate"), None);
+    assert_eq!(
+        dump["served"]["backendClientCertificates"]["default/gw"], https["certificate"],
+        "the Gateway's client certificate to TLS backends, the same Secret"
+    );
+}
+
+#[tokio::test]
+async fn tls_routes_show_the_sni_they_serve_and_their_backends() {
+    let dump = json_dump(&fixture(), "?route=default/pass").await;
+    let binds = dump["served"]["binds"].as_array().unwrap();
+    assert_eq!(
+        binds.len(),
+        1,
+        "only the listener the route is on: {dump:#}"
+    );
+    let passthrough = &binds[0]["listeners"][0];
+    assert_eq!(passthrough["name"], "passthrough");
+    assert_eq!(passthrough["kind"], "TlsPassthrough");
+    assert_eq!(passthrough.get("certificate"), None, "the client's TLS");
+    let route = &passthrough["tlsRoutes"][0];
+    assert_eq!(route["hostname"], "pass.example.com");
+    assert_eq!(route["route"]["kind"], "TLSRoute");
+    assert_eq!(
+        route["action"]["backends"][0]["target"]["Service"]["endpoints"],
+        json!(["10.0.3.1:443"])
+    );
 }
 
 #[tokio::test]

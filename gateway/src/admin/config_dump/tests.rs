@@ -5,6 +5,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
@@ -347,4 +348,28 @@ async fn a_mirror_shows_the_mirror_policy_shaping_its_copies() {
     assert_eq!(policy["request"]["strip_credentials"], true);
     assert_eq!(policy["compare"]["ignore_json_fields"], json!(["/id"]));
     assert_eq!(policy["compare"]["samples"], 5);
+}
+
+#[tokio::test]
+async fn the_admin_listener_serves_the_dump_with_its_accept_header() {
+    let server = crate::admin::AdminServer::start("127.0.0.1:0".parse().unwrap(), fixture())
+        .await
+        .unwrap();
+    let url = format!("http://{}/config?listener=https", server.local_addr());
+    let (content_type, body) = tokio::time::timeout(Duration::from_secs(10), async {
+        let response = reqwest::Client::new()
+            .get(&url)
+            .header(header::ACCEPT, "application/json")
+            .send()
+            .await
+            .unwrap();
+        let content_type = response.headers()[header::CONTENT_TYPE].clone();
+        (content_type, response.text().await.unwrap())
+    })
+    .await
+    .unwrap();
+    assert_eq!(content_type, JSON);
+    let dump: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(dump["served"]["binds"][0]["listeners"][0]["name"], "https");
+    server.shutdown(Duration::from_secs(1)).await;
 }

@@ -35,6 +35,7 @@ pub struct CopyShape {
     /// Drop `Authorization`, `Proxy-Authorization` and `Cookie` from the copy.
     pub strip_credentials: bool,
     /// Replaces `--mirror-timeout`: from the end of the copy's body to the mirror's answer.
+    #[serde(with = "super::ser::opt_duration")]
     pub timeout: Option<Duration>,
     /// Replaces `--mirror-buffer-bytes`: body bytes one copy may hold queued before it is
     /// aborted (`dropped_overflow`).

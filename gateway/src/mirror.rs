@@ -404,11 +404,12 @@ impl MirrorSet {
             .unwrap_or(engine.options.settings.request_buffer_bytes);
         let mirror = Arc::from(backend.name.as_str());
         let shadow = self.shadow.as_ref();
-        let tap =
-            tap::start(shadow, policy.as_ref(), &route, &mirror, &head).map(|(primary, tap)| {
+        let tap = tap::start(shadow, policy.as_ref(), &route, &mirror, &head, &runtime).map(
+            |(primary, tap)| {
                 self.taps.push(primary);
                 tap
-            });
+            },
+        );
         let (tx, rx) = mpsc::unbounded_channel();
         let initial = if has_body {
             State::Streaming

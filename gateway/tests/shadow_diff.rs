@@ -148,6 +148,16 @@ async fn identical_answers_match() {
 }
 
 #[tokio::test]
+async fn identical_large_bodies_match() {
+    let body = "0123456789abcdef".repeat(512 * 1024);
+    let same = answer(200, "application/octet-stream", &body);
+    assert_eq!(
+        compared(same.clone(), same, comparison()).await,
+        ShadowResult::Match
+    );
+}
+
+#[tokio::test]
 async fn identical_bodiless_answers_match() {
     let none = "HTTP/1.1 204 No Content\r\ncontent-type: text/plain\r\n\r\n".to_string();
     assert_eq!(

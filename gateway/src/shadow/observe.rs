@@ -1,5 +1,5 @@
 //! One side's answer as it streams: status, the compared headers, a digest of the body and,
-//! when JSON fields are ignored, the body itself up to a cap. O(1) allocations per chunk.
+//! when JSON fields are ignored, the body itself up to a cap (shared chunks, not copies).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -60,8 +60,8 @@ impl Observation {
     /// The answer's head. A second head (a retried attempt) starts the observation over.
     pub fn on_head(&mut self, status: u16, headers: &HeaderMap) {
         self.status = Some(status);
-        let names = self.comparison().map_or(&[][..], |c| c.headers.as_slice());
-        self.headers = names
+        self.headers = self
+            .compared_headers()
             .iter()
             .map(|name| headers.get_all(name).iter().cloned().collect())
             .collect();
@@ -95,9 +95,19 @@ impl Observation {
 
     /// The answer is complete.
     pub fn finish(&mut self) {
+        self.finish_at(Instant::now());
+    }
+
+    /// The answer was complete at `at` (observed later, off the answer's path).
+    pub fn finish_at(&mut self, at: Instant) {
         if self.ended.is_none() {
-            self.ended = Some(Instant::now());
+            self.ended = Some(at);
         }
+    }
+
+    /// The compared headers' names, in order.
+    pub fn compared_headers(&self) -> &[http::HeaderName] {
+        self.comparison().map_or(&[], |c| c.headers.as_slice())
     }
 
     /// Whether a head was seen and the answer is complete.

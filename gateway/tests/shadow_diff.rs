@@ -13,7 +13,9 @@ use std::time::Duration;
 use gateway::Gateway;
 use http::HeaderName;
 use sluice_controller::publish::Store;
-use sluice_controller::snapshot::{Comparison, CopyShape, Filter, Fraction, Mirror, MirrorPolicy};
+use sluice_controller::snapshot::{
+    BackendProtocol, Comparison, CopyShape, Filter, Fraction, Mirror, MirrorPolicy,
+};
 use sluice_gateway::admin::{AdminServer, AdminState};
 use sluice_gateway::mirror::MirrorOptions;
 use sluice_gateway::shadow::ShadowResult;
@@ -153,6 +155,51 @@ async fn identical_large_bodies_match() {
     let same = answer(200, "application/octet-stream", &body);
     assert_eq!(
         compared(same.clone(), same, comparison()).await,
+        ShadowResult::Match
+    );
+}
+
+/// POSTs `len` bytes through a gateway mirroring to `mirror` (an echo, like the primary) and
+/// returns the one result; compared on status and body only.
+async fn echoed_upload(
+    mirror: Arc<sluice_controller::snapshot::Backend>,
+    len: usize,
+) -> ShadowResult {
+    let (primary, _primary_seen) = servers::echoing().await;
+    let compare = Comparison {
+        headers: Vec::new(),
+        ..comparison()
+    };
+    let filter = Filter::Mirror(Mirror {
+        backend: mirror,
+        fraction: Fraction::ALL,
+        policy: Some(policy(compare, CopyShape::default())),
+    });
+    let gw = Gateway::start(primary.addr, vec![filter], MirrorOptions::default()).await;
+    let body: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+    let resp = gateway::client()
+        .post(gw.url("/upload"))
+        .body(body.clone())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.bytes().await.expect("body").as_ref(), body.as_slice());
+    the_one_result(&gw).await
+}
+
+#[tokio::test]
+async fn a_large_upload_to_a_full_duplex_mirror_is_compared() {
+    let (mirror, _seen) = servers::echoing().await;
+    let result = echoed_upload(gateway::backend(MIRROR, mirror.addr), 3 * 1024 * 1024).await;
+    assert_eq!(result, ShadowResult::Match);
+}
+
+#[tokio::test]
+async fn an_h2c_mirror_is_compared() {
+    let (mirror, _seen) = servers::echoing_h2c(1).await;
+    let backend = gateway::backend_speaking(MIRROR, mirror.addr, BackendProtocol::H2c);
+    assert_eq!(
+        echoed_upload(backend, 256 * 1024).await,
         ShadowResult::Match
     );
 }

@@ -12,7 +12,8 @@
 //!   fit the copy's byte budget aborts that copy.
 //! - `upstream_response_filter` / `upstream_response_body_filter`: [`MirrorSet::on_response_head`]
 //!   and [`MirrorSet::on_response_body`], for copies whose MirrorPolicy compares answers
-//!   (`crate::shadow`): the backend's answer is observed in place, never held or delayed.
+//!   (`crate::shadow`): the backend's answer is queued (shared chunks, never waiting) for the
+//!   copy's own observer, and never held or delayed.
 //! - `logging`: [`MirrorSet::on_primary_done`] (dropping the set does the same): copies whose
 //!   body is unfinished are aborted, so a mirror never sees a truncated body as complete.
 //!

@@ -11,9 +11,9 @@
 //! - `connected_to_upstream`: notes the HTTP/1 upstream socket, so that an answer arriving
 //!   before the request body was sent stops the body and keeps the connection out of the pool.
 //! - `upstream_response_filter` / `response_filter`: a status the rule's `retry` lists fails the
-//!   attempt (so Pingora retries it), then the shadow diff's look at the backend's head (and,
-//!   in `upstream_response_body_filter`, its body), then that early-answer check, hop-by-hop response fields,
-//!   then the ResponseHeaderModifier filters and the CORS fields of an allowed cross-origin
+//!   attempt (so Pingora retries it), then the backend's head goes to compared mirror copies
+//!   (shadow diff; its body too, in `upstream_response_body_filter`), then that early-answer
+//!   check, hop-by-hop response fields, then the ResponseHeaderModifier filters and the CORS fields of an allowed cross-origin
 //!   request (a CORS preflight is answered in `request_filter`).
 //! - `fail_to_connect` / `error_while_proxy`: the retry decision (`retrying`).
 //! - `fail_to_proxy`: the error status (timeouts → 504).

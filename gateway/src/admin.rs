@@ -1,5 +1,6 @@
 //! The admin listener: object statuses, reload outcome, health, readiness, the listener report
-//! the controller reads through the pod proxy, and Prometheus metrics.
+//! the controller reads through the pod proxy, Prometheus metrics and the shadow diff's mismatch
+//! samples.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -129,7 +130,7 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 pub fn respond(state: &AdminState, method: &Method, path: &str) -> Response<Full<Bytes>> {
     let known = matches!(
         path,
-        "/status" | "/config" | "/healthz" | "/readyz" | "/metrics" | LISTENERS_PATH
+        "/status" | "/config" | "/healthz" | "/readyz" | "/metrics" | "/shadow" | LISTENERS_PATH
     );
     if !known {
         return reply(StatusCode::NOT_FOUND, TEXT, "not found\n".into());
@@ -149,6 +150,7 @@ pub fn respond(state: &AdminState, method: &Method, path: &str) -> Response<Full
         "/status" => statuses(state),
         "/config" => config_dump::respond(state, None, None),
         "/healthz" => reply(StatusCode::OK, TEXT, "ok\n".into()),
+        "/shadow" => json(&state.metrics.shadow.samples.report()),
         // In cluster mode the controller learns from this why a pod is not ready (the data plane
         // may not write statuses itself); the controller's `ListenerReport` reads it.
         LISTENERS_PATH => match serde_json::to_string(&*state.listeners.borrow()) {
@@ -265,6 +267,13 @@ fn rfc3339(at: SystemTime) -> String {
     match jiff::Timestamp::try_from(at) {
         Ok(ts) => ts.to_string(),
         Err(_) => "unrepresentable time".to_string(),
+    }
+}
+
+fn json<T: Serialize + ?Sized>(value: &T) -> Response<Full<Bytes>> {
+    match serde_json::to_string(value) {
+        Ok(text) => reply(StatusCode::OK, JSON, text),
+        Err(e) => internal_error(&e),
     }
 }
 

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod mirror;
 pub mod proxy;
 pub mod routing;
+pub mod shadow;
 pub mod standalone;
 pub mod tls;
 pub mod tls_route;

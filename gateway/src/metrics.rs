@@ -11,6 +11,7 @@ use prometheus::{
 use sluice_controller::publish::Store;
 
 use crate::edge::EdgeMetrics;
+use crate::shadow::Shadow;
 use crate::tls_route::TlsRouteMetrics;
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +57,8 @@ pub struct Metrics {
     pub edge: EdgeMetrics,
     /// `sluice_tls_route_*`: streams on `TLS` listeners.
     pub tls_routes: TlsRouteMetrics,
+    /// `sluice_shadow_*` and the mismatch samples of `GET /shadow`.
+    pub shadow: Arc<Shadow>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -117,6 +120,7 @@ impl Metrics {
         tls_routes
             .register(&registry)
             .map_err(MetricsError::Register)?;
+        let shadow = Arc::new(Shadow::register(&registry).map_err(MetricsError::Register)?);
         Ok(Metrics {
             registry,
             requests,
@@ -125,6 +129,7 @@ impl Metrics {
             retries,
             edge,
             tls_routes,
+            shadow,
         })
     }
 

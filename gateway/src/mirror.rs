@@ -10,6 +10,10 @@
 //!   the retry buffer from offset 0 through `request_body_filter` on a retry.
 //! - `request_body_filter`: [`MirrorSet::on_body_chunk`]. Never blocks: a chunk that does not
 //!   fit the copy's byte budget aborts that copy.
+//! - `upstream_response_filter` / `upstream_response_body_filter`: [`MirrorSet::on_response_head`]
+//!   and [`MirrorSet::on_response_body`], for copies whose MirrorPolicy compares answers
+//!   (`crate::shadow`): the backend's answer is queued (shared chunks, never waiting) for the
+//!   copy's own observer, and never held or delayed.
 //! - `logging`: [`MirrorSet::on_primary_done`] (dropping the set does the same): copies whose
 //!   body is unfinished are aborted, so a mirror never sees a truncated body as complete.
 //!
@@ -22,11 +26,13 @@ mod exchange;
 mod halves;
 mod head;
 pub mod metrics;
+mod tap;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::HeaderMap;
 use pingora_core::connectors::http::Connector;
 use pingora_core::connectors::ConnectorOptions;
 use pingora_core::upstreams::peer::HttpPeer;
@@ -44,6 +50,9 @@ use budget::{GlobalBudget, RequestBudget};
 use exchange::{Chunk, Job, State};
 pub use head::NotMirrorable;
 pub use metrics::MirrorMetrics;
+use tap::PrimaryTap;
+
+use crate::shadow::Shadow;
 
 /// How mirrors are sent and bounded. Every field has a production default.
 #[derive(Debug, Clone)]
@@ -268,6 +277,10 @@ pub struct MirrorSet {
     attempt_offset: u64,
     /// What the Gateway presents to mirrors reached over TLS.
     client_certificate: Option<Arc<CertifiedKey>>,
+    /// Where compared copies are counted; `None` compares nothing.
+    shadow: Option<Arc<Shadow>>,
+    /// The primary's side of each compared copy.
+    taps: Vec<PrimaryTap>,
 }
 
 /// A sampled copy, with the head as it was when its filter ran.
@@ -306,6 +319,8 @@ impl MirrorSet {
             forwarded: 0,
             attempt_offset: 0,
             client_certificate: None,
+            shadow: None,
+            taps: Vec::new(),
         }
     }
 
@@ -313,6 +328,12 @@ impl MirrorSet {
     pub fn with_client_certificate(mut self, certificate: Option<Arc<CertifiedKey>>) -> Self {
         self.client_certificate = certificate;
         self
+    }
+
+    /// Copies whose MirrorPolicy has a `compare` section are compared with the primary's
+    /// answer and counted in `shadow`.
+    pub fn compare_into(&mut self, shadow: Arc<Shadow>) {
+        self.shadow = Some(shadow);
     }
 
     /// Decides whether `mirror` gets a copy of this request: sampling and the upgrade check
@@ -359,16 +380,16 @@ impl MirrorSet {
         let engine = &self.engine;
         let Some(peer) = engine.peer(&pending.backend, self.client_certificate.as_ref()) else {
             debug!(mirror = %pending.backend.name, "mirror backend has no ready endpoint or an invalid BackendTLSPolicy");
-            pending.skip(engine, Outcome::ConnectError);
+            self.skip(pending, Outcome::ConnectError);
             return;
         };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             debug!("mirror started outside a tokio runtime");
-            pending.skip(engine, Outcome::ConnectError);
+            self.skip(pending, Outcome::ConnectError);
             return;
         };
         let Some(slot) = engine.budget.admit() else {
-            pending.skip(engine, Outcome::SkippedCapacity);
+            self.skip(pending, Outcome::SkippedCapacity);
             return;
         };
         let Pending {
@@ -382,6 +403,14 @@ impl MirrorSet {
             .as_ref()
             .and_then(|p| p.request.max_body_bytes)
             .unwrap_or(engine.options.settings.request_buffer_bytes);
+        let mirror = Arc::from(backend.name.as_str());
+        let shadow = self.shadow.as_ref();
+        let tap = tap::start(shadow, policy.as_ref(), &route, &mirror, &head, &runtime).map(
+            |(primary, tap)| {
+                self.taps.push(primary);
+                tap
+            },
+        );
         let (tx, rx) = mpsc::unbounded_channel();
         let initial = if has_body {
             State::Streaming
@@ -396,9 +425,10 @@ impl MirrorSet {
             chunks: rx,
             state: state_rx,
             route,
-            mirror: Arc::from(backend.name.as_str()),
+            mirror,
             slot,
             policy,
+            tap,
         };
         runtime.spawn(exchange::run(job));
         self.copies.push(Copy {
@@ -406,6 +436,53 @@ impl MirrorSet {
             state,
             budget: RequestBudget::new(byte_budget, engine.budget.clone()),
         });
+    }
+
+    /// A copy that is not sent, counted (and, when compared, counted as such too).
+    fn skip(&self, pending: Pending, outcome: Outcome) {
+        let mirror = Arc::from(pending.backend.name.as_str());
+        let policy = pending.policy.as_ref();
+        let shadow = self.shadow.as_ref();
+        tap::skipped(
+            shadow,
+            policy,
+            &pending.route,
+            &mirror,
+            &pending.head,
+            outcome,
+        );
+        pending.skip(&self.engine, outcome);
+    }
+
+    /// The primary backend's response head (each attempt's), before Sluice's own response
+    /// filters change it.
+    pub fn on_response_head(&mut self, status: u16, headers: &HeaderMap) {
+        for tap in &mut self.taps {
+            tap.on_head(status, headers);
+        }
+    }
+
+    /// One chunk of the primary backend's response body; at its end the compared copies get
+    /// the primary's answer.
+    pub fn on_response_body(&mut self, data: Option<&Bytes>, end_of_stream: bool) {
+        if let Some(data) = data.filter(|d| !d.is_empty()) {
+            for tap in &mut self.taps {
+                tap.on_chunk(data);
+            }
+        }
+        if end_of_stream {
+            for tap in &mut self.taps {
+                tap.finish();
+            }
+        }
+    }
+
+    /// The primary's response went out whole (a bodiless one may never reach the body
+    /// filter's end): compared copies get the answer as it was seen.
+    pub fn on_response_complete(&mut self) {
+        for tap in &mut self.taps {
+            tap.finish();
+        }
     }
 
     /// Copies whose body is still streaming.
@@ -458,6 +535,8 @@ impl MirrorSet {
     /// launched (the gateway answered itself) are dropped uncounted.
     pub fn on_primary_done(&mut self) {
         self.pending.clear();
+        // A compared copy whose primary answer is unfinished is not compared.
+        self.taps.clear();
         for copy in &mut self.copies {
             copy.abort(AbortReason::Client);
         }

@@ -11,8 +11,9 @@
 //! - `connected_to_upstream`: notes the HTTP/1 upstream socket, so that an answer arriving
 //!   before the request body was sent stops the body and keeps the connection out of the pool.
 //! - `upstream_response_filter` / `response_filter`: a status the rule's `retry` lists fails the
-//!   attempt (so Pingora retries it), then that early-answer check, hop-by-hop response fields,
-//!   then the ResponseHeaderModifier filters and the CORS fields of an allowed cross-origin
+//!   attempt (so Pingora retries it), then the backend's head goes to compared mirror copies
+//!   (shadow diff; its body too, in `upstream_response_body_filter`), then that early-answer
+//!   check, hop-by-hop response fields, then the ResponseHeaderModifier filters and the CORS fields of an allowed cross-origin
 //!   request (a CORS preflight is answered in `request_filter`).
 //! - `fail_to_connect` / `error_while_proxy`: the retry decision (`retrying`).
 //! - `fail_to_proxy`: the error status (timeouts → 504).
@@ -206,6 +207,9 @@ impl ProxyHttp for SluiceProxy {
             self.settings.mirror.as_ref(),
         )
         .map_err(|e| Error::because(BAD_FILTER, "applying route filters", e))?;
+        if let Some(m) = ctx.mirrors.as_mut() {
+            m.compare_into(self.metrics.shadow.clone());
+        }
         match outcome {
             Outcome::Proxy => {
                 if expects_continue {
@@ -412,6 +416,9 @@ impl ProxyHttp for SluiceProxy {
         if let Some(e) = retrying::on_status(session, ctx, settings, &self.metrics, status) {
             return Err(e);
         }
+        if let Some(m) = ctx.mirrors.as_mut() {
+            m.on_response_head(status, &upstream_response.headers);
+        }
         if let Some(conn) = ctx.upstream.as_mut() {
             let is_head = session.req_header().method == http::Method::HEAD;
             conn.on_response_head(upstream_response, is_head, session.is_body_done());
@@ -442,10 +449,13 @@ impl ProxyHttp for SluiceProxy {
     fn upstream_response_body_filter(
         &self,
         _session: &mut Session,
-        _body: &mut Option<bytes::Bytes>,
+        body: &mut Option<bytes::Bytes>,
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<std::time::Duration>> {
+        if let Some(m) = ctx.mirrors.as_mut() {
+            m.on_response_body(body.as_ref(), end_of_stream);
+        }
         if end_of_stream {
             if let Some(conn) = ctx.upstream.take() {
                 conn.on_response_end();
@@ -517,6 +527,9 @@ impl ProxyHttp for SluiceProxy {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         if let Some(m) = ctx.mirrors.as_mut() {
+            if e.is_none() {
+                m.on_response_complete();
+            }
             m.on_primary_done();
         }
         let code = session.response_written().map_or(0, |r| r.status.as_u16());

@@ -169,3 +169,12 @@ async fn server_answers_on_its_reported_port_and_stops_on_shutdown() {
     server.shutdown(Duration::from_secs(1)).await;
     assert!(tokio::net::TcpStream::connect(address).await.is_err());
 }
+
+#[tokio::test]
+async fn shadow_is_an_empty_json_report_before_any_mismatch() {
+    let state = state();
+    let body = get_ok(&state, "/shadow").await;
+    assert_eq!(body, r#"{"samples":[],"dropped":0}"#);
+    let response = respond(&state, &Method::POST, "/shadow");
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+}

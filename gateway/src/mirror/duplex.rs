@@ -72,7 +72,8 @@ pub(super) async fn exchange(
     }
     // The answer is read on a task of its own, so reading never waits for the writer's turn
     // (an echoing mirror sends as much as it receives).
-    let mut answer = Answer(tokio::spawn(read_answer(reader)));
+    let observed = stats.answer.take();
+    let mut answer = Answer(tokio::spawn(read_answer(reader, observed)));
     // An answer complete before the body is written ends the copy as the pooled path does: the
     // rest of the body is not sent, and the connection is closed.
     let read = tokio::select! {
@@ -83,8 +84,9 @@ pub(super) async fn exchange(
         },
     };
     match read {
-        Ok(Ok(status)) => {
-            stats.status = status;
+        Ok(Ok(response)) => {
+            stats.status = response.status;
+            stats.answer = response.observed;
             Outcome::Completed
         }
         Ok(Err(e)) => {
@@ -107,7 +109,7 @@ pub(super) async fn exchange_h2(
     stats: &mut Stats,
 ) -> Outcome {
     let mirror = body.mirror;
-    let mut response = ResponseSide::default();
+    let mut response = ResponseSide::observing(stats.answer.take());
     let write = write_body(&mut sender, body, &mut stats.bytes);
     tokio::pin!(write);
     let mut written = false;
@@ -129,11 +131,12 @@ pub(super) async fn exchange_h2(
         }
     }
     stats.status = response.status;
+    stats.answer = response.observed;
     Outcome::Completed
 }
 
 /// The task reading a copy's answer, stopped with the copy however it ends.
-struct Answer(JoinHandle<pingora_error::Result<Option<u16>>>);
+struct Answer(JoinHandle<pingora_error::Result<ResponseSide>>);
 
 impl Drop for Answer {
     fn drop(&mut self) {
@@ -141,13 +144,16 @@ impl Drop for Answer {
     }
 }
 
-/// Reads and discards the whole answer; its status.
-async fn read_answer(mut reader: HttpSession) -> pingora_error::Result<Option<u16>> {
-    let mut response = ResponseSide::default();
+/// Reads the whole answer, observing it when the copy is compared.
+async fn read_answer(
+    mut reader: HttpSession,
+    observed: Option<crate::shadow::Observation>,
+) -> pingora_error::Result<ResponseSide> {
+    let mut response = ResponseSide::observing(observed);
     while !response.done {
         response.read(&mut reader).await?;
     }
-    Ok(response.status)
+    Ok(response)
 }
 
 /// Writes every queued chunk and ends the body, or says why the copy stopped.

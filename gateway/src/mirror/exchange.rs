@@ -1,5 +1,6 @@
 //! One mirror request on the wire: connect from the pool, stream the head and body while reading
-//! and discarding the answer, give the connection back only after a clean exchange.
+//! the answer (observed for shadow diff when compared, otherwise discarded), give the connection
+//! back only after a clean exchange.
 
 use std::future::pending;
 use std::sync::Arc;
@@ -14,7 +15,9 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info};
 
 use super::budget::{InflightSlot, Reservation};
+use super::tap::MirrorTap;
 use super::{body, duplex, AbortReason, MirrorEngine as Engine, Outcome};
+use crate::shadow::Observation;
 
 /// Queued chunks are written in batches of up to this many bytes: one syscall (and one chunk
 /// frame when chunked) per batch instead of per 16–64 KiB read from the client.
@@ -45,6 +48,8 @@ pub(super) struct Job {
     pub mirror: Arc<str>,
     pub slot: InflightSlot,
     pub policy: Option<Arc<MirrorPolicy>>,
+    /// The mirror's side of a compared copy.
+    pub tap: Option<MirrorTap>,
 }
 
 /// What the exchange learnt, for metrics and the access log.
@@ -52,6 +57,8 @@ pub(super) struct Job {
 pub(super) struct Stats {
     pub status: Option<u16>,
     pub bytes: u64,
+    /// A compared copy's answer: handed to the response reader, and back once it is read.
+    pub answer: Option<Observation>,
 }
 
 pub(super) async fn run(job: Job) {
@@ -65,6 +72,7 @@ pub(super) async fn run(job: Job) {
         mirror,
         slot,
         policy,
+        mut tap,
     } = job;
     let timeout = policy
         .as_ref()
@@ -78,7 +86,10 @@ pub(super) async fn run(job: Job) {
             String::from_utf8_lossy(head.raw_path()).into_owned(),
         )
     });
-    let mut stats = Stats::default();
+    let mut stats = Stats {
+        answer: tap.as_mut().and_then(|t| t.answer.take()),
+        ..Stats::default()
+    };
     let mut abort_watch = state.clone();
     let mut deadline_watch = state.clone();
     let outcome = tokio::select! {
@@ -115,6 +126,9 @@ pub(super) async fn run(job: Job) {
         );
     }
     drop(slot);
+    if let Some(tap) = tap {
+        tap.conclude(outcome, stats.answer.take(), timeout).await;
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -175,7 +189,7 @@ async fn exchange(
         }
         return outcome;
     }
-    let mut response = ResponseSide::default();
+    let mut response = ResponseSide::observing(stats.answer.take());
     // Every byte was written and the body finished.
     let mut request_done = false;
     // The answer is read as it arrives, between two writes, not only after the body: an answer
@@ -200,6 +214,7 @@ async fn exchange(
                         // unread bytes on the connection, read as the next copy's request.
                         // Stop here and close the connection instead of pooling it.
                         stats.status = response.status;
+                        stats.answer = response.observed.take();
                         session.shutdown().await;
                         return Outcome::Completed;
                     }
@@ -236,6 +251,7 @@ async fn exchange(
         }
     }
     stats.status = response.status;
+    stats.answer = response.observed.take();
     engine
         .connector
         .release_http_session(session, peer, Some(engine.options.pool_idle_timeout))
@@ -258,34 +274,58 @@ enum Step {
     Write(Option<Chunk>),
 }
 
-/// The mirror's answer, read and discarded as it arrives.
+/// The mirror's answer, read as it arrives: observed when the copy is compared, otherwise
+/// discarded.
 #[derive(Default)]
 pub(super) struct ResponseSide {
     pub status: Option<u16>,
     pub done: bool,
+    pub observed: Option<Observation>,
 }
 
 impl ResponseSide {
+    pub(super) fn observing(observed: Option<Observation>) -> ResponseSide {
+        ResponseSide {
+            observed,
+            ..ResponseSide::default()
+        }
+    }
+
     /// Reads the next part of the answer: the head (informational ones skipped), then body
     /// pieces until the end. Cancel-safe, as Pingora's own duplex proxy loop relies on.
     pub(super) async fn read(&mut self, session: &mut HttpSession) -> pingora_error::Result<()> {
         if self.status.is_none() {
             session.read_response_header().await?;
-            let Some(status) = session.response_header().map(|h| h.status.as_u16()) else {
+            let Some(head) = session.response_header() else {
                 return Err(pingora_error::Error::explain(
                     pingora_error::ErrorType::InvalidHTTPHeader,
                     "mirror answered without a head",
                 ));
             };
+            let status = head.status.as_u16();
             // Informational answers are followed by the real one (101 never is: not mirrored).
             if !(100..200).contains(&status) || status == 101 {
+                if let Some(observed) = self.observed.as_mut() {
+                    observed.on_head(status, &head.headers);
+                }
                 self.status = Some(status);
-                self.done = session.response_done();
+                self.set_done(session.response_done());
             }
             return Ok(());
         }
-        self.done = session.read_response_body().await?.is_none() || session.response_done();
+        let chunk = session.read_response_body().await?;
+        if let (Some(observed), Some(chunk)) = (self.observed.as_mut(), chunk.as_ref()) {
+            observed.on_chunk(chunk);
+        }
+        self.set_done(chunk.is_none() || session.response_done());
         Ok(())
+    }
+
+    fn set_done(&mut self, done: bool) {
+        self.done = done;
+        if let Some(observed) = self.observed.as_mut().filter(|_| done) {
+            observed.finish();
+        }
     }
 }
 

@@ -22,6 +22,7 @@ mod exchange;
 mod halves;
 mod head;
 pub mod metrics;
+mod shape;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +45,7 @@ use budget::{GlobalBudget, RequestBudget};
 use exchange::{Chunk, Job, State};
 pub use head::NotMirrorable;
 pub use metrics::MirrorMetrics;
+use shape::Shape;
 
 /// How mirrors are sent and bounded. Every field has a production default.
 #[derive(Debug, Clone)]
@@ -152,6 +154,12 @@ pub enum Decision {
 /// mirror as fast as the primary (2 cores, dev build): peak lag 4–6 MiB without yielding,
 /// 1.5–4 MiB yielding at 1 MiB, 1–3 MiB yielding at 256 KiB, and the primary was faster too.
 const YIELD_AT_BYTES: usize = 256 * 1024;
+
+/// The yield threshold of a copy whose byte budget is `budget`: an eighth of a small budget, so
+/// the copy gets to run well before it would overflow.
+fn yield_at(budget: usize) -> usize {
+    YIELD_AT_BYTES.min(budget / 8)
+}
 
 /// What the proxy should do after handing a body chunk to the copies.
 ///
@@ -295,6 +303,9 @@ struct Copy {
     chunks: Option<mpsc::UnboundedSender<Chunk>>,
     state: watch::Sender<State>,
     budget: Arc<RequestBudget>,
+    /// Queued bytes at which the proxy yields so this copy can catch up: [`yield_at`] of its own
+    /// byte budget, which a MirrorPolicy may set apart from the others'.
+    yield_at: usize,
 }
 
 impl MirrorSet {
@@ -378,10 +389,12 @@ impl MirrorSet {
             has_body,
             policy,
         } = pending;
+        let settings = &engine.options.settings;
+        let shape = Shape::of(settings, policy.as_deref());
         let byte_budget = policy
             .as_ref()
             .and_then(|p| p.request.max_body_bytes)
-            .unwrap_or(engine.options.settings.request_buffer_bytes);
+            .unwrap_or(settings.request_buffer_bytes);
         let (tx, rx) = mpsc::unbounded_channel();
         let initial = if has_body {
             State::Streaming
@@ -392,7 +405,7 @@ impl MirrorSet {
         let job = Job {
             engine: engine.clone(),
             peer,
-            head: head::mirror_head(head, has_body, backend.protocol, &engine.options.settings),
+            head: head::mirror_head(head, has_body, backend.protocol, shape),
             chunks: rx,
             state: state_rx,
             route,
@@ -405,6 +418,7 @@ impl MirrorSet {
             chunks: has_body.then_some(tx),
             state,
             budget: RequestBudget::new(byte_budget, engine.budget.clone()),
+            yield_at: yield_at(byte_budget),
         });
     }
 
@@ -442,11 +456,10 @@ impl MirrorSet {
                 copy.finish();
             }
         }
-        let yield_at = YIELD_AT_BYTES.min(self.engine.options.settings.request_buffer_bytes / 8);
         if self
             .copies
             .iter()
-            .any(|c| c.chunks.is_some() && c.budget.queued() >= yield_at)
+            .any(|c| c.chunks.is_some() && c.budget.queued() >= c.yield_at)
         {
             Pace::Yield
         } else {

@@ -2,7 +2,7 @@
 # The load benchmark in one command: installs the peers (nginx, wrk, Envoy) if missing, builds
 # Sluice and the harness in release mode, runs the routing micro-benchmark (for the 10,000-route
 # lookup target), then sluice-bench pinned to the load core: the HTTP matrix, then gRPC unary and
-# TLS passthrough against Envoy. Arguments go to sluice-bench (e.g. `benches/run.sh --quick`, or
+# TLS passthrough against Envoy, then Sluice's mirroring with and without shadow diff. Arguments go to sluice-bench (e.g. `benches/run.sh --quick`, or
 # `--workloads grpc,tls` for those alone; `--help` for all).
 # SLUICE_BENCH_SKIP_MICRO=1 skips the criterion run; SLUICE_BENCH_NO_BUILD=1 uses existing binaries.
 set -euo pipefail

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use sluice_controller::resources::Resources;
 
 pub mod protocols;
+pub mod shadow;
 
 /// How the extra routes are spread, which decides the data structure a lookup walks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

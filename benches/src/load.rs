@@ -19,6 +19,7 @@ pub mod protocols;
 pub mod proxies;
 pub mod report;
 pub mod run;
+pub mod shadow;
 pub mod tls;
 pub mod wrk;
 

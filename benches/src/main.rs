@@ -10,7 +10,7 @@ use sluice_benches::load::protocols::{self, Protocol};
 use sluice_benches::load::proxies::{Kind, Tools};
 use sluice_benches::load::report::{self, Inputs};
 use sluice_benches::load::run::{self, Backends, MirrorMode, Settings};
-use sluice_benches::load::{grpc, machine, profile, propagation, tls, BenchError};
+use sluice_benches::load::{grpc, machine, profile, propagation, shadow, tls, BenchError};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -26,9 +26,9 @@ struct Args {
     #[arg(long, default_value_t = 3)]
     repeats: usize,
     /// Which workloads: http (the nginx / Envoy matrix, route propagation, memory), grpc (unary
-    /// calls over h2c), tls (passthrough, a new connection each); grpc and tls compare Sluice
-    /// with Envoy only.
-    #[arg(long, value_delimiter = ',', default_value = "http,grpc,tls")]
+    /// calls over h2c), tls (passthrough, a new connection each), shadow (Sluice mirroring with
+    /// and without a MirrorPolicy's comparison); grpc and tls compare Sluice with Envoy only.
+    #[arg(long, value_delimiter = ',', default_value = "http,grpc,tls,shadow")]
     workloads: Vec<String>,
     /// A quick look: --duration 1 --warmup 0.5 --repeats 1 --propagation-changes 10, except
     /// where those are given.
@@ -129,13 +129,14 @@ fn run_all(args: &Args) -> Result<(), BenchError> {
     let nginx = args.nginx.clone().or_else(|| find_in_path("nginx"));
     let envoy = args.envoy.clone().or_else(|| find_in_path("envoy"));
     let http = args.workloads.iter().any(|w| w == "http");
+    let shadow_diff = args.workloads.iter().any(|w| w == "shadow");
     let protocol_list: Vec<Protocol> = args
         .workloads
         .iter()
         .filter_map(|w| match w.as_str() {
             "grpc" => Some(Protocol::Grpc),
             "tls" => Some(Protocol::Tls),
-            "http" => None,
+            "http" | "shadow" => None,
             other => {
                 skipped.push(format!("{other}: unknown workload"));
                 None
@@ -243,6 +244,22 @@ fn run_all(args: &Args) -> Result<(), BenchError> {
         Default::default()
     };
     let protocol_results = protocols::run(&protocol_settings, &tools, &protocol_backends);
+    let shadow_settings = shadow::Settings {
+        duration: Duration::from_secs_f64(args.duration),
+        warmup: Duration::from_secs_f64(args.warmup),
+        repeats: args.repeats.max(1),
+        load_core: args.load_core,
+        workdir: args.workdir.clone(),
+    };
+    // Sluice only: nginx and Envoy have nothing to compare.
+    let shadow_results = (shadow_diff && args.sluice.is_file()).then(|| {
+        shadow::run(
+            &shadow_settings,
+            &tools,
+            &backends.primary,
+            &backends.fast_mirror,
+        )
+    });
 
     // Only with the http workloads: they are Sluice's HTTP figures.
     let has_sluice = settings.kinds.contains(&Kind::Sluice);
@@ -336,6 +353,18 @@ fn run_all(args: &Args) -> Result<(), BenchError> {
             args.warmup,
             protocol_settings.repeats,
             protocols::report::table(&protocol_results, &protocol_settings)
+        ));
+    }
+    if let Some(results) = &shadow_results {
+        text.push_str(&format!(
+            "\n## Shadow diff (issue 14)\n\n\
+             Sluice only, on one core with one worker, mirroring every request to the fast mirror; \
+             each variant started fresh and warmed up for {} s, in one run (order rotated per repeat); \
+             \"with comparison\" adds a MirrorPolicy comparing status and body digest of every copy; \
+             CPU is the proxy process's per request; medians over {} repeat(s).\n\n{}",
+            args.warmup,
+            shadow_settings.repeats,
+            shadow::table(results)
         ));
     }
     println!("{text}");

@@ -26,6 +26,7 @@ mod exchange;
 mod halves;
 mod head;
 pub mod metrics;
+mod shape;
 mod tap;
 
 use std::sync::Arc;
@@ -50,6 +51,7 @@ use budget::{GlobalBudget, RequestBudget};
 use exchange::{Chunk, Job, State};
 pub use head::NotMirrorable;
 pub use metrics::MirrorMetrics;
+use shape::Shape;
 use tap::PrimaryTap;
 
 use crate::shadow::Shadow;
@@ -161,6 +163,12 @@ pub enum Decision {
 /// mirror as fast as the primary (2 cores, dev build): peak lag 4–6 MiB without yielding,
 /// 1.5–4 MiB yielding at 1 MiB, 1–3 MiB yielding at 256 KiB, and the primary was faster too.
 const YIELD_AT_BYTES: usize = 256 * 1024;
+
+/// The yield threshold of a copy whose byte budget is `budget`: an eighth of a small budget, so
+/// the copy gets to run well before it would overflow.
+fn yield_at(budget: usize) -> usize {
+    YIELD_AT_BYTES.min(budget / 8)
+}
 
 /// What the proxy should do after handing a body chunk to the copies.
 ///
@@ -308,6 +316,9 @@ struct Copy {
     chunks: Option<mpsc::UnboundedSender<Chunk>>,
     state: watch::Sender<State>,
     budget: Arc<RequestBudget>,
+    /// Queued bytes at which the proxy yields so this copy can catch up: [`yield_at`] of its own
+    /// byte budget, which a MirrorPolicy may set apart from the others'.
+    yield_at: usize,
 }
 
 impl MirrorSet {
@@ -399,10 +410,12 @@ impl MirrorSet {
             has_body,
             policy,
         } = pending;
+        let settings = &engine.options.settings;
+        let shape = Shape::of(settings, policy.as_deref());
         let byte_budget = policy
             .as_ref()
             .and_then(|p| p.request.max_body_bytes)
-            .unwrap_or(engine.options.settings.request_buffer_bytes);
+            .unwrap_or(settings.request_buffer_bytes);
         let mirror = Arc::from(backend.name.as_str());
         let shadow = self.shadow.as_ref();
         let tap = tap::start(shadow, policy.as_ref(), &route, &mirror, &head, &runtime).map(
@@ -421,7 +434,7 @@ impl MirrorSet {
         let job = Job {
             engine: engine.clone(),
             peer,
-            head: head::mirror_head(head, has_body, backend.protocol, &engine.options.settings),
+            head: head::mirror_head(head, has_body, backend.protocol, shape),
             chunks: rx,
             state: state_rx,
             route,
@@ -435,6 +448,7 @@ impl MirrorSet {
             chunks: has_body.then_some(tx),
             state,
             budget: RequestBudget::new(byte_budget, engine.budget.clone()),
+            yield_at: yield_at(byte_budget),
         });
     }
 
@@ -519,11 +533,10 @@ impl MirrorSet {
                 copy.finish();
             }
         }
-        let yield_at = YIELD_AT_BYTES.min(self.engine.options.settings.request_buffer_bytes / 8);
         if self
             .copies
             .iter()
-            .any(|c| c.chunks.is_some() && c.budget.queued() >= yield_at)
+            .any(|c| c.chunks.is_some() && c.budget.queued() >= c.yield_at)
         {
             Pace::Yield
         } else {

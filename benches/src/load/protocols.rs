@@ -274,7 +274,7 @@ fn start(
 /// `sluice validate` first, so a refused configuration is reported as such at once; then Sluice
 /// itself. A Sluice that never gets ready after warnings (a kind it loads but does not serve) is
 /// reported as rejecting the configuration, with those warnings.
-fn start_sluice(
+pub(super) fn start_sluice(
     tools: &Tools,
     config: &Path,
     listen: SocketAddr,

@@ -115,7 +115,7 @@ pub(super) fn envoy_command(
 }
 
 /// Ready once `bench.test/` answers 200 over HTTP/1.1.
-fn http_ready(addr: SocketAddr) -> bool {
+pub(super) fn http_ready(addr: SocketAddr) -> bool {
     let request = request_bytes("GET", "bench.test", "/", 0);
     matches!(
         Client::new(addr, Duration::from_secs(2)).send(&request),

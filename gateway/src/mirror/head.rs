@@ -1,15 +1,14 @@
 //! Turns the request head the primary sends into the head a mirror receives.
 
-use std::net::Ipv4Addr;
-
 use http::header::{self, HeaderName, HeaderValue};
 use http::uri::{Authority, Uri};
 use http::{Method, Version};
 use pingora_http::authority::{raw_target_authority, RawTargetAuthority};
 use pingora_http::RequestHeader;
 
-use sluice_controller::mirror_settings::MirrorSettings;
 use sluice_controller::snapshot::BackendProtocol;
+
+use super::shape::Shape;
 
 /// Why a request is never copied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +64,7 @@ pub(super) fn mirror_head(
     mut head: RequestHeader,
     has_body: bool,
     protocol: BackendProtocol,
-    options: &MirrorSettings,
+    shape: Shape<'_>,
 ) -> RequestHeader {
     // Decided on the client's version, before the copy's head becomes HTTP/1.1.
     let keep_te = protocol == BackendProtocol::H2c && te_trailers_only(&head);
@@ -82,13 +81,7 @@ pub(super) fn mirror_head(
             let _ = head.insert_header(header::HOST, v);
         }
     }
-    if let Some(suffix) = &options.host_suffix {
-        if let Some(v) = head.headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
-            if let Ok(v) = HeaderValue::from_str(&suffixed_host(v, suffix)) {
-                let _ = head.insert_header(header::HOST, v);
-            }
-        }
-    }
+    shape.apply_host(&mut head);
 
     if has_body {
         let unknown_length = !head.headers.contains_key(header::CONTENT_LENGTH);
@@ -104,16 +97,7 @@ pub(super) fn mirror_head(
         let _ = head.insert_header(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
     }
 
-    let modifier = &options.headers;
-    for (name, value) in &modifier.set {
-        let _ = head.insert_header(name.clone(), value.clone());
-    }
-    for (name, value) in &modifier.add {
-        let _ = head.append_header(name.clone(), value.clone());
-    }
-    for name in &modifier.remove {
-        head.remove_header(name);
-    }
+    shape.apply_headers(&mut head);
     authority_follows_host(&mut head);
     head
 }
@@ -210,28 +194,11 @@ fn authority_follows_host(head: &mut RequestHeader) {
     let _ = head.set_raw_path(&origin_form);
 }
 
-/// `example.com:8080` + `-shadow` → `example.com-shadow:8080` (the suffix goes on the host name,
-/// as Envoy does, so the port stays valid). An IP literal (`[::1]:80`, `10.0.0.1`) is returned
-/// unchanged: a suffix would make it an invalid host (RFC 3986 §3.2.2) or a different name.
-fn suffixed_host(host: &str, suffix: &str) -> String {
-    if host.starts_with('[') {
-        return host.to_string();
-    }
-    let (name, port) = match host.rfind(':') {
-        Some(i) => host.split_at(i),
-        None => (host, ""),
-    };
-    // More colons than a port separator: an unbracketed IPv6 address, not a host name.
-    if name.parse::<Ipv4Addr>().is_ok() || name.contains(':') {
-        return host.to_string();
-    }
-    format!("{name}{suffix}{port}")
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use sluice_controller::mirror_settings::MirrorSettings;
     use sluice_test_support::proxy::headers;
 
     /// A primary request for `/` with these headers.
@@ -267,7 +234,7 @@ mod tests {
             p.clone(),
             true,
             BackendProtocol::Http1,
-            &MirrorSettings::default(),
+            Shape::of(&MirrorSettings::default(), None),
         );
         assert_eq!(m.method, Method::POST);
         assert_eq!(m.raw_path(), b"/a/b?x=1&y=%2F");
@@ -298,19 +265,39 @@ mod tests {
         let settings = MirrorSettings::default();
         let mut launched = h2_with_te("trailers");
         strip_hop_by_hop(&mut launched);
-        let h2c = mirror_head(launched.clone(), true, BackendProtocol::H2c, &settings);
+        let h2c = mirror_head(
+            launched.clone(),
+            true,
+            BackendProtocol::H2c,
+            Shape::of(&settings, None),
+        );
         assert_eq!(h2c.headers.get("te").unwrap(), "trailers");
-        let h1 = mirror_head(launched, true, BackendProtocol::Http1, &settings);
+        let h1 = mirror_head(
+            launched,
+            true,
+            BackendProtocol::Http1,
+            Shape::of(&settings, None),
+        );
         assert!(!h1.headers.contains_key("te"), "an HTTP/1.1 copy has no TE");
     }
 
     #[test]
     fn any_other_te_is_removed_even_for_an_h2c_mirror() {
         let settings = MirrorSettings::default();
-        let m = mirror_head(h2_with_te("gzip"), true, BackendProtocol::H2c, &settings);
+        let m = mirror_head(
+            h2_with_te("gzip"),
+            true,
+            BackendProtocol::H2c,
+            Shape::of(&settings, None),
+        );
         assert!(!m.headers.contains_key("te"));
         let http1_client = primary("POST", &[("host", "a"), ("te", "trailers")]);
-        let m = mirror_head(http1_client, true, BackendProtocol::H2c, &settings);
+        let m = mirror_head(
+            http1_client,
+            true,
+            BackendProtocol::H2c,
+            Shape::of(&settings, None),
+        );
         assert!(
             !m.headers.contains_key("te"),
             "an HTTP/1.1 client's TE is hop by hop"
@@ -324,28 +311,10 @@ mod tests {
             p.clone(),
             true,
             BackendProtocol::Http1,
-            &MirrorSettings::default(),
+            Shape::of(&MirrorSettings::default(), None),
         );
         assert_eq!(m.headers.get("transfer-encoding").unwrap(), "chunked");
         assert!(!m.headers.contains_key("content-length"));
-    }
-
-    #[test]
-    fn host_suffix_goes_before_the_port() {
-        assert_eq!(suffixed_host("a.com", "-shadow"), "a.com-shadow");
-        assert_eq!(suffixed_host("a.com:8080", "-shadow"), "a.com-shadow:8080");
-    }
-
-    #[test]
-    fn host_suffix_leaves_ip_literals_unchanged() {
-        for ip in ["[::1]:80", "[::1]", "10.0.0.1", "10.0.0.1:8080", "::1"] {
-            assert_eq!(suffixed_host(ip, "-s"), ip);
-        }
-        // A name that merely starts with digits is still a name.
-        assert_eq!(
-            suffixed_host("10.0.0.1.nip.io:80", "-s"),
-            "10.0.0.1.nip.io-s:80"
-        );
     }
 
     #[test]
@@ -359,7 +328,12 @@ mod tests {
             headers: headers(&[("x-k", "new")], &[("x-mirror", "1")], &["x-drop"]),
             ..MirrorSettings::default()
         };
-        let m = mirror_head(p.clone(), false, BackendProtocol::Http1, &options);
+        let m = mirror_head(
+            p.clone(),
+            false,
+            BackendProtocol::Http1,
+            Shape::of(&options, None),
+        );
         assert_eq!(m.headers.get("host").unwrap(), "a.com-shadow:80");
         assert_eq!(m.headers.get("x-k").unwrap(), "new");
         assert_eq!(m.headers.get("x-mirror").unwrap(), "1");
@@ -395,7 +369,12 @@ mod tests {
             ],
         );
         assert_eq!(check_mirrorable(&p), Ok(()));
-        let m = mirror_head(p, false, BackendProtocol::Http1, &MirrorSettings::default());
+        let m = mirror_head(
+            p,
+            false,
+            BackendProtocol::Http1,
+            Shape::of(&MirrorSettings::default(), None),
+        );
         for gone in ["connection", "upgrade", "http2-settings"] {
             assert!(!m.headers.contains_key(gone), "{gone} should be removed");
         }
@@ -404,7 +383,12 @@ mod tests {
     #[test]
     fn a_body_of_unknown_length_to_an_h2c_mirror_has_no_transfer_encoding() {
         let p = primary("POST", &[("host", "h"), ("transfer-encoding", "chunked")]);
-        let m = mirror_head(p, true, BackendProtocol::H2c, &MirrorSettings::default());
+        let m = mirror_head(
+            p,
+            true,
+            BackendProtocol::H2c,
+            Shape::of(&MirrorSettings::default(), None),
+        );
         assert!(!m.headers.contains_key("transfer-encoding"));
         assert!(!m.headers.contains_key("content-length"));
     }
@@ -412,13 +396,18 @@ mod tests {
     #[test]
     fn an_empty_post_keeps_content_length_zero() {
         let p = primary("POST", &[("host", "h"), ("content-length", "0")]);
-        let m = mirror_head(p, false, BackendProtocol::Http1, &MirrorSettings::default());
+        let m = mirror_head(
+            p,
+            false,
+            BackendProtocol::Http1,
+            Shape::of(&MirrorSettings::default(), None),
+        );
         assert_eq!(m.headers.get("content-length").unwrap(), "0");
         let get = mirror_head(
             primary("GET", &[("host", "h")]),
             false,
             BackendProtocol::Http1,
-            &MirrorSettings::default(),
+            Shape::of(&MirrorSettings::default(), None),
         );
         assert!(!get.headers.contains_key("content-length"));
     }
@@ -431,7 +420,7 @@ mod tests {
             host_suffix: Some("-shadow".into()),
             ..MirrorSettings::default()
         };
-        let m = mirror_head(p, false, BackendProtocol::H2c, &options);
+        let m = mirror_head(p, false, BackendProtocol::H2c, Shape::of(&options, None));
         assert_eq!(m.headers.get("host").unwrap(), "a.com-shadow:8443");
         assert_eq!(m.uri.authority().unwrap().as_str(), "a.com-shadow:8443");
         assert_eq!(m.raw_path(), b"/x?y=1");
@@ -444,12 +433,17 @@ mod tests {
             ..MirrorSettings::default()
         };
         let p = primary_at("GET", b"http://a.com/x?y=%2F", &[("host", "a.com")]);
-        let m = mirror_head(p, false, BackendProtocol::Http1, &options);
+        let m = mirror_head(p, false, BackendProtocol::Http1, Shape::of(&options, None));
         assert_eq!(m.headers.get("host").unwrap(), "a.com-shadow");
         assert_eq!(m.raw_path(), b"/x?y=%2F");
         // Host unchanged: the target is sent as the client wrote it.
         let p = primary_at("GET", b"http://a.com/x", &[("host", "a.com")]);
-        let m = mirror_head(p, false, BackendProtocol::Http1, &MirrorSettings::default());
+        let m = mirror_head(
+            p,
+            false,
+            BackendProtocol::Http1,
+            Shape::of(&MirrorSettings::default(), None),
+        );
         assert_eq!(m.raw_path(), b"http://a.com/x");
     }
 }

@@ -9,7 +9,8 @@ use std::time::Duration;
 use rustls::sign::CertifiedKey;
 use sluice_controller::publish::Store;
 use sluice_controller::snapshot::{
-    Backend, BackendProtocol, BackendTarget, BindProtocol, Filter, Fraction, Mirror, Snapshot,
+    Backend, BackendProtocol, BackendTarget, BindProtocol, Filter, Fraction, Mirror, MirrorPolicy,
+    Snapshot,
 };
 use sluice_gateway::metrics::Metrics;
 use sluice_gateway::mirror::{MirrorEngine, MirrorMetrics, MirrorOptions, Outcome};
@@ -59,6 +60,23 @@ pub fn mirror_h2c(name: &str, addr: SocketAddr) -> Filter {
     })
 }
 
+/// A RequestMirror of every request to `backend`, its copies shaped by `policy`.
+pub fn mirror_with_policy(backend: Arc<Backend>, policy: MirrorPolicy) -> Filter {
+    Filter::Mirror(Mirror {
+        backend,
+        fraction: Fraction::ALL,
+        policy: Some(Arc::new(policy)),
+    })
+}
+
+/// One rule of a gateway with several: route `default/{route}`, `PathPrefix {prefix}`, to the
+/// primary with `filters`.
+pub struct Rule {
+    pub route: &'static str,
+    pub prefix: &'static str,
+    pub filters: Vec<Filter>,
+}
+
 /// The label `sluice_mirror_*` metrics use for the mirror `name` of [`mirror`].
 pub fn label(name: &str) -> String {
     format!("default/{name}:8080")
@@ -71,6 +89,15 @@ impl Gateway {
         options: MirrorOptions,
     ) -> Gateway {
         Gateway::start_with(backend("pipy", primary), filters, options, false).await
+    }
+
+    /// A gateway with one route per rule, all to the primary at `primary`.
+    pub async fn start_rules(
+        primary: SocketAddr,
+        rules: Vec<Rule>,
+        options: MirrorOptions,
+    ) -> Gateway {
+        Gateway::start_on(backend("pipy", primary), rules, options, false, None).await
     }
 
     /// [`Gateway::start`] whose listener also takes HTTP/2 with prior knowledge (h2c clients).
@@ -103,7 +130,7 @@ impl Gateway {
         key: Arc<CertifiedKey>,
     ) -> Gateway {
         let primary = backend_speaking("pipy", primary, BackendProtocol::H2c);
-        Gateway::start_on(primary, filters, options, true, Some(key)).await
+        Gateway::start_on(primary, web(filters), options, true, Some(key)).await
     }
 
     async fn start_with(
@@ -112,13 +139,13 @@ impl Gateway {
         options: MirrorOptions,
         downstream_h2c: bool,
     ) -> Gateway {
-        Gateway::start_on(primary, filters, options, downstream_h2c, None).await
+        Gateway::start_on(primary, web(filters), options, downstream_h2c, None).await
     }
 
     /// Served over TLS with `key` when it is set.
     async fn start_on(
         primary: Arc<Backend>,
-        filters: Vec<Filter>,
+        rules: Vec<Rule>,
         options: MirrorOptions,
         downstream_h2c: bool,
         key: Option<Arc<CertifiedKey>>,
@@ -126,7 +153,7 @@ impl Gateway {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let store = Store::new();
-        let mut snapshot = snapshot(addr, primary, filters);
+        let mut snapshot = snapshot(addr, primary, rules);
         if let Some(key) = &key {
             snapshot.binds[0].protocol = BindProtocol::Https;
             snapshot.binds[0].listeners[0].tls = Some(key.clone());
@@ -173,7 +200,12 @@ impl Gateway {
     }
 
     pub fn count(&self, mirror: &str, outcome: Outcome) -> u64 {
-        self.engine.metrics().count(ROUTE, &label(mirror), outcome)
+        self.count_on(ROUTE, mirror, outcome)
+    }
+
+    /// [`Gateway::count`] for the route `route` (`namespace/name`).
+    pub fn count_on(&self, route: &str, mirror: &str, outcome: Outcome) -> u64 {
+        self.engine.metrics().count(route, &label(mirror), outcome)
     }
 
     /// Every outcome of `mirror`, summed.
@@ -220,14 +252,26 @@ impl Gateway {
     }
 }
 
-/// One route `default/web`, `PathPrefix /` with `filters`, to the backend `primary`.
-fn snapshot(addr: SocketAddr, primary: Arc<Backend>, filters: Vec<Filter>) -> Snapshot {
-    let to_primary = proxy::weighted(1, BackendTarget::Service(primary));
-    let action = proxy::action(filters, vec![to_primary]);
-    proxy::snapshot(
-        addr,
-        proxy::any(vec![proxy::entry("web", proxy::prefix("/"), action)]),
-    )
+/// The one rule of most gateways: route `default/web`, `PathPrefix /` with `filters`.
+fn web(filters: Vec<Filter>) -> Vec<Rule> {
+    vec![Rule {
+        route: "web",
+        prefix: "/",
+        filters,
+    }]
+}
+
+/// A route per rule, each to the backend `primary`.
+fn snapshot(addr: SocketAddr, primary: Arc<Backend>, rules: Vec<Rule>) -> Snapshot {
+    let entries = rules
+        .into_iter()
+        .map(|rule| {
+            let to_primary = proxy::weighted(1, BackendTarget::Service(primary.clone()));
+            let action = proxy::action(rule.filters, vec![to_primary]);
+            proxy::entry(rule.route, proxy::prefix(rule.prefix), action)
+        })
+        .collect();
+    proxy::snapshot(addr, proxy::any(entries))
 }
 
 pub fn client() -> reqwest::Client {

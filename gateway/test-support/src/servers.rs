@@ -23,6 +23,8 @@ use tokio::task::JoinHandle;
 pub struct Received {
     pub method: String,
     pub path: String,
+    /// The target's authority: an HTTP/2 request's `:authority`; `None` for an origin-form target.
+    pub authority: Option<String>,
     pub headers: http::HeaderMap,
     pub body_len: u64,
     pub sha256: String,
@@ -39,6 +41,7 @@ impl Received {
                 .path_and_query()
                 .map(|p| p.to_string())
                 .unwrap_or_default(),
+            authority: parts.uri.authority().map(|a| a.to_string()),
             headers: parts.headers,
             body_len,
             sha256,
@@ -333,6 +336,7 @@ impl RawHead {
         Received {
             method: self.method,
             path: self.path,
+            authority: None,
             headers: self.headers,
             body_len: body.len() as u64,
             sha256: sha256(body),

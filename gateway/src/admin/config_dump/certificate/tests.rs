@@ -39,24 +39,46 @@ fn a_generated_certificate_reports_its_names_and_validity() {
 
 #[test]
 fn bytes_that_are_not_a_certificate_are_reported_not_fatal() {
-    let summary = summarize(&[CertificateDer::from(vec![0x30, 0x05, 0x01])]);
+    let CertificateSummary::Unreadable { unreadable } =
+        summarize(&[CertificateDer::from(vec![0x30, 0x05, 0x01])])
+    else {
+        panic!("read a truncated SEQUENCE as a certificate");
+    };
+    assert!(
+        unreadable.starts_with("not an X.509 certificate: "),
+        "{unreadable}"
+    );
     assert_eq!(
-        summary,
+        summarize(&[]),
         CertificateSummary::Unreadable {
-            unreadable: "truncated DER".into()
+            unreadable: "empty certificate chain".into()
         }
     );
-    assert!(matches!(
-        summarize(&[]),
-        CertificateSummary::Unreadable { .. }
-    ));
 }
 
 #[test]
-fn unnamed_attribute_types_print_as_dotted_oids() {
-    // 1.2.840.113549.1.9.1, emailAddress.
-    assert_eq!(
-        attribute_name(&[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x01]),
-        "1.2.840.113549.1.9.1"
-    );
+fn a_certificate_without_alt_names_reports_an_empty_list() {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    let mut subject = DistinguishedName::new();
+    subject.push(DnType::CommonName, "no-san");
+    params.distinguished_name = subject;
+    let CertificateSummary::Read(info) = summarize(&[generated(params)]) else {
+        panic!("unreadable");
+    };
+    assert_eq!(info.subject, "CN=no-san");
+    assert!(info.subject_alt_names.is_empty());
+    assert_eq!(info.chain_length, 1);
+}
+
+#[test]
+fn unnamed_attribute_types_print_as_their_oid() {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    let mut subject = DistinguishedName::new();
+    subject.push(DnType::CommonName, "a");
+    subject.push(DnType::CustomDnType(vec![1, 3, 6, 1, 4, 1, 99999, 1]), "b");
+    params.distinguished_name = subject;
+    let CertificateSummary::Read(info) = summarize(&[generated(params)]) else {
+        panic!("unreadable");
+    };
+    assert_eq!(info.subject, "CN=a, OID(1.3.6.1.4.1.99999.1)=b");
 }

@@ -1,14 +1,10 @@
 //! A data plane's kube source reads only the Secrets its Gateway references, each watched by name,
 //! and still serves their certificates (docs/kubernetes.md, "Permissions").
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use k8s_openapi::ByteString;
-use serde_json::{json, Value};
+use serde_json::Value;
 use sluice_controller::publish::Store;
 use sluice_controller::resources::Resources;
 use sluice_controller::snapshot::Snapshot;
@@ -22,40 +18,13 @@ const LIMIT: Duration = Duration::from_secs(15);
 /// A `kubernetes.io/tls` Secret `demo/name` holding a fresh self-signed certificate for `host`.
 fn tls_secret(name: &str, host: &str) -> Value {
     let generated = rcgen::generate_simple_self_signed(vec![host.to_string()]).expect("rcgen");
-    let data = BTreeMap::from([
-        (
-            "tls.crt".to_string(),
-            ByteString(generated.cert.pem().into_bytes()),
-        ),
-        (
-            "tls.key".to_string(),
-            ByteString(generated.key_pair.serialize_pem().into_bytes()),
-        ),
-    ]);
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            namespace: Some("demo".into()),
-            ..ObjectMeta::default()
-        },
-        type_: Some("kubernetes.io/tls".into()),
-        data: Some(data),
-        ..Secret::default()
-    };
-    let mut value = serde_json::to_value(secret).expect("a Secret");
-    value["apiVersion"] = json!("v1");
-    value["kind"] = json!("Secret");
-    value
+    let key = generated.key_pair.serialize_pem();
+    objects::tls_secret("demo", name, &generated.cert.pem(), &key)
 }
 
 /// Gateway `demo/web` with one HTTPS listener for `secure.example` using Secret `cert`.
 fn https_gateway(cert: &str) -> Value {
-    let mut gw = objects::gateway("demo", "web", 8443);
-    gw["spec"]["listeners"] = json!([{
-        "name": "https", "port": 8443, "protocol": "HTTPS", "hostname": "secure.example",
-        "tls": {"mode": "Terminate", "certificateRefs": [{"name": cert}]},
-    }]);
-    gw
+    objects::https_gateway("demo", "web", 8443, "secure.example", &[cert])
 }
 
 /// Waits until the published objects satisfy `ok`.

@@ -5,11 +5,7 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use sluice_controller::provision::ProvisionerConfig;
-use sluice_controller::publish::Store;
-use sluice_controller::replica;
-use sluice_testing::{cluster, objects, until, AbortOnDrop, FakeApiServer};
-use tokio::sync::watch;
+use sluice_testing::{cluster, objects, until, FakeApiServer};
 
 const LIMIT: Duration = Duration::from_secs(20);
 const RBAC: &str = "rbac.authorization.k8s.io/v1";
@@ -43,21 +39,6 @@ fn grant_from_demo() -> Value {
             "to": [{"group": "", "kind": "Secret", "name": "shared"}],
         },
     })
-}
-
-fn start_controller(server: &FakeApiServer) -> AbortOnDrop {
-    let client = server.client_as("controller").expect("client");
-    let (leader_tx, leader) = watch::channel(true);
-    let config = ProvisionerConfig {
-        image: "example.test/sluice:dev".into(),
-        resync: Duration::from_secs(3600),
-        probe: Default::default(),
-    };
-    let mut tasks = replica::spawn(client, Store::new(), leader, config);
-    tasks.push(tokio::spawn(async move {
-        leader_tx.closed().await;
-    }));
-    AbortOnDrop(tasks)
 }
 
 /// The Secret names the Role in `namespace` grants, if it exists.
@@ -97,7 +78,7 @@ async fn a_data_plane_is_granted_exactly_its_listeners_secrets_and_loses_them_wi
         ]),
     ])
     .await;
-    let _tasks = start_controller(&server);
+    let _tasks = cluster::leading_controller(&server, Duration::from_secs(3600));
 
     let demo = until("the Role in demo", LIMIT, || granted(&server, "demo")).await;
     assert_eq!(demo, ["web-cert"]);

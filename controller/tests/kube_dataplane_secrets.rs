@@ -71,6 +71,9 @@ async fn a_data_plane_reads_only_the_secrets_its_listeners_reference_and_serves_
         https_gateway("web-cert"),
     ])
     .await;
+    // As the provisioner's Role allows: this one Secret, by name. A namespace-wide or
+    // cluster-wide Secret list would be refused, and the source would never publish.
+    server.restrict_secrets("proxy", &[("demo", "web-cert")]);
     let store = Store::new();
     let options = TranslateOptions {
         only_gateway: Some(("demo".into(), "web".into())),
@@ -93,15 +96,34 @@ async fn a_data_plane_reads_only_the_secrets_its_listeners_reference_and_serves_
     );
     assert!(serves_a_certificate(&store.load()));
 
-    // The listener moves to another Secret: it is watched by name from then on, the old one no
-    // longer held.
+    // The listener moves to another Secret before the Role does: refused, it reads as absent
+    // (the listener is not served) and the old one is no longer held...
     server
         .apply(https_gateway("web-cert-2"))
         .expect("gateway update");
+    until_resources(&mut resources, "the old certificate dropped", |r| {
+        r.secrets.is_empty()
+    })
+    .await;
+    assert!(server.refused_requests("proxy") > 0);
+    assert!(!serves_a_certificate(&store.load()));
+
+    // ...until the Role follows, when it is watched and served.
+    server.restrict_secrets("proxy", &[("demo", "web-cert-2")]);
     let next = until_resources(&mut resources, "the new certificate", |r| {
         secret_names(r) == ["web-cert-2"]
     })
     .await;
     assert!(!secret_names(&next).contains(&"someone-elses".to_string()));
-    assert!(serves_a_certificate(&store.load()));
+    let served = within("the new certificate served", LIMIT, async {
+        loop {
+            let snapshot = store.load();
+            if serves_a_certificate(&snapshot) {
+                return snapshot;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(serves_a_certificate(&served));
 }

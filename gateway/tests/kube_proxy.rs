@@ -231,6 +231,8 @@ async fn an_https_listener_serves_the_certificate_read_by_name() {
     ] {
         server.apply(object).expect("seed");
     }
+    // What the provisioner's Role grants: this Secret, by name, and no other.
+    server.restrict_secrets("proxy", &[("demo", "web-cert")]);
     let proxy = start_proxy(&server).await;
     let client = reqwest::Client::builder()
         .use_rustls_tls()

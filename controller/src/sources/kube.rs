@@ -182,14 +182,17 @@ impl KubeSource {
         let mut previous = None;
         loop {
             let mut resources = readers.resources(self.mode);
+            // A listener's new reference is watched from now on. Until it has listed (or been
+            // refused) nothing is published, so a changed certificate never shows as missing;
+            // its first list wakes this loop.
+            let mut settled = true;
             if let Some(named) = &mut named_secrets {
-                // A listener's new reference is watched from now on; it wakes this loop once
-                // it has listed.
                 named.watch_only(&self.wanted_secrets(&resources));
                 resources.secrets = named.secrets();
+                settled = named.all_ready();
             }
             let digest = resources.digest();
-            if previous != Some(digest) {
+            if settled && previous != Some(digest) {
                 self.publish(&resources);
                 previous = Some(digest);
             }

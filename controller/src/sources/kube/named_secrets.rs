@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::ListParams;
 use kube::runtime::reflector::{self, Store as Reader};
@@ -73,6 +74,13 @@ impl NamedSecrets {
             watch.reader.wait_until_ready().await?;
         }
         Ok(())
+    }
+
+    /// Whether every watched Secret has listed once (or turned out not to be readable yet).
+    pub(super) fn all_ready(&self) -> bool {
+        self.watches
+            .values()
+            .all(|w| w.reader.wait_until_ready().now_or_never().is_some())
     }
 
     /// The watched Secrets that exist and may be read, sorted by namespace and name.

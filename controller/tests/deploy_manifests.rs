@@ -70,7 +70,7 @@ fn str_at<'a>(doc: &'a Value, pointer: &str) -> Option<&'a str> {
     doc.pointer(pointer).and_then(Value::as_str)
 }
 
-/// The kustomize features deploy/ uses (deploy_render.rs renders them with kustomize itself).
+/// The kustomize features deploy/ uses (deploy_render/kustomize.rs renders them).
 const KUSTOMIZE_KEYS: &[&str] = &[
     "apiVersion",
     "kind",
@@ -119,7 +119,7 @@ fn listed_paths(doc: &Value) -> Result<Vec<String>, String> {
 }
 
 /// Files a kustomization names as a patch: partial objects, checked once rendered
-/// (deploy_render.rs).
+/// (deploy_render/).
 fn patch_files(files: &[PathBuf]) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for file in files.iter().filter(|f| f.ends_with("kustomization.yaml")) {

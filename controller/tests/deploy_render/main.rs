@@ -3,9 +3,11 @@
 //! no CRD but the Gateway API's, one image everywhere, namespaces where they belong, and the
 //! data plane's RBAC grants no Secret.
 //!
-//! Rendering uses `kubectl kustomize` (or `kustomize build`) from PATH: kustomize's semantics
-//! (components, replacements, strategic-merge patches, images) are not reimplemented here, and a
-//! machine without either fails loudly rather than skipping.
+//! Rendering uses the small in-test kustomize in `kustomize.rs` (the features deploy/ uses, and
+//! a loud failure on any other), so the checks run without a cluster tool; where `kubectl` is on
+//! PATH, `the_in_test_renderer_agrees_with_kubectl_kustomize` checks it against the real one.
+
+mod kustomize;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -45,47 +47,86 @@ fn kustomizations() -> Vec<String> {
         .collect()
 }
 
-/// The renderer on PATH: `kubectl kustomize DIR` or `kustomize build DIR`.
-fn renderer() -> Command {
-    let works = |program: &str, args: &[&str]| {
-        Command::new(program)
-            .args(args)
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if works("kubectl", &["version", "--client"]) {
+/// The objects `dir` (relative to deploy/) renders to, sorted by kind, namespace and name.
+fn render(dir: &str) -> Vec<Value> {
+    let mut objects = kustomize::build(&deploy_dir().join(dir))
+        .unwrap_or_else(|e| panic!("rendering {dir}: {e}"));
+    objects.sort_by_key(sort_key);
+    objects
+}
+
+fn sort_key(o: &Value) -> (String, String, String) {
+    let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    (
+        s(&o["kind"]),
+        s(&o["metadata"]["namespace"]),
+        s(&o["metadata"]["name"]),
+    )
+}
+
+/// `kubectl kustomize` on PATH, if there is one.
+fn kubectl() -> Option<Command> {
+    let works = Command::new("kubectl")
+        .args(["version", "--client"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    works.then(|| {
         let mut c = Command::new("kubectl");
         c.arg("kustomize");
         c
-    } else if works("kustomize", &["version"]) {
-        let mut c = Command::new("kustomize");
-        c.arg("build");
-        c
-    } else {
-        panic!("rendering deploy/ needs `kubectl` (with its built-in kustomize v5) or `kustomize` on PATH");
-    }
+    })
 }
 
-/// The objects `dir` (relative to deploy/) renders to.
-fn render(dir: &str) -> Vec<Value> {
-    let out = renderer()
+/// What `kubectl kustomize` renders `dir` to, sorted as [`render`] sorts.
+fn render_with(mut kubectl: Command, dir: &str) -> Vec<Value> {
+    let out = kubectl
         .arg(deploy_dir().join(dir))
         .output()
-        .expect("the renderer runs");
+        .expect("kubectl runs");
     assert!(
         out.status.success(),
-        "rendering {dir} failed: {}",
+        "kubectl kustomize {dir} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8(out.stdout).expect("UTF-8");
-    serde_yaml_ng::Deserializer::from_str(&text)
+    let mut objects: Vec<Value> = serde_yaml_ng::Deserializer::from_str(&text)
         .map(|d| {
             let v: Value = serde::Deserialize::deserialize(d)
-                .unwrap_or_else(|e| panic!("{dir}: rendered invalid YAML: {e}"));
+                .unwrap_or_else(|e| panic!("{dir}: kubectl rendered invalid YAML: {e}"));
             v
         })
         .filter(|v| !v.is_null())
-        .collect()
+        .collect();
+    objects.sort_by_key(sort_key);
+    objects
+}
+
+#[test]
+fn the_in_test_renderer_agrees_with_kubectl_kustomize() {
+    let Some(_) = kubectl() else {
+        eprintln!("kubectl is not on PATH: the in-test kustomize is not cross-checked here");
+        return;
+    };
+    for dir in kustomizations() {
+        let real = render_with(kubectl().expect("kubectl"), &dir);
+        assert_eq!(
+            render(&dir),
+            real,
+            "{dir}: the in-test kustomize differs from kubectl's"
+        );
+    }
+}
+
+#[test]
+fn the_in_test_renderer_refuses_what_it_does_not_know() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    std::fs::write(
+        dir.path().join("kustomization.yaml"),
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamePrefix: x-\n",
+    )
+    .expect("written");
+    let err = kustomize::build(dir.path()).expect_err("namePrefix is not implemented");
+    assert!(err.contains("namePrefix"), "{err}");
 }
 
 fn kind_of(o: &Value) -> (&str, &str) {

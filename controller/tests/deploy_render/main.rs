@@ -19,6 +19,7 @@ use gateway_api::apis::experimental::httproutes::HttpRoute;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, PodSpec, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sluice_controller::provision::params::{DataPlaneParams, WorkloadKind};
@@ -163,6 +164,9 @@ fn decode(o: &Value) {
         ("gateway.networking.k8s.io/v1", "GatewayClass") => drop(typed::<GatewayClass>(o)),
         ("gateway.networking.k8s.io/v1", "Gateway") => drop(typed::<Gateway>(o)),
         ("gateway.networking.k8s.io/v1", "HTTPRoute") => drop(typed::<HttpRoute>(o)),
+        ("apiextensions.k8s.io/v1", "CustomResourceDefinition") => {
+            drop(typed::<CustomResourceDefinition>(o))
+        }
         // No Rust types: deploy_manifests.rs checks their fields in the source files.
         ("monitoring.coreos.com/v1", "PodMonitor" | "PrometheusRule") => {}
         (api_version, kind) => panic!("{api_version} {kind} has no type here: add one"),
@@ -171,6 +175,7 @@ fn decode(o: &Value) {
 
 /// Kinds that are cluster-scoped; every other rendered object must name its namespace.
 const CLUSTER_SCOPED: &[&str] = &[
+    "CustomResourceDefinition",
     "Namespace",
     "ClusterRole",
     "ClusterRoleBinding",
@@ -251,11 +256,13 @@ fn every_kustomization_renders_and_every_object_decodes_into_its_type() {
 #[test]
 fn the_base_installs_on_a_cluster_with_only_the_gateway_api_crds() {
     let objects = render("base");
-    // Built-in groups plus the Gateway API's; nothing of another operator's CRDs.
+    // Built-in groups plus the Gateway API's; nothing of another operator's CRDs. Sluice may
+    // install CRDs of its own (they need nothing installed first).
     let allowed = [
         "v1",
         "apps/v1",
         "rbac.authorization.k8s.io/v1",
+        "apiextensions.k8s.io/v1",
         "gateway.networking.k8s.io/v1",
     ];
     for o in &objects {

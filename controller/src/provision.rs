@@ -1,7 +1,9 @@
 //! The provisioner: while leading, checks every Sluice GatewayClass's `parametersRef`, gives
 //! every accepted Gateway of a class with valid parameters its data plane (Deployment or
 //! DaemonSet running `sluice proxy`, Service, ServiceAccount, PodDisruptionBudget, all owned by
-//! the Gateway, plus a ClusterRoleBinding to the read-only `sluice-dataplane` role) and reports
+//! the Gateway, plus a ClusterRoleBinding to the read-only `sluice-dataplane` role and, in each
+//! namespace holding a Secret the Gateway references, a Role and RoleBinding granting exactly
+//! those Secrets ([`secret_roles`])) and reports
 //! both to the status writer ([`Provisioning`], in [`state`]: the provisioner does not depend on
 //! the writer).
 //!

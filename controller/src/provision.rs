@@ -1,7 +1,9 @@
 //! The provisioner: while leading, checks every Sluice GatewayClass's `parametersRef`, gives
 //! every accepted Gateway of a class with valid parameters its data plane (Deployment or
 //! DaemonSet running `sluice proxy`, Service, ServiceAccount, PodDisruptionBudget, all owned by
-//! the Gateway, plus a ClusterRoleBinding to the read-only `sluice-dataplane` role) and reports
+//! the Gateway, plus a ClusterRoleBinding to the read-only `sluice-dataplane` role and, in each
+//! namespace holding a Secret the Gateway references, a Role and RoleBinding granting exactly
+//! those Secrets ([`secret_roles`])) and reports
 //! both to the status writer ([`Provisioning`], in [`state`]: the provisioner does not depend on
 //! the writer).
 //!
@@ -19,6 +21,7 @@ pub mod manifests;
 pub mod mirror_params;
 pub mod params;
 pub mod probe;
+pub mod secret_roles;
 mod state;
 mod triggers;
 
@@ -31,7 +34,7 @@ use gateway_api::apis::experimental::gatewayclasses::GatewayClass;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, Role, RoleBinding};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Client, Resource, ResourceExt};
@@ -52,6 +55,7 @@ use crate::resources::Resources;
 use crate::snapshot::Snapshot;
 use crate::status::conditions::reasons::{self, INVALID_PARAMETERS};
 use crate::status::conditions::types;
+use crate::translate::secret_refs;
 use crate::{CONTROLLER_NAME, FIELD_MANAGER};
 
 /// How long a wake-up waits for more changes before reconciling.
@@ -266,6 +270,9 @@ impl Provisioner {
             }
         }
         let mut bindings = BTreeSet::new();
+        // Secret Roles to keep: `(namespace, name)` of those reconciled now, and by name those of
+        // Gateways left as they were (their data plane keeps its access until the Gateway goes).
+        let mut secret_roles = SecretRolesToKeep::default();
         for gateway in &resources.gateways {
             let class = gateway.spec.gateway_class_name.as_str();
             let Some(verdict) = classes.get(class) else {
@@ -278,6 +285,9 @@ impl Provisioner {
             } = &key;
             // Its data plane, if it has one, keeps its permissions until the Gateway is gone.
             bindings.insert(manifests::binding_name(gateway));
+            secret_roles
+                .untouched
+                .insert(manifests::binding_name(gateway));
             let params = match verdict {
                 ClassParams::Valid(params) => params,
                 // A bad parameter change leaves an existing data plane as it is: a typo in the
@@ -313,7 +323,26 @@ impl Provisioner {
                     }
                 };
             let objects = manifests::build(gateway, &set_ports, &params, &self.config.image);
-            let plane = match self.apply_all(&objects, ns).await {
+            let secrets = secret_refs::gateway_secrets(
+                resources,
+                gateway,
+                Some(&attached_listener_sets(&snapshot, &key)),
+            );
+            let access = secret_roles::build(gateway, &secrets);
+            secret_roles
+                .untouched
+                .remove(&manifests::binding_name(gateway));
+            secret_roles.wanted.extend(
+                access
+                    .iter()
+                    .map(|a| (a.role.namespace(), a.role.name_any())),
+            );
+            // Before the pods exist, so their first watch of a Secret is already allowed.
+            let applied = match self.apply_secret_access(&access).await {
+                Ok(()) => self.apply_all(&objects, ns).await,
+                Err(e) => Err(e),
+            };
+            let plane = match applied {
                 Ok(mut plane) => {
                     if plane.short_of_pods {
                         plane.unbound_ports = self.unbound_ports(ns, name).await;
@@ -334,6 +363,10 @@ impl Provisioner {
         if let Err(e) = self.delete_stale_bindings(&bindings).await {
             out.incomplete = true;
             tracing::warn!("cleaning up data-plane ClusterRoleBindings: {e}");
+        }
+        if let Err(e) = self.delete_stale_secret_roles(&secret_roles).await {
+            out.incomplete = true;
+            tracing::warn!("cleaning up data-plane Secret Roles: {e}");
         }
         out
     }
@@ -514,6 +547,50 @@ impl Provisioner {
         })
     }
 
+    /// Each namespace's Role and RoleBinding granting the data plane its Secrets by name.
+    async fn apply_secret_access(
+        &self,
+        access: &[secret_roles::SecretAccess],
+    ) -> Result<(), ProvisionError> {
+        for a in access {
+            let ns = a.role.namespace().unwrap_or_default();
+            apply(Api::<Role>::namespaced(self.client.clone(), &ns), &a.role).await?;
+            apply(
+                Api::<RoleBinding>::namespaced(self.client.clone(), &ns),
+                &a.role_binding,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the Secret Roles and RoleBindings of Gateways that are gone, and those of a
+    /// namespace whose Secrets a Gateway no longer references. Only those in the Gateway's own
+    /// namespace are owned by it; the API server's garbage collector does not reach the others.
+    async fn delete_stale_secret_roles(
+        &self,
+        keep: &SecretRolesToKeep,
+    ) -> Result<(), ProvisionError> {
+        let selector = format!("{MANAGED_BY}=sluice");
+        let roles: Api<Role> = Api::all(self.client.clone());
+        let list = roles
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(|source| api_error("listing", "Role", "", source))?;
+        for role in list {
+            let is_dataplane = role.labels().contains_key(GATEWAY_LABEL)
+                && role.labels().contains_key(GATEWAY_NAMESPACE_LABEL);
+            let (ns, name) = (role.namespace().unwrap_or_default(), role.name_any());
+            if is_dataplane && !keep.keeps(&ns, &name) {
+                let api = Api::<RoleBinding>::namespaced(self.client.clone(), &ns);
+                delete_if_present(&api, &name).await?;
+                let api = Api::<Role>::namespaced(self.client.clone(), &ns);
+                delete_if_present(&api, &name).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// ClusterRoleBindings cannot be owned by a Gateway: delete those whose Gateway is gone.
     async fn delete_stale_bindings(&self, keep: &BTreeSet<String>) -> Result<(), ProvisionError> {
         let api: Api<ClusterRoleBinding> = Api::all(self.client.clone());
@@ -531,6 +608,36 @@ impl Provisioner {
         }
         Ok(())
     }
+}
+
+/// Which data-plane Secret Roles one reconcile keeps.
+#[derive(Debug, Default)]
+struct SecretRolesToKeep {
+    /// `(namespace, name)` of the Roles the reconciled Gateways need.
+    wanted: BTreeSet<(Option<String>, String)>,
+    /// Role names of the Gateways this reconcile left as they were, in any namespace.
+    untouched: BTreeSet<String>,
+}
+
+impl SecretRolesToKeep {
+    fn keeps(&self, namespace: &str, name: &str) -> bool {
+        self.untouched.contains(name)
+            || self
+                .wanted
+                .contains(&(Some(namespace.to_string()), name.to_string()))
+    }
+}
+
+/// `namespace/name` of the ListenerSets whose listeners translation admitted to the Gateway `key`.
+fn attached_listener_sets(snapshot: &Snapshot, key: &GatewayKey) -> BTreeSet<String> {
+    let label = format!("{}/{}", key.namespace, key.name);
+    snapshot
+        .binds
+        .iter()
+        .flat_map(|b| &b.listeners)
+        .filter(|l| l.gateway == label)
+        .filter_map(|l| l.listener_set.clone())
+        .collect()
 }
 
 /// The ports translation binds for ListenerSet listeners of the Gateway `key`: only the

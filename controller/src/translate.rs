@@ -24,6 +24,7 @@ mod matches;
 mod reference_grant;
 mod route;
 mod rule;
+pub mod secret_refs;
 mod tls;
 mod tls_route;
 mod verdict;

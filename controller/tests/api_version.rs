@@ -20,6 +20,7 @@ fn versions(text: &str) -> Vec<String> {
 fn the_install_notes_name_the_version_sluice_targets() {
     for doc in [
         "deploy/README.md",
+        "deploy/base/kustomization.yaml",
         "docs/kubernetes.md",
         "docs/standalone.md",
     ] {

@@ -16,7 +16,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{json, Value};
 use sluice_testing::files::files_under;
 
 fn deploy_dir() -> PathBuf {
@@ -70,32 +70,67 @@ fn str_at<'a>(doc: &'a Value, pointer: &str) -> Option<&'a str> {
     doc.pointer(pointer).and_then(Value::as_str)
 }
 
-/// kustomization.yaml has no Rust type: check its shape and that every resource it lists exists.
+/// The kustomize features deploy/ uses (deploy_render/kustomize.rs renders them).
+const KUSTOMIZE_KEYS: &[&str] = &[
+    "apiVersion",
+    "kind",
+    "namespace",
+    "labels",
+    "resources",
+    "components",
+    "images",
+    "patches",
+    "replacements",
+];
+
+/// kustomization.yaml has no Rust type: check its shape and that every file or directory it
+/// lists (resources, components, patches) exists.
 fn check_kustomization(file: &Path, doc: &Value) -> Result<(), String> {
-    const KNOWN: &[&str] = &[
-        "apiVersion",
-        "kind",
-        "namespace",
-        "labels",
-        "resources",
-        "images",
-    ];
     let map = doc.as_object().ok_or("not a map")?;
-    if let Some(key) = map.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+    if let Some(key) = map.keys().find(|k| !KUSTOMIZE_KEYS.contains(&k.as_str())) {
         return Err(format!("unexpected key {key}"));
     }
-    let resources = doc
-        .get("resources")
-        .and_then(Value::as_array)
-        .ok_or("resources must be a list")?;
     let dir = file.parent().ok_or("no parent directory")?;
-    for r in resources {
-        let name = r.as_str().ok_or("resource entries are strings")?;
-        if !dir.join(name).exists() {
+    for name in listed_paths(doc)? {
+        if !dir.join(&name).exists() {
             return Err(format!("lists {name}, which does not exist"));
         }
     }
     Ok(())
+}
+
+/// The paths a kustomization lists: `resources`, `components` and `patches[].path`.
+fn listed_paths(doc: &Value) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for key in ["resources", "components"] {
+        for r in doc.get(key).and_then(Value::as_array).into_iter().flatten() {
+            out.push(r.as_str().ok_or("entries are strings")?.to_string());
+        }
+    }
+    for p in doc
+        .get("patches")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        out.push(str_at(p, "/path").ok_or("patches name a path")?.to_string());
+    }
+    Ok(out)
+}
+
+/// Files a kustomization names as a patch: partial objects, checked once rendered
+/// (deploy_render/).
+fn patch_files(files: &[PathBuf]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for file in files.iter().filter(|f| f.ends_with("kustomization.yaml")) {
+        let dir = file.parent().expect("a directory");
+        for doc in documents(file) {
+            if let Ok(paths) = listed_paths(&json!({"patches": doc.get("patches")})) {
+                out.extend(paths.iter().map(|p| dir.join(p)));
+            }
+        }
+    }
+    out
 }
 
 /// PodMonitor's CRD is not in k8s-openapi: check the fields Prometheus Operator requires.
@@ -130,7 +165,8 @@ fn check(file: &Path, doc: &Value) -> Result<String, String> {
     let api_version = str_at(doc, "/apiVersion").ok_or("no apiVersion")?;
     let kind = str_at(doc, "/kind").ok_or("no kind")?;
     let checked = match (api_version, kind) {
-        ("kustomize.config.k8s.io/v1beta1", "Kustomization") => check_kustomization(file, doc),
+        ("kustomize.config.k8s.io/v1beta1", "Kustomization")
+        | ("kustomize.config.k8s.io/v1alpha1", "Component") => check_kustomization(file, doc),
         ("monitoring.coreos.com/v1", "PodMonitor") => check_pod_monitor(doc),
         ("v1", "Namespace") => round_trip::<Namespace>(doc),
         ("v1", "ServiceAccount") => round_trip::<ServiceAccount>(doc),
@@ -172,7 +208,8 @@ fn every_deploy_manifest_decodes_into_its_type() {
     assert!(files.len() >= 10, "deploy/ holds the base and examples");
     let mut failures = Vec::new();
     let mut kinds = Vec::new();
-    for file in &files {
+    let patches = patch_files(&files);
+    for file in files.iter().filter(|f| !patches.contains(f)) {
         for (i, doc) in documents(file).iter().enumerate() {
             match check(file, doc) {
                 Ok(kind) => kinds.push(kind),
@@ -246,4 +283,55 @@ fn the_gateway_class_names_the_sluice_controller() {
         class.spec.controller_name,
         sluice_controller::CONTROLLER_NAME
     );
+}
+
+/// The Dockerfile's stages as `(name, instructions)`, comments and continuations joined.
+fn docker_stages(text: &str) -> Vec<(String, Vec<String>)> {
+    let joined = text.replace("\\\n", " ");
+    let mut stages: Vec<(String, Vec<String>)> = Vec::new();
+    for line in joined.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(from) = line.strip_prefix("FROM ") {
+            let name = from.split(" AS ").nth(1).unwrap_or("").trim().to_string();
+            stages.push((name, vec![line.to_string()]));
+        } else if let Some((_, instructions)) = stages.last_mut() {
+            instructions.push(line.to_string());
+        }
+    }
+    stages
+}
+
+#[test]
+fn the_image_caches_dependencies_apart_from_sources_and_runs_as_non_root() {
+    let text = std::fs::read_to_string(deploy_dir().join("Dockerfile")).expect("Dockerfile");
+    let stages = docker_stages(&text);
+    let names: Vec<&str> = stages.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["chef", "planner", "build", "runtime"]);
+    let (_, build) = &stages[2];
+    let position = |needle: &str| {
+        build
+            .iter()
+            .position(|i| i.contains(needle))
+            .unwrap_or_else(|| panic!("build stage lacks {needle}: {build:?}"))
+    };
+    assert!(
+        position("cargo chef cook") < position("COPY . ."),
+        "dependencies are built before the sources are copied, so their layer survives a source edit"
+    );
+    assert!(position("COPY . .") < position("cargo build --release --locked"));
+    let (_, runtime) = &stages[3];
+    assert!(runtime[0].contains("distroless"), "{runtime:?}");
+    assert!(
+        runtime.iter().any(|i| i == "USER 65532:65532"),
+        "{runtime:?}"
+    );
+
+    let ignore =
+        std::fs::read_to_string(deploy_dir().join("../.dockerignore")).expect(".dockerignore");
+    let ignored: Vec<&str> = ignore.lines().map(str::trim).collect();
+    for needed in ["target/", ".git/"] {
+        assert!(ignored.contains(&needed), ".dockerignore lacks {needed}");
+    }
 }

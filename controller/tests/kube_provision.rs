@@ -4,12 +4,8 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use sluice_controller::provision::ProvisionerConfig;
-use sluice_controller::publish::Store;
-use sluice_controller::replica;
 use sluice_testing::cluster::{self, condition, set_available, set_load_balancer_ip};
 use sluice_testing::{objects, until, AbortOnDrop, FakeApiServer};
-use tokio::sync::watch;
 
 const LIMIT: Duration = Duration::from_secs(20);
 const GW: &str = "gateway.networking.k8s.io/v1";
@@ -41,18 +37,7 @@ const NO_RESYNC: Duration = Duration::from_secs(3600);
 /// A leading controller: the replica `sluice controller` runs, always holding the Lease. Only a
 /// test that needs repeated reconciles of an unchanged world passes a short `resync`.
 fn start_controller(server: &FakeApiServer, resync: Duration) -> AbortOnDrop {
-    let client = server.client_as("controller").expect("client");
-    let (leader_tx, leader) = watch::channel(true);
-    let config = ProvisionerConfig {
-        image: "example.test/sluice:dev".into(),
-        resync,
-        probe: Default::default(),
-    };
-    let mut tasks = replica::spawn(client, Store::new(), leader, config);
-    tasks.push(tokio::spawn(async move {
-        leader_tx.closed().await;
-    }));
-    AbortOnDrop(tasks)
+    cluster::leading_controller(server, resync)
 }
 
 /// The provisioned Deployment of Gateway `demo/web`.

@@ -215,3 +215,40 @@ async fn the_walkthrough_mirror_route_copies_requests_to_pipy_mirror() {
     assert!(!pipy.pod.log().is_empty());
     proxy.shutdown().await;
 }
+
+/// A data plane reads only the Secrets its Gateway references, each by name
+/// (docs/kubernetes.md, "Permissions"): its HTTPS listener still gets its certificate.
+#[tokio::test]
+async fn an_https_listener_serves_the_certificate_read_by_name() {
+    let port = free_port();
+    let (server, _pipy) = seeded(port).await;
+    let generated =
+        rcgen::generate_simple_self_signed(vec!["secure.example".into()]).expect("rcgen");
+    let (pem, key) = (generated.cert.pem(), generated.key_pair.serialize_pem());
+    for object in [
+        objects::tls_secret("demo", "web-cert", &pem, &key),
+        objects::https_gateway("demo", "web", port, "secure.example", &["web-cert"]),
+    ] {
+        server.apply(object).expect("seed");
+    }
+    // What the provisioner's Role grants: this Secret, by name, and no other.
+    server.restrict_secrets("proxy", &[("demo", "web-cert")]);
+    let proxy = start_proxy(&server).await;
+    let client = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(
+            reqwest::Certificate::from_der(generated.cert.der()).expect("a certificate"),
+        )
+        .resolve("secure.example", ([127, 0, 0, 1], port).into())
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+    until_pod(
+        &client,
+        &format!("https://secure.example:{port}/"),
+        "pipy-pod",
+    )
+    .await;
+    proxy.shutdown().await;
+}

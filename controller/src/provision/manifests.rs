@@ -164,7 +164,7 @@ fn infrastructure_labels(gateway: &Gateway) -> BTreeMap<String, String> {
 }
 
 /// Gateway `spec.infrastructure` labels first, so ours win on a clash (selectors depend on them).
-fn labels(gateway: &Gateway) -> BTreeMap<String, String> {
+pub(super) fn labels(gateway: &Gateway) -> BTreeMap<String, String> {
     let mut labels = infrastructure_labels(gateway);
     labels.extend(selector_labels(gateway));
     labels.insert(MANAGED_BY.into(), "sluice".into());
@@ -209,7 +209,7 @@ fn meta(gateway: &Gateway, name: String, namespaced: bool) -> ObjectMeta {
     }
 }
 
-fn owner(gateway: &Gateway) -> Option<OwnerReference> {
+pub(super) fn owner(gateway: &Gateway) -> Option<OwnerReference> {
     Some(OwnerReference {
         api_version: Gateway::api_version(&()).into_owned(),
         kind: Gateway::kind(&()).into_owned(),

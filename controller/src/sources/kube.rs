@@ -35,8 +35,12 @@ use crate::backoff::Backoff;
 use crate::publish::Store;
 use crate::resources::{ListenerSet, Resources};
 use crate::status::StatusKey;
+use crate::translate::secret_refs;
 use crate::translate::{translate, Timestamp, TranslateOptions};
 use crate::CONTROLLER_NAME;
+
+mod named_secrets;
+use named_secrets::NamedSecrets;
 
 /// How long to wait for more changes before translating: a burst (a relist, `kubectl apply` of
 /// many objects) becomes one snapshot.
@@ -78,7 +82,9 @@ struct Readers {
     reference_grants: Reader<ReferenceGrant>,
     services: Reader<Service>,
     endpoint_slices: Reader<EndpointSlice>,
-    secrets: Reader<Secret>,
+    /// Every TLS Secret, for the controller only: a data plane reads its own by name
+    /// ([`NamedSecrets`]).
+    secrets: Option<Reader<Secret>>,
     namespaces: Reader<Namespace>,
     config_maps: Reader<ConfigMap>,
     listener_sets: Reader<ListenerSet>,
@@ -127,8 +133,20 @@ impl KubeSource {
     async fn run(mut self) {
         let changed = Arc::new(Notify::new());
         let mut watchers = JoinSet::new();
-        let secrets = watcher::Config::default().fields("type=kubernetes.io/tls");
         let all = watcher::Config::default;
+        let (secrets, mut named_secrets) = match self.mode {
+            Mode::Controller => {
+                let tls = watcher::Config::default().fields("type=kubernetes.io/tls");
+                (
+                    Some(reflect(&mut watchers, &self.client, tls, &changed)),
+                    None,
+                )
+            }
+            Mode::DataPlane => (
+                None,
+                Some(NamedSecrets::new(self.client.clone(), changed.clone())),
+            ),
+        };
         let readers = Readers {
             gateway_classes: reflect(&mut watchers, &self.client, all(), &changed),
             gateways: reflect(&mut watchers, &self.client, all(), &changed),
@@ -140,7 +158,7 @@ impl KubeSource {
             reference_grants: reflect(&mut watchers, &self.client, all(), &changed),
             services: reflect(&mut watchers, &self.client, all(), &changed),
             endpoint_slices: reflect(&mut watchers, &self.client, all(), &changed),
-            secrets: reflect(&mut watchers, &self.client, secrets, &changed),
+            secrets,
             namespaces: reflect(&mut watchers, &self.client, all(), &changed),
             config_maps: reflect(&mut watchers, &self.client, all(), &changed),
             listener_sets: reflect_optional(&mut watchers, &self.client, all(), &changed),
@@ -150,13 +168,31 @@ impl KubeSource {
             tracing::error!("a watcher stopped before its first list; the kube source ends");
             return;
         }
+        if let Some(named) = &mut named_secrets {
+            named.watch_only(&self.wanted_secrets(&readers.resources(self.mode)));
+            if named.wait_until_ready().await.is_err() {
+                tracing::error!(
+                    "a Secret watcher stopped before its first list; the kube source ends"
+                );
+                return;
+            }
+        }
         tracing::info!("every watched kind has listed; publishing the first snapshot");
         // A digest, not a copy: the reflectors' stores are the one copy of the objects.
         let mut previous = None;
         loop {
-            let resources = readers.resources(self.mode);
+            let mut resources = readers.resources(self.mode);
+            // A listener's new reference is watched from now on. Until it has listed (or been
+            // refused) nothing is published, so a changed certificate never shows as missing;
+            // its first list wakes this loop.
+            let mut settled = true;
+            if let Some(named) = &mut named_secrets {
+                named.watch_only(&self.wanted_secrets(&resources));
+                resources.secrets = named.secrets();
+                settled = named.all_ready();
+            }
             let digest = resources.digest();
-            if previous != Some(digest) {
+            if settled && previous != Some(digest) {
                 self.publish(&resources);
                 previous = Some(digest);
             }
@@ -175,6 +211,19 @@ impl KubeSource {
             // Coalesce the rest of a burst into the same translation.
             tokio::time::sleep(DEBOUNCE).await;
         }
+    }
+
+    /// A data plane's Secrets: those its Gateway (and the ListenerSets naming it) reference.
+    fn wanted_secrets(&self, resources: &Resources) -> BTreeSet<secret_refs::SecretKey> {
+        let Some((ns, name)) = &self.options.only_gateway else {
+            return BTreeSet::new();
+        };
+        resources
+            .gateways
+            .iter()
+            .find(|g| g.namespace().as_deref() == Some(ns) && g.name_any() == *name)
+            .map(|g| secret_refs::gateway_secrets(resources, g, None))
+            .unwrap_or_default()
     }
 
     fn publish(&mut self, resources: &Resources) {
@@ -297,7 +346,9 @@ impl Readers {
         self.reference_grants.wait_until_ready().await?;
         self.services.wait_until_ready().await?;
         self.endpoint_slices.wait_until_ready().await?;
-        self.secrets.wait_until_ready().await?;
+        if let Some(secrets) = &self.secrets {
+            secrets.wait_until_ready().await?;
+        }
         self.namespaces.wait_until_ready().await?;
         self.config_maps.wait_until_ready().await?;
         self.listener_sets.wait_until_ready().await?;
@@ -346,7 +397,7 @@ impl Readers {
             reference_grants: snapshot_of(&self.reference_grants),
             services: snapshot_of(&self.services),
             endpoint_slices: snapshot_of(&self.endpoint_slices),
-            secrets: snapshot_of(&self.secrets),
+            secrets: self.secrets.as_ref().map(snapshot_of).unwrap_or_default(),
             namespaces: snapshot_of(&self.namespaces),
             config_maps: snapshot_of(&self.config_maps),
             listener_sets: snapshot_of(&self.listener_sets),

@@ -6,8 +6,12 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use sluice_controller::leader::LeaseConfig;
+use sluice_controller::provision::ProvisionerConfig;
+use sluice_controller::publish::Store;
+use sluice_controller::replica;
+use tokio::sync::watch;
 
-use crate::FakeApiServer;
+use crate::{AbortOnDrop, FakeApiServer};
 
 /// Starts a fake API server holding `objects`, created in order.
 pub async fn seeded(objects: impl IntoIterator<Item = Value>) -> FakeApiServer {
@@ -61,4 +65,23 @@ pub fn set_load_balancer_ip(server: &FakeApiServer, namespace: &str, name: &str,
             json!({"loadBalancer": {"ingress": [{ "ip": ip }]}}),
         )
         .expect("service status");
+}
+
+/// The replica `sluice controller` runs, always holding the Lease, as user `controller`: data
+/// planes run `example.test/sluice:dev`, and the provisioner's safety-net reconcile comes every
+/// `resync` (a test relying on watches passes more than its own length).
+pub fn leading_controller(server: &FakeApiServer, resync: Duration) -> AbortOnDrop {
+    let client = server.client_as("controller").expect("client");
+    let (leader_tx, leader) = watch::channel(true);
+    let config = ProvisionerConfig {
+        image: "example.test/sluice:dev".into(),
+        resync,
+        probe: Default::default(),
+    };
+    let mut tasks = replica::spawn(client, Store::new(), leader, config);
+    // Keeps the leader channel open for as long as the tasks run.
+    tasks.push(tokio::spawn(async move {
+        leader_tx.closed().await;
+    }));
+    AbortOnDrop(tasks)
 }

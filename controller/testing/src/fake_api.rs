@@ -84,6 +84,10 @@ struct Shared {
     refusals: Mutex<std::collections::HashMap<String, usize>>,
     /// Plurals answered 404 as if their CRD were not installed.
     uninstalled: Mutex<std::collections::HashSet<&'static str>>,
+    /// Users who may read only these Secrets `(namespace, name)`, as a Role with `resourceNames`
+    /// allows (see [`FakeApiServer::restrict_secrets`]).
+    secret_grants:
+        Mutex<std::collections::HashMap<String, std::collections::HashSet<(String, String)>>>,
     writes: Mutex<Vec<Write>>,
     bookmark_interval: Duration,
 }
@@ -119,6 +123,7 @@ impl FakeApiServer {
             refused: Mutex::new(Default::default()),
             refusals: Mutex::new(Default::default()),
             uninstalled: Mutex::new(Default::default()),
+            secret_grants: Mutex::new(Default::default()),
             writes: Mutex::new(Vec::new()),
             bookmark_interval,
         });
@@ -267,6 +272,22 @@ impl FakeApiServer {
 
     pub fn permit(&self, user: &str) {
         self.refuse(user, None);
+    }
+
+    /// From now on `user` may read only the Secrets `readable` (`(namespace, name)`), as RBAC
+    /// with `resourceNames` allows: a get by name, or a list or watch in the Secret's namespace
+    /// with the field selector `metadata.name=NAME`. Any other Secret request (a namespace or
+    /// cluster-wide list, another name) is refused with 403. A later call replaces the set.
+    pub fn restrict_secrets(&self, user: &str, readable: &[(&str, &str)]) {
+        let readable = readable
+            .iter()
+            .map(|(ns, name)| (ns.to_string(), name.to_string()))
+            .collect();
+        self.shared
+            .secret_grants
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(user.to_string(), readable);
     }
 
     /// How many requests from `user` were refused (blocked or forbidden) so far: a test waits for
@@ -447,6 +468,33 @@ fn decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// [`Refusal::Forbidden`] for a Secret request [`FakeApiServer::restrict_secrets`] does not
+/// allow `user`.
+fn secret_refusal(
+    shared: &Shared,
+    user: &str,
+    target: &Target,
+    field_selector: Option<String>,
+) -> Option<Refusal> {
+    if target.kind.plural != "secrets" {
+        return None;
+    }
+    let grants = shared
+        .secret_grants
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    let readable = grants.get(user)?;
+    let by_selector = field_selector.and_then(|f| {
+        f.split(',')
+            .find_map(|t| t.strip_prefix("metadata.name=").map(String::from))
+    });
+    let allowed = match (&target.namespace, target.name.clone().or(by_selector)) {
+        (Some(ns), Some(name)) => readable.contains(&(ns.clone(), name)),
+        _ => false,
+    };
+    (!allowed).then_some(Refusal::Forbidden)
+}
+
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     let params = query_params(&req);
     let param = |name: &str| {
@@ -490,7 +538,8 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .get(&user)
-        .copied();
+        .copied()
+        .or_else(|| secret_refusal(&shared, &user, &target, param("fieldSelector")));
     if refusal.is_some() {
         *shared
             .refusals

@@ -91,3 +91,44 @@ pub fn endpoint_slice(
         })).collect::<Vec<_>>(),
     })
 }
+
+/// A `kubernetes.io/tls` Secret holding the PEM `certificate` chain and `key` (the API server
+/// stores `data` base64-encoded, which `ByteString` writes).
+pub fn tls_secret(namespace: &str, name: &str, certificate: &str, key: &str) -> Value {
+    use k8s_openapi::ByteString;
+    let data = std::collections::BTreeMap::from([
+        (
+            "tls.crt".to_string(),
+            ByteString(certificate.as_bytes().to_vec()),
+        ),
+        ("tls.key".to_string(), ByteString(key.as_bytes().to_vec())),
+    ]);
+    json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+        "type": "kubernetes.io/tls",
+        "data": data,
+    })
+}
+
+/// A Gateway of class `sluice` with one HTTPS listener `https` for `hostname` on `port`,
+/// terminating TLS with the Secrets `certificate_refs` (names in the Gateway's namespace).
+pub fn https_gateway(
+    namespace: &str,
+    name: &str,
+    port: u16,
+    hostname: &str,
+    certificate_refs: &[&str],
+) -> Value {
+    let refs: Vec<Value> = certificate_refs
+        .iter()
+        .map(|r| json!({"name": r}))
+        .collect();
+    let mut gw = gateway(namespace, name, port);
+    gw["spec"]["listeners"] = json!([{
+        "name": "https", "port": port, "protocol": "HTTPS", "hostname": hostname,
+        "tls": {"mode": "Terminate", "certificateRefs": refs},
+    }]);
+    gw
+}

@@ -8,6 +8,7 @@ pub mod backend_tls_policy;
 mod lines;
 mod listener_set;
 mod loader;
+pub mod mirror_policy;
 
 use std::path::{Path, PathBuf};
 

@@ -3,6 +3,9 @@
 //! attachment. The CRD in `deploy/base/crd-mirrorpolicy.yaml` is generated from these types
 //! (`SLUICE_BLESS=1 cargo test -p sluice-controller --test mirror_policy_crd`).
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, JSONSchemaProps,
+};
 use kube::{CustomResource, CustomResourceExt};
 use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
@@ -307,9 +310,41 @@ impl JsonSchema for PolicyStatus {
     }
 }
 
+/// The CRD: kube's derive, plus the `apiVersion`, `kind` and `metadata` properties
+/// controller-gen writes at the root, which admission (here and in standalone mode) expects.
+pub fn crd() -> CustomResourceDefinition {
+    let mut crd = MirrorPolicy::crd();
+    for version in &mut crd.spec.versions {
+        let root = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut());
+        if let Some(properties) = root.and_then(|r| r.properties.as_mut()) {
+            let string = |description: &str| JSONSchemaProps {
+                description: Some(description.into()),
+                type_: Some("string".into()),
+                ..JSONSchemaProps::default()
+            };
+            properties.insert(
+                "apiVersion".into(),
+                string("The versioned schema of this object: sluice.dev/v1alpha1."),
+            );
+            properties.insert("kind".into(), string("MirrorPolicy."));
+            properties.insert(
+                "metadata".into(),
+                JSONSchemaProps {
+                    type_: Some("object".into()),
+                    ..JSONSchemaProps::default()
+                },
+            );
+        }
+    }
+    crd
+}
+
 /// The CRD as YAML, exactly as committed in `deploy/base/crd-mirrorpolicy.yaml`.
 pub fn crd_yaml() -> Result<String, serde_yaml_ng::Error> {
-    let body = serde_yaml_ng::to_string(&MirrorPolicy::crd())?;
+    let body = serde_yaml_ng::to_string(&crd())?;
     Ok(format!(
         "# Generated from controller/src/resources/mirror_policy.rs: do not edit. Regenerate with\n\
          # SLUICE_BLESS=1 cargo test -p sluice-controller --test mirror_policy_crd\n{body}"

@@ -278,19 +278,7 @@ fn ancestors_by_service(
     let mut out: BTreeMap<_, BTreeSet<_>> = BTreeMap::new();
     for route in routes {
         let namespace = namespace_of(route.meta);
-        let gateways: Vec<(String, String)> = route
-            .parent_refs
-            .iter()
-            .filter(|p| {
-                p.group.as_deref().unwrap_or(GATEWAY_GROUP) == GATEWAY_GROUP
-                    && p.kind.as_deref().unwrap_or("Gateway") == "Gateway"
-            })
-            .map(|p| {
-                let ns = p.namespace.as_deref().unwrap_or(namespace);
-                (ns.to_string(), p.name.clone())
-            })
-            .filter(|g| served.contains(g))
-            .collect();
+        let gateways = route.served_gateways(served);
         if gateways.is_empty() {
             continue;
         }

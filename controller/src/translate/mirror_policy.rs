@@ -19,7 +19,7 @@ use serde_json::Value as Json;
 
 use super::duration;
 use super::filters::header_modifier;
-use super::index::{namespace_of, Index};
+use super::index::{creation_order, namespace_of, Index};
 use super::route::view::RouteView;
 use super::rule::CompiledRoute;
 use super::verdict::{cond, Verdict};
@@ -72,14 +72,7 @@ enum Outcome {
 impl<'a> MirrorPolicies<'a> {
     pub(super) fn new(index: &Index<'a>) -> Self {
         let mut objects: Vec<&'a PolicyObject> = index.resources.mirror_policies.iter().collect();
-        objects.sort_by_key(|p| {
-            let m = p.meta();
-            (
-                m.creation_timestamp.as_ref().map(|t| t.0),
-                namespace_of(m).to_string(),
-                m.name.clone().unwrap_or_default(),
-            )
-        });
+        objects.sort_by_key(|p| creation_order(p.meta()));
         let mut evaluated = Vec::new();
         let mut owners: BTreeMap<Target, Owner> = BTreeMap::new();
         for object in objects {
@@ -166,12 +159,7 @@ impl<'a> MirrorPolicies<'a> {
                     Some(view) => view
                         .served_gateways(served)
                         .into_iter()
-                        .map(|(namespace, name)| AncestorRef {
-                            group: GATEWAY_GROUP.into(),
-                            kind: "Gateway".into(),
-                            name,
-                            namespace,
-                        })
+                        .map(|(namespace, name)| AncestorRef::gateway(namespace, name))
                         .collect(),
                     // No route to follow to a Gateway: the missing target is the ancestor.
                     None => vec![AncestorRef {

@@ -8,6 +8,7 @@ pub mod backend_tls_policy;
 mod lines;
 mod listener_set;
 mod loader;
+pub mod mirror_policy;
 
 use std::path::{Path, PathBuf};
 
@@ -29,6 +30,7 @@ pub use self::listener_set::{
     ListenerSet, ListenerSetParentRef, ListenerSetSpec, ListenerSetStatus,
 };
 use self::loader::Loader;
+use self::mirror_policy::MirrorPolicy;
 use crate::validation::FieldError;
 
 /// The label the API server puts on every Namespace (Kubernetes 1.22+).
@@ -63,6 +65,8 @@ pub struct Resources {
     pub listener_sets: Vec<ListenerSet>,
     /// BackendTLSPolicies: TLS settings for the Services (ports) they target.
     pub backend_tls_policies: Vec<BackendTLSPolicy>,
+    /// MirrorPolicies (sluice.dev): copy shaping and shadow diff for the routes they target.
+    pub mirror_policies: Vec<MirrorPolicy>,
 }
 
 /// The result of loading YAML: the objects, and warnings about valid objects of kinds Sluice does
@@ -221,6 +225,7 @@ impl Resources {
         each("ConfigMap", &mut self.config_maps, &mut f);
         each("ListenerSet", &mut self.listener_sets, &mut f);
         each("BackendTLSPolicy", &mut self.backend_tls_policies, &mut f);
+        each("MirrorPolicy", &mut self.mirror_policies, &mut f);
     }
 
     /// A SHA-256 over every object as loaded, metadata included: equal digests, same input.
@@ -253,6 +258,7 @@ impl Resources {
         each(&mut hasher, "ConfigMap", &self.config_maps);
         each(&mut hasher, "ListenerSet", &self.listener_sets);
         each(&mut hasher, "BackendTLSPolicy", &self.backend_tls_policies);
+        each(&mut hasher, "MirrorPolicy", &self.mirror_policies);
         hasher.finalize().into()
     }
 
@@ -277,6 +283,7 @@ impl Resources {
         by_key(&mut self.config_maps);
         by_key(&mut self.listener_sets);
         by_key(&mut self.backend_tls_policies);
+        by_key(&mut self.mirror_policies);
     }
 }
 

@@ -50,6 +50,8 @@ pub enum ObjectStatus {
     ListenerSet(ListenerSetStatus),
     /// A BackendTLSPolicy's status: one entry per Gateway it affects.
     BackendTlsPolicy(PolicyStatus),
+    /// A MirrorPolicy's status: one entry per Gateway of its targets (or per missing target).
+    MirrorPolicy(PolicyStatus),
 }
 
 /// Route statuses of every kind have the same shape, in different generated types.
@@ -123,7 +125,8 @@ impl StatusReport {
                 (ObjectStatus::TlsRoute(new), ObjectStatus::TlsRoute(old)) => {
                     carry_parents!(new, old);
                 }
-                (ObjectStatus::BackendTlsPolicy(new), ObjectStatus::BackendTlsPolicy(old)) => {
+                (ObjectStatus::BackendTlsPolicy(new), ObjectStatus::BackendTlsPolicy(old))
+                | (ObjectStatus::MirrorPolicy(new), ObjectStatus::MirrorPolicy(old)) => {
                     for a in &mut new.ancestors {
                         if let Some(old_a) = old
                             .ancestors

@@ -34,6 +34,7 @@ use crate::backoff::Backoff;
 use crate::provision::Provisioning;
 use crate::publish::Store;
 use crate::resources::backend_tls_policy::BackendTLSPolicy;
+use crate::resources::mirror_policy::MirrorPolicy;
 use crate::resources::ListenerSet;
 use crate::sources::kube::ClaimedRoutes;
 use crate::status::{Kind, StatusKey};
@@ -236,6 +237,14 @@ impl StatusWriter {
                     )
                     .await
                 }
+                (Kind::MirrorPolicy, Some(ns)) => {
+                    self.write(
+                        Api::<MirrorPolicy>::namespaced(self.client.clone(), ns),
+                        &key,
+                        &desired,
+                    )
+                    .await
+                }
                 _ => Err(StatusWriteError::Key(key.clone())),
             };
             match result {
@@ -287,7 +296,9 @@ impl StatusWriter {
                 Kind::HttpRoute | Kind::GrpcRoute | Kind::TlsRoute => {
                     merge_route_parents(&mut desired, &live_status)
                 }
-                Kind::BackendTlsPolicy => merge_policy_ancestors(&mut desired, &live_status),
+                Kind::BackendTlsPolicy | Kind::MirrorPolicy => {
+                    merge_policy_ancestors(&mut desired, &live_status)
+                }
                 Kind::GatewayClass | Kind::Gateway | Kind::ListenerSet => {}
             }
             carry_transition_times(&mut desired, &live_status, &now());

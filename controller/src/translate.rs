@@ -21,6 +21,7 @@ mod hostname;
 mod index;
 mod listener_set;
 mod matches;
+mod mirror_policy;
 mod reference_grant;
 mod route;
 mod rule;
@@ -133,12 +134,22 @@ pub fn translate(
 
     let policies = backend_tls::BackendTlsPolicies::new(&index);
     let mut resolver = backend::Resolver::new(&index).with_backend_tls(policies.modes());
+    let mirror_policies = mirror_policy::MirrorPolicies::new(&index);
+    let mirrors = &mirror_policies;
     let http = resources.http_routes.iter().map(|r| {
-        let compile = |res: &mut backend::Resolver<'_, '_>| rule::compile_route(r, res);
+        let compile = move |res: &mut backend::Resolver<'_, '_>| {
+            let mut compiled = rule::compile_route(r, res);
+            mirrors.apply(RouteKind::Http, &r.metadata, &mut compiled);
+            compiled
+        };
         (RouteView::http(r), Box::new(compile) as Compile<'_>)
     });
     let grpc = resources.grpc_routes.iter().map(|r| {
-        let compile = |res: &mut backend::Resolver<'_, '_>| grpc::compile_route(r, res);
+        let compile = move |res: &mut backend::Resolver<'_, '_>| {
+            let mut compiled = grpc::compile_route(r, res);
+            mirrors.apply(RouteKind::Grpc, &r.metadata, &mut compiled);
+            compiled
+        };
         (RouteView::grpc(r), Box::new(compile) as Compile<'_>)
     });
     let tls = resources.tls_routes.iter().map(|r| {
@@ -201,6 +212,7 @@ pub fn translate(
         .map(|g| (g.namespace.to_string(), g.name.to_string()))
         .collect();
     policies.statuses(&views, &served_gateways, now, &mut report);
+    mirror_policies.statuses(&views, &served_gateways, now, &mut report);
     let backend_client_certificates = gateways
         .iter()
         .filter_map(|g| match &g.backend_client_certificate {

@@ -14,6 +14,7 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -185,6 +186,9 @@ fn check(file: &Path, doc: &Value) -> Result<String, String> {
         ("gateway.networking.k8s.io/v1", "Gateway") => round_trip::<Gateway>(doc),
         ("gateway.networking.k8s.io/v1", "HTTPRoute") => round_trip::<HttpRoute>(doc),
         ("gateway.networking.k8s.io/v1", "ReferenceGrant") => round_trip::<ReferenceGrant>(doc),
+        ("apiextensions.k8s.io/v1", "CustomResourceDefinition") => {
+            round_trip::<CustomResourceDefinition>(doc)
+        }
         _ => Err(format!("{api_version} {kind} has no check: add one here")),
     };
     checked.map(|()| kind.to_string())

@@ -57,6 +57,12 @@ golden_cases! {
     listener_validation => "listener-validation",
     malformed_field => "malformed-field",
     mirror_filters => "mirror-filters",
+    mirrorpolicy_cel_rejected => "mirrorpolicy-cel-rejected",
+    mirrorpolicy_conflict => "mirrorpolicy-conflict",
+    mirrorpolicy_grpcroute => "mirrorpolicy-grpcroute",
+    mirrorpolicy_one_rule => "mirrorpolicy-one-rule",
+    mirrorpolicy_target_not_found => "mirrorpolicy-target-not-found",
+    mirrorpolicy_whole_route => "mirrorpolicy-whole-route",
     precedence_across_routes => "precedence-across-routes",
     retry_timeouts => "retry-timeouts",
     service_types => "service-types",
@@ -117,6 +123,7 @@ fn decode_unchecked(text: &str) -> Result<Resources, String> {
             Some("Service") => push(&mut r.services, value)?,
             Some("EndpointSlice") => push(&mut r.endpoint_slices, value)?,
             Some("Secret") => push(&mut r.secrets, value)?,
+            Some("MirrorPolicy") => push(&mut r.mirror_policies, value)?,
             _ => {}
         }
     }

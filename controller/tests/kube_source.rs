@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_controller::publish::Store;
-use sluice_controller::snapshot::Snapshot;
+use sluice_controller::snapshot::{Filter, Snapshot};
 use sluice_controller::sources::kube::{KubeSource, Mode};
 use sluice_controller::translate::TranslateOptions;
 use sluice_testing::{cluster, objects, within, AbortOnDrop, FakeApiServer};
@@ -186,9 +186,11 @@ async fn a_compacted_history_relists_and_still_converges() {
 #[tokio::test]
 async fn a_cluster_without_the_optional_crds_still_gets_snapshots() {
     let server = seeded_demo().await;
-    // An API server with Gateway API CRDs older than ListenerSet and BackendTLSPolicy.
+    // An API server with Gateway API CRDs older than ListenerSet and BackendTLSPolicy, and
+    // without Sluice's own MirrorPolicy CRD.
     server.uninstall("listenersets");
     server.uninstall("backendtlspolicies");
+    server.uninstall("mirrorpolicies");
     let store = Store::new();
     let source = KubeSource::new(
         server.client_as("proxy").expect("client"),
@@ -202,4 +204,50 @@ async fn a_cluster_without_the_optional_crds_still_gets_snapshots() {
     })
     .await;
     assert_eq!(route_prefixes(&first).len(), 1, "the route is served");
+}
+
+#[tokio::test]
+async fn a_mirror_policy_in_the_cluster_shapes_its_routes_copies() {
+    let (_source, server, store, _) = running().await;
+    let mut route = objects::http_route("demo", "echo", "web", "/", "echo", 8080);
+    route["spec"]["rules"][0]["filters"] = serde_json::json!([{
+        "type": "RequestMirror",
+        "requestMirror": {"backendRef": {"name": "echo", "port": 8080}}
+    }]);
+    server.apply(route).expect("route with a mirror");
+    server
+        .create(serde_json::json!({
+            "apiVersion": "sluice.dev/v1alpha1",
+            "kind": "MirrorPolicy",
+            "metadata": {"name": "shadow", "namespace": "demo"},
+            "spec": {
+                "targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "echo"}],
+                "request": {"hostSuffix": "-shadow"}
+            }
+        }))
+        .expect("policy");
+    let shaped = until(&store, "the mirror carrying the policy", |s| {
+        mirror_policies(s) == ["demo/shadow"]
+    })
+    .await;
+    assert_eq!(mirror_policies(&shaped), ["demo/shadow"]);
+}
+
+/// The policy names carried by every RequestMirror filter of the snapshot's rules.
+fn mirror_policies(s: &Snapshot) -> Vec<String> {
+    s.binds
+        .iter()
+        .flat_map(|b| &b.listeners)
+        .flat_map(|l| l.routes.any.entries())
+        .flat_map(|e| &e.action.filters)
+        .filter_map(|f| match f {
+            Filter::Mirror(m) => Some(
+                m.policy
+                    .as_ref()
+                    .map_or("", |p| p.name.as_str())
+                    .to_string(),
+            ),
+            _ => None,
+        })
+        .collect()
 }

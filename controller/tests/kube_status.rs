@@ -444,6 +444,44 @@ async fn a_backend_tls_policy_gets_an_ancestor_status_for_the_gateway_using_its_
 }
 
 #[tokio::test]
+async fn a_mirror_policy_gets_an_ancestor_status_for_the_gateway_of_its_route() {
+    let server = seeded_server().await;
+    server
+        .create(json!({
+            "apiVersion": "sluice.dev/v1alpha1",
+            "kind": "MirrorPolicy",
+            "metadata": {"name": "shadow", "namespace": "demo", "generation": 1},
+            "spec": {
+                "targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "echo"}],
+                "request": {"stripCredentials": true}
+            }
+        }))
+        .expect("policy");
+    let _replica = Replica::start(&server, "controller-a");
+    let policy = until("the policy's ancestor status", LIMIT, || {
+        let p = server.get(
+            "sluice.dev/v1alpha1",
+            "MirrorPolicy",
+            Some("demo"),
+            "shadow",
+        )?;
+        condition(&p, "/status/ancestors/0/conditions", "Accepted")?;
+        Some(p)
+    })
+    .await;
+    let ancestor = policy.pointer("/status/ancestors/0").expect("ancestor");
+    assert_eq!(ancestor["ancestorRef"]["kind"], "Gateway");
+    assert_eq!(ancestor["ancestorRef"]["name"], "web");
+    assert_eq!(ancestor["controllerName"], CONTROLLER_NAME);
+    let accepted =
+        condition(&policy, "/status/ancestors/0/conditions", "Accepted").expect("Accepted");
+    // The seeded route has no RequestMirror filter: accepted, and the message says so.
+    assert_eq!(accepted["status"], "True");
+    let message = accepted["message"].as_str().unwrap_or("");
+    assert!(message.contains("no RequestMirror filter"), "{message}");
+}
+
+#[tokio::test]
 async fn grpc_and_tls_routes_get_their_route_status_written() {
     let server = seeded_server().await;
     // The seeded HTTPRoute has no hostnames: a GRPCRoute on its listener would meet it there.

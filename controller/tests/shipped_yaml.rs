@@ -11,6 +11,7 @@ const INVALID_ON_PURPOSE: &[&str] = &[
     "invalid-rules.in.yaml",
     "listener-validation.in.yaml",
     "malformed-field.in.yaml",
+    "mirrorpolicy-cel-rejected.in.yaml",
 ];
 
 fn repo() -> PathBuf {

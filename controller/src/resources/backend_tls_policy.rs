@@ -134,3 +134,15 @@ pub struct AncestorRef {
     /// The Gateway's namespace.
     pub namespace: String,
 }
+
+impl AncestorRef {
+    /// The ancestor entry of Gateway `namespace/name`.
+    pub fn gateway(namespace: String, name: String) -> AncestorRef {
+        AncestorRef {
+            group: "gateway.networking.k8s.io".into(),
+            kind: "Gateway".into(),
+            name,
+            namespace,
+        }
+    }
+}

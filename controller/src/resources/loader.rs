@@ -219,6 +219,7 @@ impl Loader {
             "EndpointSlice" => r.endpoint_slices.push(decode(json, namespace)?),
             "ConfigMap" => r.config_maps.push(decode(json, namespace)?),
             "BackendTLSPolicy" => r.backend_tls_policies.push(decode(json, namespace)?),
+            "MirrorPolicy" => r.mirror_policies.push(decode(json, namespace)?),
             "Secret" => {
                 let mut secret: Secret = decode(json, namespace)?;
                 merge_string_data(&mut secret);

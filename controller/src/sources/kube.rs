@@ -22,6 +22,7 @@ use gateway_api::apis::experimental::tlsroutes::TlsRoute;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 
 use crate::resources::backend_tls_policy::BackendTLSPolicy;
+use crate::resources::mirror_policy::MirrorPolicy;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::ListParams;
 use kube::runtime::reflector::{self, Store as Reader};
@@ -89,6 +90,7 @@ struct Readers {
     config_maps: Reader<ConfigMap>,
     listener_sets: Reader<ListenerSet>,
     backend_tls_policies: Reader<BackendTLSPolicy>,
+    mirror_policies: Reader<MirrorPolicy>,
 }
 
 impl KubeSource {
@@ -163,6 +165,9 @@ impl KubeSource {
             config_maps: reflect(&mut watchers, &self.client, all(), &changed),
             listener_sets: reflect_optional(&mut watchers, &self.client, all(), &changed),
             backend_tls_policies: reflect_optional(&mut watchers, &self.client, all(), &changed),
+            // Sluice's own CRD: a cluster installed without deploy/base/crd-mirrorpolicy.yaml
+            // still serves every route, only without policies.
+            mirror_policies: reflect_optional(&mut watchers, &self.client, all(), &changed),
         };
         if readers.wait_until_ready().await.is_err() {
             tracing::error!("a watcher stopped before its first list; the kube source ends");
@@ -352,7 +357,8 @@ impl Readers {
         self.namespaces.wait_until_ready().await?;
         self.config_maps.wait_until_ready().await?;
         self.listener_sets.wait_until_ready().await?;
-        self.backend_tls_policies.wait_until_ready().await
+        self.backend_tls_policies.wait_until_ready().await?;
+        self.mirror_policies.wait_until_ready().await
     }
 
     /// Read before statuses are stripped: the one place live route statuses are looked at.
@@ -402,6 +408,7 @@ impl Readers {
             config_maps: snapshot_of(&self.config_maps),
             listener_sets: snapshot_of(&self.listener_sets),
             backend_tls_policies: snapshot_of(&self.backend_tls_policies),
+            mirror_policies: snapshot_of(&self.mirror_policies),
         }
     }
 }
@@ -471,6 +478,11 @@ impl StripStatus for Secret {}
 impl StripStatus for Namespace {}
 impl StripStatus for ConfigMap {}
 impl StripStatus for BackendTLSPolicy {
+    fn strip_status(&mut self) {
+        self.status = None;
+    }
+}
+impl StripStatus for MirrorPolicy {
     fn strip_status(&mut self) {
         self.status = None;
     }

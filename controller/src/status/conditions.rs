@@ -114,8 +114,11 @@ pub mod reasons {
         PARENT_NOT_ACCEPTED = "ParentNotAccepted";
         /// ListenerSet `Programmed: False`: its Gateway is not programmed.
         PARENT_NOT_PROGRAMMED = "ParentNotProgrammed";
-        /// BackendTLSPolicy `Accepted: False`: an older policy targets the same Service port.
+        /// BackendTLSPolicy and MirrorPolicy `Accepted: False`: an older policy targets the same
+        /// Service port (route rule).
         CONFLICTED = "Conflicted";
+        /// MirrorPolicy `Accepted: False`: a targetRef names no route, or no rule of its route.
+        TARGET_NOT_FOUND = "TargetNotFound";
         /// Gateway `ResolvedRefs: False`: `tls.backend.clientCertificateRef` names no usable
         /// `kubernetes.io/tls` Secret.
         INVALID_CLIENT_CERTIFICATE_REF = "InvalidClientCertificateRef";
@@ -283,6 +286,11 @@ pub const CONDITIONS: &[ConditionReasons] = &[
             r::NO_VALID_CA_CERTIFICATE,
             r::INVALID,
         ],
+    },
+    ConditionReasons {
+        object: "MirrorPolicy ancestor",
+        condition: t::ACCEPTED,
+        reasons: &[r::ACCEPTED, r::CONFLICTED, r::TARGET_NOT_FOUND, r::INVALID],
     },
     ConditionReasons {
         object: "BackendTLSPolicy ancestor",

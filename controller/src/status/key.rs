@@ -22,6 +22,8 @@ pub enum Kind {
     ListenerSet,
     /// A `BackendTLSPolicy`.
     BackendTlsPolicy,
+    /// A `MirrorPolicy` (sluice.dev).
+    MirrorPolicy,
 }
 
 impl Kind {
@@ -35,6 +37,7 @@ impl Kind {
             Kind::TlsRoute => "TLSRoute",
             Kind::ListenerSet => "ListenerSet",
             Kind::BackendTlsPolicy => "BackendTLSPolicy",
+            Kind::MirrorPolicy => "MirrorPolicy",
         }
     }
 }
@@ -118,6 +121,15 @@ impl StatusKey {
     pub fn backend_tls_policy(namespace: &str, name: &str) -> StatusKey {
         StatusKey {
             kind: Kind::BackendTlsPolicy,
+            namespace: Some(namespace.to_string()),
+            name: name.to_string(),
+        }
+    }
+
+    /// The key of MirrorPolicy `namespace/name`.
+    pub fn mirror_policy(namespace: &str, name: &str) -> StatusKey {
+        StatusKey {
+            kind: Kind::MirrorPolicy,
             namespace: Some(namespace.to_string()),
             name: name.to_string(),
         }

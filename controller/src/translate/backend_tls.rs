@@ -12,10 +12,10 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Resource;
 use rustls::pki_types::CertificateDer;
 
-use super::index::{namespace_of, Index};
+use super::index::{creation_order, namespace_of, Index};
 use super::route::view::RouteView;
 use super::verdict::{cond, Verdict};
-use super::{Timestamp, GATEWAY_GROUP};
+use super::Timestamp;
 use crate::resources::backend_tls_policy::{
     AncestorRef, BackendTLSPolicy, PolicyAncestorStatus, PolicyStatus,
 };
@@ -46,14 +46,7 @@ impl<'a> BackendTlsPolicies<'a> {
     pub(super) fn new(index: &Index<'a>) -> Self {
         let mut policies: Vec<&'a BackendTLSPolicy> =
             index.resources.backend_tls_policies.iter().collect();
-        policies.sort_by_key(|p| {
-            let m = p.meta();
-            (
-                m.creation_timestamp.as_ref().map(|t| t.0),
-                namespace_of(m).to_string(),
-                m.name.clone().unwrap_or_default(),
-            )
-        });
+        policies.sort_by_key(|p| creation_order(p.meta()));
         let mut evaluated = Vec::new();
         let mut owners = BTreeMap::new();
         for policy in policies {
@@ -113,12 +106,7 @@ impl<'a> BackendTlsPolicies<'a> {
                 ancestors: gateways
                     .into_iter()
                     .map(|(gw_ns, gw_name)| PolicyAncestorStatus {
-                        ancestor_ref: AncestorRef {
-                            group: GATEWAY_GROUP.into(),
-                            kind: "Gateway".into(),
-                            name: gw_name,
-                            namespace: gw_ns,
-                        },
+                        ancestor_ref: AncestorRef::gateway(gw_ns, gw_name),
                         controller_name: CONTROLLER_NAME.into(),
                         conditions: vec![
                             cond(types::ACCEPTED, &e.accepted, generation, now),
@@ -278,19 +266,7 @@ fn ancestors_by_service(
     let mut out: BTreeMap<_, BTreeSet<_>> = BTreeMap::new();
     for route in routes {
         let namespace = namespace_of(route.meta);
-        let gateways: Vec<(String, String)> = route
-            .parent_refs
-            .iter()
-            .filter(|p| {
-                p.group.as_deref().unwrap_or(GATEWAY_GROUP) == GATEWAY_GROUP
-                    && p.kind.as_deref().unwrap_or("Gateway") == "Gateway"
-            })
-            .map(|p| {
-                let ns = p.namespace.as_deref().unwrap_or(namespace);
-                (ns.to_string(), p.name.clone())
-            })
-            .filter(|g| served.contains(g))
-            .collect();
+        let gateways = route.served_gateways(served);
         if gateways.is_empty() {
             continue;
         }

@@ -143,7 +143,7 @@ fn required<'a, T>(
     })
 }
 
-fn header_modifier(m: &HeaderMod) -> Result<HeaderModifier, FilterError> {
+pub(super) fn header_modifier(m: &HeaderMod) -> Result<HeaderModifier, FilterError> {
     let name = |n: &str| {
         HeaderName::from_bytes(n.as_bytes()).map_err(|_| FilterError::HeaderName(n.to_string()))
     };

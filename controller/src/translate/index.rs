@@ -16,6 +16,17 @@ pub(super) fn namespace_of(meta: &ObjectMeta) -> &str {
     meta.namespace.as_deref().unwrap_or("default")
 }
 
+/// Policies' precedence (GEP-713): oldest first, by creation time, then namespace/name.
+pub(super) fn creation_order(
+    meta: &ObjectMeta,
+) -> (Option<k8s_openapi::jiff::Timestamp>, String, String) {
+    (
+        meta.creation_timestamp.as_ref().map(|t| t.0),
+        namespace_of(meta).to_string(),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
+
 fn key(meta: &ObjectMeta) -> (&str, &str) {
     (namespace_of(meta), meta.name.as_deref().unwrap_or(""))
 }

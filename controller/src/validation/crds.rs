@@ -1,5 +1,6 @@
 //! The upstream Gateway API CRDs (experimental channel, a superset of standard), embedded
-//! verbatim from `controller/crds/` and parsed on first use of each kind.
+//! verbatim from `controller/crds/`, and Sluice's own (MirrorPolicy, generated into `deploy/`),
+//! each parsed on first use of its kind.
 
 use std::sync::OnceLock;
 
@@ -8,8 +9,11 @@ use serde_json::Value as Json;
 /// The Gateway API release Sluice targets: the CRDs here, the conformance data, `deploy/`.
 pub const GATEWAY_API_VERSION: &str = "v1.6.1";
 
-/// The API group of every embedded CRD; `find` knows no other.
+/// The API group of the upstream CRDs.
 pub const GROUP: &str = "gateway.networking.k8s.io";
+
+/// The API group of Sluice's own CRDs.
+pub const SLUICE_GROUP: &str = crate::resources::mirror_policy::GROUP;
 
 /// Kinds translation reads; the other CRDs' objects are validated, then ignored with a warning.
 const USED: &[&str] = &[
@@ -21,9 +25,11 @@ const USED: &[&str] = &[
     "ReferenceGrant",
     "ListenerSet",
     "BackendTLSPolicy",
+    "MirrorPolicy",
 ];
 
 struct Embedded {
+    group: &'static str,
     kind: &'static str,
     yaml: &'static str,
     parsed: OnceLock<Result<Crd, CrdError>>,
@@ -32,6 +38,7 @@ struct Embedded {
 macro_rules! embedded {
     ($kind:literal, $file:literal) => {
         Embedded {
+            group: GROUP,
             kind: $kind,
             yaml: include_str!(concat!(
                 "../../crds/gateway.networking.k8s.io_",
@@ -43,7 +50,7 @@ macro_rules! embedded {
     };
 }
 
-static CRDS: [Embedded; 10] = [
+static CRDS: [Embedded; 11] = [
     embedded!("GatewayClass", "gatewayclasses"),
     embedded!("Gateway", "gateways"),
     embedded!("HTTPRoute", "httproutes"),
@@ -54,6 +61,13 @@ static CRDS: [Embedded; 10] = [
     embedded!("UDPRoute", "udproutes"),
     embedded!("BackendTLSPolicy", "backendtlspolicies"),
     embedded!("ListenerSet", "listenersets"),
+    // The file the types generate (a test keeps them equal), so admission here is the cluster's.
+    Embedded {
+        group: SLUICE_GROUP,
+        kind: "MirrorPolicy",
+        yaml: include_str!("../../../deploy/base/crd-mirrorpolicy.yaml"),
+        parsed: OnceLock::new(),
+    },
 ];
 
 /// An embedded CRD that does not parse: a broken build, reported per object rather than a panic.
@@ -100,10 +114,7 @@ struct CrdVersion {
 
 /// The CRD of `kind` in `group`: `None` when no embedded CRD defines it.
 pub fn find(group: &str, kind: &str) -> Option<Result<&'static Crd, &'static CrdError>> {
-    if group != GROUP {
-        return None;
-    }
-    let embedded = CRDS.iter().find(|e| e.kind == kind)?;
+    let embedded = CRDS.iter().find(|e| e.group == group && e.kind == kind)?;
     Some(
         embedded
             .parsed
@@ -194,12 +205,22 @@ mod tests {
 
     #[test]
     fn every_embedded_crd_is_the_targeted_release_on_the_experimental_channel() {
-        for kind in Crd::kinds() {
+        for kind in CRDS.iter().filter(|e| e.group == GROUP).map(|e| e.kind) {
             let crd = find(GROUP, kind).expect("embedded").expect("parses");
             assert_eq!(crd.bundle_version, GATEWAY_API_VERSION, "{kind}");
             assert_eq!(crd.channel, "experimental", "{kind}");
             assert!(!crd.served_versions().is_empty(), "{kind}");
         }
+    }
+
+    #[test]
+    fn sluice_crds_are_found_in_their_own_group_only() {
+        let crd = find(SLUICE_GROUP, "MirrorPolicy")
+            .expect("embedded")
+            .expect("parses");
+        assert!(crd.namespaced);
+        assert_eq!(crd.served_versions(), ["v1alpha1"]);
+        assert!(find(GROUP, "MirrorPolicy").is_none());
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! HTTPRoute, GRPCRoute and TLSRoute carry these fields with the same names and meaning, in three
 //! sets of generated types; one conversion per type keeps attachment and status code in one place.
 
+use std::collections::BTreeSet;
+
 use gateway_api::apis::experimental::grpcroutes::{
     GrpcRoute, GrpcRouteParentRefs, GrpcRouteStatus, GrpcRouteStatusParents,
     GrpcRouteStatusParentsParentRef,
@@ -19,6 +21,7 @@ use gateway_api::apis::experimental::tlsroutes::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta};
 
 use crate::snapshot::RouteKind;
+use crate::translate::GATEWAY_GROUP;
 
 /// A route of any kind, as attachment sees it.
 pub(in crate::translate) struct RouteView<'r> {
@@ -177,5 +180,26 @@ impl<'r> RouteView<'r> {
             hostnames: &route.spec.hostnames,
             backend_refs: backend_refs.map(|b| object_ref!(b)).collect(),
         }
+    }
+
+    /// The served Gateways `(namespace, name)` its parentRefs name: the ancestors of a policy
+    /// that affects the route (GEP-713).
+    pub(in crate::translate) fn served_gateways(
+        &self,
+        served: &BTreeSet<(String, String)>,
+    ) -> Vec<(String, String)> {
+        let namespace = self.meta.namespace.as_deref().unwrap_or("default");
+        self.parent_refs
+            .iter()
+            .filter(|p| {
+                p.group.as_deref().unwrap_or(GATEWAY_GROUP) == GATEWAY_GROUP
+                    && p.kind.as_deref().unwrap_or("Gateway") == "Gateway"
+            })
+            .map(|p| {
+                let ns = p.namespace.as_deref().unwrap_or(namespace);
+                (ns.to_string(), p.name.clone())
+            })
+            .filter(|g| served.contains(g))
+            .collect()
     }
 }

@@ -153,6 +153,15 @@ pub static KINDS: &[Kind] = &[
         true,
         true,
     ),
+    kind(
+        "sluice.dev",
+        "v1alpha1",
+        "mirrorpolicies",
+        "MirrorPolicy",
+        true,
+        true,
+        true,
+    ),
 ];
 
 pub fn by_plural(group: &str, version: &str, plural: &str) -> Option<&'static Kind> {

@@ -2,6 +2,7 @@
 //! `demo`, the `echo` backend, and the cluster processes `proxy` and `controller`. Flags live in
 //! the `*_args` modules and turn into the options each mode takes.
 
+pub mod access_log_args;
 pub mod demo;
 pub mod edge_args;
 pub mod kube_args;
@@ -20,6 +21,7 @@ use ipnet::IpNet;
 
 use crate::echo::EchoError;
 use crate::kube_mode::{self, KubeModeError};
+use crate::log_format::LogFormat;
 
 use crate::standalone::{self, StandaloneOptions, StartError};
 pub use kube_args::{ControllerArgs, ProxyArgs};
@@ -44,6 +46,15 @@ pub struct Cli {
     /// Log filter, e.g. `info` or `sluice=debug,warn` (default: `RUST_LOG`, else `info`).
     #[arg(long, global = true, env = "SLUICE_LOG_LEVEL")]
     pub log_level: Option<String>,
+    /// Log lines as `text` or `json` (one object per line; docs/logging.md).
+    #[arg(
+        long,
+        global = true,
+        env = "SLUICE_LOG_FORMAT",
+        value_enum,
+        default_value_t
+    )]
+    pub log_format: LogFormat,
 }
 
 /// Standalone mode: serve the Gateway API objects in a YAML file or directory.
@@ -73,6 +84,8 @@ pub struct GatewayArgs {
     pub upstream: upstream_args::UpstreamArgs,
     #[command(flatten)]
     pub tls_routes: tls_route_args::TlsRouteArgs,
+    #[command(flatten)]
+    pub access_log: access_log_args::AccessLogArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -179,6 +192,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 retry,
                 upstream,
                 tls_routes,
+                access_log,
             } = cli.gateway;
             // clap enforces --config without a subcommand; an empty path fails to load visibly.
             let mut opts = StandaloneOptions::new(config.unwrap_or_default());
@@ -193,6 +207,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             opts.proxy.upstream.retry = retry.into_settings();
             opts.proxy.upstream.tls_relays = upstream.into_relays();
             opts.proxy.tls_routes = tls_routes.into_settings();
+            opts.proxy.access_log = access_log.into_settings();
             opts.drain_delay = drain.delay;
             opts.shutdown_grace = drain.grace;
             let running = standalone::start(opts).await?;

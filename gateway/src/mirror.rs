@@ -15,6 +15,7 @@
 //!
 //! See `docs/mirroring.md` for the semantics and every bound and metric.
 
+mod access;
 mod body;
 mod budget;
 mod duplex;
@@ -268,6 +269,19 @@ pub struct MirrorSet {
     attempt_offset: u64,
     /// What the Gateway presents to mirrors reached over TLS.
     client_certificate: Option<Arc<CertifiedKey>>,
+    /// What the copies' access lines take from the client request.
+    log: CopyLog,
+}
+
+/// What a copy's access line takes from its client request (and, once sent, from its peer).
+#[derive(Debug, Clone, Default)]
+pub struct CopyLog {
+    pub client: Option<std::net::SocketAddr>,
+    /// The rule's name, else its index (as on the primary line).
+    pub rule: Arc<str>,
+    pub settings: crate::access_log::AccessLogSettings,
+    /// The copy's own protocol, set when it is sent.
+    pub protocol: &'static str,
 }
 
 /// A sampled copy, with the head as it was when its filter ran.
@@ -306,7 +320,14 @@ impl MirrorSet {
             forwarded: 0,
             attempt_offset: 0,
             client_certificate: None,
+            log: CopyLog::default(),
         }
+    }
+
+    /// The copies' access lines carry `log`'s client address and rule.
+    pub fn with_log(mut self, log: CopyLog) -> Self {
+        self.log = log;
+        self
     }
 
     /// Copies to TLS mirrors present `certificate` (the Gateway's backend client certificate).
@@ -399,6 +420,13 @@ impl MirrorSet {
             mirror: Arc::from(backend.name.as_str()),
             slot,
             policy,
+            log: CopyLog {
+                protocol: match backend.protocol {
+                    BackendProtocol::H2c => "HTTP/2",
+                    _ => "HTTP/1.1",
+                },
+                ..self.log.clone()
+            },
         };
         runtime.spawn(exchange::run(job));
         self.copies.push(Copy {

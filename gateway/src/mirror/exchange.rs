@@ -11,10 +11,12 @@ use pingora_core::upstreams::peer::HttpPeer;
 use pingora_http::RequestHeader;
 use sluice_controller::snapshot::MirrorPolicy;
 use tokio::sync::{mpsc, watch};
-use tracing::{debug, info};
+use tracing::debug;
 
+use super::access;
 use super::budget::{InflightSlot, Reservation};
 use super::{body, duplex, AbortReason, MirrorEngine as Engine, Outcome};
+use crate::access_log;
 
 /// Queued chunks are written in batches of up to this many bytes: one syscall (and one chunk
 /// frame when chunked) per batch instead of per 16–64 KiB read from the client.
@@ -45,6 +47,7 @@ pub(super) struct Job {
     pub mirror: Arc<str>,
     pub slot: InflightSlot,
     pub policy: Option<Arc<MirrorPolicy>>,
+    pub log: super::CopyLog,
 }
 
 /// What the exchange learnt, for metrics and the access log.
@@ -65,6 +68,7 @@ pub(super) async fn run(job: Job) {
         mirror,
         slot,
         policy,
+        log,
     } = job;
     let timeout = policy
         .as_ref()
@@ -72,12 +76,8 @@ pub(super) async fn run(job: Job) {
         .unwrap_or(engine.options.settings.timeout);
     let started = Instant::now();
     // Only the access log needs them; copying them for every mirrored request would not be free.
-    let logged = engine.options.settings.access_log.then(|| {
-        (
-            head.method.clone(),
-            String::from_utf8_lossy(head.raw_path()).into_owned(),
-        )
-    });
+    let logged = (engine.options.settings.access_log && access_log::enabled())
+        .then(|| access::request_fields(&head, log.settings));
     let mut stats = Stats::default();
     let mut abort_watch = state.clone();
     let mut deadline_watch = state.clone();
@@ -100,19 +100,14 @@ pub(super) async fn run(job: Job) {
             .with_label_values(&[&route, &mirror, status_class(status)])
             .inc();
     }
-    if let Some((method, path)) = logged {
-        info!(
-            target: "sluice::access",
-            mirror = true,
-            route = &*route,
-            backend = &*mirror,
-            method = %method,
-            path = %path,
-            status = stats.status,
-            outcome = outcome.as_str(),
-            body_bytes = stats.bytes,
-            duration_ms = elapsed.as_millis() as u64,
-        );
+    if let Some(request) = logged {
+        let copy = access::Copy {
+            log: &log,
+            route: &route,
+            mirror: &mirror,
+            peer: &peer,
+        };
+        copy.emit(&request, &stats, elapsed, outcome);
     }
     drop(slot);
 }

@@ -11,6 +11,7 @@ pub const KEYS: [&str; 2] = ["logFormat", "accessLogOmitQuery"];
 pub struct LogParams {
     /// `text` or `json`.
     pub format: Option<&'static str>,
+    /// Access lines leave the query out.
     pub omit_query: bool,
 }
 
@@ -73,10 +74,7 @@ mod tests {
         assert!(p.set("logFormat", "json").expect("valid"));
         assert!(p.set("accessLogOmitQuery", "true").expect("valid"));
         assert!(!p.set("mirrorTimeoutMs", "5").expect("not a log key"));
-        assert_eq!(
-            p.args(),
-            ["--log-format=json", "--access-log-omit-query"]
-        );
+        assert_eq!(p.args(), ["--log-format=json", "--access-log-omit-query"]);
         assert!(p.set("accessLogOmitQuery", "false").expect("valid"));
         assert!(p.set("logFormat", "text").expect("valid"));
         assert_eq!(p.args(), ["--log-format=text"]);

@@ -103,7 +103,21 @@ impl Gateway {
         key: Arc<CertifiedKey>,
     ) -> Gateway {
         let primary = backend_speaking("pipy", primary, BackendProtocol::H2c);
-        Gateway::start_on(primary, filters, options, true, Some(key)).await
+        let settings = ProxySettings {
+            downstream_h2c: true,
+            ..ProxySettings::default()
+        };
+        Gateway::start_on(primary, filters, options, settings, Some(key)).await
+    }
+
+    /// [`Gateway::start`] with these proxy settings (`mirror` is replaced by the test's engine).
+    pub async fn start_with_settings(
+        primary: SocketAddr,
+        filters: Vec<Filter>,
+        options: MirrorOptions,
+        settings: ProxySettings,
+    ) -> Gateway {
+        Gateway::start_on(backend("pipy", primary), filters, options, settings, None).await
     }
 
     async fn start_with(
@@ -112,7 +126,11 @@ impl Gateway {
         options: MirrorOptions,
         downstream_h2c: bool,
     ) -> Gateway {
-        Gateway::start_on(primary, filters, options, downstream_h2c, None).await
+        let settings = ProxySettings {
+            downstream_h2c,
+            ..ProxySettings::default()
+        };
+        Gateway::start_on(primary, filters, options, settings, None).await
     }
 
     /// Served over TLS with `key` when it is set.
@@ -120,7 +138,7 @@ impl Gateway {
         primary: Arc<Backend>,
         filters: Vec<Filter>,
         options: MirrorOptions,
-        downstream_h2c: bool,
+        settings: ProxySettings,
         key: Option<Arc<CertifiedKey>>,
     ) -> Gateway {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -137,8 +155,7 @@ impl Gateway {
         let engine = MirrorEngine::new(options, mirror_metrics);
         let settings = ProxySettings {
             mirror: Some(engine.clone()),
-            downstream_h2c,
-            ..ProxySettings::default()
+            ..settings
         };
         let shutdown = match key {
             Some(_) => crate::tls::serve_tls(listener, store, metrics.clone(), settings),

@@ -167,7 +167,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 }
                 _ => None,
             };
-            Ok(crate::echo::run_cli(listen, mode, tls).await?)
+            Ok(crate::echo::run_cli(listen, mode, tls, cli.log_format).await?)
         }
         Some(Command::Demo {
             port,
@@ -300,6 +300,32 @@ mod tests {
             Cli::try_parse_from(echo_tls.iter().chain(&tls[..4])).is_err(),
             "a TLS listener needs its key"
         );
+    }
+
+    #[test]
+    fn every_command_takes_log_format() {
+        let commands: [&[&str]; 5] = [
+            &["--config", "gw.yaml"],
+            &["proxy", "--gateway", "demo/web"],
+            &["controller", "--dataplane-image", "img"],
+            &["echo", "--listen", "127.0.0.1:0"],
+            &["demo"],
+        ];
+        for args in commands {
+            let line = ["sluice"]
+                .iter()
+                .chain(args)
+                .chain(&["--log-format", "json"]);
+            let cli = Cli::try_parse_from(line).expect("parses");
+            assert_eq!(cli.log_format, LogFormat::Json, "{args:?}");
+            let cli = Cli::try_parse_from(["sluice"].iter().chain(args)).expect("parses");
+            assert_eq!(cli.log_format, LogFormat::Text, "{args:?}: text by default");
+        }
+        let yaml = ["sluice", "--config", "gw.yaml", "--log-format", "yaml"];
+        assert!(Cli::try_parse_from(yaml).is_err());
+        let omit = ["sluice", "--config", "gw.yaml", "--access-log-omit-query"];
+        let cli = Cli::try_parse_from(omit).expect("parses");
+        assert!(cli.gateway.access_log.into_settings().omit_query);
     }
 
     #[test]

@@ -17,6 +17,7 @@
 
 pub mod edge_params;
 pub mod gateway_params;
+pub mod log_params;
 pub mod manifests;
 pub mod mirror_params;
 pub mod params;

@@ -2,6 +2,7 @@
 //! `demo`, the `echo` backend, and the cluster processes `proxy` and `controller`. Flags live in
 //! the `*_args` modules and turn into the options each mode takes.
 
+pub mod access_log_args;
 pub mod demo;
 pub mod edge_args;
 pub mod kube_args;
@@ -20,6 +21,7 @@ use ipnet::IpNet;
 
 use crate::echo::EchoError;
 use crate::kube_mode::{self, KubeModeError};
+use crate::log_format::LogFormat;
 
 use crate::standalone::{self, StandaloneOptions, StartError};
 pub use kube_args::{ControllerArgs, ProxyArgs};
@@ -44,6 +46,15 @@ pub struct Cli {
     /// Log filter, e.g. `info` or `sluice=debug,warn` (default: `RUST_LOG`, else `info`).
     #[arg(long, global = true, env = "SLUICE_LOG_LEVEL")]
     pub log_level: Option<String>,
+    /// Log lines as `text` or `json` (one object per line; docs/logging.md).
+    #[arg(
+        long,
+        global = true,
+        env = "SLUICE_LOG_FORMAT",
+        value_enum,
+        default_value_t
+    )]
+    pub log_format: LogFormat,
 }
 
 /// Standalone mode: serve the Gateway API objects in a YAML file or directory.
@@ -73,6 +84,8 @@ pub struct GatewayArgs {
     pub upstream: upstream_args::UpstreamArgs,
     #[command(flatten)]
     pub tls_routes: tls_route_args::TlsRouteArgs,
+    #[command(flatten)]
+    pub access_log: access_log_args::AccessLogArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -154,7 +167,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 }
                 _ => None,
             };
-            Ok(crate::echo::run_cli(listen, mode, tls).await?)
+            Ok(crate::echo::run_cli(listen, mode, tls, cli.log_format).await?)
         }
         Some(Command::Demo {
             port,
@@ -179,6 +192,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 retry,
                 upstream,
                 tls_routes,
+                access_log,
             } = cli.gateway;
             // clap enforces --config without a subcommand; an empty path fails to load visibly.
             let mut opts = StandaloneOptions::new(config.unwrap_or_default());
@@ -193,6 +207,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             opts.proxy.upstream.retry = retry.into_settings();
             opts.proxy.upstream.tls_relays = upstream.into_relays();
             opts.proxy.tls_routes = tls_routes.into_settings();
+            opts.proxy.access_log = access_log.into_settings();
             opts.drain_delay = drain.delay;
             opts.shutdown_grace = drain.grace;
             let running = standalone::start(opts).await?;
@@ -285,6 +300,32 @@ mod tests {
             Cli::try_parse_from(echo_tls.iter().chain(&tls[..4])).is_err(),
             "a TLS listener needs its key"
         );
+    }
+
+    #[test]
+    fn every_command_takes_log_format() {
+        let commands: [&[&str]; 5] = [
+            &["--config", "gw.yaml"],
+            &["proxy", "--gateway", "demo/web"],
+            &["controller", "--dataplane-image", "img"],
+            &["echo", "--listen", "127.0.0.1:0"],
+            &["demo"],
+        ];
+        for args in commands {
+            let line = ["sluice"]
+                .iter()
+                .chain(args)
+                .chain(&["--log-format", "json"]);
+            let cli = Cli::try_parse_from(line).expect("parses");
+            assert_eq!(cli.log_format, LogFormat::Json, "{args:?}");
+            let cli = Cli::try_parse_from(["sluice"].iter().chain(args)).expect("parses");
+            assert_eq!(cli.log_format, LogFormat::Text, "{args:?}: text by default");
+        }
+        let yaml = ["sluice", "--config", "gw.yaml", "--log-format", "yaml"];
+        assert!(Cli::try_parse_from(yaml).is_err());
+        let omit = ["sluice", "--config", "gw.yaml", "--access-log-omit-query"];
+        let cli = Cli::try_parse_from(omit).expect("parses");
+        assert!(cli.gateway.access_log.into_settings().omit_query);
     }
 
     #[test]

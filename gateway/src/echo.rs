@@ -115,6 +115,8 @@ pub struct EchoPod {
     identity: EchoIdentity,
     log: RequestLog,
     print: bool,
+    /// Printed lines go out as `sluice::echo` events (JSON with `--log-format json`).
+    json: bool,
     body_mode: BodyMode,
     // Attempts per retry-simulator uuid; per pod, in memory, like echo-basic.
     retries: Mutex<HashMap<String, u64>>,
@@ -129,6 +131,7 @@ impl EchoPod {
             identity,
             log: RequestLog::default(),
             print: false,
+            json: false,
             body_mode: BodyMode::Json,
             retries: Mutex::new(HashMap::new()),
         }
@@ -138,6 +141,22 @@ impl EchoPod {
     pub fn with_printing(mut self, print: bool) -> Self {
         self.print = print;
         self
+    }
+
+    /// Printed lines follow `--log-format`: plain stdout lines for text (echo-basic's own
+    /// format, which log readers grep), `sluice::echo` events for JSON.
+    pub fn with_log_format(mut self, format: crate::log_format::LogFormat) -> Self {
+        self.json = format == crate::log_format::LogFormat::Json;
+        self
+    }
+
+    /// Prints one line of what this pod saw, in the chosen format.
+    pub(crate) fn say(&self, line: &str) {
+        if self.json {
+            tracing::info!(target: "sluice::echo", pod = %self.identity.pod, "{line}");
+        } else {
+            println!("{line}");
+        }
     }
 
     pub fn with_body_mode(mut self, body_mode: BodyMode) -> Self {

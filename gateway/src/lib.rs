@@ -1,5 +1,6 @@
 //! Sluice's data plane: a Pingora `ProxyHttp` serving the controller's `Snapshot`.
 
+pub mod access_log;
 pub mod admin;
 pub mod backend_health;
 pub mod cli;
@@ -10,6 +11,7 @@ pub mod filters;
 pub mod grpc;
 pub mod kube_mode;
 pub mod listeners;
+pub mod log_format;
 pub mod metrics;
 pub mod mirror;
 pub mod proxy;

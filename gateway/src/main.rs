@@ -4,6 +4,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use sluice_gateway::cli::{self, Cli};
+use sluice_gateway::log_format;
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
 /// A thread-caching allocator: glibc malloc/free were a fifth of the proxy's per-request
@@ -22,11 +24,14 @@ fn log_filter(level: Option<&str>) -> EnvFilter {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        // Colour codes only where a person reads them, not in files or log collectors.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .with_env_filter(log_filter(cli.log_level.as_deref()))
-        .init();
+    // Colour codes only where a person reads them, not in files or log collectors.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let filter = log_filter(cli.log_level.as_deref());
+    let subscriber = log_format::subscriber(cli.log_format, filter, std::io::stdout, ansi);
+    // try_init also turns Pingora's `log` records into events of the same format.
+    if subscriber.try_init().is_err() {
+        eprintln!("sluice: a log subscriber is already installed");
+    }
     // Built here rather than with #[tokio::main] so --threads can size it. One thread means one
     // thread: the current-thread scheduler, as Pingora runs each of its own workers, with no
     // work-stealing bookkeeping and no hand-off between the main thread and a lone worker.

@@ -19,6 +19,7 @@
 //!
 //! See `docs/mirroring.md` for the semantics and every bound and metric.
 
+mod access;
 mod body;
 mod budget;
 mod duplex;
@@ -289,6 +290,19 @@ pub struct MirrorSet {
     shadow: Option<Arc<Shadow>>,
     /// The primary's side of each compared copy.
     taps: Vec<PrimaryTap>,
+    /// What the copies' access lines take from the client request.
+    log: CopyLog,
+}
+
+/// What a copy's access line takes from its client request (and, once sent, from its peer).
+#[derive(Debug, Clone, Default)]
+pub struct CopyLog {
+    pub client: Option<std::net::SocketAddr>,
+    /// The rule's name, else its index (as on the primary line).
+    pub rule: Arc<str>,
+    pub settings: crate::access_log::AccessLogSettings,
+    /// The copy's own protocol, set when it is sent.
+    pub protocol: &'static str,
 }
 
 /// A sampled copy, with the head as it was when its filter ran.
@@ -332,7 +346,14 @@ impl MirrorSet {
             client_certificate: None,
             shadow: None,
             taps: Vec::new(),
+            log: CopyLog::default(),
         }
+    }
+
+    /// The copies' access lines carry `log`'s client address and rule.
+    pub fn with_log(mut self, log: CopyLog) -> Self {
+        self.log = log;
+        self
     }
 
     /// Copies to TLS mirrors present `certificate` (the Gateway's backend client certificate).
@@ -442,6 +463,13 @@ impl MirrorSet {
             slot,
             policy,
             tap,
+            log: CopyLog {
+                protocol: match backend.protocol {
+                    BackendProtocol::H2c => "HTTP/2",
+                    _ => "HTTP/1.1",
+                },
+                ..self.log.clone()
+            },
         };
         runtime.spawn(exchange::run(job));
         self.copies.push(Copy {

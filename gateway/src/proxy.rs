@@ -27,6 +27,7 @@ mod ctx;
 mod headers;
 mod refusal;
 mod request;
+mod request_id;
 mod retrying;
 
 use std::net::SocketAddr;
@@ -48,6 +49,7 @@ use sluice_controller::snapshot::{BackendProtocol, Filter};
 
 pub use ctx::RequestCtx;
 
+use crate::access_log::{self, AccessLine, AccessLogSettings, Extra, RequestFields};
 use crate::edge::{self, reject::BodyRejected, EdgeLimits, Violation};
 use crate::filters;
 use crate::grpc;
@@ -86,6 +88,8 @@ pub struct ProxySettings {
     pub edge: EdgeLimits,
     /// Streams on `TLS` listeners (TLSRoutes): connect and idle timeouts.
     pub tls_routes: crate::tls_route::TlsRouteSettings,
+    /// What access lines leave out (`--access-log-omit-query`).
+    pub access_log: AccessLogSettings,
 }
 
 impl Default for ProxySettings {
@@ -96,6 +100,7 @@ impl Default for ProxySettings {
             mirror: None,
             edge: EdgeLimits::default(),
             tls_routes: Default::default(),
+            access_log: AccessLogSettings::default(),
         }
     }
 }
@@ -107,6 +112,7 @@ impl std::fmt::Debug for ProxySettings {
             .field("downstream_h2c", &self.downstream_h2c)
             .field("mirror", &self.mirror.is_some())
             .field("edge", &self.edge)
+            .field("access_log", &self.access_log)
             .finish()
     }
 }
@@ -164,6 +170,7 @@ impl ProxyHttp for SluiceProxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.started = Instant::now();
+        ctx.request_id = Some(request_id::ensure(session.req_header_mut()));
         ctx.grpc_call = grpc::is_call(session.req_header());
         if let Some(rejection) = edge::rejection(session.req_header().uri.path()) {
             ctx.rejected = Some(rejection.0);
@@ -205,6 +212,7 @@ impl ProxyHttp for SluiceProxy {
             local,
             sni.as_deref(),
             self.settings.mirror.as_ref(),
+            self.settings.access_log,
         )
         .map_err(|e| Error::because(BAD_FILTER, "applying route filters", e))?;
         if let Some(m) = ctx.mirrors.as_mut() {
@@ -256,6 +264,7 @@ impl ProxyHttp for SluiceProxy {
         // A new attempt has no connection yet; the last one's socket may already be closed and
         // its descriptor reused, so it must not be shut by this attempt's early-answer check.
         ctx.upstream = None;
+        ctx.upstream_started.get_or_insert_with(Instant::now);
         if let Some(wait) = ctx.retry_wait.take() {
             // The backoff never outlasts the request timeout: the check below answers 504 then.
             let left = ctx
@@ -457,6 +466,7 @@ impl ProxyHttp for SluiceProxy {
             m.on_response_body(body.as_ref(), end_of_stream);
         }
         if end_of_stream {
+            ctx.upstream_ended = Some(Instant::now());
             if let Some(conn) = ctx.upstream.take() {
                 conn.on_response_end();
             }
@@ -546,32 +556,64 @@ impl ProxyHttp for SluiceProxy {
             self.metrics
                 .record_grpc_call(&ctx.gateway, ctx.route_label(), ctx.grpc_status);
         }
-        let req = session.req_header();
-        // A refused request's head is the edge's marker, not what the client sent.
-        let path = if ctx.rejected.is_some() {
-            ""
-        } else {
-            req.uri.path()
-        };
-        tracing::info!(
-            target: "sluice::access",
-            method = %req.method,
-            path,
-            host = ctx.original_host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or(""),
-            gateway = %ctx.gateway,
-            route = ctx.route_label(),
-            kind = ctx.kind_label(),
-            backend = ctx.backend_label(),
-            code,
-            grpc_status = ctx.grpc_status,
-            retries = ctx.retries,
-            micros = elapsed.as_micros() as u64,
-            error = e
+        if access_log::enabled() {
+            let error = e
                 .map(|e| e.to_string())
-                .or_else(|| ctx.rejected.map(|v| v.to_string())),
-            "request"
-        );
+                .or_else(|| ctx.rejected.map(|v| v.to_string()));
+            log_access(session, ctx, &self.settings.access_log, code, error);
+        }
     }
+}
+
+/// The request's access line. A refused request's head is the edge's marker, not what the
+/// client sent: only its request id and status are known.
+fn log_access(
+    session: &Session,
+    ctx: &RequestCtx,
+    settings: &AccessLogSettings,
+    status: u16,
+    error: Option<String>,
+) {
+    let req = session.req_header();
+    let mut request = if ctx.rejected.is_some() {
+        RequestFields::default()
+    } else {
+        let uri = ctx.original_uri.as_ref().unwrap_or(&req.uri);
+        // Set by routing; a request that failed before it falls back to the head's host.
+        let host = match &ctx.original_host {
+            Some(h) => h.to_str().unwrap_or(""),
+            None => request::raw_host(req).unwrap_or(""),
+        };
+        RequestFields::of(req, uri, host, *settings)
+    };
+    if let Some(id) = ctx.request_id.as_ref().and_then(|v| v.to_str().ok()) {
+        id.clone_into(&mut request.request_id);
+    }
+    let upstream = ctx.chosen.as_ref().filter(|_| ctx.attempts > 0);
+    AccessLine {
+        mirror: false,
+        client: inet(session.client_addr()),
+        request: &request,
+        protocol: access_log::protocol_name(req.version),
+        status,
+        route: ctx.route_label(),
+        rule: &ctx.rule_label(),
+        backend: ctx.backend_label(),
+        upstream: upstream.map(|c| c.endpoint),
+        bytes_in: session.body_bytes_read() as u64,
+        bytes_out: session.body_bytes_sent() as u64,
+        duration: ctx.started.elapsed(),
+        upstream_duration: ctx.upstream_duration(Instant::now()),
+        extra: Extra {
+            gateway: Some(&ctx.gateway),
+            kind: Some(ctx.kind_label()),
+            grpc_status: ctx.grpc_status,
+            retries: Some(ctx.retries),
+            error,
+            outcome: None,
+        },
+    }
+    .emit();
 }
 
 /// Whether Sluice's own retry (without a rule policy) is still open: at most one per request,

@@ -436,6 +436,7 @@ fn pod_template(
                     .into_iter()
                     .chain(params.mirror.to_proxy_args())
                     .chain(params.edge.args())
+                    .chain(params.log.args())
                     .collect(),
                 ),
                 ports: Some(container_ports),

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{ConfigMap, ResourceRequirements, Toleration};
 
 use super::edge_params::{self, EdgeParams};
+use super::log_params::{self, LogParams};
 use super::mirror_params;
 use crate::mirror_settings::MirrorSettings;
 
@@ -49,6 +50,8 @@ pub struct DataPlaneParams {
     pub mirror: MirrorSettings,
     /// `sluice proxy` limit and drain flags (the edge keys, docs/hardening.md).
     pub edge: EdgeParams,
+    /// `sluice proxy --log-format` and `--access-log-omit-query` (docs/logging.md).
+    pub log: LogParams,
 }
 
 impl Default for DataPlaneParams {
@@ -64,6 +67,7 @@ impl Default for DataPlaneParams {
             image: None,
             mirror: MirrorSettings::default(),
             edge: EdgeParams::default(),
+            log: LogParams::default(),
         }
     }
 }
@@ -72,7 +76,7 @@ impl Default for DataPlaneParams {
 #[derive(Debug, thiserror::Error)]
 pub enum ParamsError {
     /// A key Sluice does not know.
-    #[error("unknown key {0:?} (known: kind, replicas, serviceType, resources, nodeSelector, tolerations, hostNetwork, image, {mirror}, {edge})", mirror = mirror_params::KEYS.join(", "), edge = edge_params::key_names().join(", "))]
+    #[error("unknown key {0:?} (known: kind, replicas, serviceType, resources, nodeSelector, tolerations, hostNetwork, image, {mirror}, {edge}, {log})", mirror = mirror_params::KEYS.join(", "), edge = edge_params::key_names().join(", "), log = log_params::KEYS.join(", "))]
     UnknownKey(String),
     /// `kind` is neither `Deployment` nor `DaemonSet`.
     #[error("kind must be Deployment or DaemonSet, not {0:?}")]
@@ -194,7 +198,10 @@ impl DataPlaneParams {
                 }
                 "image" => p.image = Some(value.into()),
                 other => {
-                    if !p.mirror.set_param(other, value)? && !p.edge.set(other, value)? {
+                    if !p.mirror.set_param(other, value)?
+                        && !p.edge.set(other, value)?
+                        && !p.log.set(other, value)?
+                    {
                         return Err(ParamsError::UnknownKey(other.into()));
                     }
                 }

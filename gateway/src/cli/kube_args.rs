@@ -47,6 +47,10 @@ pub struct ProxyArgs {
     /// The same flags as standalone mode.
     #[command(flatten)]
     pub tls_routes: super::tls_route_args::TlsRouteArgs,
+    /// The same flags as standalone mode; the provisioner sets them from the GatewayClass
+    /// parameters' `accessLogOmitQuery` key.
+    #[command(flatten)]
+    pub access_log: super::access_log_args::AccessLogArgs,
 }
 
 /// The controller: statuses and data-plane provisioning, one leader at a time.
@@ -117,6 +121,7 @@ impl ProxyArgs {
                 },
                 downstream_h2c: !self.listeners.no_h2c,
                 tls_routes: self.tls_routes.into_settings(),
+                access_log: self.access_log.into_settings(),
                 ..ProxySettings::default()
             },
             mirror: self.mirror.into_options(),
@@ -212,7 +217,7 @@ mod tests {
     }
 
     #[test]
-    fn the_provisioned_mirror_and_edge_flags_parse_as_proxy_flags() {
+    fn the_provisioned_mirror_edge_and_log_flags_parse_as_proxy_flags() {
         use sluice_controller::provision::{manifests, params::DataPlaneParams};
 
         // The type comes from `from_config_map`: the gateway crate needs no k8s-openapi for it.
@@ -233,6 +238,8 @@ mod tests {
                 "keepaliveTimeout": "90s",
                 "drainDelay": "7s",
                 "shutdownGrace": "20s",
+                "logFormat": "json",
+                "accessLogOmitQuery": "true",
             },
         }))
         .expect("a ConfigMap");
@@ -266,9 +273,11 @@ mod tests {
 
         let cli = Cli::try_parse_from(std::iter::once("sluice".to_string()).chain(args))
             .expect("the data plane accepts its flags");
+        assert_eq!(cli.log_format, crate::log_format::LogFormat::Json);
         let Some(Command::Proxy(proxy)) = cli.command else {
             panic!("sluice proxy");
         };
+        assert!(proxy.access_log.clone().into_settings().omit_query);
         let mirror = proxy.mirror.into_settings();
         // The flags parse back into exactly what the class parameters said.
         assert_eq!(mirror, params.mirror);

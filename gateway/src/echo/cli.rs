@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
+use crate::log_format::LogFormat;
+
 use super::{
     grpc_tls_server_config, serve_port, tcp_tls_server_config, tls_server_config, BodyMode,
     EchoError, EchoIdentity, EchoPod, EchoPort, TcpPorts,
@@ -35,6 +37,7 @@ pub async fn run_cli(
     listen: SocketAddr,
     mode: EchoMode,
     tls: Option<EchoTls>,
+    format: LogFormat,
 ) -> Result<(), EchoError> {
     let listener = bind(listen).await?;
     let local = listener.local_addr().map_err(EchoError::LocalAddr)?;
@@ -65,15 +68,16 @@ pub async fn run_cli(
         ingress: env("INGRESS_NAME"),
         http_port: local.port().to_string(),
     };
-    println!(
-        "sluice echo ({mode:?}) listening on {local} as pod {}",
-        identity.pod
-    );
     let pod = Arc::new(
         EchoPod::new(identity)
             .with_printing(true)
+            .with_log_format(format)
             .with_body_mode(BodyMode::EchoBody),
     );
+    pod.say(&format!(
+        "sluice echo ({mode:?}) listening on {local} as pod {}",
+        pod.identity().pod
+    ));
     let tcp_ports = Arc::new(TcpPorts {
         tcp: local.port().to_string(),
         tls: tls
@@ -94,7 +98,9 @@ pub async fn run_cli(
         EchoMode::Grpc => EchoPort::GrpcTls(grpc_tls_server_config(&cert, &key)?),
         EchoMode::Tcp => EchoPort::TcpTls(tcp_ports, tcp_tls_server_config(&cert, &key)?),
     };
-    println!("sluice echo ({mode:?}) listening with TLS on {tls_local}");
+    pod.say(&format!(
+        "sluice echo ({mode:?}) listening with TLS on {tls_local}"
+    ));
     tokio::try_join!(
         serve_port(listener, pod.clone(), plain),
         serve_port(tls_listener, pod, secure)

@@ -264,12 +264,12 @@ impl Call {
 
     fn record(&self, head: &Head, message: &[u8]) {
         if self.pod.print {
-            println!(
+            self.pod.say(&format!(
                 "gRPC {} from {} ({} byte message)",
                 head.path,
                 self.remote,
                 message.len()
-            );
+            ));
         }
         self.pod.log.record(ReceivedRequest {
             at: Instant::now(),

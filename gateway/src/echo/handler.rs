@@ -82,7 +82,7 @@ pub(super) async fn handle(
             echoed: false,
         };
         if pod.print {
-            print_head(&pod.identity.pod, &received);
+            print_head(&pod, &received);
         }
         pod.log.record(received);
         return Ok(super::websocket::accept(req));
@@ -134,7 +134,7 @@ pub(super) async fn handle(
         echoed: is_echo && !h2c_rejected,
     };
     if pod.print {
-        print_head(&pod.identity.pod, &received);
+        print_head(&pod, &received);
     }
     pod.log.record(received);
 
@@ -370,12 +370,13 @@ fn proto_name(version: Version) -> &'static str {
 
 /// Each line starts with `[pod]` so that several backends sharing one terminal (the demo) can be
 /// told apart.
-fn print_head(pod: &str, request: &ReceivedRequest) {
+fn print_head(echo: &EchoPod, request: &ReceivedRequest) {
+    let pod = &echo.identity.pod;
     if request.echoed {
-        println!("[{pod}] {}", request.echo_line());
+        echo.say(&format!("[{pod}] {}", request.echo_line()));
     }
     let field = |name: &str| request.header_values(name).collect::<Vec<_>>().join(",");
-    println!(
+    echo.say(&format!(
         "[{pod}] {} {} {} host={} user-agent={:?} content-type={:?} content-length={} x-forwarded-for={:?} body-bytes={}",
         request.method,
         request.uri,
@@ -386,7 +387,7 @@ fn print_head(pod: &str, request: &ReceivedRequest) {
         field("content-length"),
         field("x-forwarded-for"),
         request.body_len,
-    );
+    ));
 }
 
 fn header_list(headers: &http::HeaderMap) -> Vec<(String, String)> {

@@ -185,7 +185,7 @@ async fn exchange<T: AsyncRead + AsyncWrite + Unpin>(
             _ => continue,
         };
         if pod.print {
-            print!("TCP {}: {answer}", line.escape_ascii());
+            pod.say(format!("TCP {}: {answer}", line.escape_ascii()).trim_end());
         }
         io.get_mut().write_all(answer.as_bytes()).await?;
         io.get_mut().flush().await?;

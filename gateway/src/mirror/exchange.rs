@@ -12,11 +12,13 @@ use pingora_core::upstreams::peer::HttpPeer;
 use pingora_http::RequestHeader;
 use sluice_controller::snapshot::MirrorPolicy;
 use tokio::sync::{mpsc, watch};
-use tracing::{debug, info};
+use tracing::debug;
 
+use super::access;
 use super::budget::{InflightSlot, Reservation};
 use super::tap::MirrorTap;
 use super::{body, duplex, AbortReason, MirrorEngine as Engine, Outcome};
+use crate::access_log;
 use crate::shadow::Observation;
 
 /// Queued chunks are written in batches of up to this many bytes: one syscall (and one chunk
@@ -50,6 +52,7 @@ pub(super) struct Job {
     pub policy: Option<Arc<MirrorPolicy>>,
     /// The mirror's side of a compared copy.
     pub tap: Option<MirrorTap>,
+    pub log: super::CopyLog,
 }
 
 /// What the exchange learnt, for metrics and the access log.
@@ -73,6 +76,7 @@ pub(super) async fn run(job: Job) {
         slot,
         policy,
         mut tap,
+        log,
     } = job;
     let timeout = policy
         .as_ref()
@@ -80,12 +84,8 @@ pub(super) async fn run(job: Job) {
         .unwrap_or(engine.options.settings.timeout);
     let started = Instant::now();
     // Only the access log needs them; copying them for every mirrored request would not be free.
-    let logged = engine.options.settings.access_log.then(|| {
-        (
-            head.method.clone(),
-            String::from_utf8_lossy(head.raw_path()).into_owned(),
-        )
-    });
+    let logged = (engine.options.settings.access_log && access_log::enabled())
+        .then(|| access::request_fields(&head, log.settings));
     let mut stats = Stats {
         answer: tap.as_mut().and_then(|t| t.answer.take()),
         ..Stats::default()
@@ -111,19 +111,14 @@ pub(super) async fn run(job: Job) {
             .with_label_values(&[&route, &mirror, status_class(status)])
             .inc();
     }
-    if let Some((method, path)) = logged {
-        info!(
-            target: "sluice::access",
-            mirror = true,
-            route = &*route,
-            backend = &*mirror,
-            method = %method,
-            path = %path,
-            status = stats.status,
-            outcome = outcome.as_str(),
-            body_bytes = stats.bytes,
-            duration_ms = elapsed.as_millis() as u64,
-        );
+    if let Some(request) = logged {
+        let copy = access::Copy {
+            log: &log,
+            route: &route,
+            mirror: &mirror,
+            peer: &peer,
+        };
+        copy.emit(&request, &stats, elapsed, outcome);
     }
     drop(slot);
     if let Some(tap) = tap {

@@ -57,6 +57,14 @@ pub struct RequestCtx {
     /// The `grpc-status` of the answer (Sluice's own, or the backend's head or trailers), for
     /// the access log.
     pub grpc_status: Option<u32>,
+    /// The request id on the head (the client's, or generated), for the access log.
+    pub request_id: Option<HeaderValue>,
+    /// The URI as the client sent it, kept only when a URL rewrite changes the path: the
+    /// access log shows what the client asked for.
+    pub original_uri: Option<http::Uri>,
+    /// When the first upstream attempt began and when the backend's answer ended.
+    pub upstream_started: Option<Instant>,
+    pub upstream_ended: Option<Instant>,
 }
 
 impl RequestCtx {
@@ -82,6 +90,10 @@ impl RequestCtx {
             upstream: None,
             grpc_call: false,
             grpc_status: None,
+            request_id: None,
+            original_uri: None,
+            upstream_started: None,
+            upstream_ended: None,
         }
     }
 
@@ -130,6 +142,27 @@ impl RequestCtx {
     /// The matched route's kind (`HTTPRoute`, `GRPCRoute`); empty when no route matched.
     pub fn kind_label(&self) -> &'static str {
         self.route.as_ref().map_or("", |r| r.kind.as_str())
+    }
+
+    /// The matched rule's name, else its index in the route's rules; "" when no route matched.
+    pub fn rule_label(&self) -> std::borrow::Cow<'_, str> {
+        match &self.route {
+            Some(r) => match &r.rule_name {
+                Some(name) => name.as_str().into(),
+                None => r.rule_index.to_string().into(),
+            },
+            None => "".into(),
+        }
+    }
+
+    /// From the first upstream attempt to the end of the backend's answer (or to `now`, when it
+    /// did not end); zero when no backend was tried.
+    pub fn upstream_duration(&self, now: Instant) -> Duration {
+        self.upstream_started.map_or(Duration::ZERO, |s| {
+            self.upstream_ended
+                .unwrap_or(now)
+                .saturating_duration_since(s)
+        })
     }
 
     pub fn backend_label(&self) -> &str {

@@ -9,10 +9,11 @@ use pingora_proxy::Session;
 use sluice_controller::snapshot::{BindProtocol, Filter, PathMatch, Snapshot};
 
 use super::ctx::RequestCtx;
+use crate::access_log::AccessLogSettings;
 use crate::filters::cors::{self, CorsRequest};
 use crate::filters::{self, FilterError, RequestUrl};
 use crate::grpc;
-use crate::mirror::MirrorSet;
+use crate::mirror::{CopyLog, MirrorSet};
 use crate::routing::{self, Lookup, RequestView};
 use crate::upstream::{self, NoBackend};
 
@@ -58,6 +59,7 @@ pub(super) fn route_and_filter(
     local: SocketAddr,
     sni: Option<&str>,
     mirrors: Option<&Arc<crate::mirror::MirrorEngine>>,
+    access_log: AccessLogSettings,
 ) -> Result<Outcome, FilterError> {
     let req = session.req_header();
     let raw_host = raw_host(req).unwrap_or("");
@@ -69,6 +71,8 @@ pub(super) fn route_and_filter(
         method: &req.method,
         headers: &req.headers,
     };
+    // Before routing: every answer, a 404 or a redirect too, is logged with the client's host.
+    ctx.original_host = original_host(req, raw_host);
     let lookup = routing::lookup(snapshot, local, &view);
     if sni.is_some_and(|sni| lookup.misdirected(sni)) {
         if let Some((_, listener)) = lookup.listener() {
@@ -93,7 +97,6 @@ pub(super) fn route_and_filter(
     let action = matched.entry.action.clone();
     ctx.action = Some(action.clone());
     ctx.https = ctx.https || matched.bind.protocol == BindProtocol::Https;
-    ctx.original_host = original_host(req, raw_host);
     // Translate already turns a zero duration into None ("disabled"); a zero here must not
     // turn into an instant 504 either.
     ctx.deadline = action
@@ -113,7 +116,14 @@ pub(super) fn route_and_filter(
         listener_port: matched.bind.address.port(),
     };
     let path_match = &matched.entry.matcher.path;
-    if let Some(out) = apply(&action.filters, session, ctx, &url, path_match, mirrors)? {
+    if let Some(out) = apply(
+        &action.filters,
+        session,
+        ctx,
+        &url,
+        path_match,
+        (mirrors, access_log),
+    )? {
         return Ok(out);
     }
     let chosen = match upstream::choose(&action, &mut rand::rng()) {
@@ -123,10 +133,15 @@ pub(super) fn route_and_filter(
     let index = chosen.index;
     ctx.chosen = Some(chosen);
     match action.backends.get(index) {
-        Some(b) => {
-            Ok(apply(&b.filters, session, ctx, &url, path_match, mirrors)?
-                .unwrap_or(Outcome::Proxy))
-        }
+        Some(b) => Ok(apply(
+            &b.filters,
+            session,
+            ctx,
+            &url,
+            path_match,
+            (mirrors, access_log),
+        )?
+        .unwrap_or(Outcome::Proxy)),
         None => Ok(Outcome::Status(500)),
     }
 }
@@ -158,7 +173,7 @@ fn apply(
     ctx: &mut RequestCtx,
     url: &OwnedUrl,
     path_match: &PathMatch,
-    engine: Option<&Arc<crate::mirror::MirrorEngine>>,
+    (engine, access_log): (Option<&Arc<crate::mirror::MirrorEngine>>, AccessLogSettings),
 ) -> Result<Option<Outcome>, FilterError> {
     for filter in list {
         match filter {
@@ -185,6 +200,9 @@ fn apply(
                     filters::set_request_host(req, host)?;
                 }
                 if let Some(p) = &rw.path {
+                    if ctx.original_uri.is_none() {
+                        ctx.original_uri = Some(req.uri.clone());
+                    }
                     let path = filters::rewrite_path(p, req.uri.path(), path_match)?;
                     filters::set_request_path(req, &path)?;
                 }
@@ -208,9 +226,16 @@ fn apply(
                     .map_or("", |r| r.label.as_str())
                     .to_string();
                 let client_certificate = &ctx.backend_client_certificate;
+                let log = CopyLog {
+                    client: super::inet(session.client_addr()),
+                    rule: Arc::from(&*ctx.rule_label()),
+                    settings: access_log,
+                    protocol: "",
+                };
                 let set = ctx.mirrors.get_or_insert_with(|| {
                     MirrorSet::new(engine.clone())
                         .with_client_certificate(client_certificate.clone())
+                        .with_log(log)
                 });
                 set.start(mirror, session.req_header(), &route, has_body);
             }

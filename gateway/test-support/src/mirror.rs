@@ -97,7 +97,14 @@ impl Gateway {
         rules: Vec<Rule>,
         options: MirrorOptions,
     ) -> Gateway {
-        Gateway::start_on(backend("pipy", primary), rules, options, false, None).await
+        Gateway::start_on(
+            backend("pipy", primary),
+            rules,
+            options,
+            ProxySettings::default(),
+            None,
+        )
+        .await
     }
 
     /// [`Gateway::start`] whose listener also takes HTTP/2 with prior knowledge (h2c clients).
@@ -130,7 +137,28 @@ impl Gateway {
         key: Arc<CertifiedKey>,
     ) -> Gateway {
         let primary = backend_speaking("pipy", primary, BackendProtocol::H2c);
-        Gateway::start_on(primary, web(filters), options, true, Some(key)).await
+        let settings = ProxySettings {
+            downstream_h2c: true,
+            ..ProxySettings::default()
+        };
+        Gateway::start_on(primary, web(filters), options, settings, Some(key)).await
+    }
+
+    /// [`Gateway::start`] with these proxy settings (`mirror` is replaced by the test's engine).
+    pub async fn start_with_settings(
+        primary: SocketAddr,
+        filters: Vec<Filter>,
+        options: MirrorOptions,
+        settings: ProxySettings,
+    ) -> Gateway {
+        Gateway::start_on(
+            backend("pipy", primary),
+            web(filters),
+            options,
+            settings,
+            None,
+        )
+        .await
     }
 
     async fn start_with(
@@ -139,7 +167,11 @@ impl Gateway {
         options: MirrorOptions,
         downstream_h2c: bool,
     ) -> Gateway {
-        Gateway::start_on(primary, web(filters), options, downstream_h2c, None).await
+        let settings = ProxySettings {
+            downstream_h2c,
+            ..ProxySettings::default()
+        };
+        Gateway::start_on(primary, web(filters), options, settings, None).await
     }
 
     /// Served over TLS with `key` when it is set.
@@ -147,7 +179,7 @@ impl Gateway {
         primary: Arc<Backend>,
         rules: Vec<Rule>,
         options: MirrorOptions,
-        downstream_h2c: bool,
+        settings: ProxySettings,
         key: Option<Arc<CertifiedKey>>,
     ) -> Gateway {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -164,8 +196,7 @@ impl Gateway {
         let engine = MirrorEngine::new(options, mirror_metrics);
         let settings = ProxySettings {
             mirror: Some(engine.clone()),
-            downstream_h2c,
-            ..ProxySettings::default()
+            ..settings
         };
         let shutdown = match key {
             Some(_) => crate::tls::serve_tls(listener, store, metrics.clone(), settings),

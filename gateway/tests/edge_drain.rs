@@ -99,10 +99,19 @@ async fn sigterm_drains_without_failing_a_request() {
             }
         }));
     }
-    // A long request in flight across the whole drain. The drain delay (2 s) leaves a loaded
-    // machine time to get it connected before accepting stops.
+    // A long request in flight across the whole drain. Its client connects first and sends it
+    // on that kept-alive connection: on a loaded machine a fresh connect could land after
+    // accepting stops, which is the drain working, not a request failing.
+    let long_client = harness::client();
+    let warm = long_client
+        .get(url(gateway, "/"))
+        .send()
+        .await
+        .expect("warm-up");
+    assert_eq!(warm.status(), 200);
+    warm.bytes().await.expect("warm-up body");
     let long = tokio::spawn({
-        let client = harness::client();
+        let client = long_client;
         async move {
             client
                 .get(url(gateway, "/?delay=2s"))

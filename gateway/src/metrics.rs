@@ -1,5 +1,8 @@
 //! Prometheus metrics of one Sluice instance, in its own registry (never the global default).
 
+pub mod runtime;
+pub mod upstream;
+
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -12,6 +15,7 @@ use sluice_controller::publish::Store;
 
 use crate::edge::EdgeMetrics;
 use crate::tls_route::TlsRouteMetrics;
+use upstream::UpstreamErrorMetrics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
@@ -56,6 +60,8 @@ pub struct Metrics {
     pub edge: EdgeMetrics,
     /// `sluice_tls_route_*`: streams on `TLS` listeners.
     pub tls_routes: TlsRouteMetrics,
+    /// `sluice_upstream_connect_errors_total`, `sluice_upstream_errors_total`.
+    pub upstream: UpstreamErrorMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -117,6 +123,8 @@ impl Metrics {
         tls_routes
             .register(&registry)
             .map_err(MetricsError::Register)?;
+        let upstream = UpstreamErrorMetrics::register(&registry).map_err(MetricsError::Register)?;
+        runtime::register(&registry).map_err(MetricsError::Register)?;
         Ok(Metrics {
             registry,
             requests,
@@ -125,6 +133,7 @@ impl Metrics {
             retries,
             edge,
             tls_routes,
+            upstream,
         })
     }
 

@@ -115,7 +115,10 @@ mod tests {
         let limit = MemoryLimit::new(&[file.to_str().unwrap()]).unwrap();
         let families = limit.collect();
         assert_eq!(families.len(), 1);
-        assert_eq!(families[0].get_metric()[0].get_gauge().get_value(), 1_048_576.0);
+        assert_eq!(
+            families[0].get_metric()[0].get_gauge().get_value(),
+            1_048_576.0
+        );
         std::fs::write(&file, "max\n").unwrap();
         assert!(limit.collect().is_empty());
     }

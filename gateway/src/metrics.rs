@@ -1,5 +1,8 @@
 //! Prometheus metrics of one Sluice instance, in its own registry (never the global default).
 
+pub mod runtime;
+pub mod upstream;
+
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -13,6 +16,7 @@ use sluice_controller::publish::Store;
 use crate::edge::EdgeMetrics;
 use crate::shadow::Shadow;
 use crate::tls_route::TlsRouteMetrics;
+use upstream::UpstreamErrorMetrics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
@@ -59,6 +63,8 @@ pub struct Metrics {
     pub tls_routes: TlsRouteMetrics,
     /// `sluice_shadow_*` and the mismatch samples of `GET /shadow`.
     pub shadow: Arc<Shadow>,
+    /// `sluice_upstream_connect_errors_total`, `sluice_upstream_errors_total`.
+    pub upstream: UpstreamErrorMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -121,6 +127,8 @@ impl Metrics {
             .register(&registry)
             .map_err(MetricsError::Register)?;
         let shadow = Arc::new(Shadow::register(&registry).map_err(MetricsError::Register)?);
+        let upstream = UpstreamErrorMetrics::register(&registry).map_err(MetricsError::Register)?;
+        runtime::register(&registry).map_err(MetricsError::Register)?;
         Ok(Metrics {
             registry,
             requests,
@@ -130,6 +138,7 @@ impl Metrics {
             edge,
             tls_routes,
             shadow,
+            upstream,
         })
     }
 

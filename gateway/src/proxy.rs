@@ -345,6 +345,9 @@ impl ProxyHttp for SluiceProxy {
         ctx: &mut RequestCtx,
         e: Box<Error>,
     ) -> Box<Error> {
+        self.metrics
+            .upstream
+            .connect_failed(ctx.backend_label(), &e);
         let settings = &self.settings.upstream.retry;
         retrying::on_error(session, ctx, settings, &self.metrics, e, |e, ctx| {
             let refused = matches!(e.etype(), ErrorType::ConnectRefused);
@@ -362,6 +365,7 @@ impl ProxyHttp for SluiceProxy {
         ctx: &mut RequestCtx,
         client_reused: bool,
     ) -> Box<Error> {
+        self.metrics.upstream.proxy_failed(ctx.backend_label(), &e);
         let e = e.more_context(format!("Peer: {peer}"));
         let settings = &self.settings.upstream.retry;
         let idempotent = session.req_header().method.is_idempotent();

@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 use super::reject::Violation;
 
@@ -14,6 +14,9 @@ pub struct EdgeMetrics {
     pub accepted: IntCounter,
     /// `sluice_downstream_connections_active`
     pub active: IntGauge,
+    /// `sluice_downstream_connections{listener}`: the same, by listening address; a series goes
+    /// when its socket closes, so the set follows the configuration.
+    pub by_listener: IntGaugeVec,
     /// `sluice_downstream_connections_rejected_total{reason}`: closed at accept
     /// (`max_connections`), failing the TLS handshake in time (`tls_handshake`), or naming in
     /// their ClientHello no listener of the port (`tls_unknown_sni`).
@@ -48,6 +51,15 @@ impl Default for EdgeMetrics {
             "Client connections open now.",
         )
         .expect("metric");
+        #[allow(clippy::expect_used)]
+        let by_listener = IntGaugeVec::new(
+            Opts::new(
+                "sluice_downstream_connections",
+                "Client connections open now, by listening address.",
+            ),
+            &["listener"],
+        )
+        .expect("metric");
         let requests_rejected = by_reason(
             "sluice_downstream_requests_rejected_total",
             "Client requests refused by the edge guard, by reason.",
@@ -68,6 +80,7 @@ impl Default for EdgeMetrics {
                 "Client connections accepted.",
             ),
             active,
+            by_listener,
             connections_rejected,
             requests_rejected,
             client_aborts: counter(
@@ -83,6 +96,7 @@ impl EdgeMetrics {
     pub fn register(&self, registry: &Registry) -> prometheus::Result<()> {
         registry.register(Box::new(self.accepted.clone()))?;
         registry.register(Box::new(self.active.clone()))?;
+        registry.register(Box::new(self.by_listener.clone()))?;
         registry.register(Box::new(self.connections_rejected.clone()))?;
         registry.register(Box::new(self.requests_rejected.clone()))?;
         registry.register(Box::new(self.client_aborts.clone()))
@@ -158,6 +172,7 @@ mod tests {
             .map(|f| f.name().to_string())
             .collect();
         assert!(names.contains(&"sluice_downstream_requests_rejected_total".to_string()));
+        // Six families; `sluice_downstream_connections{listener}` has no series before a bind.
         assert_eq!(names.len(), 5);
     }
 }

@@ -106,6 +106,9 @@ async fn accept_loop<A>(
 ) where
     A: ServerApp + Send + Sync + 'static,
 {
+    let listener_label = address.to_string();
+    let by_listener = &shared.options.metrics.by_listener;
+    let open_here = by_listener.with_label_values(&[listener_label.as_str()]);
     loop {
         let accepted = tokio::select! {
             _ = drain.wait_for(|d| *d) => break,
@@ -124,7 +127,7 @@ async fn accept_loop<A>(
                     continue;
                 }
                 edge.accepted.inc();
-                let guard = shared.connections.open();
+                let guard = shared.connections.open(open_here.clone());
                 let shared = shared.clone();
                 let acceptor = acceptor.clone();
                 let drain = drain.clone();
@@ -143,6 +146,9 @@ async fn accept_loop<A>(
             }
         }
     }
+    // Connections still draining from this socket count on in `_active` only; the series goes
+    // so that addresses a reload dropped do not linger (a rebind starts a fresh one).
+    let _ = by_listener.remove_label_values(&[listener_label.as_str()]);
 }
 
 async fn serve<A>(

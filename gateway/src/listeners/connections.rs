@@ -23,10 +23,12 @@ impl Connections {
         }
     }
 
-    pub(super) fn open(self: &Arc<Self>) -> ConnectionGuard {
+    /// `listener` is the `sluice_downstream_connections` series of the accepting socket.
+    pub(super) fn open(self: &Arc<Self>, listener: IntGauge) -> ConnectionGuard {
         self.active.fetch_add(1, Ordering::AcqRel);
         self.gauge.inc();
-        ConnectionGuard(self.clone())
+        listener.inc();
+        ConnectionGuard(self.clone(), listener)
     }
 
     pub(super) fn active(&self) -> usize {
@@ -48,10 +50,11 @@ impl Connections {
 }
 
 /// Held by a connection's task for as long as it runs.
-pub(super) struct ConnectionGuard(Arc<Connections>);
+pub(super) struct ConnectionGuard(Arc<Connections>, IntGauge);
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
+        self.1.dec();
         self.0.gauge.dec();
         if self.0.active.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.0.idle.notify_waiters();
@@ -67,9 +70,12 @@ mod tests {
 
     #[tokio::test]
     async fn wait_idle_returns_once_the_last_connection_closes() {
-        let connections = Arc::new(Connections::new(crate::edge::EdgeMetrics::default().active));
-        let first = connections.open();
-        let second = connections.open();
+        let metrics = crate::edge::EdgeMetrics::default();
+        let connections = Arc::new(Connections::new(metrics.active.clone()));
+        let listener = metrics.by_listener.with_label_values(&["127.0.0.1:80"]);
+        let first = connections.open(listener.clone());
+        let second = connections.open(listener.clone());
+        assert_eq!(listener.get(), 2);
         assert_eq!(connections.active(), 2);
         let waiter = tokio::spawn({
             let connections = connections.clone();
@@ -84,5 +90,6 @@ mod tests {
             .expect("wait_idle returns after the last close")
             .expect("waiter task");
         assert_eq!(connections.active(), 0);
+        assert_eq!(listener.get(), 0);
     }
 }

@@ -100,3 +100,32 @@ fn every_shipped_yaml_is_one_a_cluster_accepts() {
         failures.join("\n")
     );
 }
+
+/// The shadow-diff walkthrough's directory loads as `sluice --config deploy/examples/shadow-diff`
+/// would read it, with the comparison the walkthrough relies on: the policy targets the route that
+/// mirrors, and ignores the two echo JSON fields that always differ between v1 and v2.
+#[test]
+fn shadow_diff_example_loads_with_its_comparing_policy() {
+    let dir = repo().join("deploy/examples/shadow-diff");
+    let loaded = Resources::load_path(&dir).expect("the walkthrough's YAML loads");
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let resources = loaded.resources;
+    assert_eq!(resources.endpoint_slices.len(), 2);
+    let [policy] = resources.mirror_policies.as_slice() else {
+        panic!("one MirrorPolicy, got {}", resources.mirror_policies.len());
+    };
+    let target = &policy.spec.target_refs[0].name;
+    assert!(
+        resources
+            .http_routes
+            .iter()
+            .any(|r| r.metadata.name.as_ref() == Some(target)),
+        "the policy targets the walkthrough's route {target}"
+    );
+    let compare = policy.spec.compare.as_ref().expect("compare is on");
+    assert_eq!(compare.body, Some(true));
+    assert_eq!(
+        compare.ignore_json_fields.as_deref(),
+        Some(&["/pod".to_owned(), "/httpPort".to_owned()][..])
+    );
+}

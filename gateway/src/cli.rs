@@ -111,6 +111,10 @@ pub enum Command {
         /// PEM private key of the TLS listener.
         #[arg(long, requires = "tls_listen")]
         tls_key: Option<PathBuf>,
+        /// `PATH=CODE`, repeatable: answer CODE (with the usual echo JSON) to every request whose
+        /// path starts with PATH, e.g. `--status /orders=503`; the first match wins.
+        #[arg(long = "status", value_name = "PATH=CODE")]
+        statuses: Vec<crate::echo::StatusOverride>,
     },
     /// Two echo backends and a Gateway mirroring one to the other, on 127.0.0.1.
     Demo {
@@ -155,6 +159,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             tls_listen,
             tls_cert,
             tls_key,
+            statuses,
         }) => {
             let mode = match (grpc, tcp) {
                 (true, _) => crate::echo::EchoMode::Grpc,
@@ -167,7 +172,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 }
                 _ => None,
             };
-            Ok(crate::echo::run_cli(listen, mode, tls, cli.log_format).await?)
+            Ok(crate::echo::run_cli(listen, mode, tls, statuses, cli.log_format).await?)
         }
         Some(Command::Demo {
             port,
@@ -296,6 +301,32 @@ mod tests {
             "k.pem",
         ];
         assert!(Cli::try_parse_from(echo_tls.iter().chain(&tls)).is_ok());
+        let statuses = [
+            "sluice",
+            "echo",
+            "--listen",
+            "127.0.0.1:0",
+            "--status",
+            "/a=503",
+            "--status",
+            "/b=404",
+        ];
+        let cli = Cli::try_parse_from(statuses).expect("parses");
+        assert!(
+            matches!(cli.command, Some(Command::Echo { ref statuses, .. }) if statuses.len() == 2)
+        );
+        let bad = [
+            "sluice",
+            "echo",
+            "--listen",
+            "127.0.0.1:0",
+            "--status",
+            "/a",
+        ];
+        assert!(
+            Cli::try_parse_from(bad).is_err(),
+            "PATH=CODE needs the code"
+        );
         assert!(
             Cli::try_parse_from(echo_tls.iter().chain(&tls[..4])).is_err(),
             "a TLS listener needs its key"

@@ -10,6 +10,7 @@ mod duration;
 pub mod grpc;
 mod handler;
 mod record;
+mod status_override;
 pub mod tcp;
 mod tls_info;
 mod websocket;
@@ -29,6 +30,7 @@ use tokio::task::JoinSet;
 pub use cli::{run_cli, EchoMode, EchoTls};
 pub use duration::{parse_go_duration, DurationError};
 pub use record::{ReceivedRequest, RequestLog};
+pub use status_override::{StatusOverride, StatusOverrideError};
 pub use tcp::TcpPorts;
 pub use tls_info::TlsInfo;
 
@@ -118,6 +120,8 @@ pub struct EchoPod {
     /// Printed lines go out as `sluice::echo` events (JSON with `--log-format json`).
     json: bool,
     body_mode: BodyMode,
+    /// `--status PATH=CODE`: checked in order before echo-basic's own routes.
+    status_overrides: Vec<StatusOverride>,
     // Attempts per retry-simulator uuid; per pod, in memory, like echo-basic.
     retries: Mutex<HashMap<String, u64>>,
 }
@@ -133,6 +137,7 @@ impl EchoPod {
             print: false,
             json: false,
             body_mode: BodyMode::Json,
+            status_overrides: Vec::new(),
             retries: Mutex::new(HashMap::new()),
         }
     }
@@ -161,6 +166,13 @@ impl EchoPod {
 
     pub fn with_body_mode(mut self, body_mode: BodyMode) -> Self {
         self.body_mode = body_mode;
+        self
+    }
+
+    /// Requests whose path starts with an override's prefix get the echo JSON with its status
+    /// (the first match wins), whatever echo-basic would have answered.
+    pub fn with_status_overrides(mut self, overrides: Vec<StatusOverride>) -> Self {
+        self.status_overrides = overrides;
         self
     }
 

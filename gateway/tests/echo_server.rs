@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use sluice_gateway::echo::{serve_port, tls_server_config, EchoIdentity, EchoPod, EchoPort};
+use sluice_gateway::echo::{
+    serve_port, tls_server_config, EchoIdentity, EchoPod, EchoPort, StatusOverride,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -103,6 +105,24 @@ async fn status_path_and_health_answer_without_echo() {
     assert_eq!(get("/status/20").await.0, 400);
     assert_eq!(get("/health").await, (200, "OK".to_owned()));
     assert!(pod.log().entries().iter().all(|r| !r.echoed));
+}
+
+#[tokio::test]
+async fn status_override_answers_its_code_with_the_echo_json_for_its_prefix_only() {
+    let overrides = vec!["/orders=503".parse::<StatusOverride>().unwrap()];
+    let pod = Arc::new(EchoPod::new(identity()).with_status_overrides(overrides));
+    let addr = start(pod.clone(), EchoPort::Http).await;
+
+    let response = get(format!("http://{addr}/orders/7?x=1")).await;
+    assert_eq!(response.status(), 503);
+    let body: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert_eq!(body["path"], "/orders/7?x=1");
+    assert_eq!(body["pod"], "infra-backend-v1-6b7d8c9f5-x2x4q");
+
+    assert_eq!(get(format!("http://{addr}/users/1")).await.status(), 200);
+    // Overrides win over echo-basic's own routes under their prefix only.
+    assert_eq!(get(format!("http://{addr}/health")).await.status(), 200);
+    assert_eq!(pod.log().entries().len(), 3);
 }
 
 #[tokio::test]

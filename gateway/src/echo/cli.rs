@@ -10,7 +10,7 @@ use crate::log_format::LogFormat;
 
 use super::{
     grpc_tls_server_config, serve_port, tcp_tls_server_config, tls_server_config, BodyMode,
-    EchoError, EchoIdentity, EchoPod, EchoPort, TcpPorts,
+    EchoError, EchoIdentity, EchoPod, EchoPort, StatusOverride, TcpPorts,
 };
 
 /// Which of echo-basic's servers `sluice echo` runs.
@@ -32,11 +32,12 @@ pub struct EchoTls {
 
 /// `sluice echo --listen ADDR [--grpc|--tcp] [--tls-listen ADDR --tls-cert PEM --tls-key PEM]`: identity
 /// from the echo-basic environment variables, each request (gRPC message, TCP answer) on stdout, non-empty
-/// HTTP request bodies echoed back.
+/// HTTP request bodies echoed back; `statuses` (`--status PATH=CODE`) override the status by path prefix.
 pub async fn run_cli(
     listen: SocketAddr,
     mode: EchoMode,
     tls: Option<EchoTls>,
+    statuses: Vec<StatusOverride>,
     format: LogFormat,
 ) -> Result<(), EchoError> {
     let listener = bind(listen).await?;
@@ -72,7 +73,8 @@ pub async fn run_cli(
         EchoPod::new(identity)
             .with_printing(true)
             .with_log_format(format)
-            .with_body_mode(BodyMode::EchoBody),
+            .with_body_mode(BodyMode::EchoBody)
+            .with_status_overrides(statuses),
     );
     pod.say(&format!(
         "sluice echo ({mode:?}) listening on {local} as pod {}",

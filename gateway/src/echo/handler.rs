@@ -144,6 +144,11 @@ pub(super) async fn handle(
             "Expected h2c request".to_owned(),
         ));
     }
+    if let Some(status) = super::status_override::status_for(&pod.status_overrides, &route_path) {
+        let mut reply = echo_reply(&pod, &conn, &head, &uri, &host);
+        *reply.status_mut() = status;
+        return Ok(reply);
+    }
     if route_path == "/health" {
         return Ok(text(StatusCode::OK, "OK".to_owned()));
     }

@@ -63,22 +63,30 @@ fn summary(path: &std::path::Path, loaded: &LoadedConfig, warnings: usize) -> St
         ("GatewayClass", r.gateway_classes.len()),
         ("Gateway", r.gateways.len()),
         ("HTTPRoute", r.http_routes.len()),
+        ("GRPCRoute", r.grpc_routes.len()),
+        ("TLSRoute", r.tls_routes.len()),
         ("ReferenceGrant", r.reference_grants.len()),
         ("Service", r.services.len()),
         ("EndpointSlice", r.endpoint_slices.len()),
         ("Secret", r.secrets.len()),
         ("Namespace", r.namespaces.len()),
+        ("ConfigMap", r.config_maps.len()),
         ("ListenerSet", r.listener_sets.len()),
+        ("BackendTLSPolicy", r.backend_tls_policies.len()),
+        ("MirrorPolicy", r.mirror_policies.len()),
     ]
     .into_iter()
     .filter(|(_, n)| *n > 0)
     .collect();
     let objects: Vec<String> = counts
         .iter()
-        .map(|(kind, n)| match (*n, kind.ends_with('s')) {
-            (1, _) => format!("1 {kind}"),
-            (n, true) => format!("{n} {kind}es"),
-            (n, false) => format!("{n} {kind}s"),
+        .map(|(kind, n)| match *n {
+            1 => format!("1 {kind}"),
+            n => match kind.strip_suffix('y') {
+                Some(stem) => format!("{n} {stem}ies"),
+                None if kind.ends_with('s') => format!("{n} {kind}es"),
+                None => format!("{n} {kind}s"),
+            },
         })
         .collect();
     let objects = if objects.is_empty() {
@@ -91,4 +99,25 @@ fn summary(path: &std::path::Path, loaded: &LoadedConfig, warnings: usize) -> St
         path.display(),
         if warnings == 1 { "" } else { "s" }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use sluice_controller::resources::Resources;
+
+    use super::summary;
+
+    #[test]
+    fn the_summary_counts_every_kind_served_with_its_plural() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/shadow-diff");
+        let loaded = Resources::load_path(&dir).expect("the walkthrough's YAML loads");
+        let line = summary(&dir, &loaded, 0);
+        assert!(line.contains(" 1 MirrorPolicy,"), "{line}");
+        assert!(
+            line.contains(" 2 Services,") || line.contains(" 2 Services ("),
+            "{line}"
+        );
+        assert!(!line.contains("Policyes"), "{line}");
+    }
 }

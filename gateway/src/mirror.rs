@@ -303,6 +303,9 @@ pub struct CopyLog {
     pub settings: crate::access_log::AccessLogSettings,
     /// The copy's own protocol, set when it is sent.
     pub protocol: &'static str,
+    /// The primary's request id, so the lines join even when a policy removes or sets
+    /// `x-request-id` on the copy.
+    pub request_id: Option<http::HeaderValue>,
 }
 
 /// A sampled copy, with the head as it was when its filter ran.

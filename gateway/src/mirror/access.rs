@@ -7,13 +7,17 @@ use pingora_http::RequestHeader;
 
 use super::exchange::Stats;
 use super::{CopyLog, Outcome};
-use crate::access_log::{self, AccessLine, AccessLogSettings, Extra, RequestFields};
+use crate::access_log::{self, AccessLine, Extra, RequestFields};
 
-/// The copy's head as sent: its own Host (a `--mirror-host-suffix` shows), path and query, and
-/// the request id the primary carries too.
-pub(super) fn request_fields(head: &RequestHeader, settings: AccessLogSettings) -> RequestFields {
+/// The copy's head as sent: its own Host (a `--mirror-host-suffix` shows), path and query; and
+/// the primary's request id, whatever a policy did to the copy's `x-request-id`.
+pub(super) fn request_fields(head: &RequestHeader, log: &CopyLog) -> RequestFields {
     let host = access_log::header_text(&head.headers, http::header::HOST);
-    RequestFields::of(head, &head.uri, host, settings)
+    let mut fields = RequestFields::of(head, &head.uri, host, log.settings);
+    if let Some(id) = log.request_id.as_ref().and_then(|v| v.to_str().ok()) {
+        id.clone_into(&mut fields.request_id);
+    }
+    fields
 }
 
 /// What a finished copy's line is about.

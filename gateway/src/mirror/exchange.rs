@@ -85,7 +85,7 @@ pub(super) async fn run(job: Job) {
     let started = Instant::now();
     // Only the access log needs them; copying them for every mirrored request would not be free.
     let logged = (engine.options.settings.access_log && access_log::enabled())
-        .then(|| access::request_fields(&head, log.settings));
+        .then(|| access::request_fields(&head, &log));
     let mut stats = Stats {
         answer: tap.as_mut().and_then(|t| t.answer.take()),
         ..Stats::default()
@@ -120,10 +120,12 @@ pub(super) async fn run(job: Job) {
         };
         copy.emit(&request, &stats, elapsed, outcome);
     }
-    drop(slot);
     if let Some(tap) = tap {
         tap.conclude(outcome, stats.answer.take(), timeout).await;
     }
+    // Held until the comparison is done: conclude may hold both sides' JSON bodies and waits for
+    // the primary's observer, so --mirror-max-inflight bounds comparisons as well as copies.
+    drop(slot);
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -231,6 +231,7 @@ fn apply(
                     rule: Arc::from(&*ctx.rule_label()),
                     settings: access_log,
                     protocol: "",
+                    request_id: ctx.request_id.clone(),
                 };
                 let set = ctx.mirrors.get_or_insert_with(|| {
                     MirrorSet::new(engine.clone())

@@ -115,12 +115,16 @@ impl SampleLog {
             dropped,
         } = &mut *log;
         let key = (copy.route.to_string(), copy.mirror.to_string());
+        let limit = per_route.min(MAX_SAMPLES);
         let ring_len = rings.get(&key).map_or(0, VecDeque::len);
-        if ring_len >= per_route.min(MAX_SAMPLES) || (*total >= MAX_SAMPLES && ring_len > 0) {
-            // The oldest of this route and mirror makes room.
+        if ring_len >= limit || (*total >= MAX_SAMPLES && ring_len > 0) {
+            // The oldest of this route and mirror make room; a policy whose `samples` was lowered
+            // trims its ring to the new limit at once rather than one entry per new sample.
             if let Some(ring) = rings.get_mut(&key) {
-                ring.pop_front();
-                *total -= 1;
+                // At least one, so a full log recycles this ring's oldest.
+                let excess = (ring.len() + 1).saturating_sub(limit).clamp(1, ring.len());
+                ring.drain(..excess);
+                *total -= excess;
             }
         } else if *total >= MAX_SAMPLES {
             *dropped += 1;
@@ -253,5 +257,16 @@ mod tests {
         let long = "é".repeat(PATH_CAP_BYTES);
         let cut = cut(&long, PATH_CAP_BYTES);
         assert!(cut.len() <= PATH_CAP_BYTES && cut.chars().all(|c| c == 'é'));
+    }
+
+    #[test]
+    fn lowering_samples_trims_the_ring_to_the_new_limit() {
+        let log = SampleLog::default();
+        let five = policy(5);
+        for path in ["/1", "/2", "/3", "/4", "/5"] {
+            keep_one(&log, &five, "default/a", path);
+        }
+        keep_one(&log, &policy(2), "default/a", "/6");
+        assert_eq!(paths(&log.report()), vec![vec!["/6", "/5"]]);
     }
 }

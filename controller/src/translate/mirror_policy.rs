@@ -27,6 +27,7 @@ use super::{Timestamp, GATEWAY_GROUP};
 use crate::resources::backend_tls_policy::{AncestorRef, PolicyAncestorStatus, PolicyStatus};
 use crate::resources::mirror_policy::{
     ByteQuantity, CompareSpec, CopyRequest, MirrorPolicy as PolicyObject, DEFAULT_SAMPLES,
+    MAX_TIMEOUT,
 };
 use crate::snapshot::{Comparison, CopyHost, CopyShape, Filter, Fraction, MirrorPolicy, RouteKind};
 use crate::status::conditions::{reasons, types};
@@ -390,10 +391,13 @@ fn copy_shape(r: &CopyRequest) -> Result<CopyShape, String> {
         None => None,
         Some(t) => Some(
             duration::parse(t)
-                .ok_or_else(|| format!("request.timeout {t:?} is not a valid duration"))?,
+                .filter(|d| !d.is_zero() && *d <= MAX_TIMEOUT)
+                .ok_or_else(|| {
+                    format!("request.timeout {t:?} must be a duration more than 0s and at most 1h")
+                })?,
         ),
     };
-    let max_body_bytes = r.max_body_bytes.as_ref().map(bytes).transpose()?;
+    let max_body_bytes = r.max_body_bytes.as_ref().map(positive_bytes).transpose()?;
     Ok(CopyShape {
         host,
         headers,
@@ -429,6 +433,14 @@ fn bytes(q: &ByteQuantity) -> Result<usize, String> {
         .ok_or_else(invalid)
 }
 
+/// A budget of 0 would abort every copy with a body: refused, as the CRD's schema does.
+fn positive_bytes(q: &ByteQuantity) -> Result<usize, String> {
+    match bytes(q)? {
+        0 => Err(format!("request.maxBodyBytes {q:?} must be at least 1")),
+        n => Ok(n),
+    }
+}
+
 fn comparison(c: &CompareSpec) -> Result<Comparison, String> {
     let percent = c.percent.unwrap_or(100);
     let numerator = u32::try_from(percent)
@@ -444,6 +456,14 @@ fn comparison(c: &CompareSpec) -> Result<Comparison, String> {
                 .map_err(|_| format!("compare.headers: {h:?} is not a valid header name"))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let body = c.body.unwrap_or(false);
+    let status = c.status.unwrap_or(true);
+    if c.ignore_json_fields.is_some() && !body {
+        return Err("compare: ignoreJSONFields requires body: true".into());
+    }
+    if !status && headers.is_empty() && !body {
+        return Err("compare: at least one of status, headers or body must be compared".into());
+    }
     let samples = match c.samples {
         None => DEFAULT_SAMPLES,
         Some(n) => usize::try_from(n)
@@ -456,9 +476,9 @@ fn comparison(c: &CompareSpec) -> Result<Comparison, String> {
             numerator,
             denominator: 100,
         },
-        status: c.status.unwrap_or(true),
+        status,
         headers,
-        body: c.body.unwrap_or(false),
+        body,
         ignore_json_fields: c.ignore_json_fields.clone().unwrap_or_default(),
         samples,
     })
@@ -532,18 +552,45 @@ mod tests {
             timeout: Some("1.5s".into()),
             ..CopyRequest::default()
         };
+        let timeout = |t: &str| CopyRequest {
+            timeout: Some(t.into()),
+            ..CopyRequest::default()
+        };
+        let budget = |q: ByteQuantity| CopyRequest {
+            max_body_bytes: Some(q),
+            ..CopyRequest::default()
+        };
         for (case, request) in [
             ("header name", bad_header),
             ("both hosts", both_hosts),
             ("timeout", bad_timeout),
+            ("zero timeout", timeout("0s")),
+            ("timeout over an hour", timeout("1h1s")),
+            ("zero budget", budget(ByteQuantity::Int(0))),
+            ("zero quantity", budget(ByteQuantity::String("0Mi".into()))),
         ] {
             assert!(copy_shape(&request).is_err(), "{case}");
         }
+        assert!(copy_shape(&timeout("1h")).is_ok(), "an hour is the maximum");
         let over = CompareSpec {
             percent: Some(101),
             ..CompareSpec::default()
         };
-        assert!(comparison(&over).is_err());
+        let pointers_without_body = CompareSpec {
+            ignore_json_fields: Some(vec!["/ts".into()]),
+            ..CompareSpec::default()
+        };
+        let nothing_compared = CompareSpec {
+            status: Some(false),
+            ..CompareSpec::default()
+        };
+        for (case, compare) in [
+            ("percent", over),
+            ("ignoreJSONFields without body", pointers_without_body),
+            ("nothing compared", nothing_compared),
+        ] {
+            assert!(comparison(&compare).is_err(), "{case}");
+        }
     }
 
     #[test]

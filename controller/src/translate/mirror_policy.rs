@@ -178,26 +178,42 @@ impl<'a> MirrorPolicies<'a> {
                 continue;
             }
             let meta = e.object.meta();
-            let status = PolicyStatus {
-                ancestors: ancestors
-                    .into_iter()
-                    .map(|(ancestor_ref, targets)| PolicyAncestorStatus {
-                        ancestor_ref,
-                        controller_name: CONTROLLER_NAME.into(),
-                        conditions: vec![cond(
-                            types::ACCEPTED,
-                            &accepted(&e.resolved, &targets),
-                            meta.generation,
-                            now,
-                        )],
-                    })
-                    .collect(),
-            };
+            let status = policy_status(ancestors, &e.resolved, meta.generation, now);
             report.objects.insert(
                 StatusKey::mirror_policy(namespace_of(meta), meta.name.as_deref().unwrap_or("")),
                 ObjectStatus::MirrorPolicy(status),
             );
         }
+    }
+}
+
+/// The CRD's `status.ancestors` holds at most this many (GEP-713's limit).
+const MAX_ANCESTORS: usize = 16;
+
+/// The status from the ancestors in their `Ord` order (group, kind, name, namespace), so the
+/// same 16 are kept on every translation when a policy reaches more Gateways than the status
+/// can list; an API server would refuse the whole status otherwise.
+fn policy_status(
+    ancestors: BTreeMap<AncestorRef, Vec<&(Target, Outcome)>>,
+    resolved: &Result<Arc<MirrorPolicy>, String>,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> PolicyStatus {
+    PolicyStatus {
+        ancestors: ancestors
+            .into_iter()
+            .take(MAX_ANCESTORS)
+            .map(|(ancestor_ref, targets)| PolicyAncestorStatus {
+                ancestor_ref,
+                controller_name: CONTROLLER_NAME.into(),
+                conditions: vec![cond(
+                    types::ACCEPTED,
+                    &accepted(resolved, &targets),
+                    generation,
+                    now,
+                )],
+            })
+            .collect(),
     }
 }
 
@@ -591,6 +607,35 @@ mod tests {
         ] {
             assert!(comparison(&compare).is_err(), "{case}");
         }
+    }
+
+    #[test]
+    fn status_lists_at_most_sixteen_ancestors_the_same_sixteen_every_time() {
+        let policy = Ok(Arc::new(MirrorPolicy {
+            name: "ns/p".into(),
+            request: CopyShape::default(),
+            compare: None,
+        }));
+        let target = (RouteKind::Http, "ns".to_string(), "r".to_string(), None);
+        let applied = (target, Outcome::Applied { mirrors: 1 });
+        // Inserted in reverse so the kept ones come from the order, not from insertion.
+        let ancestors: BTreeMap<AncestorRef, Vec<&(Target, Outcome)>> = (0..20)
+            .rev()
+            .map(|i| {
+                (
+                    AncestorRef::gateway("ns".into(), format!("gw-{i:02}")),
+                    vec![&applied],
+                )
+            })
+            .collect();
+        let status = policy_status(ancestors, &policy, Some(1), Timestamp::UNIX_EPOCH);
+        let names: Vec<&str> = status
+            .ancestors
+            .iter()
+            .map(|a| a.ancestor_ref.name.as_str())
+            .collect();
+        let expected: Vec<String> = (0..16).map(|i| format!("gw-{i:02}")).collect();
+        assert_eq!(names, expected);
     }
 
     #[test]

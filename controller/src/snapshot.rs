@@ -24,6 +24,7 @@ mod backend_tls;
 mod client_validation;
 mod cors;
 mod mirror_policy;
+mod redact;
 mod round_robin;
 mod route_group;
 #[cfg(test)]
@@ -37,6 +38,7 @@ pub use backend_tls::{
 pub use client_validation::{ClientValidation, ClientValidationMode, InsecureFallback};
 pub use cors::{Allowed, Cors, HostPattern, OriginPattern};
 pub use mirror_policy::{Comparison, CopyHost, CopyShape, MirrorPolicy};
+pub use redact::{is_sensitive, redacting_header_values, REDACTED};
 pub use route_group::{Candidates, RouteGroup};
 pub use tls_route::{ListenerKind, TlsRouteEntry, TlsRouteTable};
 pub use validate::SnapshotError;
@@ -652,7 +654,8 @@ mod ser {
     ) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(Some(v.len()))?;
         for (k, val) in v {
-            map.serialize_entry(k.as_str(), &String::from_utf8_lossy(val.as_bytes()))?;
+            let value = String::from_utf8_lossy(val.as_bytes());
+            map.serialize_entry(k.as_str(), super::redact::shown(k.as_str(), &value))?;
         }
         map.end()
     }

@@ -95,6 +95,36 @@ fn what_the_api_server_refuses_is_an_error_naming_the_field() {
             "spec.request.maxBodyBytes",
         ),
         (
+            "a zero timeout",
+            format!("{TARGET}  request: {{timeout: 0s}}\n"),
+            "spec.request.timeout: timeout must be more than 0s and at most 1h",
+        ),
+        (
+            "a timeout over an hour",
+            format!("{TARGET}  request: {{timeout: 99999h}}\n"),
+            "spec.request.timeout: timeout must be more than 0s and at most 1h",
+        ),
+        (
+            "a zero body budget",
+            format!("{TARGET}  request: {{maxBodyBytes: 0}}\n"),
+            "spec.request.maxBodyBytes",
+        ),
+        (
+            "a zero body budget as a quantity",
+            format!("{TARGET}  request: {{maxBodyBytes: 0Mi}}\n"),
+            "spec.request.maxBodyBytes",
+        ),
+        (
+            "JSON fields ignored without comparing bodies",
+            format!("{TARGET}  compare: {{ignoreJSONFields: [/ts]}}\n"),
+            "spec.compare: ignoreJSONFields requires body: true",
+        ),
+        (
+            "nothing compared",
+            format!("{TARGET}  compare: {{status: false}}\n"),
+            "spec.compare: at least one of status, headers or body must be compared",
+        ),
+        (
             "a header name with a space",
             format!("{TARGET}  request: {{headers: {{remove: [X Debug]}}}}\n"),
             "spec.request.headers.remove[0]",

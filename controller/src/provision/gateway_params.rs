@@ -1,12 +1,17 @@
 //! A Gateway's `spec.infrastructure.parametersRef`: a core ConfigMap in the Gateway's namespace
 //! whose keys (the same keys as the class's parameters) override its class's parameters for that
-//! Gateway's data plane alone.
+//! Gateway's data plane alone. `image` and `hostNetwork` are refused there: a Gateway owner
+//! must not choose what runs under the data plane's ServiceAccount, nor put it on the nodes'
+//! network; only the class's parameters set them.
 
 use gateway_api::apis::experimental::gateways::Gateway;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
 
-use super::params::{DataPlaneParams, ParametersRefError};
+use super::params::{DataPlaneParams, ParametersRefError, ParamsError};
+
+/// Keys only a GatewayClass's parameters may set.
+const CLASS_ONLY_KEYS: [&str; 2] = ["image", "hostNetwork"];
 
 /// The ConfigMap the Gateway's `infrastructure.parametersRef` names; `None` without one. The
 /// reference has no namespace field: the ConfigMap is the Gateway's namespace's.
@@ -57,6 +62,13 @@ pub fn gateway_params(
         name: cm.name_any(),
         source,
     };
+    let data = cm.data.as_ref();
+    if let Some(key) = CLASS_ONLY_KEYS
+        .into_iter()
+        .find(|k| data.is_some_and(|d| d.contains_key(*k)))
+    {
+        return Err(invalid(ParamsError::ClassOnly(key)));
+    }
     let params = class.clone().with_keys_of(cm).map_err(invalid)?;
     params.check().map_err(invalid)?;
     Ok(params)
@@ -65,7 +77,7 @@ pub fn gateway_params(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provision::params::{ParamsError, WorkloadKind};
+    use crate::provision::params::WorkloadKind;
 
     fn gateway(parameters_ref: Option<serde_json::Value>) -> Gateway {
         let mut spec = serde_json::json!({"gatewayClassName": "sluice", "listeners": []});
@@ -135,13 +147,38 @@ mod tests {
     #[test]
     fn rules_across_keys_see_the_class_and_the_gateway_together() {
         let class = DataPlaneParams {
+            host_network: true,
             kind: WorkloadKind::DaemonSet,
             ..DataPlaneParams::default()
         };
-        let maps = [config_map("demo", &[("hostNetwork", "true")])];
+        let maps = [config_map("demo", &[("replicas", "2")])];
         let params = gateway_params(&gateway(reference()), &class, &maps).expect("a DaemonSet");
         assert!(params.host_network);
-        let deployment = DataPlaneParams::default();
-        assert!(gateway_params(&gateway(reference()), &deployment, &maps).is_err());
+        let to_deployment = [config_map("demo", &[("kind", "Deployment")])];
+        assert!(gateway_params(&gateway(reference()), &class, &to_deployment).is_err());
+    }
+
+    #[test]
+    fn a_gateway_may_not_choose_the_image_or_the_host_network() {
+        let class = DataPlaneParams {
+            kind: WorkloadKind::DaemonSet,
+            ..DataPlaneParams::default()
+        };
+        for (key, value) in [("image", "attacker.example/x:1"), ("hostNetwork", "true")] {
+            let maps = [config_map("demo", &[(key, value)])];
+            let err = gateway_params(&gateway(reference()), &class, &maps).expect_err(key);
+            assert!(matches!(
+                &err,
+                ParametersRefError::Invalid {
+                    source: ParamsError::ClassOnly(k),
+                    ..
+                } if *k == key
+            ));
+            let message = crate::provision::params::error_chain(&err);
+            assert!(
+                message.contains("only in the GatewayClass's parameters"),
+                "{message}"
+            );
+        }
     }
 }

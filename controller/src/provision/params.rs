@@ -90,6 +90,10 @@ pub enum ParamsError {
     /// `hostNetwork` is neither `true` nor `false`.
     #[error("hostNetwork must be true or false, not {0:?}")]
     HostNetwork(String),
+    /// `image` or `hostNetwork` in a Gateway's own parameters: they decide what runs, and where,
+    /// under the data plane's ServiceAccount, which is the class owner's call.
+    #[error("{0} may be set only in the GatewayClass's parameters, not a Gateway's")]
+    ClassOnly(&'static str),
     /// `hostNetwork: true` with a Deployment.
     #[error("hostNetwork is for DaemonSets only")]
     HostNetworkNeedsDaemonSet,

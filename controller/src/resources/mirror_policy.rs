@@ -103,12 +103,17 @@ pub struct CopyRequest {
     /// Drop `Authorization`, `Proxy-Authorization` and `Cookie` from the copy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strip_credentials: Option<bool>,
-    /// From the end of the copy's body to the mirror's answer (Gateway API duration: `5s`).
+    /// From the end of the copy's body to the mirror's answer (Gateway API duration: `5s`);
+    /// more than `0s` (a zero timeout would abort every copy) and at most `1h`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^([0-9]{1,5}(h|m|s|ms)){1,4}$"))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "message": "timeout must be more than 0s and at most 1h",
+        "rule": "duration(self) > duration('0s') && duration(self) <= duration('1h')",
+    }]))]
     pub timeout: Option<String>,
     /// Body bytes one copy may hold queued before it is aborted: an integer or a quantity
-    /// (`8Mi`, `500k`).
+    /// (`8Mi`, `500k`), at least 1 (a zero budget would abort every copy with a body).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "byte_quantity")]
     pub max_body_bytes: Option<ByteQuantity>,
@@ -152,6 +157,17 @@ pub struct HeaderValue {
 
 /// `compare`: which parts of the two answers are compared.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "message": "ignoreJSONFields requires body: true",
+        "rule": "!has(self.ignoreJSONFields) || (has(self.body) && self.body)",
+    },
+    {
+        "message": "at least one of status, headers or body must be compared",
+        "rule": "(has(self.status) ? self.status : true) || \
+                 (has(self.headers) && size(self.headers) > 0) || (has(self.body) && self.body)",
+    },
+]))]
 #[serde(rename_all = "camelCase")]
 pub struct CompareSpec {
     /// Percent of mirrored requests compared (default 100).
@@ -184,6 +200,9 @@ pub struct CompareSpec {
 
 /// The default of `compare.samples`.
 pub const DEFAULT_SAMPLES: usize = 10;
+
+/// The longest `request.timeout` admitted: a copy held longer only ties up the mirror budget.
+pub const MAX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Gateway API's HTTPHeaderName pattern and length.
 fn header_name() -> serde_json::Value {
@@ -244,13 +263,14 @@ fn json_pointers(_: &mut SchemaGenerator) -> Schema {
 }
 
 /// `x-kubernetes-int-or-string` as controller-gen writes a `resource.Quantity`; the pattern
-/// applies to strings, the minimum to integers. Whole bytes only: no fractions, no milli.
+/// applies to strings, the minimum to integers. Whole bytes only: no fractions, no milli; and at
+/// least one (the pattern wants a non-zero digit).
 fn byte_quantity(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "x-kubernetes-int-or-string": true,
         "nullable": true,
-        "minimum": 0,
-        "pattern": "^[0-9]+(Ki|Mi|Gi|k|M|G)?$",
+        "minimum": 1,
+        "pattern": "^0*[1-9][0-9]*(Ki|Mi|Gi|k|M|G)?$",
     })
 }
 

@@ -27,6 +27,7 @@ use super::{Timestamp, GATEWAY_GROUP};
 use crate::resources::backend_tls_policy::{AncestorRef, PolicyAncestorStatus, PolicyStatus};
 use crate::resources::mirror_policy::{
     ByteQuantity, CompareSpec, CopyRequest, MirrorPolicy as PolicyObject, DEFAULT_SAMPLES,
+    MAX_TIMEOUT,
 };
 use crate::snapshot::{Comparison, CopyHost, CopyShape, Filter, Fraction, MirrorPolicy, RouteKind};
 use crate::status::conditions::{reasons, types};
@@ -177,26 +178,42 @@ impl<'a> MirrorPolicies<'a> {
                 continue;
             }
             let meta = e.object.meta();
-            let status = PolicyStatus {
-                ancestors: ancestors
-                    .into_iter()
-                    .map(|(ancestor_ref, targets)| PolicyAncestorStatus {
-                        ancestor_ref,
-                        controller_name: CONTROLLER_NAME.into(),
-                        conditions: vec![cond(
-                            types::ACCEPTED,
-                            &accepted(&e.resolved, &targets),
-                            meta.generation,
-                            now,
-                        )],
-                    })
-                    .collect(),
-            };
+            let status = policy_status(ancestors, &e.resolved, meta.generation, now);
             report.objects.insert(
                 StatusKey::mirror_policy(namespace_of(meta), meta.name.as_deref().unwrap_or("")),
                 ObjectStatus::MirrorPolicy(status),
             );
         }
+    }
+}
+
+/// The CRD's `status.ancestors` holds at most this many (GEP-713's limit).
+const MAX_ANCESTORS: usize = 16;
+
+/// The status from the ancestors in their `Ord` order (group, kind, name, namespace), so the
+/// same 16 are kept on every translation when a policy reaches more Gateways than the status
+/// can list; an API server would refuse the whole status otherwise.
+fn policy_status(
+    ancestors: BTreeMap<AncestorRef, Vec<&(Target, Outcome)>>,
+    resolved: &Result<Arc<MirrorPolicy>, String>,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> PolicyStatus {
+    PolicyStatus {
+        ancestors: ancestors
+            .into_iter()
+            .take(MAX_ANCESTORS)
+            .map(|(ancestor_ref, targets)| PolicyAncestorStatus {
+                ancestor_ref,
+                controller_name: CONTROLLER_NAME.into(),
+                conditions: vec![cond(
+                    types::ACCEPTED,
+                    &accepted(resolved, &targets),
+                    generation,
+                    now,
+                )],
+            })
+            .collect(),
     }
 }
 
@@ -390,10 +407,13 @@ fn copy_shape(r: &CopyRequest) -> Result<CopyShape, String> {
         None => None,
         Some(t) => Some(
             duration::parse(t)
-                .ok_or_else(|| format!("request.timeout {t:?} is not a valid duration"))?,
+                .filter(|d| !d.is_zero() && *d <= MAX_TIMEOUT)
+                .ok_or_else(|| {
+                    format!("request.timeout {t:?} must be a duration more than 0s and at most 1h")
+                })?,
         ),
     };
-    let max_body_bytes = r.max_body_bytes.as_ref().map(bytes).transpose()?;
+    let max_body_bytes = r.max_body_bytes.as_ref().map(positive_bytes).transpose()?;
     Ok(CopyShape {
         host,
         headers,
@@ -429,6 +449,14 @@ fn bytes(q: &ByteQuantity) -> Result<usize, String> {
         .ok_or_else(invalid)
 }
 
+/// A budget of 0 would abort every copy with a body: refused, as the CRD's schema does.
+fn positive_bytes(q: &ByteQuantity) -> Result<usize, String> {
+    match bytes(q)? {
+        0 => Err(format!("request.maxBodyBytes {q:?} must be at least 1")),
+        n => Ok(n),
+    }
+}
+
 fn comparison(c: &CompareSpec) -> Result<Comparison, String> {
     let percent = c.percent.unwrap_or(100);
     let numerator = u32::try_from(percent)
@@ -444,6 +472,14 @@ fn comparison(c: &CompareSpec) -> Result<Comparison, String> {
                 .map_err(|_| format!("compare.headers: {h:?} is not a valid header name"))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let body = c.body.unwrap_or(false);
+    let status = c.status.unwrap_or(true);
+    if c.ignore_json_fields.is_some() && !body {
+        return Err("compare: ignoreJSONFields requires body: true".into());
+    }
+    if !status && headers.is_empty() && !body {
+        return Err("compare: at least one of status, headers or body must be compared".into());
+    }
     let samples = match c.samples {
         None => DEFAULT_SAMPLES,
         Some(n) => usize::try_from(n)
@@ -456,9 +492,9 @@ fn comparison(c: &CompareSpec) -> Result<Comparison, String> {
             numerator,
             denominator: 100,
         },
-        status: c.status.unwrap_or(true),
+        status,
         headers,
-        body: c.body.unwrap_or(false),
+        body,
         ignore_json_fields: c.ignore_json_fields.clone().unwrap_or_default(),
         samples,
     })
@@ -532,18 +568,74 @@ mod tests {
             timeout: Some("1.5s".into()),
             ..CopyRequest::default()
         };
+        let timeout = |t: &str| CopyRequest {
+            timeout: Some(t.into()),
+            ..CopyRequest::default()
+        };
+        let budget = |q: ByteQuantity| CopyRequest {
+            max_body_bytes: Some(q),
+            ..CopyRequest::default()
+        };
         for (case, request) in [
             ("header name", bad_header),
             ("both hosts", both_hosts),
             ("timeout", bad_timeout),
+            ("zero timeout", timeout("0s")),
+            ("timeout over an hour", timeout("1h1s")),
+            ("zero budget", budget(ByteQuantity::Int(0))),
+            ("zero quantity", budget(ByteQuantity::String("0Mi".into()))),
         ] {
             assert!(copy_shape(&request).is_err(), "{case}");
         }
+        assert!(copy_shape(&timeout("1h")).is_ok(), "an hour is the maximum");
         let over = CompareSpec {
             percent: Some(101),
             ..CompareSpec::default()
         };
-        assert!(comparison(&over).is_err());
+        let pointers_without_body = CompareSpec {
+            ignore_json_fields: Some(vec!["/ts".into()]),
+            ..CompareSpec::default()
+        };
+        let nothing_compared = CompareSpec {
+            status: Some(false),
+            ..CompareSpec::default()
+        };
+        for (case, compare) in [
+            ("percent", over),
+            ("ignoreJSONFields without body", pointers_without_body),
+            ("nothing compared", nothing_compared),
+        ] {
+            assert!(comparison(&compare).is_err(), "{case}");
+        }
+    }
+
+    #[test]
+    fn status_lists_at_most_sixteen_ancestors_the_same_sixteen_every_time() {
+        let policy = Ok(Arc::new(MirrorPolicy {
+            name: "ns/p".into(),
+            request: CopyShape::default(),
+            compare: None,
+        }));
+        let target = (RouteKind::Http, "ns".to_string(), "r".to_string(), None);
+        let applied = (target, Outcome::Applied { mirrors: 1 });
+        // Inserted in reverse so the kept ones come from the order, not from insertion.
+        let ancestors: BTreeMap<AncestorRef, Vec<&(Target, Outcome)>> = (0..20)
+            .rev()
+            .map(|i| {
+                (
+                    AncestorRef::gateway("ns".into(), format!("gw-{i:02}")),
+                    vec![&applied],
+                )
+            })
+            .collect();
+        let status = policy_status(ancestors, &policy, Some(1), Timestamp::UNIX_EPOCH);
+        let names: Vec<&str> = status
+            .ancestors
+            .iter()
+            .map(|a| a.ancestor_ref.name.as_str())
+            .collect();
+        let expected: Vec<String> = (0..16).map(|i| format!("gw-{i:02}")).collect();
+        assert_eq!(names, expected);
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! and mirrors use the snapshot's own serde rendering (the one the golden files show); this module
 //! only lays listeners and hostname groups out in lookup order and adds what the snapshot skips:
 //! a summary of each served certificate. Keys are never reachable from here: the snapshot skips
-//! them, and certificates are summarized from their public DER.
+//! them, and certificates are summarized from their public DER. Header values of credential-like
+//! names (`authorization`, `cookie`, `*token*`, ...) in header filters and mirror policies are
+//! printed as `<redacted>`.
 
 mod accept;
 mod certificate;
@@ -18,8 +20,8 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use serde::Serialize;
 use sluice_controller::snapshot::{
-    Bind, BindProtocol, ClientValidation, Listener, ListenerKind, RouteEntry, RouteGroup, Snapshot,
-    TlsRouteEntry,
+    redacting_header_values, Bind, BindProtocol, ClientValidation, Listener, ListenerKind,
+    RouteEntry, RouteGroup, Snapshot, TlsRouteEntry,
 };
 
 use self::accept::{negotiate, Format};
@@ -63,7 +65,9 @@ pub(super) fn respond(
         reload: ConfigReport::new(state),
         served: Served::new(&snapshot, &selection),
     };
-    with_vary(match format {
+    // Header values that carry credentials (a RequestHeaderModifier setting Authorization) are
+    // printed as `<redacted>`: /config is for people, who need the name, not the secret.
+    with_vary(redacting_header_values(|| match format {
         Format::Yaml => yaml(&dump),
         Format::Json => match serde_json::to_string_pretty(&dump) {
             Ok(mut text) => {
@@ -72,7 +76,7 @@ pub(super) fn respond(
             }
             Err(e) => internal_error(&e),
         },
-    })
+    }))
 }
 
 /// Caches must not hand a JSON answer to a client that asked for YAML.

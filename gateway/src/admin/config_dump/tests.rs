@@ -12,8 +12,9 @@ use serde_json::{json, Value};
 use sluice_controller::publish::Store;
 use sluice_controller::resources::Resources;
 use sluice_controller::snapshot::{
-    Backend, BackendProtocol, Comparison, CopyHost, CopyShape, Filter, Fraction, Mirror,
-    MirrorPolicy, PathMatch, RequestMatch, RouteId, RouteKind, RouteTable, RuleAction, Timeouts,
+    Backend, BackendProtocol, Comparison, CopyHost, CopyShape, Filter, Fraction, HeaderModifier,
+    Mirror, MirrorPolicy, PathMatch, RequestMatch, RouteId, RouteKind, RouteTable, RuleAction,
+    Timeouts,
 };
 use sluice_controller::translate::{translate, Timestamp, TranslateOptions};
 use tokio::sync::watch;
@@ -300,41 +301,7 @@ async fn a_mirror_shows_the_mirror_policy_shaping_its_copies() {
         },
         policy: Some(Arc::new(policy)),
     });
-    let entry = RouteEntry {
-        route: Arc::new(RouteId {
-            kind: RouteKind::Http,
-            namespace: "default".into(),
-            name: "app".into(),
-            rule_index: 0,
-            rule_name: None,
-            label: "default/app".into(),
-        }),
-        matcher: RequestMatch {
-            path: PathMatch::Prefix("/".into()),
-            method: None,
-            headers: Vec::new(),
-            query: Vec::new(),
-        },
-        action: Arc::new(RuleAction::new(
-            vec![mirror],
-            Vec::new(),
-            Timeouts::default(),
-        )),
-    };
-    let table = RouteTable {
-        any: RouteGroup::new(vec![entry]),
-        ..RouteTable::default()
-    };
-    let snapshot = Snapshot {
-        binds: vec![Bind {
-            address: "127.0.0.1:8080".parse().unwrap(),
-            protocol: BindProtocol::Http,
-            listeners: vec![Listener::http("default/gw", "http", table)],
-        }],
-        ..Snapshot::default()
-    };
-
-    let dump = json_dump(&state_serving(snapshot), "").await;
+    let dump = json_dump(&serving_filters(vec![mirror]), "").await;
     let mirror =
         &listener(&dump, "http")["routes"][0]["entries"][0]["action"]["filters"][0]["Mirror"];
     assert_eq!(
@@ -372,4 +339,103 @@ async fn the_admin_listener_serves_the_dump_with_its_accept_header() {
     let dump: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(dump["served"]["binds"][0]["listeners"][0]["name"], "https");
     server.shutdown(Duration::from_secs(1)).await;
+}
+
+/// Serving one route `default/app` on `127.0.0.1:8080` whose one rule has `filters`.
+fn serving_filters(filters: Vec<Filter>) -> AdminState {
+    let entry = RouteEntry {
+        route: Arc::new(RouteId {
+            kind: RouteKind::Http,
+            namespace: "default".into(),
+            name: "app".into(),
+            rule_index: 0,
+            rule_name: None,
+            label: "default/app".into(),
+        }),
+        matcher: RequestMatch {
+            path: PathMatch::Prefix("/".into()),
+            method: None,
+            headers: Vec::new(),
+            query: Vec::new(),
+        },
+        action: Arc::new(RuleAction::new(filters, Vec::new(), Timeouts::default())),
+    };
+    let table = RouteTable {
+        any: RouteGroup::new(vec![entry]),
+        ..RouteTable::default()
+    };
+    let snapshot = Snapshot {
+        binds: vec![Bind {
+            address: "127.0.0.1:8080".parse().unwrap(),
+            protocol: BindProtocol::Http,
+            listeners: vec![Listener::http("default/gw", "http", table)],
+        }],
+        ..Snapshot::default()
+    };
+
+    state_serving(snapshot)
+}
+
+#[tokio::test]
+async fn credential_header_values_are_redacted_in_filters_and_mirror_policies() {
+    let pair = |name: &'static str, value: &'static str| {
+        (
+            http::HeaderName::from_static(name),
+            http::HeaderValue::from_static(value),
+        )
+    };
+    let modifier = HeaderModifier {
+        set: vec![
+            pair("authorization", "Bearer s3cret"),
+            pair("x-team", "blue"),
+        ],
+        add: vec![pair("x-api-key", "k1")],
+        remove: Vec::new(),
+    };
+    let policy = MirrorPolicy {
+        name: "default/shadow-policy".into(),
+        request: CopyShape {
+            headers: Some(HeaderModifier {
+                set: vec![pair("cookie", "session=abc")],
+                add: vec![pair("x-shadow", "1")],
+                remove: Vec::new(),
+            }),
+            ..CopyShape::default()
+        },
+        compare: None,
+    };
+    let mirror = Filter::Mirror(Mirror {
+        backend: Arc::new(Backend::new(
+            "default/shadow:80".into(),
+            Vec::new(),
+            BackendProtocol::Http1,
+        )),
+        fraction: Fraction::ALL,
+        policy: Some(Arc::new(policy)),
+    });
+    let state = serving_filters(vec![Filter::RequestHeaders(modifier), mirror]);
+
+    let dump = json_dump(&state, "").await;
+    let filters = &listener(&dump, "http")["routes"][0]["entries"][0]["action"]["filters"];
+    assert_eq!(
+        filters[0]["RequestHeaders"]["set"],
+        json!({"authorization": "<redacted>", "x-team": "blue"})
+    );
+    assert_eq!(
+        filters[0]["RequestHeaders"]["add"],
+        json!({"x-api-key": "<redacted>"})
+    );
+    assert_eq!(
+        filters[1]["Mirror"]["policy"]["request"]["headers"]["set"],
+        json!({"cookie": "<redacted>"})
+    );
+    assert_eq!(
+        filters[1]["Mirror"]["policy"]["request"]["headers"]["add"],
+        json!({"x-shadow": "1"})
+    );
+    let (_, _, yaml) = get(&state, "", None).await;
+    for secret in ["s3cret", "k1", "session=abc"] {
+        assert!(!yaml.contains(secret), "{secret} in {yaml}");
+    }
+    assert!(yaml.contains("x-team: blue"), "{yaml}");
 }

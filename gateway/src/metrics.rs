@@ -48,6 +48,10 @@ pub struct Metrics {
     /// `sluice_request_duration_seconds{gateway,route,kind}`: from the request head arriving to the
     /// response finishing (or failing).
     pub duration: HistogramVec,
+    /// `sluice_upstream_duration_seconds{backend}`: from the first byte sent to a backend to the
+    /// end of its answer (the access line's `upstream_duration_us`), for requests that reached
+    /// one: latency per backend, which the route-level histogram cannot tell apart.
+    pub upstream_duration: HistogramVec,
     /// `sluice_grpc_responses_total{gateway,route,grpc_status}`: answers to gRPC calls by their
     /// `grpc-status` (Sluice's own, or the backend's head or trailers; empty when the answer
     /// carried none, such as a plain HTTP error or a stream cut short). Their HTTP status is
@@ -92,6 +96,15 @@ impl Metrics {
             &["gateway", "route", "kind"],
         )
         .map_err(MetricsError::Register)?;
+        let upstream_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "sluice_upstream_duration_seconds",
+                "Time from the request sent to a backend to the end of its answer.",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+            &["backend"],
+        )
+        .map_err(MetricsError::Register)?;
         let grpc = IntCounterVec::new(
             Opts::new(
                 "sluice_grpc_responses_total",
@@ -120,6 +133,9 @@ impl Metrics {
         registry
             .register(Box::new(grpc.clone()))
             .map_err(MetricsError::Register)?;
+        registry
+            .register(Box::new(upstream_duration.clone()))
+            .map_err(MetricsError::Register)?;
         let edge = EdgeMetrics::default();
         edge.register(&registry).map_err(MetricsError::Register)?;
         let tls_routes = TlsRouteMetrics::default();
@@ -133,6 +149,7 @@ impl Metrics {
             registry,
             requests,
             duration,
+            upstream_duration,
             grpc,
             retries,
             edge,
@@ -165,6 +182,13 @@ impl Metrics {
             .inc();
         self.duration
             .with_label_values(&[gateway, route, kind])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// One backend exchange's duration (the last attempt's, as the access line reports it).
+    pub fn record_upstream(&self, backend: &str, elapsed: Duration) {
+        self.upstream_duration
+            .with_label_values(&[backend])
             .observe(elapsed.as_secs_f64());
     }
 

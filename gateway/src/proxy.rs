@@ -556,6 +556,10 @@ impl ProxyHttp for SluiceProxy {
             code,
             elapsed,
         );
+        if let Some(chosen) = ctx.chosen.as_ref().filter(|_| ctx.attempts > 0) {
+            self.metrics
+                .record_upstream(&chosen.backend.name, ctx.upstream_duration(Instant::now()));
+        }
         if ctx.grpc_call {
             self.metrics
                 .record_grpc_call(&ctx.gateway, ctx.route_label(), ctx.grpc_status);

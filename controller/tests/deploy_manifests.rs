@@ -12,12 +12,14 @@ use gateway_api::apis::experimental::{
 };
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service, ServiceAccount};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
+use sluice_controller::resources::mirror_policy::MirrorPolicy;
 use sluice_testing::files::files_under;
 
 fn deploy_dir() -> PathBuf {
@@ -197,6 +199,8 @@ fn check(file: &Path, doc: &Value) -> Result<String, String> {
         ("v1", "ServiceAccount") => round_trip::<ServiceAccount>(doc),
         ("v1", "ConfigMap") => round_trip::<ConfigMap>(doc),
         ("v1", "Service") => round_trip::<Service>(doc),
+        ("discovery.k8s.io/v1", "EndpointSlice") => round_trip::<EndpointSlice>(doc),
+        ("sluice.dev/v1alpha1", "MirrorPolicy") => round_trip::<MirrorPolicy>(doc),
         ("apps/v1", "Deployment") => round_trip::<Deployment>(doc),
         ("apps/v1", "DaemonSet") => round_trip::<DaemonSet>(doc),
         ("policy/v1", "PodDisruptionBudget") => round_trip::<PodDisruptionBudget>(doc),

@@ -10,6 +10,13 @@ User space only: the kernel's share (syscalls, loopback TCP) is not in these num
     benches/instructions.py [--sluice target/release/sluice] [--mirror] [--requests 2000]
                             [--floor target/release/examples/pingora_floor]
                             [--annotate N]   # also print each proxy's top N functions
+    benches/instructions.py --sluice target/debug/sluice --requests 300 \
+                            --check benches/instructions-budget.json [--bless]
+
+--check is the regression guard CI runs: Sluice alone, plain and then mirrored, each compared with
+the budget for the binary's build profile (the directory it was built in: target/debug or
+target/release); it fails when either grows more than the budget's tolerance (10 %) over it.
+--bless writes the measured figures as the new budget: lower it in the commit that earns it.
 
 --floor adds Pingora's own floor: a `ProxyHttp` that only picks the upstream, on Pingora's own
 server (gateway/examples/pingora_floor.rs; build it with
@@ -19,6 +26,7 @@ Needs valgrind and nginx (apt: valgrind nginx-light); run.sh installs nginx.
 """
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -219,6 +227,97 @@ def measure(name, cmd, port, requests, workdir, annotate=0, env=None):
     return per_small, per_large
 
 
+def measure_sluice(binary, name, backend_port, mirror_port, requests, work, annotate=0):
+    port = free_port()
+    config = os.path.join(work, f"{name}.yaml")
+    open(config, "w").write(sluice_yaml(port, backend_port, mirror_port))
+    env = dict(os.environ, RUST_LOG="warn")
+    cmd = [binary, "--config", config, "--threads", "1",
+           "--admin-address", f"127.0.0.1:{free_port()}"]
+    return measure(name, cmd, port, requests, work, annotate, env)
+
+
+def start_backends(nginx, ports, work):
+    backends = []
+    for port in ports:
+        d = os.path.join(work, f"backend-{port}")
+        os.makedirs(d)
+        conf = os.path.join(d, "nginx.conf")
+        open(conf, "w").write(nginx_conf(d, port))
+        p = subprocess.Popen([nginx, "-p", d, "-c", conf], stderr=subprocess.DEVNULL)
+        backends.append(p)
+        wait_port(port, p)
+    return backends
+
+
+def stop_backends(backends):
+    for p in backends:
+        p.send_signal(signal.SIGQUIT)
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def build_profile(binary):
+    """`debug` or `release`: the target directory the binary was built in."""
+    profile = os.path.basename(os.path.dirname(os.path.abspath(binary)))
+    if profile not in ("debug", "release"):
+        sys.exit(f"instructions: cannot tell the build profile of {binary} (expected target/debug or target/release)")
+    return profile
+
+
+def check_budget(args):
+    """The CI regression guard: plain and mirrored Sluice against the committed budget."""
+    profile = build_profile(args.sluice)
+    try:
+        budget = json.load(open(args.check))
+    except FileNotFoundError:
+        budget = {}
+    except ValueError as e:
+        sys.exit(f"instructions: {args.check} is not valid JSON: {e}")
+    tolerance = float(budget.get("tolerance", 0.10))
+    work = tempfile.mkdtemp(prefix="sluice-instr-")
+    backend_port, mirror_port = free_port(), free_port()
+    backends = start_backends(args.nginx, [backend_port, mirror_port], work)
+    measured = {}
+    try:
+        measured["plain"] = measure_sluice(args.sluice, "plain", backend_port, None, args.requests, work)[1]
+        measured["mirrored"] = measure_sluice(
+            args.sluice, "mirrored", backend_port, mirror_port, args.requests, work
+        )[1]
+    finally:
+        stop_backends(backends)
+    if args.bless:
+        budget["tolerance"] = tolerance
+        budget[profile] = {mode: round(v) for mode, v in measured.items()}
+        with open(args.check, "w") as f:
+            json.dump(budget, f, indent=2, sort_keys=True)
+            f.write("\n")
+        print(f"instructions: wrote the {profile} budget to {args.check}: {budget[profile]}")
+        return
+    limits = budget.get(profile)
+    if not isinstance(limits, dict):
+        sys.exit(f"instructions: {args.check} has no {profile!r} budget; measure one with --bless")
+    failed = []
+    print(f"| {profile} build | instructions per request | budget | ratio |")
+    print("|---|---:|---:|---:|")
+    for mode, value in measured.items():
+        limit = limits.get(mode)
+        if not isinstance(limit, (int, float)) or limit <= 0:
+            sys.exit(f"instructions: {args.check} has no {profile}.{mode} budget; measure one with --bless")
+        ratio = value / limit
+        print(f"| {mode} | {value / 1000:.1f} k | {limit / 1000:.1f} k | {ratio:.3f} |")
+        if ratio > 1 + tolerance:
+            failed.append(f"{mode}: {value / 1000:.1f} k instructions per request, "
+                          f"{(ratio - 1) * 100:.1f} % over the budget of {limit / 1000:.1f} k")
+    if failed:
+        sys.exit("instructions: over budget (more than {:.0f} %):\n  {}\n"
+                 "Find what grew with --annotate 30; if the growth is wanted, re-bless with --bless."
+                 .format(tolerance * 100, "\n  ".join(failed)))
+    print(f"instructions: within {tolerance * 100:.0f} % of the {profile} budget ({args.check})")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sluice", default="target/release/sluice")
@@ -228,23 +327,22 @@ def main():
     ap.add_argument("--annotate", type=int, default=0)
     ap.add_argument("--floor", help="the pingora_floor example binary")
     ap.add_argument("--only", choices=["sluice", "nginx", "floor"])
+    ap.add_argument("--check", metavar="BUDGET_JSON", help="regression guard: Sluice against this budget")
+    ap.add_argument("--bless", action="store_true", help="with --check: write the measured figures as the budget")
     args = ap.parse_args()
     for tool in ["valgrind", "callgrind_control"]:
         if shutil.which(tool) is None:
             sys.exit(f"instructions: {tool} is not installed (apt: valgrind)")
+    if args.check:
+        check_budget(args)
+        return
+    if args.bless:
+        sys.exit("instructions: --bless goes with --check")
 
     work = tempfile.mkdtemp(prefix="sluice-instr-")
     backend_port = free_port()
     mirror_port = free_port() if args.mirror else None
-    backends = []
-    for port in [backend_port] + ([mirror_port] if mirror_port else []):
-        d = os.path.join(work, f"backend-{port}")
-        os.makedirs(d)
-        conf = os.path.join(d, "nginx.conf")
-        open(conf, "w").write(nginx_conf(d, port))
-        p = subprocess.Popen([args.nginx, "-p", d, "-c", conf], stderr=subprocess.DEVNULL)
-        wait_port(port, p)
-        backends.append(p)
+    backends = start_backends(args.nginx, [backend_port] + ([mirror_port] if mirror_port else []), work)
     results = {}
     try:
         if args.only in (None, "nginx"):
@@ -261,17 +359,11 @@ def main():
             cmd = [args.floor, f"127.0.0.1:{port}", f"127.0.0.1:{backend_port}"]
             results["pingora floor"] = measure("floor", cmd, port, args.requests, work, args.annotate)
         if args.only in (None, "sluice"):
-            port = free_port()
-            config = os.path.join(work, "sluice.yaml")
-            open(config, "w").write(sluice_yaml(port, backend_port, mirror_port))
-            env = dict(os.environ, RUST_LOG="warn")
-            cmd = [args.sluice, "--config", config, "--threads", "1",
-                   "--admin-address", f"127.0.0.1:{free_port()}"]
-            results["sluice"] = measure("sluice", cmd, port, args.requests, work, args.annotate, env)
+            results["sluice"] = measure_sluice(
+                args.sluice, "sluice", backend_port, mirror_port, args.requests, work, args.annotate
+            )
     finally:
-        for p in backends:
-            p.send_signal(signal.SIGQUIT)
-            p.wait(timeout=10)
+        stop_backends(backends)
     mode = "mirrored" if args.mirror else "plain"
     print(f"\n| proxy ({mode}) | instructions per request | over {SMALL} | × nginx |")
     print("|---|---:|---:|---:|")

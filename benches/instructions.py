@@ -10,6 +10,7 @@ User space only: the kernel's share (syscalls, loopback TCP) is not in these num
     benches/instructions.py [--sluice target/release/sluice] [--mirror] [--requests 2000]
                             [--floor target/release/examples/pingora_floor]
                             [--annotate N]   # also print each proxy's top N functions
+    benches/instructions.py --mirror --compare --only sluice   # mirrored, with and without shadow diff
     benches/instructions.py --sluice target/debug/sluice --requests 300 \
                             --check benches/instructions-budget.json [--bless]
 
@@ -87,7 +88,17 @@ uwsgi_temp_path {d}/u; scgi_temp_path {d}/s;
 """
 
 
-def sluice_yaml(listen, upstream, mirror=None):
+MIRROR_POLICY = """---
+apiVersion: sluice.dev/v1alpha1
+kind: MirrorPolicy
+metadata: {name: compare, namespace: default}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: bench}]
+  compare: {percent: 100, status: true, body: true}
+"""
+
+
+def sluice_yaml(listen, upstream, mirror=None, compare=False):
     mirror_filter = (
         f"""    filters:
     - type: RequestMirror
@@ -134,7 +145,7 @@ spec:
   parentRefs: [{{name: bench}}]
   rules:
   - backendRefs: [{{name: primary, port: 80}}]
-{mirror_filter}{services}"""
+{mirror_filter}{services}{MIRROR_POLICY if compare else ""}"""
 
 
 class Client:
@@ -227,10 +238,10 @@ def measure(name, cmd, port, requests, workdir, annotate=0, env=None):
     return per_small, per_large
 
 
-def measure_sluice(binary, name, backend_port, mirror_port, requests, work, annotate=0):
+def measure_sluice(binary, name, backend_port, mirror_port, requests, work, annotate=0, compare=False):
     port = free_port()
     config = os.path.join(work, f"{name}.yaml")
-    open(config, "w").write(sluice_yaml(port, backend_port, mirror_port))
+    open(config, "w").write(sluice_yaml(port, backend_port, mirror_port, compare))
     env = dict(os.environ, RUST_LOG="warn")
     cmd = [binary, "--config", config, "--threads", "1",
            "--admin-address", f"127.0.0.1:{free_port()}"]
@@ -327,6 +338,8 @@ def main():
     ap.add_argument("--annotate", type=int, default=0)
     ap.add_argument("--floor", help="the pingora_floor example binary")
     ap.add_argument("--only", choices=["sluice", "nginx", "floor"])
+    ap.add_argument("--compare", action="store_true",
+                    help="with --mirror: also Sluice with a MirrorPolicy comparing every copy (shadow diff)")
     ap.add_argument("--check", metavar="BUDGET_JSON", help="regression guard: Sluice against this budget")
     ap.add_argument("--bless", action="store_true", help="with --check: write the measured figures as the budget")
     args = ap.parse_args()
@@ -338,6 +351,8 @@ def main():
         return
     if args.bless:
         sys.exit("instructions: --bless goes with --check")
+    if args.compare and not args.mirror:
+        sys.exit("instructions: --compare goes with --mirror (a comparison needs a mirrored copy)")
 
     work = tempfile.mkdtemp(prefix="sluice-instr-")
     backend_port = free_port()
@@ -361,6 +376,11 @@ def main():
         if args.only in (None, "sluice"):
             results["sluice"] = measure_sluice(
                 args.sluice, "sluice", backend_port, mirror_port, args.requests, work, args.annotate
+            )
+        if args.compare:
+            results["sluice, compared"] = measure_sluice(
+                args.sluice, "compared", backend_port, mirror_port, args.requests, work,
+                args.annotate, compare=True,
             )
     finally:
         stop_backends(backends)

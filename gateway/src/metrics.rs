@@ -176,9 +176,11 @@ impl Metrics {
         code: u16,
         elapsed: Duration,
     ) {
-        let code = code.to_string();
+        // StatusCode spells every code from 100 to 999 statically; 0 (no answer) is ours.
+        let status = http::StatusCode::from_u16(code).ok();
+        let code = status.as_ref().map_or("0", |c| c.as_str());
         self.requests
-            .with_label_values(&[gateway, route, kind, backend, code.as_str()])
+            .with_label_values(&[gateway, route, kind, backend, code])
             .inc();
         self.duration
             .with_label_values(&[gateway, route, kind])

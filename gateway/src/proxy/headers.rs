@@ -88,9 +88,13 @@ fn push_ip(out: &mut BytesMut, ip: IpAddr) {
 /// `Upgrade` unless the backend is switching protocols (a WebSocket handshake needs both).
 /// Pingora writes its own `Connection` and framing headers downstream.
 pub(super) fn strip_hop_by_hop(resp: &mut ResponseHeader) {
-    // Most responses carry none of these: one pass over the few names present is cheaper than
-    // seven hash lookups for absent ones.
-    let hop_by_hop = |n: &HeaderName| {
+    // A response holds a handful of fields and usually one of these (`Connection: keep-alive`):
+    // one pass over the names present finds what to drop, and only those are removed (each
+    // removal hashes the name in two maps; removing the seven absent ones was 1.2 k instructions
+    // a request).
+    let switching = resp.status.as_u16() == 101;
+    let kept_when_switching = |n: &HeaderName| switching && (*n == UPGRADE || *n == CONNECTION);
+    let fixed = |n: &HeaderName| {
         [
             CONNECTION,
             TE,
@@ -101,29 +105,33 @@ pub(super) fn strip_hop_by_hop(resp: &mut ResponseHeader) {
         ]
         .contains(n)
     };
-    if !resp.headers.keys().any(hop_by_hop) {
+    if !resp.headers.keys().any(fixed) {
         return;
     }
-    let switching = resp.status.as_u16() == 101;
-    let nominated: Vec<HeaderName> = resp
+    // `keys()` yields each name once.
+    let drop: Vec<HeaderName> = resp
         .headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .filter(|n| !(switching && (*n == UPGRADE)))
+        .keys()
+        .filter(|n| (fixed(n) && !kept_when_switching(n)) || nominated(&resp.headers, n, switching))
+        .cloned()
         .collect();
-    for name in &nominated {
+    for name in &drop {
         resp.remove_header(name);
     }
-    for name in [KEEP_ALIVE, PROXY_CONNECTION, TE, TRAILER] {
-        resp.remove_header(&name);
+}
+
+/// Whether `name` is listed in the message's `Connection` field (compared without parsing the
+/// tokens into names; `Upgrade` stays on a 101).
+fn nominated(headers: &HeaderMap, name: &HeaderName, switching: bool) -> bool {
+    if switching && *name == UPGRADE {
+        return false;
     }
-    if !switching {
-        resp.remove_header(&CONNECTION);
-        resp.remove_header(&UPGRADE);
-    }
+    headers.get_all(CONNECTION).iter().any(|v| {
+        v.as_bytes().split(|b| *b == b',').any(|t| {
+            t.trim_ascii()
+                .eq_ignore_ascii_case(name.as_str().as_bytes())
+        })
+    })
 }
 
 #[cfg(test)]
@@ -206,6 +214,34 @@ mod tests {
         strip_hop_by_hop(&mut resp);
         let names: Vec<_> = resp.headers.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["x-end-to-end"]);
+    }
+
+    #[test]
+    fn a_field_nominated_by_connection_is_dropped_whatever_its_case() {
+        let mut resp = ResponseHeader::build(200, None).unwrap();
+        for (k, v) in [
+            ("connection", "close"),
+            ("connection", " X-Private ,x-other"),
+            ("x-private", "secret"),
+            ("x-other", "secret"),
+            ("content-type", "text/plain"),
+        ] {
+            resp.append_header(k, v).unwrap();
+        }
+        strip_hop_by_hop(&mut resp);
+        let names: Vec<_> = resp.headers.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["content-type"]);
+    }
+
+    #[test]
+    fn a_nominated_field_the_response_lacks_is_no_error() {
+        let mut resp = ResponseHeader::build(200, None).unwrap();
+        resp.append_header("connection", "keep-alive, x-absent")
+            .unwrap();
+        resp.append_header("content-length", "2").unwrap();
+        strip_hop_by_hop(&mut resp);
+        let names: Vec<_> = resp.headers.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["content-length"]);
     }
 
     #[test]

@@ -16,11 +16,17 @@ pub(super) fn is_valid(value: &[u8]) -> bool {
 }
 
 /// 128 random bits as 32 lowercase hex digits: unique without coordination, and cheap (the
-/// thread-local generator, no system call).
+/// thread-local generator, no system call, and no `fmt`: it was 0.8 k instructions a request).
 pub(super) fn generate() -> HeaderValue {
-    let id = format!("{:032x}", rand::random::<u128>());
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bits = rand::random::<u128>();
+    let mut id = [0u8; 32];
+    for (i, digit) in id.iter_mut().enumerate() {
+        let nibble = (bits >> (124 - 4 * i)) & 0xf;
+        *digit = HEX[nibble as usize];
+    }
     // Hex digits are always a valid header value.
-    HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 /// Keeps a valid `x-request-id` (the first, when several were sent) or replaces it with a
@@ -32,7 +38,9 @@ pub(super) fn ensure(head: &mut RequestHeader) -> HeaderValue {
         (Some(v), Some(_)) if is_valid(v.as_bytes()) => v.clone(),
         _ => generate(),
     };
-    if let Err(e) = head.insert_header(REQUEST_ID, kept.clone()) {
+    // A static wire spelling: from a `HeaderName` Pingora would copy the name to title-case it.
+    let wire = bytes::Bytes::from_static(b"x-request-id");
+    if let Err(e) = head.insert_header(wire, kept.clone()) {
         tracing::debug!(error = %e, "cannot set x-request-id");
     }
     kept

@@ -11,6 +11,7 @@ User space only: the kernel's share (syscalls, loopback TCP) is not in these num
                             [--floor target/release/examples/pingora_floor]
                             [--annotate N]   # also print each proxy's top N functions
     benches/instructions.py --mirror --compare --only sluice   # mirrored, with and without shadow diff
+    benches/instructions.py --mirror --post-bytes 65536        # mirrored 64 KiB POSTs
     benches/instructions.py --sluice target/debug/sluice --requests 300 \
                             --check benches/instructions-budget.json [--bless]
 
@@ -151,12 +152,20 @@ spec:
 class Client:
     """One keep-alive HTTP/1.1 connection; reads each response to its Content-Length."""
 
-    def __init__(self, port):
+    def __init__(self, port, body_bytes=0):
         self.sock = socket.create_connection(("127.0.0.1", port))
         self.buf = b""
+        if body_bytes:
+            self.req = (
+                b"POST /bench HTTP/1.1\r\nHost: bench.test\r\nUser-Agent: instructions\r\n"
+                + f"Content-Length: {body_bytes}\r\n\r\n".encode()
+                + b"x" * body_bytes
+            )
+        else:
+            self.req = b"GET /bench HTTP/1.1\r\nHost: bench.test\r\nUser-Agent: instructions\r\n\r\n"
 
     def get(self, n):
-        req = b"GET /bench HTTP/1.1\r\nHost: bench.test\r\nUser-Agent: instructions\r\n\r\n"
+        req = self.req
         for _ in range(n):
             self.sock.sendall(req)
             while b"\r\n\r\n" not in self.buf:
@@ -179,6 +188,10 @@ class Client:
         self.buf += chunk
 
 
+# Request body size for every measured request (0: GET); set from --post-bytes.
+BODY_BYTES = 0
+
+
 def measure(name, cmd, port, requests, workdir, annotate=0, env=None):
     out = os.path.join(workdir, f"{name}.cg")
     proc = subprocess.Popen(
@@ -189,7 +202,7 @@ def measure(name, cmd, port, requests, workdir, annotate=0, env=None):
     )
     try:
         wait_port(port, proc, timeout=120)
-        client = Client(port)
+        client = Client(port, BODY_BYTES)
         client.get(50)  # warm: connection pools, lazy statics, first snapshot index
         subprocess.run(["callgrind_control", "-z", str(proc.pid)], capture_output=True)
         client.get(SMALL)
@@ -338,6 +351,8 @@ def main():
     ap.add_argument("--annotate", type=int, default=0)
     ap.add_argument("--floor", help="the pingora_floor example binary")
     ap.add_argument("--only", choices=["sluice", "nginx", "floor"])
+    ap.add_argument("--post-bytes", type=int, default=0,
+                    help="POST a body of this many bytes instead of GET (e.g. 65536)")
     ap.add_argument("--compare", action="store_true",
                     help="with --mirror: also Sluice with a MirrorPolicy comparing every copy (shadow diff)")
     ap.add_argument("--check", metavar="BUDGET_JSON", help="regression guard: Sluice against this budget")
@@ -351,6 +366,8 @@ def main():
         return
     if args.bless:
         sys.exit("instructions: --bless goes with --check")
+    global BODY_BYTES
+    BODY_BYTES = max(args.post_bytes, 0)
     if args.compare and not args.mirror:
         sys.exit("instructions: --compare goes with --mirror (a comparison needs a mirrored copy)")
 
@@ -384,7 +401,7 @@ def main():
             )
     finally:
         stop_backends(backends)
-    mode = "mirrored" if args.mirror else "plain"
+    mode = ("mirrored" if args.mirror else "plain") + (f", POST {BODY_BYTES} B" if BODY_BYTES else "")
     print(f"\n| proxy ({mode}) | instructions per request | over {SMALL} | × nginx |")
     print("|---|---:|---:|---:|")
     base = results.get("nginx", (None, None))[1]

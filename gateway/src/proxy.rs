@@ -438,7 +438,9 @@ impl ProxyHttp for SluiceProxy {
         }
         headers::strip_hop_by_hop(upstream_response);
         // A Trailers-Only answer carries its status in the head.
-        ctx.grpc_status = grpc::status_in(&upstream_response.headers);
+        if ctx.grpc_call {
+            ctx.grpc_status = grpc::status_in(&upstream_response.headers);
+        }
         Ok(())
     }
 
@@ -449,7 +451,7 @@ impl ProxyHttp for SluiceProxy {
         upstream_trailers: &mut http::HeaderMap,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let Some(status) = grpc::status_in(upstream_trailers) {
+        if let Some(status) = grpc::status_in(upstream_trailers).filter(|_| ctx.grpc_call) {
             ctx.grpc_status = Some(status);
         }
         Ok(())

@@ -106,7 +106,7 @@ pub(super) fn route_and_filter(
         .map(|t| ctx.started + t);
     // A gRPC call's own deadline ends it sooner when it is the shorter (answered 504, which the
     // caller sees as DEADLINE_EXCEEDED).
-    if let Some(own) = grpc::timeout_of(req).filter(|_| ctx.grpc_call) {
+    if let Some(own) = ctx.grpc_call.then(|| grpc::timeout_of(req)).flatten() {
         let own = ctx.started + own;
         ctx.deadline = Some(ctx.deadline.map_or(own, |d| d.min(own)));
     }

@@ -55,7 +55,7 @@ struct Args {
     modes: Vec<String>,
     #[arg(long, default_value = "target/release/sluice")]
     sluice: PathBuf,
-    /// Extra argument for sluice (repeatable), after `--config FILE --threads 1`.
+    /// Extra argument for sluice (repeatable), after `--config FILE --threads N`.
     #[arg(long = "sluice-arg", allow_hyphen_values = true)]
     sluice_args: Vec<String>,
     #[arg(long)]
@@ -64,6 +64,11 @@ struct Args {
     envoy: Option<PathBuf>,
     #[arg(long, default_value_t = 0)]
     proxy_core: u32,
+    /// Proxy workers, each proxy alike (Sluice `--threads`, nginx `worker_processes`, Envoy
+    /// `--concurrency`), pinned to this many cores from --proxy-core on. With 2 on a 2-core
+    /// machine the proxy shares the load core: compare CPU per request, not req/s.
+    #[arg(long, default_value_t = 1)]
+    workers: u32,
     #[arg(long, default_value_t = 1)]
     load_core: u32,
     #[arg(long, default_value_t = 2000.0)]
@@ -178,6 +183,7 @@ fn run_all(args: &Args) -> Result<(), BenchError> {
         nginx: nginx.clone(),
         envoy: envoy.clone(),
         proxy_core: args.proxy_core,
+        workers: args.workers.max(1),
     };
     let protocol_settings = protocols::Settings {
         duration: Duration::from_secs_f64(args.duration),
@@ -336,7 +342,14 @@ fn run_all(args: &Args) -> Result<(), BenchError> {
         skipped,
     };
     let mut text = if http {
-        render(args, &settings, &inputs, nginx.as_deref(), envoy.as_deref())
+        render(
+            args,
+            &settings,
+            &tools,
+            &inputs,
+            nginx.as_deref(),
+            envoy.as_deref(),
+        )
     } else {
         // Without the HTTP workloads their tables would be empty: the machine and what was skipped.
         format!(
@@ -348,8 +361,10 @@ fn run_all(args: &Args) -> Result<(), BenchError> {
     if !protocol_settings.protocols.is_empty() {
         text.push_str(&format!(
             "\n## gRPC and TLS passthrough (issue 13)\n\n\
-             Sluice and Envoy only, each on one core with one worker, started fresh per workload and warmed up for {} s; \
+             Sluice and Envoy only, each on core(s) {} with {} worker(s), started fresh per workload and warmed up for {} s; \
              CPU is the proxy process's alone (the backends and generators run in the harness); medians over {} repeat(s).\n\n{}",
+            tools.proxy_cpus(),
+            tools.workers,
             args.warmup,
             protocol_settings.repeats,
             protocols::report::table(&protocol_results, &protocol_settings)
@@ -358,10 +373,12 @@ fn run_all(args: &Args) -> Result<(), BenchError> {
     if let Some(results) = &shadow_results {
         text.push_str(&format!(
             "\n## Shadow diff (issue 14)\n\n\
-             Sluice only, on one core with one worker, mirroring every request to the fast mirror; \
+             Sluice only, on core(s) {} with {} worker(s), mirroring every request to the fast mirror; \
              each variant started fresh and warmed up for {} s, in one run (order rotated per repeat); \
              \"with comparison\" adds a MirrorPolicy comparing status and body digest of every copy; \
              CPU is the proxy process's per request; medians over {} repeat(s).\n\n{}",
+            tools.proxy_cpus(),
+            tools.workers,
             args.warmup,
             shadow_settings.repeats,
             shadow::table(results)
@@ -377,6 +394,7 @@ fn run_all(args: &Args) -> Result<(), BenchError> {
 fn render(
     args: &Args,
     settings: &Settings,
+    tools: &Tools,
     inputs: &Inputs<'_>,
     nginx: Option<&Path>,
     envoy: Option<&Path>,
@@ -387,7 +405,7 @@ fn render(
          [benches/README.md](README.md), analysis and profile in [docs/benchmarks.md](../docs/benchmarks.md).\n\n\
          ## Machine\n\n{machine}\n\
          ## Method (this run)\n\n\
-         - proxy pinned to core {pc} with one worker (Sluice `--threads 1`, nginx `worker_processes 1`, Envoy `--concurrency 1`); \
+         - proxy pinned to core(s) {pc} with {w} worker(s) (Sluice `--threads {w}`, nginx `worker_processes {w}`, Envoy `--concurrency {w}`); \
          wrk, the paced generator and the backends pinned to core {lc}\n\
          - {repeats} repeats, proxies interleaved (order rotated each repeat), each started fresh and warmed up for {warm} s; \
          each measurement {dur} s; figures are medians over the repeats, errors are summed\n\
@@ -398,7 +416,8 @@ fn render(
          ## Targets (issue 6)\n\n{targets}\n\
          ## Route propagation and memory\n\n{extras}",
         machine = machine::describe(nginx, envoy),
-        pc = args.proxy_core,
+        pc = tools.proxy_cpus(),
+        w = tools.workers,
         lc = args.load_core,
         repeats = settings.repeats,
         warm = args.warmup,

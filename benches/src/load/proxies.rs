@@ -1,5 +1,5 @@
 //! The proxies under test, each configured for the same route (`/` -> primary, optionally mirrored),
-//! started pinned to the proxy core with one worker, and stopped after each measurement.
+//! started pinned to the proxy core(s) with `--workers` workers (one by default), and stopped after each measurement.
 
 use std::fmt;
 use std::net::{SocketAddr, TcpListener};
@@ -33,11 +33,26 @@ impl fmt::Display for Kind {
 #[derive(Debug, Clone)]
 pub struct Tools {
     pub sluice: PathBuf,
-    /// Extra arguments for `sluice` after `--config FILE --threads 1`.
+    /// Extra arguments for `sluice` after `--config FILE --threads N`.
     pub sluice_args: Vec<String>,
     pub nginx: Option<PathBuf>,
     pub envoy: Option<PathBuf>,
+    /// The first core the proxy is pinned to ...
     pub proxy_core: u32,
+    /// ... and its workers: Sluice `--threads`, nginx `worker_processes`, Envoy `--concurrency`,
+    /// pinned to this many cores from `proxy_core` on (wrapping around the machine's).
+    pub workers: u32,
+}
+
+impl Tools {
+    /// The `taskset -c` list: `workers` cores from `proxy_core`.
+    pub fn proxy_cpus(&self) -> String {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+        (0..self.workers.max(1))
+            .map(|i| ((self.proxy_core + i) % cores.max(1)).to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
 }
 
 /// A started proxy.
@@ -84,7 +99,10 @@ pub fn start(
         Kind::Nginx => {
             let nginx = tools.nginx.as_ref().ok_or_else(|| not_installed("nginx"))?;
             let conf = dir.join("nginx.conf");
-            write(&conf, &nginx_conf(addr, primary, mirror, dir))?;
+            write(
+                &conf,
+                &nginx_conf(addr, primary, mirror, dir, tools.workers),
+            )?;
             cmd.arg(nginx).arg("-p").arg(dir).arg("-c").arg(&conf);
         }
         Kind::Envoy => {
@@ -96,7 +114,7 @@ pub fn start(
     launch(kind, cmd, addr, dir, &http_ready)
 }
 
-/// Envoy on `conf` with one worker, pinned; `addr`'s port doubles as its shared-memory base id,
+/// Envoy on `conf` with `tools.workers` workers, pinned; `addr`'s port doubles as its shared-memory base id,
 /// so two instances never collide.
 pub(super) fn envoy_command(
     tools: &Tools,
@@ -108,7 +126,9 @@ pub(super) fn envoy_command(
     cmd.arg(envoy)
         .arg("-c")
         .arg(conf)
-        .args(["--concurrency", "1", "--disable-hot-restart", "-l", "error"])
+        .arg("--concurrency")
+        .arg(tools.workers.max(1).to_string())
+        .args(["--disable-hot-restart", "-l", "error"])
         .arg("--base-id")
         .arg(addr.port().to_string());
     Ok(cmd)
@@ -138,7 +158,7 @@ pub fn start_sluice(tools: &Tools, topology: &Topology, dir: &Path) -> Result<Ru
     )
 }
 
-/// Sluice in standalone mode on `config`, one worker, pinned, access logs off.
+/// Sluice in standalone mode on `config`, `tools.workers` worker threads, pinned, access logs off.
 pub(super) fn sluice_command(tools: &Tools, config: &Path) -> Result<Command, BenchError> {
     let mut cmd = pinned(tools);
     // Access logs off, as for nginx (`access_log off`) and Envoy (none configured).
@@ -146,7 +166,8 @@ pub(super) fn sluice_command(tools: &Tools, config: &Path) -> Result<Command, Be
     cmd.arg(&tools.sluice)
         .arg("--config")
         .arg(config)
-        .args(["--threads", "1"])
+        .arg("--threads")
+        .arg(tools.workers.max(1).to_string())
         // Its own admin port, so a previous instance still closing never collides.
         .arg("--admin-address")
         .arg(free_port()?.to_string())
@@ -156,7 +177,7 @@ pub(super) fn sluice_command(tools: &Tools, config: &Path) -> Result<Command, Be
 
 fn pinned(tools: &Tools) -> Command {
     let mut cmd = Command::new("taskset");
-    cmd.args(["-c", &tools.proxy_core.to_string()]);
+    cmd.args(["-c", &tools.proxy_cpus()]);
     cmd
 }
 
@@ -283,8 +304,10 @@ pub fn nginx_conf(
     primary: SocketAddr,
     mirror: Option<SocketAddr>,
     dir: &Path,
+    workers: u32,
 ) -> String {
     let d = dir.display();
+    let workers = workers.max(1);
     let (mirror_directives, mirror_parts) = match mirror {
         Some(m) => (
             "            mirror /__mirror;\n            mirror_request_body on;\n".to_string(),
@@ -299,7 +322,7 @@ pub fn nginx_conf(
         ""
     };
     format!(
-        "daemon off;\nmaster_process on;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/nginx-error.log error;\n\
+        "daemon off;\nmaster_process on;\nworker_processes {workers};\npid {d}/nginx.pid;\nerror_log {d}/nginx-error.log error;\n\
          events {{ worker_connections 8192; }}\n\
          http {{\n    access_log off;\n    client_body_temp_path {d}/body;\n    proxy_temp_path {d}/proxy;\n    \
          fastcgi_temp_path {d}/fastcgi;\n    uwsgi_temp_path {d}/uwsgi;\n    scgi_temp_path {d}/scgi;\n    \
@@ -346,4 +369,44 @@ pub(super) fn envoy_cluster(name: &str, addr: SocketAddr, options: &str) -> Stri
         addr.ip(),
         addr.port()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tools(proxy_core: u32, workers: u32) -> Tools {
+        Tools {
+            sluice: PathBuf::from("sluice"),
+            sluice_args: Vec::new(),
+            nginx: None,
+            envoy: None,
+            proxy_core,
+            workers,
+        }
+    }
+
+    #[test]
+    fn one_worker_is_pinned_to_the_proxy_core_alone() {
+        assert_eq!(tools(0, 1).proxy_cpus(), "0");
+    }
+
+    #[test]
+    fn each_worker_gets_a_core_that_exists() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let list = tools(1, 2).proxy_cpus();
+        let picked: Vec<usize> = list
+            .split(',')
+            .map(|c| c.parse().unwrap_or(usize::MAX))
+            .collect();
+        assert_eq!(picked.len(), 2, "{list}");
+        assert!(picked.iter().all(|c| *c < cores), "{list} on {cores} cores");
+    }
+
+    #[test]
+    fn nginx_runs_as_many_workers_as_asked() {
+        let addr: SocketAddr = "127.0.0.1:8080".parse().unwrap_or_else(|_| unreachable!());
+        let conf = nginx_conf(addr, addr, None, Path::new("/tmp/x"), 2);
+        assert!(conf.contains("worker_processes 2;"), "{conf}");
+    }
 }

@@ -40,7 +40,7 @@ pub struct Tools {
     /// The first core the proxy is pinned to ...
     pub proxy_core: u32,
     /// ... and its workers: Sluice `--threads`, nginx `worker_processes`, Envoy `--concurrency`,
-    /// pinned to this many cores from `proxy_core` on (wrapping around the machine's).
+    /// pinned to this many consecutive cores from `proxy_core` on.
     pub workers: u32,
 }
 

@@ -214,10 +214,8 @@ async fn weighted_backends_split_connections_and_zero_weight_gets_none() {
 async fn backend_down_closes_client_connection() {
     bounded(async {
         let pki = Pki::new("backend-ca");
-        let closed_port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap()
-        };
+        let closed_port =
+            std::net::SocketAddr::from(([127, 0, 0, 1], sluice_test_support::free_port()));
         let target = BackendTarget::Service(std::sync::Arc::new(
             sluice_controller::snapshot::Backend::new(
                 "default/down:443".into(),

@@ -42,8 +42,7 @@ impl ServeHttp for Reporter {
 }
 
 fn free_port() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
+    SocketAddr::from(([127, 0, 0, 1], sluice_testing::free_port()))
 }
 
 fn listener(name: &str, hostname: Option<&str>, tls: Option<Arc<CertifiedKey>>) -> Listener {

@@ -584,11 +584,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_connect_is_the_same_error_as_without_the_relay_and_nothing_else_is_sent() {
         // Nothing listens on a port just released: the TCP connect is refused.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = sluice_testing::free_port();
         let relays = registry(8, Duration::from_secs(300));
         let origin = TlsOrigin::for_test(1, LIMIT);
         let path = relays.path(endpoint(port), &origin).unwrap();

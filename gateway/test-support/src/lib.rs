@@ -32,11 +32,4 @@ pub mod standalone;
 pub mod tls;
 pub mod tls_route;
 
-pub use sluice_testing::{until, within};
-
-/// A free loopback port (bound and released: an acceptable race for tests), for what must be
-/// configured with its port before it binds.
-pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
+pub use sluice_testing::{free_port, until, within};

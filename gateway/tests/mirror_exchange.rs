@@ -298,9 +298,14 @@ async fn an_early_answer_to_an_unread_body_does_not_poison_the_next_copy() {
     );
     client.send(head.as_bytes()).await;
     client.send(&half).await;
-    // The mirror has answered before the second half of the body exists.
+    // The mirror has answered before the second half of the body exists, and the copy ended
+    // when Sluice read that answer. Waiting for that, not only for the mirror to have written
+    // it, keeps the second half from crossing the answer on the wire: had Sluice written the
+    // whole body before it read the answer, the exchange would look complete, as it does to
+    // nginx (RFC 9112 §9.3 makes draining the body the server's duty).
     let early = received("the early answer", &mut at_mirror).await;
     assert_eq!(early.path, "/early");
+    gw.settled("early", 1).await;
     client.send(&half).await;
     let resp = client.response().await.expect("the primary's answer");
     assert_eq!(resp.status, 200);
@@ -308,7 +313,6 @@ async fn an_early_answer_to_an_unread_body_does_not_poison_the_next_copy() {
         received("primary", &mut at_primary).await.body_len,
         32 * 1024
     );
-    gw.settled("early", 1).await;
     assert_eq!(gw.count("early", Outcome::Completed), 1);
 
     let resp = gateway::client()

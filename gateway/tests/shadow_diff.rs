@@ -243,6 +243,19 @@ async fn a_different_body_is_a_body_mismatch() {
     );
 }
 
+/// The primary's first kilobytes are digested in place and the rest by an observer task: one
+/// digest must cover both parts.
+#[tokio::test]
+async fn a_large_body_differing_only_in_its_last_byte_is_a_body_mismatch() {
+    let prefix = "a".repeat(256 * 1024);
+    let primary = answer(200, "text/plain", &format!("{prefix}x"));
+    let mirror = answer(200, "text/plain", &format!("{prefix}y"));
+    assert_eq!(
+        compared(primary, mirror, comparison()).await,
+        ShadowResult::BodyMismatch
+    );
+}
+
 fn ignoring_ts() -> Comparison {
     Comparison {
         ignore_json_fields: vec!["/ts".to_string()],

@@ -1,8 +1,9 @@
-//! Shadow diff's hold on one copy. The proxy phases hand the primary's answer (the compared
-//! header values, then each body chunk as a shared `Bytes`) to a task of the copy's own through
-//! a bounded queue, never waiting: a full queue makes the copy `not_compared`. That task
-//! digests it; the copy's task digests the mirror's answer and joins the two, whichever
-//! finishes last.
+//! Shadow diff's hold on one copy. The proxy phases hand the primary's answer to the copy's
+//! task without ever waiting. A small answer (a head and up to [`INLINE_BYTES`] of body, most
+//! GETs) is digested where it arrives, which costs less than handing it over; a larger one goes,
+//! from the chunk that outgrows that, through a bounded queue to an observer task of the copy's
+//! own (a full queue makes the copy `not_compared`). Either way the complete answer reaches the
+//! copy's task through a one-shot channel, and that task joins it with the mirror's.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,8 +13,7 @@ use http::HeaderMap;
 use pingora_http::RequestHeader;
 use sluice_controller::snapshot::MirrorPolicy;
 use tokio::runtime::Handle;
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use tokio::sync::{mpsc, oneshot};
 
 use super::{sampled, Outcome};
 use crate::shadow::{CopyLabels, Observation, Shadow, ShadowResult};
@@ -23,13 +23,34 @@ use crate::shadow::{CopyLabels, Observation, Shadow, ShadowResult};
 /// 38 µs with xxh3 and 170 µs with SHA-256; 32 chunks absorb the observer's scheduling delay.
 const QUEUED_PARTS: usize = 32;
 
+/// Body bytes of the primary's answer digested in place, on the proxy's own turn. Measured
+/// (release build): xxh3 takes about 0.1 µs per KiB, while starting an observer task and
+/// waking it per part costs several µs per copy; past this the answer's digest moves off the
+/// primary's path.
+pub(super) const INLINE_BYTES: usize = 8 * 1024;
+
 /// The primary's side, fed by the proxy phases. Dropped unfinished (the primary failed, or the
-/// request ended), it tells the observer so: `not_compared`.
+/// request ended), the copy's task sees the one-shot channel closed: `not_compared`.
 pub(super) struct PrimaryTap {
-    /// `None` once the answer is complete or the queue overflowed.
-    parts: Option<mpsc::Sender<Part>>,
+    side: Side,
     /// The compared header names.
     headers: Vec<http::HeaderName>,
+    /// Where an observer task is started, should the answer outgrow [`INLINE_BYTES`].
+    runtime: Handle,
+}
+
+/// Where the primary's answer is being observed.
+enum Side {
+    /// Here, in place, while it is small.
+    Inline {
+        answer: Observation,
+        done: oneshot::Sender<Observation>,
+        digested: usize,
+    },
+    /// By an observer task, through its queue.
+    Queued(mpsc::Sender<Part>),
+    /// The answer is complete, or the comparison was given up.
+    Gone,
 }
 
 /// One part of the primary's answer, on its way to the observer.
@@ -44,7 +65,8 @@ enum Part {
 pub(super) struct MirrorTap {
     shadow: Arc<Shadow>,
     labels: CopyLabels,
-    primary: Observer,
+    /// The primary's complete answer; closed without one when it will not come.
+    primary: oneshot::Receiver<Observation>,
     /// Taken by the exchange, which fills it as the answer streams.
     pub answer: Option<Observation>,
 }
@@ -69,43 +91,50 @@ pub(super) fn start(
     let origin = Instant::now();
     let primary = Observation::new(policy, origin)?;
     let answer = Observation::new(policy, origin)?;
-    let (tx, rx) = mpsc::channel(QUEUED_PARTS);
+    let (done, joined) = oneshot::channel();
     let tap = PrimaryTap {
-        parts: Some(tx),
         headers: primary.compared_headers().to_vec(),
+        side: Side::Inline {
+            answer: primary,
+            done,
+            digested: 0,
+        },
+        runtime: runtime.clone(),
     };
-    let observer = Observer(runtime.spawn(observe(rx, primary)));
     let mirror = MirrorTap {
         shadow: shadow.clone(),
         labels,
-        primary: observer,
+        primary: joined,
         answer: Some(answer),
     };
     Some((tap, mirror))
 }
 
-/// The task digesting the primary's answer; stopped with the copy however it ends.
-struct Observer(JoinHandle<Option<Observation>>);
-
-impl Drop for Observer {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// The primary's answer, once complete; `None` when the primary side went away without an end.
-async fn observe(mut parts: mpsc::Receiver<Part>, mut answer: Observation) -> Option<Observation> {
-    while let Some(part) = parts.recv().await {
+/// Digests the rest of the primary's answer and hands it over complete. Stops when the copy's
+/// task no longer waits for it, or when the primary side goes away without an end.
+async fn observe(
+    mut parts: mpsc::Receiver<Part>,
+    mut answer: Observation,
+    mut done: oneshot::Sender<Observation>,
+) {
+    loop {
+        let part = tokio::select! {
+            part = parts.recv() => part,
+            () = done.closed() => return,
+        };
         match part {
-            Part::Head(status, headers) => answer.on_head(status, &headers),
-            Part::Chunk(chunk) => answer.on_chunk(&chunk),
-            Part::End(at) => {
+            Some(Part::Head(status, headers)) => answer.on_head(status, &headers),
+            Some(Part::Chunk(chunk)) => answer.on_chunk(&chunk),
+            Some(Part::End(at)) => {
                 answer.finish_at(at);
-                return answer.is_complete().then_some(answer);
+                if answer.is_complete() {
+                    let _ = done.send(answer);
+                }
+                return;
             }
+            None => return,
         }
     }
-    None
 }
 
 /// Counts a copy that was never sent, when its policy compares.
@@ -160,34 +189,78 @@ fn result_of_failed(outcome: Outcome) -> ShadowResult {
 
 impl PrimaryTap {
     /// The backend's response head, before Sluice's response filters: only the compared
-    /// headers' values are copied.
+    /// headers' values are kept.
     pub(super) fn on_head(&mut self, status: u16, headers: &HeaderMap) {
-        let mut compared = HeaderMap::new();
-        for name in &self.headers {
-            for value in headers.get_all(name) {
-                compared.append(name.clone(), value.clone());
+        match &mut self.side {
+            Side::Inline {
+                answer, digested, ..
+            } => {
+                answer.on_head(status, headers);
+                *digested = 0;
             }
+            Side::Queued(_) => {
+                let mut compared = HeaderMap::new();
+                for name in &self.headers {
+                    for value in headers.get_all(name) {
+                        compared.append(name.clone(), value.clone());
+                    }
+                }
+                self.send(Part::Head(status, compared));
+            }
+            Side::Gone => {}
         }
-        self.send(Part::Head(status, compared));
     }
 
-    /// O(1): the chunk is shared, never copied or hashed here.
+    /// Digested here while the answer is small; past [`INLINE_BYTES`] shared (never copied)
+    /// with the observer task.
     pub(super) fn on_chunk(&mut self, chunk: &Bytes) {
+        if let Side::Inline {
+            answer, digested, ..
+        } = &mut self.side
+        {
+            if *digested + chunk.len() <= INLINE_BYTES {
+                *digested += chunk.len();
+                answer.on_chunk(chunk);
+                return;
+            }
+            self.hand_over();
+        }
         self.send(Part::Chunk(chunk.clone()));
     }
 
     /// The backend's response is complete.
     pub(super) fn finish(&mut self) {
-        self.send(Part::End(Instant::now()));
-        self.parts = None;
+        match std::mem::replace(&mut self.side, Side::Gone) {
+            Side::Inline {
+                mut answer, done, ..
+            } => {
+                answer.finish();
+                if answer.is_complete() {
+                    let _ = done.send(answer);
+                }
+            }
+            Side::Queued(parts) => {
+                let _ = parts.try_send(Part::End(Instant::now()));
+            }
+            Side::Gone => {}
+        }
+    }
+
+    /// The answer outgrew what is digested in place: an observer task takes over.
+    fn hand_over(&mut self) {
+        if let Side::Inline { answer, done, .. } = std::mem::replace(&mut self.side, Side::Gone) {
+            let (parts, queue) = mpsc::channel(QUEUED_PARTS);
+            self.runtime.spawn(observe(queue, answer, done));
+            self.side = Side::Queued(parts);
+        }
     }
 
     /// Never waits: a full queue (or an observer already gone) ends the comparison, and the
     /// observer, seeing the queue closed without an end, reports `not_compared`.
     fn send(&mut self, part: Part) {
-        if let Some(parts) = &self.parts {
+        if let Side::Queued(parts) = &self.side {
             if parts.try_send(part).is_err() {
-                self.parts = None;
+                self.side = Side::Gone;
             }
         }
     }
@@ -221,9 +294,18 @@ impl MirrorTap {
             return;
         };
         let mut primary = primary;
-        match tokio::time::timeout(wait, &mut primary.0).await {
-            Ok(Ok(Some(primary))) => shadow.conclude(&labels, &primary, &answer),
-            Ok(Ok(None) | Err(_)) | Err(_) => shadow.record(&labels, ShadowResult::NotCompared),
+        // Usually already there (a mirror rarely answers before production): no timer then.
+        let joined = match primary.try_recv() {
+            Ok(answer) => Some(answer),
+            Err(oneshot::error::TryRecvError::Closed) => None,
+            Err(oneshot::error::TryRecvError::Empty) => tokio::time::timeout(wait, primary)
+                .await
+                .ok()
+                .and_then(Result::ok),
+        };
+        match joined {
+            Some(primary) => shadow.conclude(&labels, &primary, &answer),
+            None => shadow.record(&labels, ShadowResult::NotCompared),
         }
     }
 }

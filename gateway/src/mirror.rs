@@ -27,6 +27,7 @@ mod exchange;
 mod halves;
 mod head;
 pub mod metrics;
+mod reaper;
 mod shape;
 mod tap;
 

@@ -16,23 +16,26 @@ use pingora_core::protocols::{
 };
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
 
-/// Splits a connection into a half that only reads and one that only writes.
+use super::reaper::Reaped;
+
+/// Splits a connection into a half that only reads and one that only writes. The connection
+/// is closed by the reaper once both are gone (never pooled).
 pub(super) fn split(stream: Stream) -> (Reading, Writing) {
     let id = stream.id();
-    let (read, write) = tokio::io::split(stream);
+    let (read, write) = tokio::io::split(Reaped::new(stream));
     (Reading { half: read, id }, Writing { half: write, id })
 }
 
 /// The read half; whatever is written to it is discarded (a session writes its request head
 /// there only to learn the request's method and framing).
 pub(super) struct Reading {
-    half: ReadHalf<Stream>,
+    half: ReadHalf<Reaped<Stream>>,
     id: UniqueIDType,
 }
 
 /// The write half; it never has anything to read.
 pub(super) struct Writing {
-    half: WriteHalf<Stream>,
+    half: WriteHalf<Reaped<Stream>>,
     id: UniqueIDType,
 }
 

@@ -27,7 +27,6 @@ mod exchange;
 mod halves;
 mod head;
 pub mod metrics;
-mod reaper;
 mod shape;
 mod tap;
 

@@ -16,7 +16,6 @@ use tracing::debug;
 
 use super::access;
 use super::budget::{InflightSlot, Reservation};
-use super::reaper::Reaped;
 use super::tap::MirrorTap;
 use super::{body, duplex, AbortReason, MirrorEngine as Engine, Outcome};
 use crate::access_log;
@@ -162,16 +161,13 @@ async fn exchange(
         }
         other => other,
     };
-    // Closed by the reaper unless it goes back to the pool: a burst of copies ending together
-    // (a dead mirror's timeouts) must not close all their connections in one turn.
-    let mut session = Reaped::new(session);
     if let Err(e) = session.write_request_header(Box::new(head)).await {
         debug!(%mirror, error = %e, "mirror request head write failed");
         return Outcome::UpstreamError;
     }
     // An h2c copy's body goes on the stream's own sender while the session reads the answer:
     // a mirror answering as it reads would otherwise hold a write on flow control.
-    if let Some(sender) = match &mut *session {
+    if let Some(sender) = match &mut session {
         HttpSession::H2(h2) => h2.take_request_body_writer(),
         HttpSession::H1(_) | HttpSession::Custom(_) => None,
     } {
@@ -185,11 +181,7 @@ async fn exchange(
         if outcome == Outcome::Completed {
             engine
                 .connector
-                .release_http_session(
-                    session.into_inner(),
-                    peer,
-                    Some(engine.options.pool_idle_timeout),
-                )
+                .release_http_session(session, peer, Some(engine.options.pool_idle_timeout))
                 .await;
         }
         return outcome;
@@ -234,7 +226,7 @@ async fn exchange(
             }
             Step::Write(Some(first)) => {
                 let written = body::send_batch(
-                    &mut *session,
+                    &mut session,
                     first,
                     &mut chunks,
                     &bytes_metric,
@@ -248,7 +240,7 @@ async fn exchange(
             }
             Step::Write(None) => {
                 // The sender is gone: either the body is complete or the copy was abandoned.
-                if let Err(outcome) = body::end_body(&mut *session, state, mirror).await {
+                if let Err(outcome) = body::end_body(&mut session, state, mirror).await {
                     return outcome;
                 }
                 request_done = true;
@@ -259,11 +251,7 @@ async fn exchange(
     stats.answer = response.observed.take();
     engine
         .connector
-        .release_http_session(
-            session.into_inner(),
-            peer,
-            Some(engine.options.pool_idle_timeout),
-        )
+        .release_http_session(session, peer, Some(engine.options.pool_idle_timeout))
         .await;
     Outcome::Completed
 }

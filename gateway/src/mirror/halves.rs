@@ -16,26 +16,23 @@ use pingora_core::protocols::{
 };
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
 
-use super::reaper::Reaped;
-
-/// Splits a connection into a half that only reads and one that only writes. The connection
-/// is closed by the reaper once both are gone (never pooled).
+/// Splits a connection into a half that only reads and one that only writes.
 pub(super) fn split(stream: Stream) -> (Reading, Writing) {
     let id = stream.id();
-    let (read, write) = tokio::io::split(Reaped::new(stream));
+    let (read, write) = tokio::io::split(stream);
     (Reading { half: read, id }, Writing { half: write, id })
 }
 
 /// The read half; whatever is written to it is discarded (a session writes its request head
 /// there only to learn the request's method and framing).
 pub(super) struct Reading {
-    half: ReadHalf<Reaped<Stream>>,
+    half: ReadHalf<Stream>,
     id: UniqueIDType,
 }
 
 /// The write half; it never has anything to read.
 pub(super) struct Writing {
-    half: WriteHalf<Reaped<Stream>>,
+    half: WriteHalf<Stream>,
     id: UniqueIDType,
 }
 

@@ -23,10 +23,11 @@ use crate::shadow::{CopyLabels, Observation, Shadow, ShadowResult};
 /// 38 µs with xxh3 and 170 µs with SHA-256; 32 chunks absorb the observer's scheduling delay.
 const QUEUED_PARTS: usize = 32;
 
-/// Body bytes of the primary's answer digested in place, on the proxy's own turn. Measured
-/// (release build): xxh3 takes about 0.1 µs per KiB, while starting an observer task and
-/// waking it per part costs several µs per copy; past this the answer's digest moves off the
-/// primary's path.
+/// Body bytes of the primary's answer digested in place, on the proxy's own turn. xxh3 takes
+/// 0.6 µs per KiB even on the dev build (38 µs for 64 KiB, measured) and less on a release
+/// build, while handing a GET's answer to an observer task cost about 3 µs of CPU per compared
+/// copy (release build: 1.13× mirroring alone's CPU before, 1.06× after). Past this the
+/// answer's digest moves off the primary's path.
 pub(super) const INLINE_BYTES: usize = 8 * 1024;
 
 /// The primary's side, fed by the proxy phases. Dropped unfinished (the primary failed, or the

@@ -20,7 +20,7 @@ use sluice_controller::snapshot::MirrorPolicy;
 
 pub use compare::Verdict;
 pub use metrics::ShadowMetrics;
-pub use observe::{Observation, JSON_CAP_BYTES};
+pub use observe::{compared_values, Observation, JSON_CAP_BYTES};
 pub use samples::{SampleLog, ShadowReport, MAX_SAMPLES, PATH_CAP_BYTES};
 
 /// The result of one compared copy (the `result` label of `sluice_shadow_comparisons_total`).

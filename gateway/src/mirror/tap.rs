@@ -9,14 +9,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue};
 use pingora_http::RequestHeader;
 use sluice_controller::snapshot::MirrorPolicy;
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{sampled, Outcome};
-use crate::shadow::{CopyLabels, Observation, Shadow, ShadowResult};
+use crate::shadow::{compared_values, CopyLabels, Observation, Shadow, ShadowResult};
 
 /// Parts of the primary's answer queued for its observer before the copy gives up comparing.
 /// Measured (dev build, 64 KiB chunks): queueing a chunk costs 0.2 µs, digesting it in place
@@ -34,8 +34,6 @@ pub(super) const INLINE_BYTES: usize = 8 * 1024;
 /// request ended), the copy's task sees the one-shot channel closed: `not_compared`.
 pub(super) struct PrimaryTap {
     side: Side,
-    /// The compared header names.
-    headers: Vec<http::HeaderName>,
     /// Where an observer task is started, should the answer outgrow [`INLINE_BYTES`].
     runtime: Handle,
 }
@@ -48,16 +46,20 @@ enum Side {
         done: oneshot::Sender<Observation>,
         digested: usize,
     },
-    /// By an observer task, through its queue.
-    Queued(mpsc::Sender<Part>),
+    /// By an observer task, through its queue; the compared header names stay here, since a
+    /// later head (a retried attempt) is reduced to their values before it is queued.
+    Queued {
+        parts: mpsc::Sender<Part>,
+        compared: Vec<http::HeaderName>,
+    },
     /// The answer is complete, or the comparison was given up.
     Gone,
 }
 
 /// One part of the primary's answer, on its way to the observer.
 enum Part {
-    /// The status and only the compared headers.
-    Head(u16, HeaderMap),
+    /// The status and the compared headers' values.
+    Head(u16, Vec<Vec<HeaderValue>>),
     Chunk(Bytes),
     End(Instant),
 }
@@ -94,7 +96,6 @@ pub(super) fn start(
     let answer = Observation::new(policy, origin)?;
     let (done, joined) = oneshot::channel();
     let tap = PrimaryTap {
-        headers: primary.compared_headers().to_vec(),
         side: Side::Inline {
             answer: primary,
             done,
@@ -124,17 +125,22 @@ async fn observe(
             () = done.closed() => return,
         };
         match part {
-            Some(Part::Head(status, headers)) => answer.on_head(status, &headers),
+            Some(Part::Head(status, values)) => answer.on_compared_head(status, values),
             Some(Part::Chunk(chunk)) => answer.on_chunk(&chunk),
             Some(Part::End(at)) => {
                 answer.finish_at(at);
-                if answer.is_complete() {
-                    let _ = done.send(answer);
-                }
-                return;
+                return deliver(answer, done);
             }
             None => return,
         }
+    }
+}
+
+/// Hands a complete answer to the copy's task; an incomplete one is dropped, and the closed
+/// channel makes the copy `not_compared`.
+fn deliver(answer: Observation, done: oneshot::Sender<Observation>) {
+    if answer.is_complete() {
+        let _ = done.send(answer);
     }
 }
 
@@ -199,14 +205,9 @@ impl PrimaryTap {
                 answer.on_head(status, headers);
                 *digested = 0;
             }
-            Side::Queued(_) => {
-                let mut compared = HeaderMap::new();
-                for name in &self.headers {
-                    for value in headers.get_all(name) {
-                        compared.append(name.clone(), value.clone());
-                    }
-                }
-                self.send(Part::Head(status, compared));
+            Side::Queued { compared, .. } => {
+                let values = compared_values(compared, headers);
+                self.send(Part::Head(status, values));
             }
             Side::Gone => {}
         }
@@ -236,11 +237,9 @@ impl PrimaryTap {
                 mut answer, done, ..
             } => {
                 answer.finish();
-                if answer.is_complete() {
-                    let _ = done.send(answer);
-                }
+                deliver(answer, done);
             }
-            Side::Queued(parts) => {
+            Side::Queued { parts, .. } => {
                 let _ = parts.try_send(Part::End(Instant::now()));
             }
             Side::Gone => {}
@@ -251,15 +250,16 @@ impl PrimaryTap {
     fn hand_over(&mut self) {
         if let Side::Inline { answer, done, .. } = std::mem::replace(&mut self.side, Side::Gone) {
             let (parts, queue) = mpsc::channel(QUEUED_PARTS);
+            let compared = answer.compared_headers().to_vec();
             self.runtime.spawn(observe(queue, answer, done));
-            self.side = Side::Queued(parts);
+            self.side = Side::Queued { parts, compared };
         }
     }
 
     /// Never waits: a full queue (or an observer already gone) ends the comparison, and the
     /// observer, seeing the queue closed without an end, reports `not_compared`.
     fn send(&mut self, part: Part) {
-        if let Side::Queued(parts) = &self.side {
+        if let Side::Queued { parts, .. } = &self.side {
             if parts.try_send(part).is_err() {
                 self.side = Side::Gone;
             }
@@ -308,5 +308,110 @@ impl MirrorTap {
             Some(primary) => shadow.conclude(&labels, &primary, &answer),
             None => shadow.record(&labels, ShadowResult::NotCompared),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderName;
+    use sluice_controller::snapshot::{Comparison, CopyShape, Fraction};
+
+    use super::*;
+
+    fn policy() -> Arc<MirrorPolicy> {
+        Arc::new(MirrorPolicy {
+            name: "default/compare".to_string(),
+            request: CopyShape::default(),
+            compare: Some(Comparison {
+                fraction: Fraction::ALL,
+                status: true,
+                headers: vec![HeaderName::from_static("content-type")],
+                body: true,
+                ignore_json_fields: Vec::new(),
+                samples: 10,
+            }),
+        })
+    }
+
+    fn head(content_type: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", content_type.parse().expect("value"));
+        headers
+    }
+
+    /// What the primary's side should have observed: this head and body, seen directly.
+    fn seen(
+        policy: &Arc<MirrorPolicy>,
+        status: u16,
+        content_type: &str,
+        body: &[u8],
+    ) -> Observation {
+        let mut answer = Observation::new(policy, Instant::now()).expect("a comparison");
+        answer.on_head(status, &head(content_type));
+        answer.on_chunk(&Bytes::copy_from_slice(body));
+        answer.finish();
+        answer
+    }
+
+    /// Runs `feed` on a compared copy's primary side and compares what reached the copy's task
+    /// with `expected`.
+    async fn observed_as(
+        feed: impl FnOnce(&mut PrimaryTap),
+        expected: &Observation,
+    ) -> ShadowResult {
+        let policy = policy();
+        let shadow = Arc::new(Shadow::register(&prometheus::Registry::new()).expect("metrics"));
+        let request = RequestHeader::build("GET", b"/", None).expect("head");
+        let (mut tap, mirror) = start(
+            Some(&shadow),
+            Some(&policy),
+            &Arc::from("route"),
+            &Arc::from("mirror"),
+            &request,
+            &Handle::current(),
+        )
+        .expect("compared");
+        feed(&mut tap);
+        let primary = mirror.primary.await.expect("a complete answer");
+        shadow.conclude(&mirror.labels, &primary, expected);
+        ShadowResult::ALL
+            .into_iter()
+            .find(|r| shadow.count("route", "mirror", *r) == 1)
+            .expect("one result")
+    }
+
+    #[tokio::test]
+    async fn a_small_answer_is_observed_in_place() {
+        let expected = seen(&policy(), 200, "text/plain", b"v1");
+        let result = observed_as(
+            |tap| {
+                tap.on_head(200, &head("text/plain"));
+                tap.on_chunk(&Bytes::from_static(b"v1"));
+                tap.finish();
+                assert!(matches!(tap.side, Side::Gone));
+            },
+            &expected,
+        )
+        .await;
+        assert_eq!(result, ShadowResult::Match);
+    }
+
+    #[tokio::test]
+    async fn a_head_after_the_hand_over_starts_the_observation_over() {
+        let expected = seen(&policy(), 503, "application/json", b"retry");
+        let result = observed_as(
+            |tap| {
+                tap.on_head(200, &head("text/plain"));
+                tap.on_chunk(&Bytes::from(vec![b'a'; INLINE_BYTES + 1]));
+                assert!(matches!(tap.side, Side::Queued { .. }), "handed over");
+                // A retried attempt's answer replaces the first one's head and body.
+                tap.on_head(503, &head("application/json"));
+                tap.on_chunk(&Bytes::from_static(b"retry"));
+                tap.finish();
+            },
+            &expected,
+        )
+        .await;
+        assert_eq!(result, ShadowResult::Match);
     }
 }

@@ -59,12 +59,14 @@ impl Observation {
 
     /// The answer's head. A second head (a retried attempt) starts the observation over.
     pub fn on_head(&mut self, status: u16, headers: &HeaderMap) {
+        let values = compared_values(self.compared_headers(), headers);
+        self.on_compared_head(status, values);
+    }
+
+    /// The answer's head, already reduced to [`compared_values`] (off the answer's path).
+    pub fn on_compared_head(&mut self, status: u16, values: Vec<Vec<HeaderValue>>) {
         self.status = Some(status);
-        self.headers = self
-            .compared_headers()
-            .iter()
-            .map(|name| headers.get_all(name).iter().cloned().collect())
-            .collect();
+        self.headers = values;
         if let Some(digest) = self.digest.as_mut() {
             digest.reset();
         }
@@ -124,4 +126,12 @@ impl Observation {
     pub fn digest(&self) -> Option<u128> {
         self.digest.as_deref().map(Xxh3::digest128)
     }
+}
+
+/// The values of each of `names` in `headers`, in that order: all a comparison keeps of a head.
+pub fn compared_values(names: &[http::HeaderName], headers: &HeaderMap) -> Vec<Vec<HeaderValue>> {
+    names
+        .iter()
+        .map(|name| headers.get_all(name).iter().cloned().collect())
+        .collect()
 }

@@ -54,6 +54,10 @@ pub struct EdgeStream {
     held: Option<Waker>,
     /// The first bytes of the response to an upgrade request.
     upgrade_status: Vec<u8>,
+    /// The `proven` bytes are body bytes (not a head): once handed on, a read may top them up.
+    proven_body: bool,
+    /// An error met while topping up a read that already held bytes: the next read reports it.
+    deferred: Option<std::io::Error>,
 }
 
 impl EdgeStream {
@@ -78,6 +82,8 @@ impl EdgeStream {
             eof: false,
             held: None,
             upgrade_status: Vec::new(),
+            proven_body: false,
+            deferred: None,
         }
     }
 
@@ -143,6 +149,7 @@ impl EdgeStream {
         self.marker = Some((reject::marker_request(violation), 0));
         self.buf.clear();
         self.proven = 0;
+        self.proven_body = false;
         self.header_deadline = None;
     }
 
@@ -153,6 +160,9 @@ impl EdgeStream {
     ) -> Poll<std::io::Result<()>> {
         loop {
             if self.hand_on(out) {
+                if self.proven_body && self.proven == 0 {
+                    self.top_up_body(cx, out);
+                }
                 return Poll::Ready(Ok(()));
             }
             if self.marker.is_some() {
@@ -169,6 +179,7 @@ impl EdgeStream {
                     match self.framer.advance(&self.buf) {
                         Step::Pass(n) if n > 0 => {
                             self.proven = n;
+                            self.proven_body = in_body;
                             if !self.framer.in_head() || self.framer.at_message_start() {
                                 self.header_deadline = None;
                             }
@@ -353,6 +364,45 @@ impl EdgeStream {
             Poll::Ready(Ok(())) => {}
             other => return other,
         }
+        let read = out.filled().len() - before;
+        match self.frame_direct(out, before) {
+            Err(e) => Poll::Ready(Err(e)),
+            // Nothing of this message was in the read: frame the kept bytes now.
+            Ok(0) if read > 0 => self.poll_gated(cx, out),
+            Ok(_) => Poll::Ready(Ok(())),
+        }
+    }
+
+    /// After buffered body bytes were handed on, also reads what the socket already holds into
+    /// the rest of `out`, without waiting. A client's body usually arrives partly with its head
+    /// and the rest just after: read this way it reaches Pingora as one chunk, not two, so the
+    /// backend and every mirror copy get it in one write, and no copy joins the two for a mirror.
+    fn top_up_body(&mut self, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) {
+        if self.marker.is_some()
+            || !self.framer.in_body()
+            || !self.buf.is_empty()
+            || out.remaining() == 0
+        {
+            return;
+        }
+        let before = out.filled().len();
+        match Pin::new(&mut self.inner).poll_read(cx, out) {
+            Poll::Ready(Ok(())) if out.filled().len() == before => self.eof = true,
+            Poll::Ready(Ok(())) => {
+                if let Err(e) = self.frame_direct(out, before) {
+                    self.deferred = Some(e);
+                }
+            }
+            // The bytes already in `out` go first; the error is the next read's answer.
+            Poll::Ready(Err(e)) => self.deferred = Some(e),
+            Poll::Pending => {}
+        }
+    }
+
+    /// Frames the body bytes just read into `out` (after `before`) where they lie, keeping back
+    /// any past the end of the message for the next one. Returns how many of them belong to
+    /// this message; on a refusal, `out` ends where the refused bytes begin.
+    fn frame_direct(&mut self, out: &mut ReadBuf<'_>, before: usize) -> std::io::Result<usize> {
         let mut at = before;
         let filled = out.filled().len();
         while at < filled {
@@ -361,7 +411,8 @@ impl EdgeStream {
                 Step::Pass(n) if n > 0 => at += n,
                 Step::Refuse(v) if in_body => {
                     tracing::debug!(reason = v.label(), "request body refused at the edge");
-                    return Poll::Ready(Err(BodyRejected::io(v)));
+                    out.set_filled(at);
+                    return Err(BodyRejected::io(v));
                 }
                 // The message ended: what follows belongs to the next one, framed later.
                 _ => break,
@@ -373,12 +424,8 @@ impl EdgeStream {
         if at < filled {
             self.buf.extend_from_slice(&out.filled()[at..filled]);
             out.set_filled(at);
-            if at == before {
-                // Nothing of this message was in the read: frame the kept bytes now.
-                return self.poll_gated(cx, out);
-            }
         }
-        Poll::Ready(Ok(()))
+        Ok(at - before)
     }
 
     /// Watches the response to an upgrade request for its status.
@@ -423,6 +470,9 @@ impl AsyncRead for EdgeStream {
         out: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
+        if let Some(e) = this.deferred.take() {
+            return Poll::Ready(Err(e));
+        }
         if !this.gated && this.proven == 0 {
             return Pin::new(&mut this.inner).poll_read(cx, out);
         }
@@ -549,3 +599,6 @@ impl Peek for EdgeStream {
         Ok(true)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -26,6 +26,7 @@ mod duplex;
 mod exchange;
 mod halves;
 mod head;
+mod head_first;
 pub mod metrics;
 mod shape;
 mod tap;

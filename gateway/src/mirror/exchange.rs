@@ -17,7 +17,7 @@ use tracing::debug;
 use super::access;
 use super::budget::{InflightSlot, Reservation};
 use super::tap::MirrorTap;
-use super::{body, duplex, AbortReason, MirrorEngine as Engine, Outcome};
+use super::{body, duplex, head_first, AbortReason, MirrorEngine as Engine, Outcome};
 use crate::access_log;
 use crate::shadow::Observation;
 
@@ -158,6 +158,9 @@ async fn exchange(
                 mirror,
             };
             return duplex::exchange(h1.into_inner(), head, body, stats).await;
+        }
+        HttpSession::H1(h1) if head_first::wanted(&head) => {
+            HttpSession::H1(head_first::arm(h1, peer))
         }
         other => other,
     };

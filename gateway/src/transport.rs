@@ -24,7 +24,7 @@ use tokio::net::TcpStream;
 use crate::edge::{EdgeLimits, EdgeStream};
 
 pub use buffered_tcp::{BufferedTcp, WRITE_BUFFER};
-pub(crate) use delegate::delegate_async_io;
+pub(crate) use delegate::{delegate_async_io, delegate_connection_facts};
 pub use replay::ReplayTcp;
 pub use tls_conn::{Handshake, TlsConn};
 

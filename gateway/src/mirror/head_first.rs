@@ -11,19 +11,13 @@ use std::any::Any;
 use std::fmt;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use async_trait::async_trait;
 use bytes::{Buf, BytesMut};
 use http::header::CONTENT_LENGTH;
 use pingora_core::protocols::http::v1::client::HttpSession as Http1Session;
-use pingora_core::protocols::raw_connect::ProxyDigest;
-use pingora_core::protocols::tls::{SslDigest, TlsRef};
-use pingora_core::protocols::{
-    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream,
-    TimingDigest, UniqueID, UniqueIDType, ALPN, IO,
-};
+use pingora_core::protocols::{Peek, Shutdown, Stream, IO};
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_http::RequestHeader;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -201,47 +195,7 @@ impl Shutdown for HeadFirst {
     }
 }
 
-impl UniqueID for HeadFirst {
-    fn id(&self) -> UniqueIDType {
-        self.inner.id()
-    }
-}
-
-impl Ssl for HeadFirst {
-    fn get_ssl(&self) -> Option<&TlsRef> {
-        self.inner.get_ssl()
-    }
-
-    fn get_ssl_digest(&self) -> Option<Arc<SslDigest>> {
-        self.inner.get_ssl_digest()
-    }
-
-    fn selected_alpn_proto(&self) -> Option<ALPN> {
-        self.inner.selected_alpn_proto()
-    }
-}
-
-impl GetTimingDigest for HeadFirst {
-    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
-        self.inner.get_timing_digest()
-    }
-}
-
-impl GetProxyDigest for HeadFirst {
-    fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
-        self.inner.get_proxy_digest()
-    }
-}
-
-impl GetSocketDigest for HeadFirst {
-    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
-        self.inner.get_socket_digest()
-    }
-
-    fn set_socket_digest(&mut self, socket_digest: SocketDigest) {
-        self.inner.set_socket_digest(socket_digest);
-    }
-}
+crate::transport::delegate_connection_facts!(HeadFirst);
 
 #[async_trait]
 impl Peek for HeadFirst {

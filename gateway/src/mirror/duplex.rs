@@ -10,7 +10,7 @@
 
 use bytes::Bytes;
 use h2::SendStream;
-use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::TRANSFER_ENCODING;
 use pingora_core::protocols::http::client::HttpSession;
 use pingora_core::protocols::http::v1::client::HttpSession as Http1Session;
 use pingora_core::protocols::Stream;
@@ -30,15 +30,8 @@ const DUPLEX_BYTES: u64 = 1024 * 1024;
 
 /// Whether a copy's body is large enough, or open-ended enough, to need full duplex.
 pub(super) fn wanted(head: &RequestHeader) -> bool {
-    let headers = &head.headers;
-    if headers.contains_key(TRANSFER_ENCODING) {
-        return true;
-    }
-    headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .is_some_and(|len| len >= DUPLEX_BYTES)
+    head.headers.contains_key(TRANSFER_ENCODING)
+        || super::head::declared_length(head).is_some_and(|len| len >= DUPLEX_BYTES)
 }
 
 /// Everything the body phase needs from the exchange.

@@ -102,6 +102,14 @@ pub(super) fn mirror_head(
     head
 }
 
+/// The body length a copy's head declares, when it declares a valid one.
+pub(super) fn declared_length(head: &RequestHeader) -> Option<u64> {
+    head.headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+}
+
 /// Removes the hop-by-hop fields, those `Connection` names and `Expect`. [`mirror_head`] does it
 /// too; the proxy calls it first, before adding its `X-Forwarded-*`, so a client's
 /// `Connection: x-forwarded-for` cannot remove what the gateway itself adds.

@@ -15,7 +15,6 @@ use std::task::{Context, Poll};
 
 use async_trait::async_trait;
 use bytes::{Buf, BytesMut};
-use http::header::CONTENT_LENGTH;
 use pingora_core::protocols::http::v1::client::HttpSession as Http1Session;
 use pingora_core::protocols::{Peek, Shutdown, Stream, IO};
 use pingora_core::upstreams::peer::HttpPeer;
@@ -43,11 +42,7 @@ pub(super) struct HeadFirst {
 /// Whether a copy has body bytes to carry its head: a declared length above zero. (A chunked
 /// copy is written full duplex, on a connection of its own.)
 pub(super) fn wanted(head: &RequestHeader) -> bool {
-    head.headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .is_some_and(|len| len > 0)
+    super::head::declared_length(head).is_some_and(|len| len > 0)
 }
 
 /// `session`'s connection, set to hold the head of the copy it is about to carry until its

@@ -22,6 +22,7 @@
 mod access;
 mod body;
 mod budget;
+mod deadline;
 mod duplex;
 mod exchange;
 mod halves;
@@ -100,7 +101,9 @@ pub enum Outcome {
     SkippedUpgrade,
     /// No endpoint, or connecting failed or timed out.
     ConnectError,
-    /// The answer did not arrive within [`MirrorSettings::timeout`] after the body was complete.
+    /// The answer did not arrive within [`MirrorSettings::timeout`] after the body was complete
+    /// (plus a stagger of at most a twentieth of it, so that copies which started together do
+    /// not all end at once).
     Timeout,
     /// Writing to or reading from the mirror failed, or it answered garbage.
     UpstreamError,

@@ -35,7 +35,9 @@ pub struct MirrorArgs {
     /// Copies in flight at once; further copies are skipped and counted.
     #[arg(long, value_name = "N")]
     pub mirror_max_inflight: Option<usize>,
-    /// How long a mirror may take to answer once it has the whole request, in milliseconds.
+    /// How long a mirror may take to answer once it has the whole request, in milliseconds
+    /// (copies are given up up to a twentieth later, at most 256 ms, so a cohort does not end at
+    /// once).
     #[arg(long, value_name = "MS")]
     pub mirror_timeout_ms: Option<u64>,
     /// Log one `sluice::access` line per mirror copy, tagged `mirror=true`.

@@ -1,6 +1,6 @@
 //! Byte and request budgets that bound the memory mirroring may hold, whatever the mirrors do.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use prometheus::IntGauge;
@@ -12,6 +12,8 @@ pub(super) struct GlobalBudget {
     max_buffered: usize,
     inflight: AtomicUsize,
     buffered: AtomicUsize,
+    /// Copies admitted so far (wrapping): each copy's ordinal, which staggers deadlines.
+    admitted: AtomicU32,
     inflight_gauge: IntGauge,
     buffered_gauge: IntGauge,
 }
@@ -28,6 +30,7 @@ impl GlobalBudget {
             max_buffered,
             inflight: AtomicUsize::new(0),
             buffered: AtomicUsize::new(0),
+            admitted: AtomicU32::new(0),
             inflight_gauge,
             buffered_gauge,
         }
@@ -51,6 +54,7 @@ impl GlobalBudget {
         self.inflight_gauge.inc();
         Some(InflightSlot {
             global: self.clone(),
+            ordinal: self.admitted.fetch_add(1, Ordering::Relaxed),
         })
     }
 }
@@ -59,6 +63,14 @@ impl GlobalBudget {
 #[derive(Debug)]
 pub(super) struct InflightSlot {
     global: Arc<GlobalBudget>,
+    ordinal: u32,
+}
+
+impl InflightSlot {
+    /// This copy's place in the order of admission (wrapping).
+    pub(super) fn ordinal(&self) -> u32 {
+        self.ordinal
+    }
 }
 
 impl Drop for InflightSlot {
@@ -158,6 +170,16 @@ mod tests {
         drop(a);
         assert!(g.admit().is_some());
         assert_eq!(g.inflight_gauge.get(), 1);
+    }
+
+    #[test]
+    fn admitted_copies_are_numbered_in_order() {
+        let g = global(3, 10);
+        let a = g.admit().expect("first");
+        let b = g.admit().expect("second");
+        assert_eq!((a.ordinal(), b.ordinal()), (0, 1));
+        drop(a);
+        assert_eq!(g.admit().map(|c| c.ordinal()), Some(2));
     }
 
     #[test]

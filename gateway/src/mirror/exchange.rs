@@ -4,7 +4,7 @@
 
 use std::future::{pending, Future};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use pingora_core::protocols::http::client::HttpSession;
@@ -16,6 +16,7 @@ use tracing::debug;
 
 use super::access;
 use super::budget::{InflightSlot, Reservation};
+use super::deadline::{deadline, staggered};
 use super::tap::MirrorTap;
 use super::{body, duplex, head_first, AbortReason, MirrorEngine as Engine, Outcome};
 use crate::access_log;
@@ -90,7 +91,9 @@ pub(super) fn run(mut job: Job) -> impl Future<Output = ()> + Send {
         let outcome = tokio::select! {
             biased;
             reason = aborted(&mut abort_watch) => Outcome::from(reason),
-            () = deadline(&mut deadline_watch, timeout) => Outcome::Timeout,
+            () = deadline(&mut deadline_watch, staggered(timeout, job.slot.ordinal())) => {
+                Outcome::Timeout
+            }
             outcome = exchange(
                 &job.engine,
                 &job.peer,
@@ -370,13 +373,6 @@ async fn aborted(state: &mut watch::Receiver<State>) -> AbortReason {
         }
     }
     pending().await
-}
-
-async fn deadline(state: &mut watch::Receiver<State>, timeout: Duration) {
-    if state.wait_for(|s| *s == State::BodyComplete).await.is_err() {
-        pending::<()>().await;
-    }
-    tokio::time::sleep(timeout).await;
 }
 
 fn status_class(status: u16) -> &'static str {

@@ -81,6 +81,12 @@ impl HeadFirst {
         self.hold = Hold::Collecting;
     }
 
+    /// A copy abandoned before its body: its head never goes out.
+    fn disarm(&mut self) {
+        self.head.clear();
+        self.hold = Hold::Off;
+    }
+
     /// Writes what is left of the held head; `Ready` once it is all out.
     fn poll_write_head(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while !self.head.is_empty() {
@@ -172,9 +178,7 @@ impl AsyncWrite for HeadFirst {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        // A copy abandoned before its body: the head never goes out.
-        this.head.clear();
-        this.hold = Hold::Off;
+        this.disarm();
         Pin::new(&mut this.inner).poll_shutdown(cx)
     }
 }
@@ -184,8 +188,7 @@ impl AsyncWrite for HeadFirst {
 #[async_trait]
 impl Shutdown for HeadFirst {
     async fn shutdown(&mut self) {
-        self.head.clear();
-        self.hold = Hold::Off;
+        self.disarm();
         self.inner.shutdown().await;
     }
 }

@@ -45,6 +45,7 @@ use once_cell::sync::Lazy;
 use pingora_http::{RequestHeader, ResponseHeader};
 use std::fmt::Debug;
 use std::future::{poll_fn, Future};
+use std::pin::Pin;
 use std::str;
 use std::sync::{
     atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering},
@@ -1550,14 +1551,13 @@ impl SubrequestSpawner {
     }
 }
 
-#[async_trait]
-impl<SV, C> HttpServerApp for HttpProxy<SV, C>
+impl<SV, C> HttpProxy<SV, C>
 where
     SV: ProxyHttp + Send + Sync + 'static,
     <SV as ProxyHttp>::CTX: Send + Sync,
     C: custom::Connector,
 {
-    async fn process_new_http(
+    async fn process_new_http_inner(
         self: &Arc<Self>,
         mut session: HttpSession,
         shutdown: &ShutdownWatch,
@@ -1593,6 +1593,48 @@ where
         }
 
         self.process_request(session, ctx).await
+    }
+}
+
+/// Allocate the future's heap slot first and then build the future into it, so that the
+/// optimizer can construct it in place instead of building it on the stack and copying all of
+/// it (most of which is not yet initialized) into the `Box`, as `Box::pin(fut)` does.
+#[inline(always)]
+fn box_future_in_place<'a, T, F>(make: impl FnOnce() -> F) -> Pin<Box<dyn Future<Output = T> + Send + 'a>>
+where
+    F: Future<Output = T> + Send + 'a,
+{
+    let mut slot = Box::<F>::new_uninit();
+    // SAFETY: the slot is fully initialized by `write` before `assume_init`.
+    let boxed = unsafe {
+        slot.as_mut_ptr().write(make());
+        slot.assume_init()
+    };
+    Box::into_pin(boxed)
+}
+
+#[async_trait]
+impl<SV, C> HttpServerApp for HttpProxy<SV, C>
+where
+    SV: ProxyHttp + Send + Sync + 'static,
+    <SV as ProxyHttp>::CTX: Send + Sync,
+    C: custom::Connector,
+{
+    // Written out instead of `async fn` so that the (large, several KiB) request future is
+    // constructed directly in its heap allocation: `#[async_trait]` builds it on the stack and
+    // then moves it into a `Box`, a memcpy of the whole future for every request of a
+    // keep-alive connection.
+    fn process_new_http<'life0, 'life1, 'async_trait>(
+        self: &'life0 Arc<Self>,
+        session: HttpSession,
+        shutdown: &'life1 ShutdownWatch,
+    ) -> Pin<Box<dyn Future<Output = Option<ReusedHttpStream>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        box_future_in_place(|| self.process_new_http_inner(session, shutdown))
     }
 
     async fn http_cleanup(&self) {

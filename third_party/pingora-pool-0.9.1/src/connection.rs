@@ -188,6 +188,9 @@ pub struct ConnectionPool<S> {
     // Concurrent per-key pool index; each value handles per-key connection storage.
     pools: DashMap<GroupKey, Arc<Pool<S>>>,
     lru: Lru<ID, ConnectionMeta>,
+    // When a new key's node would grow `pools` beyond this many entries, the empty nodes are
+    // swept first (see `insert_pool_connection`).
+    sweep_threshold: usize,
 }
 
 impl<S> ConnectionPool<S> {
@@ -199,6 +202,9 @@ impl<S> ConnectionPool<S> {
         ConnectionPool {
             pools: DashMap::with_capacity(size),
             lru: Lru::new(size),
+            // At most `size` nodes hold a connection (the LRU's limit), so a sweep at twice that
+            // leaves at most `size` and the next one is at least `size` new keys away.
+            sweep_threshold: size.saturating_mul(2).max(16),
         }
     }
 
@@ -206,12 +212,34 @@ impl<S> ConnectionPool<S> {
     ///
     /// Holding the guard through [`PoolNode::insert`] prevents empty-node cleanup
     /// from removing the map entry between looking it up and repopulating it.
+    ///
+    /// Nodes are not removed when [`Self::get`] takes their last connection (the connection is
+    /// usually released back under the same key moments later); instead, when a new key would
+    /// grow the map past `sweep_threshold`, all empty nodes are swept. That keeps the map bounded
+    /// (about twice the pool size) at amortized O(1) cost per new key.
     fn insert_pool_connection(&self, key: GroupKey, id: ID, connection: PoolConnection<S>) {
+        if let Some(pool_node) = self.pools.get(&key) {
+            // Common case: the key's node exists. The read guard is held through the insert so
+            // that cleanup (which needs the shard's write lock) cannot remove it in between.
+            pool_node.insert(id, connection);
+            return;
+        }
+        if self.pools.len() >= self.sweep_threshold {
+            self.sweep_empty_nodes();
+        }
         let pool_node = self
             .pools
             .entry(key)
             .or_insert_with(|| Arc::new(PoolNode::new()));
         pool_node.insert(id, connection);
+    }
+
+    /// Remove every [`PoolNode`] that holds no connection.
+    ///
+    /// Safe against concurrent inserts for the same reason as [`Self::try_remove_empty_node`]:
+    /// inserters hold a guard on the node's shard until the connection is in the node.
+    fn sweep_empty_nodes(&self) {
+        self.pools.retain(|_, node| !node.is_empty());
     }
 
     /// Attempt to remove an empty [`PoolNode`] entry from the pool `HashMap`.
@@ -277,18 +305,13 @@ impl<S> ConnectionPool<S> {
         if let Some((id, connection)) = pool_node.get_any() {
             self.lru.pop(&id); // the notified is not needed
 
-            // Clean up the now-empty node. This path is important because when a
-            // connection is retrieved (not evicted), the idle_poll/idle_timeout
-            // tasks exit via the watch_use channel and never call pop_closed(),
-            // so pop_evicted's cleanup would never run for this key.
-            if pool_node.is_empty() {
-                self.try_remove_empty_node(*key);
-            }
-
+            // A node emptied here is kept: on a keep-alive path the connection comes back
+            // under the same key right after, and removing and re-creating the node (an
+            // allocation, a map removal and a map insertion) on every request cost more than
+            // the rest of the pool. Nodes of keys that are not used again are swept by
+            // `insert_pool_connection` when the map outgrows `sweep_threshold`.
             Some(connection.release())
         } else {
-            // The node exists but has no connections. Clean it up.
-            self.try_remove_empty_node(*key);
             None
         }
     }
@@ -1026,11 +1049,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn test_empty_node_removed_after_get() {
-        // When the last connection is retrieved via get(), the PoolNode should
-        // be cleaned up. This path is distinct from pop_closed because the
-        // idle_poll/idle_timeout tasks exit via the watch_use channel and never
-        // call pop_closed.
+    async fn test_empty_node_kept_after_get() {
+        // When the last connection is retrieved via get(), the PoolNode is kept
+        // for the connection's return (keep-alive), not removed and re-created.
         let meta = ConnectionMeta::new(101, 1);
         let cp: ConnectionPool<String> = ConnectionPool::new(2);
         cp.put(&meta, "v1".to_string());
@@ -1039,12 +1060,38 @@ mod tests {
 
         let conn = cp.get(&meta.key);
         assert!(conn.is_some());
+        assert_eq!(pool_len(&cp), 1, "empty PoolNode is kept after get()");
 
-        assert_eq!(
-            pool_len(&cp),
-            0,
-            "empty PoolNode should be removed after get() takes the last connection"
-        );
+        cp.put(&meta, conn.unwrap());
+        assert_eq!(pool_len(&cp), 1);
+        assert_eq!(cp.get(&meta.key), Some("v1".to_string()));
+    }
+
+    #[tokio::test]
+    async fn test_empty_nodes_left_by_get_are_swept() {
+        // Nodes emptied by get() must not accumulate without bound: once a new
+        // key would grow the map past the sweep threshold, empty nodes are removed.
+        let cp: ConnectionPool<String> = ConnectionPool::new(8);
+        let threshold = cp.sweep_threshold;
+        for key in 0..(threshold as u64 * 10) {
+            let meta = ConnectionMeta::new(key, key as ID);
+            cp.put(&meta, format!("v{key}"));
+            assert_eq!(cp.get(&key), Some(format!("v{key}")));
+            assert!(
+                pool_len(&cp) <= threshold + 1,
+                "map grew to {} past the sweep threshold {threshold}",
+                pool_len(&cp)
+            );
+        }
+        // A node that still holds a connection survives a sweep.
+        let keep = ConnectionMeta::new(1_000_000, 7);
+        cp.put(&keep, "keep".to_string());
+        for key in 2_000_000..(2_000_000 + threshold as u64 * 2) {
+            let meta = ConnectionMeta::new(key, 1);
+            cp.put(&meta, "x".to_string());
+            cp.get(&key);
+        }
+        assert_eq!(cp.get(&keep.key), Some("keep".to_string()));
     }
 
     #[tokio::test]
@@ -1191,10 +1238,6 @@ mod tests {
         let conn = cp.get(&meta2.key);
         assert_eq!(conn, Some("second".to_string()));
 
-        assert_eq!(
-            pool_len(&cp),
-            0,
-            "node should be cleaned up again after get"
-        );
+        assert_eq!(pool_len(&cp), 1, "node is kept after get (swept later)");
     }
 }

@@ -175,7 +175,33 @@ impl ConnectionNominations {
     }
 }
 
+/// Whether `name` is one of the hop-by-hop fields this module removes (the standard ones and
+/// the H1 upgrade fields).
+fn is_hop_by_hop_name(name: &HeaderName) -> bool {
+    *name == header::CONNECTION
+        || *name == header::UPGRADE
+        || *name == header::TE
+        || *name == header::TRAILER
+        || *name == header::TRANSFER_ENCODING
+        || *name == header::PROXY_AUTHENTICATE
+        || *name == header::PROXY_AUTHORIZATION
+        || matches!(name.as_str(), KEEP_ALIVE | PROXY_CONNECTION | HTTP2_SETTINGS)
+}
+
+/// One pass over the request's field names. Most requests carry no hop-by-hop field, and
+/// this is far cheaper than the ten-odd `remove_header` lookups it lets them skip (each
+/// hashes its name, and the `&str` names are parsed first).
+fn has_hop_by_hop_header(req: &RequestHeader) -> bool {
+    req.headers.keys().any(is_hop_by_hop_name)
+}
+
 fn strip_standard_hop_by_hop_headers(req: &mut RequestHeader) {
+    if has_hop_by_hop_header(req) {
+        remove_standard_hop_by_hop_headers(req);
+    }
+}
+
+fn remove_standard_hop_by_hop_headers(req: &mut RequestHeader) {
     req.remove_header(KEEP_ALIVE);
     req.remove_header(PROXY_CONNECTION);
     req.remove_header(&header::PROXY_AUTHENTICATE);
@@ -337,6 +363,15 @@ pub(crate) fn sanitize_h1_upstream_request(
         return Ok(());
     }
 
+    // Everything below only acts on a request that carries a hop-by-hop field: the Connection
+    // nominations, the standard hop-by-hop fields and the H1 upgrade fields (`Upgrade` is needed
+    // to preserve or rewrite an upgrade). Most requests carry none, and one pass over their
+    // names is far cheaper than the parse and the dozen `remove_header` lookups it skips (each
+    // hashes its name; the `&str` ones are parsed first).
+    if !has_hop_by_hop_header(req) {
+        return Ok(());
+    }
+
     let nominations = policy
         .strip_connection_nominated
         .then(|| ConnectionNominations::parse(req, policy.reject_malformed_connection_nominations))
@@ -355,7 +390,7 @@ pub(crate) fn sanitize_h1_upstream_request(
     }
 
     if policy.strip_hop_by_hop {
-        strip_standard_hop_by_hop_headers(req);
+        remove_standard_hop_by_hop_headers(req);
     }
 
     match policy.h1_upgrade {
@@ -737,6 +772,72 @@ mod tests {
                 "protected nomination should be rejected regardless of casing: {token:?}"
             );
         }
+    }
+
+    fn header_names(request: &RequestHeader) -> Vec<String> {
+        request.headers.keys().map(|n| n.as_str().to_string()).collect()
+    }
+
+    #[test]
+    fn h1_request_without_hop_by_hop_fields_is_unchanged() {
+        let fields = [("Host", "example.com"), ("User-Agent", "t"), ("Accept", "*/*"), ("X-Keep", "1")];
+        for policy in [
+            HttpUpstreamRequestPolicy::standard(),
+            HttpUpstreamRequestPolicy::deny_upgrades(),
+        ] {
+            let mut request = request_with_headers(&fields);
+            sanitize_h1_upstream_request(&mut request, policy, true).unwrap();
+            assert_eq!(
+                header_names(&request),
+                ["host", "user-agent", "accept", "x-keep"]
+            );
+        }
+    }
+
+    #[test]
+    fn h1_request_hop_by_hop_fields_are_still_removed() {
+        for (name, value) in [
+            ("Connection", "close"),
+            ("Keep-Alive", "timeout=5"),
+            ("Proxy-Connection", "keep-alive"),
+            ("TE", "trailers"),
+            ("Trailer", "X-Sum"),
+            ("Transfer-Encoding", "chunked"),
+            ("Upgrade", "h2c"),
+            ("HTTP2-Settings", "AAMAAABkAAQAAP__"),
+            ("Proxy-Authorization", "Basic Zm9vOmJhcg=="),
+            ("Proxy-Authenticate", "Basic"),
+        ] {
+            for policy in [
+                HttpUpstreamRequestPolicy::standard(),
+                HttpUpstreamRequestPolicy::deny_upgrades(),
+            ] {
+                let mut request =
+                    request_with_headers(&[("Host", "example.com"), (name, value), ("X-Keep", "1")]);
+                sanitize_h1_upstream_request(&mut request, policy, true).unwrap();
+                assert_eq!(header_names(&request), ["host", "x-keep"], "{name} kept");
+            }
+        }
+        // A field nominated by Connection goes too.
+        let mut request = request_with_headers(&[
+            ("Host", "example.com"),
+            ("Connection", "x-hop"),
+            ("X-Hop", "1"),
+            ("X-Keep", "1"),
+        ]);
+        sanitize_h1_upstream_request(&mut request, HttpUpstreamRequestPolicy::standard(), true)
+            .unwrap();
+        assert_eq!(header_names(&request), ["host", "x-keep"]);
+        // A WebSocket upgrade is still normalized.
+        let mut request = request_with_headers(&[
+            ("Host", "example.com"),
+            ("Connection", "keep-alive, Upgrade"),
+            ("Upgrade", "websocket"),
+        ]);
+        sanitize_h1_upstream_request(&mut request, HttpUpstreamRequestPolicy::standard(), true)
+            .unwrap();
+        assert_eq!(request.headers.get("upgrade").unwrap(), "websocket");
+        assert_eq!(request.headers.get("connection").unwrap(), "Upgrade");
     }
 
     #[test]

@@ -396,19 +396,17 @@ impl HttpSession {
                                 .or_err(InvalidHTTPHeader, "while parsing request header")?;
                         }
 
-                        let contains_transfer_encoding =
-                            request_header.headers.contains_key(TRANSFER_ENCODING);
-                        let contains_content_length =
-                            request_header.headers.contains_key(CONTENT_LENGTH);
-
                         // Transfer encoding overrides content length, so when
                         // both are present, we can remove content length. This
                         // is per https://datatracker.ietf.org/doc/html/rfc9112#section-6.3
                         //
                         // RFC 9112 Section 6.1 (https://datatracker.ietf.org/doc/html/rfc9112#section-6.1-15)
                         // also requires us to disable keepalive when both headers are present.
-                        let has_both_te_and_cl =
-                            contains_content_length && contains_transfer_encoding;
+                        // (Content-Length is only looked up when Transfer-Encoding is present.)
+                        let has_both_te_and_cl = request_header
+                            .headers
+                            .contains_key(TRANSFER_ENCODING)
+                            && request_header.headers.contains_key(CONTENT_LENGTH);
                         if has_both_te_and_cl {
                             request_header.remove_header(&CONTENT_LENGTH);
                         }
@@ -491,9 +489,10 @@ impl HttpSession {
         // parity): identical duplicates and comma-combined identical values are
         // accepted and collapsed; differing or unparseable values are rejected.
         // This is a no-op when Transfer-Encoding is present (TE overrides CL).
-        super::common::validate_content_length(&req_header.headers)?;
-
-        if req_header.headers.contains_key(TRANSFER_ENCODING) {
+        // (`validate_content_length` inlined, so that Transfer-Encoding is looked up once.)
+        if !req_header.headers.contains_key(TRANSFER_ENCODING) {
+            content_length_for_framing(&req_header.headers)?;
+        } else {
             // Per [RFC 9112 Section 6.1-16](https://datatracker.ietf.org/doc/html/rfc9112#section-6.1-16),
             // HTTP/1.0 requests with Transfer-Encoding MUST be treated as having faulty framing.
             // We reject with 400 Bad Request and close the connection.

@@ -20,10 +20,11 @@ use parking_lot::Mutex;
 use pingora_timeout::{sleep, timeout};
 use std::collections::HashMap;
 use std::io;
+use std::ops::DerefMut;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::sync::{oneshot, watch, Notify, OwnedMutexGuard};
+use tokio::sync::{oneshot, watch, Notify};
 
 use super::lru::Lru;
 use futures::FutureExt;
@@ -343,16 +344,20 @@ impl<S> ConnectionPool<S> {
     /// If the connection is reused via [Self::get()] or being evicted, this function will just exit.
     ///
     /// Returns `true` if the connection was evicted from the pool, and `false` otherwise.
-    pub async fn idle_poll<Stream>(
+    ///
+    /// `connection` is anything that dereferences to the stream: a [`tokio::sync::OwnedMutexGuard`] (held
+    /// until this returns) or e.g. a `&mut` to a reader owned by the calling task.
+    pub async fn idle_poll<Stream, C>(
         &self,
-        connection: OwnedMutexGuard<Stream>,
+        connection: C,
         meta: &ConnectionMeta,
         timeout: Option<Duration>,
         notify_evicted: Arc<Notify>,
         watch_use: oneshot::Receiver<bool>,
     ) -> bool
     where
-        Stream: AsyncRead + Unpin + Send,
+        Stream: AsyncRead + Unpin + Send + ?Sized,
+        C: DerefMut<Target = Stream> + Send,
     {
         // Reuse this same Notified future in the watch_use branch: notify_one()
         // may deliver the wakeup to an already-polled future, so creating a new
@@ -461,12 +466,13 @@ impl<S> ConnectionPool<S> {
     }
 }
 
-async fn read_with_timeout<S>(
-    mut connection: OwnedMutexGuard<S>,
+async fn read_with_timeout<S, C>(
+    mut connection: C,
     timeout_duration: Option<Duration>,
 ) -> io::Result<usize>
 where
-    S: AsyncRead + Unpin + Send,
+    S: AsyncRead + Unpin + Send + ?Sized,
+    C: DerefMut<Target = S> + Send,
 {
     let mut buf = [0; 1];
     let read_event = connection.read(&mut buf[..]);

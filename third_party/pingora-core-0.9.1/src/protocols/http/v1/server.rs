@@ -588,7 +588,9 @@ impl HttpSession {
             let bytes = Bytes::copy_from_slice(self.get_body(&b));
             self.body_bytes_read += bytes.len();
             if let Some(buffer) = self.retry_buffer.as_mut() {
-                buffer.write_to_buffer(&bytes);
+                // `bytes` was just copied out of the read buffer, so the retry buffer may
+                // keep it rather than copy it again.
+                buffer.write_owned_to_buffer(&bytes);
             }
             bytes
         }))

@@ -151,6 +151,9 @@ pub struct BodyReader {
     rewind_buf_len: usize,
     upstream: bool,
     body_buf_overread: Option<BytesMut>,
+    /// The body buffer's capacity when the last read filled it, before any overread was split
+    /// off: what a `Bytes` taken from it by [`Self::take_body_bytes`] would keep alive.
+    read_capacity: usize,
 }
 
 impl BodyReader {
@@ -162,6 +165,7 @@ impl BodyReader {
             rewind_buf_len: 0,
             upstream,
             body_buf_overread: None,
+            read_capacity: 0,
         }
     }
 
@@ -307,6 +311,27 @@ impl BodyReader {
         buf_ref.get(self.body_buf.as_ref().unwrap())
     }
 
+    /// The bytes `buf_ref` names, owned. A Content-Length or read-until-close read that fills
+    /// at least 7/8 of the body buffer's allocation (a large body read at once, the common case
+    /// for uploads) is handed over as it is, without a copy: the `Bytes` then keeps at most 8/7
+    /// of its length alive, and the next read allocates a fresh buffer. Anything else (chunked
+    /// framing around the data, a small read in a large buffer) is copied, exactly as
+    /// `Bytes::copy_from_slice(get_body(buf_ref))`.
+    pub fn take_body_bytes(&mut self, buf_ref: &BufRef) -> Bytes {
+        let unframed = matches!(
+            self.body_state,
+            PS::Partial(..) | PS::Complete(_) | PS::UntilClose(_)
+        );
+        // Only chunked reads keep parser state that points into the buffer; the others refill
+        // it from empty on their next read.
+        let body_buf = self.body_buf.as_mut().expect("must have read body buf");
+        let whole = buf_ref.0 == 0 && buf_ref.1 == body_buf.len();
+        if unframed && whole && body_buf.len() * 8 >= self.read_capacity * 7 {
+            return body_buf.split().freeze();
+        }
+        Bytes::copy_from_slice(buf_ref.get(body_buf))
+    }
+
     #[allow(dead_code)]
     pub fn get_body_overread(&self) -> Option<&[u8]> {
         self.body_buf_overread.as_deref()
@@ -416,6 +441,7 @@ impl BodyReader {
                 .await
                 .or_err(ReadError, "when reading body")?;
         }
+        self.read_capacity = self.body_buf.as_ref().map_or(0, BytesMut::capacity);
         match self.body_state {
             PS::Partial(read, to_read) => {
                 debug!(
@@ -470,6 +496,7 @@ impl BodyReader {
                 .await
                 .or_err(ReadError, "when reading body")?;
         }
+        self.read_capacity = self.body_buf.as_ref().map_or(0, BytesMut::capacity);
         match self.body_state {
             PS::UntilClose(read) => {
                 if n == 0 {
@@ -2059,6 +2086,74 @@ mod tests {
         let second = body_reader.read_body(&mut mock_io).await.unwrap().unwrap();
         assert_eq!(body_reader.get_body(&second), b"bc");
         assert!(body_reader.body_buf.as_ref().unwrap().capacity() < BODY_BUFFER_SIZE);
+    }
+
+    #[tokio::test]
+    async fn full_content_length_read_is_taken_without_copy() {
+        let input = vec![b'x'; 8192];
+        let mut mock_io = Builder::new().read(&input).build();
+        let mut body_reader = BodyReader::new(false);
+        body_reader.body_buf_size = 8192;
+        body_reader.init_content_length(8192, b"");
+
+        let body = body_reader.read_body(&mut mock_io).await.unwrap().unwrap();
+        let buffer_start = body_reader.body_buf.as_ref().unwrap().as_ptr();
+        let body = body_reader.take_body_bytes(&body);
+        assert_eq!(&body[..], &input[..]);
+        assert_eq!(body.as_ptr(), buffer_start);
+        assert_eq!(body_reader.body_state, ParseState::Complete(8192));
+        assert!(body_reader.read_body(&mut mock_io).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_read_filling_part_of_its_buffer_is_copied() {
+        let input = vec![b'x'; 8192];
+        let mut mock_io = Builder::new().read(&input[..4096]).read(&input[4096..]).build();
+        let mut body_reader = BodyReader::new(false);
+        body_reader.body_buf_size = 8192;
+        body_reader.init_content_length(8192, b"");
+
+        // Each half fills half of the 8 KiB buffer; a `Bytes` handed over would keep twice its
+        // size alive, so both are copied.
+        for half in [&input[..4096], &input[4096..]] {
+            let read = body_reader.read_body(&mut mock_io).await.unwrap().unwrap();
+            let buffer_start = body_reader.body_buf.as_ref().unwrap().as_ptr();
+            let read = body_reader.take_body_bytes(&read);
+            assert_eq!(&read[..], half);
+            assert_ne!(read.as_ptr(), buffer_start);
+        }
+        assert_eq!(body_reader.body_state, ParseState::Complete(8192));
+    }
+
+    #[tokio::test]
+    async fn reads_after_a_taken_buffer_use_a_fresh_one() {
+        let mut mock_io = Builder::new().read(b"abc").read(b"defg").build();
+        let mut body_reader = BodyReader::new(false);
+        body_reader.init_close_delimited(b"");
+        body_reader.body_buf_size = 3;
+
+        let first = body_reader.read_body(&mut mock_io).await.unwrap().unwrap();
+        let first = body_reader.take_body_bytes(&first);
+        let second = body_reader.read_body(&mut mock_io).await.unwrap().unwrap();
+        let second = body_reader.take_body_bytes(&second);
+        let third = body_reader.read_body(&mut mock_io).await.unwrap().unwrap();
+        let third = body_reader.take_body_bytes(&third);
+        assert_eq!(&first[..], b"abc");
+        assert_eq!(&second[..], b"def");
+        assert_eq!(&third[..], b"g");
+    }
+
+    #[tokio::test]
+    async fn chunked_body_is_copied_out_of_its_framing() {
+        let mut mock_io = Builder::new().read(b"3\r\nabc\r\n0\r\n\r\n").build();
+        let mut body_reader = BodyReader::new(false);
+        body_reader.init_chunked(b"");
+
+        let data = body_reader.read_body(&mut mock_io).await.unwrap().unwrap();
+        let data = body_reader.take_body_bytes(&data);
+        assert_eq!(&data[..], b"abc");
+        assert!(body_reader.read_body(&mut mock_io).await.unwrap().is_none());
+        assert_eq!(body_reader.body_state, ParseState::Complete(3));
     }
 
     #[tokio::test]

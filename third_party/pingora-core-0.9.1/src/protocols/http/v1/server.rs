@@ -585,7 +585,7 @@ impl HttpSession {
     pub async fn read_body_bytes(&mut self) -> Result<Option<Bytes>> {
         let read = self.read_body().await?;
         Ok(read.map(|b| {
-            let bytes = Bytes::copy_from_slice(self.get_body(&b));
+            let bytes = self.body_reader.take_body_bytes(&b);
             self.body_bytes_read += bytes.len();
             if let Some(buffer) = self.retry_buffer.as_mut() {
                 // `bytes` was just copied out of the read buffer, so the retry buffer may
@@ -1175,6 +1175,7 @@ impl HttpSession {
         })
     }
 
+    #[cfg(test)]
     fn get_body(&self, buf_ref: &BufRef) -> &[u8] {
         // TODO: these get_*() could panic. handle them better
         self.body_reader.get_body(buf_ref)

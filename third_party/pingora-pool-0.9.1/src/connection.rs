@@ -20,11 +20,10 @@ use parking_lot::Mutex;
 use pingora_timeout::{sleep, timeout};
 use std::collections::HashMap;
 use std::io;
-use std::ops::DerefMut;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::sync::{oneshot, watch, Notify};
+use tokio::sync::{oneshot, watch, Notify, OwnedMutexGuard};
 
 use super::lru::Lru;
 use futures::FutureExt;
@@ -344,20 +343,16 @@ impl<S> ConnectionPool<S> {
     /// If the connection is reused via [Self::get()] or being evicted, this function will just exit.
     ///
     /// Returns `true` if the connection was evicted from the pool, and `false` otherwise.
-    ///
-    /// `connection` is anything that dereferences to the stream: a [`tokio::sync::OwnedMutexGuard`] (held
-    /// until this returns) or e.g. a `&mut` to a reader owned by the calling task.
-    pub async fn idle_poll<Stream, C>(
+    pub async fn idle_poll<Stream>(
         &self,
-        connection: C,
+        connection: OwnedMutexGuard<Stream>,
         meta: &ConnectionMeta,
         timeout: Option<Duration>,
         notify_evicted: Arc<Notify>,
         watch_use: oneshot::Receiver<bool>,
     ) -> bool
     where
-        Stream: AsyncRead + Unpin + Send + ?Sized,
-        C: DerefMut<Target = Stream> + Send,
+        Stream: AsyncRead + Unpin + Send,
     {
         // Reuse this same Notified future in the watch_use branch: notify_one()
         // may deliver the wakeup to an already-polled future, so creating a new
@@ -466,13 +461,12 @@ impl<S> ConnectionPool<S> {
     }
 }
 
-async fn read_with_timeout<S, C>(
-    mut connection: C,
+async fn read_with_timeout<S>(
+    mut connection: OwnedMutexGuard<S>,
     timeout_duration: Option<Duration>,
 ) -> io::Result<usize>
 where
-    S: AsyncRead + Unpin + Send + ?Sized,
-    C: DerefMut<Target = S> + Send,
+    S: AsyncRead + Unpin + Send,
 {
     let mut buf = [0; 1];
     let read_event = connection.read(&mut buf[..]);

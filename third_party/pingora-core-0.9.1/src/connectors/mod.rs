@@ -40,6 +40,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tls::TlsConnector;
+use tokio::sync::Mutex;
 
 #[derive(Clone, Debug)]
 pub(crate) struct IdleConnection {
@@ -169,7 +170,7 @@ impl ConnectorOptions {
 /// [TransportConnector] provides APIs to connect to servers via TCP or TLS with connection reuse
 pub struct TransportConnector {
     tls_ctx: tls::Connector,
-    connection_pool: Arc<ConnectionPool<IdleSlot>>,
+    connection_pool: Arc<ConnectionPool<Arc<Mutex<Stream>>>>,
     offload: Option<OffloadRuntime>,
     bind_to_v4: Vec<SocketAddr>,
     bind_to_v6: Vec<SocketAddr>,
@@ -251,11 +252,12 @@ impl TransportConnector {
         match self.connection_pool.get(&peer.reuse_hash()) {
             Some(s) => {
                 debug!("find reusable stream, trying to acquire it");
-                // Taken without waiting for the idle watcher: it only holds the slot's lock
-                // while it polls, and `get()` has already told it to stop.
-                let taken = s.lock().take();
-                match taken {
-                    Some(mut stream) => {
+                {
+                    let _ = s.lock().await;
+                } // wait for the idle poll to release it
+                match Arc::try_unwrap(s) {
+                    Ok(l) => {
+                        let mut stream = l.into_inner();
                         // test_reusable_stream: we assume server would never actively send data
                         // first on an idle stream.
                         #[cfg(unix)]
@@ -287,7 +289,7 @@ impl TransportConnector {
                             }
                         }
                     }
-                    None => {
+                    Err(_) => {
                         error!("failed to acquire reusable stream");
                         None
                     }
@@ -319,9 +321,9 @@ impl TransportConnector {
         let id = stream.id();
         let meta = ConnectionMeta::new(key, id);
         debug!("Try to keepalive client session");
-        let slot: IdleSlot = Arc::new(parking_lot::Mutex::new(Some(stream)));
-        let mut idle_reader = IdleReader(slot.clone());
-        let (notify_close, watch_use) = self.connection_pool.put(&meta, slot);
+        let stream = Arc::new(Mutex::new(stream));
+        let locked_stream = stream.clone().try_lock_owned().unwrap(); // safe as we just created it
+        let (notify_close, watch_use) = self.connection_pool.put(&meta, stream);
         let idle_meta = IdleConnection::new(meta);
         let pool = self.connection_pool.clone(); //clone the arc
         let keepalive_pool_callback = self.keepalive_pool_callback.clone();
@@ -329,7 +331,7 @@ impl TransportConnector {
         rt.spawn(async move {
             if pool
                 .idle_poll(
-                    &mut idle_reader,
+                    locked_stream,
                     &idle_meta.connection,
                     idle_timeout,
                     notify_close,
@@ -468,30 +470,6 @@ impl PreferredHttpVersion {
 
 use futures::future::FutureExt;
 use tokio::io::AsyncReadExt;
-
-/// An idle connection in the pool. The stream is taken out (`None` afterwards) by the request
-/// that reuses it, or dropped with the slot when the idle watcher evicts or closes it.
-type IdleSlot = Arc<parking_lot::Mutex<Option<Stream>>>;
-
-/// The idle watcher's view of an [`IdleSlot`]: reads (to detect the peer closing the
-/// connection) lock the slot only for the duration of one `poll_read`, so the request that
-/// reuses the connection takes it at once instead of waiting for the watcher task to run and
-/// release it. Once the stream has been taken, reads stay pending; the watcher is woken by the
-/// pool's reuse notification instead.
-struct IdleReader(IdleSlot);
-
-impl tokio::io::AsyncRead for IdleReader {
-    fn poll_read(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        match self.0.lock().as_mut() {
-            Some(stream) => std::pin::Pin::new(stream).poll_read(cx, buf),
-            None => std::task::Poll::Pending,
-        }
-    }
-}
 
 /// Test whether a stream is already closed or not reusable (server sent unexpected data)
 fn test_reusable_stream(stream: &mut Stream, unexpected_data_conn_count: &AtomicU64) -> bool {
@@ -857,83 +835,5 @@ mod tests {
             1,
             "unexpected_data_connection_count should have incremented"
         );
-    }
-}
-
-/// The idle watcher of pooled connections (no TLS needed, unlike `tests`).
-#[cfg(all(test, unix))]
-mod idle_watch_tests {
-    use super::*;
-    use crate::upstreams::peer::BasicPeer;
-    use std::time::Duration;
-    use tokio::io::AsyncReadExt;
-
-    async fn pooled_tcp_pair(
-        idle_timeout: Option<Duration>,
-    ) -> (TransportConnector, BasicPeer, tokio::net::TcpStream) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let connector = TransportConnector::new(None);
-        let peer = BasicPeer::new(&addr);
-        let stream = connector.new_stream(&peer).await.unwrap();
-        let (server_side, _) = listener.accept().await.unwrap();
-        connector.release_stream(stream, peer.reuse_hash(), idle_timeout);
-        (connector, peer, server_side)
-    }
-
-    #[tokio::test]
-    async fn test_idle_watcher_drops_connection_closed_by_peer() {
-        use tokio::io::AsyncWriteExt;
-        let (connector, peer, mut server_side) = pooled_tcp_pair(None).await;
-        // Let the idle watcher start watching, then close from the server side.
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        server_side.shutdown().await.unwrap();
-        let mut buf = [0u8; 1];
-        let n = tokio::time::timeout(Duration::from_secs(5), server_side.read(&mut buf))
-            .await
-            .expect("the idle watcher did not close a connection closed by the peer")
-            .unwrap();
-        assert_eq!(n, 0);
-        assert!(connector.reused_stream(&peer).await.is_none());
-    }
-
-    #[tokio::test]
-    async fn test_idle_watcher_enforces_idle_timeout() {
-        let (connector, peer, mut server_side) =
-            pooled_tcp_pair(Some(Duration::from_millis(50))).await;
-        let mut buf = [0u8; 1];
-        let n = tokio::time::timeout(Duration::from_secs(5), server_side.read(&mut buf))
-            .await
-            .expect("the idle timeout did not close the pooled connection")
-            .unwrap();
-        assert_eq!(n, 0);
-        assert!(connector.reused_stream(&peer).await.is_none());
-    }
-
-    #[tokio::test]
-    async fn test_reused_stream_is_usable_after_watcher_exits() {
-        use tokio::io::AsyncWriteExt;
-        let (connector, peer, mut server_side) =
-            pooled_tcp_pair(Some(Duration::from_secs(60))).await;
-        for round in 0..3u8 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            let mut stream = connector
-                .reused_stream(&peer)
-                .await
-                .expect("the idle connection should be reused");
-            // The watcher of the idle period must neither close nor keep reading it.
-            for _ in 0..10 {
-                tokio::task::yield_now().await;
-            }
-            stream.write_all(&[b'a' + round]).await.unwrap();
-            stream.flush().await.unwrap();
-            let mut buf = [0u8; 1];
-            server_side.read_exact(&mut buf).await.unwrap();
-            assert_eq!(buf[0], b'a' + round);
-            server_side.write_all(&[b'A' + round]).await.unwrap();
-            stream.read_exact(&mut buf).await.unwrap();
-            assert_eq!(buf[0], b'A' + round);
-            connector.release_stream(stream, peer.reuse_hash(), Some(Duration::from_secs(60)));
-        }
     }
 }

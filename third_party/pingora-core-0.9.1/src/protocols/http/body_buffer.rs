@@ -59,10 +59,10 @@ impl FixedBuffer {
         }
     }
 
-    /// Like [`Self::write_to_buffer`], for a chunk that owns its allocation exactly (one just
-    /// copied out of a read buffer): the first such write is kept by reference, not copied.
-    /// A slice of a larger buffer must go through `write_to_buffer`, or holding it would keep
-    /// the whole buffer alive.
+    /// Like [`Self::write_to_buffer`], for a chunk that (nearly) fills its allocation, such as
+    /// one copied out of a read buffer or a read buffer it filled: the first such write is kept
+    /// by reference, not copied. A small slice of a larger buffer must go through
+    /// `write_to_buffer`, or holding it would keep the whole buffer alive.
     pub fn write_owned_to_buffer(&mut self, data: &Bytes) {
         if self.truncated {
             return;

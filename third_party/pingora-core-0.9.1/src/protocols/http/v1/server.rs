@@ -588,8 +588,8 @@ impl HttpSession {
             let bytes = self.body_reader.take_body_bytes(&b);
             self.body_bytes_read += bytes.len();
             if let Some(buffer) = self.retry_buffer.as_mut() {
-                // `bytes` was just copied out of the read buffer, so the retry buffer may
-                // keep it rather than copy it again.
+                // `bytes` is either a copy or a frozen read buffer it fills to at least 7/8
+                // (take_body_bytes), so keeping it pins no more than 8/7 of its length.
                 buffer.write_owned_to_buffer(&bytes);
             }
             bytes

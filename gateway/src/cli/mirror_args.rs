@@ -37,7 +37,7 @@ pub struct MirrorArgs {
     pub mirror_max_inflight: Option<usize>,
     /// How long a mirror may take to answer once it has the whole request, in milliseconds
     /// (copies are given up up to a twentieth later, at most 256 ms, so a cohort does not end at
-    /// once).
+    /// once; deadlines up to 60 s are kept at 10 ms resolution, rounded up).
     #[arg(long, value_name = "MS")]
     pub mirror_timeout_ms: Option<u64>,
     /// Log one `sluice::access` line per mirror copy, tagged `mirror=true`.

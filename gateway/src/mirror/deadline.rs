@@ -5,8 +5,15 @@
 //! cap within milliseconds and that cohort times out together. Ending a copy closes its
 //! connection, about 20 µs of the proxy thread over loopback (the kernel runs the FIN and the
 //! peer's side inline); 1,024 of them in one tick stalled production requests for some 20 ms,
-//! and the cohort refilled as densely. Spread over a quarter of a second, at most four end per
-//! millisecond.
+//! and the cohort refilled as densely. Spread over a quarter of a second, they end in 26 groups
+//! of about 40, 10 ms apart (the coarse timer's resolution, below), under a millisecond each.
+//!
+//! The deadline is a timer of Pingora's coarse wheel (10 ms buckets, fired by its own thread),
+//! not a tokio sleep. Almost every copy is answered long before its deadline, and registering a
+//! tokio timer earlier than any other wakes the runtime's driver (an eventfd write, one more
+//! system call for every mirrored request); the wheel's registration is a map insert, and a
+//! cancelled copy's bucket fires later with nobody listening. A bucket stays in the wheel until
+//! it fires, one per 10 ms of the window, so timeouts above [`COARSE_UP_TO`] use tokio's timer.
 
 use std::time::Duration;
 
@@ -16,8 +23,11 @@ use super::exchange::State;
 
 /// The widest spread of a cohort's deadlines.
 const MAX_STAGGER: Duration = Duration::from_millis(256);
-/// Offsets within the spread: one per tick of tokio's 1 ms timer at the widest.
+/// Offsets within the spread: one per millisecond at the widest.
 const STAGGER_STEPS: u32 = 256;
+/// The longest deadline kept on the coarse wheel: at most 6,000 buckets (a few hundred KiB)
+/// wait there however many copies are cancelled.
+const COARSE_UP_TO: Duration = Duration::from_secs(60);
 
 /// A copy's deadline, counted from the end of its body: `timeout`, plus up to a twentieth of it
 /// (at most [`MAX_STAGGER`]) set by the copy's admission ordinal, so consecutive copies are
@@ -33,7 +43,11 @@ pub(super) async fn deadline(state: &mut watch::Receiver<State>, after: Duration
     if state.wait_for(|s| *s == State::BodyComplete).await.is_err() {
         std::future::pending::<()>().await;
     }
-    tokio::time::sleep(after).await;
+    if after <= COARSE_UP_TO {
+        pingora_timeout::fast_timeout::fast_sleep(after).await;
+    } else {
+        tokio::time::sleep(after).await;
+    }
 }
 
 #[cfg(test)]
@@ -96,5 +110,22 @@ mod tests {
             .await
             .expect("the deadline passes once the body is complete");
         assert!(complete.elapsed() >= after);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn deadlines_beyond_the_coarse_window_use_tokio_timers() {
+        // Paused, tokio's clock jumps to its next timer: only a tokio sleep can end here. A long
+        // deadline must not sit in the coarse wheel, whose buckets live until they fire.
+        let (_tx, mut rx) = watch::channel(State::BodyComplete);
+        let long = COARSE_UP_TO + Duration::from_secs(1);
+        tokio::time::timeout(Duration::from_secs(3600), deadline(&mut rx, long))
+            .await
+            .expect("a deadline beyond the coarse window is a tokio timer");
+        let (_tx, mut rx) = watch::channel(State::BodyComplete);
+        let coarse = tokio::time::timeout(COARSE_UP_TO, deadline(&mut rx, COARSE_UP_TO)).await;
+        assert!(
+            coarse.is_err(),
+            "a deadline within the window is on the coarse wheel"
+        );
     }
 }

@@ -42,6 +42,11 @@ use crate::protocols::http::{
 use crate::protocols::{Digest, SocketAddr, Stream};
 use crate::utils::{BufRef, KVRef};
 
+/// Header fields a proxy commonly adds to a request before forwarding it (`X-Forwarded-For`,
+/// `X-Forwarded-Proto`, `X-Forwarded-Host` or `Via`, a request id): the parsed request's
+/// header maps are sized with this much room, since growing a map rehashes it.
+const PROXY_ADDED_HEADERS: usize = 4;
+
 /// Tracks which writer is currently processing a task.
 ///
 /// This enables resuming writes after cancellation. Each variant stores the
@@ -353,7 +358,9 @@ impl HttpSession {
                             req.method.unwrap_or(""),
                             // we path httparse to allow unsafe bytes in the str
                             req.path.unwrap_or("").as_bytes(),
-                            Some(req.headers.len()),
+                            // Room for the fields a proxy adds, so those inserts do not grow
+                            // (rehash) the value map and the case map
+                            Some(req.headers.len() + PROXY_ADDED_HEADERS),
                         )?);
 
                         request_header.set_version(match req.version {
@@ -1913,6 +1920,23 @@ mod tests_stream {
         assert_eq!(Version::HTTP_11, http_stream.req_header().version);
 
         assert_eq!(b"pingora.org", http_stream.get_header_bytes("Host"));
+    }
+
+    #[tokio::test]
+    async fn parsed_request_has_room_for_proxy_added_headers() {
+        init_log();
+        let input = b"GET / HTTP/1.1\r\nHost: pingora.org\r\n\r\n";
+        let mock_io = Builder::new().read(&input[..]).build();
+        let mut http_stream = HttpSession::new(Box::new(mock_io));
+        http_stream.read_request().await.unwrap();
+        let capacity = http_stream.req_header().headers.capacity();
+        assert!(capacity > PROXY_ADDED_HEADERS, "{capacity}");
+        let req = http_stream.req_header_mut();
+        for name in ["X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Request-Id"] {
+            req.insert_header(name, "1").unwrap();
+        }
+        assert_eq!(5, req.headers.len());
+        assert_eq!(capacity, req.headers.capacity(), "no insert grew the map");
     }
 
     #[tokio::test]

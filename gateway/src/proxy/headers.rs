@@ -3,13 +3,11 @@
 use std::net::IpAddr;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{CONNECTION, TE, TRAILER, UPGRADE};
+use http::header::{CONNECTION, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use pingora_http::{RequestHeader, ResponseHeader};
 
 pub(super) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 // Pingora keeps each header's wire spelling beside the map and derives it from a `HeaderName`
 // by allocating a title-cased copy per insert; a static spelling costs nothing. These, and the
@@ -91,28 +89,30 @@ pub(super) fn strip_hop_by_hop(resp: &mut ResponseHeader) {
     // A response holds a handful of fields and usually one of these (`Connection: keep-alive`):
     // one pass over the names present finds what to drop, and only those are removed (each
     // removal hashes the name in two maps; removing the seven absent ones was 1.2 k instructions
-    // a request).
-    let switching = resp.status.as_u16() == 101;
-    let kept_when_switching = |n: &HeaderName| switching && (*n == UPGRADE || *n == CONNECTION);
-    let fixed = |n: &HeaderName| {
-        [
-            CONNECTION,
-            TE,
-            TRAILER,
-            UPGRADE,
-            KEEP_ALIVE,
-            PROXY_CONNECTION,
-        ]
-        .contains(n)
-    };
-    if !resp.headers.keys().any(fixed) {
+    // a request). Names are compared as strings and `Connection` is looked up once: building
+    // the list of names and hashing `Connection` again for every field present cost another
+    // 0.7 k.
+    if !resp.headers.keys().any(is_hop_by_hop) {
         return;
     }
+    let switching = resp.status.as_u16() == 101;
+    let kept_when_switching = |n: &HeaderName| switching && (*n == UPGRADE || *n == CONNECTION);
+    let connection = resp.headers.get_all(CONNECTION);
+    // Listed in `Connection` (compared without parsing the tokens into names); `Upgrade` stays
+    // on a 101.
+    let nominated = |n: &HeaderName| {
+        !(switching && *n == UPGRADE)
+            && connection.iter().any(|v| {
+                v.as_bytes()
+                    .split(|b| *b == b',')
+                    .any(|t| t.trim_ascii().eq_ignore_ascii_case(n.as_str().as_bytes()))
+            })
+    };
     // `keys()` yields each name once.
     let drop: Vec<HeaderName> = resp
         .headers
         .keys()
-        .filter(|n| (fixed(n) && !kept_when_switching(n)) || nominated(&resp.headers, n, switching))
+        .filter(|n| (is_hop_by_hop(n) && !kept_when_switching(n)) || nominated(n))
         .cloned()
         .collect();
     for name in &drop {
@@ -120,18 +120,12 @@ pub(super) fn strip_hop_by_hop(resp: &mut ResponseHeader) {
     }
 }
 
-/// Whether `name` is listed in the message's `Connection` field (compared without parsing the
-/// tokens into names; `Upgrade` stays on a 101).
-fn nominated(headers: &HeaderMap, name: &HeaderName, switching: bool) -> bool {
-    if switching && *name == UPGRADE {
-        return false;
-    }
-    headers.get_all(CONNECTION).iter().any(|v| {
-        v.as_bytes().split(|b| *b == b',').any(|t| {
-            t.trim_ascii()
-                .eq_ignore_ascii_case(name.as_str().as_bytes())
-        })
-    })
+/// The fields that are connection-specific whatever `Connection` says.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection" | "te" | "trailer" | "upgrade" | "keep-alive" | "proxy-connection"
+    )
 }
 
 #[cfg(test)]

@@ -25,8 +25,8 @@ use super::exchange::State;
 const MAX_STAGGER: Duration = Duration::from_millis(256);
 /// Offsets within the spread: one per millisecond at the widest.
 const STAGGER_STEPS: u32 = 256;
-/// The longest deadline kept on the coarse wheel: at most 6,000 buckets (a few hundred KiB)
-/// wait there however many copies are cancelled.
+/// The longest deadline kept on the coarse wheel: at most 6,000 buckets per proxy thread (about
+/// 100 bytes each) wait there however many copies are cancelled.
 const COARSE_UP_TO: Duration = Duration::from_secs(60);
 
 /// A copy's deadline, counted from the end of its body: `timeout`, plus up to a twentieth of it

@@ -23,12 +23,14 @@ mod access;
 mod body;
 mod budget;
 mod deadline;
+mod discard;
 mod duplex;
 mod exchange;
 mod halves;
 mod head;
 mod head_first;
 pub mod metrics;
+mod pool;
 mod shape;
 mod tap;
 
@@ -37,8 +39,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::HeaderMap;
-use pingora_core::connectors::http::Connector;
-use pingora_core::connectors::ConnectorOptions;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_http::RequestHeader;
 use rand::Rng;
@@ -54,6 +54,7 @@ use budget::{GlobalBudget, RequestBudget};
 use exchange::{Chunk, Job, State};
 pub use head::NotMirrorable;
 pub use metrics::MirrorMetrics;
+use pool::MirrorPool;
 use shape::Shape;
 use tap::PrimaryTap;
 
@@ -195,7 +196,7 @@ pub enum Pace {
 
 /// Everything mirroring shares across requests; one per Sluice instance.
 pub struct MirrorEngine {
-    connector: Connector,
+    pool: MirrorPool,
     options: MirrorOptions,
     metrics: MirrorMetrics,
     budget: Arc<GlobalBudget>,
@@ -209,9 +210,8 @@ impl MirrorEngine {
             metrics.inflight.clone(),
             metrics.buffered.clone(),
         ));
-        let connector = Connector::new(Some(ConnectorOptions::new(options.pool_size)));
         Arc::new(MirrorEngine {
-            connector,
+            pool: MirrorPool::new(options.pool_size),
             options,
             metrics,
             budget,
@@ -463,6 +463,7 @@ impl MirrorSet {
             engine: engine.clone(),
             peer,
             head: head::mirror_head(head, has_body, backend.protocol, shape),
+            has_body,
             chunks: rx,
             state: state_rx,
             route,

@@ -18,7 +18,9 @@ use super::access;
 use super::budget::{InflightSlot, Reservation};
 use super::deadline::{deadline, staggered};
 use super::tap::MirrorTap;
-use super::{body, duplex, head_first, AbortReason, MirrorEngine as Engine, Outcome};
+use super::{
+    body, discard, duplex, head_first, pool, AbortReason, MirrorEngine as Engine, Outcome,
+};
 use crate::access_log;
 use crate::shadow::Observation;
 
@@ -45,6 +47,8 @@ pub(super) struct Job {
     pub engine: Arc<Engine>,
     pub peer: HttpPeer,
     pub head: RequestHeader,
+    /// A body follows the head through `chunks`.
+    pub has_body: bool,
     pub chunks: mpsc::UnboundedReceiver<Chunk>,
     pub state: watch::Receiver<State>,
     pub route: Arc<str>,
@@ -98,6 +102,7 @@ pub(super) fn run(mut job: Job) -> impl Future<Output = ()> + Send {
                 &job.engine,
                 &job.peer,
                 job.head,
+                job.has_body,
                 job.chunks,
                 &job.state,
                 &job.route,
@@ -142,13 +147,17 @@ async fn exchange(
     engine: &Engine,
     peer: &HttpPeer,
     head: RequestHeader,
+    has_body: bool,
     mut chunks: mpsc::UnboundedReceiver<Chunk>,
     state: &watch::Receiver<State>,
     route: &str,
     mirror: &str,
     stats: &mut Stats,
 ) -> Outcome {
-    let (mut session, _reused) = match engine.connector.get_http_session(peer).await {
+    if !has_body && stats.answer.is_none() && pool::speaks_h1_only(peer) {
+        return discarding(engine, peer, &head, mirror, stats).await;
+    }
+    let mut session = match engine.pool.session(peer).await {
         Ok(s) => s,
         Err(e) => {
             debug!(%mirror, error = %e, "mirror connect failed");
@@ -192,8 +201,8 @@ async fn exchange(
         let outcome = duplex::exchange_h2(&mut session, sender, body, stats).await;
         if outcome == Outcome::Completed {
             engine
-                .connector
-                .release_http_session(session, peer, Some(engine.options.pool_idle_timeout))
+                .pool
+                .release(session, peer, engine.options.pool_idle_timeout)
                 .await;
         }
         return outcome;
@@ -262,10 +271,43 @@ async fn exchange(
     stats.status = response.status;
     stats.answer = response.observed.take();
     engine
-        .connector
-        .release_http_session(session, peer, Some(engine.options.pool_idle_timeout))
+        .pool
+        .release(session, peer, engine.options.pool_idle_timeout)
         .await;
     Outcome::Completed
+}
+
+/// A bodiless HTTP/1.1 copy whose answer is not compared: its answer is skipped, not parsed
+/// into a session's header maps (see [`discard`]).
+async fn discarding(
+    engine: &Engine,
+    peer: &HttpPeer,
+    head: &RequestHeader,
+    mirror: &str,
+    stats: &mut Stats,
+) -> Outcome {
+    let stream = match engine.pool.stream(peer).await {
+        Ok(s) => s,
+        Err(e) => {
+            debug!(%mirror, error = %e, "mirror connect failed");
+            return Outcome::ConnectError;
+        }
+    };
+    match discard::exchange(stream, head).await {
+        Ok(answered) => {
+            stats.status = Some(answered.status);
+            if let Some(stream) = answered.reusable {
+                engine
+                    .pool
+                    .release_stream(stream, peer, engine.options.pool_idle_timeout);
+            }
+            Outcome::Completed
+        }
+        Err(e) => {
+            debug!(%mirror, error = %e, "mirror exchange failed");
+            Outcome::UpstreamError
+        }
+    }
 }
 
 /// Every chunk of a complete body has been written: none is queued and no more will come.

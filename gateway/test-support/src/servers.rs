@@ -576,3 +576,25 @@ impl hyper::body::Body for Pieces {
             .map(|piece| piece.map(|p| Ok(hyper::body::Frame::data(p))))
     }
 }
+
+/// Answers every bodiless request head it reads with `answer`, byte for byte, closing the
+/// connection after each answer when `close` is set: the mirror side of a framing case.
+pub async fn scripted(answer: &'static [u8], close: bool) -> Server {
+    accepting(Conns::EndWithServer, move |mut stream| async move {
+        let mut pending = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                pending.drain(..end + 4);
+                if stream.write_all(answer).await.is_err() || close {
+                    return;
+                }
+            }
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => pending.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+}

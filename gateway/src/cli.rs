@@ -24,6 +24,7 @@ use crate::kube_mode::{self, KubeModeError};
 use crate::log_format::LogFormat;
 
 use crate::standalone::{self, StandaloneOptions, StartError};
+use crate::upstream::UpstreamSettings;
 pub use kube_args::{ControllerArgs, ProxyArgs};
 
 pub use demo::DemoError;
@@ -209,8 +210,11 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             opts.proxy.downstream_h2c = !listeners.no_h2c;
             let drain = edge.drain();
             opts.proxy.edge = edge.into_limits(crate::edge::limits::raise_fd_limit());
-            opts.proxy.upstream.retry = retry.into_settings();
-            opts.proxy.upstream.tls_relays = upstream.into_relays();
+            let base = UpstreamSettings {
+                retry: retry.into_settings(),
+                ..opts.proxy.upstream
+            };
+            opts.proxy.upstream = upstream.into_settings(base);
             opts.proxy.tls_routes = tls_routes.into_settings();
             opts.proxy.access_log = access_log.into_settings();
             opts.drain_delay = drain.delay;

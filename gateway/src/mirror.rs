@@ -70,7 +70,7 @@ pub struct MirrorOptions {
     pub connect_timeout: Duration,
     /// How long an idle pooled mirror connection is kept.
     pub pool_idle_timeout: Duration,
-    /// Pooled mirror connections kept across all mirror backends.
+    /// Idle mirror connections kept across all mirror backends, for HTTP/1.1 and h2c each.
     pub pool_size: usize,
     /// The relays through which TLS connections to mirrors are pooled; the data plane shares
     /// the primary leg's.
@@ -83,7 +83,9 @@ impl Default for MirrorOptions {
             settings: MirrorSettings::default(),
             connect_timeout: Duration::from_secs(1),
             pool_idle_timeout: Duration::from_secs(60),
-            pool_size: 128,
+            // Every copy `max_inflight` admits can come back to the pool: fewer, and a busy
+            // mirror's connections are closed after each answer and opened again for the next.
+            pool_size: 1024,
             tls_relays: Arc::default(),
         }
     }

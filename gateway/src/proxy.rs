@@ -132,6 +132,8 @@ pub fn new_app(store: Arc<Store>, metrics: Arc<Metrics>, settings: ProxySettings
         // Pingora's bound on tries per request: the first, a rule's retries, and one more for
         // a refused connect or a stale pooled connection (retried once, see `fallback_retry`).
         max_retries: settings.upstream.retry.max_retries as usize + 2,
+        // Pingora multiplies this by `threads`, which stays 1: the process runs its own runtime.
+        upstream_keepalive_pool_size: settings.upstream.pool_size,
         ..ServerConf::default()
     };
     let mut server_options = HttpServerOptions::default();

@@ -19,6 +19,12 @@ use sluice_controller::snapshot::{
 pub use early_answer::UpstreamConn;
 pub use tls::TlsOrigin;
 
+/// Pingora's default is 128. When more requests than that end together, the pool closes the
+/// surplus and the next burst connects again: the mirror pool, sized the same, did exactly
+/// that to mirrored GETs over 200 client connections (docs/benchmarks.md). An idle connection
+/// costs a socket and a small task.
+pub const DEFAULT_POOL_SIZE: usize = 1024;
+
 /// How to reach backends; the defaults suit an in-cluster gateway.
 #[derive(Debug, Clone)]
 pub struct UpstreamSettings {
@@ -30,6 +36,8 @@ pub struct UpstreamSettings {
     pub write_timeout: Duration,
     /// How long an unused keep-alive connection stays in Pingora's pool.
     pub idle_timeout: Duration,
+    /// Idle keep-alive connections Pingora's pool keeps, all backends together.
+    pub pool_size: usize,
     /// Concurrent streams on one h2c connection.
     pub max_h2_streams: usize,
     /// Bounds and defaults of rule `retry` policies.
@@ -45,6 +53,7 @@ impl Default for UpstreamSettings {
             read_timeout: Duration::from_secs(60),
             write_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(60),
+            pool_size: DEFAULT_POOL_SIZE,
             max_h2_streams: 100,
             retry: retry::RetrySettings::default(),
             tls_relays: Arc::default(),

@@ -436,6 +436,31 @@ async fn completed_exchanges_reuse_pooled_connections() {
     );
 }
 
+// One thread, for the reason above.
+#[tokio::test]
+async fn the_pool_keeps_no_more_idle_connections_than_its_size() {
+    const WAVE: usize = 4;
+    for (pool_size, expected) in [(2, WAVE + 2), (MirrorOptions::default().pool_size, WAVE)] {
+        let server = servers::in_waves(WAVE).await;
+        let engine = engine(MirrorOptions {
+            pool_size,
+            ..MirrorOptions::default()
+        });
+        let mirror = mirror_to(server.addr);
+        for wave in 1..=2u64 {
+            let _sets: Vec<MirrorSet> = (0..WAVE)
+                .map(|_| attempting(&engine, &mirror, &get(), false))
+                .collect();
+            settled(&engine, &mirror, Outcome::Completed, wave * WAVE as u64).await;
+        }
+        assert_eq!(
+            server.accepted(),
+            expected,
+            "pool of {pool_size}: the second wave reuses what the pool kept"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zero_fraction_never_mirrors() {
     let (server, _rx) = servers::recording(200).await;

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 use sluice_controller::snapshot::{BackendProtocol, RuleAction, Timeouts};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use sluice_gateway::proxy::ProxySettings;
+use sluice_gateway::upstream::UpstreamSettings;
 use sluice_test_support::proxy::*;
 
 fn with_timeouts(b: &EchoBackend, timeouts: Timeouts) -> Arc<RuleAction> {
@@ -81,6 +83,44 @@ async fn backend_connections_are_reused() {
         assert_eq!(b.connections.load(Ordering::SeqCst), 1);
     })
     .await;
+}
+
+#[tokio::test]
+async fn the_backend_pool_keeps_no_more_idle_connections_than_its_size() {
+    const WAVE: usize = 4;
+    let default = UpstreamSettings::default().pool_size;
+    for (pool_size, expected) in [(2, WAVE + 2), (default, WAVE)] {
+        bounded(async {
+            let backend = sluice_test_support::servers::in_waves(WAVE).await;
+            let settings = ProxySettings {
+                upstream: UpstreamSettings {
+                    pool_size,
+                    ..UpstreamSettings::default()
+                },
+                ..ProxySettings::default()
+            };
+            let service = service_at("default/waves", backend.addr, BackendProtocol::Http1);
+            let gw = Gateway::start_with(settings, |addr| {
+                one_rule(addr, action(vec![], vec![service]))
+            })
+            .await;
+            // A client per request: each wave is WAVE client connections, and so WAVE backend
+            // requests in flight at once.
+            for _ in 0..2 {
+                let requests = (0..WAVE).map(|_| async {
+                    let resp = client().get(gw.url("/")).send().await.expect("request");
+                    assert_eq!(resp.status(), 200);
+                });
+                futures::future::join_all(requests).await;
+            }
+            assert_eq!(
+                backend.accepted(),
+                expected,
+                "pool of {pool_size}: the second wave reuses what the pool kept"
+            );
+        })
+        .await;
+    }
 }
 
 #[tokio::test]

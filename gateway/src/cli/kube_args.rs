@@ -114,11 +114,10 @@ impl ProxyArgs {
             listen_address: self.listen_address,
             proxy: ProxySettings {
                 edge: self.edge.into_limits(raise_fd_limit()),
-                upstream: UpstreamSettings {
+                upstream: self.upstream.into_settings(UpstreamSettings {
                     retry: self.retry.into_settings(),
-                    tls_relays: self.upstream.into_relays(),
                     ..UpstreamSettings::default()
-                },
+                }),
                 downstream_h2c: !self.listeners.no_h2c,
                 tls_routes: self.tls_routes.into_settings(),
                 access_log: self.access_log.into_settings(),

@@ -43,14 +43,22 @@ pub struct MirrorArgs {
     /// Log one `sluice::access` line per mirror copy, tagged `mirror=true`.
     #[arg(long)]
     pub mirror_access_log: bool,
+    /// Idle connections to mirrors kept per process, all mirrors together, for HTTP/1.1 and
+    /// for h2c each; past it the least recently used is closed [default: 1024].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub mirror_pool_size: Option<u32>,
 }
 
 impl MirrorArgs {
-    /// The mirror engine's options: these settings, the connection pool at its defaults.
+    /// The mirror engine's options: these settings and pool size, the rest at their defaults.
     pub fn into_options(self) -> MirrorOptions {
+        let defaults = MirrorOptions::default();
         MirrorOptions {
+            pool_size: self
+                .mirror_pool_size
+                .map_or(defaults.pool_size, |n| n as usize),
             settings: self.into_settings(),
-            ..MirrorOptions::default()
+            ..defaults
         }
     }
 
@@ -132,6 +140,18 @@ mod tests {
             options.request_buffer_bytes,
             MirrorSettings::default().request_buffer_bytes
         );
+    }
+
+    #[test]
+    fn the_pool_size_flag_sizes_the_mirror_pools() {
+        let sized = Flags::try_parse_from(["sluice", "--mirror-pool-size", "9"]).expect("parse");
+        assert_eq!(sized.mirror.into_options().pool_size, 9);
+        let default = Flags::try_parse_from(["sluice"]).expect("parse");
+        assert_eq!(
+            default.mirror.into_options().pool_size,
+            MirrorOptions::default().pool_size
+        );
+        assert!(Flags::try_parse_from(["sluice", "--mirror-pool-size", "0"]).is_err());
     }
 
     #[test]

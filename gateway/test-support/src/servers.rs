@@ -598,3 +598,31 @@ pub async fn scripted(answer: &'static [u8], close: bool) -> Server {
     })
     .await
 }
+
+/// Answers bodiless requests 200 in waves: each request waits until `wave` requests are
+/// waiting, across connections, so a wave holds `wave` connections busy at once.
+pub async fn in_waves(wave: usize) -> Server {
+    let barrier = Arc::new(tokio::sync::Barrier::new(wave));
+    accepting(Conns::EndWithServer, move |mut stream| {
+        let barrier = barrier.clone();
+        async move {
+            let mut pending = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                    pending.drain(..end + 4);
+                    barrier.wait().await;
+                    let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+                    if stream.write_all(answer).await.is_err() {
+                        return;
+                    }
+                }
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => pending.extend_from_slice(&buf[..n]),
+                }
+            }
+        }
+    })
+    .await
+}

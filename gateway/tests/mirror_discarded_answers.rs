@@ -1,32 +1,18 @@
 //! Bodiless HTTP/1.1 copies whose answers are not compared: the answer is skipped by its
 //! framing, and the connection is pooled exactly when the exchange left it clean.
 
+use sluice_test_support::mirror::every_request_to;
 use sluice_test_support::{servers, within};
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use pingora_http::RequestHeader;
-use sluice_controller::snapshot::{Backend, BackendProtocol, Fraction, Mirror};
 use sluice_gateway::mirror::{MirrorEngine, MirrorMetrics, MirrorOptions, MirrorSet, Outcome};
 
 const ROUTE: &str = "default/web";
 const LIMIT: Duration = Duration::from_secs(30);
 /// Copies sent one after another to each scripted mirror.
 const COPIES: u64 = 3;
-
-fn mirror_to(addr: SocketAddr) -> Mirror {
-    Mirror {
-        backend: Arc::new(Backend::new(
-            format!("default/mirror-{}:{}", addr.port(), addr.port()),
-            vec![addr],
-            BackendProtocol::Http1,
-        )),
-        fraction: Fraction::ALL,
-        policy: None,
-    }
-}
 
 fn request(method: &str) -> RequestHeader {
     let mut h = RequestHeader::build(method, b"/ping", None).expect("head");
@@ -41,7 +27,7 @@ async fn copies_to(method: &str, answer: &'static [u8], close: bool, expected: O
     let registry = prometheus::Registry::new();
     let metrics = MirrorMetrics::register(&registry).expect("register");
     let engine = MirrorEngine::new(MirrorOptions::default(), metrics);
-    let mirror = mirror_to(server.addr);
+    let mirror = every_request_to(server.addr);
     let name = mirror.backend.name.clone();
     for sent in 1..=COPIES {
         let mut set = MirrorSet::new(engine.clone());

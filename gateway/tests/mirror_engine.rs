@@ -1,8 +1,8 @@
 //! The mirror engine on its own, driven the way the proxy phases drive it, against real sockets.
 
+use sluice_test_support::mirror::every_request_to;
 use sluice_test_support::{servers, within};
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,18 +22,6 @@ fn engine(options: MirrorOptions) -> Arc<MirrorEngine> {
     let registry = prometheus::Registry::new();
     let metrics = MirrorMetrics::register(&registry).expect("register");
     MirrorEngine::new(options, metrics)
-}
-
-fn mirror_to(addr: SocketAddr) -> Mirror {
-    Mirror {
-        backend: Arc::new(Backend::new(
-            format!("default/mirror-{}:{}", addr.port(), addr.port()),
-            vec![addr],
-            BackendProtocol::Http1,
-        )),
-        fraction: Fraction::ALL,
-        policy: None,
-    }
 }
 
 fn post(len: Option<usize>) -> RequestHeader {
@@ -132,7 +120,7 @@ async fn settled(engine: &MirrorEngine, mirror: &Mirror, outcome: Outcome, n: u6
 async fn healthy_mirror_receives_the_request_intact() {
     let (server, mut received) = servers::recording(200).await;
     let engine = engine(MirrorOptions::default());
-    let mirror = mirror_to(server.addr);
+    let mirror = every_request_to(server.addr);
     let data = body(8 * 1024 * 1024 + 123);
     let mut set = MirrorSet::new(engine.clone());
     let head = post(Some(data.len()));
@@ -183,7 +171,7 @@ async fn healthy_mirror_receives_the_request_intact() {
 async fn body_of_unknown_length_is_streamed_chunked() {
     let (server, mut received) = servers::recording(200).await;
     let engine = engine(MirrorOptions::default());
-    let mirror = mirror_to(server.addr);
+    let mirror = every_request_to(server.addr);
     let data = body(300_000);
     let mut set = attempting(&engine, &mirror, &post(None), true);
     let _ = feed(&mut set, &data, 7_000);
@@ -199,7 +187,7 @@ async fn body_of_unknown_length_is_streamed_chunked() {
 async fn bodiless_request_is_sent_without_any_body_event() {
     let (server, mut received) = servers::recording(204).await;
     let engine = engine(MirrorOptions::default());
-    let mirror = mirror_to(server.addr);
+    let mirror = every_request_to(server.addr);
     let set = attempting(&engine, &mirror, &get(), false);
     // The primary may fail to connect: request_body_filter never runs, the set is dropped.
     drop(set);
@@ -215,7 +203,7 @@ async fn bodiless_request_is_sent_without_any_body_event() {
 async fn retry_replay_of_the_body_is_not_sent_twice() {
     let (server, mut received) = servers::recording(200).await;
     let engine = engine(MirrorOptions::default());
-    let mirror = mirror_to(server.addr);
+    let mirror = every_request_to(server.addr);
     let data = body(200_000);
     let mut set = attempting(&engine, &mirror, &post(Some(data.len())), true);
     let _ = set.on_body_chunk(Some(&data.slice(0..30_000)), false);
@@ -242,7 +230,7 @@ async fn mirror_that_falls_behind_is_aborted_and_sees_an_incomplete_body() {
         },
         ..MirrorOptions::default()
     });
-    let mirror = mirror_to(server.addr);
+    let mirror = every_request_to(server.addr);
     let data = body(64 * 1024 * 1024);
     let mut set = attempting(&engine, &mirror, &post(Some(data.len())), true);
     let head = within("the head", LIMIT, reports.recv()).await;
@@ -278,7 +266,7 @@ async fn global_byte_cap_bounds_all_copies_together() {
         },
         ..MirrorOptions::default()
     });
-    let mirror = mirror_to(hole.addr);
+    let mirror = every_request_to(hole.addr);
     let data = body(64 * 1024 * 1024);
     let mut sets = Vec::new();
     for _ in 0..3 {
@@ -301,7 +289,7 @@ async fn inflight_cap_skips_new_copies() {
         },
         ..MirrorOptions::default()
     });
-    let mirror = mirror_to(hole.addr);
+    let mirror = every_request_to(hole.addr);
     let mut sets: Vec<MirrorSet> = (0..3).map(|_| MirrorSet::new(engine.clone())).collect();
     for set in &mut sets {
         assert_eq!(set.start(&mirror, &get(), ROUTE, false), Decision::Queued);
@@ -324,7 +312,7 @@ async fn inflight_cap_skips_new_copies() {
 async fn client_abort_aborts_the_copy_mid_body() {
     let (server, mut reports) = servers::stalling(Duration::ZERO).await;
     let engine = engine(MirrorOptions::default());
-    let mirror = mirror_to(server.addr);
+    let mirror = every_request_to(server.addr);
     let data = body(1024 * 1024);
     let mut set = attempting(&engine, &mirror, &post(Some(data.len())), true);
     let head = within("the head", LIMIT, reports.recv()).await;
@@ -347,7 +335,7 @@ async fn client_abort_aborts_the_copy_mid_body() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn down_mirror_is_a_connect_error() {
     let engine = engine(MirrorOptions::default());
-    let mirror = mirror_to(servers::down().await);
+    let mirror = every_request_to(servers::down().await);
     let mut set = attempting(&engine, &mirror, &post(Some(5)), true);
     let _ = set.on_body_chunk(Some(&Bytes::from_static(b"hello")), true);
     settled(&engine, &mirror, Outcome::ConnectError, 1).await;
@@ -380,9 +368,9 @@ async fn erroring_mirrors_are_counted() {
     let garbage = servers::garbage().await;
     let reset = servers::reset_after(64 * 1024).await;
     let cases = [
-        (mirror_to(failing.addr), Outcome::Completed),
-        (mirror_to(garbage.addr), Outcome::UpstreamError),
-        (mirror_to(reset.addr), Outcome::UpstreamError),
+        (every_request_to(failing.addr), Outcome::Completed),
+        (every_request_to(garbage.addr), Outcome::UpstreamError),
+        (every_request_to(reset.addr), Outcome::UpstreamError),
     ];
     for (mirror, expected) in &cases {
         let mut set = attempting(&engine, mirror, &post(Some(data.len())), true);
@@ -401,7 +389,7 @@ async fn erroring_mirrors_are_counted() {
 async fn upgrade_and_connect_are_skipped() {
     let (server, _rx) = servers::recording(200).await;
     let engine = engine(MirrorOptions::default());
-    let mirror = mirror_to(server.addr);
+    let mirror = every_request_to(server.addr);
     let mut ws = get();
     ws.append_header("connection", "upgrade").expect("header");
     ws.append_header("upgrade", "websocket").expect("header");
@@ -423,7 +411,7 @@ async fn upgrade_and_connect_are_skipped() {
 async fn completed_exchanges_reuse_pooled_connections() {
     let (server, mut received) = servers::recording(200).await;
     let engine = engine(MirrorOptions::default());
-    let mirror = mirror_to(server.addr);
+    let mirror = every_request_to(server.addr);
     for i in 1..=5u64 {
         let _set = attempting(&engine, &mirror, &get(), false);
         mirrored(&mut received).await;
@@ -446,7 +434,7 @@ async fn the_pool_keeps_no_more_idle_connections_than_its_size() {
             pool_size,
             ..MirrorOptions::default()
         });
-        let mirror = mirror_to(server.addr);
+        let mirror = every_request_to(server.addr);
         for wave in 1..=2u64 {
             let _sets: Vec<MirrorSet> = (0..WAVE)
                 .map(|_| attempting(&engine, &mirror, &get(), false))
@@ -465,7 +453,7 @@ async fn the_pool_keeps_no_more_idle_connections_than_its_size() {
 async fn zero_fraction_never_mirrors() {
     let (server, _rx) = servers::recording(200).await;
     let engine = engine(MirrorOptions::default());
-    let mut mirror = mirror_to(server.addr);
+    let mut mirror = every_request_to(server.addr);
     mirror.fraction = Fraction {
         numerator: 0,
         denominator: 100,
@@ -483,7 +471,7 @@ async fn zero_fraction_never_mirrors() {
 async fn copies_of_requests_the_gateway_answers_are_never_sent() {
     let (server, _rx) = servers::recording(200).await;
     let engine = engine(MirrorOptions::default());
-    let mirror = mirror_to(server.addr);
+    let mirror = every_request_to(server.addr);
     let mut set = MirrorSet::new(engine.clone());
     assert_eq!(set.start(&mirror, &get(), ROUTE, false), Decision::Queued);
     // A later filter redirected: no upstream attempt, the request is over.

@@ -50,6 +50,20 @@ pub fn mirror(name: &str, addr: SocketAddr, fraction: Fraction) -> Filter {
     })
 }
 
+/// Every request mirrored to the HTTP/1.1 endpoint `addr`, as the engine takes a filter; its
+/// backend is named after the port, so each test server gets metrics of its own.
+pub fn every_request_to(addr: SocketAddr) -> Mirror {
+    Mirror {
+        backend: Arc::new(Backend::new(
+            format!("default/mirror-{}:{}", addr.port(), addr.port()),
+            vec![addr],
+            BackendProtocol::Http1,
+        )),
+        fraction: Fraction::ALL,
+        policy: None,
+    }
+}
+
 /// A RequestMirror of every request to an h2c (`kubernetes.io/h2c`) Service, as a GRPCRoute's
 /// mirror becomes.
 pub fn mirror_h2c(name: &str, addr: SocketAddr) -> Filter {

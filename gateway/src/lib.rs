@@ -9,6 +9,7 @@ pub mod echo;
 pub mod edge;
 pub mod filters;
 pub mod grpc;
+pub mod http_fields;
 pub mod kube_mode;
 pub mod listeners;
 pub mod log_format;

@@ -224,16 +224,8 @@ fn trim_ows(mut v: &[u8]) -> &[u8] {
     v
 }
 
-/// `1*DIGIT` and nothing else: no sign, no list, no whitespace inside, no overflow.
 fn parse_content_length(value: &[u8]) -> Result<u64, Violation> {
-    if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
-        return Err(Violation::BadContentLength);
-    }
-    value.iter().try_fold(0u64, |n, &d| {
-        n.checked_mul(10)
-            .and_then(|n| n.checked_add(u64::from(d - b'0')))
-            .ok_or(Violation::BadContentLength)
-    })
+    crate::http_fields::content_length(value).ok_or(Violation::BadContentLength)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,6 +7,8 @@ use http::header::{CONNECTION, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use pingora_http::{RequestHeader, ResponseHeader};
 
+use crate::http_fields::list_elements;
+
 pub(super) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 // Pingora keeps each header's wire spelling beside the map and derives it from a `HeaderName`
@@ -103,9 +105,7 @@ pub(super) fn strip_hop_by_hop(resp: &mut ResponseHeader) {
     let nominated = |n: &HeaderName| {
         !(switching && *n == UPGRADE)
             && connection.iter().any(|v| {
-                v.as_bytes()
-                    .split(|b| *b == b',')
-                    .any(|t| t.trim_ascii().eq_ignore_ascii_case(n.as_str().as_bytes()))
+                list_elements(v.as_bytes()).any(|t| t.eq_ignore_ascii_case(n.as_str().as_bytes()))
             })
     };
     // `keys()` yields each name once.

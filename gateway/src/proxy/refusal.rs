@@ -10,6 +10,8 @@ use http::header::{CONNECTION, HOST};
 use http::HeaderName;
 use pingora_http::RequestHeader;
 
+use crate::http_fields::list_elements;
+
 /// Pingora refuses more `Connection` tokens than this, less one.
 const MAX_CONNECTION_NOMINATIONS: usize = 10;
 
@@ -46,9 +48,7 @@ fn bad_connection_nominations(req: &RequestHeader) -> Option<&'static str> {
         .headers
         .get_all(CONNECTION)
         .iter()
-        .flat_map(|value| value.as_bytes().split(|byte| *byte == b','))
-        .map(<[u8]>::trim_ascii)
-        .filter(|token| !token.is_empty());
+        .flat_map(|value| list_elements(value.as_bytes()));
     for (count, token) in tokens.enumerate() {
         if count + 1 >= MAX_CONNECTION_NOMINATIONS {
             return Some("too many Connection header nominations");

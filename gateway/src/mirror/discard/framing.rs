@@ -9,6 +9,8 @@ use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use pingora_error::{Error, ErrorType, Result};
 use pingora_http::RequestHeader;
 
+use crate::http_fields::{content_length, list_elements};
+
 /// The longest answer head, chunk line or trailer section read (Pingora's `MAX_HEADER_SIZE`).
 pub(super) const MAX_HEAD_BYTES: usize = 1_048_575;
 /// Header fields in one answer head (Pingora's `MAX_HEADERS`).
@@ -124,7 +126,7 @@ impl Fields {
         let mut fields = Fields::default();
         for field in headers {
             if field.name.eq_ignore_ascii_case(CONNECTION.as_str()) {
-                for token in tokens(field.value) {
+                for token in list_elements(field.value) {
                     if token.eq_ignore_ascii_case(b"close") {
                         fields.connection = Some(false);
                     } else if token.eq_ignore_ascii_case(b"keep-alive")
@@ -135,12 +137,12 @@ impl Fields {
                 }
             } else if field.name.eq_ignore_ascii_case(TRANSFER_ENCODING.as_str()) {
                 // Codings apply in order; only the last one says how the body ends.
-                if let Some(last) = tokens(field.value).last() {
+                if let Some(last) = list_elements(field.value).last() {
                     fields.chunked = Some(last.eq_ignore_ascii_case(b"chunked"));
                 }
             } else if field.name.eq_ignore_ascii_case(CONTENT_LENGTH.as_str()) {
                 for value in field.value.split(|b| *b == b',') {
-                    let parsed = parse_length(value.trim_ascii());
+                    let parsed = content_length(value.trim_ascii());
                     fields.length = Some(match (fields.length, parsed) {
                         (None, Some(n)) => Ok(n),
                         (Some(Ok(seen)), Some(n)) if seen == n => Ok(n),
@@ -153,27 +155,12 @@ impl Fields {
     }
 }
 
-fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value
-        .split(|b| *b == b',')
-        .map(<[u8]>::trim_ascii)
-        .filter(|t| !t.is_empty())
-}
-
-/// A Content-Length value: digits only, no sign, and no more than a u64 holds.
-fn parse_length(value: &[u8]) -> Option<u64> {
-    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(value).ok()?.parse().ok()
-}
-
 /// Whether the copy's own head asks to close the connection after this exchange.
 pub(super) fn request_closes(head: &RequestHeader) -> bool {
     head.headers
         .get_all(CONNECTION)
         .iter()
-        .any(|v| tokens(v.as_bytes()).any(|t| t.eq_ignore_ascii_case(b"close")))
+        .any(|v| list_elements(v.as_bytes()).any(|t| t.eq_ignore_ascii_case(b"close")))
 }
 
 /// Where a chunked body being skipped is.
